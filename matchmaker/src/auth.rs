@@ -1,0 +1,151 @@
+//! Player tokens: compact JWTs signed with HMAC-SHA256 (`alg: HS256`).
+//!
+//! A game's backend mints a token after it has logged the player in, and hands it to the
+//! game client, which passes it to the matchmaker (`?token=` or in `hello`). Any JWT library
+//! can mint one: header `{"alg":"HS256","typ":"JWT"}`, claims `{"sub": player id, "exp":
+//! unix seconds}`, signed with the matchmaker's `--auth-secret`. This module mints and checks
+//! them without extra dependencies.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, KeyInit, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use squadlink_protocol::PlayerId;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Why a token was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// Not three base64url parts, or the parts are not the expected JSON.
+    #[error("malformed token: {0}")]
+    Malformed(&'static str),
+    /// The header names an algorithm other than HS256.
+    #[error("unsupported token algorithm {0:?}: only HS256 is accepted")]
+    UnsupportedAlgorithm(String),
+    /// The signature does not match the server's secret.
+    #[error("token signature does not verify: was it minted with this server's --auth-secret?")]
+    BadSignature,
+    /// The token's `exp` is in the past.
+    #[error("token expired at unix time {0}: mint a new one")]
+    Expired(u64),
+    /// `sub` is not a valid player id.
+    #[error(
+        "token subject is not a valid player id (1-64 of A-Z a-z 0-9 _ - . @, no ':')"
+    )]
+    BadPlayerId,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    alg: String,
+    #[serde(default)]
+    typ: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    exp: u64,
+}
+
+fn sign(secret: &[u8], signing_input: &str) -> Vec<u8> {
+    // HMAC accepts keys of any length, so this cannot fail; an empty result would simply
+    // not verify.
+    match HmacSha256::new_from_slice(secret) {
+        Ok(mut mac) => {
+            mac.update(signing_input.as_bytes());
+            mac.finalize().into_bytes().to_vec()
+        }
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Mints a token for `player` that expires at `expires_at` (unix seconds).
+pub fn mint_token(secret: &[u8], player: &PlayerId, expires_at: u64) -> String {
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let claims = serde_json::json!({ "sub": player.as_str(), "exp": expires_at });
+    let claims = URL_SAFE_NO_PAD.encode(claims.to_string());
+    let input = format!("{header}.{claims}");
+    let sig = URL_SAFE_NO_PAD.encode(sign(secret, &input));
+    format!("{input}.{sig}")
+}
+
+/// Checks a token's signature and expiry and returns its player id.
+pub fn verify_token(secret: &[u8], token: &str, now_unix: u64) -> Result<PlayerId, TokenError> {
+    let mut parts = token.split('.');
+    let (Some(header_b64), Some(claims_b64), Some(sig_b64), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(TokenError::Malformed("expected three dot-separated parts"));
+    };
+    let header = URL_SAFE_NO_PAD
+        .decode(header_b64)
+        .map_err(|_| TokenError::Malformed("header is not base64url"))?;
+    let header: Header = serde_json::from_slice(&header)
+        .map_err(|_| TokenError::Malformed("header is not a JSON object with \"alg\""))?;
+    if header.alg != "HS256" {
+        return Err(TokenError::UnsupportedAlgorithm(header.alg));
+    }
+    let sig = URL_SAFE_NO_PAD
+        .decode(sig_b64)
+        .map_err(|_| TokenError::Malformed("signature is not base64url"))?;
+    let signing_input = token
+        .get(..header_b64.len() + 1 + claims_b64.len())
+        .ok_or(TokenError::Malformed("truncated"))?;
+    let mut mac = HmacSha256::new_from_slice(secret).map_err(|_| TokenError::BadSignature)?;
+    mac.update(signing_input.as_bytes());
+    mac.verify_slice(&sig).map_err(|_| TokenError::BadSignature)?;
+    let claims = URL_SAFE_NO_PAD
+        .decode(claims_b64)
+        .map_err(|_| TokenError::Malformed("claims are not base64url"))?;
+    let claims: Claims = serde_json::from_slice(&claims)
+        .map_err(|_| TokenError::Malformed("claims need \"sub\" (string) and \"exp\" (number)"))?;
+    if claims.exp <= now_unix {
+        return Err(TokenError::Expired(claims.exp));
+    }
+    PlayerId::parse(&claims.sub).ok_or(TokenError::BadPlayerId)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alice() -> Option<PlayerId> {
+        PlayerId::parse("alice")
+    }
+
+    #[test]
+    fn minted_tokens_verify_until_they_expire() {
+        let p = alice().unwrap();
+        let t = mint_token(b"s3cret", &p, 1_000);
+        assert_eq!(verify_token(b"s3cret", &t, 999), Ok(p));
+        assert_eq!(verify_token(b"s3cret", &t, 1_000), Err(TokenError::Expired(1_000)));
+        assert_eq!(verify_token(b"other", &t, 999), Err(TokenError::BadSignature));
+    }
+
+    #[test]
+    fn tampering_and_garbage_are_refused() {
+        let p = alice().unwrap();
+        let t = mint_token(b"k", &p, 10_000);
+        let forged_claims = URL_SAFE_NO_PAD.encode(br#"{"sub":"mallory","exp":10000}"#);
+        let mut parts: Vec<&str> = t.split('.').collect();
+        if let Some(c) = parts.get_mut(1) {
+            *c = &forged_claims;
+        }
+        assert_eq!(verify_token(b"k", &parts.join("."), 1), Err(TokenError::BadSignature));
+        for junk in ["", "a.b", "a.b.c.d", "!!.??.**", "e30.e30.e30"] {
+            assert!(verify_token(b"k", junk, 1).is_err(), "{junk}");
+        }
+        let none_alg = format!(
+            "{}.{}.",
+            URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#),
+            URL_SAFE_NO_PAD.encode(br#"{"sub":"x","exp":99}"#)
+        );
+        assert_eq!(
+            verify_token(b"k", &none_alg, 1),
+            Err(TokenError::UnsupportedAlgorithm("none".into()))
+        );
+    }
+}

@@ -1,0 +1,234 @@
+//! Server settings: every one is a command-line flag and an environment variable.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Default listen address: loopback only, so dev mode is safe by default.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
+/// Default TURN credential lifetime (1 hour).
+pub const DEFAULT_TURN_TTL_SECS: u64 = 3600;
+/// Longest TURN credential lifetime accepted (24 hours).
+pub const MAX_TURN_TTL_SECS: u64 = 86_400;
+
+/// Whether players may connect without a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DevMode {
+    /// On while listening on a loopback address, off otherwise.
+    Auto,
+    /// Always accept anonymous players. Never use on a public address.
+    On,
+    /// Always require a token signed with the auth secret.
+    Off,
+}
+
+/// Everything the matchmaker can be told. Build it from the command line with
+/// `clap::Parser` (see the binary), or start from [`Config::default`] when embedding.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// Address and port to listen on. Use port 0 to pick a free port.
+    #[arg(long, env = "SQUADLINK_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+
+    /// Public STUN URL handed to players (repeat the flag or separate with commas),
+    /// e.g. stun:turn.example.com:3478.
+    #[arg(long = "stun-url", env = "SQUADLINK_STUN_URLS", value_delimiter = ',')]
+    pub stun_urls: Vec<String>,
+
+    /// TURN URL handed to players with time-limited credentials (repeat or comma-separate),
+    /// e.g. turn:turn.example.com:3478?transport=udp. Needs --turn-secret.
+    #[arg(long = "turn-url", env = "SQUADLINK_TURN_URLS", value_delimiter = ',')]
+    pub turn_urls: Vec<String>,
+
+    /// Shared secret(s) with coturn's static-auth-secret. The first one signs; list the old
+    /// one second while rotating (coturn accepts several static-auth-secret lines).
+    #[arg(
+        long = "turn-secret",
+        env = "SQUADLINK_TURN_SECRETS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub turn_secrets: Vec<String>,
+
+    /// Lifetime of issued TURN credentials in seconds (60 to 86400, i.e. capped at 24 h).
+    #[arg(
+        long,
+        env = "SQUADLINK_TURN_TTL",
+        default_value_t = DEFAULT_TURN_TTL_SECS,
+        value_parser = clap::value_parser!(u64).range(60..=MAX_TURN_TTL_SECS)
+    )]
+    pub turn_ttl_secs: u64,
+
+    /// Secret that signs player tokens (HS256); mint them with `squadlink-matchmaker
+    /// mint-token` or `squadlink_matchmaker::auth::mint_token`.
+    #[arg(long, env = "SQUADLINK_AUTH_SECRET", hide_env_values = true)]
+    pub auth_secret: Option<String>,
+
+    /// Accept players without a token: auto = only while listening on loopback.
+    #[arg(long, env = "SQUADLINK_DEV_MODE", value_enum, default_value_t = DevMode::Auto)]
+    pub dev_mode: DevMode,
+
+    /// Largest text frame accepted from a client, in bytes.
+    #[arg(long, env = "SQUADLINK_MAX_FRAME_BYTES", default_value_t = 16 * 1024,
+          value_parser = clap::value_parser!(u32).range(1024..=1_048_576))]
+    pub max_frame_bytes: u32,
+
+    /// Sustained messages per second per connection.
+    #[arg(long, env = "SQUADLINK_MESSAGES_PER_SECOND", default_value_t = 50,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub messages_per_second: u32,
+
+    /// Messages a connection may send in a burst above the sustained rate.
+    #[arg(long, env = "SQUADLINK_MESSAGE_BURST", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub message_burst: u32,
+
+    /// Most simultaneous connections; further ones are closed with server_full.
+    #[arg(long, env = "SQUADLINK_MAX_CONNECTIONS", default_value_t = 20_000)]
+    pub max_connections: u32,
+
+    /// Most lobbies at once; further create_lobby requests get too_many_lobbies.
+    #[arg(long, env = "SQUADLINK_MAX_LOBBIES", default_value_t = 10_000)]
+    pub max_lobbies: u32,
+
+    /// Largest max_members a lobby may ask for (2 to 64).
+    #[arg(long, env = "SQUADLINK_MAX_MEMBERS", default_value_t = 16,
+          value_parser = clap::value_parser!(u8).range(2..=64))]
+    pub max_members: u8,
+
+    /// Server→client messages that may wait for one client; overflow disconnects it.
+    #[arg(long, env = "SQUADLINK_OUTBOUND_QUEUE", default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(8..=65_536))]
+    pub outbound_queue: u32,
+
+    /// Seconds between WebSocket pings the server sends.
+    #[arg(long, env = "SQUADLINK_PING_INTERVAL", default_value_t = 15,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub ping_interval_secs: u32,
+
+    /// Seconds without any frame from a client before it is closed (idle_timeout).
+    #[arg(long, env = "SQUADLINK_IDLE_TIMEOUT", default_value_t = 45,
+          value_parser = clap::value_parser!(u32).range(2..))]
+    pub idle_timeout_secs: u32,
+
+    /// Seconds a new connection has to send its hello.
+    #[arg(long, env = "SQUADLINK_HELLO_TIMEOUT", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub hello_timeout_secs: u32,
+
+    /// WebSocket read buffer per connection, in bytes. Small keeps idle connections cheap
+    /// (the library default of 128 KiB costs ~137 KB per connection).
+    #[arg(long, env = "SQUADLINK_READ_BUFFER", default_value_t = 4096,
+          value_parser = clap::value_parser!(u32).range(512..=1_048_576))]
+    pub read_buffer_bytes: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7878)),
+            stun_urls: Vec::new(),
+            turn_urls: Vec::new(),
+            turn_secrets: Vec::new(),
+            turn_ttl_secs: DEFAULT_TURN_TTL_SECS,
+            auth_secret: None,
+            dev_mode: DevMode::Auto,
+            max_frame_bytes: 16 * 1024,
+            messages_per_second: 50,
+            message_burst: 100,
+            max_connections: 20_000,
+            max_lobbies: 10_000,
+            max_members: 16,
+            outbound_queue: 256,
+            ping_interval_secs: 15,
+            idle_timeout_secs: 45,
+            hello_timeout_secs: 10,
+            read_buffer_bytes: 4096,
+        }
+    }
+}
+
+/// A setting that cannot work, with what to change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// TURN URLs were given without a secret to sign credentials.
+    #[error("--turn-url was given but no --turn-secret: set the secret from coturn's static-auth-secret")]
+    TurnWithoutSecret,
+    /// An empty secret.
+    #[error("{0} must not be empty")]
+    EmptySecret(&'static str),
+    /// Dev mode off without any way to authenticate.
+    #[error("dev mode is off and no --auth-secret is set, so no player could ever log in: set --auth-secret (or --dev-mode on for local testing)")]
+    NoWayToAuthenticate,
+    /// TTL outside the allowed range (when built in code rather than by the CLI).
+    #[error("turn_ttl_secs must be between 60 and {MAX_TURN_TTL_SECS}, got {0}")]
+    TtlOutOfRange(u64),
+    /// A malformed ICE URL.
+    #[error("{0:?} is not a {1} URL (it must start with {1}:)")]
+    BadUrl(String, &'static str),
+}
+
+impl Config {
+    /// Checks that the settings can work together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.turn_urls.is_empty() && self.turn_secrets.is_empty() {
+            return Err(ConfigError::TurnWithoutSecret);
+        }
+        if self.turn_secrets.iter().any(String::is_empty) {
+            return Err(ConfigError::EmptySecret("--turn-secret"));
+        }
+        if self.auth_secret.as_deref() == Some("") {
+            return Err(ConfigError::EmptySecret("--auth-secret"));
+        }
+        if !self.dev_mode_enabled() && self.auth_secret.is_none() {
+            return Err(ConfigError::NoWayToAuthenticate);
+        }
+        if !(60..=MAX_TURN_TTL_SECS).contains(&self.turn_ttl_secs) {
+            return Err(ConfigError::TtlOutOfRange(self.turn_ttl_secs));
+        }
+        for url in &self.stun_urls {
+            if !url.starts_with("stun:") && !url.starts_with("stuns:") {
+                return Err(ConfigError::BadUrl(url.clone(), "stun"));
+            }
+        }
+        for url in &self.turn_urls {
+            if !url.starts_with("turn:") && !url.starts_with("turns:") {
+                return Err(ConfigError::BadUrl(url.clone(), "turn"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether anonymous players are accepted, resolving [`DevMode::Auto`].
+    pub fn dev_mode_enabled(&self) -> bool {
+        match self.dev_mode {
+            DevMode::On => true,
+            DevMode::Off => false,
+            DevMode::Auto => self.listen.ip().is_loopback(),
+        }
+    }
+
+    /// The limits as announced to clients.
+    pub fn limits(&self) -> squadlink_protocol::Limits {
+        squadlink_protocol::Limits {
+            max_frame_bytes: self.max_frame_bytes,
+            messages_per_second: self.messages_per_second,
+            message_burst: self.message_burst,
+            max_members_per_lobby: self.max_members,
+            max_properties: crate::store::MAX_PROPERTIES,
+            outbound_queue: self.outbound_queue,
+            idle_timeout_secs: self.idle_timeout_secs,
+        }
+    }
+
+    pub(crate) fn ping_interval(&self) -> Duration {
+        Duration::from_secs(u64::from(self.ping_interval_secs))
+    }
+
+    pub(crate) fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(u64::from(self.idle_timeout_secs))
+    }
+
+    pub(crate) fn hello_timeout(&self) -> Duration {
+        Duration::from_secs(u64::from(self.hello_timeout_secs))
+    }
+}

@@ -1,0 +1,770 @@
+//! One client connection: authentication, requests, relaying, limits, closing.
+//!
+//! Each connection is one task that selects over its socket, its outbound queue, a ticker
+//! (pings, idle check), its kick signal (slow consumer) and server shutdown. Whatever a client
+//! sends, the worst outcome is that this one connection is closed with a reason.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::SinkExt as _;
+use squadlink_protocol::{
+    ClientMessage, ErrorCode, LeaveReason, Member, PROTOCOL_VERSION, PeerId, PlayerId,
+    Properties, ServerMessage, Signal,
+};
+use tokio::sync::{Notify, mpsc};
+
+use crate::auth::{TokenError, verify_token};
+use crate::server::{PeerHandle, Shared, encode};
+use crate::store::{
+    BoxFuture, MAX_PROPERTIES, MAX_PROPERTY_KEY, MAX_PROPERTY_VALUE, NewLobby, StoreError,
+};
+use crate::turn::ice_servers_for;
+
+/// How long one write (a batch of frames, a ping, a close) may take before the client is
+/// considered gone.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the goodbye (error + close frame) may take.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a lobby store call (or waiting for the lobby lock) may take.
+const STORE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most queued frames written before one flush.
+const MAX_BATCH: usize = 64;
+/// Longest lobby code accepted in `join_lobby`.
+const MAX_CODE_LEN: usize = 16;
+
+/// Why a connection ends.
+struct Close {
+    /// `None`: the client went away (closed, reset); nothing more is sent.
+    code: Option<ErrorCode>,
+    message: String,
+    rid: Option<u32>,
+}
+
+impl Close {
+    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code: Some(code),
+            message: message.into(),
+            rid: None,
+        }
+    }
+
+    fn gone(why: impl Into<String>) -> Self {
+        Self {
+            code: None,
+            message: why.into(),
+            rid: None,
+        }
+    }
+
+    fn with_rid(mut self, rid: Option<u32>) -> Self {
+        self.rid = rid;
+        self
+    }
+}
+
+/// The WebSocket close code that goes with an error code.
+fn close_code(code: ErrorCode) -> u16 {
+    match code {
+        ErrorCode::FrameTooLarge => 1009,
+        ErrorCode::ServerShutdown => 1001,
+        ErrorCode::Internal => 1011,
+        ErrorCode::ServerFull => 1013,
+        _ => 1008,
+    }
+}
+
+/// An error reply to a request: `(code, message)`.
+type Reply = (ErrorCode, String);
+
+fn store_reply(err: StoreError) -> Reply {
+    let code = match &err {
+        StoreError::NotFound(_) => ErrorCode::LobbyNotFound,
+        StoreError::Full { .. } => ErrorCode::LobbyFull,
+        StoreError::AlreadyInLobby(_) => ErrorCode::AlreadyInLobby,
+        StoreError::TooManyLobbies(_) => ErrorCode::TooManyLobbies,
+        StoreError::Backend(_) => ErrorCode::Internal,
+    };
+    if code == ErrorCode::Internal {
+        tracing::warn!(%err, "lobby store failed");
+    }
+    (code, err.to_string())
+}
+
+async fn store_call<T>(fut: BoxFuture<'_, Result<T, StoreError>>) -> Result<T, Reply> {
+    match tokio::time::timeout(STORE_TIMEOUT, fut).await {
+        Ok(res) => res.map_err(store_reply),
+        Err(_) => Err((
+            ErrorCode::Internal,
+            "the lobby store did not answer in time; try again".into(),
+        )),
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn validate_properties(what: &str, props: &Properties) -> Result<(), Reply> {
+    if props.len() > usize::from(MAX_PROPERTIES) {
+        return Err((
+            ErrorCode::InvalidField,
+            format!("{what} has {} entries; at most {MAX_PROPERTIES} are allowed", props.len()),
+        ));
+    }
+    for (k, v) in props {
+        if k.is_empty() || k.len() > MAX_PROPERTY_KEY || v.len() > MAX_PROPERTY_VALUE {
+            return Err((
+                ErrorCode::InvalidField,
+                format!(
+                    "{what}: keys must be 1-{MAX_PROPERTY_KEY} bytes and values at most {MAX_PROPERTY_VALUE} bytes (key {k:?})"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A token bucket: `rate` per second, up to `burst` at once.
+struct TokenBucket {
+    tokens: f64,
+    rate: f64,
+    burst: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    fn new(rate: u32, burst: u32) -> Self {
+        Self {
+            tokens: f64::from(burst),
+            rate: f64::from(rate),
+            burst: f64::from(burst),
+            last: Instant::now(),
+        }
+    }
+
+    fn take(&mut self, now: Instant) -> bool {
+        let refill = now.saturating_duration_since(self.last).as_secs_f64() * self.rate;
+        self.tokens = (self.tokens + refill).min(self.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+struct Conn {
+    ws: WebSocket,
+    shared: Arc<Shared>,
+    peer_id: PeerId,
+    remote: SocketAddr,
+    player: Option<PlayerId>,
+    query_token: Option<String>,
+    lobby: Option<String>,
+    rx: mpsc::Receiver<Utf8Bytes>,
+    tx: mpsc::Sender<Utf8Bytes>,
+    kick: Arc<Notify>,
+    bucket: TokenBucket,
+    rate_strikes: u32,
+    last_rate_error: Option<Instant>,
+    last_inbound: Instant,
+}
+
+/// Serves one upgraded WebSocket until it ends, then cleans up.
+pub(crate) async fn run(
+    ws: WebSocket,
+    shared: Arc<Shared>,
+    query_token: Option<String>,
+    remote: SocketAddr,
+) {
+    let open = shared.connections.fetch_add(1, Ordering::SeqCst) + 1;
+    let peer_id = PeerId(shared.next_peer.fetch_add(1, Ordering::Relaxed));
+    let (tx, rx) = mpsc::channel(shared.config.outbound_queue as usize);
+    let kick = Arc::new(Notify::new());
+    if let Ok(mut hub) = shared.hub.write() {
+        hub.insert(
+            peer_id,
+            PeerHandle {
+                tx: tx.clone(),
+                kick: Arc::clone(&kick),
+            },
+        );
+    }
+    let bucket = TokenBucket::new(
+        shared.config.messages_per_second,
+        shared.config.message_burst,
+    );
+    let mut conn = Conn {
+        ws,
+        shared: Arc::clone(&shared),
+        peer_id,
+        remote,
+        player: None,
+        query_token,
+        lobby: None,
+        rx,
+        tx,
+        kick,
+        bucket,
+        rate_strikes: 0,
+        last_rate_error: None,
+        last_inbound: Instant::now(),
+    };
+    tracing::debug!(%peer_id, %remote, "connected");
+    let close = if open > shared.config.max_connections as usize {
+        Close::new(
+            ErrorCode::ServerFull,
+            format!(
+                "the server is at its limit of {} connections; try again later",
+                shared.config.max_connections
+            ),
+        )
+    } else {
+        conn.serve().await
+    };
+    conn.finish(close).await;
+    shared.connections.fetch_sub(1, Ordering::SeqCst);
+}
+
+impl Conn {
+    async fn serve(&mut self) -> Close {
+        let mut shutdown = self.shared.shutdown.clone();
+        if *shutdown.borrow_and_update() {
+            return Close::new(ErrorCode::ServerShutdown, "the server is shutting down");
+        }
+        let ping_every = self.shared.config.ping_interval();
+        let idle_timeout = self.shared.config.idle_timeout();
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let hello_deadline = tokio::time::sleep(self.shared.config.hello_timeout());
+        tokio::pin!(hello_deadline);
+        let kick = Arc::clone(&self.kick);
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => {
+                    return Close::new(ErrorCode::ServerShutdown, "the server is shutting down; reconnect later");
+                }
+                () = kick.notified() => {
+                    return Close::new(
+                        ErrorCode::SlowConsumer,
+                        format!(
+                            "more than {} messages were waiting for this client: read faster",
+                            self.shared.config.outbound_queue
+                        ),
+                    );
+                }
+                () = &mut hello_deadline, if self.player.is_none() => {
+                    return Close::new(ErrorCode::HelloTimeout, "no hello was received in time: send hello first");
+                }
+                out = self.rx.recv() => {
+                    let Some(first) = out else {
+                        return Close::gone("outbound queue closed");
+                    };
+                    if let Err(close) = self.write_batch(first).await {
+                        return close;
+                    }
+                }
+                inbound = self.ws.recv() => {
+                    let msg = match inbound {
+                        None => return Close::gone("client closed the connection"),
+                        Some(Err(err)) => return read_error(err),
+                        Some(Ok(msg)) => msg,
+                    };
+                    if let Some(close) = self.on_frame(msg).await {
+                        return close;
+                    }
+                }
+                _ = ticker.tick() => {
+                    if self.last_inbound.elapsed() >= idle_timeout {
+                        return Close::new(
+                            ErrorCode::IdleTimeout,
+                            format!("nothing received for {} s; answer pings or send ping messages", idle_timeout.as_secs()),
+                        );
+                    }
+                    let ping = tokio::time::timeout(WRITE_TIMEOUT, self.ws.send(Message::Ping(Bytes::new())));
+                    if !matches!(ping.await, Ok(Ok(()))) {
+                        return Close::gone("ping could not be written");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes `first` and whatever else is queued (up to a batch), then flushes once.
+    async fn write_batch(&mut self, first: Utf8Bytes) -> Result<(), Close> {
+        let ws = &mut self.ws;
+        let rx = &mut self.rx;
+        let write = async move {
+            ws.feed(Message::Text(first)).await?;
+            for _ in 1..MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(next) => ws.feed(Message::Text(next)).await?,
+                    Err(_) => break,
+                }
+            }
+            ws.flush().await
+        };
+        match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => Err(Close::gone(format!("write failed: {err}"))),
+            Err(_) => Err(Close::gone("write timed out")),
+        }
+    }
+
+    /// Queues a reply to this client. If its own queue is full it is a slow consumer.
+    fn reply(&self, msg: &ServerMessage) {
+        if let Some(text) = encode(msg)
+            && let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(text) {
+                self.kick.notify_one();
+            }
+    }
+
+    fn reply_error(&self, rid: Option<u32>, (code, message): Reply) {
+        self.reply(&ServerMessage::error(rid, code, message));
+    }
+
+    async fn on_frame(&mut self, msg: Message) -> Option<Close> {
+        let now = Instant::now();
+        self.last_inbound = now;
+        let text = match msg {
+            Message::Ping(_) | Message::Pong(_) => return None,
+            Message::Close(_) => return Some(Close::gone("client sent close")),
+            Message::Text(text) => Some(text),
+            Message::Binary(_) => None,
+        };
+        if !self.bucket.take(now) {
+            return self.rate_limited(now);
+        }
+        self.rate_strikes = 0;
+        let Some(text) = text else {
+            self.reply_error(
+                None,
+                (
+                    ErrorCode::BinaryFrame,
+                    "protocol v1 uses JSON text frames only; send this message as text".into(),
+                ),
+            );
+            return None;
+        };
+        let msg = match ClientMessage::from_json(text.as_str()) {
+            Ok(msg) => msg,
+            Err(err) => {
+                self.reply_error(err.rid, (err.code, err.detail));
+                return None;
+            }
+        };
+        let rid = msg.rid();
+        let Some(player) = self.player.clone() else {
+            return self.on_hello(msg);
+        };
+        let result = match msg {
+            ClientMessage::Hello { .. } => Err((
+                ErrorCode::AlreadyAuthenticated,
+                "this connection already said hello".into(),
+            )),
+            ClientMessage::CreateLobby {
+                max_members,
+                public,
+                properties,
+                member_data,
+                ..
+            } => {
+                let new = NewLobby {
+                    max_members,
+                    public,
+                    properties,
+                };
+                self.create_lobby(rid, player, new, member_data).await
+            }
+            ClientMessage::JoinLobby {
+                code, member_data, ..
+            } => self.join_lobby(rid, player, &code, member_data).await,
+            ClientMessage::LeaveLobby { .. } => match self.leave_lobby(LeaveReason::Left).await {
+                Ok(Some(code)) => {
+                    self.reply(&ServerMessage::LobbyLeft { rid, code });
+                    Ok(())
+                }
+                Ok(None) => Err((ErrorCode::NotInLobby, "you are not in a lobby".into())),
+                Err(reply) => Err(reply),
+            },
+            ClientMessage::ListLobbies { filter, limit, .. } => {
+                let limit = usize::from(limit.unwrap_or(50).min(100));
+                store_call(self.shared.store.list_public(&filter, limit))
+                    .await
+                    .map(|lobbies| self.reply(&ServerMessage::LobbyList { rid, lobbies }))
+            }
+            ClientMessage::Signal { to, data } => self.relay(to, data).await,
+            ClientMessage::RequestIceServers { .. } => {
+                if self.lobby.is_some() {
+                    let ice_servers = ice_servers_for(&self.shared.config, &player, unix_now());
+                    self.reply(&ServerMessage::IceServers { rid, ice_servers });
+                    Ok(())
+                } else {
+                    Err((
+                        ErrorCode::NotInLobby,
+                        "ICE servers are handed out to lobby members: join a lobby first".into(),
+                    ))
+                }
+            }
+            ClientMessage::Ping { nonce } => {
+                self.reply(&ServerMessage::Pong { nonce });
+                Ok(())
+            }
+        };
+        if let Err(reply) = result {
+            self.reply_error(rid, reply);
+        }
+        None
+    }
+
+    fn rate_limited(&mut self, now: Instant) -> Option<Close> {
+        self.rate_strikes += 1;
+        let limit = format!(
+            "more than {} messages per second (burst {})",
+            self.shared.config.messages_per_second, self.shared.config.message_burst
+        );
+        if self.rate_strikes > self.shared.config.message_burst {
+            return Some(Close::new(
+                ErrorCode::RateLimited,
+                format!("kept sending {limit} after being told to slow down"),
+            ));
+        }
+        let quiet = self
+            .last_rate_error
+            .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(1));
+        if !quiet {
+            self.last_rate_error = Some(now);
+            self.reply_error(
+                None,
+                (
+                    ErrorCode::RateLimited,
+                    format!("{limit}: message dropped; slow down or be disconnected"),
+                ),
+            );
+        }
+        None
+    }
+
+    fn on_hello(&mut self, msg: ClientMessage) -> Option<Close> {
+        let ClientMessage::Hello {
+            rid,
+            token,
+            player_id,
+        } = msg
+        else {
+            self.reply_error(
+                msg.rid(),
+                (
+                    ErrorCode::NotAuthenticated,
+                    "send hello first (with a token, or without one on a dev-mode server)".into(),
+                ),
+            );
+            return None;
+        };
+        let config = &self.shared.config;
+        let player = match (token.or_else(|| self.query_token.take()), &config.auth_secret) {
+            (Some(token), Some(secret)) => {
+                match verify_token(secret.as_bytes(), &token, unix_now()) {
+                    Ok(player) => player,
+                    Err(err @ TokenError::Expired(_)) => {
+                        return Some(Close::new(ErrorCode::TokenExpired, err.to_string()).with_rid(rid));
+                    }
+                    Err(err) => {
+                        return Some(Close::new(ErrorCode::TokenInvalid, err.to_string()).with_rid(rid));
+                    }
+                }
+            }
+            (Some(_), None) => {
+                return Some(
+                    Close::new(
+                        ErrorCode::TokenInvalid,
+                        "this server has no --auth-secret, so it cannot check tokens: connect without one (dev mode) or configure the secret",
+                    )
+                    .with_rid(rid),
+                );
+            }
+            (None, _) if !self.shared.dev_mode => {
+                return Some(
+                    Close::new(
+                        ErrorCode::AuthRequired,
+                        "this server requires a token: pass ?token=... in the URL or \"token\" in hello",
+                    )
+                    .with_rid(rid),
+                );
+            }
+            (None, _) => match player_id {
+                Some(wanted) => match PlayerId::parse(&wanted) {
+                    Some(player) => player,
+                    None => {
+                        self.reply_error(
+                            rid,
+                            (
+                                ErrorCode::InvalidField,
+                                "player_id must be 1-64 of A-Z a-z 0-9 _ - . @".into(),
+                            ),
+                        );
+                        return None;
+                    }
+                },
+                None => match anonymous_player() {
+                    Some(player) => player,
+                    None => {
+                        return Some(Close::new(ErrorCode::Internal, "no randomness for an id"));
+                    }
+                },
+            },
+        };
+        tracing::debug!(peer_id = %self.peer_id, %player, "hello");
+        self.reply(&ServerMessage::Welcome {
+            rid,
+            peer_id: self.peer_id,
+            player_id: player.clone(),
+            protocol: PROTOCOL_VERSION,
+            server: concat!("squadlink-matchmaker/", env!("CARGO_PKG_VERSION")).into(),
+            dev_mode: self.shared.dev_mode,
+            limits: self.shared.limits.clone(),
+        });
+        self.player = Some(player);
+        None
+    }
+
+    fn member(&self, player: PlayerId, data: Properties) -> Member {
+        Member {
+            peer_id: self.peer_id,
+            player_id: player,
+            data,
+        }
+    }
+
+    fn check_not_in_lobby(&self) -> Result<(), Reply> {
+        match &self.lobby {
+            Some(code) => Err((
+                ErrorCode::AlreadyInLobby,
+                format!("already in lobby {code}; leave it first"),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    async fn create_lobby(
+        &mut self,
+        rid: Option<u32>,
+        player: PlayerId,
+        new: NewLobby,
+        member_data: Properties,
+    ) -> Result<(), Reply> {
+        self.check_not_in_lobby()?;
+        let cap = self.shared.config.max_members;
+        if !(2..=cap).contains(&new.max_members) {
+            return Err((
+                ErrorCode::InvalidField,
+                format!("max_members must be between 2 and {cap}, got {}", new.max_members),
+            ));
+        }
+        validate_properties("properties", &new.properties)?;
+        validate_properties("member_data", &member_data)?;
+        let member = self.member(player.clone(), member_data);
+        let shared = Arc::clone(&self.shared);
+        let _ordered = lobby_lock(&shared).await?;
+        let lobby = store_call(self.shared.store.create(new, member)).await?;
+        self.lobby = Some(lobby.code.clone());
+        let ice_servers = ice_servers_for(&self.shared.config, &player, unix_now());
+        self.reply(&ServerMessage::LobbyJoined {
+            rid,
+            lobby,
+            ice_servers,
+        });
+        Ok(())
+    }
+
+    async fn join_lobby(
+        &mut self,
+        rid: Option<u32>,
+        player: PlayerId,
+        code: &str,
+        member_data: Properties,
+    ) -> Result<(), Reply> {
+        self.check_not_in_lobby()?;
+        if code.is_empty() || code.len() > MAX_CODE_LEN {
+            return Err((
+                ErrorCode::LobbyNotFound,
+                format!("{code:?} is not a lobby code"),
+            ));
+        }
+        validate_properties("member_data", &member_data)?;
+        let code = code.to_ascii_uppercase();
+        let member = self.member(player.clone(), member_data);
+        let joined = member.clone();
+        let shared = Arc::clone(&self.shared);
+        let _ordered = lobby_lock(&shared).await?;
+        let lobby = store_call(self.shared.store.join(&code, member)).await?;
+        self.lobby = Some(lobby.code.clone());
+        // The joiner hears first, so nothing another member sends it can overtake this.
+        let ice_servers = ice_servers_for(&self.shared.config, &player, unix_now());
+        let others: Vec<PeerId> = lobby
+            .members
+            .iter()
+            .map(|m| m.peer_id)
+            .filter(|p| *p != self.peer_id)
+            .collect();
+        let joined = encode(&ServerMessage::PeerJoined {
+            code: lobby.code.clone(),
+            peer: joined,
+        });
+        let state = encode(&ServerMessage::LobbyState {
+            lobby: lobby.clone(),
+        });
+        self.reply(&ServerMessage::LobbyJoined {
+            rid,
+            lobby,
+            ice_servers,
+        });
+        self.fan_out(&others, [joined, state]);
+        Ok(())
+    }
+
+    /// Leaves the current lobby, telling the others. `Ok(None)` when not in one.
+    async fn leave_lobby(&mut self, reason: LeaveReason) -> Result<Option<String>, Reply> {
+        let Some(code) = self.lobby.take() else {
+            return Ok(None);
+        };
+        let shared = Arc::clone(&self.shared);
+        let _ordered = lobby_lock(&shared).await?;
+        let remaining = store_call(self.shared.store.leave(&code, self.peer_id)).await?;
+        if let Some(lobby) = remaining {
+            let others: Vec<PeerId> = lobby.members.iter().map(|m| m.peer_id).collect();
+            let left = encode(&ServerMessage::PeerLeft {
+                code: code.clone(),
+                peer_id: self.peer_id,
+                reason,
+            });
+            let state = encode(&ServerMessage::LobbyState { lobby });
+            self.fan_out(&others, [left, state]);
+        }
+        Ok(Some(code))
+    }
+
+    fn fan_out<const N: usize>(&self, to: &[PeerId], messages: [Option<Utf8Bytes>; N]) {
+        for msg in messages.into_iter().flatten() {
+            for peer in to {
+                self.shared.deliver(*peer, msg.clone());
+            }
+        }
+    }
+
+    async fn relay(&mut self, to: PeerId, data: Signal) -> Result<(), Reply> {
+        let Some(code) = &self.lobby else {
+            return Err((
+                ErrorCode::NotInLobby,
+                "signals go to members of your lobby: join a lobby first".into(),
+            ));
+        };
+        if !store_call(self.shared.store.is_member(code, to)).await? {
+            return Err((
+                ErrorCode::PeerNotInLobby,
+                format!("peer {} is not in your lobby {code}; nothing was delivered", to.0),
+            ));
+        }
+        if let Some(text) = encode(&ServerMessage::Signal {
+            from: self.peer_id,
+            data,
+        }) {
+            self.shared.deliver(to, text);
+        }
+        Ok(())
+    }
+
+    /// Leaves the lobby, unregisters, and tells the client why (unless it is gone).
+    async fn finish(mut self, close: Close) {
+        if let Err((code, message)) = self.leave_lobby(LeaveReason::Disconnected).await {
+            tracing::warn!(peer_id = %self.peer_id, %code, %message, "could not leave lobby on disconnect");
+        }
+        if let Ok(mut hub) = self.shared.hub.write() {
+            hub.remove(&self.peer_id);
+        }
+        tracing::debug!(
+            peer_id = %self.peer_id,
+            remote = %self.remote,
+            code = close.code.map(ErrorCode::as_str).unwrap_or("gone"),
+            reason = %close.message,
+            "connection closed"
+        );
+        let Some(code) = close.code else { return };
+        let ws = &mut self.ws;
+        let goodbye = async move {
+            let error = ServerMessage::error(close.rid, code, close.message);
+            if let Some(text) = encode(&error) {
+                ws.send(Message::Text(text)).await?;
+            }
+            ws.send(Message::Close(Some(CloseFrame {
+                code: close_code(code),
+                reason: Utf8Bytes::from_static(code.as_str()),
+            })))
+            .await
+        };
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, goodbye).await;
+    }
+}
+
+/// Turns a read error into a close: an oversized frame is the client's fault and is told so;
+/// anything else means the connection is broken.
+fn read_error(err: axum::Error) -> Close {
+    let inner = err.into_inner();
+    match inner.downcast_ref::<tungstenite::Error>() {
+        Some(tungstenite::Error::Capacity(cap)) => Close::new(
+            ErrorCode::FrameTooLarge,
+            format!("frame too large ({cap}); split the message or stay under max_frame_bytes"),
+        ),
+        Some(tungstenite::Error::Protocol(p)) => {
+            Close::new(ErrorCode::InvalidField, format!("WebSocket protocol error: {p}"))
+        }
+        _ => Close::gone(format!("read failed: {inner}")),
+    }
+}
+
+/// Takes the lock that orders lobby mutations and their fan-out, with a timeout.
+async fn lobby_lock(shared: &Shared) -> Result<tokio::sync::MutexGuard<'_, ()>, Reply> {
+    tokio::time::timeout(STORE_TIMEOUT, shared.lobby_ops.lock())
+        .await
+        .map_err(|_| {
+            (
+                ErrorCode::Internal,
+                "the server is too busy to change lobbies right now; try again".into(),
+            )
+        })
+}
+
+fn anonymous_player() -> Option<PlayerId> {
+    let mut bytes = [0u8; 6];
+    getrandom::fill(&mut bytes).ok()?;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    PlayerId::parse(&format!("anon-{hex}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_allows_burst_then_rate() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(10, 3);
+        b.last = t0;
+        assert!((0..3).all(|_| b.take(t0)));
+        assert!(!b.take(t0));
+        assert!(b.take(t0 + Duration::from_millis(100)));
+        assert!(!b.take(t0 + Duration::from_millis(110)));
+    }
+}

@@ -1,0 +1,91 @@
+//! `squadlink-matchmaker`: run the matchmaker, or mint a player token.
+
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use clap::{Parser, Subcommand};
+use squadlink_matchmaker::{Config, Server, auth};
+use squadlink_protocol::PlayerId;
+
+/// Squadlink matchmaker: lobbies, WebRTC signaling relay and TURN credentials over one
+/// WebSocket endpoint (protocol v1, see docs/protocol.md). Every option can also be set
+/// through the environment variable shown with it.
+#[derive(Parser)]
+#[command(version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    config: Config,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print a player token signed with the auth secret (what a game backend would mint).
+    MintToken {
+        /// The player id to put in the token.
+        #[arg(long)]
+        player: String,
+        /// Seconds until the token expires.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+        /// The matchmaker's --auth-secret.
+        #[arg(long, env = "SQUADLINK_AUTH_SECRET", hide_env_values = true)]
+        secret: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::MintToken {
+            player,
+            ttl,
+            secret,
+        }) => mint(&player, ttl, &secret),
+        None => serve(cli.config),
+    }
+}
+
+fn mint(player: &str, ttl: u64, secret: &str) -> ExitCode {
+    let Some(player) = PlayerId::parse(player) else {
+        eprintln!("error: --player must be 1-64 of A-Z a-z 0-9 _ - . @");
+        return ExitCode::FAILURE;
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    println!(
+        "{}",
+        auth::mint_token(secret.as_bytes(), &player, now.saturating_add(ttl))
+    );
+    ExitCode::SUCCESS
+}
+
+fn serve(config: Config) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let server = Server::bind(config).await?;
+        server.run_until_signal().await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! The HTTP/WebSocket service: binding, routing, delivery between connections, shutdown.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::ws::{Utf8Bytes, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Query, State};
+use axum::response::Response;
+use axum::routing::get;
+use axum::serve::ListenerExt as _;
+use serde::Deserialize;
+use squadlink_protocol::{ENDPOINT_PATH, Limits, PeerId, ServerMessage};
+use tokio::sync::{Notify, mpsc, watch};
+
+use crate::config::{Config, ConfigError};
+use crate::connection;
+use crate::store::{LobbyStore, MemoryStore};
+
+/// Bytes of outgoing frames tungstenite gathers before writing; the connection flushes after
+/// each batch it drains from its queue, so this only batches, never delays.
+pub(crate) const WRITE_BATCH_BYTES: usize = 8 * 1024;
+/// How long `shutdown` waits for connections to say goodbye.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The settings cannot work.
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// The listen address could not be bound.
+    #[error(
+        "cannot listen on {addr}: {source} (is another matchmaker running there? pick another port with --listen, or port 0 for a free one)"
+    )]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The accept loop failed.
+    #[error("the server stopped with an error: {0}")]
+    Serve(io::Error),
+    /// SIGINT/SIGTERM handlers could not be installed.
+    #[error("cannot install the shutdown signal handler: {0}")]
+    Signal(io::Error),
+}
+
+/// What every connection task shares.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) dev_mode: bool,
+    pub(crate) limits: Limits,
+    pub(crate) store: Arc<dyn LobbyStore>,
+    pub(crate) hub: RwLock<HashMap<PeerId, PeerHandle>>,
+    /// Serializes lobby mutations with their fan-out, so every member sees changes in the
+    /// same order and a joiner's `lobby_joined` precedes any signal to it.
+    pub(crate) lobby_ops: tokio::sync::Mutex<()>,
+    pub(crate) next_peer: AtomicU64,
+    pub(crate) connections: AtomicUsize,
+    pub(crate) shutdown: watch::Receiver<bool>,
+}
+
+/// How other tasks reach one connection.
+pub(crate) struct PeerHandle {
+    pub(crate) tx: mpsc::Sender<Utf8Bytes>,
+    pub(crate) kick: Arc<Notify>,
+}
+
+impl Shared {
+    /// Queues an already-encoded message for `to`. A full queue marks the target as a slow
+    /// consumer (its task then closes it); nobody else waits.
+    pub(crate) fn deliver(&self, to: PeerId, text: Utf8Bytes) {
+        let Ok(hub) = self.hub.read() else { return };
+        if let Some(handle) = hub.get(&to)
+            && let Err(mpsc::error::TrySendError::Full(_)) = handle.tx.try_send(text) {
+                handle.kick.notify_one();
+            }
+    }
+}
+
+/// Serializes a server message once, for one or many recipients.
+pub(crate) fn encode(msg: &ServerMessage) -> Option<Utf8Bytes> {
+    match msg.to_json() {
+        Ok(text) => Some(Utf8Bytes::from(text)),
+        Err(err) => {
+            tracing::error!(%err, "could not encode a server message");
+            None
+        }
+    }
+}
+
+/// A running matchmaker. Dropping it stops the server too; [`Server::shutdown`] does so
+/// gracefully.
+pub struct Server {
+    local_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<io::Result<()>>,
+    shared: Arc<Shared>,
+}
+
+#[derive(Deserialize)]
+struct WsQuery {
+    token: Option<String>,
+}
+
+impl Server {
+    /// Binds the listen address and starts serving with the in-memory lobby store.
+    /// Must be called inside a tokio runtime.
+    pub async fn bind(config: Config) -> Result<Self, Error> {
+        let store = Arc::new(MemoryStore::new(config.max_lobbies));
+        Self::bind_with_store(config, store).await
+    }
+
+    /// Like [`Server::bind`], with another lobby store.
+    pub async fn bind_with_store(
+        config: Config,
+        store: Arc<dyn LobbyStore>,
+    ) -> Result<Self, Error> {
+        config.validate()?;
+        let addr = config.listen;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Bind { addr, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| Error::Bind { addr, source })?;
+        let (stop, stop_rx) = watch::channel(false);
+        let dev_mode = config.dev_mode_enabled();
+        if dev_mode && !local_addr.ip().is_loopback() {
+            tracing::warn!(
+                %local_addr,
+                "dev mode is on while listening on a non-loopback address: anyone can connect without a token"
+            );
+        }
+        let shared = Arc::new(Shared {
+            limits: config.limits(),
+            config,
+            dev_mode,
+            store,
+            hub: RwLock::new(HashMap::new()),
+            lobby_ops: tokio::sync::Mutex::new(()),
+            next_peer: AtomicU64::new(1),
+            connections: AtomicUsize::new(0),
+            shutdown: stop_rx.clone(),
+        });
+        let app = Router::new()
+            .route(ENDPOINT_PATH, get(ws_handler))
+            .route("/healthz", get(|| async { "ok\n" }))
+            .with_state(Arc::clone(&shared));
+        let listener = listener.tap_io(|tcp| {
+            // Signals are small and latency-bound: never wait for Nagle.
+            if let Err(err) = tcp.set_nodelay(true) {
+                tracing::debug!(%err, "TCP_NODELAY failed");
+            }
+        });
+        let mut graceful = stop_rx;
+        let task = tokio::spawn(async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                // Either a shutdown request or the Server handle being dropped.
+                let _ = graceful.wait_for(|stop| *stop).await;
+            })
+            .await
+        });
+        tracing::info!(
+            url = %format!("ws://{local_addr}{ENDPOINT_PATH}"),
+            dev_mode,
+            stun_urls = shared.config.stun_urls.len(),
+            turn_urls = shared.config.turn_urls.len(),
+            "matchmaker listening"
+        );
+        Ok(Self {
+            local_addr,
+            stop,
+            task,
+            shared,
+        })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The WebSocket URL clients connect to, e.g. `ws://127.0.0.1:7878/v1`.
+    pub fn url(&self) -> String {
+        format!("ws://{}{}", self.local_addr, ENDPOINT_PATH)
+    }
+
+    /// Open WebSocket connections right now.
+    pub fn connections(&self) -> usize {
+        self.shared.connections.load(Ordering::Relaxed)
+    }
+
+    /// Stops accepting, closes every connection with `server_shutdown`, and waits (up to a
+    /// few seconds) for them to finish.
+    pub async fn shutdown(self) -> Result<(), Error> {
+        let _ = self.stop.send(true);
+        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        while self.shared.connections.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        match tokio::time::timeout(SHUTDOWN_GRACE, self.task).await {
+            Ok(Ok(Ok(()))) | Err(_) => Ok(()),
+            Ok(Ok(Err(err))) => Err(Error::Serve(err)),
+            Ok(Err(join)) => Err(Error::Serve(io::Error::other(join.to_string()))),
+        }
+    }
+
+    /// Serves until SIGINT or SIGTERM, then shuts down gracefully.
+    pub async fn run_until_signal(self) -> Result<(), Error> {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(Error::Signal)?;
+        tokio::select! {
+            res = tokio::signal::ctrl_c() => res.map_err(Error::Signal)?,
+            _ = term.recv() => {},
+        }
+        tracing::info!(
+            connections = self.connections(),
+            "shutting down: closing connections with server_shutdown"
+        );
+        self.shutdown().await
+    }
+}
+
+async fn ws_handler(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    Query(query): Query<WsQuery>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let max = shared.config.max_frame_bytes as usize;
+    ws.read_buffer_size(shared.config.read_buffer_bytes as usize)
+        .write_buffer_size(WRITE_BATCH_BYTES)
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_failed_upgrade(move |err| tracing::debug!(%remote, %err, "WebSocket upgrade failed"))
+        .on_upgrade(move |socket| connection::run(socket, shared, query.token, remote))
+}
