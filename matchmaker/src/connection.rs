@@ -256,15 +256,7 @@ impl Conn {
                 _ = shutdown.changed() => {
                     return Close::new(ErrorCode::ServerShutdown, "the server is shutting down; reconnect later");
                 }
-                () = kick.notified() => {
-                    return Close::new(
-                        ErrorCode::SlowConsumer,
-                        format!(
-                            "more than {} messages were waiting for this client: read faster",
-                            self.shared.config.outbound_queue
-                        ),
-                    );
-                }
+                () = kick.notified() => return slow_consumer(self.shared.config.outbound_queue),
                 () = &mut hello_deadline, if self.player.is_none() => {
                     return Close::new(ErrorCode::HelloTimeout, "no hello was received in time: send hello first");
                 }
@@ -316,10 +308,15 @@ impl Conn {
             }
             ws.flush().await
         };
-        match tokio::time::timeout(WRITE_TIMEOUT, write).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(err)) => Err(Close::gone(format!("write failed: {err}"))),
-            Err(_) => Err(Close::gone("write timed out")),
+        // A client that stops reading blocks this write; meanwhile its queue overflows and
+        // the kick must still end the connection promptly.
+        tokio::select! {
+            res = tokio::time::timeout(WRITE_TIMEOUT, write) => match res {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(err)) => Err(Close::gone(format!("write failed: {err}"))),
+                Err(_) => Err(Close::gone("write timed out")),
+            },
+            () = self.kick.notified() => Err(slow_consumer(self.shared.config.outbound_queue)),
         }
     }
 
@@ -458,6 +455,10 @@ impl Conn {
     }
 
     fn on_hello(&mut self, msg: ClientMessage) -> Option<Close> {
+        if let ClientMessage::Ping { nonce } = msg {
+            self.reply(&ServerMessage::Pong { nonce });
+            return None;
+        }
         let ClientMessage::Hello {
             rid,
             token,
@@ -744,6 +745,13 @@ async fn lobby_lock(shared: &Shared) -> Result<tokio::sync::MutexGuard<'_, ()>, 
                 "the server is too busy to change lobbies right now; try again".into(),
             )
         })
+}
+
+fn slow_consumer(queue: u32) -> Close {
+    Close::new(
+        ErrorCode::SlowConsumer,
+        format!("more than {queue} messages were waiting for this client: read faster"),
+    )
 }
 
 fn anonymous_player() -> Option<PlayerId> {
