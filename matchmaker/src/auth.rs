@@ -31,9 +31,7 @@ pub enum TokenError {
     #[error("token expired at unix time {0}: mint a new one")]
     Expired(u64),
     /// `sub` is not a valid player id.
-    #[error(
-        "token subject is not a valid player id (1-64 of A-Z a-z 0-9 _ - . @, no ':')"
-    )]
+    #[error("token subject is not a valid player id (1-64 of A-Z a-z 0-9 _ - . @, no ':')")]
     BadPlayerId,
 }
 
@@ -96,7 +94,8 @@ pub fn verify_token(secret: &[u8], token: &str, now_unix: u64) -> Result<PlayerI
         .ok_or(TokenError::Malformed("truncated"))?;
     let mut mac = HmacSha256::new_from_slice(secret).map_err(|_| TokenError::BadSignature)?;
     mac.update(signing_input.as_bytes());
-    mac.verify_slice(&sig).map_err(|_| TokenError::BadSignature)?;
+    mac.verify_slice(&sig)
+        .map_err(|_| TokenError::BadSignature)?;
     let claims = URL_SAFE_NO_PAD
         .decode(claims_b64)
         .map_err(|_| TokenError::Malformed("claims are not base64url"))?;
@@ -121,8 +120,14 @@ mod tests {
         let p = alice().unwrap();
         let t = mint_token(b"s3cret", &p, 1_000);
         assert_eq!(verify_token(b"s3cret", &t, 999), Ok(p));
-        assert_eq!(verify_token(b"s3cret", &t, 1_000), Err(TokenError::Expired(1_000)));
-        assert_eq!(verify_token(b"other", &t, 999), Err(TokenError::BadSignature));
+        assert_eq!(
+            verify_token(b"s3cret", &t, 1_000),
+            Err(TokenError::Expired(1_000))
+        );
+        assert_eq!(
+            verify_token(b"other", &t, 999),
+            Err(TokenError::BadSignature)
+        );
     }
 
     #[test]
@@ -134,7 +139,10 @@ mod tests {
         if let Some(c) = parts.get_mut(1) {
             *c = &forged_claims;
         }
-        assert_eq!(verify_token(b"k", &parts.join("."), 1), Err(TokenError::BadSignature));
+        assert_eq!(
+            verify_token(b"k", &parts.join("."), 1),
+            Err(TokenError::BadSignature)
+        );
         for junk in ["", "a.b", "a.b.c.d", "!!.??.**", "e30.e30.e30"] {
             assert!(verify_token(b"k", junk, 1).is_err(), "{junk}");
         }

@@ -151,13 +151,17 @@ impl Default for Config {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     /// TURN URLs were given without a secret to sign credentials.
-    #[error("--turn-url was given but no --turn-secret: set the secret from coturn's static-auth-secret")]
+    #[error(
+        "--turn-url was given but no --turn-secret: set the secret from coturn's static-auth-secret"
+    )]
     TurnWithoutSecret,
     /// An empty secret.
     #[error("{0} must not be empty")]
     EmptySecret(&'static str),
     /// Dev mode off without any way to authenticate.
-    #[error("dev mode is off and no --auth-secret is set, so no player could ever log in: set --auth-secret (or --dev-mode on for local testing)")]
+    #[error(
+        "dev mode is off and no --auth-secret is set, so no player could ever log in: set --auth-secret (or --dev-mode on for local testing)"
+    )]
     NoWayToAuthenticate,
     /// TTL outside the allowed range (when built in code rather than by the CLI).
     #[error("turn_ttl_secs must be between 60 and {MAX_TURN_TTL_SECS}, got {0}")]

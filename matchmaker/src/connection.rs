@@ -13,8 +13,8 @@ use axum::body::Bytes;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::SinkExt as _;
 use squadlink_protocol::{
-    ClientMessage, ErrorCode, LeaveReason, Member, PROTOCOL_VERSION, PeerId, PlayerId,
-    Properties, ServerMessage, Signal,
+    ClientMessage, ErrorCode, LeaveReason, Member, PROTOCOL_VERSION, PeerId, PlayerId, Properties,
+    ServerMessage, Signal,
 };
 use tokio::sync::{Notify, mpsc};
 
@@ -117,7 +117,10 @@ fn validate_properties(what: &str, props: &Properties) -> Result<(), Reply> {
     if props.len() > usize::from(MAX_PROPERTIES) {
         return Err((
             ErrorCode::InvalidField,
-            format!("{what} has {} entries; at most {MAX_PROPERTIES} are allowed", props.len()),
+            format!(
+                "{what} has {} entries; at most {MAX_PROPERTIES} are allowed",
+                props.len()
+            ),
         ));
     }
     for (k, v) in props {
@@ -245,7 +248,8 @@ impl Conn {
         }
         let ping_every = self.shared.config.ping_interval();
         let idle_timeout = self.shared.config.idle_timeout();
-        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+        let mut ticker =
+            tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let hello_deadline = tokio::time::sleep(self.shared.config.hello_timeout());
         tokio::pin!(hello_deadline);
@@ -323,9 +327,10 @@ impl Conn {
     /// Queues a reply to this client. If its own queue is full it is a slow consumer.
     fn reply(&self, msg: &ServerMessage) {
         if let Some(text) = encode(msg)
-            && let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(text) {
-                self.kick.notify_one();
-            }
+            && let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(text)
+        {
+            self.kick.notify_one();
+        }
     }
 
     fn reply_error(&self, rid: Option<u32>, (code, message): Reply) {
@@ -475,15 +480,22 @@ impl Conn {
             return None;
         };
         let config = &self.shared.config;
-        let player = match (token.or_else(|| self.query_token.take()), &config.auth_secret) {
+        let player = match (
+            token.or_else(|| self.query_token.take()),
+            &config.auth_secret,
+        ) {
             (Some(token), Some(secret)) => {
                 match verify_token(secret.as_bytes(), &token, unix_now()) {
                     Ok(player) => player,
                     Err(err @ TokenError::Expired(_)) => {
-                        return Some(Close::new(ErrorCode::TokenExpired, err.to_string()).with_rid(rid));
+                        return Some(
+                            Close::new(ErrorCode::TokenExpired, err.to_string()).with_rid(rid),
+                        );
                     }
                     Err(err) => {
-                        return Some(Close::new(ErrorCode::TokenInvalid, err.to_string()).with_rid(rid));
+                        return Some(
+                            Close::new(ErrorCode::TokenInvalid, err.to_string()).with_rid(rid),
+                        );
                     }
                 }
             }
@@ -571,7 +583,10 @@ impl Conn {
         if !(2..=cap).contains(&new.max_members) {
             return Err((
                 ErrorCode::InvalidField,
-                format!("max_members must be between 2 and {cap}, got {}", new.max_members),
+                format!(
+                    "max_members must be between 2 and {cap}, got {}",
+                    new.max_members
+                ),
             ));
         }
         validate_properties("properties", &new.properties)?;
@@ -675,7 +690,10 @@ impl Conn {
         if !store_call(self.shared.store.is_member(code, to)).await? {
             return Err((
                 ErrorCode::PeerNotInLobby,
-                format!("peer {} is not in your lobby {code}; nothing was delivered", to.0),
+                format!(
+                    "peer {} is not in your lobby {code}; nothing was delivered",
+                    to.0
+                ),
             ));
         }
         if let Some(text) = encode(&ServerMessage::Signal {
@@ -728,9 +746,10 @@ fn read_error(err: axum::Error) -> Close {
             ErrorCode::FrameTooLarge,
             format!("frame too large ({cap}); split the message or stay under max_frame_bytes"),
         ),
-        Some(tungstenite::Error::Protocol(p)) => {
-            Close::new(ErrorCode::InvalidField, format!("WebSocket protocol error: {p}"))
-        }
+        Some(tungstenite::Error::Protocol(p)) => Close::new(
+            ErrorCode::InvalidField,
+            format!("WebSocket protocol error: {p}"),
+        ),
         _ => Close::gone(format!("read failed: {inner}")),
     }
 }

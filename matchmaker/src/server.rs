@@ -78,9 +78,10 @@ impl Shared {
     pub(crate) fn deliver(&self, to: PeerId, text: Utf8Bytes) {
         let Ok(hub) = self.hub.read() else { return };
         if let Some(handle) = hub.get(&to)
-            && let Err(mpsc::error::TrySendError::Full(_)) = handle.tx.try_send(text) {
-                handle.kick.notify_one();
-            }
+            && let Err(mpsc::error::TrySendError::Full(_)) = handle.tx.try_send(text)
+        {
+            handle.kick.notify_one();
+        }
     }
 }
 

@@ -68,8 +68,11 @@ pub trait LobbyStore: Send + Sync + 'static {
     /// Creates a lobby with a fresh join code and `host` as its only member.
     fn create(&self, lobby: NewLobby, host: Member) -> BoxFuture<'_, Result<Lobby, StoreError>>;
     /// Adds `member` to the lobby `code` and returns the new state.
-    fn join<'a>(&'a self, code: &'a str, member: Member)
-    -> BoxFuture<'a, Result<Lobby, StoreError>>;
+    fn join<'a>(
+        &'a self,
+        code: &'a str,
+        member: Member,
+    ) -> BoxFuture<'a, Result<Lobby, StoreError>>;
     /// Removes `peer` from lobby `code`; returns the remaining state, or `None` when the
     /// lobby is now empty and gone (or the peer was not in it).
     fn leave<'a>(
@@ -78,8 +81,11 @@ pub trait LobbyStore: Send + Sync + 'static {
         peer: PeerId,
     ) -> BoxFuture<'a, Result<Option<Lobby>, StoreError>>;
     /// Whether `peer` is a member of lobby `code`.
-    fn is_member<'a>(&'a self, code: &'a str, peer: PeerId)
-    -> BoxFuture<'a, Result<bool, StoreError>>;
+    fn is_member<'a>(
+        &'a self,
+        code: &'a str,
+        peer: PeerId,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
     /// Public lobbies with room whose properties contain all of `filter`, newest first.
     fn list_public<'a>(
         &'a self,
@@ -94,7 +100,14 @@ pub fn random_code() -> Result<String, StoreError> {
     getrandom::fill(&mut bytes).map_err(|e| StoreError::Backend(format!("no randomness: {e}")))?;
     Ok(bytes
         .iter()
-        .map(|b| char::from(CODE_ALPHABET.get(usize::from(*b & 31)).copied().unwrap_or(b'Z')))
+        .map(|b| {
+            char::from(
+                CODE_ALPHABET
+                    .get(usize::from(*b & 31))
+                    .copied()
+                    .unwrap_or(b'Z'),
+            )
+        })
         .collect())
 }
 
@@ -146,7 +159,9 @@ impl MemoryStore {
         while inner.lobbies.contains_key(&code) {
             tries += 1;
             if tries > 32 {
-                return Err(StoreError::Backend("could not find a free join code".into()));
+                return Err(StoreError::Backend(
+                    "could not find a free join code".into(),
+                ));
             }
             code = random_code()?;
         }
@@ -243,7 +258,7 @@ impl MemoryStore {
                     && filter.iter().all(|(k, v)| l.properties.get(k) == Some(v))
             })
             .collect();
-        found.sort_unstable_by(|a, b| b.created.cmp(&a.created));
+        found.sort_unstable_by_key(|e| std::cmp::Reverse(e.created));
         Ok(found
             .into_iter()
             .take(limit)
@@ -324,8 +339,14 @@ mod tests {
         s.join_now(&l.code, member(2)).unwrap();
         let full = s.join_now(&l.code, member(3)).unwrap();
         assert_eq!(full.version, 3);
-        assert!(matches!(s.join_now(&l.code, member(4)), Err(StoreError::Full { .. })));
-        assert!(matches!(s.join_now(&l.code, member(2)), Err(StoreError::AlreadyInLobby(_))));
+        assert!(matches!(
+            s.join_now(&l.code, member(4)),
+            Err(StoreError::Full { .. })
+        ));
+        assert!(matches!(
+            s.join_now(&l.code, member(2)),
+            Err(StoreError::AlreadyInLobby(_))
+        ));
         let after = s.leave_now(&l.code, PeerId(1)).unwrap().unwrap();
         assert_eq!(after.host, PeerId(2));
         assert_eq!(after.members.len(), 2);
@@ -333,7 +354,10 @@ mod tests {
         assert!(!s.is_member_now(&l.code, PeerId(1)).unwrap());
         s.leave_now(&l.code, PeerId(2)).unwrap();
         assert_eq!(s.leave_now(&l.code, PeerId(3)).unwrap(), None);
-        assert!(matches!(s.join_now(&l.code, member(5)), Err(StoreError::NotFound(_))));
+        assert!(matches!(
+            s.join_now(&l.code, member(5)),
+            Err(StoreError::NotFound(_))
+        ));
     }
 
     #[test]
@@ -347,7 +371,10 @@ mod tests {
         ));
         let ctf: Properties = [("mode".to_string(), "ctf".to_string())].into();
         let listed = s.list_now(&ctf, 10).unwrap();
-        assert_eq!(listed.iter().map(|l| l.code.as_str()).collect::<Vec<_>>(), [a.code.as_str()]);
+        assert_eq!(
+            listed.iter().map(|l| l.code.as_str()).collect::<Vec<_>>(),
+            [a.code.as_str()]
+        );
         let dm: Properties = [("mode".to_string(), "dm".to_string())].into();
         assert!(s.list_now(&dm, 10).unwrap().is_empty());
         s.join_now(&a.code, member(4)).unwrap();

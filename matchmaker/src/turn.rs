@@ -93,8 +93,14 @@ mod tests {
         let servers = ice_servers_for(&config, &p, 100);
         assert_eq!(servers.len(), 2);
         let turn = servers.get(1);
-        assert_eq!(turn.and_then(|s| s.expires_at), Some(100 + MAX_TURN_TTL_SECS));
+        assert_eq!(
+            turn.and_then(|s| s.expires_at),
+            Some(100 + MAX_TURN_TTL_SECS)
+        );
         let expected = issue_credential(b"new", &p, 100 + MAX_TURN_TTL_SECS);
-        assert_eq!(turn.and_then(|s| s.credential.clone()), Some(expected.password));
+        assert_eq!(
+            turn.and_then(|s| s.credential.clone()),
+            Some(expected.password)
+        );
     }
 }

@@ -2,6 +2,14 @@
 //! fresh one allocates a relay that really carries data; an expired one and one signed with
 //! another secret are refused. Asserts on coturn's own answers, not on a tool's exit code.
 
+// Test code: a failed expectation should panic, loudly.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 mod support;
 
 use std::net::UdpSocket;
@@ -13,12 +21,20 @@ use support::turn::{Allocation, Coturn, TurnClient};
 use support::{Client, config, start};
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 /// Credentials as a player receives them on lobby join from the real matchmaker.
 async fn credentials_from_matchmaker(turn_url: String, secrets: Vec<String>) -> (String, String) {
-    let server = start(Config { turn_urls: vec![turn_url], turn_secrets: secrets, ..config() }).await;
+    let server = start(Config {
+        turn_urls: vec![turn_url],
+        turn_secrets: secrets,
+        ..config()
+    })
+    .await;
     let (mut a, _) = Client::hello(&server.url(), "relay-player").await;
     a.send(&squadlink_protocol::ClientMessage::CreateLobby {
         rid: None,
@@ -32,7 +48,10 @@ async fn credentials_from_matchmaker(turn_url: String, secrets: Vec<String>) -> 
         panic!("expected lobby_joined")
     };
     server.shutdown().await.unwrap();
-    let turn = ice_servers.into_iter().find(|s| s.urls.iter().any(|u| u.starts_with("turn:"))).unwrap();
+    let turn = ice_servers
+        .into_iter()
+        .find(|s| s.urls.iter().any(|u| u.starts_with("turn:")))
+        .unwrap();
     (turn.username.unwrap(), turn.credential.unwrap())
 }
 
@@ -47,7 +66,10 @@ async fn coturn_relays_with_issued_credentials_and_refuses_bad_ones() {
     let mut client = TurnClient::new(coturn.addr, &username);
     let relayed = match client.allocate(&password) {
         Allocation::Relayed(addr) => addr,
-        Allocation::Refused(code) => panic!("coturn refused a fresh credential: {code}\n{}", coturn.log()),
+        Allocation::Refused(code) => panic!(
+            "coturn refused a fresh credential: {code}\n{}",
+            coturn.log()
+        ),
     };
     let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
     peer.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
@@ -55,16 +77,23 @@ async fn coturn_relays_with_issued_credentials_and_refuses_bad_ones() {
     assert!(client.permit(peer_addr), "CreatePermission accepted");
     client.send_to_peer(peer_addr, b"through the relay");
     let mut buf = [0u8; 256];
-    let (n, from) = peer.recv_from(&mut buf).expect("the peer receives relayed data");
+    let (n, from) = peer
+        .recv_from(&mut buf)
+        .expect("the peer receives relayed data");
     assert_eq!(&buf[..n], b"through the relay");
     assert_eq!(from, relayed, "data arrives from the relayed address");
     peer.send_to(b"and back", relayed).unwrap();
-    let (src, data) = client.recv_from_peer().expect("a Data indication comes back");
+    let (src, data) = client
+        .recv_from_peer()
+        .expect("a Data indication comes back");
     assert_eq!((src, data.as_slice()), (peer_addr, &b"and back"[..]));
 
     // 2. Signed with the second (rotating-out) secret: still accepted by coturn.
     let (u2, p2) = credentials_from_matchmaker(url.clone(), vec!["previous-secret".into()]).await;
-    assert!(matches!(TurnClient::new(coturn.addr, &u2).allocate(&p2), Allocation::Relayed(_)));
+    assert!(matches!(
+        TurnClient::new(coturn.addr, &u2).allocate(&p2),
+        Allocation::Relayed(_)
+    ));
 
     // 3. Expired: refused with 401.
     let player = PlayerId::parse("relay-player").unwrap();
@@ -74,5 +103,9 @@ async fn coturn_relays_with_issued_credentials_and_refuses_bad_ones() {
 
     // 4. Signed with a secret coturn does not know: refused with 401.
     let (u3, p3) = credentials_from_matchmaker(url, vec!["unknown-secret".into()]).await;
-    assert_eq!(TurnClient::new(coturn.addr, &u3).allocate(&p3), Allocation::Refused(401), "wrong secret");
+    assert_eq!(
+        TurnClient::new(coturn.addr, &u3).allocate(&p3),
+        Allocation::Refused(401),
+        "wrong secret"
+    );
 }

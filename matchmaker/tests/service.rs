@@ -1,6 +1,14 @@
 //! The real matchmaker on a free loopback port, driven over WebSocket: lobbies, relay,
 //! isolation, authentication, every kind of bad input, limits and shutdown.
 
+// Test code: a failed expectation should panic, loudly.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 mod support;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -18,7 +26,10 @@ fn offer(sdp: &str) -> Signal {
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 #[tokio::test]
@@ -41,20 +52,34 @@ async fn two_players_create_join_see_each_other_and_relay_both_ways() {
 
     // Join codes are case-insensitive.
     let joined = b.join(&lobby.code.to_lowercase()).await;
-    let ServerMessage::LobbyJoined { rid, lobby: seen, ice_servers } = joined else {
+    let ServerMessage::LobbyJoined {
+        rid,
+        lobby: seen,
+        ice_servers,
+    } = joined
+    else {
         panic!("expected lobby_joined, got {joined:?}")
     };
     assert_eq!(rid, Some(3));
-    assert_eq!(seen.members.iter().map(|m| m.peer_id).collect::<Vec<_>>(), [a_id, b_id]);
+    assert_eq!(
+        seen.members.iter().map(|m| m.peer_id).collect::<Vec<_>>(),
+        [a_id, b_id]
+    );
     assert_eq!(ice_servers.len(), 2, "STUN entry and TURN entry");
     let turn_entry = &ice_servers[1];
     let username = turn_entry.username.clone().unwrap();
     let (expiry, player) = username.split_once(':').unwrap();
     assert_eq!(player, "bob");
     let expiry: u64 = expiry.parse().unwrap();
-    assert!(expiry > now() + 3500 && expiry <= now() + 3600, "1 h default TTL");
+    assert!(
+        expiry > now() + 3500 && expiry <= now() + 3600,
+        "1 h default TTL"
+    );
     let expected = turn::issue_credential(b"north", &PlayerId::parse("bob").unwrap(), expiry);
-    assert_eq!(turn_entry.credential.as_deref(), Some(expected.password.as_str()));
+    assert_eq!(
+        turn_entry.credential.as_deref(),
+        Some(expected.password.as_str())
+    );
 
     // The host hears of the join first, then the new state.
     match a.recv().await {
@@ -67,20 +92,55 @@ async fn two_players_create_join_see_each_other_and_relay_both_ways() {
     }
 
     // Offer, answer and candidates, both ways, sender stamped by the server.
-    a.send(&ClientMessage::Signal { to: b_id, data: offer("v=0 offer") }).await;
-    assert_eq!(b.recv().await, ServerMessage::Signal { from: a_id, data: offer("v=0 offer") });
-    let answer = Signal::Answer { sdp: "v=0 answer".into() };
-    b.send(&ClientMessage::Signal { to: a_id, data: answer.clone() }).await;
-    assert_eq!(a.recv().await, ServerMessage::Signal { from: b_id, data: answer });
+    a.send(&ClientMessage::Signal {
+        to: b_id,
+        data: offer("v=0 offer"),
+    })
+    .await;
+    assert_eq!(
+        b.recv().await,
+        ServerMessage::Signal {
+            from: a_id,
+            data: offer("v=0 offer")
+        }
+    );
+    let answer = Signal::Answer {
+        sdp: "v=0 answer".into(),
+    };
+    b.send(&ClientMessage::Signal {
+        to: a_id,
+        data: answer.clone(),
+    })
+    .await;
+    assert_eq!(
+        a.recv().await,
+        ServerMessage::Signal {
+            from: b_id,
+            data: answer
+        }
+    );
     for i in 0..5 {
         let cand = Signal::Candidate {
-            candidate: format!("candidate:{i} 1 udp 2122260223 127.0.0.1 {} typ host", 5000 + i),
+            candidate: format!(
+                "candidate:{i} 1 udp 2122260223 127.0.0.1 {} typ host",
+                5000 + i
+            ),
             sdp_mid: Some("0".into()),
             sdp_mline_index: Some(0),
             username_fragment: None,
         };
-        b.send(&ClientMessage::Signal { to: a_id, data: cand.clone() }).await;
-        assert_eq!(a.recv().await, ServerMessage::Signal { from: b_id, data: cand });
+        b.send(&ClientMessage::Signal {
+            to: a_id,
+            data: cand.clone(),
+        })
+        .await;
+        assert_eq!(
+            a.recv().await,
+            ServerMessage::Signal {
+                from: b_id,
+                data: cand
+            }
+        );
     }
 
     // A forged "from" is ignored: the server stamps the real sender.
@@ -91,12 +151,20 @@ async fn two_players_create_join_see_each_other_and_relay_both_ways() {
     .await;
     assert_eq!(
         a.recv().await,
-        ServerMessage::Signal { from: b_id, data: Signal::Opaque { payload: "hi".into() } }
+        ServerMessage::Signal {
+            from: b_id,
+            data: Signal::Opaque {
+                payload: "hi".into()
+            }
+        }
     );
 
     // Fresh ICE servers on request.
-    b.send(&ClientMessage::RequestIceServers { rid: Some(9) }).await;
-    assert!(matches!(b.recv().await, ServerMessage::IceServers { rid: Some(9), ice_servers } if ice_servers.len() == 2));
+    b.send(&ClientMessage::RequestIceServers { rid: Some(9) })
+        .await;
+    assert!(
+        matches!(b.recv().await, ServerMessage::IceServers { rid: Some(9), ice_servers } if ice_servers.len() == 2)
+    );
     server.shutdown().await.unwrap();
 }
 
@@ -109,19 +177,39 @@ async fn signals_never_cross_lobbies() {
     let (mut c, c_id) = Client::hello(&url, "c").await;
     let (mut lonely, _) = Client::hello(&url, "lonely").await;
     let first = a.create(2, false).await;
-    assert!(matches!(b.join(&first.code).await, ServerMessage::LobbyJoined { .. }));
+    assert!(matches!(
+        b.join(&first.code).await,
+        ServerMessage::LobbyJoined { .. }
+    ));
     let _ = a.recv().await; // peer_joined
     let _ = a.recv().await; // lobby_state
     c.create(2, false).await;
 
     // From another lobby, from no lobby, to a nonexistent peer: an error, nothing delivered.
-    c.send(&ClientMessage::Signal { to: a_id, data: offer("intrusion") }).await;
+    c.send(&ClientMessage::Signal {
+        to: a_id,
+        data: offer("intrusion"),
+    })
+    .await;
     c.expect_error(ErrorCode::PeerNotInLobby).await;
-    lonely.send(&ClientMessage::Signal { to: a_id, data: offer("intrusion") }).await;
+    lonely
+        .send(&ClientMessage::Signal {
+            to: a_id,
+            data: offer("intrusion"),
+        })
+        .await;
     lonely.expect_error(ErrorCode::NotInLobby).await;
-    b.send(&ClientMessage::Signal { to: PeerId(999_999), data: offer("nobody") }).await;
+    b.send(&ClientMessage::Signal {
+        to: PeerId(999_999),
+        data: offer("nobody"),
+    })
+    .await;
     b.expect_error(ErrorCode::PeerNotInLobby).await;
-    b.send(&ClientMessage::Signal { to: c_id, data: offer("outward") }).await;
+    b.send(&ClientMessage::Signal {
+        to: c_id,
+        data: offer("outward"),
+    })
+    .await;
     b.expect_error(ErrorCode::PeerNotInLobby).await;
     a.assert_alive_and_idle().await;
     c.assert_alive_and_idle().await;
@@ -146,7 +234,13 @@ async fn host_hands_over_and_leaving_or_dropping_is_announced() {
     }
 
     a.send(&ClientMessage::LeaveLobby { rid: Some(7) }).await;
-    assert_eq!(a.recv().await, ServerMessage::LobbyLeft { rid: Some(7), code: lobby.code.clone() });
+    assert_eq!(
+        a.recv().await,
+        ServerMessage::LobbyLeft {
+            rid: Some(7),
+            code: lobby.code.clone()
+        }
+    );
     for who in [&mut b, &mut c] {
         assert!(matches!(
             who.recv().await,
@@ -208,26 +302,33 @@ async fn public_lobbies_are_listed_by_property() {
             limit: Some(10),
         })
         .await;
-    assert!(matches!(seeker.recv().await, ServerMessage::LobbyList { lobbies, .. } if lobbies.is_empty()));
+    assert!(
+        matches!(seeker.recv().await, ServerMessage::LobbyList { lobbies, .. } if lobbies.is_empty())
+    );
     server.shutdown().await.unwrap();
 }
 
 #[tokio::test]
 async fn bad_input_gets_typed_errors_and_never_touches_others() {
-    let server = start(Config { max_members: 4, ..config() }).await;
+    let server = start(Config {
+        max_members: 4,
+        ..config()
+    })
+    .await;
     let url = server.url();
     let (mut bystander, _) = Client::hello(&url, "bystander").await;
 
     // Before hello.
     let mut early = Client::connect(&url).await;
-    early.send(&ClientMessage::CreateLobby {
-        rid: Some(1),
-        max_members: 2,
-        public: false,
-        properties: Default::default(),
-        member_data: Default::default(),
-    })
-    .await;
+    early
+        .send(&ClientMessage::CreateLobby {
+            rid: Some(1),
+            max_members: 2,
+            public: false,
+            properties: Default::default(),
+            member_data: Default::default(),
+        })
+        .await;
     early.expect_error(ErrorCode::NotAuthenticated).await;
 
     let (mut bad, _) = Client::hello(&url, "mallory").await;
@@ -240,16 +341,29 @@ async fn bad_input_gets_typed_errors_and_never_touches_others() {
     ));
     bad.send_raw(r#"{"type":"join_lobby","code":12345}"#).await;
     bad.expect_error(ErrorCode::InvalidField).await;
-    bad.send_raw(r#"{"type":"signal","to":"everyone","data":{}}"#).await;
+    bad.send_raw(r#"{"type":"signal","to":"everyone","data":{}}"#)
+        .await;
     bad.expect_error(ErrorCode::InvalidField).await;
     bad.send_raw(r#""just a string""#).await;
     bad.expect_error(ErrorCode::InvalidField).await;
-    bad.ws.send(Message::binary(vec![0u8, 159, 146, 150])).await.unwrap();
+    bad.ws
+        .send(Message::binary(vec![0u8, 159, 146, 150]))
+        .await
+        .unwrap();
     bad.expect_error(ErrorCode::BinaryFrame).await;
-    bad.send(&ClientMessage::Hello { rid: None, token: None, player_id: None }).await;
+    bad.send(&ClientMessage::Hello {
+        rid: None,
+        token: None,
+        player_id: None,
+    })
+    .await;
     bad.expect_error(ErrorCode::AlreadyAuthenticated).await;
-    bad.send(&ClientMessage::JoinLobby { rid: None, code: "Q".repeat(300), member_data: Default::default() })
-        .await;
+    bad.send(&ClientMessage::JoinLobby {
+        rid: None,
+        code: "Q".repeat(300),
+        member_data: Default::default(),
+    })
+    .await;
     bad.expect_error(ErrorCode::LobbyNotFound).await;
     for max in [0u8, 1, 5, 255] {
         bad.send(&ClientMessage::CreateLobby {
@@ -262,8 +376,9 @@ async fn bad_input_gets_typed_errors_and_never_touches_others() {
         .await;
         bad.expect_error(ErrorCode::InvalidField).await;
     }
-    let too_many: std::collections::BTreeMap<String, String> =
-        (0..40).map(|i| (format!("k{i}"), "v".to_string())).collect();
+    let too_many: std::collections::BTreeMap<String, String> = (0..40)
+        .map(|i| (format!("k{i}"), "v".to_string()))
+        .collect();
     bad.send(&ClientMessage::CreateLobby {
         rid: None,
         max_members: 2,
@@ -277,14 +392,24 @@ async fn bad_input_gets_typed_errors_and_never_touches_others() {
     // Full lobby and double join.
     let lobby = bystander.create(2, false).await;
     let (mut second, _) = Client::hello(&url, "second").await;
-    assert!(matches!(second.join(&lobby.code).await, ServerMessage::LobbyJoined { .. }));
+    assert!(matches!(
+        second.join(&lobby.code).await,
+        ServerMessage::LobbyJoined { .. }
+    ));
     assert!(matches!(
         bad.join(&lobby.code).await,
-        ServerMessage::Error { code: ErrorCode::LobbyFull, rid: Some(3), .. }
+        ServerMessage::Error {
+            code: ErrorCode::LobbyFull,
+            rid: Some(3),
+            ..
+        }
     ));
     assert!(matches!(
         second.join(&lobby.code).await,
-        ServerMessage::Error { code: ErrorCode::AlreadyInLobby, .. }
+        ServerMessage::Error {
+            code: ErrorCode::AlreadyInLobby,
+            ..
+        }
     ));
     second
         .send(&ClientMessage::CreateLobby {
@@ -299,10 +424,17 @@ async fn bad_input_gets_typed_errors_and_never_touches_others() {
 
     // An oversized frame closes only that connection, with a reason.
     let mut huge = Client::hello(&url, "huge").await.0;
-    huge.send_raw(&format!(r#"{{"type":"ping","pad":"{}"}}"#, "x".repeat(20_000))).await;
+    huge.send_raw(&format!(
+        r#"{{"type":"ping","pad":"{}"}}"#,
+        "x".repeat(20_000)
+    ))
+    .await;
     let closed = huge.expect_closed().await;
     let frame = closed.frame.expect("a close frame");
-    assert_eq!((u16::from(frame.code), frame.reason.as_str()), (1009, "frame_too_large"));
+    assert_eq!(
+        (u16::from(frame.code), frame.reason.as_str()),
+        (1009, "frame_too_large")
+    );
 
     // Everyone else is still served, and nothing leaked to them.
     let _ = bystander.recv().await; // peer_joined (second)
@@ -319,14 +451,23 @@ async fn unknown_lobby_codes_are_lobby_not_found() {
     let (mut a, _) = Client::hello(&server.url(), "a").await;
     assert!(matches!(
         a.join("ZZZZZ").await,
-        ServerMessage::Error { code: ErrorCode::LobbyNotFound, rid: Some(3), .. }
+        ServerMessage::Error {
+            code: ErrorCode::LobbyNotFound,
+            rid: Some(3),
+            ..
+        }
     ));
     server.shutdown().await.unwrap();
 }
 
 #[tokio::test]
 async fn a_flood_is_rate_limited_then_disconnected() {
-    let server = start(Config { messages_per_second: 20, message_burst: 10, ..config() }).await;
+    let server = start(Config {
+        messages_per_second: 20,
+        message_burst: 10,
+        ..config()
+    })
+    .await;
     let url = server.url();
     let (mut calm, _) = Client::hello(&url, "calm").await;
     let (mut flood, _) = Client::hello(&url, "flood").await;
@@ -339,7 +480,10 @@ async fn a_flood_is_rate_limited_then_disconnected() {
     }
     let closed = flood.expect_closed().await;
     assert_eq!(closed.error, Some(ErrorCode::RateLimited));
-    assert_eq!(closed.frame.map(|f| f.reason.to_string()).as_deref(), Some("rate_limited"));
+    assert_eq!(
+        closed.frame.map(|f| f.reason.to_string()).as_deref(),
+        Some("rate_limited")
+    );
     calm.assert_alive_and_idle().await;
     server.shutdown().await.unwrap();
 }
@@ -362,9 +506,12 @@ async fn a_client_that_stops_reading_is_dropped_not_buffered() {
     sender.recv().await;
     // The sleeper never reads again. Fill its socket buffers, then its queue.
     let payload = "p".repeat(8_000);
-    let signal = ClientMessage::Signal { to: sleeper_id, data: Signal::Opaque { payload } }
-        .to_json()
-        .unwrap();
+    let signal = ClientMessage::Signal {
+        to: sleeper_id,
+        data: Signal::Opaque { payload },
+    }
+    .to_json()
+    .unwrap();
     let writer = async {
         for _ in 0..5_000 {
             if sender.ws.send(Message::text(signal.clone())).await.is_err() {
@@ -372,11 +519,15 @@ async fn a_client_that_stops_reading_is_dropped_not_buffered() {
             }
         }
     };
-    tokio::time::timeout(Duration::from_secs(30), writer).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), writer)
+        .await
+        .unwrap();
     // The sender hears that the sleeper was disconnected.
     let left = loop {
         match sender.recv().await {
-            ServerMessage::PeerLeft { peer_id, reason, .. } => break (peer_id, reason),
+            ServerMessage::PeerLeft {
+                peer_id, reason, ..
+            } => break (peer_id, reason),
             _ => continue,
         }
     };
@@ -408,7 +559,10 @@ async fn silent_and_mute_connections_time_out() {
     // A client that reads (and so answers pings) stays.
     let (mut alive, _) = Client::hello(&url, "alive").await;
     let quiet = tokio::time::timeout(Duration::from_millis(3_500), alive.recv()).await;
-    assert!(quiet.is_err(), "no message, and no close, while answering pings");
+    assert!(
+        quiet.is_err(),
+        "no message, and no close, while answering pings"
+    );
     alive.assert_alive_and_idle().await;
     server.shutdown().await.unwrap();
 }
@@ -427,9 +581,19 @@ async fn tokens_authenticate_players_and_bad_ones_are_refused() {
 
     // Token in the query string (browsers cannot set headers).
     let mut c = Client::connect(&format!("{url}?token={good}")).await;
-    c.send(&ClientMessage::Hello { rid: None, token: None, player_id: None }).await;
+    c.send(&ClientMessage::Hello {
+        rid: None,
+        token: None,
+        player_id: None,
+    })
+    .await;
     let first_peer = match c.recv().await {
-        ServerMessage::Welcome { player_id, peer_id, dev_mode, .. } => {
+        ServerMessage::Welcome {
+            player_id,
+            peer_id,
+            dev_mode,
+            ..
+        } => {
             assert_eq!(player_id, carol);
             assert!(!dev_mode);
             peer_id
@@ -439,9 +603,16 @@ async fn tokens_authenticate_players_and_bad_ones_are_refused() {
     drop(c);
     // Token in hello; a reconnect keeps the player id and gets a new peer id.
     let mut c = Client::connect(&url).await;
-    c.send(&ClientMessage::Hello { rid: None, token: Some(good.clone()), player_id: None }).await;
+    c.send(&ClientMessage::Hello {
+        rid: None,
+        token: Some(good.clone()),
+        player_id: None,
+    })
+    .await;
     match c.recv().await {
-        ServerMessage::Welcome { player_id, peer_id, .. } => {
+        ServerMessage::Welcome {
+            player_id, peer_id, ..
+        } => {
             assert_eq!(player_id, carol);
             assert_ne!(peer_id, first_peer);
         }
@@ -450,16 +621,30 @@ async fn tokens_authenticate_players_and_bad_ones_are_refused() {
 
     let cases = [
         (None, ErrorCode::AuthRequired),
-        (Some(auth::mint_token(b"backend-secret", &carol, now() - 1)), ErrorCode::TokenExpired),
-        (Some(auth::mint_token(b"forged-secret", &carol, now() + 60)), ErrorCode::TokenInvalid),
+        (
+            Some(auth::mint_token(b"backend-secret", &carol, now() - 1)),
+            ErrorCode::TokenExpired,
+        ),
+        (
+            Some(auth::mint_token(b"forged-secret", &carol, now() + 60)),
+            ErrorCode::TokenInvalid,
+        ),
         (Some("garbage".to_string()), ErrorCode::TokenInvalid),
     ];
     for (token, code) in cases {
         let mut bad = Client::connect(&url).await;
-        bad.send(&ClientMessage::Hello { rid: Some(1), token, player_id: Some("carol".into()) }).await;
+        bad.send(&ClientMessage::Hello {
+            rid: Some(1),
+            token,
+            player_id: Some("carol".into()),
+        })
+        .await;
         let closed = bad.expect_closed().await;
         assert_eq!(closed.error, Some(code));
-        assert_eq!(closed.frame.map(|f| f.reason.to_string()), Some(code.as_str().to_string()));
+        assert_eq!(
+            closed.frame.map(|f| f.reason.to_string()),
+            Some(code.as_str().to_string())
+        );
     }
     c.assert_alive_and_idle().await;
     server.shutdown().await.unwrap();
@@ -469,16 +654,30 @@ async fn tokens_authenticate_players_and_bad_ones_are_refused() {
 async fn dev_mode_defaults_follow_the_listen_address() {
     let loopback = Config::default();
     assert!(loopback.dev_mode_enabled());
-    let public = Config { listen: "0.0.0.0:7878".parse().unwrap(), ..Config::default() };
+    let public = Config {
+        listen: "0.0.0.0:7878".parse().unwrap(),
+        ..Config::default()
+    };
     assert!(!public.dev_mode_enabled());
-    assert!(public.validate().is_err(), "no auth secret and no dev mode cannot work");
-    let bad_turn = Config { turn_urls: vec!["turn:x".into()], ..Config::default() };
+    assert!(
+        public.validate().is_err(),
+        "no auth secret and no dev mode cannot work"
+    );
+    let bad_turn = Config {
+        turn_urls: vec!["turn:x".into()],
+        ..Config::default()
+    };
     assert!(bad_turn.validate().is_err());
 }
 
 #[tokio::test]
 async fn server_limits_refuse_with_clear_codes() {
-    let server = start(Config { max_lobbies: 1, max_connections: 3, ..config() }).await;
+    let server = start(Config {
+        max_lobbies: 1,
+        max_connections: 3,
+        ..config()
+    })
+    .await;
     let url = server.url();
     let (mut a, _) = Client::hello(&url, "a").await;
     let (mut b, _) = Client::hello(&url, "b").await;
@@ -493,7 +692,11 @@ async fn server_limits_refuse_with_clear_codes() {
     .await;
     assert!(matches!(
         b.recv().await,
-        ServerMessage::Error { code: ErrorCode::TooManyLobbies, rid: Some(6), .. }
+        ServerMessage::Error {
+            code: ErrorCode::TooManyLobbies,
+            rid: Some(6),
+            ..
+        }
     ));
     let (_c, _) = Client::hello(&url, "c").await;
     let mut d = Client::connect(&url).await;
@@ -512,5 +715,8 @@ async fn shutdown_tells_clients_why() {
     let closed = waiter.await.unwrap();
     assert_eq!(closed.error, Some(ErrorCode::ServerShutdown));
     let frame = closed.frame.expect("close frame");
-    assert_eq!((u16::from(frame.code), frame.reason.as_str()), (1001, "server_shutdown"));
+    assert_eq!(
+        (u16::from(frame.code), frame.reason.as_str()),
+        (1001, "server_shutdown")
+    );
 }

@@ -107,7 +107,9 @@ impl Client {
                 .expect("the server closes in time");
             match next {
                 Some(Ok(Message::Text(t))) => {
-                    if let Ok(ServerMessage::Error { code, .. }) = ServerMessage::from_json(t.as_str()) {
+                    if let Ok(ServerMessage::Error { code, .. }) =
+                        ServerMessage::from_json(t.as_str())
+                    {
                         error = Some(code);
                     }
                 }

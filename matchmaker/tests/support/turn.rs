@@ -37,7 +37,10 @@ pub struct Msg {
 
 impl Msg {
     pub fn attr(&self, t: u16) -> Option<&[u8]> {
-        self.attrs.iter().find(|(k, _)| *k == t).map(|(_, v)| v.as_slice())
+        self.attrs
+            .iter()
+            .find(|(k, _)| *k == t)
+            .map(|(_, v)| v.as_slice())
     }
 
     pub fn error_code(&self) -> Option<u16> {
@@ -93,13 +96,15 @@ pub fn decode(buf: &[u8]) -> Option<Msg> {
         let t = u16::from_be_bytes([body[i], body[i + 1]]);
         let l = usize::from(u16::from_be_bytes([body[i + 2], body[i + 3]]));
         attrs.push((t, body.get(i + 4..i + 4 + l)?.to_vec()));
-        i += 4 + (l + 3) / 4 * 4;
+        i += 4 + l.div_ceil(4) * 4;
     }
     Some(Msg { kind, attrs })
 }
 
 fn xor_addr(addr: SocketAddr) -> Vec<u8> {
-    let SocketAddr::V4(v4) = addr else { panic!("IPv4 only") };
+    let SocketAddr::V4(v4) = addr else {
+        panic!("IPv4 only")
+    };
     let mut v = vec![0, 1];
     v.extend_from_slice(&(v4.port() ^ (MAGIC >> 16) as u16).to_be_bytes());
     v.extend_from_slice(&(u32::from(*v4.ip()) ^ MAGIC).to_be_bytes());
@@ -134,7 +139,8 @@ pub struct TurnClient {
 impl TurnClient {
     pub fn new(server: SocketAddr, username: &str) -> TurnClient {
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
         TurnClient {
             sock,
             server,
@@ -159,7 +165,9 @@ impl TurnClient {
         let mut buf = [0u8; 2048];
         while Instant::now() < deadline {
             self.sock.send_to(&msg, self.server).unwrap();
-            let Ok((n, _)) = self.sock.recv_from(&mut buf) else { continue };
+            let Ok((n, _)) = self.sock.recv_from(&mut buf) else {
+                continue;
+            };
             if buf[8..20] == t {
                 return decode(&buf[..n]).expect("a STUN response");
             }
@@ -171,12 +179,20 @@ impl TurnClient {
     pub fn allocate(&mut self, password: &str) -> Allocation {
         let transport = (REQUESTED_TRANSPORT, vec![17, 0, 0, 0]);
         let first = self.transact(ALLOCATE, std::slice::from_ref(&transport), false);
-        assert_eq!(first.kind, ALLOCATE | ERROR, "an unauthenticated allocate is challenged");
+        assert_eq!(
+            first.kind,
+            ALLOCATE | ERROR,
+            "an unauthenticated allocate is challenged"
+        );
         assert_eq!(first.error_code(), Some(401));
         self.realm = first.attr(REALM).expect("realm").to_vec();
         self.nonce = first.attr(NONCE).expect("nonce").to_vec();
         let mut h = Md5::new();
-        h.update(format!("{}:{}:{password}", self.username, String::from_utf8_lossy(&self.realm)));
+        h.update(format!(
+            "{}:{}:{password}",
+            self.username,
+            String::from_utf8_lossy(&self.realm)
+        ));
         self.key = h.finalize().to_vec();
         let resp = self.transact(ALLOCATE, &[transport], true);
         if resp.kind == ALLOCATE | SUCCESS {
@@ -188,7 +204,11 @@ impl TurnClient {
     }
 
     pub fn permit(&self, peer: SocketAddr) -> bool {
-        let resp = self.transact(CREATE_PERMISSION, &[(XOR_PEER_ADDRESS, xor_addr(peer))], true);
+        let resp = self.transact(
+            CREATE_PERMISSION,
+            &[(XOR_PEER_ADDRESS, xor_addr(peer))],
+            true,
+        );
         resp.kind == CREATE_PERMISSION | SUCCESS
     }
 
@@ -207,7 +227,9 @@ impl TurnClient {
         let deadline = Instant::now() + Duration::from_secs(3);
         let mut buf = [0u8; 2048];
         while Instant::now() < deadline {
-            let Ok((n, _)) = self.sock.recv_from(&mut buf) else { continue };
+            let Ok((n, _)) = self.sock.recv_from(&mut buf) else {
+                continue;
+            };
             let msg = decode(&buf[..n])?;
             if msg.kind == DATA_INDICATION {
                 let peer = parse_xor_addr(msg.attr(XOR_PEER_ADDRESS)?)?;
@@ -233,7 +255,8 @@ impl Coturn {
             .find(|p| std::path::Path::new(p).exists())
             .expect("coturn is not installed: run scripts/setup.sh (apt-get install coturn)");
         let port = free_port();
-        let dir = std::env::temp_dir().join(format!("squadlink-coturn-{}-{port}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("squadlink-coturn-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut cmd = Command::new(bin);
         cmd.args([
@@ -257,7 +280,8 @@ impl Coturn {
             cmd.arg(format!("--static-auth-secret={s}"));
         }
         let log = std::fs::File::create(dir.join("coturn.log")).unwrap();
-        cmd.stdout(Stdio::from(log.try_clone().unwrap())).stderr(Stdio::from(log));
+        cmd.stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log));
         let child = cmd.spawn().expect("turnserver starts");
         let coturn = Coturn {
             child,
@@ -270,19 +294,25 @@ impl Coturn {
 
     fn wait_ready(&self) {
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut buf = [0u8; 512];
         while Instant::now() < deadline {
             let t = tid();
-            sock.send_to(&encode(BINDING, &t, &[], None), self.addr).unwrap();
-            if let Ok((n, _)) = sock.recv_from(&mut buf) {
-                if decode(&buf[..n]).is_some_and(|m| m.kind == BINDING | SUCCESS) {
-                    return;
-                }
+            sock.send_to(&encode(BINDING, &t, &[], None), self.addr)
+                .unwrap();
+            if let Ok((n, _)) = sock.recv_from(&mut buf)
+                && decode(&buf[..n]).is_some_and(|m| m.kind == BINDING | SUCCESS)
+            {
+                return;
             }
         }
-        panic!("coturn did not answer on {} (log: {})", self.addr, self.log());
+        panic!(
+            "coturn did not answer on {} (log: {})",
+            self.addr,
+            self.log()
+        );
     }
 
     pub fn log(&self) -> String {

@@ -451,10 +451,7 @@ impl ServerMessage {
 
 /// Decodes a tagged message; on failure, looks at the envelope alone to tell a syntax error,
 /// an unknown type and a bad field apart.
-fn decode<T: serde::de::DeserializeOwned>(
-    text: &str,
-    known: &[&str],
-) -> Result<T, DecodeError> {
+fn decode<T: serde::de::DeserializeOwned>(text: &str, known: &[&str]) -> Result<T, DecodeError> {
     let err = match serde_json::from_str::<T>(text) {
         Ok(msg) => return Ok(msg),
         Err(err) => err,
@@ -481,7 +478,10 @@ fn decode<T: serde::de::DeserializeOwned>(
     match envelope.get("type") {
         Some(serde_json::Value::String(ty)) if !known.contains(&ty.as_str()) => Err(DecodeError {
             code: ErrorCode::UnknownType,
-            detail: format!("unknown message type {ty:?}; known types: {}", known.join(", ")),
+            detail: format!(
+                "unknown message type {ty:?}; known types: {}",
+                known.join(", ")
+            ),
             rid,
         }),
         Some(serde_json::Value::String(ty)) => Err(DecodeError {
@@ -506,7 +506,10 @@ mod tests {
         let bad = |s: &str| ClientMessage::from_json(s).err().map(|e| (e.code, e.rid));
         assert_eq!(bad("{not json"), Some((ErrorCode::BadJson, None)));
         assert_eq!(bad("[1,2]"), Some((ErrorCode::InvalidField, None)));
-        assert_eq!(bad(r#"{"rid":3}"#), Some((ErrorCode::InvalidField, Some(3))));
+        assert_eq!(
+            bad(r#"{"rid":3}"#),
+            Some((ErrorCode::InvalidField, Some(3)))
+        );
         assert_eq!(
             bad(r#"{"type":"fly","rid":4}"#),
             Some((ErrorCode::UnknownType, Some(4)))

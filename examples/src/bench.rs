@@ -1,0 +1,128 @@
+//! Helpers every benchmark binary uses: the physical baseline (raw UDP round trip on
+//! loopback), percentiles, and recording figures in `docs/performance.md`.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Summary of a latency sample, in microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Percentiles {
+    /// Number of samples.
+    pub count: usize,
+    /// Median.
+    pub p50_us: f64,
+    /// 99th percentile.
+    pub p99_us: f64,
+    /// Largest.
+    pub max_us: f64,
+}
+
+impl Percentiles {
+    /// Summarizes samples given in nanoseconds (nearest-rank percentiles).
+    pub fn of_nanos(samples: &[u64]) -> Self {
+        let mut sorted = samples.to_vec();
+        sorted.sort_unstable();
+        let rank = |q: f64| -> f64 {
+            if sorted.is_empty() {
+                return 0.0;
+            }
+            let i = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
+            sorted.get(i).copied().unwrap_or(0) as f64 / 1_000.0
+        };
+        Self {
+            count: sorted.len(),
+            p50_us: rank(0.50),
+            p99_us: rank(0.99),
+            max_us: sorted.last().copied().unwrap_or(0) as f64 / 1_000.0,
+        }
+    }
+}
+
+/// Measures `rounds` sequential UDP round trips between two sockets on 127.0.0.1 through
+/// tokio: the floor any networked figure of the same run stands on.
+pub async fn udp_loopback_rtt(rounds: usize) -> std::io::Result<Percentiles> {
+    let a = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+    let b = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+    let b_addr = b.local_addr()?;
+    let echo = tokio::spawn(async move {
+        let mut buf = [0u8; 64];
+        while let Ok(Ok((n, from))) =
+            tokio::time::timeout(Duration::from_secs(2), b.recv_from(&mut buf)).await
+        {
+            let reply = buf.get(..n).unwrap_or(&[]);
+            if b.send_to(reply, from).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut samples = Vec::with_capacity(rounds);
+    let mut buf = [0u8; 64];
+    for i in 0..rounds {
+        let payload = (i as u64).to_le_bytes();
+        let t = Instant::now();
+        a.send_to(&payload, b_addr).await?;
+        let got = tokio::time::timeout(Duration::from_secs(1), a.recv_from(&mut buf)).await;
+        match got {
+            Ok(Ok((_, from))) if from == b_addr => {
+                samples.push(u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX));
+            }
+            Ok(Ok(_)) | Err(_) => continue,
+            Ok(Err(e)) => return Err(e),
+        }
+    }
+    echo.abort();
+    Ok(Percentiles::of_nanos(&samples))
+}
+
+/// Replaces the section of `path` between `<!-- bench:NAME:begin -->` and
+/// `<!-- bench:NAME:end -->` with `body` (appending the section if it is not there yet).
+pub fn update_docs_section(path: &Path, name: &str, body: &str) -> std::io::Result<()> {
+    let begin = format!("<!-- bench:{name}:begin -->");
+    let end = format!("<!-- bench:{name}:end -->");
+    let old = match std::fs::read_to_string(path) {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "# Performance\n".to_string(),
+        Err(e) => return Err(e),
+    };
+    let section = format!("{begin}\n{body}{end}");
+    let new = match (old.find(&begin), old.find(&end)) {
+        (Some(b), Some(e)) if e > b => {
+            let tail = old.get(e + end.len()..).unwrap_or("");
+            format!("{}{section}{tail}", old.get(..b).unwrap_or(""))
+        }
+        _ => format!("{}\n{section}\n", old.trim_end()),
+    };
+    std::fs::write(path, new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_nearest_rank() {
+        let s: Vec<u64> = (1..=100).map(|v| v * 1_000).collect();
+        let p = Percentiles::of_nanos(&s);
+        assert_eq!(
+            (p.count, p.p50_us, p.p99_us, p.max_us),
+            (100, 50.0, 99.0, 100.0)
+        );
+        assert_eq!(Percentiles::of_nanos(&[]), Percentiles::default());
+    }
+
+    #[test]
+    fn docs_sections_are_replaced_in_place() {
+        let dir = std::env::temp_dir().join(format!("squadlink-docs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("perf.md");
+        std::fs::write(&path, "# P\n\nintro\n").unwrap();
+        update_docs_section(&path, "x", "one\n").unwrap();
+        update_docs_section(&path, "y", "why\n").unwrap();
+        update_docs_section(&path, "x", "two\n").unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("intro") && text.contains("two") && text.contains("why"));
+        assert!(!text.contains("one"));
+        assert_eq!(text.matches("bench:x:begin").count(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
