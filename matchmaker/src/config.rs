@@ -52,7 +52,7 @@ pub struct Config {
     /// Lifetime of issued TURN credentials in seconds (60 to 86400, i.e. capped at 24 h).
     #[arg(
         long,
-        env = "SQUADLINK_TURN_TTL",
+        env = "SQUADLINK_TURN_TTL_SECS",
         default_value_t = DEFAULT_TURN_TTL_SECS,
         value_parser = clap::value_parser!(u64).range(60..=MAX_TURN_TTL_SECS)
     )]
@@ -101,23 +101,23 @@ pub struct Config {
     pub outbound_queue: u32,
 
     /// Seconds between WebSocket pings the server sends.
-    #[arg(long, env = "SQUADLINK_PING_INTERVAL", default_value_t = 15,
+    #[arg(long, env = "SQUADLINK_PING_INTERVAL_SECS", default_value_t = 15,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub ping_interval_secs: u32,
 
     /// Seconds without any frame from a client before it is closed (idle_timeout).
-    #[arg(long, env = "SQUADLINK_IDLE_TIMEOUT", default_value_t = 45,
+    #[arg(long, env = "SQUADLINK_IDLE_TIMEOUT_SECS", default_value_t = 45,
           value_parser = clap::value_parser!(u32).range(2..))]
     pub idle_timeout_secs: u32,
 
     /// Seconds a new connection has to send its hello.
-    #[arg(long, env = "SQUADLINK_HELLO_TIMEOUT", default_value_t = 10,
+    #[arg(long, env = "SQUADLINK_HELLO_TIMEOUT_SECS", default_value_t = 10,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub hello_timeout_secs: u32,
 
     /// WebSocket read buffer per connection, in bytes. Small keeps idle connections cheap
     /// (the library default of 128 KiB costs ~137 KB per connection).
-    #[arg(long, env = "SQUADLINK_READ_BUFFER", default_value_t = 4096,
+    #[arg(long, env = "SQUADLINK_READ_BUFFER_BYTES", default_value_t = 4096,
           value_parser = clap::value_parser!(u32).range(512..=1_048_576))]
     pub read_buffer_bytes: u32,
 }
