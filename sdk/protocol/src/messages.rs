@@ -573,4 +573,55 @@ mod tests {
             assert!(!format!("{err:?}").contains("unknown variant"), "{ty}");
         }
     }
+
+    /// Mutated and truncated versions of valid frames (a small deterministic fuzz): the
+    /// decoder returns a value or a classified error, never panics, and an error carries
+    /// one of the three decode codes.
+    #[test]
+    fn mutated_frames_never_panic() {
+        let seeds = [
+            r#"{"type":"hello","rid":1,"token":"a.b.c"}"#,
+            r#"{"type":"create_lobby","rid":2,"max_members":4,"public":true,"properties":{"m":"ctf"}}"#,
+            r#"{"type":"signal","to":9,"data":{"kind":"candidate","candidate":"c","sdp_mid":"0","sdp_mline_index":0}}"#,
+            r#"{"type":"list_lobbies","filter":{"a":"b"},"limit":3}"#,
+        ];
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let alphabet = br#"{}[]":,0123456789-.etruflasn\ "#;
+        for round in 0..20_000u32 {
+            let seed = seeds[(next() % seeds.len() as u64) as usize].as_bytes();
+            let mut bytes = seed.to_vec();
+            for _ in 0..=(next() % 4) {
+                let at = (next() % bytes.len() as u64) as usize;
+                match next() % 3 {
+                    0 => bytes[at] = alphabet[(next() % alphabet.len() as u64) as usize],
+                    1 => {
+                        bytes.remove(at);
+                    }
+                    _ => bytes.insert(at, alphabet[(next() % alphabet.len() as u64) as usize]),
+                }
+                if bytes.is_empty() {
+                    bytes.push(b'{');
+                }
+            }
+            if round % 7 == 0 {
+                bytes.truncate((next() % bytes.len() as u64) as usize);
+            }
+            let text = String::from_utf8_lossy(&bytes);
+            if let Err(e) = ClientMessage::from_json(&text) {
+                assert!(
+                    matches!(
+                        e.code,
+                        ErrorCode::BadJson | ErrorCode::UnknownType | ErrorCode::InvalidField
+                    ),
+                    "{text}"
+                );
+            }
+        }
+    }
 }
