@@ -272,9 +272,14 @@ impl MemoryStore {
     }
 }
 
+/// A store answer that is already known, as a boxed future.
+fn ready<'a, T: Send + 'a>(value: T) -> BoxFuture<'a, T> {
+    Box::pin(std::future::ready(value))
+}
+
 impl LobbyStore for MemoryStore {
     fn create(&self, lobby: NewLobby, host: Member) -> BoxFuture<'_, Result<Lobby, StoreError>> {
-        Box::pin(std::future::ready(self.create_now(lobby, host)))
+        ready(self.create_now(lobby, host))
     }
 
     fn join<'a>(
@@ -282,7 +287,7 @@ impl LobbyStore for MemoryStore {
         code: &'a str,
         member: Member,
     ) -> BoxFuture<'a, Result<Lobby, StoreError>> {
-        Box::pin(std::future::ready(self.join_now(code, member)))
+        ready(self.join_now(code, member))
     }
 
     fn leave<'a>(
@@ -290,7 +295,7 @@ impl LobbyStore for MemoryStore {
         code: &'a str,
         peer: PeerId,
     ) -> BoxFuture<'a, Result<Option<Lobby>, StoreError>> {
-        Box::pin(std::future::ready(self.leave_now(code, peer)))
+        ready(self.leave_now(code, peer))
     }
 
     fn is_member<'a>(
@@ -298,7 +303,7 @@ impl LobbyStore for MemoryStore {
         code: &'a str,
         peer: PeerId,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        Box::pin(std::future::ready(self.is_member_now(code, peer)))
+        ready(self.is_member_now(code, peer))
     }
 
     fn list_public<'a>(
@@ -306,7 +311,7 @@ impl LobbyStore for MemoryStore {
         filter: &'a Properties,
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<LobbySummary>, StoreError>> {
-        Box::pin(std::future::ready(self.list_now(filter, limit)))
+        ready(self.list_now(filter, limit))
     }
 }
 

@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use squadlink_matchmaker::{Config, turn};
 use squadlink_protocol::{PlayerId, ServerMessage};
 use support::turn::{Allocation, Coturn, TurnClient};
-use support::{Client, config, start};
+use support::{Client, config, create_request, start};
 
 fn now() -> u64 {
     SystemTime::now()
@@ -36,14 +36,7 @@ async fn credentials_from_matchmaker(turn_url: String, secrets: Vec<String>) -> 
     })
     .await;
     let (mut a, _) = Client::hello(&server.url(), "relay-player").await;
-    a.send(&squadlink_protocol::ClientMessage::CreateLobby {
-        rid: None,
-        max_members: 2,
-        public: false,
-        properties: Default::default(),
-        member_data: Default::default(),
-    })
-    .await;
+    a.send(&create_request(None, 2)).await;
     let ServerMessage::LobbyJoined { ice_servers, .. } = a.recv().await else {
         panic!("expected lobby_joined")
     };

@@ -18,7 +18,7 @@ use squadlink_matchmaker::{Config, DevMode, auth, turn};
 use squadlink_protocol::{
     ClientMessage, ErrorCode, LeaveReason, PeerId, PlayerId, ServerMessage, Signal,
 };
-use support::{Client, config, start};
+use support::{Client, config, create_request, start};
 use tokio_tungstenite::tungstenite::Message;
 
 fn offer(sdp: &str) -> Signal {
@@ -320,15 +320,7 @@ async fn bad_input_gets_typed_errors_and_never_touches_others() {
 
     // Before hello.
     let mut early = Client::connect(&url).await;
-    early
-        .send(&ClientMessage::CreateLobby {
-            rid: Some(1),
-            max_members: 2,
-            public: false,
-            properties: Default::default(),
-            member_data: Default::default(),
-        })
-        .await;
+    early.send(&create_request(Some(1), 2)).await;
     early.expect_error(ErrorCode::NotAuthenticated).await;
 
     let (mut bad, _) = Client::hello(&url, "mallory").await;
@@ -366,14 +358,7 @@ async fn bad_input_gets_typed_errors_and_never_touches_others() {
     .await;
     bad.expect_error(ErrorCode::LobbyNotFound).await;
     for max in [0u8, 1, 5, 255] {
-        bad.send(&ClientMessage::CreateLobby {
-            rid: None,
-            max_members: max,
-            public: false,
-            properties: Default::default(),
-            member_data: Default::default(),
-        })
-        .await;
+        bad.send(&create_request(None, max)).await;
         bad.expect_error(ErrorCode::InvalidField).await;
     }
     let too_many: std::collections::BTreeMap<String, String> = (0..40)
@@ -411,15 +396,7 @@ async fn bad_input_gets_typed_errors_and_never_touches_others() {
             ..
         }
     ));
-    second
-        .send(&ClientMessage::CreateLobby {
-            rid: None,
-            max_members: 2,
-            public: false,
-            properties: Default::default(),
-            member_data: Default::default(),
-        })
-        .await;
+    second.send(&create_request(None, 2)).await;
     second.expect_error(ErrorCode::AlreadyInLobby).await;
 
     // An oversized frame closes only that connection, with a reason.
@@ -682,14 +659,7 @@ async fn server_limits_refuse_with_clear_codes() {
     let (mut a, _) = Client::hello(&url, "a").await;
     let (mut b, _) = Client::hello(&url, "b").await;
     a.create(2, false).await;
-    b.send(&ClientMessage::CreateLobby {
-        rid: Some(6),
-        max_members: 2,
-        public: false,
-        properties: Default::default(),
-        member_data: Default::default(),
-    })
-    .await;
+    b.send(&create_request(Some(6), 2)).await;
     assert!(matches!(
         b.recv().await,
         ServerMessage::Error {

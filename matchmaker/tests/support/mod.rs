@@ -27,6 +27,17 @@ pub async fn start(config: Config) -> Server {
     Server::bind(config).await.expect("matchmaker starts")
 }
 
+/// A private `create_lobby` request without properties.
+pub fn create_request(rid: Option<u32>, max_members: u8) -> ClientMessage {
+    ClientMessage::CreateLobby {
+        rid,
+        max_members,
+        public: false,
+        properties: Default::default(),
+        member_data: Default::default(),
+    }
+}
+
 pub struct Client {
     pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
 }
