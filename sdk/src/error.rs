@@ -1,0 +1,94 @@
+//! The SDK's error type. Every failure a network, a peer or a caller can cause is one of
+//! these values (or an [`crate::Event`] carrying one); the SDK does not panic on them.
+
+use squadlink_protocol::{ErrorCode, PeerId};
+
+use crate::channel::Channel;
+
+/// Everything that can go wrong in a [`crate::Session`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The builder was given settings that cannot work.
+    #[error("invalid session settings: {0}")]
+    Config(String),
+    /// The matchmaker could not be reached or the WebSocket failed.
+    #[error("cannot reach the matchmaker at {url}: {reason} (is it running? check the URL)")]
+    Signaling {
+        /// The matchmaker URL.
+        url: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The matchmaker refused a request.
+    #[error("the matchmaker refused: {code}: {message}")]
+    Matchmaker {
+        /// Its stable error code.
+        code: ErrorCode,
+        /// Its explanation.
+        message: String,
+    },
+    /// Something took longer than its timeout.
+    #[error("{what} timed out after {secs} s")]
+    Timeout {
+        /// What was waited for.
+        what: &'static str,
+        /// How long.
+        secs: u64,
+    },
+    /// A peer declared a different channel list. Both sides report this; they do not connect.
+    #[error(
+        "channel lists differ with {peer}: ours is [{ours}], theirs is [{theirs}]; every player must declare the same channels in the same order"
+    )]
+    ChannelMismatch {
+        /// The other peer.
+        peer: PeerId,
+        /// Our channel list.
+        ours: String,
+        /// Theirs.
+        theirs: String,
+    },
+    /// No channel with that index was declared.
+    #[error("{0:?} was not declared (declare channels with SessionBuilder::channel)")]
+    UnknownChannel(Channel),
+    /// A message is larger than the channel allows.
+    #[error(
+        "message of {size} bytes is too large for {channel:?} (limit {limit} bytes); split it or raise SessionBuilder::max_message_size"
+    )]
+    MessageTooLarge {
+        /// The channel.
+        channel: Channel,
+        /// The message size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The peer's send buffer is full on a reliable channel; the message was not sent.
+    #[error("send buffer to {peer} is full on {channel:?}; the network cannot keep up: send less")]
+    SendBufferFull {
+        /// The peer.
+        peer: PeerId,
+        /// The channel.
+        channel: Channel,
+    },
+    /// A typed message could not be encoded or decoded.
+    #[error("codec error: {0}")]
+    Codec(String),
+    /// WebRTC failed for one peer (that peer is disconnected; others are unaffected).
+    #[error("WebRTC error with {peer}: {reason}")]
+    WebRtc {
+        /// The peer.
+        peer: PeerId,
+        /// What failed.
+        reason: String,
+    },
+    /// Network I/O failed (binding the UDP socket, for example).
+    #[error("network error: {0}")]
+    Io(String),
+    /// The session has stopped (it was closed, or its network thread ended).
+    #[error("the session is closed")]
+    Closed,
+}
+
+/// Shorthand for results with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

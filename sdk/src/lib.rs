@@ -1,0 +1,44 @@
+//! # Squadlink
+//!
+//! Peer-to-peer networking for multiplayer games: players meet in a lobby through the
+//! Squadlink matchmaker, then connect to each other over WebRTC (directly where possible,
+//! through a TURN relay where not) and exchange messages on the channels they declared.
+//!
+//! ```no_run
+//! use squadlink::{Channel, ChannelKind, Event, LobbyRef, Session};
+//!
+//! let session = Session::builder("ws://127.0.0.1:7878/v1")
+//!     .channel(ChannelKind::UnreliableSequenced) // channel 0: state, 60 times a second
+//!     .channel(ChannelKind::ReliableOrdered)     // channel 1: events
+//!     .join(LobbyRef::create(4))
+//!     .start()?;
+//! println!("lobby code: {:?}", session.lobby().map(|l| l.code));
+//! for event in session.poll_events() {
+//!     if let Event::PeerConnected { peer, path, connect_time } = event {
+//!         println!("{peer} connected via {} in {connect_time:?}", path.name());
+//!     }
+//! }
+//! session.broadcast(Channel(1), b"hello")?;
+//! # Ok::<(), squadlink::Error>(())
+//! ```
+//!
+//! The session runs its network thread itself: a game loop calls the non-blocking methods
+//! ([`Session::poll_events`], [`Session::send`], [`Session::receive`]) once a frame; tokio
+//! users can `.await` [`Session::next_event`] and [`Session::recv`] instead.
+
+mod channel;
+pub mod codec;
+mod error;
+mod session;
+mod signaling;
+mod stats;
+mod transport;
+
+pub use channel::{Channel, ChannelKind};
+pub use error::{Error, Result};
+pub use session::{
+    DisconnectReason, Event, IcePolicy, LobbyInfo, MAX_CHANNELS, PathKind, Session, SessionBuilder,
+};
+pub use signaling::LobbyRef;
+pub use squadlink_protocol::{IceServer, PeerId, PlayerId};
+pub use stats::PeerStats;

@@ -1,0 +1,587 @@
+//! [`Session`]: the handle a game holds. A sync API for game loops, an async one for tokio.
+//!
+//! The session owns one network thread running the transport loop (WebRTC for every peer,
+//! one UDP socket, the matchmaker connection). The game talks to it through channels and
+//! never blocks on the network.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use squadlink_protocol::{IceServer, PeerId, PlayerId};
+
+use crate::channel::{Channel, ChannelKind, FRAGMENT_SIZE};
+use crate::error::{Error, Result};
+use crate::signaling::LobbyRef;
+use crate::stats::PeerStats;
+use crate::transport::{Command, Driver, DriverConfig};
+
+/// How a peer is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PathKind {
+    /// Directly, at an address the peer announced (same host or LAN, or a public address).
+    Host,
+    /// Directly, through a NAT mapping (server- or peer-reflexive address).
+    Srflx,
+    /// Through a TURN relay.
+    Relay,
+}
+
+impl PathKind {
+    /// `host`, `srflx` or `relay`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Host => "host",
+            Self::Srflx => "srflx",
+            Self::Relay => "relay",
+        }
+    }
+}
+
+/// Why a peer is gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DisconnectReason {
+    /// It left the lobby (or its matchmaker connection ended).
+    Left,
+    /// The connection was not up within the connect timeout.
+    ConnectTimeout,
+    /// Nothing was heard from it for the silence timeout.
+    Silent,
+    /// WebRTC failed for it.
+    Failed(String),
+    /// The channel lists differ; see [`Error::ChannelMismatch`].
+    ChannelMismatch,
+}
+
+/// Lobby membership as the session last heard it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LobbyInfo {
+    /// Join code.
+    pub code: String,
+    /// Current host.
+    pub host: PeerId,
+    /// Members in join order, with their player ids.
+    pub members: Vec<(PeerId, PlayerId)>,
+}
+
+/// Something that happened; drain them with [`Session::poll_events`].
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A player is in the lobby (already there when we joined, or joined after).
+    PeerJoined {
+        /// Its connection id.
+        peer: PeerId,
+        /// Its stable player id.
+        player: PlayerId,
+    },
+    /// All channels to the peer are open.
+    PeerConnected {
+        /// The peer.
+        peer: PeerId,
+        /// How it is reached.
+        path: PathKind,
+        /// From the moment we learned of the peer to all channels open.
+        connect_time: Duration,
+    },
+    /// The peer is gone; nothing more will arrive from it.
+    PeerDisconnected {
+        /// The peer.
+        peer: PeerId,
+        /// Why.
+        reason: DisconnectReason,
+    },
+    /// Lobby membership or host changed.
+    LobbyChanged(LobbyInfo),
+    /// A problem that did not end the session (a peer-level failure, a full send buffer…).
+    Error(Error),
+    /// The session ended (matchmaker connection lost, or closed). No more events follow.
+    Closed(Option<Error>),
+}
+
+/// Whether ICE may use direct paths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IcePolicy {
+    /// Direct paths first; a relay only where nothing direct works (decided per peer).
+    #[default]
+    All,
+    /// Only TURN relays: hides players' addresses from each other.
+    RelayOnly,
+}
+
+/// What the network thread shares with the game.
+pub(crate) struct Shared {
+    pub(crate) events: crossbeam_channel::Sender<Event>,
+    pub(crate) inbox: Vec<crossbeam_channel::Sender<(PeerId, Bytes)>>,
+    pub(crate) stats: RwLock<HashMap<PeerId, PeerStats>>,
+    pub(crate) lobby: RwLock<Option<LobbyInfo>>,
+    pub(crate) event_wake: tokio::sync::Notify,
+    pub(crate) inbox_wake: Vec<tokio::sync::Notify>,
+}
+
+impl Shared {
+    pub(crate) fn emit(&self, event: Event) {
+        let _ = self.events.send(event);
+        self.event_wake.notify_one();
+    }
+
+    pub(crate) fn deliver(&self, channel: usize, peer: PeerId, data: Bytes) {
+        if let Some(tx) = self.inbox.get(channel) {
+            let _ = tx.send((peer, data));
+        }
+        if let Some(wake) = self.inbox_wake.get(channel) {
+            wake.notify_one();
+        }
+    }
+}
+
+/// Configures and starts a [`Session`].
+#[derive(Debug, Clone)]
+pub struct SessionBuilder {
+    pub(crate) url: String,
+    pub(crate) channels: Vec<ChannelKind>,
+    pub(crate) lobby: LobbyRef,
+    pub(crate) token: Option<String>,
+    pub(crate) player_id: Option<String>,
+    pub(crate) bind: SocketAddr,
+    pub(crate) ice_policy: IcePolicy,
+    pub(crate) extra_ice_servers: Vec<IceServer>,
+    pub(crate) max_message_size: usize,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) silence_timeout: Duration,
+    pub(crate) simulated_loss: f64,
+}
+
+/// Most channels a session may declare.
+pub const MAX_CHANNELS: usize = 64;
+
+impl SessionBuilder {
+    /// Starts a builder for the matchmaker at `url` (e.g. `ws://127.0.0.1:7878/v1`).
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            channels: Vec::new(),
+            lobby: LobbyRef::create(8),
+            token: None,
+            player_id: None,
+            bind: SocketAddr::from(([0, 0, 0, 0], 0)),
+            ice_policy: IcePolicy::All,
+            extra_ice_servers: Vec::new(),
+            max_message_size: 1 << 20,
+            connect_timeout: Duration::from_secs(10),
+            silence_timeout: Duration::from_secs(4),
+            simulated_loss: 0.0,
+        }
+    }
+
+    /// Declares the next channel (channel 0, then 1, …). Every peer must declare the same
+    /// list in the same order.
+    pub fn channel(mut self, kind: ChannelKind) -> Self {
+        self.channels.push(kind);
+        self
+    }
+
+    /// Which lobby to enter (default: create a private lobby for 8).
+    pub fn join(mut self, lobby: LobbyRef) -> Self {
+        self.lobby = lobby;
+        self
+    }
+
+    /// The player token from your backend (see the matchmaker docs).
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// Dev-mode servers only: the player id to use without a token.
+    pub fn player_id(mut self, id: impl Into<String>) -> Self {
+        self.player_id = Some(id.into());
+        self
+    }
+
+    /// The local UDP address to bind (default `0.0.0.0:0`: every interface, a free port).
+    /// Bind a concrete address such as `127.0.0.1:0` to use only that one.
+    pub fn bind(mut self, addr: SocketAddr) -> Self {
+        self.bind = addr;
+        self
+    }
+
+    /// Direct paths allowed, or relay only.
+    pub fn ice_policy(mut self, policy: IcePolicy) -> Self {
+        self.ice_policy = policy;
+        self
+    }
+
+    /// ICE servers to use besides the ones the matchmaker hands out.
+    pub fn ice_server(mut self, server: IceServer) -> Self {
+        self.extra_ice_servers.push(server);
+        self
+    }
+
+    /// Largest reliable message (default 1 MiB). Unreliable messages are limited to
+    /// 16 KiB (they are never fragmented).
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// How long a peer may take to connect before it is reported disconnected (default 10 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long a connected peer may stay silent before it is reported disconnected
+    /// (default 4 s; the session pings every peer 4 times a second).
+    pub fn silence_timeout(mut self, timeout: Duration) -> Self {
+        self.silence_timeout = timeout;
+        self
+    }
+
+    /// For testing how a game copes with a bad network: drops this fraction (0.0–1.0) of
+    /// the datagrams this session sends and receives, at random. Default 0.
+    pub fn simulated_loss(mut self, fraction: f64) -> Self {
+        self.simulated_loss = fraction;
+        self
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.channels.is_empty() {
+            return Err(Error::Config(
+                "declare at least one channel with SessionBuilder::channel".into(),
+            ));
+        }
+        if self.channels.len() > MAX_CHANNELS {
+            return Err(Error::Config(format!("at most {MAX_CHANNELS} channels")));
+        }
+        if !self.url.starts_with("ws://") && !self.url.starts_with("wss://") {
+            return Err(Error::Config(format!(
+                "matchmaker URL {:?} must start with ws:// or wss://",
+                self.url
+            )));
+        }
+        if !(0.0..=1.0).contains(&self.simulated_loss) {
+            return Err(Error::Config(
+                "simulated_loss must be between 0 and 1".into(),
+            ));
+        }
+        if self.max_message_size < FRAGMENT_SIZE {
+            return Err(Error::Config(format!(
+                "max_message_size must be at least {FRAGMENT_SIZE}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Connects to the matchmaker, enters the lobby and starts connecting to its members.
+    /// Blocks until the lobby is entered (at most about 10 s); peers connect afterwards and
+    /// are announced by [`Event::PeerConnected`].
+    pub fn start(self) -> Result<Session> {
+        let (session, ready) = self.spawn()?;
+        match ready.recv_timeout(Duration::from_secs(25)) {
+            Ok(Ok(())) => Ok(session),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(Error::Timeout {
+                what: "entering the lobby",
+                secs: 25,
+            }),
+        }
+    }
+
+    /// Like [`SessionBuilder::start`], without blocking the async runtime.
+    pub async fn start_async(self) -> Result<Session> {
+        let (session, ready) = self.spawn()?;
+        let waited =
+            tokio::task::spawn_blocking(move || ready.recv_timeout(Duration::from_secs(25))).await;
+        match waited {
+            Ok(Ok(Ok(()))) => Ok(session),
+            Ok(Ok(Err(e))) => Err(e),
+            Ok(Err(_)) | Err(_) => Err(Error::Timeout {
+                what: "entering the lobby",
+                secs: 25,
+            }),
+        }
+    }
+
+    fn spawn(self) -> Result<(Session, crossbeam_channel::Receiver<Result<()>>)> {
+        self.validate()?;
+        let n = self.channels.len();
+        let (events_tx, events_rx) = crossbeam_channel::unbounded();
+        let (inbox_tx, inbox_rx): (Vec<_>, Vec<_>) =
+            (0..n).map(|_| crossbeam_channel::unbounded()).unzip();
+        let shared = Arc::new(Shared {
+            events: events_tx,
+            inbox: inbox_tx,
+            stats: RwLock::new(HashMap::new()),
+            lobby: RwLock::new(None),
+            event_wake: tokio::sync::Notify::new(),
+            inbox_wake: (0..n).map(|_| tokio::sync::Notify::new()).collect(),
+        });
+        let (cmd_tx, cmd_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
+        let (ident_tx, ident_rx) = crossbeam_channel::bounded(1);
+        let config = DriverConfig::from_builder(&self);
+        let thread_shared = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("squadlink-net".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(Error::Io(format!("tokio runtime: {e}"))));
+                        return;
+                    }
+                };
+                runtime.block_on(Driver::run(
+                    config,
+                    thread_shared,
+                    cmd_rx,
+                    ready_tx,
+                    ident_tx,
+                ));
+            })
+            .map_err(|e| Error::Io(format!("cannot start the network thread: {e}")))?;
+        let session = Session {
+            channels: self.channels,
+            max_message_size: self.max_message_size,
+            cmd: cmd_tx,
+            shared,
+            events: events_rx,
+            inbox: inbox_rx,
+            ident: ident_rx,
+            me: std::sync::OnceLock::new(),
+            thread: Some(thread),
+        };
+        Ok((session, ready_rx))
+    }
+}
+
+/// A player's connection to a lobby and its peers.
+///
+/// ```no_run
+/// use squadlink::{Channel, ChannelKind, Event, LobbyRef, Session};
+///
+/// let session = Session::builder("ws://127.0.0.1:7878/v1")
+///     .channel(ChannelKind::UnreliableSequenced) // channel 0: state
+///     .channel(ChannelKind::ReliableOrdered)     // channel 1: events
+///     .join(LobbyRef::Code("K7QXZ".into()))
+///     .start()?;
+/// loop {
+///     for event in session.poll_events() {
+///         if let Event::PeerConnected { peer, path, .. } = event {
+///             println!("{peer} connected via {}", path.name());
+///         }
+///     }
+///     session.broadcast(Channel(0), b"my position")?;
+///     for (peer, bytes) in session.receive(Channel(0)) {
+///         println!("{peer}: {} bytes", bytes.len());
+///     }
+///     # break;
+/// }
+/// # Ok::<(), squadlink::Error>(())
+/// ```
+pub struct Session {
+    channels: Vec<ChannelKind>,
+    max_message_size: usize,
+    cmd: tokio::sync::mpsc::UnboundedSender<Command>,
+    shared: Arc<Shared>,
+    events: crossbeam_channel::Receiver<Event>,
+    inbox: Vec<crossbeam_channel::Receiver<(PeerId, Bytes)>>,
+    ident: crossbeam_channel::Receiver<(PeerId, PlayerId)>,
+    me: std::sync::OnceLock<(PeerId, PlayerId)>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Session {
+    /// Starts configuring a session for the matchmaker at `url`.
+    pub fn builder(url: impl Into<String>) -> SessionBuilder {
+        SessionBuilder::new(url)
+    }
+
+    fn ident(&self) -> Option<&(PeerId, PlayerId)> {
+        if self.me.get().is_none()
+            && let Ok(v) = self.ident.try_recv()
+        {
+            let _ = self.me.set(v);
+        }
+        self.me.get()
+    }
+
+    /// This session's peer id in the lobby.
+    pub fn id(&self) -> Option<PeerId> {
+        self.ident().map(|(p, _)| *p)
+    }
+
+    /// This player's id.
+    pub fn player_id(&self) -> Option<PlayerId> {
+        self.ident().map(|(_, p)| p.clone())
+    }
+
+    /// The lobby as last heard from the matchmaker.
+    pub fn lobby(&self) -> Option<LobbyInfo> {
+        self.shared.lobby.read().ok().and_then(|l| l.clone())
+    }
+
+    /// Events since the last call, oldest first. Never blocks.
+    pub fn poll_events(&self) -> impl Iterator<Item = Event> + '_ {
+        self.events.try_iter()
+    }
+
+    /// Waits for the next event (async API). `None` once the session has ended.
+    pub async fn next_event(&self) -> Option<Event> {
+        loop {
+            match self.events.try_recv() {
+                Ok(e) => return Some(e),
+                Err(crossbeam_channel::TryRecvError::Disconnected) => return None,
+                Err(crossbeam_channel::TryRecvError::Empty) => {
+                    self.shared.event_wake.notified().await;
+                }
+            }
+        }
+    }
+
+    fn check(&self, channel: Channel, size: usize) -> Result<ChannelKind> {
+        let kind = *self
+            .channels
+            .get(channel.0)
+            .ok_or(Error::UnknownChannel(channel))?;
+        let limit = if kind.is_reliable() {
+            self.max_message_size
+        } else {
+            FRAGMENT_SIZE
+        };
+        if size > limit {
+            return Err(Error::MessageTooLarge {
+                channel,
+                size,
+                limit,
+            });
+        }
+        Ok(kind)
+    }
+
+    fn queue(&self, to: Option<PeerId>, channel: Channel, payload: Bytes) -> Result<()> {
+        self.check(channel, payload.len())?;
+        self.cmd
+            .send(Command::Send {
+                to,
+                channel: channel.0,
+                payload,
+            })
+            .map_err(|_| Error::Closed)
+    }
+
+    /// Sends `data` to one peer. Never blocks; an unreliable message that does not fit the
+    /// peer's send buffer is dropped and counted in [`PeerStats::dropped_congested`].
+    pub fn send(&self, peer: PeerId, channel: Channel, data: &[u8]) -> Result<()> {
+        self.queue(Some(peer), channel, Bytes::copy_from_slice(data))
+    }
+
+    /// Sends `data` to every connected peer.
+    pub fn broadcast(&self, channel: Channel, data: &[u8]) -> Result<()> {
+        self.queue(None, channel, Bytes::copy_from_slice(data))
+    }
+
+    /// Messages received on `channel` since the last call, oldest first. Never blocks.
+    pub fn receive(&self, channel: Channel) -> impl Iterator<Item = (PeerId, Bytes)> + '_ {
+        self.inbox
+            .get(channel.0)
+            .into_iter()
+            .flat_map(|rx| rx.try_iter())
+    }
+
+    /// Waits for the next message on `channel` (async API). `None` once the session ended
+    /// or if the channel was not declared.
+    pub async fn recv(&self, channel: Channel) -> Option<(PeerId, Bytes)> {
+        let rx = self.inbox.get(channel.0)?;
+        let wake = self.shared.inbox_wake.get(channel.0)?;
+        loop {
+            match rx.try_recv() {
+                Ok(m) => return Some(m),
+                Err(crossbeam_channel::TryRecvError::Disconnected) => return None,
+                Err(crossbeam_channel::TryRecvError::Empty) => wake.notified().await,
+            }
+        }
+    }
+
+    /// Serializes `value` with bincode and sends it to one peer.
+    pub fn send_typed<T: Serialize>(
+        &self,
+        peer: PeerId,
+        channel: Channel,
+        value: &T,
+    ) -> Result<()> {
+        self.queue(Some(peer), channel, crate::codec::encode(value)?)
+    }
+
+    /// Serializes `value` with bincode and sends it to every connected peer.
+    pub fn broadcast_typed<T: Serialize>(&self, channel: Channel, value: &T) -> Result<()> {
+        self.queue(None, channel, crate::codec::encode(value)?)
+    }
+
+    /// Messages received on `channel`, decoded as `T` (with a size limit). A message that
+    /// does not decode comes out as an error value; the others are unaffected.
+    pub fn receive_typed<T: DeserializeOwned>(
+        &self,
+        channel: Channel,
+    ) -> impl Iterator<Item = (PeerId, Result<T>)> + '_ {
+        self.receive(channel)
+            .map(|(peer, bytes)| (peer, crate::codec::decode(&bytes)))
+    }
+
+    /// Peers whose channels are all open right now.
+    pub fn connected_peers(&self) -> Vec<PeerId> {
+        self.shared
+            .stats
+            .read()
+            .map(|s| {
+                let mut v: Vec<PeerId> = s
+                    .iter()
+                    .filter(|(_, st)| st.connected)
+                    .map(|(p, _)| *p)
+                    .collect();
+                v.sort();
+                v
+            })
+            .unwrap_or_default()
+    }
+
+    /// The latest statistics for one peer.
+    pub fn stats(&self, peer: PeerId) -> Option<PeerStats> {
+        self.shared.stats.read().ok()?.get(&peer).cloned()
+    }
+
+    /// Leaves the lobby, closes every peer connection and stops the network thread
+    /// (waits at most a couple of seconds). Dropping the session does the same.
+    pub fn close(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        let _ = self.cmd.send(Command::Close);
+        if let Some(thread) = self.thread.take() {
+            let deadline = std::time::Instant::now() + Duration::from_secs(3);
+            while !thread.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if thread.is_finished() {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

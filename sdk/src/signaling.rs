@@ -1,0 +1,215 @@
+//! WebSocket client to the matchmaker (protocol v1, `squadlink-protocol`).
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use squadlink_protocol::{
+    ClientMessage, IceServer, Lobby, PeerId, PlayerId, Properties, ServerMessage,
+};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::error::{Error, Result};
+
+/// How long connecting, hello and joining may take each.
+pub(crate) const SIGNALING_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Which lobby to enter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LobbyRef {
+    /// Create a new lobby.
+    Create {
+        /// Most members (2 up to the server's limit).
+        max_members: u8,
+        /// Listed publicly.
+        public: bool,
+        /// Free-form properties.
+        properties: Properties,
+    },
+    /// Join an existing lobby by its code.
+    Code(String),
+}
+
+impl LobbyRef {
+    /// A private lobby for up to `max_members` players.
+    pub fn create(max_members: u8) -> Self {
+        Self::Create {
+            max_members,
+            public: false,
+            properties: Properties::new(),
+        }
+    }
+}
+
+/// What the matchmaker told us when we entered the lobby.
+#[derive(Debug, Clone)]
+pub(crate) struct Joined {
+    pub(crate) me: PeerId,
+    pub(crate) player: PlayerId,
+    pub(crate) lobby: Lobby,
+    pub(crate) ice_servers: Vec<IceServer>,
+}
+
+pub(crate) struct Signaling {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    url: String,
+}
+
+impl Signaling {
+    /// Connects, says hello (with `token` if given), enters the lobby.
+    pub(crate) async fn connect_and_join(
+        url: &str,
+        token: Option<String>,
+        player_id: Option<String>,
+        lobby: &LobbyRef,
+        member_data: Properties,
+    ) -> Result<(Self, Joined)> {
+        let fail = |reason: String| Error::Signaling {
+            url: url.to_owned(),
+            reason,
+        };
+        let connect = tokio_tungstenite::connect_async(url);
+        let (ws, _) = tokio::time::timeout(SIGNALING_TIMEOUT, connect)
+            .await
+            .map_err(|_| Error::Timeout {
+                what: "connecting to the matchmaker",
+                secs: SIGNALING_TIMEOUT.as_secs(),
+            })?
+            .map_err(|e| fail(e.to_string()))?;
+        let mut this = Self {
+            ws,
+            url: url.to_owned(),
+        };
+        this.send(&ClientMessage::Hello {
+            rid: None,
+            token,
+            player_id,
+        })
+        .await?;
+        let (me, player) = this
+            .expect(|m| match m {
+                ServerMessage::Welcome {
+                    peer_id, player_id, ..
+                } => Some((peer_id, player_id)),
+                _ => None,
+            })
+            .await?;
+        let request = match lobby {
+            LobbyRef::Create {
+                max_members,
+                public,
+                properties,
+            } => ClientMessage::CreateLobby {
+                rid: None,
+                max_members: *max_members,
+                public: *public,
+                properties: properties.clone(),
+                member_data,
+            },
+            LobbyRef::Code(code) => ClientMessage::JoinLobby {
+                rid: None,
+                code: code.clone(),
+                member_data,
+            },
+        };
+        this.send(&request).await?;
+        let (lobby, ice_servers) = this
+            .expect(|m| match m {
+                ServerMessage::LobbyJoined {
+                    lobby, ice_servers, ..
+                } => Some((lobby, ice_servers)),
+                _ => None,
+            })
+            .await?;
+        Ok((
+            this,
+            Joined {
+                me,
+                player,
+                lobby,
+                ice_servers,
+            },
+        ))
+    }
+
+    /// Waits for the reply `pick` recognizes; an `error` message becomes an error value.
+    async fn expect<T>(&mut self, mut pick: impl FnMut(ServerMessage) -> Option<T>) -> Result<T> {
+        let deadline = tokio::time::Instant::now() + SIGNALING_TIMEOUT;
+        loop {
+            let msg = tokio::time::timeout_at(deadline, self.recv())
+                .await
+                .map_err(|_| Error::Timeout {
+                    what: "the matchmaker's reply",
+                    secs: SIGNALING_TIMEOUT.as_secs(),
+                })??;
+            if let ServerMessage::Error { code, message, .. } = msg {
+                return Err(Error::Matchmaker { code, message });
+            }
+            if let Some(v) = pick(msg) {
+                return Ok(v);
+            }
+        }
+    }
+
+    pub(crate) async fn send(&mut self, msg: &ClientMessage) -> Result<()> {
+        let text = msg.to_json().map_err(|e| Error::Codec(e.to_string()))?;
+        let url = &self.url;
+        tokio::time::timeout(SIGNALING_TIMEOUT, self.ws.send(Message::text(text)))
+            .await
+            .map_err(|_| Error::Timeout {
+                what: "sending to the matchmaker",
+                secs: SIGNALING_TIMEOUT.as_secs(),
+            })?
+            .map_err(|e| Error::Signaling {
+                url: url.clone(),
+                reason: e.to_string(),
+            })
+    }
+
+    /// The next protocol message. Frames that are not valid messages are skipped (logged).
+    pub(crate) async fn recv(&mut self) -> Result<ServerMessage> {
+        loop {
+            let frame = self.ws.next().await;
+            let text = match frame {
+                Some(Ok(Message::Text(t))) => t,
+                Some(Ok(Message::Close(frame))) => {
+                    let reason = frame.map_or_else(
+                        || "closed".to_string(),
+                        |f| format!("closed: {} {}", u16::from(f.code), f.reason),
+                    );
+                    return Err(Error::Signaling {
+                        url: self.url.clone(),
+                        reason,
+                    });
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => {
+                    return Err(Error::Signaling {
+                        url: self.url.clone(),
+                        reason: e.to_string(),
+                    });
+                }
+                None => {
+                    return Err(Error::Signaling {
+                        url: self.url.clone(),
+                        reason: "connection closed".into(),
+                    });
+                }
+            };
+            match ServerMessage::from_json(text.as_str()) {
+                Ok(msg) => return Ok(msg),
+                Err(err) => tracing::warn!(%err, "ignoring a frame from the matchmaker"),
+            }
+        }
+    }
+
+    /// Leaves politely and closes (best effort, bounded).
+    pub(crate) async fn close(mut self) {
+        let goodbye = async {
+            let _ = self.send(&ClientMessage::LeaveLobby { rid: None }).await;
+            let _ = self.ws.close(None).await;
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(1), goodbye).await;
+    }
+}

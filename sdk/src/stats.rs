@@ -1,0 +1,46 @@
+//! Per-peer statistics, refreshed by the network thread several times a second.
+
+use std::time::Duration;
+
+use crate::session::PathKind;
+
+/// What the session knows about its connection to one peer.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PeerStats {
+    /// All channels are open.
+    pub connected: bool,
+    /// How the peer is reached, once connected.
+    pub path: Option<PathKind>,
+    /// Round-trip time, smoothed (from the session's own pings, 4 per second).
+    pub rtt: Option<Duration>,
+    /// The latest round-trip sample.
+    pub rtt_last: Option<Duration>,
+    /// Pings sent, and answered, since connecting: their difference is loss (both ways).
+    pub pings_sent: u64,
+    /// Pings answered.
+    pub pongs_received: u64,
+    /// Fraction of the last 40 pings (10 s) not answered.
+    pub loss: f64,
+    /// Datagrams sent to and received from this peer (all protocols: ICE, DTLS, SCTP).
+    pub packets_sent: u64,
+    /// Datagrams received from this peer.
+    pub packets_received: u64,
+    /// Bytes sent to this peer, UDP payload.
+    pub bytes_sent: u64,
+    /// Bytes received from this peer, UDP payload.
+    pub bytes_received: u64,
+    /// Application messages sent.
+    pub messages_sent: u64,
+    /// Application messages received (after reassembly and sequencing).
+    pub messages_received: u64,
+    /// Unreliable messages dropped because the send buffer was full.
+    pub dropped_congested: u64,
+    /// Sequenced messages dropped on arrival because a newer one had arrived.
+    pub dropped_stale: u64,
+    /// Frames that could not be decoded (a misbehaving peer).
+    pub frame_errors: u64,
+    /// Bytes queued for this peer and not yet acknowledged (all channels).
+    pub send_queue_bytes: usize,
+    /// The selected local and remote candidate addresses.
+    pub selected_pair: Option<(String, String)>,
+}

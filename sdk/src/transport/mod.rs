@@ -1,0 +1,831 @@
+//! Our event loop over webrtc-rs's sans-IO core (`rtc`).
+//!
+//! One thread, one current-thread tokio runtime, one UDP socket for every peer connection of
+//! the session. The rule that makes connecting fast: after *every* input (a datagram, a
+//! signal, a send, a timer) the loop drains the peer connection's events, reads and writes
+//! until nothing more comes out, and calls `handle_timeout(now)` whenever an event came out
+//! (the core moves some handshake output, such as the DTLS ClientHello, to its write queue
+//! only on a timeout). Nothing waits for a timer tick: loopback connects in about 2 ms.
+//!
+//! Datagrams of different peer connections share the socket. A Binding request names its
+//! target in USERNAME (`<our ufrag>:<their ufrag>`); everything else is routed by the
+//! sender's address, learned from remote candidates and from those requests.
+
+pub(crate) mod net;
+mod peer;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use rtc::peer_connection::event::{RTCDataChannelEvent, RTCPeerConnectionEvent};
+use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::peer_connection::transport::{
+    CandidateConfig, CandidateHostConfig, RTCIceCandidate, RTCIceCandidateInit,
+};
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use squadlink_protocol::{
+    ClientMessage, IceServer, Lobby, PeerId, PlayerId, Properties, ServerMessage, Signal,
+};
+use tokio::net::UdpSocket;
+
+use self::net::{LossStage, host_addresses, local_for, parse_candidate, stun_request_ufrag};
+use self::peer::{PING_EVERY, Peer, PeerSettings};
+use crate::channel::{self, ChannelKind};
+use crate::error::{Error, Result};
+use crate::session::{DisconnectReason, Event, IcePolicy, LobbyInfo, SessionBuilder, Shared};
+use crate::signaling::{LobbyRef, Signaling};
+
+/// Member-data key carrying a member's channel list.
+const CHANNELS_KEY: &str = "squadlink.channels";
+/// Unreliable messages are dropped when this much is already queued for the peer.
+const UNRELIABLE_QUEUE_LIMIT: usize = 256 * 1024;
+/// Reliable sends fail with `SendBufferFull` past this.
+const RELIABLE_QUEUE_LIMIT: usize = 16 * 1024 * 1024;
+/// Datagrams read per wake-up before the loop looks at its other inputs.
+const READ_BATCH: usize = 64;
+const MAX_DATAGRAM: usize = 2048;
+
+/// What the game asks of the network thread.
+pub(crate) enum Command {
+    Send {
+        to: Option<PeerId>,
+        channel: usize,
+        payload: Bytes,
+    },
+    Close,
+}
+
+/// The builder's settings, as the network thread needs them.
+pub(crate) struct DriverConfig {
+    url: String,
+    token: Option<String>,
+    player_id: Option<String>,
+    lobby: LobbyRef,
+    channels: Vec<ChannelKind>,
+    bind: SocketAddr,
+    ice_policy: IcePolicy,
+    extra_ice_servers: Vec<IceServer>,
+    max_message: usize,
+    connect_timeout: Duration,
+    silence_timeout: Duration,
+    loss: f64,
+}
+
+impl DriverConfig {
+    pub(crate) fn from_builder(b: &SessionBuilder) -> Self {
+        Self {
+            url: b.url.clone(),
+            token: b.token.clone(),
+            player_id: b.player_id.clone(),
+            lobby: b.lobby.clone(),
+            channels: b.channels.clone(),
+            bind: b.bind,
+            ice_policy: b.ice_policy,
+            extra_ice_servers: b.extra_ice_servers.clone(),
+            max_message: b.max_message_size,
+            connect_timeout: b.connect_timeout,
+            silence_timeout: b.silence_timeout,
+            loss: b.simulated_loss,
+        }
+    }
+}
+
+struct Net {
+    socket: UdpSocket,
+    hosts: Vec<SocketAddr>,
+    loss: LossStage,
+    relays: Vec<SocketAddr>,
+}
+
+impl Net {
+    /// Sends one datagram now, or drops it (UDP semantics: SCTP retransmits what matters).
+    fn send(&mut self, peer: &mut Peer, data: &[u8], from: SocketAddr, to: SocketAddr) {
+        peer.last_pair = Some((from, to));
+        peer.stats.packets_sent += 1;
+        peer.stats.bytes_sent += data.len() as u64;
+        if self.loss.drop_next() {
+            return;
+        }
+        if let Err(err) = self.socket.try_send_to(data, to) {
+            tracing::trace!(%err, %to, "datagram dropped on send");
+        }
+    }
+}
+
+pub(crate) struct Driver {
+    cfg: DriverConfig,
+    shared: Arc<Shared>,
+    net: Net,
+    me: PeerId,
+    channel_list: String,
+    peers: HashMap<PeerId, Peer>,
+    by_ufrag: HashMap<String, PeerId>,
+    by_addr: HashMap<SocketAddr, PeerId>,
+    members: Vec<(PeerId, PlayerId)>,
+    outbox: Vec<ClientMessage>,
+    epoch: Instant,
+    _ice_servers: Vec<IceServer>,
+}
+
+impl Driver {
+    /// The network thread's whole life: join, then serve until closed.
+    pub(crate) async fn run(
+        cfg: DriverConfig,
+        shared: Arc<Shared>,
+        mut commands: tokio::sync::mpsc::UnboundedReceiver<Command>,
+        ready: crossbeam_channel::Sender<Result<()>>,
+        ident: crossbeam_channel::Sender<(PeerId, PlayerId)>,
+    ) {
+        let socket = match UdpSocket::bind(cfg.bind).await {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = ready.send(Err(Error::Io(format!("cannot bind UDP {}: {e}", cfg.bind))));
+                return;
+            }
+        };
+        let bound = match socket.local_addr() {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = ready.send(Err(Error::Io(format!("UDP local address: {e}"))));
+                return;
+            }
+        };
+        let channel_list = channel::describe(&cfg.channels);
+        let member_data: Properties = [(CHANNELS_KEY.to_string(), channel_list.clone())].into();
+        let joined = Signaling::connect_and_join(
+            &cfg.url,
+            cfg.token.clone(),
+            cfg.player_id.clone(),
+            &cfg.lobby,
+            member_data,
+        )
+        .await;
+        let (mut signaling, joined) = match joined {
+            Ok(j) => j,
+            Err(e) => {
+                let _ = ready.send(Err(e));
+                return;
+            }
+        };
+        let _ = ident.send((joined.me, joined.player.clone()));
+        let mut ice_servers = joined.ice_servers.clone();
+        ice_servers.extend(cfg.extra_ice_servers.iter().cloned());
+        let mut driver = Driver {
+            net: Net {
+                socket,
+                hosts: host_addresses(bound),
+                loss: LossStage::new(cfg.loss),
+                relays: Vec::new(),
+            },
+            cfg,
+            shared,
+            me: joined.me,
+            channel_list,
+            peers: HashMap::new(),
+            by_ufrag: HashMap::new(),
+            by_addr: HashMap::new(),
+            members: Vec::new(),
+            outbox: Vec::new(),
+            epoch: Instant::now(),
+            _ice_servers: ice_servers,
+        };
+        tracing::debug!(me = %driver.me, code = %joined.lobby.code, hosts = ?driver.net.hosts, "lobby entered");
+        driver.on_lobby_entered(&joined.lobby);
+        let _ = ready.send(Ok(()));
+        let end = driver.serve(&mut signaling, &mut commands).await;
+        driver.shutdown();
+        driver.flush_outbox(&mut signaling).await;
+        signaling.close().await;
+        driver.shared.emit(Event::Closed(end));
+    }
+
+    async fn serve(
+        &mut self,
+        signaling: &mut Signaling,
+        commands: &mut tokio::sync::mpsc::UnboundedReceiver<Command>,
+    ) -> Option<Error> {
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        let mut tick = tokio::time::interval(PING_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            self.flush_outbox(signaling).await;
+            let deadline = self.next_deadline();
+            tokio::select! {
+                biased;
+                cmd = commands.recv() => match cmd {
+                    Some(Command::Send { to, channel, payload }) => self.on_send(to, channel, &payload),
+                    Some(Command::Close) | None => return None,
+                },
+                received = self.net.socket.recv_from(&mut buf) => {
+                    if let Ok((n, from)) = received {
+                        self.on_datagram(buf.get(..n).unwrap_or(&[]), from);
+                        for _ in 1..READ_BATCH {
+                            match self.net.socket.try_recv_from(&mut buf) {
+                                Ok((n, from)) => self.on_datagram(buf.get(..n).unwrap_or(&[]), from),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                }
+                msg = signaling.recv() => match msg {
+                    Ok(msg) => self.on_server_message(msg),
+                    Err(err) => return Some(err),
+                },
+                _ = tick.tick() => self.housekeeping(Instant::now()),
+                () = tokio::time::sleep_until(deadline.into()) => self.on_timeouts(Instant::now()),
+            }
+        }
+    }
+
+    fn next_deadline(&mut self) -> Instant {
+        let far = Instant::now() + Duration::from_secs(3600);
+        self.peers
+            .values_mut()
+            .filter_map(|p| p.pc.poll_timeout())
+            .min()
+            .unwrap_or(far)
+    }
+
+    async fn flush_outbox(&mut self, signaling: &mut Signaling) {
+        for msg in std::mem::take(&mut self.outbox) {
+            if let Err(err) = signaling.send(&msg).await {
+                tracing::warn!(%err, "could not send to the matchmaker");
+            }
+        }
+    }
+
+    fn publish_lobby(&self, lobby: &Lobby) {
+        let info = LobbyInfo {
+            code: lobby.code.clone(),
+            host: lobby.host,
+            members: lobby
+                .members
+                .iter()
+                .map(|m| (m.peer_id, m.player_id.clone()))
+                .collect(),
+        };
+        if let Ok(mut slot) = self.shared.lobby.write() {
+            *slot = Some(info.clone());
+        }
+        self.shared.emit(Event::LobbyChanged(info));
+    }
+
+    /// We just joined: everyone already there joined earlier, so we offer to each.
+    fn on_lobby_entered(&mut self, lobby: &Lobby) {
+        self.publish_lobby(lobby);
+        for m in &lobby.members {
+            if m.peer_id != self.me {
+                self.on_member(m.peer_id, m.player_id.clone(), &m.data, true);
+            }
+        }
+    }
+
+    /// A member to connect to. `offer`: we joined later, so we send the offer.
+    fn on_member(&mut self, peer: PeerId, player: PlayerId, data: &Properties, offer: bool) {
+        self.members.push((peer, player.clone()));
+        self.shared.emit(Event::PeerJoined {
+            peer,
+            player: player.clone(),
+        });
+        let theirs = data.get(CHANNELS_KEY).cloned().unwrap_or_default();
+        if theirs != self.channel_list {
+            self.shared.emit(Event::Error(Error::ChannelMismatch {
+                peer,
+                ours: self.channel_list.clone(),
+                theirs,
+            }));
+            self.shared.emit(Event::PeerDisconnected {
+                peer,
+                reason: DisconnectReason::ChannelMismatch,
+            });
+            return;
+        }
+        let now = Instant::now();
+        let settings = PeerSettings {
+            channels: &self.cfg.channels,
+            max_message: self.cfg.max_message,
+            relay_only: self.cfg.ice_policy == IcePolicy::RelayOnly,
+        };
+        let mut p = match Peer::new(peer, &settings, now) {
+            Ok(p) => p,
+            Err(e) => return self.fail(peer, e.to_string()),
+        };
+        if offer {
+            let made = p.pc.create_offer(None).and_then(|o| {
+                p.pc.set_local_description(now, o.clone())?;
+                Ok(o)
+            });
+            match made {
+                Ok(o) => self.outbox.push(ClientMessage::Signal {
+                    to: peer,
+                    data: Signal::Offer { sdp: o.sdp },
+                }),
+                Err(e) => return self.fail(peer, e.to_string()),
+            }
+            self.add_local_candidates(&mut p);
+        }
+        self.by_ufrag.insert(p.ufrag.clone(), peer);
+        self.peers.insert(peer, p);
+        self.pump(peer, now);
+    }
+
+    fn add_local_candidates(&mut self, p: &mut Peer) {
+        if self.cfg.ice_policy == IcePolicy::RelayOnly {
+            return;
+        }
+        for host in self.net.hosts.clone() {
+            let made = CandidateHostConfig {
+                base_config: CandidateConfig {
+                    network: "udp".into(),
+                    address: host.ip().to_string(),
+                    port: host.port(),
+                    component: 1,
+                    ..Default::default()
+                },
+                ..Default::default()
+            }
+            .new_candidate_host()
+            .and_then(|c| RTCIceCandidate::from(&c).to_json());
+            let init = match made {
+                Ok(init) => init,
+                Err(e) => {
+                    tracing::warn!(%e, %host, "could not make a host candidate");
+                    continue;
+                }
+            };
+            if let Err(e) = p.pc.add_local_candidate(init.clone()) {
+                tracing::warn!(%e, "could not add a local candidate");
+                continue;
+            }
+            self.outbox.push(ClientMessage::Signal {
+                to: p.id,
+                data: Signal::Candidate {
+                    candidate: init.candidate,
+                    sdp_mid: init.sdp_mid,
+                    sdp_mline_index: init.sdp_mline_index,
+                    username_fragment: init.username_fragment,
+                },
+            });
+        }
+    }
+
+    fn on_server_message(&mut self, msg: ServerMessage) {
+        match msg {
+            ServerMessage::PeerJoined { peer, .. } => {
+                self.on_member(peer.peer_id, peer.player_id, &peer.data, false);
+            }
+            ServerMessage::PeerLeft { peer_id, .. } => {
+                self.members.retain(|(p, _)| *p != peer_id);
+                self.disconnect(peer_id, DisconnectReason::Left);
+            }
+            ServerMessage::LobbyState { lobby } => self.publish_lobby(&lobby),
+            ServerMessage::Signal { from, data } => self.on_signal(from, data),
+            ServerMessage::Error { code, message, .. } => {
+                self.shared
+                    .emit(Event::Error(Error::Matchmaker { code, message }));
+            }
+            _ => {}
+        }
+    }
+
+    fn on_signal(&mut self, from: PeerId, data: Signal) {
+        let now = Instant::now();
+        let relay_only = self.cfg.ice_policy == IcePolicy::RelayOnly;
+        let Some(mut p) = self.peers.remove(&from) else {
+            tracing::debug!(%from, "signal from a peer we do not connect to");
+            return;
+        };
+        let result: std::result::Result<(), String> = match data {
+            Signal::Offer { sdp } => {
+                let answered = RTCSessionDescription::offer(sdp)
+                    .and_then(|offer| p.pc.set_remote_description(now, offer))
+                    .and_then(|()| p.pc.create_answer(None))
+                    .and_then(|answer| {
+                        p.pc.set_local_description(now, answer.clone())?;
+                        Ok(answer)
+                    });
+                match answered {
+                    Ok(answer) => {
+                        p.remote_set = true;
+                        self.outbox.push(ClientMessage::Signal {
+                            to: from,
+                            data: Signal::Answer { sdp: answer.sdp },
+                        });
+                        self.add_local_candidates(&mut p);
+                        apply_pending(&mut p)
+                    }
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            Signal::Answer { sdp } => match RTCSessionDescription::answer(sdp)
+                .and_then(|answer| p.pc.set_remote_description(now, answer))
+            {
+                Ok(()) => {
+                    p.remote_set = true;
+                    apply_pending(&mut p)
+                }
+                Err(e) => Err(e.to_string()),
+            },
+            Signal::Candidate {
+                candidate,
+                sdp_mid,
+                sdp_mline_index,
+                username_fragment,
+            } => {
+                match parse_candidate(&candidate) {
+                    Some((addr, kind)) if !relay_only || kind == net::CandidateType::Relay => {
+                        p.remote_types.insert(addr, kind);
+                        self.by_addr.entry(addr).or_insert(from);
+                        let init = RTCIceCandidateInit {
+                            candidate,
+                            sdp_mid,
+                            sdp_mline_index,
+                            username_fragment,
+                            ..Default::default()
+                        };
+                        if p.remote_set {
+                            p.pc.add_remote_candidate(init).map_err(|e| e.to_string())
+                        } else {
+                            p.pending_remote.push(init);
+                            Ok(())
+                        }
+                    }
+                    // Unusable here (TCP, unparsable, or direct while relay-only): skip.
+                    _ => Ok(()),
+                }
+            }
+            Signal::EndOfCandidates | Signal::Opaque { .. } => Ok(()),
+        };
+        self.peers.insert(from, p);
+        match result {
+            Ok(()) => self.pump(from, now),
+            Err(reason) => self.fail(from, reason),
+        }
+    }
+
+    fn on_datagram(&mut self, data: &[u8], from: SocketAddr) {
+        let target = match stun_request_ufrag(data) {
+            Some(ufrag) => {
+                let id = self.by_ufrag.get(ufrag).copied();
+                if let Some(id) = id {
+                    self.by_addr.insert(from, id);
+                }
+                id
+            }
+            None => self.by_addr.get(&from).copied(),
+        };
+        let Some(id) = target else {
+            tracing::trace!(%from, len = data.len(), "datagram for no peer");
+            return;
+        };
+        if self.net.loss.drop_next() {
+            return;
+        }
+        let now = Instant::now();
+        let Some(local) = local_for(&self.net.hosts, from) else {
+            return;
+        };
+        let Some(p) = self.peers.get_mut(&id) else {
+            return;
+        };
+        p.stats.packets_received += 1;
+        p.stats.bytes_received += data.len() as u64;
+        let input = TaggedBytesMut {
+            now,
+            transport: TransportContext {
+                local_addr: local,
+                peer_addr: from,
+                ecn: None,
+                transport_protocol: TransportProtocol::UDP,
+            },
+            message: BytesMut::from(data),
+        };
+        if let Err(e) = p.pc.handle_read(input) {
+            tracing::debug!(%e, peer = %id, "datagram rejected");
+        }
+        self.pump(id, now);
+    }
+
+    fn on_timeouts(&mut self, now: Instant) {
+        let due: Vec<PeerId> = self
+            .peers
+            .iter_mut()
+            .filter_map(|(id, p)| p.pc.poll_timeout().is_some_and(|t| t <= now).then_some(*id))
+            .collect();
+        for id in due {
+            if let Some(p) = self.peers.get_mut(&id)
+                && let Err(e) = p.pc.handle_timeout(now)
+            {
+                tracing::debug!(%e, peer = %id, "timeout handling failed");
+            }
+            self.pump(id, now);
+        }
+    }
+
+    /// Drains one peer connection until it has nothing more to say.
+    fn pump(&mut self, id: PeerId, now: Instant) {
+        let mut connected_now = false;
+        let mut failed: Option<String> = None;
+        let mut closed = false;
+        let Some(p) = self.peers.get_mut(&id) else {
+            return;
+        };
+        for _ in 0..1_000 {
+            let mut progressed = false;
+            let mut had_event = false;
+            while let Some(event) = p.pc.poll_event() {
+                progressed = true;
+                had_event = true;
+                match event {
+                    RTCPeerConnectionEvent::OnDataChannel(RTCDataChannelEvent::OnOpen(dc)) => {
+                        connected_now |= p.on_open(dc);
+                    }
+                    RTCPeerConnectionEvent::OnDataChannel(RTCDataChannelEvent::OnClose(_)) => {
+                        closed |= p.connected_at.is_some();
+                    }
+                    RTCPeerConnectionEvent::OnConnectionStateChangeEvent(
+                        RTCPeerConnectionState::Failed,
+                    ) => failed = Some("the peer connection failed".into()),
+                    _ => {}
+                }
+            }
+            while let Some(TaggedRTCMessage { message, .. }) = p.pc.poll_read() {
+                progressed = true;
+                if let RTCMessage::DataChannelMessage(dc, msg) = message {
+                    on_message(
+                        p,
+                        &self.shared,
+                        &self.cfg.channels,
+                        dc,
+                        msg.data.freeze(),
+                        now,
+                    );
+                }
+            }
+            if had_event && let Err(e) = p.pc.handle_timeout(now) {
+                tracing::debug!(%e, "timeout handling failed");
+            }
+            while let Some(out) = p.pc.poll_write() {
+                progressed = true;
+                let (from, to) = (out.transport.local_addr, out.transport.peer_addr);
+                self.net.send(p, &out.message, from, to);
+            }
+            if !progressed {
+                break;
+            }
+        }
+        if connected_now {
+            let path = p.path(&self.net.relays);
+            p.connected_at = Some(now);
+            p.last_heard = now;
+            p.stats.connected = true;
+            p.stats.path = Some(path);
+            p.stats.selected_pair = p.last_pair.map(|(l, r)| (l.to_string(), r.to_string()));
+            let connect_time = now.saturating_duration_since(p.created);
+            tracing::debug!(peer = %id, ?connect_time, path = path.name(), "connected");
+            self.publish_stats(id);
+            self.shared.emit(Event::PeerConnected {
+                peer: id,
+                path,
+                connect_time,
+            });
+        }
+        if let Some(reason) = failed {
+            self.disconnect(id, DisconnectReason::Failed(reason));
+        } else if closed {
+            self.disconnect(id, DisconnectReason::Left);
+        }
+    }
+
+    fn on_send(&mut self, to: Option<PeerId>, channel: usize, payload: &[u8]) {
+        let Some(kind) = self.cfg.channels.get(channel).copied() else {
+            return;
+        };
+        let targets: Vec<PeerId> = match to {
+            Some(p) => vec![p],
+            None => self
+                .peers
+                .iter()
+                .filter(|(_, p)| p.connected_at.is_some())
+                .map(|(id, _)| *id)
+                .collect(),
+        };
+        let now = Instant::now();
+        for id in targets {
+            let Some(p) = self.peers.get_mut(&id) else {
+                continue;
+            };
+            if p.connected_at.is_none() {
+                continue;
+            }
+            let Some(dc_id) = p.dcs.get(channel).copied() else {
+                continue;
+            };
+            let frames = match kind {
+                ChannelKind::Unreliable => vec![BytesMut::from(payload)],
+                ChannelKind::UnreliableSequenced => {
+                    let Some(seq) = p.seq_out.get_mut(channel) else {
+                        continue;
+                    };
+                    *seq = seq.wrapping_add(1);
+                    vec![channel::encode_sequenced(*seq, payload)]
+                }
+                ChannelKind::ReliableOrdered | ChannelKind::ReliableUnordered => {
+                    p.next_msg_id = p.next_msg_id.wrapping_add(1);
+                    channel::encode_reliable(p.next_msg_id, payload)
+                }
+            };
+            let Some(mut dc) = p.pc.data_channel(dc_id) else {
+                continue;
+            };
+            let queued = dc.outstanding_bytes();
+            if !kind.is_reliable() && queued > UNRELIABLE_QUEUE_LIMIT {
+                p.stats.dropped_congested += 1;
+                continue;
+            }
+            if kind.is_reliable() && queued > RELIABLE_QUEUE_LIMIT {
+                self.shared.emit(Event::Error(Error::SendBufferFull {
+                    peer: id,
+                    channel: crate::Channel(channel),
+                }));
+                continue;
+            }
+            let mut sent = true;
+            for frame in frames {
+                if let Err(e) = dc.send(now, frame) {
+                    tracing::debug!(%e, peer = %id, channel, "send failed");
+                    sent = false;
+                    break;
+                }
+            }
+            if sent {
+                p.stats.messages_sent += 1;
+            }
+            self.pump(id, now);
+        }
+    }
+
+    fn housekeeping(&mut self, now: Instant) {
+        let mut gone = Vec::new();
+        let ids: Vec<PeerId> = self.peers.keys().copied().collect();
+        for id in ids {
+            let Some(p) = self.peers.get_mut(&id) else {
+                continue;
+            };
+            match p.connected_at {
+                None if now.saturating_duration_since(p.created) > self.cfg.connect_timeout => {
+                    gone.push((id, DisconnectReason::ConnectTimeout));
+                    continue;
+                }
+                Some(_)
+                    if now.saturating_duration_since(p.last_heard) > self.cfg.silence_timeout =>
+                {
+                    gone.push((id, DisconnectReason::Silent));
+                    continue;
+                }
+                None => continue,
+                Some(_) => {}
+            }
+            let ping = p.make_ping(now, self.epoch);
+            let control = p.control();
+            if let Some(dc_id) = p.dcs.get(control).copied()
+                && let Some(mut dc) = p.pc.data_channel(dc_id)
+                && let Err(e) = dc.send(now, ping)
+            {
+                tracing::trace!(%e, "ping not sent");
+            }
+            p.update_loss(now);
+            let dcs = p.dcs.clone();
+            p.stats.send_queue_bytes = dcs
+                .iter()
+                .filter_map(|d| p.pc.data_channel(*d).map(|dc| dc.outstanding_bytes()))
+                .sum();
+            self.pump(id, now);
+            self.publish_stats(id);
+        }
+        for (id, reason) in gone {
+            self.disconnect(id, reason);
+        }
+    }
+
+    fn publish_stats(&self, id: PeerId) {
+        if let Some(p) = self.peers.get(&id)
+            && let Ok(mut stats) = self.shared.stats.write()
+        {
+            stats.insert(id, p.stats.clone());
+        }
+    }
+
+    fn fail(&mut self, peer: PeerId, reason: String) {
+        self.shared.emit(Event::Error(Error::WebRtc {
+            peer,
+            reason: reason.clone(),
+        }));
+        self.disconnect(peer, DisconnectReason::Failed(reason));
+    }
+
+    /// Forgets a peer, closing its connection; announces it once.
+    fn disconnect(&mut self, id: PeerId, reason: DisconnectReason) {
+        let Some(mut p) = self.peers.remove(&id) else {
+            return;
+        };
+        let _ = p.pc.close();
+        while let Some(out) = p.pc.poll_write() {
+            let (from, to) = (out.transport.local_addr, out.transport.peer_addr);
+            self.net.send(&mut p, &out.message, from, to);
+        }
+        self.by_ufrag.remove(&p.ufrag);
+        self.by_addr.retain(|_, v| *v != id);
+        if let Ok(mut stats) = self.shared.stats.write() {
+            stats.remove(&id);
+        }
+        tracing::debug!(peer = %id, ?reason, "disconnected");
+        self.shared
+            .emit(Event::PeerDisconnected { peer: id, reason });
+    }
+
+    fn shutdown(&mut self) {
+        let ids: Vec<PeerId> = self.peers.keys().copied().collect();
+        for id in ids {
+            if let Some(mut p) = self.peers.remove(&id) {
+                let _ = p.pc.close();
+                while let Some(out) = p.pc.poll_write() {
+                    let (from, to) = (out.transport.local_addr, out.transport.peer_addr);
+                    self.net.send(&mut p, &out.message, from, to);
+                }
+            }
+        }
+    }
+}
+
+fn apply_pending(p: &mut Peer) -> std::result::Result<(), String> {
+    for c in std::mem::take(&mut p.pending_remote) {
+        p.pc.add_remote_candidate(c).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// One data-channel message: unframe it and hand it to the game (or answer a ping).
+fn on_message(
+    p: &mut Peer,
+    shared: &Shared,
+    channels: &[ChannelKind],
+    dc: rtc::data_channel::RTCDataChannelId,
+    data: Bytes,
+    now: Instant,
+) {
+    let Some(index) = p.dc_index.get(&dc).copied() else {
+        return;
+    };
+    p.last_heard = now;
+    if index == p.control() {
+        if let Some(reply) = p.on_control(&data, now)
+            && let Some(mut ch) = p.pc.data_channel(dc)
+        {
+            let _ = ch.send(now, reply);
+        }
+        return;
+    }
+    let Some(kind) = channels.get(index).copied() else {
+        return;
+    };
+    let message = match kind {
+        ChannelKind::Unreliable => Some(data),
+        ChannelKind::UnreliableSequenced => match channel::decode_sequenced(&data) {
+            Some((seq, _)) => {
+                let fresh = p.filters.get_mut(index).is_some_and(|f| f.accept(seq));
+                if fresh {
+                    Some(data.slice(4..))
+                } else {
+                    p.stats.dropped_stale += 1;
+                    None
+                }
+            }
+            None => {
+                p.stats.frame_errors += 1;
+                None
+            }
+        },
+        ChannelKind::ReliableOrdered | ChannelKind::ReliableUnordered => {
+            match p.reassembly.get_mut(index).map(|r| r.push(data)) {
+                Some(Ok(done)) => done,
+                Some(Err(e)) => {
+                    tracing::debug!(%e, peer = %p.id, "bad frame");
+                    p.stats.frame_errors += 1;
+                    None
+                }
+                None => None,
+            }
+        }
+    };
+    if let Some(message) = message {
+        p.stats.messages_received += 1;
+        shared.deliver(index, p.id, message);
+    }
+}

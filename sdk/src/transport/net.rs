@@ -1,0 +1,194 @@
+//! Small pieces of the socket layer: demultiplexing datagrams of many peer connections on
+//! one socket, parsing candidates, choosing host addresses, and the simulated-loss stage.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+/// An ICE candidate's type, as written in its `typ` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CandidateType {
+    Host,
+    Srflx,
+    Prflx,
+    Relay,
+}
+
+/// From a STUN Binding request, the local ufrag it is addressed to: the part of USERNAME
+/// before the colon (RFC 8445 §7.2.2: `<receiver ufrag>:<sender ufrag>`). `None` for
+/// anything that is not a well-formed Binding request with a USERNAME.
+pub(crate) fn stun_request_ufrag(buf: &[u8]) -> Option<&str> {
+    const BINDING_REQUEST: [u8; 2] = [0x00, 0x01];
+    const MAGIC: [u8; 4] = [0x21, 0x12, 0xA4, 0x42];
+    const USERNAME: u16 = 0x0006;
+    if buf.get(0..2)? != BINDING_REQUEST || buf.get(4..8)? != MAGIC {
+        return None;
+    }
+    let len = usize::from(u16::from_be_bytes([*buf.get(2)?, *buf.get(3)?]));
+    let attrs = buf.get(20..20 + len)?;
+    let mut at = 0usize;
+    while at + 4 <= attrs.len() {
+        let kind = u16::from_be_bytes([*attrs.get(at)?, *attrs.get(at + 1)?]);
+        let alen = usize::from(u16::from_be_bytes([
+            *attrs.get(at + 2)?,
+            *attrs.get(at + 3)?,
+        ]));
+        let value = attrs.get(at + 4..at + 4 + alen)?;
+        if kind == USERNAME {
+            let text = std::str::from_utf8(value).ok()?;
+            return text.split(':').next();
+        }
+        at += 4 + alen.div_ceil(4) * 4;
+    }
+    None
+}
+
+/// The address and type of a candidate line (`candidate:F C udp P IP PORT typ TYPE …`).
+pub(crate) fn parse_candidate(line: &str) -> Option<(SocketAddr, CandidateType)> {
+    let line = line.strip_prefix("a=").unwrap_or(line);
+    let mut fields = line.split_ascii_whitespace();
+    let _foundation = fields.next()?;
+    let _component = fields.next()?;
+    let protocol = fields.next()?;
+    if !protocol.eq_ignore_ascii_case("udp") {
+        return None;
+    }
+    let _priority = fields.next()?;
+    let ip: IpAddr = fields.next()?.parse().ok()?;
+    let port: u16 = fields.next()?.parse().ok()?;
+    if fields.next()? != "typ" {
+        return None;
+    }
+    let kind = match fields.next()? {
+        "host" => CandidateType::Host,
+        "srflx" => CandidateType::Srflx,
+        "prflx" => CandidateType::Prflx,
+        "relay" => CandidateType::Relay,
+        _ => return None,
+    };
+    Some((SocketAddr::new(ip, port), kind))
+}
+
+/// The addresses to announce as host candidates for a socket bound to `bound`: the bound
+/// address itself, or for a wildcard bind every IPv4 interface address (loopback only when
+/// there is nothing else).
+pub(crate) fn host_addresses(bound: SocketAddr) -> Vec<SocketAddr> {
+    if !bound.ip().is_unspecified() {
+        return vec![bound];
+    }
+    let mut ips: Vec<IpAddr> = if_addrs::get_if_addrs()
+        .map(|ifs| {
+            ifs.into_iter()
+                .map(|i| i.ip())
+                .filter(|ip| ip.is_ipv4() && !ip.is_loopback())
+                .collect()
+        })
+        .unwrap_or_default();
+    if ips.is_empty() {
+        ips.push(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    }
+    ips.into_iter()
+        .map(|ip| SocketAddr::new(ip, bound.port()))
+        .collect()
+}
+
+/// The local address a datagram from `from` most likely arrived on: among our host
+/// addresses, the first of the same family and the same loopback-ness.
+pub(crate) fn local_for(hosts: &[SocketAddr], from: SocketAddr) -> Option<SocketAddr> {
+    hosts
+        .iter()
+        .find(|h| h.is_ipv4() == from.is_ipv4() && h.ip().is_loopback() == from.ip().is_loopback())
+        .or_else(|| hosts.first())
+        .copied()
+}
+
+/// Drops a fraction of datagrams at random (xorshift; for tests and demos of bad networks).
+pub(crate) struct LossStage {
+    threshold: u64,
+    state: u64,
+}
+
+impl LossStage {
+    pub(crate) fn new(fraction: f64) -> Self {
+        let mut seed = [0u8; 8];
+        let _ = getrandom::fill(&mut seed);
+        Self {
+            threshold: (fraction.clamp(0.0, 1.0) * u64::MAX as f64) as u64,
+            state: u64::from_le_bytes(seed) | 1,
+        }
+    }
+
+    /// Whether to drop the next datagram.
+    pub(crate) fn drop_next(&mut self) -> bool {
+        if self.threshold == 0 {
+            return false;
+        }
+        self.state ^= self.state << 13;
+        self.state ^= self.state >> 7;
+        self.state ^= self.state << 17;
+        self.state < self.threshold
+    }
+}
+
+/// A random string from `[a-zA-Z0-9]`, for ICE credentials.
+pub(crate) fn random_token(len: usize) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let mut bytes = vec![0u8; len];
+    let _ = getrandom::fill(&mut bytes);
+    bytes
+        .iter()
+        .map(|b| {
+            let i = usize::from(*b) % ALPHABET.len();
+            char::from(ALPHABET.get(i).copied().unwrap_or(b'x'))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_candidates() {
+        let (addr, kind) =
+            parse_candidate("candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host").unwrap();
+        assert_eq!(
+            (addr, kind),
+            ("127.0.0.1:50000".parse().unwrap(), CandidateType::Host)
+        );
+        let relay = parse_candidate(
+            "candidate:2 1 UDP 16777215 10.0.0.5 61000 typ relay raddr 0.0.0.0 rport 0",
+        );
+        assert_eq!(relay.map(|r| r.1), Some(CandidateType::Relay));
+        for bad in [
+            "",
+            "candidate:1 1 tcp 1 1.2.3.4 5 typ host",
+            "candidate:1 1 udp 1 x 5 typ host",
+            "candidate:1 1 udp 1 1.2.3.4 5 typ weird",
+        ] {
+            assert!(parse_candidate(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn finds_the_ufrag_of_binding_requests_only() {
+        // Binding request with USERNAME "abcd:efgh".
+        let mut m = vec![0x00, 0x01, 0x00, 0x10, 0x21, 0x12, 0xA4, 0x42];
+        m.extend_from_slice(&[7u8; 12]);
+        m.extend_from_slice(&[0x00, 0x06, 0x00, 0x09]);
+        m.extend_from_slice(b"abcd:efgh\0\0\0");
+        assert_eq!(stun_request_ufrag(&m), Some("abcd"));
+        let mut response = m.clone();
+        response[0] = 0x01;
+        assert_eq!(stun_request_ufrag(&response), None);
+        assert_eq!(stun_request_ufrag(&m[..25]), None);
+        assert_eq!(stun_request_ufrag(&[23, 3, 3]), None);
+    }
+
+    #[test]
+    fn loss_stage_drops_about_the_fraction() {
+        let mut l = LossStage::new(0.1);
+        let dropped = (0..100_000).filter(|_| l.drop_next()).count();
+        assert!((8_000..12_000).contains(&dropped), "{dropped}");
+        let mut none = LossStage::new(0.0);
+        assert!(!(0..1000).any(|_| none.drop_next()));
+    }
+}

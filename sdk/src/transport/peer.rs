@@ -1,0 +1,242 @@
+//! One peer connection: the `rtc` peer connection, its channels, framing state and pings.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, BytesMut};
+use rtc::data_channel::{RTCDataChannelId, RTCDataChannelInit};
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::transport::RTCIceCandidateInit;
+use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use squadlink_protocol::PeerId;
+
+use super::net::{CandidateType, random_token};
+use crate::channel::{ChannelKind, Reassembler, SequenceFilter};
+use crate::session::PathKind;
+use crate::stats::PeerStats;
+
+/// Ping period on the control channel.
+pub(crate) const PING_EVERY: Duration = Duration::from_millis(250);
+/// Pings remembered for the loss figure (10 s).
+const LOSS_WINDOW: usize = 40;
+const PING: u8 = 1;
+const PONG: u8 = 2;
+
+pub(crate) struct Peer {
+    pub(crate) id: PeerId,
+    pub(crate) ufrag: String,
+    pub(crate) pc: RTCPeerConnection,
+    /// Data channel ids: the user's channels in order, then the control channel.
+    pub(crate) dcs: Vec<RTCDataChannelId>,
+    pub(crate) dc_index: HashMap<RTCDataChannelId, usize>,
+    open: Vec<bool>,
+    pub(crate) created: Instant,
+    pub(crate) connected_at: Option<Instant>,
+    pub(crate) remote_set: bool,
+    pub(crate) pending_remote: Vec<RTCIceCandidateInit>,
+    pub(crate) remote_types: HashMap<SocketAddr, CandidateType>,
+    pub(crate) seq_out: Vec<u32>,
+    pub(crate) filters: Vec<SequenceFilter>,
+    pub(crate) reassembly: Vec<Reassembler>,
+    pub(crate) next_msg_id: u32,
+    pub(crate) last_heard: Instant,
+    pub(crate) last_pair: Option<(SocketAddr, SocketAddr)>,
+    ping_seq: u32,
+    pings: VecDeque<(u32, Instant, bool)>,
+    srtt: Option<Duration>,
+    pub(crate) stats: PeerStats,
+}
+
+pub(crate) struct PeerSettings<'a> {
+    pub(crate) channels: &'a [ChannelKind],
+    pub(crate) max_message: usize,
+    pub(crate) relay_only: bool,
+}
+
+impl Peer {
+    pub(crate) fn new(
+        id: PeerId,
+        settings: &PeerSettings<'_>,
+        now: Instant,
+    ) -> Result<Self, rtc::shared::error::Error> {
+        let ufrag = random_token(8);
+        let pwd = random_token(24);
+        let relay_wait = if settings.relay_only {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(500)
+        };
+        let setting_engine = SettingEngineBuilder::new()
+            .with_ice_credentials(ufrag.clone(), pwd)
+            // Keep-alives every 500 ms; ICE reports disconnected after 2 s of silence. Our
+            // own pings decide when a peer is gone (silence timeout).
+            .with_ice_timeouts(
+                Some(Duration::from_secs(2)),
+                Some(Duration::from_secs(3)),
+                Some(Duration::from_millis(500)),
+            )
+            // Connectivity checks every 25 ms while connecting (the default is 200 ms).
+            .with_ice_connection_attempts(Some(Duration::from_millis(25)), Some(40))
+            .with_srflx_acceptance_min_wait(Some(Duration::from_millis(50)))
+            .with_prflx_acceptance_min_wait(Some(Duration::from_millis(100)))
+            .with_relay_acceptance_min_wait(Some(relay_wait))
+            .build();
+        let mut pc = RTCPeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_setting_engine(setting_engine)
+            .build(now)?;
+        let n = settings.channels.len();
+        let mut dcs = Vec::with_capacity(n + 1);
+        let control = ChannelKind::Unreliable;
+        for (i, kind) in settings
+            .channels
+            .iter()
+            .chain(std::iter::once(&control))
+            .enumerate()
+        {
+            let init = RTCDataChannelInit {
+                ordered: kind.ordered(),
+                max_retransmits: kind.max_retransmits(),
+                negotiated: Some(u16::try_from(i).unwrap_or(u16::MAX)),
+                ..Default::default()
+            };
+            let label = if i == n {
+                "squadlink-control".to_string()
+            } else {
+                format!("squadlink-{i}")
+            };
+            let dc = pc.create_data_channel(&label, Some(init))?;
+            dcs.push(dc.id());
+        }
+        let dc_index = dcs.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        Ok(Self {
+            id,
+            ufrag,
+            pc,
+            open: vec![false; dcs.len()],
+            dc_index,
+            dcs,
+            created: now,
+            connected_at: None,
+            remote_set: false,
+            pending_remote: Vec::new(),
+            remote_types: HashMap::new(),
+            seq_out: vec![0; n],
+            filters: (0..n).map(|_| SequenceFilter::default()).collect(),
+            reassembly: (0..n)
+                .map(|_| Reassembler::new(settings.max_message))
+                .collect(),
+            next_msg_id: 0,
+            last_heard: now,
+            last_pair: None,
+            ping_seq: 0,
+            pings: VecDeque::new(),
+            srtt: None,
+            stats: PeerStats::default(),
+        })
+    }
+
+    /// Marks a data channel open; true when this made every channel open.
+    pub(crate) fn on_open(&mut self, dc: RTCDataChannelId) -> bool {
+        if let Some(slot) = self.dc_index.get(&dc).and_then(|i| self.open.get_mut(*i)) {
+            *slot = true;
+        }
+        self.connected_at.is_none() && self.open.iter().all(|o| *o)
+    }
+
+    /// The path of the selected pair, judged by where our datagrams go.
+    pub(crate) fn path(&self, relay_addrs: &[SocketAddr]) -> PathKind {
+        let Some((local, remote)) = self.last_pair else {
+            return PathKind::Host;
+        };
+        if relay_addrs.contains(&local) {
+            return PathKind::Relay;
+        }
+        match self.remote_types.get(&remote) {
+            Some(CandidateType::Host) => PathKind::Host,
+            Some(CandidateType::Relay) => PathKind::Relay,
+            Some(CandidateType::Srflx | CandidateType::Prflx) | None => PathKind::Srflx,
+        }
+    }
+
+    /// The control channel's index in `dcs`.
+    pub(crate) fn control(&self) -> usize {
+        self.dcs.len().saturating_sub(1)
+    }
+
+    /// A ping frame to send now.
+    pub(crate) fn make_ping(&mut self, now: Instant, epoch: Instant) -> BytesMut {
+        self.ping_seq = self.ping_seq.wrapping_add(1);
+        self.pings.push_back((self.ping_seq, now, false));
+        while self.pings.len() > LOSS_WINDOW {
+            self.pings.pop_front();
+        }
+        self.stats.pings_sent += 1;
+        control_frame(PING, self.ping_seq, micros(now, epoch))
+    }
+
+    /// Handles a control frame; returns a reply to send, if any.
+    pub(crate) fn on_control(&mut self, frame: &[u8], now: Instant) -> Option<BytesMut> {
+        let (&tag, rest) = frame.split_first()?;
+        let (seq, rest) = rest.split_first_chunk::<4>()?;
+        let stamp = rest.first_chunk::<8>()?;
+        match tag {
+            PING => Some(control_frame(
+                PONG,
+                u32::from_be_bytes(*seq),
+                u64::from_be_bytes(*stamp),
+            )),
+            PONG => {
+                let seq = u32::from_be_bytes(*seq);
+                if let Some(entry) = self
+                    .pings
+                    .iter_mut()
+                    .find(|(s, _, answered)| *s == seq && !answered)
+                {
+                    entry.2 = true;
+                    let sample = now.saturating_duration_since(entry.1);
+                    self.stats.pongs_received += 1;
+                    self.stats.rtt_last = Some(sample);
+                    let srtt = match self.srtt {
+                        None => sample,
+                        Some(s) => (s * 7 + sample) / 8,
+                    };
+                    self.srtt = Some(srtt);
+                    self.stats.rtt = Some(srtt);
+                }
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// Loss over the ping window, counting only pings old enough to have been answered.
+    pub(crate) fn update_loss(&mut self, now: Instant) {
+        let grace =
+            self.srtt.unwrap_or(Duration::from_millis(100)) * 3 + Duration::from_millis(100);
+        let settled: Vec<bool> = self
+            .pings
+            .iter()
+            .filter(|(_, sent, _)| now.saturating_duration_since(*sent) > grace)
+            .map(|(_, _, answered)| *answered)
+            .collect();
+        if !settled.is_empty() {
+            let lost = settled.iter().filter(|a| !**a).count();
+            self.stats.loss = lost as f64 / settled.len() as f64;
+        }
+    }
+}
+
+fn micros(now: Instant, epoch: Instant) -> u64 {
+    u64::try_from(now.saturating_duration_since(epoch).as_micros()).unwrap_or(u64::MAX)
+}
+
+fn control_frame(tag: u8, seq: u32, stamp: u64) -> BytesMut {
+    let mut out = BytesMut::with_capacity(13);
+    out.put_u8(tag);
+    out.put_u32(seq);
+    out.put_u64(stamp);
+    out
+}

@@ -1,0 +1,86 @@
+//! Real WebRTC between native peers on loopback, through the real matchmaker: the four
+//! channel kinds keep their delivery and ordering promises, between 2 and between 4 peers.
+
+// Test code: a failed expectation should panic, loudly.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use squadlink::{Channel, ChannelKind, LobbyRef, PathKind};
+use support::{code, collect, connected, matchmaker, session};
+
+const ALL_KINDS: [ChannelKind; 4] = [
+    ChannelKind::Unreliable,
+    ChannelKind::UnreliableSequenced,
+    ChannelKind::ReliableOrdered,
+    ChannelKind::ReliableUnordered,
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_peers_exchange_on_every_channel_kind() {
+    let mm = matchmaker().await;
+    let a = session(&mm.url(), LobbyRef::create(2), &ALL_KINDS).await;
+    let b = session(&mm.url(), LobbyRef::Code(code(&a)), &ALL_KINDS).await;
+    let (a_peers, b_peers) = (connected(&a, 1).await, connected(&b, 1).await);
+    assert_eq!(a_peers, [b.id().unwrap()]);
+    assert_eq!(b_peers, [a.id().unwrap()]);
+    let stats = a
+        .stats(b_peers[0].max(a_peers[0]))
+        .or_else(|| a.stats(a_peers[0]))
+        .unwrap();
+    assert_eq!(stats.path, Some(PathKind::Host));
+
+    const N: u32 = 200;
+    // Reliable channels take a burst; unreliable ones are paced like game ticks (1 ms).
+    for i in 0..N {
+        for ch in 0..4 {
+            a.broadcast(Channel(ch), &i.to_be_bytes()).unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let num = |b: &bytes::Bytes| u32::from_be_bytes(b[..4].try_into().unwrap());
+    let ordered: Vec<u32> = collect(&b, Channel(2), N as usize, Duration::from_secs(10))
+        .await
+        .iter()
+        .map(|(_, m)| num(m))
+        .collect();
+    assert_eq!(
+        ordered,
+        (0..N).collect::<Vec<_>>(),
+        "reliable ordered: all, in order"
+    );
+    let unordered: BTreeSet<u32> = collect(&b, Channel(3), N as usize, Duration::from_secs(10))
+        .await
+        .iter()
+        .map(|(_, m)| num(m))
+        .collect();
+    assert_eq!(unordered, (0..N).collect(), "reliable unordered: all");
+    let sequenced: Vec<u32> = b.receive(Channel(1)).map(|(_, m)| num(&m)).collect();
+    assert!(
+        sequenced.windows(2).all(|w| w[0] < w[1]),
+        "sequenced never goes backwards"
+    );
+    assert!(!sequenced.is_empty());
+    let unreliable: Vec<u32> = b.receive(Channel(0)).map(|(_, m)| num(&m)).collect();
+    assert!(
+        unreliable.len() as u32 > N * 9 / 10,
+        "loopback delivers almost all: {}",
+        unreliable.len()
+    );
+
+    // And the other way, with the sender identified.
+    b.send(a.id().unwrap(), Channel(2), b"pong").unwrap();
+    let back = collect(&a, Channel(2), 1, Duration::from_secs(5)).await;
+    assert_eq!(
+        back,
+        [(b.id().unwrap(), bytes::Bytes::from_static(b"pong"))]
+    );
+}

@@ -1,0 +1,82 @@
+//! Test helpers: the real matchmaker on a free loopback port, sessions bound to loopback,
+//! and bounded waits for events.
+#![allow(dead_code, missing_docs)]
+
+use std::time::Duration;
+
+use squadlink::{ChannelKind, Event, LobbyRef, PeerId, Session};
+use squadlink_matchmaker::{Config, Server};
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub async fn matchmaker() -> Server {
+    Server::bind(Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..Config::default()
+    })
+    .await
+    .expect("matchmaker starts")
+}
+
+pub async fn session(url: &str, lobby: LobbyRef, channels: &[ChannelKind]) -> Session {
+    let mut b = Session::builder(url)
+        .bind("127.0.0.1:0".parse().unwrap())
+        .join(lobby);
+    for c in channels {
+        b = b.channel(*c);
+    }
+    b.start_async().await.expect("session starts")
+}
+
+/// Waits (bounded) for an event matching `pick`; other events are dropped.
+pub async fn wait_for<T>(s: &Session, mut pick: impl FnMut(&Event) -> Option<T>) -> T {
+    let found = tokio::time::timeout(WAIT, async {
+        loop {
+            match s.next_event().await {
+                Some(e) => {
+                    if let Some(v) = pick(&e) {
+                        return v;
+                    }
+                }
+                None => panic!("session ended while waiting"),
+            }
+        }
+    })
+    .await;
+    found.expect("the event arrives in time")
+}
+
+/// Waits until `s` has `n` connected peers; returns them.
+pub async fn connected(s: &Session, n: usize) -> Vec<PeerId> {
+    let mut peers = Vec::new();
+    while peers.len() < n {
+        let p = wait_for(s, |e| match e {
+            Event::PeerConnected { peer, .. } => Some(*peer),
+            _ => None,
+        })
+        .await;
+        peers.push(p);
+    }
+    peers.sort();
+    peers
+}
+
+pub fn code(s: &Session) -> String {
+    s.lobby().expect("in a lobby").code
+}
+
+/// Collects messages on `channel` until `n` arrived or `within` passed.
+pub async fn collect(
+    s: &Session,
+    channel: squadlink::Channel,
+    n: usize,
+    within: Duration,
+) -> Vec<(PeerId, bytes::Bytes)> {
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + within;
+    while got.len() < n && tokio::time::Instant::now() < deadline {
+        got.extend(s.receive(channel));
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    got
+}
