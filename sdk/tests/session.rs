@@ -1,0 +1,325 @@
+//! Sessions through the real matchmaker and real WebRTC on loopback: a full mesh of four,
+//! large and oversized messages, typed messages, channel-list mismatch, packet loss on the
+//! real code path, and peers that freeze or are killed mid-session (a real child process).
+
+// Test code: a failed expectation should panic, loudly.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use squadlink::{Channel, ChannelKind, DisconnectReason, Error, Event, LobbyRef, Session};
+use support::{code, collect, connected, matchmaker, session, wait_for};
+
+const GAME: [ChannelKind; 2] = [
+    ChannelKind::UnreliableSequenced,
+    ChannelKind::ReliableOrdered,
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_peers_form_a_full_mesh_and_broadcast() {
+    let mm = matchmaker().await;
+    let first = session(&mm.url(), LobbyRef::create(4), &GAME).await;
+    let lobby = LobbyRef::Code(code(&first));
+    let mut all = vec![first];
+    for _ in 0..3 {
+        all.push(session(&mm.url(), lobby.clone(), &GAME).await);
+    }
+    for s in &all {
+        assert_eq!(connected(s, 3).await.len(), 3);
+    }
+    for s in &all {
+        s.broadcast(
+            Channel(1),
+            format!("hello from {}", s.id().unwrap()).as_bytes(),
+        )
+        .unwrap();
+    }
+    for s in &all {
+        let got = collect(s, Channel(1), 3, Duration::from_secs(10)).await;
+        let senders: BTreeSet<_> = got.iter().map(|(p, _)| *p).collect();
+        let expected: BTreeSet<_> = all
+            .iter()
+            .filter_map(|o| o.id())
+            .filter(|p| Some(*p) != s.id())
+            .collect();
+        assert_eq!(senders, expected);
+        for (p, m) in got {
+            assert_eq!(m, format!("hello from {p}").as_bytes());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_mebibyte_message_arrives_intact_and_larger_is_an_error() {
+    let mm = matchmaker().await;
+    let kinds = [
+        ChannelKind::Unreliable,
+        ChannelKind::ReliableOrdered,
+        ChannelKind::ReliableUnordered,
+    ];
+    let a = session(&mm.url(), LobbyRef::create(2), &kinds).await;
+    let b = session(&mm.url(), LobbyRef::Code(code(&a)), &kinds).await;
+    let bid = connected(&a, 1).await[0];
+    connected(&b, 1).await;
+    let big: Vec<u8> = (0..(1usize << 20)).map(|i| (i * 31 % 251) as u8).collect();
+    for ch in [1, 2] {
+        a.send(bid, Channel(ch), &big).unwrap();
+        let got = collect(&b, Channel(ch), 1, Duration::from_secs(20)).await;
+        assert_eq!(got.len(), 1);
+        assert!(
+            got[0].1 == big,
+            "1 MiB arrives byte for byte on channel {ch}"
+        );
+    }
+    let too_big = vec![0u8; (1 << 20) + 1];
+    assert!(
+        matches!(a.send(bid, Channel(1), &too_big), Err(Error::MessageTooLarge { size, limit, .. }) if size == limit + 1)
+    );
+    assert!(matches!(
+        a.send(bid, Channel(0), &[0u8; 16 * 1024 + 1]),
+        Err(Error::MessageTooLarge { .. })
+    ));
+    assert!(matches!(
+        a.broadcast(Channel(7), b"x"),
+        Err(Error::UnknownChannel(Channel(7)))
+    ));
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+struct Snapshot {
+    tick: u32,
+    positions: Vec<(f32, f32)>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_messages_round_trip_and_garbage_is_an_error_value() {
+    let mm = matchmaker().await;
+    let a = session(&mm.url(), LobbyRef::create(2), &GAME).await;
+    let b = session(&mm.url(), LobbyRef::Code(code(&a)), &GAME).await;
+    let bid = connected(&a, 1).await[0];
+    connected(&b, 1).await;
+    let snap = Snapshot {
+        tick: 7,
+        positions: vec![(1.0, 2.0), (3.5, -4.0)],
+    };
+    a.send_typed(bid, Channel(1), &snap).unwrap();
+    a.send(bid, Channel(1), &[0xFF, 0xFF, 0xFF]).unwrap();
+    let got = collect(&b, Channel(1), 2, Duration::from_secs(5)).await;
+    assert_eq!(got.len(), 2);
+    let decoded: Vec<Result<Snapshot, Error>> = got
+        .iter()
+        .map(|(_, m)| squadlink::codec::decode(m))
+        .collect();
+    assert_eq!(decoded[0].as_ref().unwrap(), &snap);
+    assert!(matches!(decoded[1], Err(Error::Codec(_))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_list_mismatch_is_a_clear_error_on_both_sides() {
+    let mm = matchmaker().await;
+    let a = session(&mm.url(), LobbyRef::create(2), &GAME).await;
+    let b = session(
+        &mm.url(),
+        LobbyRef::Code(code(&a)),
+        &[ChannelKind::ReliableOrdered],
+    )
+    .await;
+    for (s, ours, theirs) in [
+        (
+            &a,
+            "unreliable_sequenced,reliable_ordered",
+            "reliable_ordered",
+        ),
+        (
+            &b,
+            "reliable_ordered",
+            "unreliable_sequenced,reliable_ordered",
+        ),
+    ] {
+        let err = wait_for(s, |e| match e {
+            Event::Error(err @ Error::ChannelMismatch { .. }) => Some(err.clone()),
+            _ => None,
+        })
+        .await;
+        let Error::ChannelMismatch {
+            ours: o, theirs: t, ..
+        } = &err
+        else {
+            unreachable!()
+        };
+        assert_eq!((o.as_str(), t.as_str()), (ours, theirs));
+        assert!(err.to_string().contains(ours) && err.to_string().contains(theirs));
+    }
+    assert!(a.connected_peers().is_empty() && b.connected_peers().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_ten_percent_loss_unreliable_keeps_flowing_and_reliable_loses_nothing() {
+    let mm = matchmaker().await;
+    let kinds = [
+        ChannelKind::Unreliable,
+        ChannelKind::ReliableOrdered,
+        ChannelKind::ReliableUnordered,
+    ];
+    // 10 % of every datagram A sends and receives is dropped: the real send/receive path.
+    let a = Session::builder(mm.url())
+        .bind("127.0.0.1:0".parse().unwrap())
+        .channel(kinds[0])
+        .channel(kinds[1])
+        .channel(kinds[2])
+        .simulated_loss(0.10)
+        .join(LobbyRef::create(2))
+        .start_async()
+        .await
+        .unwrap();
+    let b = session(&mm.url(), LobbyRef::Code(code(&a)), &kinds).await;
+    let bid = connected(&a, 1).await[0];
+    connected(&b, 1).await;
+    const N: u32 = 500;
+    for i in 0..N {
+        for ch in 0..3 {
+            a.send(bid, Channel(ch), &i.to_be_bytes()).unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let num = |m: &bytes::Bytes| u32::from_be_bytes(m[..4].try_into().unwrap());
+    let ordered: Vec<u32> = collect(&b, Channel(1), N as usize, Duration::from_secs(30))
+        .await
+        .iter()
+        .map(|(_, m)| num(m))
+        .collect();
+    assert_eq!(
+        ordered,
+        (0..N).collect::<Vec<_>>(),
+        "reliable ordered: everything, in order"
+    );
+    let unordered: BTreeSet<u32> = collect(&b, Channel(2), N as usize, Duration::from_secs(30))
+        .await
+        .iter()
+        .map(|(_, m)| num(m))
+        .collect();
+    assert_eq!(
+        unordered.len(),
+        N as usize,
+        "reliable unordered: everything"
+    );
+    let unreliable = b.receive(Channel(0)).count() as f64 / f64::from(N);
+    assert!(
+        (0.80..0.98).contains(&unreliable),
+        "about 90 % of unreliable messages arrive: {unreliable}"
+    );
+    assert!(
+        b.connected_peers().contains(&a.id().unwrap()),
+        "the connection stays up"
+    );
+}
+
+/// Runs as the child process for the tests below (ignored in normal runs).
+#[test]
+#[ignore = "helper: run by other tests as a separate process"]
+fn child_peer_process() {
+    let (Ok(url), Ok(code)) = (
+        std::env::var("SQUADLINK_CHILD_URL"),
+        std::env::var("SQUADLINK_CHILD_CODE"),
+    ) else {
+        return;
+    };
+    let s = Session::builder(url)
+        .bind("127.0.0.1:0".parse().unwrap())
+        .channel(GAME[0])
+        .channel(GAME[1])
+        .join(LobbyRef::Code(code))
+        .start()
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < end {
+        for _ in s.poll_events() {}
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn spawn_child(url: &str, code: &str) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "child_peer_process", "--nocapture"])
+        .env("SQUADLINK_CHILD_URL", url)
+        .env("SQUADLINK_CHILD_CODE", code)
+        .spawn()
+        .unwrap()
+}
+
+fn signal(child: &Child, sig: &str) {
+    assert!(
+        Command::new("kill")
+            .args([sig, &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+async fn gone(s: &Session, who: squadlink::PeerId) -> DisconnectReason {
+    wait_for(s, |e| match e {
+        Event::PeerDisconnected { peer, reason } if *peer == who => Some(reason.clone()),
+        _ => None,
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frozen_and_killed_peers_are_reported_and_the_rest_keep_talking() {
+    let mm = matchmaker().await;
+    let a = session(&mm.url(), LobbyRef::create(4), &GAME).await;
+    let b = session(&mm.url(), LobbyRef::Code(code(&a)), &GAME).await;
+    let mut frozen = spawn_child(&mm.url(), &code(&a));
+    let a_peers = connected(&a, 2).await;
+    connected(&b, 2).await;
+    let child_id = a_peers.into_iter().find(|p| Some(*p) != b.id()).unwrap();
+
+    // SIGSTOP: the process is frozen but its sockets stay open, so only silence tells.
+    signal(&frozen, "-STOP");
+    let t = Instant::now();
+    assert_eq!(gone(&a, child_id).await, DisconnectReason::Silent);
+    assert_eq!(gone(&b, child_id).await, DisconnectReason::Silent);
+    eprintln!("frozen peer detected after {:?}", t.elapsed());
+    a.send(b.id().unwrap(), Channel(1), b"still here").unwrap();
+    assert_eq!(
+        collect(&b, Channel(1), 1, Duration::from_secs(5))
+            .await
+            .len(),
+        1
+    );
+    signal(&frozen, "-KILL");
+    let _ = frozen.wait();
+
+    // SIGKILL: the process dies; the others hear of it and carry on.
+    let mut killed = spawn_child(&mm.url(), &code(&a));
+    let victim = connected(&a, 1).await[0];
+    connected(&b, 1).await;
+    signal(&killed, "-KILL");
+    let _ = killed.wait();
+    let t = Instant::now();
+    let reason = gone(&a, victim).await;
+    assert!(
+        matches!(reason, DisconnectReason::Left | DisconnectReason::Silent),
+        "{reason:?}"
+    );
+    gone(&b, victim).await;
+    eprintln!("killed peer reported after {:?} ({reason:?})", t.elapsed());
+    b.send(a.id().unwrap(), Channel(1), b"and still here")
+        .unwrap();
+    assert_eq!(
+        collect(&a, Channel(1), 1, Duration::from_secs(5))
+            .await
+            .len(),
+        1
+    );
+}
