@@ -154,7 +154,7 @@ async fn a_channel_list_mismatch_is_a_clear_error_on_both_sides() {
             ours: o, theirs: t, ..
         } = &err
         else {
-            unreachable!()
+            panic!("matched above")
         };
         assert_eq!((o.as_str(), t.as_str()), (ours, theirs));
         assert!(err.to_string().contains(ours) && err.to_string().contains(theirs));
