@@ -581,26 +581,45 @@ impl Driver {
             }
         }
         if connected_now {
-            let path = p.path(&self.net.relays);
             p.connected_at = Some(now);
             p.last_heard = now;
-            p.stats.connected = true;
-            p.stats.path = Some(path);
-            p.stats.selected_pair = p.last_pair.map(|(l, r)| (l.to_string(), r.to_string()));
-            let connect_time = now.saturating_duration_since(p.created);
-            tracing::debug!(peer = %id, ?connect_time, path = path.name(), "connected");
-            self.publish_stats(id);
-            self.shared.emit(Event::PeerConnected {
-                peer: id,
-                path,
-                connect_time,
-            });
+            p.unannounced = true;
         }
+        self.announce(id, now);
         if let Some(reason) = failed {
             self.disconnect(id, DisconnectReason::Failed(reason));
         } else if closed {
             self.disconnect(id, DisconnectReason::Left);
         }
+    }
+
+    /// Announces a connected peer once its path is known (or after a short grace, when the
+    /// remote address is only peer-reflexive). Sending works from the moment it connected.
+    fn announce(&mut self, id: PeerId, now: Instant) {
+        const GRACE: Duration = Duration::from_millis(300);
+        let Some(p) = self.peers.get_mut(&id) else {
+            return;
+        };
+        let Some(opened) = p.connected_at.filter(|_| p.unannounced) else {
+            return;
+        };
+        let path = match p.path(&self.net.relays) {
+            Some(path) => path,
+            None if now.saturating_duration_since(opened) >= GRACE => crate::PathKind::Srflx,
+            None => return,
+        };
+        p.unannounced = false;
+        p.stats.connected = true;
+        p.stats.path = Some(path);
+        p.stats.selected_pair = p.last_pair.map(|(l, r)| (l.to_string(), r.to_string()));
+        let connect_time = opened.saturating_duration_since(p.created);
+        tracing::debug!(peer = %id, ?connect_time, path = path.name(), "connected");
+        self.publish_stats(id);
+        self.shared.emit(Event::PeerConnected {
+            peer: id,
+            path,
+            connect_time,
+        });
     }
 
     fn on_send(&mut self, to: Option<PeerId>, channel: usize, payload: &[u8]) {
@@ -692,6 +711,12 @@ impl Driver {
                 None => continue,
                 Some(_) => {}
             }
+            if p.unannounced {
+                self.announce(id, now);
+            }
+            let Some(p) = self.peers.get_mut(&id) else {
+                continue;
+            };
             let ping = p.make_ping(now, self.epoch);
             let control = p.control();
             if let Some(dc_id) = p.dcs.get(control).copied()

@@ -8,7 +8,7 @@ use bytes::{BufMut, BytesMut};
 use rtc::data_channel::{RTCDataChannelId, RTCDataChannelInit};
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
-use rtc::peer_connection::transport::RTCIceCandidateInit;
+use rtc::peer_connection::transport::{RTCDtlsRole, RTCIceCandidateInit};
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use squadlink_protocol::PeerId;
 
@@ -34,6 +34,8 @@ pub(crate) struct Peer {
     open: Vec<bool>,
     pub(crate) created: Instant,
     pub(crate) connected_at: Option<Instant>,
+    /// Connected, but not announced yet: waiting to learn the remote candidate's type.
+    pub(crate) unannounced: bool,
     pub(crate) remote_set: bool,
     pub(crate) pending_remote: Vec<RTCIceCandidateInit>,
     pub(crate) remote_types: HashMap<SocketAddr, CandidateType>,
@@ -79,9 +81,18 @@ impl Peer {
             )
             // Connectivity checks every 25 ms while connecting (the default is 200 ms).
             .with_ice_connection_attempts(Some(Duration::from_millis(25)), Some(40))
-            .with_srflx_acceptance_min_wait(Some(Duration::from_millis(50)))
-            .with_prflx_acceptance_min_wait(Some(Duration::from_millis(100)))
+            // A peer-reflexive or server-reflexive pair that works is a direct path: nominate
+            // it at once. (The answerer's UDP check routinely outruns its own candidate
+            // through the matchmaker, making it peer-reflexive first; waiting cost 100 ms.)
+            // Only relay pairs wait, so a direct path can still win.
+            .with_srflx_acceptance_min_wait(Some(Duration::ZERO))
+            .with_prflx_acceptance_min_wait(Some(Duration::ZERO))
             .with_relay_acceptance_min_wait(Some(relay_wait))
+            // The answerer is the DTLS server (`a=setup:passive`). Then the side that sends the
+            // ClientHello (the offerer) always has the answer already; the default answerer
+            // client races the answer through the matchmaker, and a lost race costs the 1 s
+            // DTLS retransmission timer.
+            .with_answering_dtls_role(RTCDtlsRole::Server)
             .build();
         let mut pc = RTCPeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().build())
@@ -120,6 +131,7 @@ impl Peer {
             dcs,
             created: now,
             connected_at: None,
+            unannounced: false,
             remote_set: false,
             pending_remote: Vec::new(),
             remote_types: HashMap::new(),
@@ -146,18 +158,20 @@ impl Peer {
         self.connected_at.is_none() && self.open.iter().all(|o| *o)
     }
 
-    /// The path of the selected pair, judged by where our datagrams go.
-    pub(crate) fn path(&self, relay_addrs: &[SocketAddr]) -> PathKind {
+    /// The path of the selected pair, judged by where our datagrams go. `None` while the
+    /// remote address is only known as peer-reflexive (its candidate may still be on its
+    /// way through the matchmaker).
+    pub(crate) fn path(&self, relay_addrs: &[SocketAddr]) -> Option<PathKind> {
         let Some((local, remote)) = self.last_pair else {
-            return PathKind::Host;
+            return Some(PathKind::Host);
         };
         if relay_addrs.contains(&local) {
-            return PathKind::Relay;
+            return Some(PathKind::Relay);
         }
-        match self.remote_types.get(&remote) {
-            Some(CandidateType::Host) => PathKind::Host,
-            Some(CandidateType::Relay) => PathKind::Relay,
-            Some(CandidateType::Srflx | CandidateType::Prflx) | None => PathKind::Srflx,
+        match self.remote_types.get(&remote)? {
+            CandidateType::Host => Some(PathKind::Host),
+            CandidateType::Relay => Some(PathKind::Relay),
+            CandidateType::Srflx | CandidateType::Prflx => Some(PathKind::Srflx),
         }
     }
 

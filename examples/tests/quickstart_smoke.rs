@@ -1,0 +1,40 @@
+//! Runs the quickstart (embedded matchmaker, real WebRTC on loopback) and checks what it
+//! reports about correctness, never its timings: everyone connected to everyone, over host
+//! paths, and every reliable event arrived at every other player.
+
+// Test code: a failed expectation should panic, loudly.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::process::Command;
+
+#[test]
+fn quickstart_connects_everyone_and_delivers_every_event() {
+    let out = Command::new(env!("CARGO_BIN_EXE_quickstart"))
+        .args(["--json", "--peers", "3", "--duration", "1"])
+        .output()
+        .expect("the quickstart runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "quickstart failed:\n{stderr}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("exactly one JSON object");
+    assert_eq!(json["peers"], 3);
+    assert_eq!(json["all_connected"], true);
+    assert_eq!(
+        json["paths"]["host"], 6,
+        "3 peers × 2 connections each, all direct"
+    );
+    let events_sent = json["events_sent"].as_u64().unwrap();
+    assert!(events_sent >= 3);
+    assert_eq!(
+        json["events_received"].as_u64(),
+        Some(events_sent * 2),
+        "reliable: every event reaches both others"
+    );
+    assert!(json["state_received"].as_u64().unwrap() > 0);
+    assert!(json["state_received"].as_u64() <= Some(json["state_sent"].as_u64().unwrap() * 2));
+}
