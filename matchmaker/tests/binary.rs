@@ -16,8 +16,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use squadlink_protocol::{ClientMessage, ErrorCode, ServerMessage};
+use squadlink_testkit::free_port;
 use support::Client;
-use support::turn::free_port;
 
 #[tokio::test]
 async fn binary_accepts_its_own_tokens_and_shuts_down_on_sigterm() {

@@ -17,7 +17,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use squadlink_matchmaker::{Config, turn};
 use squadlink_protocol::{PlayerId, ServerMessage};
-use support::turn::{Allocation, Coturn, TurnClient};
+use squadlink_testkit::Coturn;
+use support::turn::{Allocation, TurnClient};
 use support::{Client, config, create_request, start};
 
 fn now() -> u64 {

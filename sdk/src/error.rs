@@ -82,6 +82,9 @@ pub enum Error {
         /// What failed.
         reason: String,
     },
+    /// A STUN or TURN server could not be used (the session goes on without it).
+    #[error("ICE server problem: {0}")]
+    IceServer(String),
     /// Network I/O failed (binding the UDP socket, for example).
     #[error("network error: {0}")]
     Io(String),

@@ -5,14 +5,15 @@
 //! path, round-trip time, loss, messages per second.
 //!
 //! Run: `cargo run --release -p squadlink-examples --bin quickstart`
-//!      (add `-- --json` for one JSON object on stdout, `-- --help` for options)
+//!      (add `-- --json` for one JSON object on stdout, `-- --help` for options;
+//!      `-- --relay-only --turn-url turn:HOST:PORT --turn-secret S` goes through coturn)
 
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use serde_json::json;
-use squadlink::{Channel, ChannelKind, Event, LobbyRef, PathKind, PeerId, Session};
+use squadlink::{Channel, ChannelKind, Event, IcePolicy, LobbyRef, PathKind, PeerId, Session};
 use squadlink_examples::bench::Percentiles;
 
 /// Squadlink quickstart: N players in one lobby, 60 Hz state and reliable events.
@@ -30,6 +31,15 @@ struct Args {
     /// Print exactly one JSON object on stdout (the human summary goes to stderr).
     #[arg(long)]
     json: bool,
+    /// Connect only through a TURN relay (hides players' addresses from each other).
+    #[arg(long)]
+    relay_only: bool,
+    /// TURN server for the embedded matchmaker to hand out, e.g. turn:127.0.0.1:3478.
+    #[arg(long, requires = "turn_secret")]
+    turn_url: Option<String>,
+    /// The TURN server's static-auth-secret (coturn use-auth-secret).
+    #[arg(long, requires = "turn_url")]
+    turn_secret: Option<String>,
 }
 
 const STATE: Channel = Channel(0);
@@ -53,6 +63,14 @@ struct Report {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    // RUST_LOG=squadlink=debug shows the transport at work.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
     if args.peers < 2 || args.peers > 16 {
         eprintln!("error: --peers must be between 2 and 16");
         return std::process::ExitCode::FAILURE;
@@ -77,6 +95,8 @@ fn run(args: &Args) -> Result<bool, String> {
                 .block_on(squadlink_matchmaker::Server::bind(
                     squadlink_matchmaker::Config {
                         listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+                        turn_urls: args.turn_url.iter().cloned().collect(),
+                        turn_secrets: args.turn_secret.iter().cloned().collect(),
                         ..squadlink_matchmaker::Config::default()
                     },
                 ))
@@ -89,12 +109,21 @@ fn run(args: &Args) -> Result<bool, String> {
         (None, None) => return Err("no matchmaker".into()),
     };
     eprintln!("matchmaker: {url}");
+    if args.relay_only && args.turn_url.is_none() && args.matchmaker.is_none() {
+        return Err("--relay-only needs --turn-url and --turn-secret (or a --matchmaker that hands out TURN servers)".into());
+    }
+    let policy = if args.relay_only {
+        IcePolicy::RelayOnly
+    } else {
+        IcePolicy::All
+    };
 
     let builder = |lobby: LobbyRef| {
         Session::builder(url.clone())
             .bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
             .channel(ChannelKind::UnreliableSequenced)
             .channel(ChannelKind::ReliableOrdered)
+            .ice_policy(policy)
             .join(lobby)
     };
     let max = u8::try_from(args.peers).map_err(|_| "too many peers")?;

@@ -1,10 +1,9 @@
 //! A deliberately small TURN-over-UDP client (RFC 5766 / 8656) for the coturn tests, written
 //! independently of the matchmaker so it checks the credentials against coturn rather than
-//! against our own understanding of them. Also starts and stops coturn.
+//! against our own understanding of them.
 #![allow(dead_code)]
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, KeyInit, Mac};
@@ -14,7 +13,6 @@ use sha1::Sha1;
 const MAGIC: u32 = 0x2112_A442;
 const ALLOCATE: u16 = 0x0003;
 const CREATE_PERMISSION: u16 = 0x0008;
-const BINDING: u16 = 0x0001;
 const SEND_INDICATION: u16 = 0x0016;
 const DATA_INDICATION: u16 = 0x0017;
 const SUCCESS: u16 = 0x0100;
@@ -237,104 +235,5 @@ impl TurnClient {
             }
         }
         None
-    }
-}
-
-/// A coturn process on loopback with `use-auth-secret`; killed on drop.
-pub struct Coturn {
-    child: Child,
-    pub addr: SocketAddr,
-    dir: std::path::PathBuf,
-}
-
-impl Coturn {
-    /// Starts coturn with these static-auth-secrets.
-    pub fn start(secrets: &[&str]) -> Coturn {
-        let bin = ["/usr/bin/turnserver", "/usr/sbin/turnserver"]
-            .into_iter()
-            .find(|p| std::path::Path::new(p).exists())
-            .expect("coturn is not installed: run scripts/setup.sh (apt-get install coturn)");
-        let port = free_port();
-        let dir =
-            std::env::temp_dir().join(format!("squadlink-coturn-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut cmd = Command::new(bin);
-        cmd.args([
-            "-n",
-            "--listening-ip=127.0.0.1",
-            "--relay-ip=127.0.0.1",
-            &format!("--listening-port={port}"),
-            "--use-auth-secret",
-            "--realm=squadlink.test",
-            // Loopback peers are needed only because this test's peer is on loopback.
-            "--allow-loopback-peers",
-            "--no-tls",
-            "--no-dtls",
-            "--no-cli",
-            "--simple-log",
-            "--log-file=stdout",
-            &format!("--pidfile={}", dir.join("turnserver.pid").display()),
-            &format!("--userdb={}", dir.join("turndb").display()),
-        ]);
-        for s in secrets {
-            cmd.arg(format!("--static-auth-secret={s}"));
-        }
-        let log = std::fs::File::create(dir.join("coturn.log")).unwrap();
-        cmd.stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log));
-        let child = cmd.spawn().expect("turnserver starts");
-        let coturn = Coturn {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            dir,
-        };
-        coturn.wait_ready();
-        coturn
-    }
-
-    fn wait_ready(&self) {
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut buf = [0u8; 512];
-        while Instant::now() < deadline {
-            let t = tid();
-            sock.send_to(&encode(BINDING, &t, &[], None), self.addr)
-                .unwrap();
-            if let Ok((n, _)) = sock.recv_from(&mut buf)
-                && decode(&buf[..n]).is_some_and(|m| m.kind == BINDING | SUCCESS)
-            {
-                return;
-            }
-        }
-        panic!(
-            "coturn did not answer on {} (log: {})",
-            self.addr,
-            self.log()
-        );
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("coturn.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Coturn {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A port free on loopback for both UDP and TCP right now.
-pub fn free_port() -> u16 {
-    loop {
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
     }
 }

@@ -11,6 +11,7 @@
 //! target in USERNAME (`<our ufrag>:<their ufrag>`); everything else is routed by the
 //! sender's address, learned from remote candidates and from those requests.
 
+mod gather;
 pub(crate) mod net;
 mod peer;
 
@@ -25,7 +26,8 @@ use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::peer_connection::transport::{
-    CandidateConfig, CandidateHostConfig, RTCIceCandidate, RTCIceCandidateInit,
+    CandidateConfig, CandidateHostConfig, CandidateRelayConfig, CandidateServerReflexiveConfig,
+    RTCIceCandidate, RTCIceCandidateInit,
 };
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
@@ -34,7 +36,10 @@ use squadlink_protocol::{
 };
 use tokio::net::UdpSocket;
 
-use self::net::{LossStage, host_addresses, local_for, parse_candidate, stun_request_ufrag};
+use self::gather::{Gathered, Gatherer};
+use self::net::{
+    CandidateType, LossStage, host_addresses, local_for, parse_candidate, stun_request_ufrag,
+};
 use self::peer::{PING_EVERY, Peer, PeerSettings};
 use crate::channel::{self, ChannelKind};
 use crate::error::{Error, Result};
@@ -100,20 +105,48 @@ struct Net {
     socket: UdpSocket,
     hosts: Vec<SocketAddr>,
     loss: LossStage,
+    /// Our relayed addresses (one per TURN allocation).
     relays: Vec<SocketAddr>,
+    /// Our server-reflexive addresses that differ from the host ones.
+    reflexive: Vec<SocketAddr>,
+    gatherers: Vec<Gatherer>,
 }
 
 impl Net {
-    /// Sends one datagram now, or drops it (UDP semantics: SCTP retransmits what matters).
+    /// Sends one datagram now, directly or through the TURN allocation it belongs to, or
+    /// drops it (UDP semantics: ICE and SCTP retransmit what matters).
     fn send(&mut self, peer: &mut Peer, data: &[u8], from: SocketAddr, to: SocketAddr) {
         peer.last_pair = Some((from, to));
         peer.stats.packets_sent += 1;
         peer.stats.bytes_sent += data.len() as u64;
+        if let Some(i) = self.gatherers.iter().position(|g| g.relayed == Some(from)) {
+            if let Some(g) = self.gatherers.get_mut(i) {
+                g.relay_send(Instant::now(), data, to);
+            }
+            self.flush_gatherer(i);
+            return;
+        }
+        self.send_raw(data, to);
+    }
+
+    fn send_raw(&mut self, data: &[u8], to: SocketAddr) {
         if self.loss.drop_next() {
             return;
         }
         if let Err(err) = self.socket.try_send_to(data, to) {
             tracing::trace!(%err, %to, "datagram dropped on send");
+        }
+    }
+
+    /// Sends whatever gatherer `i` has queued for its server.
+    fn flush_gatherer(&mut self, i: usize) {
+        loop {
+            let Some(g) = self.gatherers.get_mut(i) else {
+                return;
+            };
+            let server = g.server;
+            let Some(out) = g.poll_write() else { return };
+            self.send_raw(&out, server);
         }
     }
 }
@@ -130,7 +163,7 @@ pub(crate) struct Driver {
     members: Vec<(PeerId, PlayerId)>,
     outbox: Vec<ClientMessage>,
     epoch: Instant,
-    _ice_servers: Vec<IceServer>,
+    ice_servers: Vec<IceServer>,
 }
 
 impl Driver {
@@ -182,6 +215,8 @@ impl Driver {
                 hosts: host_addresses(bound),
                 loss: LossStage::new(cfg.loss),
                 relays: Vec::new(),
+                reflexive: Vec::new(),
+                gatherers: Vec::new(),
             },
             cfg,
             shared,
@@ -193,9 +228,10 @@ impl Driver {
             members: Vec::new(),
             outbox: Vec::new(),
             epoch: Instant::now(),
-            _ice_servers: ice_servers,
+            ice_servers,
         };
         tracing::debug!(me = %driver.me, code = %joined.lobby.code, hosts = ?driver.net.hosts, "lobby entered");
+        driver.start_gathering(bound).await;
         driver.on_lobby_entered(&joined.lobby);
         let _ = ready.send(Ok(()));
         let end = driver.serve(&mut signaling, &mut commands).await;
@@ -245,11 +281,13 @@ impl Driver {
 
     fn next_deadline(&mut self) -> Instant {
         let far = Instant::now() + Duration::from_secs(3600);
-        self.peers
-            .values_mut()
-            .filter_map(|p| p.pc.poll_timeout())
-            .min()
-            .unwrap_or(far)
+        let peers = self.peers.values_mut().filter_map(|p| p.pc.poll_timeout());
+        let servers = self
+            .net
+            .gatherers
+            .iter_mut()
+            .filter_map(Gatherer::poll_timeout);
+        peers.chain(servers).min().unwrap_or(far)
     }
 
     async fn flush_outbox(&mut self, signaling: &mut Signaling) {
@@ -335,43 +373,163 @@ impl Driver {
         self.pump(peer, now);
     }
 
+    /// Adds every candidate known so far to a peer whose local description is set, and
+    /// trickles them to it. Candidates found later are added by `add_candidate_to_all`.
     fn add_local_candidates(&mut self, p: &mut Peer) {
-        if self.cfg.ice_policy == IcePolicy::RelayOnly {
-            return;
+        p.local_set = true;
+        let relay_only = self.cfg.ice_policy == IcePolicy::RelayOnly;
+        let mut known: Vec<(CandidateType, SocketAddr)> = Vec::new();
+        if !relay_only {
+            known.extend(self.net.hosts.iter().map(|h| (CandidateType::Host, *h)));
+            known.extend(
+                self.net
+                    .reflexive
+                    .iter()
+                    .map(|r| (CandidateType::Srflx, *r)),
+            );
         }
-        for host in self.net.hosts.clone() {
-            let made = CandidateHostConfig {
-                base_config: CandidateConfig {
-                    network: "udp".into(),
-                    address: host.ip().to_string(),
-                    port: host.port(),
-                    component: 1,
-                    ..Default::default()
-                },
+        known.extend(self.net.relays.iter().map(|r| (CandidateType::Relay, *r)));
+        for (kind, addr) in known {
+            self.add_candidate(p, kind, addr);
+        }
+    }
+
+    fn add_candidate_to_all(&mut self, kind: CandidateType, addr: SocketAddr) {
+        let ids: Vec<PeerId> = self.peers.keys().copied().collect();
+        for id in ids {
+            if let Some(mut p) = self.peers.remove(&id) {
+                if p.local_set {
+                    self.add_candidate(&mut p, kind, addr);
+                }
+                self.peers.insert(id, p);
+                self.pump(id, Instant::now());
+            }
+        }
+    }
+
+    fn add_candidate(&mut self, p: &mut Peer, kind: CandidateType, addr: SocketAddr) {
+        let base = self.net.hosts.first().copied().unwrap_or(addr);
+        let base_config = CandidateConfig {
+            network: "udp".into(),
+            address: addr.ip().to_string(),
+            port: addr.port(),
+            component: 1,
+            ..Default::default()
+        };
+        let made = match kind {
+            CandidateType::Host => CandidateHostConfig {
+                base_config,
                 ..Default::default()
             }
-            .new_candidate_host()
-            .and_then(|c| RTCIceCandidate::from(&c).to_json());
-            let init = match made {
-                Ok(init) => init,
-                Err(e) => {
-                    tracing::warn!(%e, %host, "could not make a host candidate");
-                    continue;
-                }
-            };
-            if let Err(e) = p.pc.add_local_candidate(init.clone()) {
-                tracing::warn!(%e, "could not add a local candidate");
-                continue;
+            .new_candidate_host(),
+            CandidateType::Srflx | CandidateType::Prflx => CandidateServerReflexiveConfig {
+                base_config,
+                rel_addr: base.ip().to_string(),
+                rel_port: base.port(),
+                url: None,
             }
-            self.outbox.push(ClientMessage::Signal {
-                to: p.id,
-                data: Signal::Candidate {
-                    candidate: init.candidate,
-                    sdp_mid: init.sdp_mid,
-                    sdp_mline_index: init.sdp_mline_index,
-                    username_fragment: init.username_fragment,
-                },
-            });
+            .new_candidate_server_reflexive(),
+            CandidateType::Relay => CandidateRelayConfig {
+                base_config,
+                rel_addr: base.ip().to_string(),
+                rel_port: base.port(),
+                ..Default::default()
+            }
+            .new_candidate_relay(),
+        }
+        .and_then(|c| RTCIceCandidate::from(&c).to_json());
+        let init = match made {
+            Ok(init) => init,
+            Err(e) => {
+                tracing::warn!(%e, %addr, "could not make a local candidate");
+                return;
+            }
+        };
+        if let Err(e) = p.pc.add_local_candidate(init.clone()) {
+            tracing::warn!(%e, "could not add a local candidate");
+            return;
+        }
+        self.outbox.push(ClientMessage::Signal {
+            to: p.id,
+            data: Signal::Candidate {
+                candidate: init.candidate,
+                sdp_mid: init.sdp_mid,
+                sdp_mline_index: init.sdp_mline_index,
+                username_fragment: init.username_fragment,
+            },
+        });
+    }
+
+    /// Creates the gatherers for the ICE servers we were given.
+    async fn start_gathering(&mut self, bound: SocketAddr) {
+        let relay_only = self.cfg.ice_policy == IcePolicy::RelayOnly;
+        let local = self.net.hosts.first().copied().unwrap_or(bound);
+        let (gatherers, problems) =
+            Gatherer::from_servers(&self.ice_servers, local, relay_only, Instant::now()).await;
+        for problem in problems {
+            self.shared.emit(Event::Error(Error::IceServer(problem)));
+        }
+        if relay_only && !gatherers.iter().any(|g| g.is_turn()) {
+            self.shared.emit(Event::Error(Error::IceServer(
+                "relay-only mode needs a TURN server (give the matchmaker --turn-url and --turn-secret, or add one with SessionBuilder::ice_server); no peer can connect".into(),
+            )));
+        }
+        self.net.gatherers = gatherers;
+        for i in 0..self.net.gatherers.len() {
+            self.net.flush_gatherer(i);
+        }
+    }
+
+    /// Acts on what the STUN/TURN clients found: new candidates, relayed data, failures.
+    fn process_gathered(&mut self, now: Instant) {
+        let relay_only = self.cfg.ice_policy == IcePolicy::RelayOnly;
+        for i in 0..self.net.gatherers.len() {
+            loop {
+                let Some(found) = self
+                    .net
+                    .gatherers
+                    .get_mut(i)
+                    .and_then(Gatherer::poll_gathered)
+                else {
+                    break;
+                };
+                match found {
+                    Gathered::Reflexive(addr) => {
+                        let known =
+                            self.net.hosts.contains(&addr) || self.net.reflexive.contains(&addr);
+                        if !relay_only && !known {
+                            self.net.reflexive.push(addr);
+                            self.add_candidate_to_all(CandidateType::Srflx, addr);
+                        }
+                    }
+                    Gathered::Relayed(addr) => {
+                        tracing::debug!(%addr, "TURN allocation ready");
+                        self.net.relays.push(addr);
+                        let remotes: Vec<SocketAddr> = self
+                            .peers
+                            .values()
+                            .flat_map(|p| p.remote_types.keys().copied())
+                            .collect();
+                        if let Some(g) = self.net.gatherers.get_mut(i) {
+                            for r in remotes {
+                                g.permit(now, r);
+                            }
+                        }
+                        self.add_candidate_to_all(CandidateType::Relay, addr);
+                    }
+                    Gathered::Data {
+                        relayed,
+                        from,
+                        data,
+                    } => {
+                        self.deliver_datagram(&data, from, relayed, now);
+                    }
+                    Gathered::Failed(reason) => {
+                        self.shared.emit(Event::Error(Error::IceServer(reason)));
+                    }
+                }
+            }
+            self.net.flush_gatherer(i);
         }
     }
 
@@ -442,6 +600,12 @@ impl Driver {
                     Some((addr, kind)) if !relay_only || kind == net::CandidateType::Relay => {
                         p.remote_types.insert(addr, kind);
                         self.by_addr.entry(addr).or_insert(from);
+                        for i in 0..self.net.gatherers.len() {
+                            if let Some(g) = self.net.gatherers.get_mut(i) {
+                                g.permit(now, addr);
+                            }
+                            self.net.flush_gatherer(i);
+                        }
                         let init = RTCIceCandidateInit {
                             candidate,
                             sdp_mid,
@@ -470,6 +634,30 @@ impl Driver {
     }
 
     fn on_datagram(&mut self, data: &[u8], from: SocketAddr) {
+        if let Some(i) = self.net.gatherers.iter().position(|g| g.server == from) {
+            if self.net.loss.drop_next() {
+                return;
+            }
+            let now = Instant::now();
+            let local = local_for(&self.net.hosts, from).unwrap_or(from);
+            if let Some(g) = self.net.gatherers.get_mut(i) {
+                g.handle_read(data, local, now);
+            }
+            self.net.flush_gatherer(i);
+            self.process_gathered(now);
+            return;
+        }
+        if self.net.loss.drop_next() {
+            return;
+        }
+        let Some(local) = local_for(&self.net.hosts, from) else {
+            return;
+        };
+        self.deliver_datagram(data, from, local, Instant::now());
+    }
+
+    /// Hands a datagram that arrived on `local` (a host or relayed address) to its peer.
+    fn deliver_datagram(&mut self, data: &[u8], from: SocketAddr, local: SocketAddr, now: Instant) {
         let target = match stun_request_ufrag(data) {
             Some(ufrag) => {
                 let id = self.by_ufrag.get(ufrag).copied();
@@ -482,13 +670,6 @@ impl Driver {
         };
         let Some(id) = target else {
             tracing::trace!(%from, len = data.len(), "datagram for no peer");
-            return;
-        };
-        if self.net.loss.drop_next() {
-            return;
-        }
-        let now = Instant::now();
-        let Some(local) = local_for(&self.net.hosts, from) else {
             return;
         };
         let Some(p) = self.peers.get_mut(&id) else {
@@ -513,6 +694,15 @@ impl Driver {
     }
 
     fn on_timeouts(&mut self, now: Instant) {
+        for i in 0..self.net.gatherers.len() {
+            if let Some(g) = self.net.gatherers.get_mut(i)
+                && g.poll_timeout().is_some_and(|t| t <= now)
+            {
+                g.handle_timeout(now);
+                self.net.flush_gatherer(i);
+            }
+        }
+        self.process_gathered(now);
         let due: Vec<PeerId> = self
             .peers
             .iter_mut()

@@ -34,6 +34,8 @@ pub(crate) struct Peer {
     open: Vec<bool>,
     pub(crate) created: Instant,
     pub(crate) connected_at: Option<Instant>,
+    /// Our local description is set, so local candidates can be added.
+    pub(crate) local_set: bool,
     /// Connected, but not announced yet: waiting to learn the remote candidate's type.
     pub(crate) unannounced: bool,
     pub(crate) remote_set: bool,
@@ -132,6 +134,7 @@ impl Peer {
             created: now,
             connected_at: None,
             unannounced: false,
+            local_set: false,
             remote_set: false,
             pending_remote: Vec::new(),
             remote_types: HashMap::new(),

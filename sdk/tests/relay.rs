@@ -1,0 +1,106 @@
+//! Through a TURN relay: coturn from Debian on loopback, credentials issued by our
+//! matchmaker. Relay-only peers connect over the relay and talk both ways; with the default
+//! policy, the same setup still picks the direct path.
+
+// Test code: a failed expectation should panic, loudly.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod support;
+
+use std::time::Duration;
+
+use squadlink::{Channel, ChannelKind, Event, IcePolicy, LobbyRef, PathKind, Session};
+use squadlink_matchmaker::{Config, Server};
+use squadlink_testkit::Coturn;
+use support::{code, collect, wait_for};
+
+const KINDS: [ChannelKind; 2] = [ChannelKind::Unreliable, ChannelKind::ReliableOrdered];
+
+async fn matchmaker_with(coturn: &Coturn) -> Server {
+    Server::bind(Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        stun_urls: vec![format!("stun:{}", coturn.addr)],
+        turn_urls: vec![coturn.turn_url()],
+        turn_secrets: vec!["relay-secret".into()],
+        ..Config::default()
+    })
+    .await
+    .unwrap()
+}
+
+async fn start(url: &str, lobby: LobbyRef, policy: IcePolicy) -> Session {
+    Session::builder(url)
+        .bind("127.0.0.1:0".parse().unwrap())
+        .channel(KINDS[0])
+        .channel(KINDS[1])
+        .ice_policy(policy)
+        .join(lobby)
+        .start_async()
+        .await
+        .unwrap()
+}
+
+async fn connected_path(s: &Session) -> PathKind {
+    wait_for(s, |e| match e {
+        Event::PeerConnected { path, .. } => Some(*path),
+        Event::Error(err) => panic!("unexpected error: {err}"),
+        _ => None,
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_only_peers_connect_through_coturn_and_talk_both_ways() {
+    let coturn = Coturn::start(&["relay-secret"]);
+    let mm = matchmaker_with(&coturn).await;
+    let a = start(&mm.url(), LobbyRef::create(2), IcePolicy::RelayOnly).await;
+    let b = start(&mm.url(), LobbyRef::Code(code(&a)), IcePolicy::RelayOnly).await;
+    assert_eq!(
+        connected_path(&a).await,
+        PathKind::Relay,
+        "coturn log:\n{}",
+        coturn.log()
+    );
+    assert_eq!(connected_path(&b).await, PathKind::Relay);
+    let (aid, bid) = (a.id().unwrap(), b.id().unwrap());
+
+    // The selected pair really goes through coturn's relayed addresses.
+    let pair = a.stats(bid).unwrap().selected_pair.unwrap();
+    assert_ne!(pair.0, "127.0.0.1:0");
+    assert!(pair.1.starts_with("127.0.0.1:"));
+
+    for i in 0..50u32 {
+        a.send(bid, Channel(1), &i.to_be_bytes()).unwrap();
+        b.send(aid, Channel(1), &i.to_be_bytes()).unwrap();
+        a.send(bid, Channel(0), b"unreliable").unwrap();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let at_b = collect(&b, Channel(1), 50, Duration::from_secs(10)).await;
+    let at_a = collect(&a, Channel(1), 50, Duration::from_secs(10)).await;
+    let nums = |v: &[(squadlink::PeerId, bytes::Bytes)]| -> Vec<u32> {
+        v.iter()
+            .map(|(_, m)| u32::from_be_bytes(m[..4].try_into().unwrap()))
+            .collect()
+    };
+    assert_eq!(nums(&at_b), (0..50).collect::<Vec<_>>());
+    assert_eq!(nums(&at_a), (0..50).collect::<Vec<_>>());
+    assert!(b.receive(Channel(0)).count() > 40);
+    // Pings over the relay give an RTT.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(a.stats(bid).unwrap().rtt.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_relay_available_the_default_policy_still_goes_direct() {
+    let coturn = Coturn::start(&["relay-secret"]);
+    let mm = matchmaker_with(&coturn).await;
+    let a = start(&mm.url(), LobbyRef::create(2), IcePolicy::All).await;
+    let b = start(&mm.url(), LobbyRef::Code(code(&a)), IcePolicy::All).await;
+    assert_eq!(connected_path(&a).await, PathKind::Host);
+    assert_eq!(connected_path(&b).await, PathKind::Host);
+}
