@@ -43,4 +43,7 @@ pub struct PeerStats {
     pub send_queue_bytes: usize,
     /// The selected local and remote candidate addresses.
     pub selected_pair: Option<(String, String)>,
+    /// The selected pair's candidate types, local and remote: `host`, `srflx`, `prflx` or
+    /// `relay`.
+    pub selected_pair_types: Option<(&'static str, &'static str)>,
 }

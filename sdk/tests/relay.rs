@@ -73,6 +73,10 @@ async fn relay_only_peers_connect_through_coturn_and_talk_both_ways() {
     let pair = a.stats(bid).unwrap().selected_pair.unwrap();
     assert_ne!(pair.0, "127.0.0.1:0");
     assert!(pair.1.starts_with("127.0.0.1:"));
+    assert_eq!(
+        a.stats(bid).unwrap().selected_pair_types,
+        Some(("relay", "relay"))
+    );
 
     for i in 0..50u32 {
         a.send(bid, Channel(1), &i.to_be_bytes()).unwrap();

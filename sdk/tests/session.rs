@@ -24,36 +24,77 @@ const GAME: [ChannelKind; 2] = [
     ChannelKind::ReliableOrdered,
 ];
 
+const ALL_KINDS: [ChannelKind; 4] = [
+    ChannelKind::Unreliable,
+    ChannelKind::UnreliableSequenced,
+    ChannelKind::ReliableOrdered,
+    ChannelKind::ReliableUnordered,
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn four_peers_form_a_full_mesh_and_broadcast() {
+async fn four_peers_form_a_full_mesh_and_talk_on_every_channel_kind() {
     let mm = matchmaker().await;
-    let first = session(&mm.url(), LobbyRef::create(4), &GAME).await;
+    let first = session(&mm.url(), LobbyRef::create(4), &ALL_KINDS).await;
     let lobby = LobbyRef::Code(code(&first));
     let mut all = vec![first];
     for _ in 0..3 {
-        all.push(session(&mm.url(), lobby.clone(), &GAME).await);
+        all.push(session(&mm.url(), lobby.clone(), &ALL_KINDS).await);
     }
     for s in &all {
         assert_eq!(connected(s, 3).await.len(), 3);
     }
-    for s in &all {
-        s.broadcast(
-            Channel(1),
-            format!("hello from {}", s.id().unwrap()).as_bytes(),
-        )
-        .unwrap();
+    // Every peer sends 20 numbered messages on every channel, paced like game ticks.
+    for i in 0..20u32 {
+        for s in &all {
+            for ch in 0..4 {
+                s.broadcast(Channel(ch), &i.to_be_bytes()).unwrap();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
+    let num = |m: &bytes::Bytes| u32::from_be_bytes(m[..4].try_into().unwrap());
     for s in &all {
-        let got = collect(s, Channel(1), 3, Duration::from_secs(10)).await;
-        let senders: BTreeSet<_> = got.iter().map(|(p, _)| *p).collect();
-        let expected: BTreeSet<_> = all
+        let others: BTreeSet<_> = all
             .iter()
             .filter_map(|o| o.id())
             .filter(|p| Some(*p) != s.id())
             .collect();
-        assert_eq!(senders, expected);
-        for (p, m) in got {
-            assert_eq!(m, format!("hello from {p}").as_bytes());
+        for ch in [2, 3] {
+            let got = collect(s, Channel(ch), 60, Duration::from_secs(10)).await;
+            for peer in &others {
+                let mut from: Vec<u32> = got
+                    .iter()
+                    .filter(|(p, _)| p == peer)
+                    .map(|(_, m)| num(m))
+                    .collect();
+                if ch == 3 {
+                    from.sort_unstable();
+                }
+                assert_eq!(
+                    from,
+                    (0..20).collect::<Vec<_>>(),
+                    "reliable channel {ch} from {peer}"
+                );
+            }
+        }
+        let sequenced: Vec<_> = s.receive(Channel(1)).collect();
+        for peer in &others {
+            let from: Vec<u32> = sequenced
+                .iter()
+                .filter(|(p, _)| p == peer)
+                .map(|(_, m)| num(m))
+                .collect();
+            assert!(
+                !from.is_empty() && from.windows(2).all(|w| w[0] < w[1]),
+                "sequenced from {peer}: {from:?}"
+            );
+        }
+        let unreliable: Vec<_> = s.receive(Channel(0)).collect();
+        for peer in &others {
+            assert!(
+                unreliable.iter().filter(|(p, _)| p == peer).count() >= 15,
+                "unreliable from {peer}"
+            );
         }
     }
 }
@@ -321,5 +362,36 @@ async fn frozen_and_killed_peers_are_reported_and_the_rest_keep_talking() {
             .await
             .len(),
         1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_cannot_connect_is_reported_after_the_connect_timeout() {
+    let mm = matchmaker().await;
+    let a = Session::builder(mm.url())
+        .bind("127.0.0.1:0".parse().unwrap())
+        .channel(GAME[0])
+        .channel(GAME[1])
+        .connect_timeout(Duration::from_secs(1))
+        .join(LobbyRef::create(2))
+        .start_async()
+        .await
+        .unwrap();
+    // Every datagram B sends or receives is lost: signaling works, WebRTC cannot.
+    let b = Session::builder(mm.url())
+        .bind("127.0.0.1:0".parse().unwrap())
+        .channel(GAME[0])
+        .channel(GAME[1])
+        .simulated_loss(1.0)
+        .connect_timeout(Duration::from_secs(1))
+        .join(LobbyRef::Code(code(&a)))
+        .start_async()
+        .await
+        .unwrap();
+    let bid = b.id().unwrap();
+    assert_eq!(gone(&a, bid).await, DisconnectReason::ConnectTimeout);
+    assert_eq!(
+        gone(&b, a.id().unwrap()).await,
+        DisconnectReason::ConnectTimeout
     );
 }

@@ -175,7 +175,7 @@ impl Driver {
         ready: crossbeam_channel::Sender<Result<()>>,
         ident: crossbeam_channel::Sender<(PeerId, PlayerId)>,
     ) {
-        let socket = match UdpSocket::bind(cfg.bind).await {
+        let socket = match net::bind_udp(cfg.bind) {
             Ok(s) => s,
             Err(e) => {
                 let _ = ready.send(Err(Error::Io(format!("cannot bind UDP {}: {e}", cfg.bind))));
@@ -802,6 +802,7 @@ impl Driver {
         p.stats.connected = true;
         p.stats.path = Some(path);
         p.stats.selected_pair = p.last_pair.map(|(l, r)| (l.to_string(), r.to_string()));
+        p.stats.selected_pair_types = p.pair_types(&self.net.relays);
         let connect_time = opened.saturating_duration_since(p.created);
         tracing::debug!(peer = %id, ?connect_time, path = path.name(), "connected");
         self.publish_stats(id);

@@ -3,6 +3,27 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+/// Socket buffers we ask the kernel for. Bursts (a reliable transfer, a full lobby's
+/// snapshots) overflow the default ~208 KiB receive buffer on loopback and fast links, and
+/// every overflow is a loss SCTP must recover from. The kernel caps these at
+/// `net.core.rmem_max` / `wmem_max`; asking for more is harmless.
+const SOCKET_BUFFER: usize = 4 << 20;
+
+/// Binds the session's UDP socket with large kernel buffers, non-blocking, for tokio.
+pub(crate) fn bind_udp(addr: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if let Err(e) = socket.set_recv_buffer_size(SOCKET_BUFFER) {
+        tracing::debug!(%e, "could not enlarge the UDP receive buffer");
+    }
+    if let Err(e) = socket.set_send_buffer_size(SOCKET_BUFFER) {
+        tracing::debug!(%e, "could not enlarge the UDP send buffer");
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    tokio::net::UdpSocket::from_std(socket.into())
+}
+
 /// An ICE candidate's type, as written in its `typ` field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CandidateType {

@@ -178,6 +178,26 @@ impl Peer {
         }
     }
 
+    /// The selected pair's candidate types (local, remote), as far as we know them.
+    pub(crate) fn pair_types(
+        &self,
+        relay_addrs: &[SocketAddr],
+    ) -> Option<(&'static str, &'static str)> {
+        let (local, remote) = self.last_pair?;
+        let local = if relay_addrs.contains(&local) {
+            "relay"
+        } else {
+            "host"
+        };
+        let remote = match self.remote_types.get(&remote) {
+            Some(CandidateType::Host) => "host",
+            Some(CandidateType::Srflx) => "srflx",
+            Some(CandidateType::Relay) => "relay",
+            Some(CandidateType::Prflx) | None => "prflx",
+        };
+        Some((local, remote))
+    }
+
     /// The control channel's index in `dcs`.
     pub(crate) fn control(&self) -> usize {
         self.dcs.len().saturating_sub(1)
