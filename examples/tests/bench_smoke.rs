@@ -10,12 +10,13 @@
     clippy::indexing_slicing
 )]
 
-use std::process::Command;
+mod support;
 
 #[test]
 fn matchmaker_bench_runs_small_and_no_spoof_gets_through() {
-    let out = Command::new(env!("CARGO_BIN_EXE_bench_matchmaker"))
-        .args([
+    let (json, _) = support::run_json(
+        env!("CARGO_BIN_EXE_bench_matchmaker"),
+        &[
             "--connections",
             "300",
             "--relay-pairs",
@@ -28,12 +29,8 @@ fn matchmaker_bench_runs_small_and_no_spoof_gets_through() {
             "0.5",
             "--spoofers",
             "60",
-        ])
-        .output()
-        .expect("the benchmark runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "benchmark failed:\n{stderr}");
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+        ],
+    );
     assert_eq!(json["connections"], 300);
     assert!(json["relay"]["delivered"].as_u64().unwrap() > 0);
     assert!(json["relay"]["delivered"].as_u64() <= json["relay"]["sent"].as_u64());

@@ -11,12 +11,13 @@
     clippy::indexing_slicing
 )]
 
-use std::process::Command;
+mod support;
 
 #[test]
 fn transport_bench_runs_small_and_accounts_for_every_message() {
-    let out = Command::new(env!("CARGO_BIN_EXE_bench_transport"))
-        .args([
+    let (j, stderr) = support::run_json(
+        env!("CARGO_BIN_EXE_bench_transport"),
+        &[
             "--connect-runs-2",
             "1",
             "--connect-runs-8",
@@ -31,12 +32,8 @@ fn transport_bench_runs_small_and_accounts_for_every_message() {
             "0.3",
             "--blast",
             "2000",
-        ])
-        .output()
-        .expect("the benchmark runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "benchmark failed:\n{stderr}");
-    let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+        ],
+    );
     assert_eq!(j["connect_ms"]["peers_2"]["pairs"], 2);
     assert_eq!(j["connect_ms"]["peers_8"]["pairs"], 56);
     assert!(j["reliable_1kib_mib_per_s"]["median"].as_f64().unwrap() > 0.0);

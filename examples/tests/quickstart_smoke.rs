@@ -10,18 +10,14 @@
     clippy::indexing_slicing
 )]
 
-use std::process::Command;
+mod support;
 
 #[test]
 fn quickstart_connects_everyone_and_delivers_every_event() {
-    let out = Command::new(env!("CARGO_BIN_EXE_quickstart"))
-        .args(["--json", "--peers", "3", "--duration", "1"])
-        .output()
-        .expect("the quickstart runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "quickstart failed:\n{stderr}");
-    let json: serde_json::Value =
-        serde_json::from_slice(&out.stdout).expect("exactly one JSON object");
+    let (json, _) = support::run_json(
+        env!("CARGO_BIN_EXE_quickstart"),
+        &["--json", "--peers", "3", "--duration", "1"],
+    );
     assert_eq!(json["peers"], 3);
     assert_eq!(json["all_connected"], true);
     assert_eq!(

@@ -88,7 +88,7 @@ impl Signaling {
         })
         .await?;
         let (me, player) = this
-            .expect(|m| match m {
+            .await_reply(|m| match m {
                 ServerMessage::Welcome {
                     peer_id, player_id, ..
                 } => Some((peer_id, player_id)),
@@ -115,7 +115,7 @@ impl Signaling {
         };
         this.send(&request).await?;
         let (lobby, ice_servers) = this
-            .expect(|m| match m {
+            .await_reply(|m| match m {
                 ServerMessage::LobbyJoined {
                     lobby, ice_servers, ..
                 } => Some((lobby, ice_servers)),
@@ -134,7 +134,10 @@ impl Signaling {
     }
 
     /// Waits for the reply `pick` recognizes; an `error` message becomes an error value.
-    async fn expect<T>(&mut self, mut pick: impl FnMut(ServerMessage) -> Option<T>) -> Result<T> {
+    async fn await_reply<T>(
+        &mut self,
+        mut pick: impl FnMut(ServerMessage) -> Option<T>,
+    ) -> Result<T> {
         let deadline = tokio::time::Instant::now() + SIGNALING_TIMEOUT;
         loop {
             let msg = tokio::time::timeout_at(deadline, self.recv())

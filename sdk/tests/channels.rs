@@ -14,15 +14,8 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use squadlink::{Channel, ChannelKind, LobbyRef, PathKind};
-use support::{code, collect, connected, matchmaker, session};
-
-const ALL_KINDS: [ChannelKind; 4] = [
-    ChannelKind::Unreliable,
-    ChannelKind::UnreliableSequenced,
-    ChannelKind::ReliableOrdered,
-    ChannelKind::ReliableUnordered,
-];
+use squadlink::{Channel, LobbyRef, PathKind};
+use support::{ALL_KINDS, code, collect, connected, matchmaker, num, numbers, session};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_peers_exchange_on_every_channel_kind() {
@@ -46,21 +39,15 @@ async fn two_peers_exchange_on_every_channel_kind() {
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    let num = |b: &bytes::Bytes| u32::from_be_bytes(b[..4].try_into().unwrap());
-    let ordered: Vec<u32> = collect(&b, Channel(2), N as usize, Duration::from_secs(10))
-        .await
-        .iter()
-        .map(|(_, m)| num(m))
-        .collect();
+    let ordered = numbers(&b, Channel(2), N as usize).await;
     assert_eq!(
         ordered,
         (0..N).collect::<Vec<_>>(),
         "reliable ordered: all, in order"
     );
-    let unordered: BTreeSet<u32> = collect(&b, Channel(3), N as usize, Duration::from_secs(10))
+    let unordered: BTreeSet<u32> = numbers(&b, Channel(3), N as usize)
         .await
-        .iter()
-        .map(|(_, m)| num(m))
+        .into_iter()
         .collect();
     assert_eq!(unordered, (0..N).collect(), "reliable unordered: all");
     let sequenced: Vec<u32> = b.receive(Channel(1)).map(|(_, m)| num(&m)).collect();

@@ -17,18 +17,11 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use squadlink::{Channel, ChannelKind, DisconnectReason, Error, Event, LobbyRef, Session};
-use support::{code, collect, connected, matchmaker, session, wait_for};
+use support::{ALL_KINDS, code, collect, connected, matchmaker, num, numbers, session, wait_for};
 
 const GAME: [ChannelKind; 2] = [
     ChannelKind::UnreliableSequenced,
     ChannelKind::ReliableOrdered,
-];
-
-const ALL_KINDS: [ChannelKind; 4] = [
-    ChannelKind::Unreliable,
-    ChannelKind::UnreliableSequenced,
-    ChannelKind::ReliableOrdered,
-    ChannelKind::ReliableUnordered,
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -52,7 +45,6 @@ async fn four_peers_form_a_full_mesh_and_talk_on_every_channel_kind() {
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    let num = |m: &bytes::Bytes| u32::from_be_bytes(m[..4].try_into().unwrap());
     for s in &all {
         let others: BTreeSet<_> = all
             .iter()
@@ -232,21 +224,15 @@ async fn under_ten_percent_loss_unreliable_keeps_flowing_and_reliable_loses_noth
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    let num = |m: &bytes::Bytes| u32::from_be_bytes(m[..4].try_into().unwrap());
-    let ordered: Vec<u32> = collect(&b, Channel(1), N as usize, Duration::from_secs(30))
-        .await
-        .iter()
-        .map(|(_, m)| num(m))
-        .collect();
+    let ordered = numbers(&b, Channel(1), N as usize).await;
     assert_eq!(
         ordered,
         (0..N).collect::<Vec<_>>(),
         "reliable ordered: everything, in order"
     );
-    let unordered: BTreeSet<u32> = collect(&b, Channel(2), N as usize, Duration::from_secs(30))
+    let unordered: BTreeSet<u32> = numbers(&b, Channel(2), N as usize)
         .await
-        .iter()
-        .map(|(_, m)| num(m))
+        .into_iter()
         .collect();
     assert_eq!(
         unordered.len(),

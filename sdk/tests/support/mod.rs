@@ -9,6 +9,28 @@ use squadlink_matchmaker::{Config, Server};
 
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// Every channel kind, in a fixed order (channel i has kind ALL_KINDS[i]).
+pub const ALL_KINDS: [ChannelKind; 4] = [
+    ChannelKind::Unreliable,
+    ChannelKind::UnreliableSequenced,
+    ChannelKind::ReliableOrdered,
+    ChannelKind::ReliableUnordered,
+];
+
+/// The big-endian u32 a test message starts with.
+pub fn num(m: &bytes::Bytes) -> u32 {
+    u32::from_be_bytes(m[..4].try_into().expect("a numbered message"))
+}
+
+/// Collects up to `n` numbered messages on `channel` (bounded wait) as their numbers.
+pub async fn numbers(s: &Session, channel: squadlink::Channel, n: usize) -> Vec<u32> {
+    collect(s, channel, n, Duration::from_secs(30))
+        .await
+        .iter()
+        .map(|(_, m)| num(m))
+        .collect()
+}
+
 pub async fn matchmaker() -> Server {
     Server::bind(Config {
         listen: "127.0.0.1:0".parse().unwrap(),
