@@ -37,7 +37,8 @@ mod transport;
 pub use channel::{Channel, ChannelKind};
 pub use error::{Error, Result};
 pub use session::{
-    DisconnectReason, Event, IcePolicy, LobbyInfo, MAX_CHANNELS, PathKind, Session, SessionBuilder,
+    DisconnectReason, Event, IcePolicy, LobbyInfo, MAX_CHANNELS, PathKind, PendingSession, Session,
+    SessionBuilder,
 };
 pub use signaling::LobbyRef;
 pub use squadlink_protocol::{IceServer, PeerId, PlayerId};

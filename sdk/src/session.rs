@@ -309,6 +309,17 @@ impl SessionBuilder {
         }
     }
 
+    /// Starts without waiting: returns at once, and [`PendingSession::poll`] says when the
+    /// lobby has been entered. For loops that must never block, such as Bevy systems.
+    pub fn start_background(self) -> Result<PendingSession> {
+        let (session, ready) = self.spawn()?;
+        Ok(PendingSession {
+            session: Some(session),
+            ready,
+            deadline: std::time::Instant::now() + Duration::from_secs(25),
+        })
+    }
+
     fn spawn(self) -> Result<(Session, crossbeam_channel::Receiver<Result<()>>)> {
         self.validate()?;
         let n = self.channels.len();
@@ -362,6 +373,39 @@ impl SessionBuilder {
             thread: Some(thread),
         };
         Ok((session, ready_rx))
+    }
+}
+
+/// A session that is still entering its lobby; see [`SessionBuilder::start_background`].
+pub struct PendingSession {
+    session: Option<Session>,
+    ready: crossbeam_channel::Receiver<Result<()>>,
+    deadline: std::time::Instant,
+}
+
+impl PendingSession {
+    /// `None` while still connecting; then the session, or why it could not start. Never
+    /// blocks. After it has returned `Some`, it returns `Some(Err(Error::Closed))`.
+    pub fn poll(&mut self) -> Option<Result<Session>> {
+        let outcome = match self.ready.try_recv() {
+            Ok(result) => result,
+            Err(crossbeam_channel::TryRecvError::Empty)
+                if std::time::Instant::now() < self.deadline =>
+            {
+                return None;
+            }
+            Err(crossbeam_channel::TryRecvError::Empty) => Err(Error::Timeout {
+                what: "entering the lobby",
+                secs: 25,
+            }),
+            Err(crossbeam_channel::TryRecvError::Disconnected) => Err(Error::Closed),
+        };
+        let session = self.session.take();
+        Some(match (outcome, session) {
+            (Ok(()), Some(s)) => Ok(s),
+            (Err(e), _) => Err(e),
+            (Ok(()), None) => Err(Error::Closed),
+        })
     }
 }
 

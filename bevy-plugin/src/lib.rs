@@ -1,0 +1,62 @@
+//! # bevy_squadlink
+//!
+//! Squadlink for Bevy 0.19: players meet in a lobby and connect peer-to-peer over WebRTC;
+//! every connected peer is an entity, and typed messages come and go through Bevy's
+//! `MessageReader` / `MessageWriter`.
+//!
+//! ```no_run
+//! use bevy::prelude::*;
+//! use bevy_squadlink::prelude::*;
+//!
+//! #[derive(serde::Serialize, serde::Deserialize, Clone)]
+//! struct Position(f32, f32);
+//!
+//! fn main() {
+//!     App::new()
+//!         .add_plugins(MinimalPlugins)
+//!         .add_plugins(SquadlinkPlugin::new("ws://127.0.0.1:7878/v1")
+//!             .channel(ChannelKind::UnreliableSequenced) // channel 0
+//!             .join(LobbyRef::create(4)))
+//!         .add_squadlink_message::<Position>(Channel(0))
+//!         .add_observer(|on: On<PeerConnected>| info!("{} joined via {:?}", on.peer, on.path))
+//!         .add_systems(Update, (send, receive).run_if(in_lobby))
+//!         .run();
+//! }
+//!
+//! fn send(mut out: MessageWriter<Outgoing<Position>>) {
+//!     out.write(Outgoing::to_all(Position(1.0, 2.0)));
+//! }
+//!
+//! fn receive(mut inbox: MessageReader<Received<Position>>, peers: Query<&Peer>) {
+//!     for msg in inbox.read() {
+//!         let Ok(peer) = peers.get(msg.from) else { continue };
+//!         info!("{} is at {}, {}", peer.player, msg.message.0, msg.message.1);
+//!     }
+//! }
+//! ```
+//!
+//! The session runs its own network thread; the plugin's systems only poll it, so none of
+//! them ever blocks a frame.
+
+mod messages;
+mod plugin;
+
+pub use messages::{Outgoing, Received, SquadlinkAppExt, Target};
+pub use plugin::{
+    Lobby, Peer, PeerConnected, PeerDisconnected, PeerPath, PeerStats, SquadlinkError,
+    SquadlinkLobbyChanged, SquadlinkPlugin, SquadlinkSession, SquadlinkSet, SquadlinkStatus,
+    in_lobby,
+};
+pub use squadlink::{
+    Channel, ChannelKind, DisconnectReason, IcePolicy, LobbyRef, PathKind, PeerId, PlayerId,
+};
+
+/// Everything a game usually needs, in one `use`.
+pub mod prelude {
+    pub use crate::{
+        Channel, ChannelKind, DisconnectReason, Lobby, LobbyRef, Outgoing, PathKind, Peer,
+        PeerConnected, PeerDisconnected, PeerPath, PeerStats, Received, SquadlinkAppExt,
+        SquadlinkError, SquadlinkLobbyChanged, SquadlinkPlugin, SquadlinkSession, SquadlinkSet,
+        SquadlinkStatus, Target, in_lobby,
+    };
+}
