@@ -7,6 +7,10 @@ set -euo pipefail
 PACKAGES=(
   build-essential pkg-config   # C toolchain for -sys crates
   coturn                       # TURN server for the relay tests
+  libudev-dev libwayland-dev libxkbcommon-dev libx11-dev   # building Bevy's windowed examples
+  xvfb xauth mesa-vulkan-drivers libvulkan1                # running them under a virtual display
+  libxkbcommon-x11-0 libxcursor1 libxrandr2 libxi6         # (loaded by winit at run time)
+  python3-pil                  # checking the arena screenshots
 )
 
 missing=()

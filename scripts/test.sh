@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check and test: set-up, formatting, lints (no unwrap/expect/panic in library
-# code), then the whole workspace's tests against real components.
+# code), the whole workspace's tests against real components, and the windowed arena
+# example under a virtual display.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -16,6 +17,10 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --workspace --locked 2>&1 | tee "$log"
 
+step "arena: two windowed players under Xvfb, screenshots checked"
+scripts/arena_screenshot.sh
+
 # One closing line for the whole run, summed over every test binary.
-awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
-     END { printf "\nsquadlink: %d passed, %d failed, %d skipped\n", p, f, s; if (p == 0) exit 1 }' "$log"
+# (+1 for the arena screenshot check, which failed the script above if it did not pass)
+awk -v extra=1 '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
+     END { p += extra; printf "\nsquadlink: %d passed, %d failed, %d skipped\n", p, f, s; if (p == extra) exit 1 }' "$log"

@@ -1,0 +1,358 @@
+//! Arena: a small playable Bevy game over Squadlink. Each player moves a coloured square
+//! with the arrow keys or WASD. Positions travel on an unreliable sequenced channel. Space
+//! sends a "ping" event on the reliable channel, and every other square flashes. An overlay
+//! lists the peers with their path (direct or relayed), round-trip time and loss.
+//!
+//! Run two of them:
+//!   cargo run -p squadlink-examples --bin arena                 # creates a lobby, shows its code
+//!   cargo run -p squadlink-examples --bin arena -- --lobby CODE # joins it
+//! The first instance on a machine also runs the matchmaker (127.0.0.1:7878); later ones use
+//! it. `--autopilot` moves the square by itself; `--screenshot FILE --exit-after S` saves a
+//! screenshot and quits (used by scripts/arena_screenshot.sh under Xvfb).
+
+use std::time::Duration;
+
+use bevy::prelude::*;
+use bevy::render::view::screenshot::{Screenshot, save_to_disk};
+use bevy_squadlink::PeerId;
+use bevy_squadlink::prelude::*;
+use clap::Parser;
+use squadlink_examples::arena_proto::{Ping, Position, add_arena_networking};
+
+#[derive(Parser, Debug, Clone, Resource)]
+#[command(about = "Arena: move a square, see your friends' squares (Squadlink + Bevy)")]
+struct Args {
+    /// Join this lobby instead of creating one.
+    #[arg(long)]
+    lobby: Option<String>,
+    /// Matchmaker URL (default: the one on 127.0.0.1:7878, started here if none runs).
+    #[arg(long)]
+    matchmaker: Option<String>,
+    /// Move by itself in a circle (for demos and unattended runs).
+    #[arg(long)]
+    autopilot: bool,
+    /// Save a screenshot to this PNG file (at --exit-after, then quit).
+    #[arg(long)]
+    screenshot: Option<std::path::PathBuf>,
+    /// Quit this many seconds after the first peer connected.
+    #[arg(long)]
+    exit_after: Option<f64>,
+}
+
+/// Player colours, by position in the lobby's member list (join order).
+const PALETTE: [Color; 4] = [
+    Color::srgb(0.95, 0.20, 0.20),
+    Color::srgb(0.20, 0.45, 0.95),
+    Color::srgb(0.20, 0.85, 0.30),
+    Color::srgb(0.95, 0.80, 0.15),
+];
+const SIZE: f32 = 64.0;
+const SPEED: f32 = 260.0;
+
+#[derive(Component)]
+struct LocalPlayer;
+
+#[derive(Component, Default)]
+struct Flash(f32);
+
+#[derive(Component)]
+struct Overlay;
+
+fn main() -> AppExit {
+    let args = Args::parse();
+    let url = match args.matchmaker.clone() {
+        Some(url) => url,
+        None => match local_matchmaker() {
+            Ok(url) => url,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return AppExit::error();
+            }
+        },
+    };
+    let lobby = args
+        .lobby
+        .clone()
+        .map_or_else(|| LobbyRef::create(4), LobbyRef::Code);
+    let mut app = App::new();
+    app.add_plugins(DefaultPlugins.set(WindowPlugin {
+        primary_window: Some(Window {
+            title: "Squadlink arena".into(),
+            resolution: (800, 600).into(),
+            ..default()
+        }),
+        ..default()
+    }));
+    add_arena_networking(&mut app, url, lobby, |p| p);
+    app.insert_resource(args)
+        .add_observer(dress_peer)
+        .add_systems(Startup, setup)
+        .add_systems(
+            Update,
+            (
+                move_local,
+                colour_local,
+                (send_position, send_ping).run_if(in_lobby),
+                receive_positions,
+                receive_pings,
+                fade_flash,
+                update_overlay,
+                announce_lobby,
+                unattended_exit,
+            ),
+        )
+        .run()
+}
+
+/// The matchmaker to use without `--matchmaker`: start one on 127.0.0.1:7878 in a
+/// background thread, or use the one already there.
+fn local_matchmaker() -> Result<String, String> {
+    let url = "ws://127.0.0.1:7878/v1".to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Runtime::new() else {
+            let _ = tx.send(false);
+            return;
+        };
+        rt.block_on(async {
+            match squadlink_matchmaker::Server::bind(squadlink_matchmaker::Config::default()).await
+            {
+                Ok(server) => {
+                    let _ = tx.send(true);
+                    let _ = server.run_until_signal().await;
+                }
+                Err(_) => {
+                    let _ = tx.send(false);
+                }
+            }
+        });
+    });
+    match rx.recv_timeout(Duration::from_secs(5)) {
+        Ok(true) => eprintln!("arena: started a matchmaker at {url}"),
+        Ok(false) => eprintln!("arena: using the matchmaker already at {url}"),
+        Err(_) => return Err("the matchmaker did not start in time".into()),
+    }
+    Ok(url)
+}
+
+fn setup(mut commands: Commands) {
+    commands.spawn(Camera2d);
+    commands.spawn((
+        LocalPlayer,
+        Sprite::from_color(Color::WHITE, Vec2::splat(SIZE)),
+        Transform::from_xyz(-150.0, 0.0, 1.0),
+    ));
+    commands.spawn((
+        Overlay,
+        Text::new("connecting…"),
+        TextFont {
+            font_size: FontSize::Px(18.0),
+            ..default()
+        },
+        Node {
+            position_type: PositionType::Absolute,
+            top: Val::Px(10.0),
+            left: Val::Px(10.0),
+            ..default()
+        },
+    ));
+}
+
+fn colour_of(lobby: Option<&Lobby>, peer: PeerId) -> Color {
+    let index = lobby
+        .and_then(|l| l.members.iter().position(|(p, _)| *p == peer))
+        .unwrap_or(0);
+    PALETTE
+        .get(index % PALETTE.len())
+        .copied()
+        .unwrap_or(Color::WHITE)
+}
+
+/// A peer connected: give its entity a square.
+fn dress_peer(on: On<PeerConnected>, mut commands: Commands, lobby: Option<Res<Lobby>>) {
+    let colour = colour_of(lobby.as_deref(), on.peer);
+    commands.entity(on.entity).insert((
+        Sprite::from_color(colour, Vec2::splat(SIZE)),
+        Transform::from_xyz(150.0, 0.0, 0.5),
+        Flash::default(),
+    ));
+}
+
+fn colour_local(lobby: Option<Res<Lobby>>, mut q: Query<&mut Sprite, With<LocalPlayer>>) {
+    let Some(lobby) = lobby else { return };
+    let colour = colour_of(Some(&lobby), lobby.me);
+    for mut sprite in &mut q {
+        sprite.color = colour;
+    }
+}
+
+fn move_local(
+    keys: Res<ButtonInput<KeyCode>>,
+    time: Res<Time>,
+    args: Res<Args>,
+    lobby: Option<Res<Lobby>>,
+    mut q: Query<&mut Transform, With<LocalPlayer>>,
+) {
+    let Ok(mut t) = q.single_mut() else { return };
+    if args.autopilot {
+        // Circle around a spot that depends on our place in the lobby, so squares of
+        // several autopiloted players do not overlap.
+        let index = lobby
+            .as_deref()
+            .and_then(|l| l.members.iter().position(|(p, _)| *p == l.me))
+            .unwrap_or(0) as f32;
+        let a = time.elapsed_secs() * 1.5;
+        t.translation.x = -240.0 + 240.0 * (index % 3.0) + 60.0 * a.cos();
+        t.translation.y = 60.0 * a.sin();
+        return;
+    }
+    let mut dir = Vec2::ZERO;
+    for (keys_for, d) in [
+        ([KeyCode::ArrowLeft, KeyCode::KeyA], Vec2::NEG_X),
+        ([KeyCode::ArrowRight, KeyCode::KeyD], Vec2::X),
+        ([KeyCode::ArrowUp, KeyCode::KeyW], Vec2::Y),
+        ([KeyCode::ArrowDown, KeyCode::KeyS], Vec2::NEG_Y),
+    ] {
+        if keys.any_pressed(keys_for) {
+            dir += d;
+        }
+    }
+    let step = dir.normalize_or_zero() * SPEED * time.delta_secs();
+    t.translation.x = (t.translation.x + step.x).clamp(-370.0, 370.0);
+    t.translation.y = (t.translation.y + step.y).clamp(-270.0, 270.0);
+}
+
+fn send_position(
+    q: Query<&Transform, With<LocalPlayer>>,
+    mut out: MessageWriter<Outgoing<Position>>,
+) {
+    if let Ok(t) = q.single() {
+        out.write(Outgoing::to_all(Position {
+            x: t.translation.x,
+            y: t.translation.y,
+        }));
+    }
+}
+
+fn send_ping(keys: Res<ButtonInput<KeyCode>>, mut out: MessageWriter<Outgoing<Ping>>) {
+    if keys.just_pressed(KeyCode::Space) {
+        out.write(Outgoing::to_all(Ping));
+    }
+}
+
+fn receive_positions(
+    mut inbox: MessageReader<Received<Position>>,
+    mut q: Query<&mut Transform, With<Peer>>,
+) {
+    for msg in inbox.read() {
+        if let Ok(mut t) = q.get_mut(msg.from) {
+            t.translation.x = msg.message.x;
+            t.translation.y = msg.message.y;
+        }
+    }
+}
+
+fn receive_pings(mut inbox: MessageReader<Received<Ping>>, mut q: Query<&mut Flash>) {
+    for msg in inbox.read() {
+        if let Ok(mut flash) = q.get_mut(msg.from) {
+            flash.0 = 1.0;
+        }
+    }
+}
+
+fn fade_flash(
+    time: Res<Time>,
+    lobby: Option<Res<Lobby>>,
+    mut q: Query<(&Peer, &mut Flash, &mut Sprite)>,
+) {
+    for (peer, mut flash, mut sprite) in &mut q {
+        flash.0 = (flash.0 - time.delta_secs() * 2.0).max(0.0);
+        let base = colour_of(lobby.as_deref(), peer.id).to_srgba();
+        let f = flash.0;
+        sprite.color = Color::srgb(
+            base.red + (1.0 - base.red) * f,
+            base.green + (1.0 - base.green) * f,
+            base.blue + (1.0 - base.blue) * f,
+        );
+    }
+}
+
+/// Prints `LOBBY <code>` once on stdout, for scripts that start a second player.
+fn announce_lobby(lobby: Option<Res<Lobby>>, mut done: Local<bool>) {
+    if let (false, Some(lobby)) = (*done, lobby) {
+        println!("LOBBY {}", lobby.code);
+        *done = true;
+    }
+}
+
+fn update_overlay(
+    status: Res<SquadlinkStatus>,
+    lobby: Option<Res<Lobby>>,
+    peers: Query<(&Peer, &PeerPath, &PeerStats)>,
+    mut text: Query<&mut Text, With<Overlay>>,
+) {
+    let Ok(mut text) = text.single_mut() else {
+        return;
+    };
+    let mut s = match (&*status, lobby.as_deref()) {
+        (SquadlinkStatus::InLobby, Some(l)) => {
+            format!("lobby {}  (join with --lobby {})\n", l.code, l.code)
+        }
+        (SquadlinkStatus::Failed(why), _) => format!("offline: {why}\n"),
+        _ => "connecting…\n".to_string(),
+    };
+    for (peer, path, stats) in &peers {
+        let route = if path.0 == PathKind::Relay {
+            "relayed"
+        } else {
+            "direct"
+        };
+        let rtt = stats.rtt.map_or("-".to_string(), |r| {
+            format!("{:.1} ms", r.as_secs_f64() * 1e3)
+        });
+        s.push_str(&format!(
+            "{}  {route}  rtt {rtt}  loss {:.0}%\n",
+            peer.player,
+            stats.loss * 100.0
+        ));
+    }
+    s.push_str("arrows/WASD move, space pings");
+    text.0 = s;
+}
+
+/// `--screenshot` / `--exit-after S`: S seconds after the first peer connected (or after
+/// 30 s alone, so a run that never connects still ends), capture the window, then quit.
+fn unattended_exit(
+    mut commands: Commands,
+    time: Res<Time>,
+    args: Res<Args>,
+    peers: Query<(), With<Peer>>,
+    mut clock: Local<(Option<f32>, Option<f32>)>,
+    mut exit: MessageWriter<AppExit>,
+) {
+    let Some(after) = args.exit_after else { return };
+    let now = time.elapsed_secs();
+    let (first_peer, taken) = &mut *clock;
+    if first_peer.is_none() && !peers.is_empty() {
+        *first_peer = Some(now);
+    }
+    let due = match *first_peer {
+        Some(t) => f64::from(now - t) >= after,
+        None => now >= 30.0,
+    };
+    match *taken {
+        None if due => {
+            if let Some(path) = args.screenshot.clone() {
+                commands
+                    .spawn(Screenshot::primary_window())
+                    .observe(save_to_disk(path));
+            }
+            *taken = Some(now);
+        }
+        // Give the screenshot time to be read back and written.
+        Some(at) if now - at > 2.0 => {
+            exit.write(AppExit::Success);
+        }
+        _ => {}
+    }
+}

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Runs two `arena` players under Xvfb (software Vulkan through Mesa's lavapipe). They meet
+# through a matchmaker started here on a free loopback port, move by themselves for a few
+# seconds, and each saves a screenshot through Bevy's screenshot API. Both squares, red
+# (first player) and blue (second), must be visible in both screenshots.
+# Usage: scripts/arena_screenshot.sh [OUT_DIR]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+source scripts/env.sh
+
+out=${1:-$CARGO_TARGET_DIR/arena-screenshots}
+mkdir -p "$out"
+rm -f "$out"/player-*.png
+echo "== building arena and the matchmaker"
+cargo build --locked -q -p squadlink-examples --bin arena
+cargo build --locked -q -p squadlink-matchmaker
+bin=$CARGO_TARGET_DIR/debug
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$bin/squadlink-matchmaker" --listen "127.0.0.1:$port" 2>"$out/matchmaker.log" &
+mm=$!
+pids=("$mm")
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
+trap cleanup EXIT
+url="ws://127.0.0.1:$port/v1"
+for _ in $(seq 100); do
+  python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 0.2)" 2>/dev/null && break
+  sleep 0.1
+done
+
+echo "== player 1 creates a lobby"
+xvfb-run -a -s "-screen 0 1024x768x24" "$bin/arena" --matchmaker "$url" --autopilot \
+  --screenshot "$out/player-1.png" --exit-after 4 >"$out/player-1.out" 2>"$out/player-1.log" &
+pids+=("$!")
+code=""
+for _ in $(seq 300); do
+  code=$(sed -n 's/^LOBBY //p' "$out/player-1.out" | head -n1)
+  [ -n "$code" ] && break
+  sleep 0.1
+done
+if [ -z "$code" ]; then
+  echo "player 1 did not enter a lobby; its log:"; tail -20 "$out/player-1.log"; exit 1
+fi
+echo "== player 2 joins lobby $code"
+xvfb-run -a -s "-screen 0 1024x768x24" "$bin/arena" --matchmaker "$url" --autopilot --lobby "$code" \
+  --screenshot "$out/player-2.png" --exit-after 4 >"$out/player-2.out" 2>"$out/player-2.log" &
+pids+=("$!")
+for pid in "${pids[@]:1}"; do wait "$pid"; done
+
+echo "== checking the screenshots (Debian's python3, with python3-pil)"
+/usr/bin/python3 - "$out" <<'PY'
+import sys
+from PIL import Image
+RED, BLUE = (242, 51, 51), (51, 115, 242)
+def count(img, rgb, tol=14):
+    return sum(1 for p in img.getdata() if all(abs(a - b) <= tol for a, b in zip(p[:3], rgb)))
+ok = True
+for n in (1, 2):
+    path = f"{sys.argv[1]}/player-{n}.png"
+    img = Image.open(path).convert("RGB")
+    red, blue = count(img, RED), count(img, BLUE)
+    seen = red > 2000 and blue > 2000
+    print(f"{path}: {img.size[0]}x{img.size[1]}, red square {red} px, blue square {blue} px -> {'both squares visible' if seen else 'MISSING A SQUARE'}")
+    ok &= seen
+sys.exit(0 if ok else 1)
+PY
