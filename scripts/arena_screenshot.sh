@@ -13,7 +13,7 @@ out=${1:-$CARGO_TARGET_DIR/arena-screenshots}
 mkdir -p "$out"
 rm -f "$out"/player-*.png
 echo "== building arena and the matchmaker"
-cargo build --locked -q -p squadlink-examples --bin arena
+cargo build --locked -q -p squadlink-bevy-examples --bin arena
 cargo build --locked -q -p squadlink-matchmaker
 bin=$CARGO_TARGET_DIR/debug
 

@@ -3,5 +3,4 @@
 //! The binaries themselves live in `src/bin/`; each one's header says what it shows and how
 //! to run it.
 
-pub mod arena_proto;
 pub mod bench;

@@ -3,7 +3,7 @@
 //! around, sends its position 60 times a second and a ping every second, and counts what it
 //! receives. Bots can join a windowed arena's lobby with `--lobby CODE`.
 //!
-//! Run: `cargo run -p squadlink-examples --bin headless_bots -- --bots 3 --duration 10`
+//! Run: `cargo run -p squadlink-bevy-examples --bin headless_bots -- --bots 3 --duration 10`
 //! (add `--matchmaker URL --lobby CODE` to join a running arena)
 
 use std::time::{Duration, Instant};
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bevy::prelude::*;
 use bevy_squadlink::prelude::*;
 use clap::Parser;
-use squadlink_examples::arena_proto::{Ping, Position, add_arena_networking};
+use squadlink_bevy_examples::{Ping, Position, add_arena_networking};
 
 #[derive(Parser, Debug, Clone)]
 #[command(about = "Headless arena bots (Squadlink + Bevy, no window)")]

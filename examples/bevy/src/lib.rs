@@ -1,5 +1,6 @@
-//! What arena players (windowed or bots) say to each other: the channel list and the
-//! message types, shared so a bot can join a windowed player's lobby.
+//! Squadlink's Bevy examples (`arena`, `headless_bots`) and what their players say to each
+//! other: the channel list and the message types, shared so a bot can join a windowed
+//! player's lobby.
 
 use bevy::prelude::App;
 use bevy_squadlink::prelude::*;

@@ -4,8 +4,8 @@
 //! lists the peers with their path (direct or relayed), round-trip time and loss.
 //!
 //! Run two of them:
-//!   cargo run -p squadlink-examples --bin arena                 # creates a lobby, shows its code
-//!   cargo run -p squadlink-examples --bin arena -- --lobby CODE # joins it
+//!   cargo run -p squadlink-bevy-examples --bin arena                 # creates a lobby, shows its code
+//!   cargo run -p squadlink-bevy-examples --bin arena -- --lobby CODE # joins it
 //! The first instance on a machine also runs the matchmaker (127.0.0.1:7878); later ones use
 //! it. `--autopilot` moves the square by itself; `--screenshot FILE --exit-after S` saves a
 //! screenshot and quits (used by scripts/arena_screenshot.sh under Xvfb).
@@ -17,7 +17,7 @@ use bevy::render::view::screenshot::{Screenshot, save_to_disk};
 use bevy_squadlink::PeerId;
 use bevy_squadlink::prelude::*;
 use clap::Parser;
-use squadlink_examples::arena_proto::{Ping, Position, add_arena_networking};
+use squadlink_bevy_examples::{Ping, Position, add_arena_networking};
 
 #[derive(Parser, Debug, Clone, Resource)]
 #[command(about = "Arena: move a square, see your friends' squares (Squadlink + Bevy)")]
