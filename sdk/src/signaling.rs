@@ -172,47 +172,107 @@ impl Signaling {
 
     /// The next protocol message. Frames that are not valid messages are skipped (logged).
     pub(crate) async fn recv(&mut self) -> Result<ServerMessage> {
-        loop {
-            let frame = self.ws.next().await;
-            let text = match frame {
-                Some(Ok(Message::Text(t))) => t,
-                Some(Ok(Message::Close(frame))) => {
-                    let reason = frame.map_or_else(
-                        || "closed".to_string(),
-                        |f| format!("closed: {} {}", u16::from(f.code), f.reason),
-                    );
-                    return Err(Error::Signaling {
-                        url: self.url.clone(),
-                        reason,
-                    });
-                }
-                Some(Ok(_)) => continue,
-                Some(Err(e)) => {
-                    return Err(Error::Signaling {
-                        url: self.url.clone(),
-                        reason: e.to_string(),
-                    });
-                }
-                None => {
-                    return Err(Error::Signaling {
-                        url: self.url.clone(),
-                        reason: "connection closed".into(),
-                    });
-                }
-            };
-            match ServerMessage::from_json(text.as_str()) {
-                Ok(msg) => return Ok(msg),
-                Err(err) => tracing::warn!(%err, "ignoring a frame from the matchmaker"),
-            }
-        }
+        next_message(&mut self.ws, &self.url).await
     }
 
-    /// Leaves politely and closes (best effort, bounded).
-    pub(crate) async fn close(mut self) {
-        let goodbye = async {
-            let _ = self.send(&ClientMessage::LeaveLobby { rid: None }).await;
-            let _ = self.ws.close(None).await;
+    /// Splits into a reader for the network loop and a writer that runs as its own task, so
+    /// a slow or stuck matchmaker connection never stalls peer traffic.
+    pub(crate) fn split(self) -> (SignalingReader, SignalingWriter) {
+        let (mut sink, stream) = self.ws.split();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<ClientMessage>();
+        let url = self.url.clone();
+        let task = tokio::spawn(async move {
+            while let Some(msg) = rx.recv().await {
+                let Ok(text) = msg.to_json() else { continue };
+                match tokio::time::timeout(SIGNALING_TIMEOUT, sink.send(Message::text(text))).await
+                {
+                    Ok(Ok(())) => {}
+                    Ok(Err(err)) => {
+                        tracing::warn!(%err, %url, "could not send to the matchmaker");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::warn!(%url, "sending to the matchmaker timed out");
+                        return;
+                    }
+                }
+            }
+            // The session is closing: leave politely, bounded.
+            let goodbye = async {
+                if let Ok(text) = (ClientMessage::LeaveLobby { rid: None }).to_json() {
+                    let _ = sink.send(Message::text(text)).await;
+                }
+                let _ = sink.close().await;
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(1), goodbye).await;
+        });
+        (
+            SignalingReader {
+                stream,
+                url: self.url,
+            },
+            SignalingWriter { tx, task },
+        )
+    }
+}
+
+/// The matchmaker's messages, read by the network loop.
+pub(crate) struct SignalingReader {
+    stream: futures_util::stream::SplitStream<WebSocketStream<MaybeTlsStream<TcpStream>>>,
+    url: String,
+}
+
+impl SignalingReader {
+    /// The next protocol message (cancel-safe: a frame is consumed whole or not at all).
+    pub(crate) async fn recv(&mut self) -> Result<ServerMessage> {
+        next_message(&mut self.stream, &self.url).await
+    }
+}
+
+/// Queues messages for the writer task; never blocks.
+pub(crate) struct SignalingWriter {
+    tx: tokio::sync::mpsc::UnboundedSender<ClientMessage>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SignalingWriter {
+    pub(crate) fn send(&self, msg: ClientMessage) {
+        let _ = self.tx.send(msg);
+    }
+
+    /// Sends what is queued, leaves the lobby and closes (bounded).
+    pub(crate) async fn close(self) {
+        drop(self.tx);
+        let _ = tokio::time::timeout(Duration::from_secs(3), self.task).await;
+    }
+}
+
+async fn next_message<S>(stream: &mut S, url: &str) -> Result<ServerMessage>
+where
+    S: futures_util::Stream<
+            Item = std::result::Result<Message, tokio_tungstenite::tungstenite::Error>,
+        > + Unpin,
+{
+    let fail = |reason: String| Error::Signaling {
+        url: url.to_owned(),
+        reason,
+    };
+    loop {
+        let text = match stream.next().await {
+            Some(Ok(Message::Text(t))) => t,
+            Some(Ok(Message::Close(frame))) => {
+                return Err(fail(frame.map_or_else(
+                    || "closed".to_string(),
+                    |f| format!("closed: {} {}", u16::from(f.code), f.reason),
+                )));
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return Err(fail(e.to_string())),
+            None => return Err(fail("connection closed".into())),
         };
-        let _ = tokio::time::timeout(Duration::from_secs(1), goodbye).await;
+        match ServerMessage::from_json(text.as_str()) {
+            Ok(msg) => return Ok(msg),
+            Err(err) => tracing::warn!(%err, "ignoring a frame from the matchmaker"),
+        }
     }
 }

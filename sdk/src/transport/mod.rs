@@ -44,7 +44,7 @@ use self::peer::{PING_EVERY, Peer, PeerSettings};
 use crate::channel::{self, ChannelKind};
 use crate::error::{Error, Result};
 use crate::session::{DisconnectReason, Event, IcePolicy, LobbyInfo, SessionBuilder, Shared};
-use crate::signaling::{LobbyRef, Signaling};
+use crate::signaling::{LobbyRef, Signaling, SignalingReader, SignalingWriter};
 
 /// Member-data key carrying a member's channel list.
 const CHANNELS_KEY: &str = "squadlink.channels";
@@ -199,7 +199,7 @@ impl Driver {
             member_data,
         )
         .await;
-        let (mut signaling, joined) = match joined {
+        let (signaling, joined) = match joined {
             Ok(j) => j,
             Err(e) => {
                 let _ = ready.send(Err(e));
@@ -234,23 +234,25 @@ impl Driver {
         driver.start_gathering(bound).await;
         driver.on_lobby_entered(&joined.lobby);
         let _ = ready.send(Ok(()));
-        let end = driver.serve(&mut signaling, &mut commands).await;
+        let (mut reader, writer) = signaling.split();
+        let end = driver.serve(&mut reader, &writer, &mut commands).await;
         driver.shutdown();
-        driver.flush_outbox(&mut signaling).await;
-        signaling.close().await;
+        driver.flush_outbox(&writer);
+        writer.close().await;
         driver.shared.emit(Event::Closed(end));
     }
 
     async fn serve(
         &mut self,
-        signaling: &mut Signaling,
+        signaling: &mut SignalingReader,
+        writer: &SignalingWriter,
         commands: &mut tokio::sync::mpsc::UnboundedReceiver<Command>,
     ) -> Option<Error> {
         let mut buf = vec![0u8; MAX_DATAGRAM];
         let mut tick = tokio::time::interval(PING_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            self.flush_outbox(signaling).await;
+            self.flush_outbox(writer);
             let deadline = self.next_deadline();
             tokio::select! {
                 biased;
@@ -290,11 +292,10 @@ impl Driver {
         peers.chain(servers).min().unwrap_or(far)
     }
 
-    async fn flush_outbox(&mut self, signaling: &mut Signaling) {
+    /// Hands queued signaling messages to the writer task (never waits for the network).
+    fn flush_outbox(&mut self, writer: &SignalingWriter) {
         for msg in std::mem::take(&mut self.outbox) {
-            if let Err(err) = signaling.send(&msg).await {
-                tracing::warn!(%err, "could not send to the matchmaker");
-            }
+            writer.send(msg);
         }
     }
 
