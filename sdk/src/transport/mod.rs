@@ -129,6 +129,17 @@ impl Net {
         self.send_raw(data, to);
     }
 
+    /// Sends everything the peer connection has queued; whether there was anything.
+    fn drain_writes(&mut self, peer: &mut Peer) -> bool {
+        let mut any = false;
+        while let Some(out) = peer.pc.poll_write() {
+            any = true;
+            let (from, to) = (out.transport.local_addr, out.transport.peer_addr);
+            self.send(peer, &out.message, from, to);
+        }
+        any
+    }
+
     fn send_raw(&mut self, data: &[u8], to: SocketAddr) {
         if self.loss.drop_next() {
             return;
@@ -160,7 +171,6 @@ pub(crate) struct Driver {
     peers: HashMap<PeerId, Peer>,
     by_ufrag: HashMap<String, PeerId>,
     by_addr: HashMap<SocketAddr, PeerId>,
-    members: Vec<(PeerId, PlayerId)>,
     outbox: Vec<ClientMessage>,
     epoch: Instant,
     ice_servers: Vec<IceServer>,
@@ -225,7 +235,6 @@ impl Driver {
             peers: HashMap::new(),
             by_ufrag: HashMap::new(),
             by_addr: HashMap::new(),
-            members: Vec::new(),
             outbox: Vec::new(),
             epoch: Instant::now(),
             ice_servers,
@@ -327,7 +336,6 @@ impl Driver {
 
     /// A member to connect to. `offer`: we joined later, so we send the offer.
     fn on_member(&mut self, peer: PeerId, player: PlayerId, data: &Properties, offer: bool) {
-        self.members.push((peer, player.clone()));
         self.shared.emit(Event::PeerJoined {
             peer,
             player: player.clone(),
@@ -540,7 +548,6 @@ impl Driver {
                 self.on_member(peer.peer_id, peer.player_id, &peer.data, false);
             }
             ServerMessage::PeerLeft { peer_id, .. } => {
-                self.members.retain(|(p, _)| *p != peer_id);
                 self.disconnect(peer_id, DisconnectReason::Left);
             }
             ServerMessage::LobbyState { lobby } => self.publish_lobby(&lobby),
@@ -762,11 +769,7 @@ impl Driver {
             if had_event && let Err(e) = p.pc.handle_timeout(now) {
                 tracing::debug!(%e, "timeout handling failed");
             }
-            while let Some(out) = p.pc.poll_write() {
-                progressed = true;
-                let (from, to) = (out.transport.local_addr, out.transport.peer_addr);
-                self.net.send(p, &out.message, from, to);
-            }
+            progressed |= self.net.drain_writes(p);
             if !progressed {
                 break;
             }
@@ -953,10 +956,7 @@ impl Driver {
             return;
         };
         let _ = p.pc.close();
-        while let Some(out) = p.pc.poll_write() {
-            let (from, to) = (out.transport.local_addr, out.transport.peer_addr);
-            self.net.send(&mut p, &out.message, from, to);
-        }
+        let _ = self.net.drain_writes(&mut p);
         self.by_ufrag.remove(&p.ufrag);
         self.by_addr.retain(|_, v| *v != id);
         if let Ok(mut stats) = self.shared.stats.write() {
@@ -972,10 +972,7 @@ impl Driver {
         for id in ids {
             if let Some(mut p) = self.peers.remove(&id) {
                 let _ = p.pc.close();
-                while let Some(out) = p.pc.poll_write() {
-                    let (from, to) = (out.transport.local_addr, out.transport.peer_addr);
-                    self.net.send(&mut p, &out.message, from, to);
-                }
+                let _ = self.net.drain_writes(&mut p);
             }
         }
     }
