@@ -33,6 +33,8 @@ mod session;
 mod signaling;
 mod stats;
 mod transport;
+#[cfg(feature = "voice")]
+pub mod voice;
 
 pub use channel::{Channel, ChannelKind};
 pub use error::{Error, Result};

@@ -181,7 +181,7 @@ impl SessionBuilder {
     }
 
     /// Declares the next channel (channel 0, then 1, …). Every peer must declare the same
-    /// list in the same order.
+    /// list in the same order. A session with no channels is fine for voice only.
     pub fn channel(mut self, kind: ChannelKind) -> Self {
         self.channels.push(kind);
         self
@@ -252,11 +252,6 @@ impl SessionBuilder {
     }
 
     fn validate(&self) -> Result<()> {
-        if self.channels.is_empty() {
-            return Err(Error::Config(
-                "declare at least one channel with SessionBuilder::channel".into(),
-            ));
-        }
         if self.channels.len() > MAX_CHANNELS {
             return Err(Error::Config(format!("at most {MAX_CHANNELS} channels")));
         }
@@ -602,6 +597,18 @@ impl Session {
     /// The latest statistics for one peer.
     pub fn stats(&self, peer: PeerId) -> Option<PeerStats> {
         self.shared.stats.read().ok()?.get(&peer).cloned()
+    }
+
+    /// Connects a voice pipeline to this session's audio tracks: encoded frames sent on
+    /// `MediaLink::send` go to every connected peer, and what peers send arrives on the
+    /// returned receiver. A later call replaces the earlier link.
+    pub(crate) fn media_link(&self) -> crate::transport::media::MediaLink {
+        let (tx, rx) = crossbeam_channel::bounded(crate::transport::media::MEDIA_QUEUE);
+        let _ = self.cmd.send(Command::AttachMedia(tx));
+        crate::transport::media::MediaLink {
+            cmd: self.cmd.clone(),
+            incoming: rx,
+        }
     }
 
     /// Leaves the lobby, closes every peer connection and stops the network thread

@@ -46,4 +46,8 @@ pub struct PeerStats {
     /// The selected pair's candidate types, local and remote: `host`, `srflx`, `prflx` or
     /// `relay`.
     pub selected_pair_types: Option<(&'static str, &'static str)>,
+    /// Voice RTP packets sent to this peer.
+    pub voice_packets_sent: u64,
+    /// Voice RTP packets received from this peer.
+    pub voice_packets_received: u64,
 }

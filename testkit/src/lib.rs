@@ -1,11 +1,18 @@
 //! Test rigs for Squadlink's tests: real servers started on free loopback ports and stopped
 //! when dropped. Test-only; a failure to start panics with what to install.
-#![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
+#![allow(
+    clippy::panic,
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::indexing_slicing
+)]
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+pub mod audio;
 
 /// A port free on loopback for both UDP and TCP right now.
 pub fn free_port() -> u16 {

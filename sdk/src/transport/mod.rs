@@ -12,6 +12,7 @@
 //! sender's address, learned from remote candidates and from those requests.
 
 mod gather;
+pub(crate) mod media;
 pub(crate) mod net;
 mod peer;
 
@@ -37,6 +38,7 @@ use squadlink_protocol::{
 use tokio::net::UdpSocket;
 
 use self::gather::{Gathered, Gatherer};
+use self::media::{MediaFrame, MediaIn};
 use self::net::{
     CandidateType, LossStage, host_addresses, local_for, parse_candidate, stun_request_ufrag,
 };
@@ -62,6 +64,15 @@ pub(crate) enum Command {
         to: Option<PeerId>,
         channel: usize,
         payload: Bytes,
+    },
+    /// An encoded voice frame for every connected peer.
+    Media(MediaFrame),
+    /// Where incoming media goes from now on (replaces an earlier sink).
+    AttachMedia(crossbeam_channel::Sender<MediaIn>),
+    /// Tell `peer` how much of its audio we lose.
+    VoiceLoss {
+        peer: PeerId,
+        percent: u8,
     },
     Close,
 }
@@ -174,6 +185,8 @@ pub(crate) struct Driver {
     outbox: Vec<ClientMessage>,
     epoch: Instant,
     ice_servers: Vec<IceServer>,
+    /// The voice pipeline's inbox, once voice is started.
+    media: Option<crossbeam_channel::Sender<MediaIn>>,
 }
 
 impl Driver {
@@ -238,6 +251,7 @@ impl Driver {
             outbox: Vec::new(),
             epoch: Instant::now(),
             ice_servers,
+            media: None,
         };
         tracing::debug!(me = %driver.me, code = %joined.lobby.code, hosts = ?driver.net.hosts, "lobby entered");
         driver.start_gathering(bound).await;
@@ -267,6 +281,9 @@ impl Driver {
                 biased;
                 cmd = commands.recv() => match cmd {
                     Some(Command::Send { to, channel, payload }) => self.on_send(to, channel, &payload),
+                    Some(Command::Media(frame)) => self.on_media(&frame),
+                    Some(Command::AttachMedia(sink)) => self.media = Some(sink),
+                    Some(Command::VoiceLoss { peer, percent }) => self.on_voice_loss(peer, percent),
                     Some(Command::Close) | None => return None,
                 },
                 received = self.net.socket.recv_from(&mut buf) => {
@@ -755,15 +772,30 @@ impl Driver {
             }
             while let Some(TaggedRTCMessage { message, .. }) = p.pc.poll_read() {
                 progressed = true;
-                if let RTCMessage::DataChannelMessage(dc, msg) = message {
-                    on_message(
+                match message {
+                    RTCMessage::DataChannelMessage(dc, msg) => on_message(
                         p,
                         &self.shared,
+                        self.media.as_ref(),
                         &self.cfg.channels,
                         dc,
                         msg.data.freeze(),
                         now,
-                    );
+                    ),
+                    RTCMessage::RtpPacket(_track, packet) => {
+                        p.stats.voice_packets_received += 1;
+                        p.last_heard = now;
+                        if let Some(media) = &self.media {
+                            let _ = media.try_send(MediaIn::Rtp {
+                                peer: id,
+                                seq: packet.header.sequence_number,
+                                timestamp: packet.header.timestamp,
+                                payload: packet.payload,
+                                arrival: Instant::now(),
+                            });
+                        }
+                    }
+                    _ => {}
                 }
             }
             if had_event && let Err(e) = p.pc.handle_timeout(now) {
@@ -885,6 +917,39 @@ impl Driver {
         }
     }
 
+    /// Sends a voice frame to every connected peer.
+    fn on_media(&mut self, frame: &MediaFrame) {
+        let now = Instant::now();
+        let ids: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.connected_at.is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            if let Some(p) = self.peers.get_mut(&id) {
+                p.send_audio(frame, now);
+            }
+            self.pump(id, now);
+        }
+    }
+
+    /// Tells one peer how much of its audio we lose, on the control channel.
+    fn on_voice_loss(&mut self, id: PeerId, percent: u8) {
+        let now = Instant::now();
+        let Some(p) = self.peers.get_mut(&id) else {
+            return;
+        };
+        let control = p.control();
+        if let Some(dc_id) = p.dcs.get(control).copied()
+            && let Some(mut dc) = p.pc.data_channel(dc_id)
+            && let Err(e) = dc.send(now, Peer::voice_loss_frame(percent))
+        {
+            tracing::trace!(%e, "voice loss report not sent");
+        }
+        self.pump(id, now);
+    }
+
     fn housekeeping(&mut self, now: Instant) {
         let mut gone = Vec::new();
         let ids: Vec<PeerId> = self.peers.keys().copied().collect();
@@ -962,6 +1027,9 @@ impl Driver {
         if let Ok(mut stats) = self.shared.stats.write() {
             stats.remove(&id);
         }
+        if let Some(media) = &self.media {
+            let _ = media.try_send(MediaIn::PeerGone { peer: id });
+        }
         tracing::debug!(peer = %id, ?reason, "disconnected");
         self.shared
             .emit(Event::PeerDisconnected { peer: id, reason });
@@ -989,6 +1057,7 @@ fn apply_pending(p: &mut Peer) -> std::result::Result<(), String> {
 fn on_message(
     p: &mut Peer,
     shared: &Shared,
+    media: Option<&crossbeam_channel::Sender<MediaIn>>,
     channels: &[ChannelKind],
     dc: rtc::data_channel::RTCDataChannelId,
     data: Bytes,
@@ -999,6 +1068,15 @@ fn on_message(
     };
     p.last_heard = now;
     if index == p.control() {
+        if let Some(percent) = Peer::parse_voice_loss(&data) {
+            if let Some(media) = media {
+                let _ = media.try_send(MediaIn::LossReport {
+                    peer: p.id,
+                    percent,
+                });
+            }
+            return;
+        }
         if let Some(reply) = p.on_control(&data, now)
             && let Some(mut ch) = p.pc.data_channel(dc)
         {

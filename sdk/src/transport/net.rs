@@ -150,6 +150,13 @@ impl LossStage {
 }
 
 /// A random string from `[a-zA-Z0-9]`, for ICE credentials.
+/// A random 32-bit number (SSRCs).
+pub(crate) fn random_u32() -> u32 {
+    let mut bytes = [0u8; 4];
+    let _ = getrandom::fill(&mut bytes);
+    u32::from_ne_bytes(bytes)
+}
+
 pub(crate) fn random_token(len: usize) -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
     let mut bytes = vec![0u8; len];

@@ -12,6 +12,7 @@ use rtc::peer_connection::transport::{RTCDtlsRole, RTCIceCandidateInit};
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use squadlink_protocol::PeerId;
 
+use super::media::{self, MediaFrame};
 use super::net::{CandidateType, random_token};
 use crate::channel::{ChannelKind, Reassembler, SequenceFilter};
 use crate::session::PathKind;
@@ -23,6 +24,8 @@ pub(crate) const PING_EVERY: Duration = Duration::from_millis(250);
 const LOSS_WINDOW: usize = 40;
 const PING: u8 = 1;
 const PONG: u8 = 2;
+/// "This much of your audio is lost here": one byte, 0–100 (%).
+const VOICE_LOSS: u8 = 3;
 
 pub(crate) struct Peer {
     pub(crate) id: PeerId,
@@ -51,6 +54,9 @@ pub(crate) struct Peer {
     pings: VecDeque<(u32, Instant, bool)>,
     srtt: Option<Duration>,
     pub(crate) stats: PeerStats,
+    /// Our audio track's sender and SSRC.
+    audio_sender: Option<rtc::rtp_transceiver::RTCRtpSenderId>,
+    audio_ssrc: u32,
 }
 
 pub(crate) struct PeerSettings<'a> {
@@ -99,7 +105,12 @@ impl Peer {
         let mut pc = RTCPeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().build())
             .with_setting_engine(setting_engine)
+            .with_media_engine(media::media_engine()?)
             .build(now)?;
+        // Every connection carries an audio track from the start, so voice never needs a
+        // renegotiation; it costs one m-line in the SDP and nothing on the wire until used.
+        let audio_ssrc = super::net::random_u32();
+        let audio_sender = Some(pc.add_track(media::audio_track(audio_ssrc))?);
         let n = settings.channels.len();
         let mut dcs = Vec::with_capacity(n + 1);
         let control = ChannelKind::Unreliable;
@@ -150,6 +161,8 @@ impl Peer {
             pings: VecDeque::new(),
             srtt: None,
             stats: PeerStats::default(),
+            audio_sender,
+            audio_ssrc,
         })
     }
 
@@ -201,6 +214,57 @@ impl Peer {
     /// The control channel's index in `dcs`.
     pub(crate) fn control(&self) -> usize {
         self.dcs.len().saturating_sub(1)
+    }
+
+    /// Sends one encoded audio frame on our audio track (once connected).
+    pub(crate) fn send_audio(&mut self, frame: &MediaFrame, now: Instant) {
+        let Some(sender_id) = self.audio_sender else {
+            return;
+        };
+        let Some(mut sender) = self.pc.rtp_sender(sender_id) else {
+            return;
+        };
+        let Some(payload_type) = sender
+            .get_parameters()
+            .rtp_parameters
+            .codecs
+            .first()
+            .map(|c| c.payload_type)
+        else {
+            return;
+        };
+        let packet = rtc::rtp::packet::Packet {
+            header: rtc::rtp::header::Header {
+                version: 2,
+                marker: frame.marker,
+                payload_type,
+                sequence_number: frame.seq,
+                timestamp: frame.timestamp,
+                ssrc: self.audio_ssrc,
+                ..Default::default()
+            },
+            payload: frame.payload.clone(),
+        };
+        match sender.write_rtp(now, packet) {
+            Ok(()) => self.stats.voice_packets_sent += 1,
+            Err(e) => tracing::trace!(%e, peer = %self.id, "audio packet not sent"),
+        }
+    }
+
+    /// A voice loss report frame: `percent` of this peer's audio is lost here.
+    pub(crate) fn voice_loss_frame(percent: u8) -> BytesMut {
+        let mut out = BytesMut::with_capacity(2);
+        out.put_u8(VOICE_LOSS);
+        out.put_u8(percent.min(100));
+        out
+    }
+
+    /// A voice loss report in a control frame, if that is what it is.
+    pub(crate) fn parse_voice_loss(frame: &[u8]) -> Option<u8> {
+        match frame {
+            [VOICE_LOSS, percent, ..] => Some((*percent).min(100)),
+            _ => None,
+        }
     }
 
     /// A ping frame to send now.

@@ -1,0 +1,465 @@
+//! Sound cards through cpal: a microphone [`DeviceSource`] and a speaker [`DeviceSink`].
+//!
+//! The cpal callbacks only copy samples to or from a lock-free ring (rtrb) and count
+//! overruns and underruns in atomics: no locks, allocation, logging or blocking there. Each
+//! stream lives on its own small thread (cpal streams are not `Send` on every platform).
+//!
+//! cpal hands out a "default device" even on a machine without a sound card; the stream
+//! then fails to build. Both cases come back as [`VoiceError::Device`], saying what to do.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
+
+use super::io::{AudioSink, AudioSource, BLOCK};
+use super::{SAMPLE_RATE, VoiceError};
+
+/// The device period we ask for (5 ms): small, so little audio waits in device buffers.
+const PERIOD_FRAMES: u32 = 240;
+/// Ring capacity: 200 ms.
+const RING: usize = 9600 * 2;
+
+/// Which way a device goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// A microphone.
+    Input,
+    /// Speakers or headphones.
+    Output,
+}
+
+impl std::fmt::Display for Direction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Input => "input",
+            Self::Output => "output",
+        })
+    }
+}
+
+/// Counters shared with a device callback.
+#[derive(Debug, Default)]
+pub struct DeviceCounters {
+    /// Samples the ring had no room for (input) or did not have (output).
+    pub xruns: AtomicU64,
+    /// Callbacks run.
+    pub callbacks: AtomicU64,
+    /// Set when the stream reported an error.
+    pub failed: AtomicBool,
+}
+
+/// The audio host: PulseAudio when a server is reachable, otherwise ALSA.
+fn host() -> Result<cpal::Host, VoiceError> {
+    let available = cpal::available_hosts();
+    let preferred = [cpal::HostId::PulseAudio, cpal::HostId::Alsa];
+    for id in preferred {
+        if available.contains(&id)
+            && let Ok(host) = cpal::host_from_id(id)
+        {
+            return Ok(host);
+        }
+    }
+    Err(VoiceError::Device {
+        direction: Direction::Output,
+        reason: "no audio system found (neither PulseAudio nor ALSA); install and start \
+                 PulseAudio or PipeWire, or use a WAV file / manual audio instead"
+            .into(),
+    })
+}
+
+fn find_device(
+    host: &cpal::Host,
+    direction: Direction,
+    name: Option<&str>,
+) -> Result<cpal::Device, VoiceError> {
+    let device_error = |reason: String| VoiceError::Device { direction, reason };
+    match name {
+        None => match direction {
+            Direction::Input => host.default_input_device(),
+            Direction::Output => host.default_output_device(),
+        }
+        .ok_or_else(|| {
+            device_error(format!(
+                "no default {direction} device; plug one in, or choose one by name \
+                 (Voice::device_names lists them)"
+            ))
+        }),
+        Some(wanted) => {
+            let devices = match direction {
+                Direction::Input => host.input_devices().map(|d| d.collect::<Vec<_>>()),
+                Direction::Output => host.output_devices().map(|d| d.collect::<Vec<_>>()),
+            }
+            .map_err(|e| device_error(format!("cannot list devices: {e}")))?;
+            let mut names = Vec::new();
+            for device in devices {
+                let device_name = device_name(&device);
+                if device_name == wanted {
+                    return Ok(device);
+                }
+                names.push(device_name);
+            }
+            Err(device_error(format!(
+                "no {direction} device named {wanted:?}; there are: {}",
+                names.join(", ")
+            )))
+        }
+    }
+}
+
+fn device_name(device: &cpal::Device) -> String {
+    device
+        .description()
+        .map(|d| d.name().to_string())
+        .unwrap_or_else(|_| "unnamed device".into())
+}
+
+/// The names of the machine's input or output devices.
+pub fn device_names(direction: Direction) -> Result<Vec<String>, VoiceError> {
+    let host = host()?;
+    let devices = match direction {
+        Direction::Input => host.input_devices().map(|d| d.collect::<Vec<_>>()),
+        Direction::Output => host.output_devices().map(|d| d.collect::<Vec<_>>()),
+    }
+    .map_err(|e| VoiceError::Device {
+        direction,
+        reason: format!("cannot list devices: {e}"),
+    })?;
+    Ok(devices.iter().map(device_name).collect())
+}
+
+/// Picks 48 kHz f32 with one channel, else two (mixed or duplicated by the callback).
+fn stream_config(
+    device: &cpal::Device,
+    direction: Direction,
+) -> Result<cpal::StreamConfig, VoiceError> {
+    let configs: Vec<cpal::SupportedStreamConfigRange> = match direction {
+        Direction::Input => device.supported_input_configs().map(|c| c.collect()),
+        Direction::Output => device.supported_output_configs().map(|c| c.collect()),
+    }
+    .map_err(|e| VoiceError::Device {
+        direction,
+        reason: format!("{} cannot report its formats: {e}", device_name(device)),
+    })?;
+    let fits = |channels: u16| {
+        configs.iter().any(|c| {
+            c.channels() == channels
+                && c.sample_format() == cpal::SampleFormat::F32
+                && c.min_sample_rate() <= SAMPLE_RATE
+                && c.max_sample_rate() >= SAMPLE_RATE
+        })
+    };
+    let channels = [1u16, 2]
+        .into_iter()
+        .find(|c| fits(*c))
+        .ok_or_else(|| VoiceError::Device {
+            direction,
+            reason: format!(
+                "{} does not offer 48 kHz float audio with 1 or 2 channels; choose another \
+                 device, or run through PulseAudio/PipeWire, which convert",
+                device_name(device)
+            ),
+        })?;
+    Ok(cpal::StreamConfig {
+        channels,
+        sample_rate: SAMPLE_RATE,
+        buffer_size: cpal::BufferSize::Fixed(PERIOD_FRAMES),
+    })
+}
+
+/// Runs `build` on a thread of its own that keeps the stream alive until `stop` is set.
+fn stream_thread<F>(
+    direction: Direction,
+    build: F,
+    stop: Arc<AtomicBool>,
+) -> Result<(JoinHandle<()>, String), VoiceError>
+where
+    F: FnOnce() -> Result<(cpal::Stream, String), VoiceError> + Send + 'static,
+{
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let handle = std::thread::Builder::new()
+        .name(format!("squadlink-audio-{direction}"))
+        .spawn(move || {
+            let stream = match build() {
+                Ok((stream, name)) => match stream.play() {
+                    Ok(()) => {
+                        let _ = tx.send(Ok(name));
+                        stream
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(VoiceError::Device {
+                            direction,
+                            reason: format!("{name} would not start: {e}"),
+                        }));
+                        return;
+                    }
+                },
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            };
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::park_timeout(Duration::from_millis(200));
+            }
+            drop(stream);
+        })
+        .map_err(|e| VoiceError::Device {
+            direction,
+            reason: format!("cannot start the audio thread: {e}"),
+        })?;
+    match rx.recv_timeout(Duration::from_secs(5)) {
+        Ok(Ok(name)) => Ok((handle, name)),
+        Ok(Err(e)) => {
+            let _ = handle.join();
+            Err(e)
+        }
+        Err(_) => Err(VoiceError::Device {
+            direction,
+            reason: "the audio device did not start within 5 s".into(),
+        }),
+    }
+}
+
+/// A microphone.
+pub struct DeviceSource {
+    consumer: rtrb::Consumer<f32>,
+    name: String,
+    counters: Arc<DeviceCounters>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl DeviceSource {
+    /// Opens the default microphone, or the one named.
+    pub fn open(name: Option<&str>) -> Result<Self, VoiceError> {
+        let (producer, consumer) = rtrb::RingBuffer::<f32>::new(RING);
+        let counters = Arc::new(DeviceCounters::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let wanted = name.map(str::to_owned);
+        let c = Arc::clone(&counters);
+        let (thread, name) = stream_thread(
+            Direction::Input,
+            move || {
+                let host = host()?;
+                let device = find_device(&host, Direction::Input, wanted.as_deref())?;
+                let config = stream_config(&device, Direction::Input)?;
+                let name = device_name(&device);
+                let channels = usize::from(config.channels.max(1));
+                let mut producer = producer;
+                let cb = Arc::clone(&c);
+                let stream = device
+                    .build_input_stream::<f32, _, _>(
+                        config,
+                        move |data: &[f32], _| {
+                            cb.callbacks.fetch_add(1, Ordering::Relaxed);
+                            for frame in data.chunks(channels) {
+                                let mono = frame.iter().sum::<f32>() / frame.len() as f32;
+                                if producer.push(mono).is_err() {
+                                    cb.xruns.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                        },
+                        {
+                            let c = Arc::clone(&c);
+                            move |_err| c.failed.store(true, Ordering::Relaxed)
+                        },
+                        Some(Duration::from_secs(3)),
+                    )
+                    .map_err(|e| VoiceError::Device {
+                        direction: Direction::Input,
+                        reason: format!(
+                            "{name} cannot be opened: {e} (no microphone? use a WAV file or \
+                             manual audio instead)"
+                        ),
+                    })?;
+                Ok((stream, name))
+            },
+            Arc::clone(&stop),
+        )?;
+        Ok(Self {
+            consumer,
+            name,
+            counters,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Overrun and callback counters.
+    pub fn counters(&self) -> Arc<DeviceCounters> {
+        Arc::clone(&self.counters)
+    }
+}
+
+impl AudioSource for DeviceSource {
+    fn read(&mut self, frame: &mut [f32], timeout: Duration) -> Result<bool, VoiceError> {
+        let deadline = Instant::now() + timeout;
+        while self.consumer.slots() < frame.len() {
+            if self.counters.failed.load(Ordering::Relaxed) {
+                return Err(VoiceError::Device {
+                    direction: Direction::Input,
+                    reason: format!("{} stopped working (unplugged?)", self.name),
+                });
+            }
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let Ok(chunk) = self.consumer.read_chunk(frame.len()) else {
+            return Ok(false);
+        };
+        for (dst, src) in frame.iter_mut().zip(chunk) {
+            *dst = src;
+        }
+        Ok(true)
+    }
+
+    fn describe(&self) -> String {
+        self.name.clone()
+    }
+}
+
+impl Drop for DeviceSource {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
+}
+
+/// Speakers or headphones.
+pub struct DeviceSink {
+    producer: rtrb::Producer<f32>,
+    name: String,
+    counters: Arc<DeviceCounters>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    /// Keep this many stereo frames queued for the device, at most.
+    low_water: usize,
+}
+
+impl DeviceSink {
+    /// Opens the default output device, or the one named.
+    pub fn open(name: Option<&str>) -> Result<Self, VoiceError> {
+        let (producer, consumer) = rtrb::RingBuffer::<f32>::new(RING);
+        let counters = Arc::new(DeviceCounters::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let wanted = name.map(str::to_owned);
+        let c = Arc::clone(&counters);
+        let (thread, name) = stream_thread(
+            Direction::Output,
+            move || {
+                let host = host()?;
+                let device = find_device(&host, Direction::Output, wanted.as_deref())?;
+                let config = stream_config(&device, Direction::Output)?;
+                let name = device_name(&device);
+                let channels = usize::from(config.channels.max(1));
+                let mut consumer = consumer;
+                let cb = Arc::clone(&c);
+                let stream = device
+                    .build_output_stream::<f32, _, _>(
+                        config,
+                        move |data: &mut [f32], _| {
+                            cb.callbacks.fetch_add(1, Ordering::Relaxed);
+                            for frame in data.chunks_mut(channels) {
+                                let (l, r) = match (consumer.pop(), consumer.pop()) {
+                                    (Ok(l), Ok(r)) => (l, r),
+                                    _ => {
+                                        cb.xruns.fetch_add(1, Ordering::Relaxed);
+                                        (0.0, 0.0)
+                                    }
+                                };
+                                match frame {
+                                    [mono] => *mono = 0.5 * (l + r),
+                                    [left, right, rest @ ..] => {
+                                        *left = l;
+                                        *right = r;
+                                        rest.fill(0.0);
+                                    }
+                                    [] => {}
+                                }
+                            }
+                        },
+                        {
+                            let c = Arc::clone(&c);
+                            move |_err| c.failed.store(true, Ordering::Relaxed)
+                        },
+                        Some(Duration::from_secs(3)),
+                    )
+                    .map_err(|e| VoiceError::Device {
+                        direction: Direction::Output,
+                        reason: format!(
+                            "{name} cannot be opened: {e} (no speakers? voice still runs \
+                             without output, or use a WAV file)"
+                        ),
+                    })?;
+                Ok((stream, name))
+            },
+            Arc::clone(&stop),
+        )?;
+        Ok(Self {
+            producer,
+            name,
+            counters,
+            stop,
+            thread: Some(thread),
+            low_water: PERIOD_FRAMES as usize + BLOCK,
+        })
+    }
+
+    /// Underrun and callback counters.
+    pub fn counters(&self) -> Arc<DeviceCounters> {
+        Arc::clone(&self.counters)
+    }
+}
+
+impl AudioSink for DeviceSink {
+    fn wait(&mut self, timeout: Duration) -> Result<usize, VoiceError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.counters.failed.load(Ordering::Relaxed) {
+                return Err(VoiceError::Device {
+                    direction: Direction::Output,
+                    reason: format!("{} stopped working (unplugged?)", self.name),
+                });
+            }
+            let queued = (RING - self.producer.slots()) / 2;
+            if queued < self.low_water {
+                return Ok(BLOCK);
+            }
+            if Instant::now() >= deadline {
+                return Ok(0);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    fn write(&mut self, stereo: &[f32]) -> Result<(), VoiceError> {
+        for s in stereo {
+            if self.producer.push(*s).is_err() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        self.name.clone()
+    }
+}
+
+impl Drop for DeviceSink {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,513 @@
+//! A per-peer adaptive jitter buffer for 20 ms Opus frames, driven by a caller's clock.
+//!
+//! Packets go in with their arrival time; the playout side asks for the next frame when it
+//! needs audio ([`JitterBuffer::next`]). The delay a talk spurt starts with is chosen at the
+//! start of the spurt (during silence): three times the measured jitter plus a margin, one
+//! more frame when packets are being lost (so FEC has a next packet to recover from), more
+//! after late packets, within the configured bounds. Late packets are dropped and counted.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::{FRAME, SAMPLE_RATE};
+
+/// Frames of concealment played after the last packet before the buffer goes idle.
+const CONCEAL_TAIL: u32 = 3;
+/// Packets held at most (a second of audio).
+const CAPACITY: usize = 50;
+
+/// The jitter buffer's bounds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct JitterConfig {
+    /// The least delay a talk spurt starts with (added to the jitter-derived part's floor).
+    pub min_delay: Duration,
+    /// The most delay the buffer ever adds.
+    pub max_delay: Duration,
+    /// Safety margin above three times the measured jitter.
+    pub margin: Duration,
+}
+
+impl Default for JitterConfig {
+    fn default() -> Self {
+        Self {
+            min_delay: Duration::from_millis(5),
+            max_delay: Duration::from_millis(200),
+            margin: Duration::from_millis(4),
+        }
+    }
+}
+
+/// What the playout side does next.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Next {
+    /// Decode this packet.
+    Decode(Bytes),
+    /// The frame is missing but the next packet is here: decode its FEC data.
+    Fec(Bytes),
+    /// Missing: conceal (Opus PLC), faded by this gain at the frame's start and end.
+    Conceal { fade_from: f32, fade_to: f32 },
+    /// Play this many samples of silence first (the start of a talk spurt).
+    Silence(usize),
+    /// Nothing to play.
+    Idle,
+}
+
+/// Counters kept by the buffer.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct JitterStats {
+    /// Packets that came after their playout time (dropped).
+    pub late: u64,
+    /// Frames missing at playout time that were not a pause (lost or late).
+    pub lost: u64,
+    /// Frames rebuilt from the next packet's FEC data (where that packet carries none,
+    /// Opus conceals instead).
+    pub fec_recovered: u64,
+    /// Frames concealed by Opus PLC (losses and talk-spurt tails).
+    pub concealed: u64,
+    /// Frames dropped to bring the delay back down.
+    pub dropped_for_delay: u64,
+    /// Frames decoded from their own packet.
+    pub decoded: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum State {
+    Idle,
+    Playing { next: i64, misses: u32 },
+}
+
+struct Entry {
+    payload: Bytes,
+    arrival: Instant,
+}
+
+/// The jitter buffer of one remote voice.
+pub(crate) struct JitterBuffer {
+    config: JitterConfig,
+    frames: BTreeMap<i64, Entry>,
+    /// Last RTP timestamp seen and its extended (wrap-free) value.
+    last_ts: Option<(u32, i64)>,
+    /// Previous packet's arrival and extended timestamp (jitter estimate).
+    prev: Option<(Instant, i64)>,
+    /// RFC 3550 interarrival jitter, seconds.
+    jitter: f64,
+    /// Extra delay learned from late packets; shrinks at each talk spurt.
+    late_penalty: Duration,
+    /// Recent loss fraction reported by the caller (decides the FEC look-ahead frame).
+    loss: f64,
+    state: State,
+    target: Duration,
+    /// Smoothed time packets spend in the buffer before playout, seconds.
+    delay: f64,
+    pub(crate) stats: JitterStats,
+}
+
+impl JitterBuffer {
+    pub(crate) fn new(config: JitterConfig) -> Self {
+        Self {
+            config,
+            frames: BTreeMap::new(),
+            last_ts: None,
+            prev: None,
+            jitter: 0.0,
+            late_penalty: Duration::ZERO,
+            loss: 0.0,
+            state: State::Idle,
+            target: config.min_delay,
+            delay: 0.0,
+            stats: JitterStats::default(),
+        }
+    }
+
+    /// The measured interarrival jitter.
+    pub(crate) fn jitter(&self) -> Duration {
+        Duration::from_secs_f64(self.jitter)
+    }
+
+    /// The delay the current (or last) talk spurt started with.
+    pub(crate) fn target(&self) -> Duration {
+        self.target
+    }
+
+    /// Smoothed time a packet waits in the buffer before it is played.
+    pub(crate) fn delay(&self) -> Duration {
+        Duration::from_secs_f64(self.delay.max(0.0))
+    }
+
+    /// The recent loss fraction (0–1); at more than 0.5 % talk spurts start one frame later.
+    pub(crate) fn set_loss(&mut self, loss: f64) {
+        self.loss = loss.clamp(0.0, 1.0);
+    }
+
+    /// Forgets all packets and goes idle (a muted peer).
+    pub(crate) fn clear(&mut self) {
+        self.frames.clear();
+        self.state = State::Idle;
+    }
+
+    fn extend(&mut self, ts: u32) -> i64 {
+        match self.last_ts {
+            None => {
+                self.last_ts = Some((ts, i64::from(ts)));
+                i64::from(ts)
+            }
+            Some((last, ext)) => {
+                let delta = i64::from(ts.wrapping_sub(last) as i32);
+                let value = ext + delta;
+                if delta > 0 {
+                    self.last_ts = Some((ts, value));
+                }
+                value
+            }
+        }
+    }
+
+    /// A packet arrived.
+    pub(crate) fn insert(&mut self, timestamp: u32, payload: Bytes, arrival: Instant) {
+        let ext = self.extend(timestamp);
+        if let Some((prev_arrival, prev_ext)) = self.prev
+            && ext > prev_ext
+        {
+            let transit = signed_secs(arrival, prev_arrival)
+                - (ext - prev_ext) as f64 / f64::from(SAMPLE_RATE);
+            self.jitter += (transit.abs() - self.jitter) / 16.0;
+        }
+        if self.prev.is_none_or(|(_, e)| ext > e) {
+            self.prev = Some((arrival, ext));
+        }
+        if let State::Playing { next, .. } = self.state
+            && ext < next
+        {
+            self.stats.late += 1;
+            // It missed its slot by up to a frame; start later spurts that much later.
+            self.late_penalty =
+                (self.late_penalty + frame_duration() / 2).min(self.config.max_delay);
+            return;
+        }
+        self.frames.entry(ext).or_insert(Entry { payload, arrival });
+        while self.frames.len() > CAPACITY {
+            self.frames.pop_first();
+        }
+    }
+
+    fn choose_target(&mut self) -> Duration {
+        let mut target = Duration::from_secs_f64(3.0 * self.jitter) + self.config.margin;
+        target += self.late_penalty;
+        if self.loss > 0.005 {
+            target += frame_duration();
+        }
+        self.late_penalty = self.late_penalty * 3 / 4;
+        target.clamp(self.config.min_delay, self.config.max_delay)
+    }
+
+    /// What to play next, at `now`.
+    pub(crate) fn next(&mut self, now: Instant) -> Next {
+        let frame = i64::try_from(FRAME).unwrap_or(960);
+        match self.state {
+            State::Idle => {
+                let Some((first, arrival)) =
+                    self.frames.first_key_value().map(|(k, e)| (*k, e.arrival))
+                else {
+                    return Next::Idle;
+                };
+                self.target = self.choose_target();
+                self.state = State::Playing {
+                    next: first,
+                    misses: 0,
+                };
+                let waited = now.saturating_duration_since(arrival);
+                let wait = self.target.saturating_sub(waited);
+                let samples = (wait.as_secs_f64() * f64::from(SAMPLE_RATE)) as usize;
+                if samples > 0 {
+                    Next::Silence(samples)
+                } else {
+                    self.next(now)
+                }
+            }
+            State::Playing { mut next, misses } => {
+                // Far behind the newest packet (a burst, or a clock running slow): skip ahead.
+                let limit = self.target + Duration::from_millis(60);
+                while let Some((&newest, _)) = self.frames.last_key_value() {
+                    let ahead = Duration::from_secs_f64(
+                        (newest - next).max(0) as f64 / f64::from(SAMPLE_RATE),
+                    );
+                    if ahead <= limit || !self.frames.contains_key(&next) {
+                        break;
+                    }
+                    self.frames.remove(&next);
+                    self.stats.dropped_for_delay += 1;
+                    next += frame;
+                }
+                // Anything older than the playout point is of no use any more.
+                while self
+                    .frames
+                    .first_key_value()
+                    .is_some_and(|(&k, _)| k < next)
+                {
+                    self.frames.pop_first();
+                }
+                if let Some(entry) = self.frames.remove(&next) {
+                    let waited = now.saturating_duration_since(entry.arrival).as_secs_f64();
+                    self.delay += (waited - self.delay) / 16.0;
+                    self.stats.decoded += 1;
+                    // The frames concealed just before were lost, not a pause.
+                    self.stats.lost += u64::from(misses);
+                    self.state = State::Playing {
+                        next: next + frame,
+                        misses: 0,
+                    };
+                    return Next::Decode(entry.payload);
+                }
+                if let Some(entry) = self.frames.get(&(next + frame)) {
+                    self.stats.fec_recovered += 1;
+                    self.stats.lost += 1 + u64::from(misses);
+                    self.state = State::Playing {
+                        next: next + frame,
+                        misses: 0,
+                    };
+                    return Next::Fec(entry.payload.clone());
+                }
+                let more_coming = !self.frames.is_empty();
+                if !more_coming && misses >= CONCEAL_TAIL {
+                    self.state = State::Idle;
+                    return Next::Idle;
+                }
+                self.stats.concealed += 1;
+                let misses = misses + 1;
+                self.state = State::Playing {
+                    next: next + frame,
+                    misses,
+                };
+                if more_coming {
+                    Next::Conceal {
+                        fade_from: 1.0,
+                        fade_to: 1.0,
+                    }
+                } else {
+                    let step = 1.0 / CONCEAL_TAIL as f32;
+                    Next::Conceal {
+                        fade_from: 1.0 - step * (misses - 1) as f32,
+                        fade_to: 1.0 - step * misses as f32,
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn frame_duration() -> Duration {
+    Duration::from_millis(20)
+}
+
+fn signed_secs(a: Instant, b: Instant) -> f64 {
+    if a >= b {
+        a.duration_since(b).as_secs_f64()
+    } else {
+        -b.duration_since(a).as_secs_f64()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const F: u32 = 960;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn payload(i: u32) -> Bytes {
+        Bytes::from(i.to_be_bytes().to_vec())
+    }
+
+    fn decoded(n: &Next) -> Option<u32> {
+        match n {
+            Next::Decode(b) => Some(u32::from_be_bytes(b[..4].try_into().unwrap())),
+            _ => None,
+        }
+    }
+
+    /// Packets every 20 ms with the given extra delays; play every 20 ms from `start`.
+    fn run(delays: &[u64], drop: &[usize]) -> (Vec<Next>, JitterBuffer) {
+        let t0 = Instant::now();
+        let mut jb = JitterBuffer::new(JitterConfig::default());
+        let mut arrivals: Vec<(Instant, u32)> = delays
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !drop.contains(i))
+            .map(|(i, d)| (t0 + ms(20 * i as u64 + d), i as u32))
+            .collect();
+        arrivals.sort();
+        let mut out = Vec::new();
+        let mut a = 0;
+        let mut clock = t0;
+        while clock < t0 + ms(20 * delays.len() as u64 + 200) {
+            while a < arrivals.len() && arrivals[a].0 <= clock {
+                let (at, i) = arrivals[a];
+                jb.insert(1000 + i * F, payload(i), at);
+                a += 1;
+            }
+            let n = jb.next(clock);
+            let silence = matches!(n, Next::Silence(_));
+            out.push(n);
+            if !silence {
+                clock += ms(20);
+            }
+        }
+        (out, jb)
+    }
+
+    #[test]
+    fn steady_stream_plays_in_order_with_small_delay() {
+        let (out, jb) = run(&[0; 20], &[]);
+        let played: Vec<u32> = out.iter().filter_map(decoded).collect();
+        assert_eq!(played, (0..20).collect::<Vec<_>>());
+        assert_eq!(jb.stats.late, 0);
+        assert!(jb.target() <= ms(10), "target {:?}", jb.target());
+        // The tail is concealed for three frames, then the buffer is idle.
+        let tail: Vec<&Next> = out
+            .iter()
+            .skip_while(|n| !matches!(n, Next::Conceal { .. }))
+            .collect();
+        assert!(matches!(tail[0], Next::Conceal { fade_from, .. } if *fade_from == 1.0));
+        assert!(matches!(tail[2], Next::Conceal { fade_to, .. } if *fade_to == 0.0));
+        assert_eq!(tail[3], &Next::Idle);
+    }
+
+    #[test]
+    fn reordered_packets_come_out_in_order() {
+        // Packet 5 arrives after packet 6 (jitter of 15 ms), within the buffer's delay once
+        // the jitter has been learned.
+        let mut delays = vec![0u64; 30];
+        for (i, d) in delays.iter_mut().enumerate() {
+            *d = if i % 2 == 0 { 12 } else { 0 };
+        }
+        let (out, jb) = run(&delays, &[]);
+        let played: Vec<u32> = out.iter().filter_map(decoded).collect();
+        let mut sorted = played.clone();
+        sorted.sort();
+        assert_eq!(played, sorted, "played out of order");
+        assert!(jb.jitter() > ms(4), "jitter {:?}", jb.jitter());
+    }
+
+    #[test]
+    fn late_packets_are_dropped_and_raise_the_next_target() {
+        let mut delays = vec![0u64; 20];
+        delays[8] = 70; // three frames late
+        let (out, mut jb) = run(&delays, &[]);
+        assert_eq!(jb.stats.late, 1);
+        let played: Vec<u32> = out.iter().filter_map(decoded).collect();
+        assert!(!played.contains(&8));
+        let before = jb.target();
+        let t = Instant::now();
+        jb.insert(1000 + 100 * F, payload(100), t);
+        let _ = jb.next(t);
+        assert!(jb.target() > before, "{:?} -> {:?}", before, jb.target());
+    }
+
+    #[test]
+    fn a_lost_frame_is_rebuilt_from_the_next_packets_fec() {
+        let t0 = Instant::now();
+        let mut jb = JitterBuffer::new(JitterConfig::default());
+        jb.set_loss(0.05);
+        jb.insert(0, payload(0), t0);
+        // packet 1 lost; 2 arrives in time thanks to the FEC look-ahead frame.
+        jb.insert(2 * F, payload(2), t0 + ms(40));
+        let mut clock = t0;
+        let mut seen = Vec::new();
+        for _ in 0..6 {
+            let n = jb.next(clock);
+            if !matches!(n, Next::Silence(_)) {
+                clock += ms(20);
+            }
+            seen.push(n);
+        }
+        assert!(matches!(seen[0], Next::Silence(s) if s >= 960), "{seen:?}");
+        assert_eq!(decoded(&seen[1]), Some(0));
+        assert_eq!(seen[2], Next::Fec(payload(2)));
+        assert_eq!(decoded(&seen[3]), Some(2));
+        assert_eq!(jb.stats.fec_recovered, 1);
+    }
+
+    #[test]
+    fn loss_without_a_next_packet_is_concealed() {
+        let (out, jb) = run(&[0; 10], &[4, 5]);
+        // 4 and 5 are concealed (fading: nothing later had arrived yet), then 6 plays and the
+        // two count as lost.
+        assert!(
+            out.iter()
+                .any(|n| matches!(n, Next::Conceal { fade_from, .. } if *fade_from == 1.0))
+        );
+        assert_eq!(jb.stats.lost, 2);
+        let played: Vec<u32> = out.iter().filter_map(decoded).collect();
+        assert_eq!(played, vec![0, 1, 2, 3, 6, 7, 8, 9]);
+    }
+
+    #[test]
+    fn target_adapts_only_at_a_talk_spurt_start() {
+        let t0 = Instant::now();
+        let mut jb = JitterBuffer::new(JitterConfig::default());
+        jb.insert(0, payload(0), t0);
+        let _ = jb.next(t0 + ms(20));
+        let first = jb.target();
+        // Jittery arrivals during the spurt raise the jitter estimate, not the target.
+        for i in 1..10u32 {
+            let d = if i % 2 == 0 { 25 } else { 0 };
+            jb.insert(i * F, payload(i), t0 + ms(20 * u64::from(i) + d));
+        }
+        assert_eq!(jb.target(), first);
+        jb.clear();
+        // A new spurt after silence starts with the larger target.
+        jb.insert(100 * F, payload(100), t0 + ms(3000));
+        let _ = jb.next(t0 + ms(3000));
+        assert!(
+            jb.target() > first + ms(10),
+            "{:?} -> {:?}",
+            first,
+            jb.target()
+        );
+        assert!(jb.target() <= ms(200));
+    }
+
+    #[test]
+    fn timestamps_wrap() {
+        let t0 = Instant::now();
+        let mut jb = JitterBuffer::new(JitterConfig::default());
+        let start = u32::MAX - F + 1;
+        for i in 0..4u32 {
+            jb.insert(
+                start.wrapping_add(i * F),
+                payload(i),
+                t0 + ms(20 * u64::from(i)),
+            );
+        }
+        let mut played = Vec::new();
+        let mut clock = t0 + ms(100);
+        for _ in 0..8 {
+            let n = jb.next(clock);
+            if let Some(i) = decoded(&n) {
+                played.push(i);
+            }
+            clock += ms(20);
+        }
+        assert_eq!(played, vec![0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn a_burst_far_beyond_the_target_is_trimmed() {
+        let t0 = Instant::now();
+        let mut jb = JitterBuffer::new(JitterConfig::default());
+        jb.insert(0, payload(0), t0);
+        assert_eq!(decoded(&jb.next(t0 + ms(10))), Some(0));
+        // 10 frames (200 ms) arrive at once.
+        for i in 1..=10u32 {
+            jb.insert(i * F, payload(i), t0 + ms(20));
+        }
+        let first = decoded(&jb.next(t0 + ms(30))).unwrap();
+        assert!(first > 1, "did not skip: {first}");
+        assert!(jb.stats.dropped_for_delay > 0);
+    }
+}

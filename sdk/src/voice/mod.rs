@@ -1,0 +1,767 @@
+//! Voice chat: Opus over an RTP audio track in each peer connection.
+//!
+//! ```text
+//! source ─► voice-tx: noise suppression, gain → gate (PTT / VAD / open) → Opus 20 ms ─► RTP
+//! RTP ─► per-peer jitter buffer ─► voice-rx: decode | FEC | PLC, gain, mute, pan, mix ─► sink
+//! ```
+//!
+//! Start it next to a [`Session`](crate::Session):
+//!
+//! ```no_run
+//! use squadlink::voice::{Voice, VoiceConfig, VoiceMode};
+//! # let session: squadlink::Session = todo!();
+//! let voice = Voice::start(&session, VoiceConfig::default().mode(VoiceMode::PushToTalk))?;
+//! voice.set_push_to_talk(true); // while the key is held
+//! for event in voice.poll_events() {
+//!     println!("{event:?}"); // SpeakingStarted { peer }, DeviceUnavailable { .. }, ...
+//! }
+//! # Ok::<(), squadlink::voice::VoiceError>(())
+//! ```
+//!
+//! Audio comes from an [`AudioSource`] and goes to an [`AudioSink`]: the sound card
+//! (cpal), a WAV file, a synthetic tone, or the game itself ([`AudioInput::Manual`],
+//! [`AudioOutput::Manual`]) for engines that own the audio device. A missing or broken sound
+//! device is reported as [`VoiceEvent::DeviceUnavailable`]; the session and the other
+//! direction keep working.
+//!
+//! Playout is clocked by the sink: the receive side decodes a frame only when the sink needs
+//! more audio, so FEC can use the next packet and nothing waits in queues.
+
+mod capture;
+mod device;
+mod io;
+mod jitter;
+mod mixer;
+mod opus;
+mod rx;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use squadlink_protocol::PeerId;
+
+pub use capture::VoiceMode;
+pub use device::{DeviceCounters, DeviceSink, DeviceSource, Direction, device_names};
+pub use io::{
+    AudioSink, AudioSource, BLOCK, NullSink, SyntheticSource, WavSink, WavSource, read_wav_mono_48k,
+};
+pub use jitter::JitterConfig;
+pub use mixer::{Falloff, Listener};
+pub use opus::{VoiceDecoder, VoiceEncoder};
+
+use crate::Session;
+use crate::transport::media::{MediaFrame, MediaLink};
+
+/// Voice's sample rate.
+pub const SAMPLE_RATE: u32 = 48_000;
+/// Samples in one 20 ms frame.
+pub const FRAME: usize = 960;
+
+/// What went wrong with voice.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum VoiceError {
+    /// A sound device is missing or failed.
+    #[error("audio {direction} device: {reason}")]
+    Device {
+        /// Microphone or speakers.
+        direction: Direction,
+        /// What happened and what to do.
+        reason: String,
+    },
+    /// A WAV file could not be read or written.
+    #[error("WAV file {path}: {reason}")]
+    Wav {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The Opus codec failed.
+    #[error("Opus: {0}")]
+    Codec(String),
+    /// Voice could not start its threads.
+    #[error("voice could not start: {0}")]
+    Start(String),
+}
+
+/// Something that happened in voice chat.
+#[derive(Debug, Clone, PartialEq)]
+pub enum VoiceEvent {
+    /// A peer's voice started playing.
+    SpeakingStarted {
+        /// Who.
+        peer: PeerId,
+    },
+    /// A peer's voice stopped (silence, mute or departure).
+    SpeakingStopped {
+        /// Who.
+        peer: PeerId,
+    },
+    /// We started sending our voice (the gate opened).
+    TransmitStarted,
+    /// We stopped sending our voice.
+    TransmitStopped,
+    /// A device started.
+    DeviceStarted {
+        /// Microphone or speakers.
+        direction: Direction,
+        /// Its name.
+        name: String,
+    },
+    /// A device is missing or failed; voice goes on without it.
+    DeviceUnavailable {
+        /// Microphone or speakers.
+        direction: Direction,
+        /// What happened and what to do.
+        reason: String,
+    },
+}
+
+/// Where the microphone audio comes from.
+pub enum AudioInput {
+    /// The system's default microphone.
+    Default,
+    /// The microphone with this name (see [`device_names`]).
+    Device(String),
+    /// A WAV file, played in real time, then silence.
+    Wav(PathBuf),
+    /// Any source.
+    Source(Box<dyn AudioSource>),
+    /// The game pushes mono 48 kHz samples with [`Voice::push_capture`].
+    Manual,
+    /// Listen only.
+    None,
+}
+
+/// Where the voice mix goes.
+pub enum AudioOutput {
+    /// The system's default output.
+    Default,
+    /// The output device with this name (see [`device_names`]).
+    Device(String),
+    /// A WAV file (16-bit stereo), written in real time.
+    Wav(PathBuf),
+    /// Any sink.
+    Sink(Box<dyn AudioSink>),
+    /// The game pulls the stereo mix with [`Voice::pull_playback`].
+    Manual,
+    /// Play nothing (speaking events still come).
+    None,
+}
+
+/// Voice settings.
+pub struct VoiceConfig {
+    /// How the microphone opens.
+    pub mode: VoiceMode,
+    /// Where audio comes from.
+    pub input: AudioInput,
+    /// Where the mix goes.
+    pub output: AudioOutput,
+    /// Opus bitrate, bits per second (default 32 000).
+    pub bitrate: u32,
+    /// RNNoise noise suppression (default on; it adds 10 ms of delay).
+    pub noise_suppression: bool,
+    /// Microphone gain (default 1.0).
+    pub gain: f32,
+    /// Voice probability that opens the voice-activity gate (default 0.6).
+    pub vad_threshold: f32,
+    /// How long the gate stays open after speech (default 300 ms).
+    pub hangover: Duration,
+    /// Jitter buffer bounds.
+    pub jitter: JitterConfig,
+}
+
+impl Default for VoiceConfig {
+    fn default() -> Self {
+        Self {
+            mode: VoiceMode::default(),
+            input: AudioInput::Default,
+            output: AudioOutput::Default,
+            bitrate: 32_000,
+            noise_suppression: true,
+            gain: 1.0,
+            vad_threshold: 0.6,
+            hangover: Duration::from_millis(300),
+            jitter: JitterConfig::default(),
+        }
+    }
+}
+
+impl VoiceConfig {
+    /// Sets the mode.
+    pub fn mode(mut self, mode: VoiceMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Sets the input.
+    pub fn input(mut self, input: AudioInput) -> Self {
+        self.input = input;
+        self
+    }
+
+    /// Sets the output.
+    pub fn output(mut self, output: AudioOutput) -> Self {
+        self.output = output;
+        self
+    }
+
+    /// Turns noise suppression on or off.
+    pub fn noise_suppression(mut self, on: bool) -> Self {
+        self.noise_suppression = on;
+        self
+    }
+}
+
+/// One peer's voice statistics.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VoiceStats {
+    /// Their voice is playing.
+    pub speaking: bool,
+    /// Time packets wait in the jitter buffer (smoothed).
+    pub jitter_buffer_delay: Duration,
+    /// The delay the buffer aimed for at the start of the last talk spurt.
+    pub target_delay: Duration,
+    /// Interarrival jitter (RFC 3550).
+    pub jitter: Duration,
+    /// RTP packets received.
+    pub packets_received: u64,
+    /// Frames decoded from their own packet.
+    pub decoded: u64,
+    /// Packets that came too late to play.
+    pub late: u64,
+    /// Frames missing at playout time.
+    pub lost: u64,
+    /// Missing frames rebuilt from the next packet's FEC data.
+    pub fec_recovered: u64,
+    /// Frames concealed (PLC), including talk-spurt tails.
+    pub concealed: u64,
+    /// Frames dropped to bring the delay back down.
+    pub dropped_for_delay: u64,
+    /// Loss measured over recent seconds, percent.
+    pub loss_percent: f64,
+    /// Received Opus bitrate, kbit/s (payload).
+    pub kbps: f64,
+}
+
+/// Our own sending statistics.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TransmitStats {
+    /// Frames captured.
+    pub frames_captured: u64,
+    /// Packets sent.
+    pub packets_sent: u64,
+    /// Opus payload bytes sent.
+    pub bytes_sent: u64,
+    /// The loss FEC is tuned for (the worst any receiver reports), percent.
+    pub fec_loss_percent: u8,
+}
+
+/// Per-peer controls.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct PeerControl {
+    pub(crate) volume: f32,
+    pub(crate) muted: bool,
+    pub(crate) position: Option<[f32; 3]>,
+}
+
+impl Default for PeerControl {
+    fn default() -> Self {
+        Self {
+            volume: 1.0,
+            muted: false,
+            position: None,
+        }
+    }
+}
+
+/// State shared by the handle and the voice threads (never touched by device callbacks).
+pub(crate) struct Controls {
+    mode: AtomicU8,
+    push_to_talk: AtomicBool,
+    self_muted: AtomicBool,
+    transmitting: AtomicBool,
+    pub(crate) reported_loss: AtomicU8,
+    frames_captured: AtomicU64,
+    packets_sent: AtomicU64,
+    bytes_sent: AtomicU64,
+    peers: Mutex<HashMap<PeerId, PeerControl>>,
+    space: Mutex<(Listener, Falloff)>,
+    pub(crate) stats: Mutex<HashMap<PeerId, VoiceStats>>,
+}
+
+fn mode_code(mode: VoiceMode) -> u8 {
+    match mode {
+        VoiceMode::PushToTalk => 0,
+        VoiceMode::VoiceActivity => 1,
+        VoiceMode::OpenMic => 2,
+    }
+}
+
+fn mode_from(code: u8) -> VoiceMode {
+    match code {
+        0 => VoiceMode::PushToTalk,
+        2 => VoiceMode::OpenMic,
+        _ => VoiceMode::VoiceActivity,
+    }
+}
+
+impl Controls {
+    fn new(mode: VoiceMode) -> Self {
+        Self {
+            mode: AtomicU8::new(mode_code(mode)),
+            push_to_talk: AtomicBool::new(false),
+            self_muted: AtomicBool::new(false),
+            transmitting: AtomicBool::new(false),
+            reported_loss: AtomicU8::new(0),
+            frames_captured: AtomicU64::new(0),
+            packets_sent: AtomicU64::new(0),
+            bytes_sent: AtomicU64::new(0),
+            peers: Mutex::new(HashMap::new()),
+            space: Mutex::new((Listener::default(), Falloff::default())),
+            stats: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> (HashMap<PeerId, PeerControl>, Listener, Falloff) {
+        let peers = self.peers.lock().map(|p| p.clone()).unwrap_or_default();
+        let (listener, falloff) = self
+            .space
+            .lock()
+            .map(|s| *s)
+            .unwrap_or((Listener::default(), Falloff::default()));
+        (peers, listener, falloff)
+    }
+
+    fn gate_input(&self) -> capture::GateInput {
+        capture::GateInput {
+            mode: mode_from(self.mode.load(Ordering::Relaxed)),
+            push_to_talk: self.push_to_talk.load(Ordering::Relaxed),
+            self_muted: self.self_muted.load(Ordering::Relaxed),
+        }
+    }
+
+    fn update_peer(&self, peer: PeerId, f: impl FnOnce(&mut PeerControl)) {
+        if let Ok(mut peers) = self.peers.lock() {
+            f(peers.entry(peer).or_default());
+        }
+    }
+}
+
+/// Voice chat for one session: capture and send, receive and play.
+///
+/// Dropping it stops voice (the session goes on).
+pub struct Voice {
+    controls: Arc<Controls>,
+    events: crossbeam_channel::Receiver<VoiceEvent>,
+    event_tx: crossbeam_channel::Sender<VoiceEvent>,
+    manual_in: Option<Mutex<rtrb::Producer<f32>>>,
+    /// The receive side, shared with the playout thread (or pulled by the game).
+    receiver: Arc<Mutex<rx::Receiver>>,
+    manual_out: bool,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Voice {
+    /// Starts voice chat on `session`'s peer connections.
+    ///
+    /// A sound device that is missing or fails becomes a [`VoiceEvent::DeviceUnavailable`]
+    /// event and voice runs without it. Errors are for what the caller asked for and cannot
+    /// have: an unreadable WAV file, or no threads.
+    pub fn start(session: &Session, config: VoiceConfig) -> Result<Voice, VoiceError> {
+        Self::start_with_link(Some(session.media_link()), config)
+    }
+
+    fn start_with_link(link: Option<MediaLink>, config: VoiceConfig) -> Result<Voice, VoiceError> {
+        let controls = Arc::new(Controls::new(config.mode));
+        let (event_tx, events) = crossbeam_channel::bounded(1024);
+        let stop = Arc::new(AtomicBool::new(false));
+        let emit = |e: VoiceEvent| {
+            let _ = event_tx.try_send(e);
+        };
+
+        let mut manual_in = None;
+        let source: Option<Box<dyn AudioSource>> = match config.input {
+            AudioInput::Default => open_device_source(None, &emit),
+            AudioInput::Device(name) => open_device_source(Some(&name), &emit),
+            AudioInput::Wav(path) => Some(Box::new(WavSource::open(path)?)),
+            AudioInput::Source(source) => Some(source),
+            AudioInput::Manual => {
+                let (producer, consumer) = rtrb::RingBuffer::new(SAMPLE_RATE as usize);
+                manual_in = Some(Mutex::new(producer));
+                Some(Box::new(io::ManualSource { consumer }))
+            }
+            AudioInput::None => None,
+        };
+        let mut manual_out = false;
+        let sink: Option<Box<dyn AudioSink>> = match config.output {
+            AudioOutput::Default => Some(open_device_sink(None, &emit)),
+            AudioOutput::Device(name) => Some(open_device_sink(Some(&name), &emit)),
+            AudioOutput::Wav(path) => Some(Box::new(WavSink::create(path)?)),
+            AudioOutput::Sink(sink) => Some(sink),
+            AudioOutput::Manual => {
+                manual_out = true;
+                None
+            }
+            AudioOutput::None => Some(Box::new(NullSink::new())),
+        };
+
+        let (incoming, cmd) = match link {
+            Some(link) => (link.incoming.clone(), Some(link)),
+            None => (crossbeam_channel::never(), None),
+        };
+        let receiver = Arc::new(Mutex::new(rx::Receiver::new(
+            incoming,
+            cmd.as_ref().map(MediaLink::clone_sender),
+            Arc::clone(&controls),
+            event_tx.clone(),
+            config.jitter,
+        )));
+        let mut threads = Vec::new();
+        if let Some(source) = source {
+            let tx = Transmitter {
+                source,
+                processor: capture::Processor::new(config.noise_suppression, config.gain),
+                gate: capture::Gate::new(
+                    config.vad_threshold,
+                    capture::frames_for(config.hangover),
+                ),
+                encoder: VoiceEncoder::new(config.bitrate)?,
+                link: cmd.as_ref().map(MediaLink::clone_sender),
+                controls: Arc::clone(&controls),
+                events: event_tx.clone(),
+                stop: Arc::clone(&stop),
+            };
+            threads.push(spawn("squadlink-voice-tx", move || tx.run())?);
+        }
+        if let Some(sink) = sink {
+            let receiver = Arc::clone(&receiver);
+            let stop = Arc::clone(&stop);
+            let events = event_tx.clone();
+            threads.push(spawn("squadlink-voice-rx", move || {
+                playout(sink, &receiver, &stop, &events);
+            })?);
+        }
+        Ok(Voice {
+            controls,
+            events,
+            event_tx,
+            manual_in,
+            receiver,
+            manual_out,
+            stop,
+            threads,
+        })
+    }
+
+    /// Events since the last call (speaking changes, device problems).
+    pub fn poll_events(&self) -> Vec<VoiceEvent> {
+        self.events.try_iter().collect()
+    }
+
+    /// Changes the mode.
+    pub fn set_mode(&self, mode: VoiceMode) {
+        self.controls.mode.store(mode_code(mode), Ordering::Relaxed);
+    }
+
+    /// The mode.
+    pub fn mode(&self) -> VoiceMode {
+        mode_from(self.controls.mode.load(Ordering::Relaxed))
+    }
+
+    /// Whether the push-to-talk key is held (in [`VoiceMode::PushToTalk`]).
+    pub fn set_push_to_talk(&self, held: bool) {
+        self.controls.push_to_talk.store(held, Ordering::Relaxed);
+    }
+
+    /// Mutes or unmutes our microphone: nothing is sent while muted.
+    pub fn set_self_muted(&self, muted: bool) {
+        self.controls.self_muted.store(muted, Ordering::Relaxed);
+    }
+
+    /// Whether our microphone is muted.
+    pub fn self_muted(&self) -> bool {
+        self.controls.self_muted.load(Ordering::Relaxed)
+    }
+
+    /// Whether our voice is being sent right now.
+    pub fn transmitting(&self) -> bool {
+        self.controls.transmitting.load(Ordering::Relaxed)
+    }
+
+    /// A peer's volume: 0.0 to 2.0 (200 %), default 1.0.
+    pub fn set_peer_volume(&self, peer: PeerId, volume: f32) {
+        let volume = if volume.is_finite() {
+            volume.clamp(0.0, 2.0)
+        } else {
+            1.0
+        };
+        self.controls.update_peer(peer, |c| c.volume = volume);
+    }
+
+    /// Mutes a peer for us only (their audio is not even decoded).
+    pub fn set_peer_muted(&self, peer: PeerId, muted: bool) {
+        self.controls.update_peer(peer, |c| c.muted = muted);
+    }
+
+    /// Where a peer's voice comes from (`None`: centred, no distance falloff).
+    pub fn set_peer_position(&self, peer: PeerId, position: Option<[f32; 3]>) {
+        self.controls.update_peer(peer, |c| c.position = position);
+    }
+
+    /// Where we listen from, and how voices fade with distance.
+    pub fn set_listener(&self, listener: Listener, falloff: Falloff) {
+        if let Ok(mut space) = self.controls.space.lock() {
+            *space = (listener, falloff);
+        }
+    }
+
+    /// A peer's voice statistics (refreshed 4 times a second while they are heard).
+    pub fn stats(&self, peer: PeerId) -> Option<VoiceStats> {
+        self.controls.stats.lock().ok()?.get(&peer).cloned()
+    }
+
+    /// Our sending statistics.
+    pub fn transmit_stats(&self) -> TransmitStats {
+        TransmitStats {
+            frames_captured: self.controls.frames_captured.load(Ordering::Relaxed),
+            packets_sent: self.controls.packets_sent.load(Ordering::Relaxed),
+            bytes_sent: self.controls.bytes_sent.load(Ordering::Relaxed),
+            fec_loss_percent: self.controls.reported_loss.load(Ordering::Relaxed),
+        }
+    }
+
+    /// With [`AudioInput::Manual`]: pushes mono 48 kHz samples; returns how many fitted
+    /// (up to a second may wait).
+    pub fn push_capture(&self, mono: &[f32]) -> usize {
+        let Some(producer) = &self.manual_in else {
+            return 0;
+        };
+        let Ok(mut producer) = producer.lock() else {
+            return 0;
+        };
+        let n = mono.len().min(producer.slots());
+        let Ok(mut chunk) = producer.write_chunk(n) else {
+            return 0;
+        };
+        let (a, b) = chunk.as_mut_slices();
+        let split = a.len();
+        for (dst, src) in a.iter_mut().zip(mono) {
+            *dst = *src;
+        }
+        for (dst, src) in b.iter_mut().zip(mono.iter().skip(split)) {
+            *dst = *src;
+        }
+        chunk.commit_all();
+        n
+    }
+
+    /// With [`AudioOutput::Manual`]: fills `stereo` (interleaved, 48 kHz) with the next
+    /// stretch of the mix. Call it at the pace the audio is played.
+    pub fn pull_playback(&self, stereo: &mut [f32]) {
+        if !self.manual_out {
+            stereo.fill(0.0);
+            return;
+        }
+        match self.receiver.lock() {
+            Ok(mut receiver) => receiver.render(Instant::now(), stereo),
+            Err(_) => stereo.fill(0.0),
+        }
+    }
+
+    /// Stops voice and waits for its threads (files are finished).
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        let _ = &self.event_tx;
+    }
+}
+
+impl Drop for Voice {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, VoiceError> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .map_err(|e| VoiceError::Start(e.to_string()))
+}
+
+fn open_device_source(
+    name: Option<&str>,
+    emit: &impl Fn(VoiceEvent),
+) -> Option<Box<dyn AudioSource>> {
+    match DeviceSource::open(name) {
+        Ok(source) => {
+            emit(VoiceEvent::DeviceStarted {
+                direction: Direction::Input,
+                name: source.describe(),
+            });
+            Some(Box::new(source))
+        }
+        Err(e) => {
+            tracing::warn!(%e, "no microphone: voice runs listen-only");
+            emit(VoiceEvent::DeviceUnavailable {
+                direction: Direction::Input,
+                reason: e.to_string(),
+            });
+            None
+        }
+    }
+}
+
+fn open_device_sink(name: Option<&str>, emit: &impl Fn(VoiceEvent)) -> Box<dyn AudioSink> {
+    match DeviceSink::open(name) {
+        Ok(sink) => {
+            emit(VoiceEvent::DeviceStarted {
+                direction: Direction::Output,
+                name: sink.describe(),
+            });
+            Box::new(sink)
+        }
+        Err(e) => {
+            tracing::warn!(%e, "no audio output: voices are received but not played");
+            emit(VoiceEvent::DeviceUnavailable {
+                direction: Direction::Output,
+                reason: e.to_string(),
+            });
+            Box::new(NullSink::new())
+        }
+    }
+}
+
+/// The playout thread: whenever the sink needs audio, render exactly that much.
+fn playout(
+    mut sink: Box<dyn AudioSink>,
+    receiver: &Mutex<rx::Receiver>,
+    stop: &AtomicBool,
+    events: &crossbeam_channel::Sender<VoiceEvent>,
+) {
+    let mut buf = vec![0.0f32; BLOCK * 2];
+    while !stop.load(Ordering::Relaxed) {
+        let wanted = match sink.wait(Duration::from_millis(50)) {
+            Ok(0) => continue,
+            Ok(n) => n,
+            Err(e) => {
+                let _ = events.try_send(VoiceEvent::DeviceUnavailable {
+                    direction: Direction::Output,
+                    reason: e.to_string(),
+                });
+                sink = Box::new(NullSink::new());
+                continue;
+            }
+        };
+        buf.resize(wanted * 2, 0.0);
+        match receiver.lock() {
+            Ok(mut r) => r.render(Instant::now(), &mut buf),
+            Err(_) => return,
+        }
+        if let Err(e) = sink.write(&buf) {
+            let _ = events.try_send(VoiceEvent::DeviceUnavailable {
+                direction: Direction::Output,
+                reason: e.to_string(),
+            });
+            sink = Box::new(NullSink::new());
+        }
+    }
+}
+
+/// The sending thread's state.
+struct Transmitter {
+    source: Box<dyn AudioSource>,
+    processor: capture::Processor,
+    gate: capture::Gate,
+    encoder: VoiceEncoder,
+    link: Option<MediaLink>,
+    controls: Arc<Controls>,
+    events: crossbeam_channel::Sender<VoiceEvent>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Transmitter {
+    fn run(mut self) {
+        let mut frame = vec![0.0f32; FRAME];
+        let mut timestamp = crate::transport::net::random_u32();
+        let mut seq = u16::try_from(crate::transport::net::random_u32() >> 16).unwrap_or(0);
+        let mut sending = false;
+        let mut open = false;
+        while !self.stop.load(Ordering::Relaxed) {
+            match self.source.read(&mut frame, Duration::from_millis(100)) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::warn!(%e, "microphone lost: voice runs listen-only");
+                    let _ = self.events.try_send(VoiceEvent::DeviceUnavailable {
+                        direction: Direction::Input,
+                        reason: e.to_string(),
+                    });
+                    break;
+                }
+            }
+            self.controls
+                .frames_captured
+                .fetch_add(1, Ordering::Relaxed);
+            let probability = self.processor.process(&mut frame);
+            let now_open = self.gate.decide(self.controls.gate_input(), probability);
+            if now_open != open {
+                open = now_open;
+                self.controls.transmitting.store(open, Ordering::Relaxed);
+                let _ = self.events.try_send(if open {
+                    VoiceEvent::TransmitStarted
+                } else {
+                    VoiceEvent::TransmitStopped
+                });
+            }
+            let loss = self.controls.reported_loss.load(Ordering::Relaxed);
+            if let Err(e) = self.encoder.set_expected_loss(loss) {
+                tracing::debug!(%e, "FEC setting refused");
+            }
+            if open {
+                match self.encoder.encode(&frame) {
+                    // Two bytes or less: a DTX frame (silence); receivers conceal the gap.
+                    Ok(packet) if packet.len() > 2 => {
+                        let payload = Bytes::copy_from_slice(packet);
+                        self.controls.packets_sent.fetch_add(1, Ordering::Relaxed);
+                        self.controls
+                            .bytes_sent
+                            .fetch_add(payload.len() as u64, Ordering::Relaxed);
+                        if let Some(link) = &self.link {
+                            link.send(MediaFrame {
+                                seq,
+                                timestamp,
+                                marker: !sending,
+                                payload,
+                            });
+                        }
+                        seq = seq.wrapping_add(1);
+                        sending = true;
+                    }
+                    Ok(_) => sending = false,
+                    Err(e) => {
+                        tracing::debug!(%e, "frame not encoded");
+                        sending = false;
+                    }
+                }
+            } else {
+                sending = false;
+            }
+            timestamp = timestamp.wrapping_add(FRAME as u32);
+        }
+        self.controls.transmitting.store(false, Ordering::Relaxed);
+    }
+}

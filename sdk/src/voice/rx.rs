@@ -1,0 +1,348 @@
+//! The receiving side: per-peer jitter buffers and decoders, pulled by the output clock and
+//! mixed into one stereo signal.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use squadlink_protocol::PeerId;
+
+use super::jitter::{JitterBuffer, JitterConfig, Next};
+use super::mixer::{limit, mix_into, spatial_gains};
+use super::opus::VoiceDecoder;
+use super::{Controls, FRAME, VoiceEvent, VoiceStats};
+use crate::transport::media::MediaIn;
+
+/// How long after its last packet a peer still counts as speaking.
+const SPEAKING_HOLD: Duration = Duration::from_millis(250);
+/// Decoded audio above this level counts as speech.
+const SPEAKING_LEVEL_DBFS: f32 = -50.0;
+/// How often loss is measured and reported to each sender.
+const REPORT_EVERY: Duration = Duration::from_secs(1);
+/// How often per-peer statistics are published.
+const STATS_EVERY: Duration = Duration::from_millis(250);
+
+/// Loss measured from RTP sequence numbers over one report interval.
+#[derive(Debug, Default)]
+struct LossMeter {
+    highest: Option<(u16, i64)>,
+    base: Option<i64>,
+    received: u64,
+    /// Smoothed loss fraction.
+    smoothed: f64,
+}
+
+impl LossMeter {
+    fn on_packet(&mut self, seq: u16) {
+        let ext = match self.highest {
+            None => i64::from(seq),
+            Some((last, ext)) => ext + i64::from(seq.wrapping_sub(last) as i16),
+        };
+        if self.highest.is_none_or(|(_, e)| ext > e) {
+            self.highest = Some((seq, ext));
+        }
+        if self.base.is_none() {
+            self.base = Some(ext - 1);
+        }
+        self.received += 1;
+    }
+
+    /// Closes an interval: the percentage lost in it, if packets were expected.
+    fn close_interval(&mut self) -> Option<u8> {
+        let (_, highest) = self.highest?;
+        let base = self.base?;
+        let expected = highest - base;
+        if expected <= 0 {
+            return None;
+        }
+        let lost = (expected - i64::try_from(self.received).unwrap_or(i64::MAX)).max(0);
+        let fraction = lost as f64 / expected as f64;
+        self.smoothed = if self.smoothed == 0.0 {
+            fraction
+        } else {
+            0.7 * self.smoothed + 0.3 * fraction
+        };
+        self.base = Some(highest);
+        self.received = 0;
+        Some((fraction * 100.0).round().clamp(0.0, 100.0) as u8)
+    }
+}
+
+struct PeerVoice {
+    jb: JitterBuffer,
+    decoder: Option<VoiceDecoder>,
+    pcm: VecDeque<f32>,
+    gains: (f32, f32),
+    speaking: bool,
+    last_audio: Option<Instant>,
+    loss: LossMeter,
+    packets: u64,
+    bytes_window: u64,
+    kbps: f64,
+}
+
+impl PeerVoice {
+    fn new(config: JitterConfig) -> Self {
+        Self {
+            jb: JitterBuffer::new(config),
+            decoder: None,
+            pcm: VecDeque::with_capacity(FRAME * 4),
+            gains: (1.0, 1.0),
+            speaking: false,
+            last_audio: None,
+            loss: LossMeter::default(),
+            packets: 0,
+            bytes_window: 0,
+            kbps: 0.0,
+        }
+    }
+}
+
+/// Everything the receive side owns.
+pub(crate) struct Receiver {
+    incoming: crossbeam_channel::Receiver<MediaIn>,
+    cmd: Option<crate::transport::media::MediaLink>,
+    controls: Arc<Controls>,
+    events: crossbeam_channel::Sender<VoiceEvent>,
+    config: JitterConfig,
+    peers: HashMap<PeerId, PeerVoice>,
+    reported: HashMap<PeerId, u8>,
+    decoded: Vec<f32>,
+    mono: Vec<f32>,
+    last_report: Option<Instant>,
+    last_stats: Option<Instant>,
+}
+
+impl Receiver {
+    pub(crate) fn new(
+        incoming: crossbeam_channel::Receiver<MediaIn>,
+        cmd: Option<crate::transport::media::MediaLink>,
+        controls: Arc<Controls>,
+        events: crossbeam_channel::Sender<VoiceEvent>,
+        config: JitterConfig,
+    ) -> Self {
+        Self {
+            incoming,
+            cmd,
+            controls,
+            events,
+            config,
+            peers: HashMap::new(),
+            reported: HashMap::new(),
+            decoded: vec![0.0; FRAME],
+            mono: Vec::with_capacity(FRAME * 4),
+            last_report: None,
+            last_stats: None,
+        }
+    }
+
+    fn emit(&self, event: VoiceEvent) {
+        let _ = self.events.try_send(event);
+    }
+
+    /// Takes in everything the network thread has handed over.
+    pub(crate) fn drain(&mut self) {
+        while let Ok(item) = self.incoming.try_recv() {
+            match item {
+                MediaIn::Rtp {
+                    peer,
+                    seq,
+                    timestamp,
+                    payload,
+                    arrival,
+                    ..
+                } => {
+                    let config = self.config;
+                    let pv = self
+                        .peers
+                        .entry(peer)
+                        .or_insert_with(|| PeerVoice::new(config));
+                    pv.packets += 1;
+                    pv.bytes_window += payload.len() as u64;
+                    pv.loss.on_packet(seq);
+                    pv.jb.insert(timestamp, payload, arrival);
+                }
+                MediaIn::LossReport { peer, percent } => {
+                    self.reported.insert(peer, percent);
+                    self.publish_reported_loss();
+                }
+                MediaIn::PeerGone { peer } => {
+                    if self.peers.remove(&peer).is_some_and(|pv| pv.speaking) {
+                        self.emit(VoiceEvent::SpeakingStopped { peer });
+                    }
+                    self.reported.remove(&peer);
+                    self.publish_reported_loss();
+                    if let Ok(mut stats) = self.controls.stats.lock() {
+                        stats.remove(&peer);
+                    }
+                }
+            }
+        }
+    }
+
+    fn publish_reported_loss(&self) {
+        let max = self.reported.values().copied().max().unwrap_or(0);
+        self.controls
+            .reported_loss
+            .store(max, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Renders `out.len() / 2` stereo frames of the mix, as of `now`.
+    pub(crate) fn render(&mut self, now: Instant, out: &mut [f32]) {
+        self.drain();
+        out.fill(0.0);
+        let frames = out.len() / 2;
+        let (peer_controls, listener, falloff) = self.controls.snapshot();
+        let mut started = Vec::new();
+        let mut stopped = Vec::new();
+        for (id, pv) in &mut self.peers {
+            let control = peer_controls.get(id).copied().unwrap_or_default();
+            if control.muted {
+                // A muted peer is not decoded at all.
+                pv.jb.clear();
+                pv.decoder = None;
+                pv.pcm.clear();
+            } else {
+                while pv.pcm.len() < frames {
+                    let next = pv.jb.next(now);
+                    let (packet, fec, fade) = match &next {
+                        Next::Idle => break,
+                        Next::Silence(n) => {
+                            pv.pcm.extend(std::iter::repeat_n(0.0, *n));
+                            continue;
+                        }
+                        Next::Decode(p) => (Some(p.as_ref()), false, None),
+                        Next::Fec(p) => (Some(p.as_ref()), true, None),
+                        Next::Conceal { fade_from, fade_to } => {
+                            (None, false, Some((*fade_from, *fade_to)))
+                        }
+                    };
+                    if pv.decoder.is_none() {
+                        pv.decoder = VoiceDecoder::new().ok();
+                    }
+                    let Some(decoder) = pv.decoder.as_mut() else {
+                        break;
+                    };
+                    let mut n = decoder.decode(packet, fec, &mut self.decoded).unwrap_or(0);
+                    if n == 0 {
+                        // A packet that does not decode is concealed like a lost one.
+                        n = decoder.decode(None, false, &mut self.decoded).unwrap_or(0);
+                    }
+                    let samples = self.decoded.get_mut(..n.min(FRAME)).unwrap_or(&mut []);
+                    if let Some((from, to)) = fade {
+                        let len = samples.len().max(1) as f32;
+                        for (i, s) in samples.iter_mut().enumerate() {
+                            *s *= from + (to - from) * (i as f32 / len);
+                        }
+                    } else if super::capture::rms_dbfs(samples) > SPEAKING_LEVEL_DBFS {
+                        // Judged by level, so comfort noise in open-mic silence is not speech.
+                        pv.last_audio = Some(now);
+                        if !pv.speaking {
+                            pv.speaking = true;
+                            started.push(*id);
+                        }
+                    }
+                    pv.pcm.extend(samples.iter().copied());
+                    if n == 0 {
+                        pv.pcm.extend(std::iter::repeat_n(0.0, FRAME));
+                    }
+                }
+                let take = frames.min(pv.pcm.len());
+                self.mono.clear();
+                self.mono.extend(pv.pcm.drain(..take));
+                let spatial = spatial_gains(control.position, &listener, &falloff);
+                let volume = control.volume.clamp(0.0, 2.0);
+                let target = (spatial.0 * volume, spatial.1 * volume);
+                mix_into(out, &self.mono, pv.gains, target);
+                pv.gains = target;
+            }
+            let quiet = pv
+                .last_audio
+                .is_none_or(|t| now.saturating_duration_since(t) > SPEAKING_HOLD);
+            if pv.speaking && (quiet || control.muted) {
+                pv.speaking = false;
+                stopped.push(*id);
+            }
+        }
+        limit(out);
+        for peer in started {
+            self.emit(VoiceEvent::SpeakingStarted { peer });
+        }
+        for peer in stopped {
+            self.emit(VoiceEvent::SpeakingStopped { peer });
+        }
+        self.periodic(now);
+    }
+
+    fn periodic(&mut self, now: Instant) {
+        let report_due = self
+            .last_report
+            .is_none_or(|t| now.saturating_duration_since(t) >= REPORT_EVERY);
+        if report_due {
+            let elapsed = self
+                .last_report
+                .map_or(REPORT_EVERY, |t| now.saturating_duration_since(t));
+            self.last_report = Some(now);
+            for (id, pv) in &mut self.peers {
+                pv.kbps = pv.bytes_window as f64 * 8.0 / 1000.0 / elapsed.as_secs_f64().max(0.001);
+                pv.bytes_window = 0;
+                if pv.loss.close_interval().is_some() {
+                    pv.jb.set_loss(pv.loss.smoothed);
+                    // The smoothed figure, rounded up: one lucky second does not switch the
+                    // sender's FEC off.
+                    let percent = (pv.loss.smoothed * 100.0).ceil().clamp(0.0, 100.0) as u8;
+                    if let Some(cmd) = &self.cmd {
+                        cmd.report_loss(*id, percent);
+                    }
+                }
+            }
+        }
+        let stats_due = self
+            .last_stats
+            .is_none_or(|t| now.saturating_duration_since(t) >= STATS_EVERY);
+        if stats_due {
+            self.last_stats = Some(now);
+            if let Ok(mut stats) = self.controls.stats.lock() {
+                for (id, pv) in &self.peers {
+                    let s = &pv.jb.stats;
+                    stats.insert(
+                        *id,
+                        VoiceStats {
+                            speaking: pv.speaking,
+                            jitter_buffer_delay: pv.jb.delay(),
+                            target_delay: pv.jb.target(),
+                            jitter: pv.jb.jitter(),
+                            packets_received: pv.packets,
+                            decoded: s.decoded,
+                            late: s.late,
+                            lost: s.lost,
+                            fec_recovered: s.fec_recovered,
+                            concealed: s.concealed,
+                            dropped_for_delay: s.dropped_for_delay,
+                            loss_percent: pv.loss.smoothed * 100.0,
+                            kbps: pv.kbps,
+                        },
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loss_meter_counts_gaps_across_wrap() {
+        let mut m = LossMeter::default();
+        for s in [65_530u16, 65_531, 65_533, 65_534, 65_535, 0, 2, 3] {
+            m.on_packet(s);
+        }
+        // 65530..=3 is 10 packets, 8 arrived.
+        assert_eq!(m.close_interval(), Some(20));
+        assert_eq!(m.close_interval(), None);
+        m.on_packet(4);
+        assert_eq!(m.close_interval(), Some(0));
+    }
+}

@@ -1,0 +1,161 @@
+//! Voice between two peers over real WebRTC: a speech WAV in on one side, a WAV out on the
+//! other, compared by their level envelopes (Opus keeps what is heard, not the exact wave).
+#![cfg(feature = "voice")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod support;
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use squadlink::voice::{
+    AudioInput, AudioOutput, Voice, VoiceConfig, VoiceEvent, VoiceMode, WavSource,
+};
+use squadlink::{LobbyRef, Session, SessionBuilder};
+use squadlink_testkit::audio::{envelope_match, fine_delay, read_mono, speech_fixture};
+use support::{code, connected, matchmaker};
+
+fn workdir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("squadlink-voice-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn pair(url: &str, sender_loss: f64) -> (Session, Session) {
+    let a = SessionBuilder::new(url)
+        .bind("127.0.0.1:0".parse().unwrap())
+        .join(LobbyRef::create(2))
+        .simulated_loss(sender_loss)
+        .start_async()
+        .await
+        .unwrap();
+    let b = SessionBuilder::new(url)
+        .bind("127.0.0.1:0".parse().unwrap())
+        .join(LobbyRef::Code(code(&a)))
+        .start_async()
+        .await
+        .unwrap();
+    connected(&a, 1).await;
+    connected(&b, 1).await;
+    (a, b)
+}
+
+struct Outcome {
+    correlation: f32,
+    delay: Duration,
+    listener_events: Vec<VoiceEvent>,
+    stats: squadlink::voice::VoiceStats,
+    fec_tuned_for: u8,
+}
+
+/// Sends the speech fixture from a to b; returns how well b's recording matches it.
+async fn talk(name: &str, sender_loss: f64) -> Outcome {
+    let dir = workdir(name);
+    let speech = speech_fixture(&dir);
+    let out = dir.join("heard.wav");
+    let server = matchmaker().await;
+    let (a, b) = pair(&server.url(), sender_loss).await;
+
+    let listener = Voice::start(
+        &b,
+        VoiceConfig::default()
+            .input(AudioInput::None)
+            .output(AudioOutput::Wav(out.clone())),
+    )
+    .unwrap();
+    let source = WavSource::open(&speech).unwrap();
+    let finished = source.finished_flag();
+    let talker = Voice::start(
+        &a,
+        VoiceConfig::default()
+            .mode(VoiceMode::VoiceActivity)
+            .input(AudioInput::Source(Box::new(source)))
+            .output(AudioOutput::None),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut fec_tuned_for = 0;
+    while !finished.load(Ordering::Relaxed) {
+        assert!(
+            Instant::now() < deadline,
+            "the speech never finished playing"
+        );
+        fec_tuned_for = fec_tuned_for.max(talker.transmit_stats().fec_loss_percent);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let peer_a = a.id().unwrap();
+    let stats = listener.stats(peer_a).expect("voice stats for the talker");
+    let sent = talker.transmit_stats();
+    assert!(sent.packets_sent > 100, "{sent:?}");
+    let listener_events = listener.poll_events();
+    talker.stop();
+    listener.stop();
+
+    let (input, rate) = read_mono(&speech);
+    let (output, out_rate) = read_mono(&out);
+    assert_eq!(out_rate, 48_000);
+    assert!(output.len() > input.len() / 2, "the recording is too short");
+    let (correlation, coarse) = envelope_match(&input, &output, rate, Duration::from_secs(2));
+    let delay = fine_delay(&input, &output, rate, coarse);
+    let _ = std::fs::remove_dir_all(&dir);
+    drop((a, b));
+    server.shutdown().await.unwrap();
+    Outcome {
+        correlation,
+        delay,
+        listener_events,
+        stats,
+        fec_tuned_for,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn speech_crosses_over_webrtc() {
+    let o = talk("clean", 0.0).await;
+    eprintln!(
+        "clean: correlation {:.3}, delay {:?}, stats {:?}",
+        o.correlation, o.delay, o.stats
+    );
+    assert!(o.correlation > 0.85, "correlation {}", o.correlation);
+    // Both voices start within a few ms of each other; the recording lags the source by
+    // the pipeline and the network, not by seconds.
+    assert!(o.delay >= Duration::from_millis(20), "delay {:?}", o.delay);
+    assert!(o.delay <= Duration::from_millis(300), "delay {:?}", o.delay);
+    assert!(o.stats.late <= 5, "{:?}", o.stats);
+    assert!(o.stats.decoded > 200, "{:?}", o.stats);
+    assert!(
+        o.listener_events
+            .iter()
+            .any(|e| matches!(e, VoiceEvent::SpeakingStarted { .. }))
+    );
+    assert!(
+        o.listener_events
+            .iter()
+            .any(|e| matches!(e, VoiceEvent::SpeakingStopped { .. }))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn speech_survives_five_percent_loss() {
+    let o = talk("loss", 0.05).await;
+    eprintln!(
+        "5% loss: correlation {:.3}, delay {:?}, stats {:?}, FEC tuned for {}%",
+        o.correlation, o.delay, o.stats, o.fec_tuned_for
+    );
+    assert!(o.correlation > 0.75, "correlation {}", o.correlation);
+    assert!(o.stats.lost > 0, "no loss seen: {:?}", o.stats);
+    // The receiver reported the loss, the sender turned FEC on, and frames were rebuilt.
+    assert!(
+        o.fec_tuned_for >= 2,
+        "FEC tuned for {}% loss",
+        o.fec_tuned_for
+    );
+    assert!(o.stats.fec_recovered > 0, "{:?}", o.stats);
+}
