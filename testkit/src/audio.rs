@@ -93,9 +93,13 @@ fn pearson(a: &[f32], b: &[f32]) -> f32 {
     num / (da.sqrt() * db.sqrt())
 }
 
-/// How well `output` reproduces `input`: the best correlation of their level envelopes over
-/// delays up to `max_delay`, and that delay. Level envelopes, not waveforms: Opus keeps
-/// what is heard, not the exact wave.
+/// How well `output` reproduces `input`: the correlation of their level envelopes, and the
+/// delay. Level envelopes, not waveforms: Opus keeps what is heard, not the exact wave.
+///
+/// The delay is found over the whole signal (up to `max_delay`); the correlation is then the
+/// mean over the 1 s windows of the input that carry sound, each at its best delay within
+/// ±100 ms of that, because an adaptive jitter buffer may start each talk spurt with a
+/// different delay.
 pub fn envelope_match(
     input: &[f32],
     output: &[f32],
@@ -112,7 +116,32 @@ pub fn envelope_match(
             best = (c, lag);
         }
     }
-    (best.0, Duration::from_millis(best.1 as u64 * 10))
+    let coarse = best.1;
+    let mut scores = Vec::new();
+    for (w, window) in ei.chunks(100).enumerate() {
+        let mean = window.iter().sum::<f32>() / window.len() as f32;
+        let spread = (window.iter().map(|x| (x - mean) * (x - mean)).sum::<f32>()
+            / window.len() as f32)
+            .sqrt();
+        if window.len() < 50 || spread < 3.0 {
+            continue;
+        }
+        let start = w * 100;
+        let mut window_best = f32::MIN;
+        for lag in coarse.saturating_sub(10)..=coarse + 10 {
+            let Some(out) = eo.get(start + lag..) else {
+                continue;
+            };
+            window_best = window_best.max(pearson(window, out));
+        }
+        scores.push(window_best);
+    }
+    let score = if scores.is_empty() {
+        best.0
+    } else {
+        scores.iter().sum::<f32>() / scores.len() as f32
+    };
+    (score, Duration::from_millis(coarse as u64 * 10))
 }
 
 /// The delay of `output` against `input` to the sample, by waveform cross-correlation within

@@ -375,10 +375,37 @@ impl Voice {
     /// event and voice runs without it. Errors are for what the caller asked for and cannot
     /// have: an unreadable WAV file, or no threads.
     pub fn start(session: &Session, config: VoiceConfig) -> Result<Voice, VoiceError> {
-        Self::start_with_link(Some(session.media_link()), config)
+        let link = session.media_link();
+        let incoming = link.incoming.clone();
+        Self::start_with(
+            FrameOut::Session(link.clone_sender()),
+            incoming,
+            Some(link),
+            config,
+        )
     }
 
-    fn start_with_link(link: Option<MediaLink>, config: VoiceConfig) -> Result<Voice, VoiceError> {
+    /// Voice without a network: what is captured comes straight back through the whole
+    /// pipeline (gate, Opus, jitter buffer, decoder, mixer) as `listeners` remote voices with
+    /// the ids [`Voice::loopback_peer`]`(0..listeners)`. A microphone test for players ("hear
+    /// yourself"), and how the benchmark measures latency and CPU without a network.
+    pub fn loopback(config: VoiceConfig, listeners: usize) -> Result<Voice, VoiceError> {
+        let (tx, rx) = crossbeam_channel::bounded(crate::transport::media::MEDIA_QUEUE);
+        let peers = (0..listeners).map(Self::loopback_peer).collect();
+        Self::start_with(FrameOut::Loopback { tx, peers }, rx, None, config)
+    }
+
+    /// The id of loopback listener `i` (see [`Voice::loopback`]).
+    pub fn loopback_peer(i: usize) -> PeerId {
+        PeerId(u64::MAX - i as u64)
+    }
+
+    fn start_with(
+        out: FrameOut,
+        incoming: crossbeam_channel::Receiver<crate::transport::media::MediaIn>,
+        link: Option<MediaLink>,
+        config: VoiceConfig,
+    ) -> Result<Voice, VoiceError> {
         let controls = Arc::new(Controls::new(config.mode));
         let (event_tx, events) = crossbeam_channel::bounded(1024);
         let stop = Arc::new(AtomicBool::new(false));
@@ -412,13 +439,9 @@ impl Voice {
             AudioOutput::None => Some(Box::new(NullSink::new())),
         };
 
-        let (incoming, cmd) = match link {
-            Some(link) => (link.incoming.clone(), Some(link)),
-            None => (crossbeam_channel::never(), None),
-        };
         let receiver = Arc::new(Mutex::new(rx::Receiver::new(
             incoming,
-            cmd.as_ref().map(MediaLink::clone_sender),
+            link,
             Arc::clone(&controls),
             event_tx.clone(),
             config.jitter,
@@ -433,7 +456,7 @@ impl Voice {
                     capture::frames_for(config.hangover),
                 ),
                 encoder: VoiceEncoder::new(config.bitrate)?,
-                link: cmd.as_ref().map(MediaLink::clone_sender),
+                out,
                 controls: Arc::clone(&controls),
                 events: event_tx.clone(),
                 stop: Arc::clone(&stop),
@@ -681,13 +704,46 @@ fn playout(
     }
 }
 
+/// Where encoded frames go.
+enum FrameOut {
+    /// To every connected peer of the session.
+    Session(MediaLink),
+    /// Straight back to our own receiver, as these peers.
+    Loopback {
+        tx: crossbeam_channel::Sender<crate::transport::media::MediaIn>,
+        peers: Vec<PeerId>,
+    },
+}
+
+impl FrameOut {
+    fn send(&self, frame: MediaFrame) {
+        match self {
+            Self::Session(link) => {
+                link.send(frame);
+            }
+            Self::Loopback { tx, peers } => {
+                let arrival = Instant::now();
+                for peer in peers {
+                    let _ = tx.try_send(crate::transport::media::MediaIn::Rtp {
+                        peer: *peer,
+                        seq: frame.seq,
+                        timestamp: frame.timestamp,
+                        payload: frame.payload.clone(),
+                        arrival,
+                    });
+                }
+            }
+        }
+    }
+}
+
 /// The sending thread's state.
 struct Transmitter {
     source: Box<dyn AudioSource>,
     processor: capture::Processor,
     gate: capture::Gate,
     encoder: VoiceEncoder,
-    link: Option<MediaLink>,
+    out: FrameOut,
     controls: Arc<Controls>,
     events: crossbeam_channel::Sender<VoiceEvent>,
     stop: Arc<AtomicBool>,
@@ -740,14 +796,12 @@ impl Transmitter {
                         self.controls
                             .bytes_sent
                             .fetch_add(payload.len() as u64, Ordering::Relaxed);
-                        if let Some(link) = &self.link {
-                            link.send(MediaFrame {
-                                seq,
-                                timestamp,
-                                marker: !sending,
-                                payload,
-                            });
-                        }
+                        self.out.send(MediaFrame {
+                            seq,
+                            timestamp,
+                            marker: !sending,
+                            payload,
+                        });
                         seq = seq.wrapping_add(1);
                         sending = true;
                     }
