@@ -42,6 +42,8 @@ pub(crate) enum MediaIn {
         peer: PeerId,
         seq: u16,
         timestamp: u32,
+        /// First packet after a pause in the sender's speech.
+        marker: bool,
         payload: Bytes,
         arrival: Instant,
     },

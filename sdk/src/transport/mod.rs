@@ -790,6 +790,7 @@ impl Driver {
                                 peer: id,
                                 seq: packet.header.sequence_number,
                                 timestamp: packet.header.timestamp,
+                                marker: packet.header.marker,
                                 payload: packet.payload,
                                 arrival: Instant::now(),
                             });

@@ -149,7 +149,6 @@ impl LossStage {
     }
 }
 
-/// A random string from `[a-zA-Z0-9]`, for ICE credentials.
 /// A random 32-bit number (SSRCs).
 pub(crate) fn random_u32() -> u32 {
     let mut bytes = [0u8; 4];
@@ -157,6 +156,7 @@ pub(crate) fn random_u32() -> u32 {
     u32::from_ne_bytes(bytes)
 }
 
+/// A random string from `[a-zA-Z0-9]`, for ICE credentials.
 pub(crate) fn random_token(len: usize) -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
     let mut bytes = vec![0u8; len];

@@ -180,7 +180,7 @@ where
 {
     let (tx, rx) = crossbeam_channel::bounded(1);
     let handle = std::thread::Builder::new()
-        .name(format!("squadlink-audio-{direction}"))
+        .name(format!("sl-audio-{direction}"))
         .spawn(move || {
             let stream = match build() {
                 Ok((stream, name)) => match stream.play() {

@@ -54,6 +54,17 @@ pub(crate) enum Next {
     Idle,
 }
 
+/// A change of delay made in a pause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Adapt {
+    /// Nothing changed.
+    None,
+    /// Play this many samples of silence before the next frame.
+    Insert(usize),
+    /// The next frame was dropped.
+    Skipped,
+}
+
 /// Counters kept by the buffer.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct JitterStats {
@@ -81,6 +92,8 @@ enum State {
 struct Entry {
     payload: Bytes,
     arrival: Instant,
+    /// The first packet after a pause: the gap before it is silence, not loss.
+    marker: bool,
 }
 
 /// The jitter buffer of one remote voice.
@@ -164,8 +177,8 @@ impl JitterBuffer {
         }
     }
 
-    /// A packet arrived.
-    pub(crate) fn insert(&mut self, timestamp: u32, payload: Bytes, arrival: Instant) {
+    /// A packet arrived (`marker`: the first after a pause in speech).
+    pub(crate) fn insert(&mut self, timestamp: u32, marker: bool, payload: Bytes, arrival: Instant) {
         let ext = self.extend(timestamp);
         if let Some((prev_arrival, prev_ext)) = self.prev
             && ext > prev_ext
@@ -186,20 +199,60 @@ impl JitterBuffer {
                 (self.late_penalty + frame_duration() / 2).min(self.config.max_delay);
             return;
         }
-        self.frames.entry(ext).or_insert(Entry { payload, arrival });
+        self.frames.entry(ext).or_insert(Entry {
+            payload,
+            arrival,
+            marker,
+        });
         while self.frames.len() > CAPACITY {
             self.frames.pop_first();
         }
     }
 
-    fn choose_target(&mut self) -> Duration {
+    /// The delay the buffer would choose now.
+    fn desired_target(&self) -> Duration {
         let mut target = Duration::from_secs_f64(3.0 * self.jitter) + self.config.margin;
         target += self.late_penalty;
         if self.loss > 0.005 {
-            target += frame_duration();
+            // The next packet must be here when a frame is found missing; frames are
+            // decoded up to one 5 ms mixing block before they play.
+            target += frame_duration() + Duration::from_millis(5);
         }
-        self.late_penalty = self.late_penalty * 3 / 4;
         target.clamp(self.config.min_delay, self.config.max_delay)
+    }
+
+    fn choose_target(&mut self) -> Duration {
+        let target = self.desired_target();
+        self.late_penalty = self.late_penalty * 3 / 4;
+        target
+    }
+
+    /// Called after a quiet frame (a pause between words) was decoded: the moment to change
+    /// the delay mid-spurt without being heard. Returns samples of silence to insert (the
+    /// delay grows), or skips the next frame (it shrinks by a frame).
+    pub(crate) fn adapt_in_pause(&mut self) -> Adapt {
+        let State::Playing { next, misses } = self.state else {
+            return Adapt::None;
+        };
+        let want = self.desired_target();
+        if want > self.target + Duration::from_millis(5) {
+            let grow = want - self.target;
+            self.target = want;
+            return Adapt::Insert((grow.as_secs_f64() * f64::from(SAMPLE_RATE)) as usize);
+        }
+        if want + frame_duration() <= self.target
+            && self.frames.contains_key(&next)
+        {
+            self.frames.remove(&next);
+            self.stats.dropped_for_delay += 1;
+            self.target = self.target.saturating_sub(frame_duration());
+            self.state = State::Playing {
+                next: next + i64::try_from(FRAME).unwrap_or(960),
+                misses,
+            };
+            return Adapt::Skipped;
+        }
+        Adapt::None
     }
 
     /// What to play next, at `now`.
@@ -268,6 +321,16 @@ impl JitterBuffer {
                         misses: 0,
                     };
                     return Next::Fec(entry.payload.clone());
+                }
+                // A new talk spurt is waiting beyond a gap: the gap was a pause, so start the
+                // spurt afresh (with a fresh target) instead of concealing the pause.
+                if self
+                    .frames
+                    .first_key_value()
+                    .is_some_and(|(_, e)| e.marker)
+                {
+                    self.state = State::Idle;
+                    return self.next(now);
                 }
                 let more_coming = !self.frames.is_empty();
                 if !more_coming && misses >= CONCEAL_TAIL {
@@ -347,7 +410,7 @@ mod tests {
         while clock < t0 + ms(20 * delays.len() as u64 + 200) {
             while a < arrivals.len() && arrivals[a].0 <= clock {
                 let (at, i) = arrivals[a];
-                jb.insert(1000 + i * F, payload(i), at);
+                jb.insert(1000 + i * F, false, payload(i), at);
                 a += 1;
             }
             let n = jb.next(clock);
@@ -403,7 +466,7 @@ mod tests {
         assert!(!played.contains(&8));
         let before = jb.target();
         let t = Instant::now();
-        jb.insert(1000 + 100 * F, payload(100), t);
+        jb.insert(1000 + 100 * F, true, payload(100), t);
         let _ = jb.next(t);
         assert!(jb.target() > before, "{:?} -> {:?}", before, jb.target());
     }
@@ -413,9 +476,9 @@ mod tests {
         let t0 = Instant::now();
         let mut jb = JitterBuffer::new(JitterConfig::default());
         jb.set_loss(0.05);
-        jb.insert(0, payload(0), t0);
+        jb.insert(0, true, payload(0), t0);
         // packet 1 lost; 2 arrives in time thanks to the FEC look-ahead frame.
-        jb.insert(2 * F, payload(2), t0 + ms(40));
+        jb.insert(2 * F, false, payload(2), t0 + ms(40));
         let mut clock = t0;
         let mut seen = Vec::new();
         for _ in 0..6 {
@@ -450,18 +513,18 @@ mod tests {
     fn target_adapts_only_at_a_talk_spurt_start() {
         let t0 = Instant::now();
         let mut jb = JitterBuffer::new(JitterConfig::default());
-        jb.insert(0, payload(0), t0);
+        jb.insert(0, true, payload(0), t0);
         let _ = jb.next(t0 + ms(20));
         let first = jb.target();
         // Jittery arrivals during the spurt raise the jitter estimate, not the target.
         for i in 1..10u32 {
             let d = if i % 2 == 0 { 25 } else { 0 };
-            jb.insert(i * F, payload(i), t0 + ms(20 * u64::from(i) + d));
+            jb.insert(i * F, false, payload(i), t0 + ms(20 * u64::from(i) + d));
         }
         assert_eq!(jb.target(), first);
         jb.clear();
         // A new spurt after silence starts with the larger target.
-        jb.insert(100 * F, payload(100), t0 + ms(3000));
+        jb.insert(100 * F, true, payload(100), t0 + ms(3000));
         let _ = jb.next(t0 + ms(3000));
         assert!(
             jb.target() > first + ms(10),
@@ -473,6 +536,44 @@ mod tests {
     }
 
     #[test]
+    fn a_pause_before_a_marked_packet_is_not_concealed() {
+        let t0 = Instant::now();
+        let mut jb = JitterBuffer::new(JitterConfig::default());
+        jb.insert(0, true, payload(0), t0);
+        assert_eq!(decoded(&jb.next(t0 + ms(10))), Some(0));
+        // The sender paused for 10 frames; its next spurt is marked.
+        jb.insert(11 * F, true, payload(11), t0 + ms(25));
+        let n = jb.next(t0 + ms(30));
+        let n = if matches!(n, Next::Silence(_)) { jb.next(t0 + ms(30)) } else { n };
+        assert_eq!(decoded(&n), Some(11));
+        assert_eq!(jb.stats.lost, 0);
+        assert_eq!(jb.stats.concealed, 0);
+    }
+
+    #[test]
+    fn delay_grows_in_a_pause_when_loss_appears() {
+        let t0 = Instant::now();
+        let mut jb = JitterBuffer::new(JitterConfig::default());
+        jb.insert(0, true, payload(0), t0);
+        let _ = jb.next(t0 + ms(10));
+        let before = jb.target();
+        assert_eq!(jb.adapt_in_pause(), Adapt::None);
+        jb.set_loss(0.05);
+        match jb.adapt_in_pause() {
+            Adapt::Insert(n) => assert!(n >= 20 * 48, "{n}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(jb.target() >= before + ms(20));
+        // Loss gone: the delay comes back down a frame at a time, dropping a frame.
+        jb.set_loss(0.0);
+        for i in 1..5u32 {
+            jb.insert(i * F, false, payload(i), t0 + ms(20 * u64::from(i)));
+        }
+        assert_eq!(jb.adapt_in_pause(), Adapt::Skipped);
+        assert_eq!(jb.stats.dropped_for_delay, 1);
+    }
+
+    #[test]
     fn timestamps_wrap() {
         let t0 = Instant::now();
         let mut jb = JitterBuffer::new(JitterConfig::default());
@@ -480,6 +581,7 @@ mod tests {
         for i in 0..4u32 {
             jb.insert(
                 start.wrapping_add(i * F),
+                i == 0,
                 payload(i),
                 t0 + ms(20 * u64::from(i)),
             );
@@ -500,11 +602,11 @@ mod tests {
     fn a_burst_far_beyond_the_target_is_trimmed() {
         let t0 = Instant::now();
         let mut jb = JitterBuffer::new(JitterConfig::default());
-        jb.insert(0, payload(0), t0);
+        jb.insert(0, true, payload(0), t0);
         assert_eq!(decoded(&jb.next(t0 + ms(10))), Some(0));
         // 10 frames (200 ms) arrive at once.
         for i in 1..=10u32 {
-            jb.insert(i * F, payload(i), t0 + ms(20));
+            jb.insert(i * F, false, payload(i), t0 + ms(20));
         }
         let first = decoded(&jb.next(t0 + ms(30))).unwrap();
         assert!(first > 1, "did not skip: {first}");

@@ -461,13 +461,13 @@ impl Voice {
                 events: event_tx.clone(),
                 stop: Arc::clone(&stop),
             };
-            threads.push(spawn("squadlink-voice-tx", move || tx.run())?);
+            threads.push(spawn("sl-voice-tx", move || tx.run())?);
         }
         if let Some(sink) = sink {
             let receiver = Arc::clone(&receiver);
             let stop = Arc::clone(&stop);
             let events = event_tx.clone();
-            threads.push(spawn("squadlink-voice-rx", move || {
+            threads.push(spawn("sl-voice-rx", move || {
                 playout(sink, &receiver, &stop, &events);
             })?);
         }
@@ -728,6 +728,7 @@ impl FrameOut {
                         peer: *peer,
                         seq: frame.seq,
                         timestamp: frame.timestamp,
+                        marker: frame.marker,
                         payload: frame.payload.clone(),
                         arrival,
                     });
@@ -788,10 +789,12 @@ impl Transmitter {
                 tracing::debug!(%e, "FEC setting refused");
             }
             if open {
-                match self.encoder.encode(&frame) {
-                    // Two bytes or less: a DTX frame (silence); receivers conceal the gap.
-                    Ok(packet) if packet.len() > 2 => {
-                        let payload = Bytes::copy_from_slice(packet);
+                let encoded = self.encoder.encode(&frame).map(|p| p.to_vec());
+                match encoded {
+                    // In DTX (silence) nothing is sent, not even comfort-noise updates: a
+                    // silent open mic costs nothing, and receivers play silence.
+                    Ok(packet) if packet.len() > 2 && !self.encoder.in_dtx() => {
+                        let payload = Bytes::from(packet);
                         self.controls.packets_sent.fetch_add(1, Ordering::Relaxed);
                         self.controls
                             .bytes_sent

@@ -62,6 +62,20 @@ impl VoiceEncoder {
             .map_err(|e| codec_error("setting the expected loss", e))
     }
 
+    /// The encoder's algorithmic delay (look-ahead).
+    pub fn lookahead(&self) -> std::time::Duration {
+        let samples = self.encoder.lookahead().unwrap_or(0);
+        std::time::Duration::from_secs_f64(f64::from(samples) / f64::from(super::SAMPLE_RATE))
+    }
+
+    /// Whether the encoder is in DTX (discontinuous transmission): the input has been silent
+    /// long enough that its packets are only comfort-noise updates.
+    pub fn in_dtx(&self) -> bool {
+        /// `OPUS_GET_IN_DTX_REQUEST` (libopus ≥ 1.3).
+        const GET_IN_DTX: i32 = 4049;
+        self.encoder.encoder_ctl_request(GET_IN_DTX).unwrap_or(0) == 1
+    }
+
     /// The loss the encoder is tuned for.
     pub fn expected_loss(&self) -> u8 {
         self.loss
@@ -152,9 +166,17 @@ mod tests {
         let sizes: Vec<usize> = (0..50)
             .map(|_| enc.encode(&silent).unwrap().len())
             .collect();
-        // After 200 ms of silence only one comfort-noise update per 400 ms is a real packet.
+        // After 200 ms of silence only one comfort-noise update per 400 ms is a real packet,
+        // and the encoder says it is in DTX for all of them.
         let dtx = sizes.iter().skip(10).filter(|n| **n <= 2).count();
         assert!(dtx >= 38, "sizes {sizes:?}");
+        for _ in 0..30 {
+            enc.encode(&silent).unwrap();
+            assert!(enc.in_dtx());
+        }
+        let tone = tone(FRAME);
+        enc.encode(&tone).unwrap();
+        assert!(!enc.in_dtx());
     }
 
     #[test]

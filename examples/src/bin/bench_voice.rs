@@ -1,0 +1,834 @@
+//! Voice benchmark: Opus cost, bitrates, capture-to-playout latency with its breakdown, CPU
+//! for one sender and eight receivers, and speech quality (PESQ-WB) at 0/5/10 % loss over
+//! real WebRTC. Prints JSON; `--write-docs docs/performance.md` records the figures.
+//!
+//! Run: `scripts/bench.sh voice` (sets up the PESQ virtualenv), or
+//! `cargo run --release -p squadlink-examples --bin bench_voice`.
+//!
+//! Latency is measured without a network, through `Voice::loopback`: a microphone emulated
+//! at the real-time pace of a device with 5 ms periods plays a vowel-like burst every
+//! 500 ms; a speaker emulated the same way (draining its queue at 48 kHz) notes when each
+//! burst's onset would leave it. The difference is the added latency.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use serde::Serialize;
+use squadlink::voice::{
+    AudioInput, AudioOutput, AudioSink, AudioSource, NullSink, SyntheticSource, Voice, VoiceConfig,
+    VoiceDecoder, VoiceEncoder, VoiceError, VoiceMode, WavSource, read_wav_mono_48k,
+};
+use squadlink::{LobbyRef, Session, SessionBuilder};
+use squadlink_examples::bench::{udp_loopback_rtt, update_docs_section};
+use squadlink_testkit::audio::{envelope_match, fine_delay, speech_fixture};
+
+type Res<T> = Result<T, String>;
+
+const RATE: f64 = 48_000.0;
+/// Device period emulated on both sides (what `DeviceSource`/`DeviceSink` ask cpal for).
+const PERIOD: u64 = 240;
+/// Stereo frames `DeviceSink` keeps queued at most (period + one block).
+const QUEUE_LIMIT: u64 = 480;
+
+#[derive(Parser, Debug)]
+#[command(about = "Squadlink voice benchmark (prints JSON)")]
+struct Args {
+    /// Seconds of the latency measurement (each of two runs).
+    #[arg(long, default_value_t = 20)]
+    latency_seconds: u64,
+    /// Python with the `pesq` package (scripts/bench.sh makes one).
+    #[arg(long, env = "SQUADLINK_PESQ_PYTHON")]
+    pesq_python: Option<PathBuf>,
+    /// Only the quality measurement, at this loss (percent), for tuning.
+    #[arg(long)]
+    quality_only: Option<u32>,
+    /// Opus bitrate for the quality measurement.
+    #[arg(long, default_value_t = 32_000)]
+    bitrate: u32,
+    /// Record the figures in this Markdown file.
+    #[arg(long)]
+    write_docs: Option<PathBuf>,
+}
+
+#[derive(Serialize, Debug, Default)]
+struct Report {
+    udp_rtt_p50_us: f64,
+    encode_us_per_frame: f64,
+    decode_us_per_frame: f64,
+    kbps_speaking_payload: f64,
+    kbps_speaking_wire: f64,
+    kbps_silent_open_mic_payload: f64,
+    kbps_silent_open_mic_wire: f64,
+    kbps_silent_voice_activity: f64,
+    latency: Latency,
+    latency_without_noise_suppression: Latency,
+    cpu_1_sender_8_receivers_percent_of_core: Cpu,
+    cpu_without_noise_suppression: Cpu,
+    pesq_wb: Vec<Quality>,
+}
+
+#[derive(Serialize, Debug, Default, Clone)]
+struct Latency {
+    samples: usize,
+    p50_ms: f64,
+    p95_ms: f64,
+    breakdown_ms: Breakdown,
+}
+
+#[derive(Serialize, Debug, Default, Clone)]
+struct Breakdown {
+    framing: f64,
+    opus_lookahead: f64,
+    noise_suppression: f64,
+    jitter_buffer: f64,
+    output_queue: f64,
+    other: f64,
+}
+
+#[derive(Serialize, Debug, Clone)]
+struct Quality {
+    /// Open mic, no noise suppression (the codec and the network alone).
+    plain: bool,
+    loss_percent: u32,
+    pesq_wb: Option<f64>,
+    envelope_correlation: f64,
+    fec_recovered: u64,
+    lost: u64,
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: tokio: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Res<()> {
+    let mut report = Report::default();
+    let udp = udp_loopback_rtt(2_000)
+        .await
+        .map_err(|e| format!("UDP baseline: {e}"))?;
+    report.udp_rtt_p50_us = udp.p50_us;
+    eprintln!("raw UDP RTT p50 {:.1} µs", udp.p50_us);
+
+    let dir = std::env::temp_dir().join(format!("squadlink-bench-voice-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let speech_path = speech_fixture(&dir);
+    let python = args.pesq_python.clone().or_else(default_pesq_python);
+    if let Some(loss) = args.quality_only {
+        let speech = read_wav_mono_48k(&speech_path).map_err(|e| e.to_string())?;
+        if let Some(py) = python.as_deref() {
+            for perc in [0u8, 5, 10, 20] {
+                let p = codec_only_pesq(&dir, &speech_path, &speech, loss, args.bitrate, perc, py)?;
+                println!("codec only: loss {loss} %, FEC tuned for {perc} %: PESQ-WB {p:.3}");
+            }
+        }
+        for plain in [false, true] {
+            let q = quality(&dir, &speech_path, loss, plain, args.bitrate, python.as_deref()).await?;
+            println!("{q:?}");
+        }
+        return Ok(());
+    }
+    let speech = read_wav_mono_48k(&speech_path).map_err(|e| e.to_string())?;
+
+    let (enc, dec) = codec_cost(&speech)?;
+    report.encode_us_per_frame = enc;
+    report.decode_us_per_frame = dec;
+    eprintln!("Opus: encode {enc:.1} µs, decode {dec:.1} µs per 20 ms frame");
+
+    bitrates(&mut report, &speech_path)?;
+
+    eprintln!("latency with noise suppression ({} s)…", args.latency_seconds);
+    report.latency = latency(true, args.latency_seconds)?;
+    eprintln!("latency without noise suppression ({} s)…", args.latency_seconds);
+    report.latency_without_noise_suppression = latency(false, args.latency_seconds)?;
+
+    eprintln!("CPU, 1 sender + 8 receivers…");
+    report.cpu_1_sender_8_receivers_percent_of_core = cpu(&speech_path, true)?;
+    report.cpu_without_noise_suppression = cpu(&speech_path, false)?;
+
+    for (loss, plain) in [(0u32, false), (5, false), (10, false), (0, true), (5, true)] {
+        eprintln!("quality at {loss} % loss{}…", if plain { ", plain" } else { "" });
+        let q = quality(&dir, &speech_path, loss, plain, args.bitrate, python.as_deref()).await?;
+        eprintln!("  {q:?}");
+        report.pesq_wb.push(q);
+    }
+
+    let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+    println!("{json}");
+    if let Some(path) = &args.write_docs {
+        update_docs_section(path, "voice", &markdown(&report))
+            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+        eprintln!("wrote figures to {}", path.display());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+fn default_pesq_python() -> Option<PathBuf> {
+    let home = std::env::var_os("HOME")?;
+    let p = PathBuf::from(home).join(".cache/squadlink/pesq-venv/bin/python3");
+    p.exists().then_some(p)
+}
+
+/// Mean microseconds per frame to encode the speech, and to decode it.
+fn codec_cost(speech: &[f32]) -> Res<(f64, f64)> {
+    let mut encoder = VoiceEncoder::new(32_000).map_err(|e| e.to_string())?;
+    encoder.set_expected_loss(5).map_err(|e| e.to_string())?;
+    let mut decoder = VoiceDecoder::new().map_err(|e| e.to_string())?;
+    let frames: Vec<&[f32]> = speech.chunks_exact(960).collect();
+    let mut packets = Vec::with_capacity(frames.len());
+    let mut out = vec![0.0f32; 960];
+    let t = Instant::now();
+    for _ in 0..5 {
+        packets.clear();
+        for f in &frames {
+            packets.push(encoder.encode(f).map_err(|e| e.to_string())?.to_vec());
+        }
+    }
+    let enc = t.elapsed().as_secs_f64() * 1e6 / (5 * frames.len().max(1)) as f64;
+    let t = Instant::now();
+    for _ in 0..5 {
+        for p in &packets {
+            decoder
+                .decode(Some(p), false, &mut out)
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    let dec = t.elapsed().as_secs_f64() * 1e6 / (5 * packets.len().max(1)) as f64;
+    Ok((enc, dec))
+}
+
+/// Per-packet overhead on the wire: RTP 12, SRTP auth tag 10, UDP 8, IPv4 20 bytes.
+const WIRE_OVERHEAD: f64 = 50.0;
+
+fn bitrates(report: &mut Report, speech_path: &Path) -> Res<()> {
+    // Speaking: the speech file through the voice-activity gate.
+    let source = WavSource::open(speech_path).map_err(|e| e.to_string())?;
+    let finished = source.finished_flag();
+    let voice = Voice::loopback(
+        VoiceConfig::default()
+            .input(AudioInput::Source(Box::new(source)))
+            .output(AudioOutput::None),
+        1,
+    )
+    .map_err(|e| e.to_string())?;
+    wait_flag(&finished, Duration::from_secs(60))?;
+    let s = voice.transmit_stats();
+    voice.stop();
+    let secs = s.packets_sent as f64 * 0.02;
+    report.kbps_speaking_payload = s.bytes_sent as f64 * 8.0 / secs.max(0.02) / 1000.0;
+    report.kbps_speaking_wire = (s.bytes_sent as f64 + s.packets_sent as f64 * WIRE_OVERHEAD)
+        * 8.0
+        / secs.max(0.02)
+        / 1000.0;
+    // Silent, open mic: only DTX comfort-noise updates go out.
+    let silent_secs = 10.0;
+    for mode in [VoiceMode::OpenMic, VoiceMode::VoiceActivity] {
+        let voice = Voice::loopback(
+            VoiceConfig::default()
+                .mode(mode)
+                .input(AudioInput::Source(Box::new(SyntheticSource::silence())))
+                .output(AudioOutput::None),
+            1,
+        )
+        .map_err(|e| e.to_string())?;
+        std::thread::sleep(Duration::from_secs_f64(silent_secs));
+        let s = voice.transmit_stats();
+        voice.stop();
+        let payload = s.bytes_sent as f64 * 8.0 / silent_secs / 1000.0;
+        let wire = (s.bytes_sent as f64 + s.packets_sent as f64 * WIRE_OVERHEAD) * 8.0
+            / silent_secs
+            / 1000.0;
+        match mode {
+            VoiceMode::OpenMic => {
+                report.kbps_silent_open_mic_payload = payload;
+                report.kbps_silent_open_mic_wire = wire;
+            }
+            _ => report.kbps_silent_voice_activity = wire,
+        }
+    }
+    eprintln!(
+        "kbit/s: speaking {:.1} payload / {:.1} wire; silent open mic {:.2} / {:.2}; silent VAD {:.2}",
+        report.kbps_speaking_payload,
+        report.kbps_speaking_wire,
+        report.kbps_silent_open_mic_payload,
+        report.kbps_silent_open_mic_wire,
+        report.kbps_silent_voice_activity
+    );
+    Ok(())
+}
+
+fn wait_flag(flag: &std::sync::atomic::AtomicBool, limit: Duration) -> Res<()> {
+    let deadline = Instant::now() + limit;
+    while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+        if Instant::now() > deadline {
+            return Err("the source never finished".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// Shared between the emulated microphone and speaker.
+#[derive(Default)]
+struct Clock {
+    mic_start: Option<Instant>,
+    onsets_played: Vec<Instant>,
+    queue_samples: Vec<u64>,
+}
+
+/// A burst every 500 ms: 100 ms of a vowel-like harmonic sound (140 Hz fundamental).
+fn burst_signal(len: usize) -> (Vec<f32>, Vec<usize>) {
+    let every = 24_000;
+    let burst = 4_800;
+    let mut signal = vec![0.0f32; len];
+    let mut onsets = Vec::new();
+    for start in (every / 2..len).step_by(every) {
+        onsets.push(start);
+        for i in 0..burst {
+            let t = i as f32 / 48_000.0;
+            let mut v = 0.0;
+            for h in 1..=12 {
+                let amp = if (3..=5).contains(&h) { 1.0 } else { 0.4 } / h as f32;
+                v += amp * (std::f32::consts::TAU * 140.0 * h as f32 * t).sin();
+            }
+            let fade = (i as f32 / 96.0).min(1.0) * ((burst - i) as f32 / 480.0).min(1.0);
+            if let Some(s) = signal.get_mut(start + i) {
+                *s = 0.25 * v * fade;
+            }
+        }
+    }
+    (signal, onsets)
+}
+
+/// A microphone that delivers `signal` in 5 ms periods at real-time pace.
+struct EmulatedMic {
+    signal: Vec<f32>,
+    pos: usize,
+    clock: Arc<Mutex<Clock>>,
+    start: Option<Instant>,
+}
+
+impl AudioSource for EmulatedMic {
+    fn read(&mut self, frame: &mut [f32], timeout: Duration) -> Result<bool, VoiceError> {
+        let start = *self.start.get_or_insert_with(|| {
+            let now = Instant::now();
+            if let Ok(mut c) = self.clock.lock() {
+                c.mic_start = Some(now);
+            }
+            now
+        });
+        let end = (self.pos + frame.len()) as u64;
+        let available_at = end.div_ceil(PERIOD) * PERIOD;
+        let due = start + Duration::from_secs_f64(available_at as f64 / RATE);
+        let now = Instant::now();
+        if due > now {
+            if due - now > timeout {
+                std::thread::sleep(timeout);
+                return Ok(false);
+            }
+            std::thread::sleep(due - now);
+        }
+        for s in frame.iter_mut() {
+            *s = self.signal.get(self.pos).copied().unwrap_or(0.0);
+            self.pos += 1;
+        }
+        Ok(true)
+    }
+
+    fn describe(&self) -> String {
+        "emulated microphone".into()
+    }
+}
+
+/// A speaker draining its queue at 48 kHz in 5 ms periods, kept filled like `DeviceSink`.
+struct EmulatedSpeaker {
+    start: Option<Instant>,
+    written: u64,
+    last_onset: Option<u64>,
+    clock: Arc<Mutex<Clock>>,
+}
+
+impl EmulatedSpeaker {
+    fn consumed(&self, now: Instant) -> u64 {
+        let Some(start) = self.start else { return 0 };
+        let frames = (now.saturating_duration_since(start).as_secs_f64() * RATE) as u64;
+        frames / PERIOD * PERIOD
+    }
+}
+
+impl AudioSink for EmulatedSpeaker {
+    fn wait(&mut self, timeout: Duration) -> Result<usize, VoiceError> {
+        self.start.get_or_insert_with(Instant::now);
+        let deadline = Instant::now() + timeout;
+        loop {
+            let now = Instant::now();
+            let consumed = self.consumed(now);
+            if self.written < consumed {
+                self.written = consumed; // underrun: the device played silence
+            }
+            if self.written - consumed < QUEUE_LIMIT {
+                return Ok(240);
+            }
+            if now >= deadline {
+                return Ok(0);
+            }
+            std::thread::sleep(Duration::from_micros(500));
+        }
+    }
+
+    fn write(&mut self, stereo: &[f32]) -> Result<(), VoiceError> {
+        let Some(start) = self.start else {
+            return Ok(());
+        };
+        let queued = self.written - self.consumed(Instant::now());
+        let mut clock = self.clock.lock().map_err(|_| VoiceError::Start("lock".into()))?;
+        clock.queue_samples.push(queued);
+        for (j, pair) in stereo.chunks_exact(2).enumerate() {
+            let idx = self.written + j as u64;
+            let level = pair.iter().map(|s| s.abs()).fold(0.0f32, f32::max);
+            let quiet_since = self.last_onset.is_none_or(|o| idx - o > 12_000);
+            if level > 0.04 && quiet_since {
+                self.last_onset = Some(idx);
+                clock
+                    .onsets_played
+                    .push(start + Duration::from_secs_f64(idx as f64 / RATE));
+            }
+        }
+        self.written += (stereo.len() / 2) as u64;
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        "emulated speaker".into()
+    }
+}
+
+fn latency(noise_suppression: bool, seconds: u64) -> Res<Latency> {
+    let len = (seconds as usize) * 48_000;
+    let (signal, onsets) = burst_signal(len);
+    let clock = Arc::new(Mutex::new(Clock::default()));
+    let mic = EmulatedMic {
+        signal,
+        pos: 0,
+        clock: Arc::clone(&clock),
+        start: None,
+    };
+    let speaker = EmulatedSpeaker {
+        start: None,
+        written: 0,
+        last_onset: None,
+        clock: Arc::clone(&clock),
+    };
+    let voice = Voice::loopback(
+        VoiceConfig::default()
+            .mode(VoiceMode::OpenMic)
+            .noise_suppression(noise_suppression)
+            .input(AudioInput::Source(Box::new(mic)))
+            .output(AudioOutput::Sink(Box::new(speaker))),
+        1,
+    )
+    .map_err(|e| e.to_string())?;
+    std::thread::sleep(Duration::from_secs(seconds) + Duration::from_millis(500));
+    let jb = voice
+        .stats(Voice::loopback_peer(0))
+        .map(|s| s.jitter_buffer_delay.as_secs_f64() * 1000.0)
+        .unwrap_or(0.0);
+    voice.stop();
+    let clock = clock.lock().map_err(|_| "lock")?;
+    let mic_start = clock.mic_start.ok_or("the microphone never started")?;
+    let captured: Vec<Instant> = onsets
+        .iter()
+        .map(|k| mic_start + Duration::from_secs_f64(*k as f64 / RATE))
+        .collect();
+    let mut lat: Vec<f64> = clock
+        .onsets_played
+        .iter()
+        .filter_map(|played| {
+            captured
+                .iter()
+                .rev()
+                .find(|c| *c <= played)
+                .map(|c| played.duration_since(*c).as_secs_f64() * 1000.0)
+        })
+        .filter(|ms| *ms < 250.0)
+        .collect();
+    lat.sort_by(f64::total_cmp);
+    if lat.is_empty() {
+        return Err("no burst came out of the loopback".into());
+    }
+    let pct = |q: f64| {
+        let i = ((q * lat.len() as f64).ceil() as usize).clamp(1, lat.len()) - 1;
+        lat.get(i).copied().unwrap_or(0.0)
+    };
+    let queue = if clock.queue_samples.is_empty() {
+        0.0
+    } else {
+        clock.queue_samples.iter().sum::<u64>() as f64 / clock.queue_samples.len() as f64 / RATE
+            * 1000.0
+    };
+    let lookahead = VoiceEncoder::new(32_000)
+        .map(|e| e.lookahead().as_secs_f64() * 1000.0)
+        .unwrap_or(0.0);
+    let ns = if noise_suppression { 10.0 } else { 0.0 };
+    let p50 = pct(0.5);
+    let known = 20.0 + lookahead + ns + jb + queue;
+    let result = Latency {
+        samples: lat.len(),
+        p50_ms: p50,
+        p95_ms: pct(0.95),
+        breakdown_ms: Breakdown {
+            framing: 20.0,
+            opus_lookahead: lookahead,
+            noise_suppression: ns,
+            jitter_buffer: jb,
+            output_queue: queue,
+            other: p50 - known,
+        },
+    };
+    eprintln!("  {result:?}");
+    Ok(result)
+}
+
+/// Process CPU time (user + system), from /proc/self/stat.
+fn cpu_time() -> Res<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").map_err(|e| e.to_string())?;
+    let after = stat.rsplit_once(')').map(|(_, r)| r).ok_or("bad /proc/self/stat")?;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| -> u64 { fields.get(i).and_then(|f| f.parse().ok()).unwrap_or(0) };
+    // Fields 14 and 15 of stat (utime, stime) are 12 and 13 after the command name.
+    Ok(Duration::from_millis((ticks(11) + ticks(12)) * 10))
+}
+
+/// CPU time of this process's threads named `name`, from /proc/self/task.
+fn thread_cpu(name: &str) -> Duration {
+    let mut total = Duration::ZERO;
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return total;
+    };
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        let Some((_, after)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks = |i: usize| -> u64 { fields.get(i).and_then(|f| f.parse().ok()).unwrap_or(0) };
+        total += Duration::from_millis((ticks(11) + ticks(12)) * 10);
+    }
+    total
+}
+
+#[derive(Serialize, Debug, Default, Clone)]
+struct Cpu {
+    /// Whole process, percent of one core.
+    total: f64,
+    /// The sending thread (noise suppression, gate, Opus encoder).
+    send_thread: f64,
+    /// The receiving thread (8 jitter buffers, 8 decoders, mixer).
+    receive_thread: f64,
+}
+
+/// CPU of one sender encoding speech and eight receivers decoding and mixing it.
+fn cpu(speech_path: &Path, noise_suppression: bool) -> Res<Cpu> {
+    let source = WavSource::open(speech_path).map_err(|e| e.to_string())?;
+    let finished = source.finished_flag();
+    let before = cpu_time()?;
+    let t = Instant::now();
+    let voice = Voice::loopback(
+        VoiceConfig::default()
+            .mode(VoiceMode::OpenMic)
+            .noise_suppression(noise_suppression)
+            .input(AudioInput::Source(Box::new(source)))
+            .output(AudioOutput::Sink(Box::new(NullSink::new()))),
+        8,
+    )
+    .map_err(|e| e.to_string())?;
+    wait_flag(&finished, Duration::from_secs(60))?;
+    let used = cpu_time()? - before;
+    let (tx, rx) = (thread_cpu("sl-voice-tx"), thread_cpu("sl-voice-rx"));
+    let wall = t.elapsed().as_secs_f64();
+    voice.stop();
+    let pct = |d: Duration| d.as_secs_f64() / wall * 100.0;
+    let result = Cpu {
+        total: pct(used),
+        send_thread: pct(tx),
+        receive_thread: pct(rx),
+    };
+    eprintln!("  {result:?}");
+    Ok(result)
+}
+
+async fn quality(
+    dir: &Path,
+    speech_path: &Path,
+    loss: u32,
+    plain: bool,
+    bitrate: u32,
+    python: Option<&Path>,
+) -> Res<Quality> {
+    let server = squadlink_matchmaker::Server::bind(squadlink_matchmaker::Config {
+        listen: ([127, 0, 0, 1], 0).into(),
+        ..squadlink_matchmaker::Config::default()
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    let url = server.url();
+    let a = SessionBuilder::new(&url)
+        .bind(([127, 0, 0, 1], 0).into())
+        .join(LobbyRef::create(2))
+        .simulated_loss(f64::from(loss) / 100.0)
+        .start_async()
+        .await
+        .map_err(|e| e.to_string())?;
+    let code = a.lobby().map(|l| l.code).ok_or("no lobby code")?;
+    let b = SessionBuilder::new(&url)
+        .bind(([127, 0, 0, 1], 0).into())
+        .join(LobbyRef::Code(code))
+        .start_async()
+        .await
+        .map_err(|e| e.to_string())?;
+    wait_connected(&a).await?;
+    wait_connected(&b).await?;
+    let out = dir.join(format!("heard-{loss}.wav"));
+    let listener = Voice::start(
+        &b,
+        VoiceConfig::default()
+            .input(AudioInput::None)
+            .output(AudioOutput::Wav(out.clone())),
+    )
+    .map_err(|e| e.to_string())?;
+    let source = WavSource::open(speech_path).map_err(|e| e.to_string())?;
+    let finished = source.finished_flag();
+    let mut config = VoiceConfig::default()
+        .input(AudioInput::Source(Box::new(source)))
+        .output(AudioOutput::None);
+    config.bitrate = bitrate;
+    if plain {
+        config = config.mode(VoiceMode::OpenMic).noise_suppression(false);
+    }
+    let talker = Voice::start(&a, config)
+    .map_err(|e| e.to_string())?;
+    wait_flag(&finished, Duration::from_secs(60))?;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let stats = listener.stats(a.id().ok_or("no id")?).unwrap_or_default();
+    talker.stop();
+    listener.stop();
+    drop((a, b));
+    let _ = server.shutdown().await;
+
+    let reference = read_wav_mono_48k(speech_path).map_err(|e| e.to_string())?;
+    let heard = read_wav_mono_48k(&out).map_err(|e| e.to_string())?;
+    let (correlation, coarse) = envelope_match(&reference, &heard, 48_000, Duration::from_secs(2));
+    let delay = fine_delay(&reference, &heard, 48_000, coarse);
+    let skip = (delay.as_secs_f64() * RATE) as usize;
+    let aligned: Vec<f32> = heard
+        .iter()
+        .skip(skip)
+        .take(reference.len())
+        .copied()
+        .collect();
+    let degraded = dir.join(format!("degraded-{loss}.wav"));
+    write_wav(&degraded, &aligned)?;
+    let pesq = python.and_then(|py| pesq_wb(py, dir, speech_path, &degraded).ok());
+    Ok(Quality {
+        plain,
+        loss_percent: loss,
+        pesq_wb: pesq,
+        envelope_correlation: f64::from(correlation),
+        fec_recovered: stats.fec_recovered,
+        lost: stats.lost,
+    })
+}
+
+/// Opus alone at `loss` % random packet loss with an ideal one-frame FEC look-ahead: the
+/// codec's own ceiling, for comparison with the whole pipeline.
+fn codec_only_pesq(
+    dir: &Path,
+    speech_path: &Path,
+    speech: &[f32],
+    loss: u32,
+    bitrate: u32,
+    fec_percent: u8,
+    python: &Path,
+) -> Res<f64> {
+    let mut enc = VoiceEncoder::new(bitrate).map_err(|e| e.to_string())?;
+    enc.set_expected_loss(fec_percent).map_err(|e| e.to_string())?;
+    let mut dec = VoiceDecoder::new().map_err(|e| e.to_string())?;
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let threshold = (f64::from(loss) / 100.0 * u64::MAX as f64) as u64;
+    let packets: Vec<Option<Vec<u8>>> = speech
+        .chunks_exact(960)
+        .map(|f| {
+            let p = enc.encode(f).map(|p| p.to_vec()).ok();
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            if state < threshold { None } else { p }
+        })
+        .collect();
+    let mut out = Vec::with_capacity(speech.len());
+    let mut frame = vec![0.0f32; 960];
+    for (i, p) in packets.iter().enumerate() {
+        let r = match (p, packets.get(i + 1).and_then(|n| n.as_ref())) {
+            (Some(p), _) => dec.decode(Some(p), false, &mut frame),
+            (None, Some(next)) => dec.decode(Some(next), true, &mut frame),
+            (None, None) => dec.decode(None, false, &mut frame),
+        };
+        r.map_err(|e| e.to_string())?;
+        out.extend_from_slice(&frame);
+    }
+    // Opus delays its output by its look-ahead; line it up with the input.
+    let skip = (enc.lookahead().as_secs_f64() * RATE) as usize;
+    let aligned: Vec<f32> = out.iter().skip(skip).copied().collect();
+    let path = dir.join(format!("codec-{loss}-{fec_percent}.wav"));
+    write_wav(&path, &aligned)?;
+    pesq_wb(python, dir, speech_path, &path)
+}
+
+async fn wait_connected(s: &Session) -> Res<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while s.connected_peers().is_empty() {
+        if Instant::now() > deadline {
+            return Err("peers did not connect within 20 s".into());
+        }
+        for _ in s.poll_events() {}
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
+fn write_wav(path: &Path, samples: &[f32]) -> Res<()> {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 48_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).map_err(|e| e.to_string())?;
+    for s in samples {
+        w.write_sample((s.clamp(-1.0, 1.0) * 32767.0) as i16)
+            .map_err(|e| e.to_string())?;
+    }
+    w.finalize().map_err(|e| e.to_string())
+}
+
+/// PESQ-WB through scripts/pesq_wb.py, after converting both files to 16 kHz with sox.
+fn pesq_wb(python: &Path, dir: &Path, reference: &Path, degraded: &Path) -> Res<f64> {
+    let to16 = |input: &Path, name: &str| -> Res<PathBuf> {
+        let out = dir.join(name);
+        let status = Command::new("sox")
+            .arg(input)
+            .args(["-r", "16000", "-c", "1", "-b", "16"])
+            .arg(&out)
+            .status()
+            .map_err(|e| format!("sox: {e}"))?;
+        if !status.success() {
+            return Err("sox failed".into());
+        }
+        Ok(out)
+    };
+    let r = to16(reference, "ref16.wav")?;
+    let d = to16(degraded, "deg16.wav")?;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/pesq_wb.py");
+    let out = Command::new(python)
+        .arg(script)
+        .arg(&r)
+        .arg(&d)
+        .output()
+        .map_err(|e| format!("{}: {e}", python.display()))?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .map_err(|e| format!("PESQ output: {e}"))
+}
+
+fn markdown(r: &Report) -> String {
+    let l = &r.latency;
+    let b = &l.breakdown_ms;
+    let n = &r.latency_without_noise_suppression;
+    let mut s = String::new();
+    s.push_str(&format!(
+        "Raw UDP round trip in the same run: p50 {:.1} µs.\n\n",
+        r.udp_rtt_p50_us
+    ));
+    s.push_str("| measure | value | target |\n|---|---|---|\n");
+    s.push_str(&format!(
+        "| Opus encode / decode per 20 ms frame | {:.1} / {:.1} µs | |\n",
+        r.encode_us_per_frame, r.decode_us_per_frame
+    ));
+    s.push_str(&format!(
+        "| kbit/s while speaking (payload / on the wire) | {:.1} / {:.1} | |\n",
+        r.kbps_speaking_payload, r.kbps_speaking_wire
+    ));
+    s.push_str(&format!(
+        "| kbit/s while silent, voice activity (default) | {:.2} | ≤ 1 |\n",
+        r.kbps_silent_voice_activity
+    ));
+    s.push_str(&format!(
+        "| kbit/s while silent, open mic (payload / on the wire) | {:.2} / {:.2} | ≤ 1 |\n",
+        r.kbps_silent_open_mic_payload, r.kbps_silent_open_mic_wire
+    ));
+    s.push_str(&format!(
+        "| added latency, capture to playout, no network (p50 / p95) | {:.1} / {:.1} ms | ≤ 45 ms p50 |\n",
+        l.p50_ms, l.p95_ms
+    ));
+    s.push_str(&format!(
+        "| same, noise suppression off | {:.1} / {:.1} ms | |\n",
+        n.p50_ms, n.p95_ms
+    ));
+    let c = &r.cpu_1_sender_8_receivers_percent_of_core;
+    let c2 = &r.cpu_without_noise_suppression;
+    s.push_str(&format!(
+        "| CPU, 1 sender + 8 receivers (send / receive thread) | {:.2} % of one core ({:.2} / {:.2}) | ≤ 3 % |\n",
+        c.total, c.send_thread, c.receive_thread
+    ));
+    s.push_str(&format!(
+        "| same, noise suppression off | {:.2} % ({:.2} / {:.2}) | |\n",
+        c2.total, c2.send_thread, c2.receive_thread
+    ));
+    for q in &r.pesq_wb {
+        s.push_str(&format!(
+            "| PESQ-WB at {} % random loss{} | {} (envelope r {:.3}; {} lost, {} rebuilt by FEC) | {} |\n",
+            q.loss_percent,
+            if q.plain { ", open mic, no noise suppression" } else { "" },
+            q.pesq_wb.map_or("n/a".to_string(), |p| format!("{p:.2}")),
+            q.envelope_correlation,
+            q.lost,
+            q.fec_recovered,
+            if q.loss_percent == 5 && !q.plain { "≥ 3.2" } else { "" }
+        ));
+    }
+    s.push_str(&format!(
+        "\nLatency breakdown (p50 run, ms): framing {:.1}, Opus look-ahead {:.1}, noise \
+         suppression {:.1}, jitter buffer {:.1}, output queue {:.1}, other (scheduling, \
+         burst onset detection) {:.1}; {} bursts measured.\n\n",
+        b.framing, b.opus_lookahead, b.noise_suppression, b.jitter_buffer, b.output_queue, b.other, l.samples
+    ));
+    s
+}
