@@ -178,7 +178,13 @@ impl JitterBuffer {
     }
 
     /// A packet arrived (`marker`: the first after a pause in speech).
-    pub(crate) fn insert(&mut self, timestamp: u32, marker: bool, payload: Bytes, arrival: Instant) {
+    pub(crate) fn insert(
+        &mut self,
+        timestamp: u32,
+        marker: bool,
+        payload: Bytes,
+        arrival: Instant,
+    ) {
         let ext = self.extend(timestamp);
         if let Some((prev_arrival, prev_ext)) = self.prev
             && ext > prev_ext
@@ -240,9 +246,16 @@ impl JitterBuffer {
             self.target = want;
             return Adapt::Insert((grow.as_secs_f64() * f64::from(SAMPLE_RATE)) as usize);
         }
-        if want + frame_duration() <= self.target
-            && self.frames.contains_key(&next)
-        {
+        // What is buffered beyond the next frame (a pre-roll burst, a late clump) is delay
+        // too: shed a frame whenever that is a frame more than needed.
+        let buffered = self
+            .frames
+            .last_key_value()
+            .map_or(Duration::ZERO, |(&newest, _)| {
+                Duration::from_secs_f64((newest - next).max(0) as f64 / f64::from(SAMPLE_RATE))
+            });
+        let excess = self.target.max(buffered);
+        if want + frame_duration() <= excess && self.frames.contains_key(&next) {
             self.frames.remove(&next);
             self.stats.dropped_for_delay += 1;
             self.target = self.target.saturating_sub(frame_duration());
@@ -324,11 +337,7 @@ impl JitterBuffer {
                 }
                 // A new talk spurt is waiting beyond a gap: the gap was a pause, so start the
                 // spurt afresh (with a fresh target) instead of concealing the pause.
-                if self
-                    .frames
-                    .first_key_value()
-                    .is_some_and(|(_, e)| e.marker)
-                {
+                if self.frames.first_key_value().is_some_and(|(_, e)| e.marker) {
                     self.state = State::Idle;
                     return self.next(now);
                 }
@@ -544,7 +553,11 @@ mod tests {
         // The sender paused for 10 frames; its next spurt is marked.
         jb.insert(11 * F, true, payload(11), t0 + ms(25));
         let n = jb.next(t0 + ms(30));
-        let n = if matches!(n, Next::Silence(_)) { jb.next(t0 + ms(30)) } else { n };
+        let n = if matches!(n, Next::Silence(_)) {
+            jb.next(t0 + ms(30))
+        } else {
+            n
+        };
         assert_eq!(decoded(&n), Some(11));
         assert_eq!(jb.stats.lost, 0);
         assert_eq!(jb.stats.concealed, 0);

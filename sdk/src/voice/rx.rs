@@ -72,7 +72,11 @@ impl LossMeter {
         self.smoothed = l as f64 / e.max(1) as f64;
         self.base = Some(highest);
         self.received = 0;
-        Some((lost as f64 / expected as f64 * 100.0).round().clamp(0.0, 100.0) as u8)
+        Some(
+            (lost as f64 / expected as f64 * 100.0)
+                .round()
+                .clamp(0.0, 100.0) as u8,
+        )
     }
 
     /// The loss to tell the sender, percent: the window's figure, at least 1 when any
