@@ -42,6 +42,9 @@ struct Args {
     /// Python with the `pesq` package (scripts/bench.sh makes one).
     #[arg(long, env = "SQUADLINK_PESQ_PYTHON")]
     pesq_python: Option<PathBuf>,
+    /// Only the CPU measurement (for profiling).
+    #[arg(long)]
+    cpu_only: bool,
     /// Only the quality measurement, at this loss (percent), for tuning.
     #[arg(long)]
     quality_only: Option<u32>,
@@ -142,6 +145,10 @@ async fn run(args: Args) -> Res<()> {
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let speech_path = speech_fixture(&dir);
     let python = args.pesq_python.clone().or_else(default_pesq_python);
+    if args.cpu_only {
+        cpu(&speech_path, true)?;
+        return Ok(());
+    }
     if let Some(loss) = args.quality_only {
         let speech = read_wav_mono_48k(&speech_path).map_err(|e| e.to_string())?;
         if let Some(py) = python.as_deref() {

@@ -304,10 +304,14 @@ impl AudioSource for DeviceSource {
                     reason: format!("{} stopped working (unplugged?)", self.name),
                 });
             }
-            if Instant::now() >= deadline {
+            let now = Instant::now();
+            if now >= deadline {
                 return Ok(false);
             }
-            std::thread::sleep(Duration::from_millis(1));
+            // Sleep about as long as the missing samples take to arrive.
+            let missing = frame.len().saturating_sub(self.consumer.slots());
+            let eta = Duration::from_secs_f64(missing as f64 / f64::from(SAMPLE_RATE));
+            std::thread::sleep(eta.clamp(Duration::from_millis(1), deadline - now));
         }
         let Ok(chunk) = self.consumer.read_chunk(frame.len()) else {
             return Ok(false);
@@ -433,10 +437,14 @@ impl AudioSink for DeviceSink {
             if queued < self.low_water {
                 return Ok(BLOCK);
             }
-            if Instant::now() >= deadline {
+            let now = Instant::now();
+            if now >= deadline {
                 return Ok(0);
             }
-            std::thread::sleep(Duration::from_millis(1));
+            // Sleep until the queue has drained to the low-water mark.
+            let excess = queued + 1 - self.low_water;
+            let eta = Duration::from_secs_f64(excess as f64 / f64::from(SAMPLE_RATE));
+            std::thread::sleep(eta.clamp(Duration::from_micros(500), deadline - now));
         }
     }
 

@@ -1,7 +1,7 @@
 //! The receiving side: per-peer jitter buffers and decoders, pulled by the output clock and
 //! mixed into one stereo signal.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -87,10 +87,56 @@ impl LossMeter {
     }
 }
 
+/// Decoded samples waiting to be mixed: a vector read from the front, compacted now and
+/// then (cheaper than a deque sample by sample).
+#[derive(Debug, Default)]
+struct SampleQueue {
+    data: Vec<f32>,
+    start: usize,
+}
+
+impl SampleQueue {
+    fn len(&self) -> usize {
+        self.data.len() - self.start
+    }
+
+    fn clear(&mut self) {
+        self.data.clear();
+        self.start = 0;
+    }
+
+    fn compact(&mut self) {
+        if self.start > 0 && self.start >= self.data.len() / 2 {
+            self.data.drain(..self.start);
+            self.start = 0;
+        }
+    }
+
+    fn push(&mut self, samples: &[f32]) {
+        self.compact();
+        self.data.extend_from_slice(samples);
+    }
+
+    fn push_zeros(&mut self, n: usize) {
+        self.compact();
+        self.data.resize(self.data.len() + n, 0.0);
+    }
+
+    /// Moves up to `n` samples to `out`.
+    fn take_into(&mut self, n: usize, out: &mut Vec<f32>) {
+        let end = (self.start + n).min(self.data.len());
+        out.extend_from_slice(self.data.get(self.start..end).unwrap_or(&[]));
+        self.start = end;
+        if self.start == self.data.len() {
+            self.clear();
+        }
+    }
+}
+
 struct PeerVoice {
     jb: JitterBuffer,
     decoder: Option<VoiceDecoder>,
-    pcm: VecDeque<f32>,
+    pcm: SampleQueue,
     gains: (f32, f32),
     speaking: bool,
     last_audio: Option<Instant>,
@@ -105,7 +151,7 @@ impl PeerVoice {
         Self {
             jb: JitterBuffer::new(config),
             decoder: None,
-            pcm: VecDeque::with_capacity(FRAME * 4),
+            pcm: SampleQueue::default(),
             gains: (1.0, 1.0),
             speaking: false,
             last_audio: None,
@@ -227,7 +273,7 @@ impl Receiver {
                     let (packet, fec, fade) = match &next {
                         Next::Idle => break,
                         Next::Silence(n) => {
-                            pv.pcm.extend(std::iter::repeat_n(0.0, *n));
+                            pv.pcm.push_zeros(*n);
                             continue;
                         }
                         Next::Decode(p) => (Some(p.as_ref()), false, None),
@@ -262,20 +308,19 @@ impl Receiver {
                         }
                     } else {
                         // A pause between words: where the delay may change unheard.
-                        pv.pcm.extend(samples.iter().copied());
+                        pv.pcm.push(samples);
                         if let Adapt::Insert(n) = pv.jb.adapt_in_pause() {
-                            pv.pcm.extend(std::iter::repeat_n(0.0, n));
+                            pv.pcm.push_zeros(n);
                         }
                         continue;
                     }
-                    pv.pcm.extend(samples.iter().copied());
+                    pv.pcm.push(samples);
                     if n == 0 {
-                        pv.pcm.extend(std::iter::repeat_n(0.0, FRAME));
+                        pv.pcm.push_zeros(FRAME);
                     }
                 }
-                let take = frames.min(pv.pcm.len());
                 self.mono.clear();
-                self.mono.extend(pv.pcm.drain(..take));
+                pv.pcm.take_into(frames, &mut self.mono);
                 let spatial = spatial_gains(control.position, &listener, &falloff);
                 let volume = control.volume.clamp(0.0, 2.0);
                 let target = (spatial.0 * volume, spatial.1 * volume);
@@ -358,6 +403,19 @@ impl Receiver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sample_queue_is_first_in_first_out() {
+        let mut q = SampleQueue::default();
+        q.push(&[1.0, 2.0, 3.0]);
+        q.push_zeros(2);
+        let mut out = Vec::new();
+        q.take_into(2, &mut out);
+        q.push(&[4.0]);
+        q.take_into(10, &mut out);
+        assert_eq!(out, vec![1.0, 2.0, 3.0, 0.0, 0.0, 4.0]);
+        assert_eq!(q.len(), 0);
+    }
 
     #[test]
     fn loss_meter_counts_gaps_across_wrap() {
