@@ -27,3 +27,42 @@ pub mod turn;
 
 pub use config::{Config, ConfigError, DevMode};
 pub use server::{Error, Server};
+
+/// For examples and local play: makes sure a matchmaker listens on `127.0.0.1:port`,
+/// starting one on a background thread (with its own runtime) unless one is already there.
+/// Returns its URL and whether this call started it.
+pub fn ensure_local(port: u16) -> Result<(String, bool), String> {
+    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let url = format!("ws://{listen}/v1");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("squadlink-matchmaker".into())
+        .spawn(move || {
+            let Ok(rt) = tokio::runtime::Runtime::new() else {
+                let _ = tx.send(Err("cannot start a tokio runtime".to_string()));
+                return;
+            };
+            rt.block_on(async {
+                let config = Config {
+                    listen,
+                    ..Config::default()
+                };
+                match Server::bind(config).await {
+                    Ok(server) => {
+                        let _ = tx.send(Ok(true));
+                        let _ = server.run_until_signal().await;
+                    }
+                    // The port is taken: most likely by a matchmaker started earlier.
+                    Err(_) => {
+                        let _ = tx.send(Ok(false));
+                    }
+                }
+            });
+        })
+        .map_err(|e| format!("cannot start the matchmaker thread: {e}"))?;
+    match rx.recv_timeout(std::time::Duration::from_secs(5)) {
+        Ok(Ok(started)) => Ok((url, started)),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err("the matchmaker did not start within 5 s".into()),
+    }
+}

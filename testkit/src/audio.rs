@@ -87,7 +87,8 @@ fn pearson(a: &[f32], b: &[f32]) -> f32 {
         da += (x - ma) * (x - ma);
         db += (y - mb) * (y - mb);
     }
-    if da <= 0.0 || db <= 0.0 {
+    // A flat signal (silence) correlates with nothing.
+    if da <= 1e-3 || db <= 1e-3 {
         return 0.0;
     }
     num / (da.sqrt() * db.sqrt())
@@ -134,7 +135,10 @@ pub fn envelope_match(
             };
             window_best = window_best.max(pearson(window, out));
         }
-        scores.push(window_best);
+        // A window the output does not reach at any delay says nothing.
+        if window_best > f32::MIN {
+            scores.push(window_best);
+        }
     }
     let score = if scores.is_empty() {
         best.0

@@ -311,7 +311,7 @@ impl AudioSource for DeviceSource {
             // Sleep about as long as the missing samples take to arrive.
             let missing = frame.len().saturating_sub(self.consumer.slots());
             let eta = Duration::from_secs_f64(missing as f64 / f64::from(SAMPLE_RATE));
-            std::thread::sleep(eta.clamp(Duration::from_millis(1), deadline - now));
+            std::thread::sleep(eta.max(Duration::from_millis(1)).min(deadline - now));
         }
         let Ok(chunk) = self.consumer.read_chunk(frame.len()) else {
             return Ok(false);
@@ -444,7 +444,7 @@ impl AudioSink for DeviceSink {
             // Sleep until the queue has drained to the low-water mark.
             let excess = queued + 1 - self.low_water;
             let eta = Duration::from_secs_f64(excess as f64 / f64::from(SAMPLE_RATE));
-            std::thread::sleep(eta.clamp(Duration::from_micros(500), deadline - now));
+            std::thread::sleep(eta.max(Duration::from_micros(500)).min(deadline - now));
         }
     }
 

@@ -224,7 +224,8 @@ impl JitterBuffer {
             // decoded up to one 5 ms mixing block before they play.
             target += frame_duration() + Duration::from_millis(5);
         }
-        target.clamp(self.config.min_delay, self.config.max_delay)
+        // Not `clamp`: a configuration with min > max must not panic (max wins).
+        target.max(self.config.min_delay).min(self.config.max_delay)
     }
 
     fn choose_target(&mut self) -> Duration {
@@ -584,6 +585,20 @@ mod tests {
         }
         assert_eq!(jb.adapt_in_pause(), Adapt::Skipped);
         assert_eq!(jb.stats.dropped_for_delay, 1);
+    }
+
+    #[test]
+    fn inverted_bounds_do_not_panic() {
+        let config = JitterConfig {
+            min_delay: ms(100),
+            max_delay: ms(10),
+            margin: ms(4),
+        };
+        let mut jb = JitterBuffer::new(config);
+        let t0 = Instant::now();
+        jb.insert(0, true, payload(0), t0);
+        let _ = jb.next(t0);
+        assert_eq!(jb.target(), ms(10));
     }
 
     #[test]

@@ -107,30 +107,11 @@ fn main() -> AppExit {
 /// The matchmaker to use without `--matchmaker`: start one on 127.0.0.1:7878 in a
 /// background thread, or use the one already there.
 fn local_matchmaker() -> Result<String, String> {
-    let url = "ws://127.0.0.1:7878/v1".to_string();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let Ok(rt) = tokio::runtime::Runtime::new() else {
-            let _ = tx.send(false);
-            return;
-        };
-        rt.block_on(async {
-            match squadlink_matchmaker::Server::bind(squadlink_matchmaker::Config::default()).await
-            {
-                Ok(server) => {
-                    let _ = tx.send(true);
-                    let _ = server.run_until_signal().await;
-                }
-                Err(_) => {
-                    let _ = tx.send(false);
-                }
-            }
-        });
-    });
-    match rx.recv_timeout(Duration::from_secs(5)) {
-        Ok(true) => eprintln!("arena: started a matchmaker at {url}"),
-        Ok(false) => eprintln!("arena: using the matchmaker already at {url}"),
-        Err(_) => return Err("the matchmaker did not start in time".into()),
+    let (url, started) = squadlink_matchmaker::ensure_local(7878)?;
+    if started {
+        eprintln!("arena: started a matchmaker at {url}");
+    } else {
+        eprintln!("arena: using the matchmaker already at {url}");
     }
     Ok(url)
 }
