@@ -37,9 +37,15 @@
 //!
 //! The session runs its own network thread; the plugin's systems only poll it, so none of
 //! them ever blocks a frame.
+//!
+//! Voice chat (cargo feature `voice`, on by default) is [`voice::VoiceChatPlugin`]: a
+//! [`voice::VoiceChat`] resource, and `Speaking`, `VoiceVolume` and `Muted` components on
+//! peer entities.
 
 mod messages;
 mod plugin;
+#[cfg(feature = "voice")]
+pub mod voice;
 
 pub use messages::{Outgoing, Received, SquadlinkAppExt, Target};
 pub use plugin::{
@@ -53,6 +59,11 @@ pub use squadlink::{
 
 /// Everything a game usually needs, in one `use`.
 pub mod prelude {
+    #[cfg(feature = "voice")]
+    pub use crate::voice::{
+        AudioInput, AudioOutput, Muted, PeerVoiceStats, Speaking, SpeakingChanged, VoiceChat,
+        VoiceChatPlugin, VoiceListener, VoiceMode, VoiceVolume,
+    };
     pub use crate::{
         Channel, ChannelKind, DisconnectReason, Lobby, LobbyRef, Outgoing, PathKind, Peer,
         PeerConnected, PeerDisconnected, PeerPath, PeerStats, Received, SquadlinkAppExt,

@@ -151,3 +151,92 @@ fn peers_are_entities_and_typed_messages_arrive_on_them() {
     assert_eq!(path.0, PathKind::Host);
     assert!(stats.connected);
 }
+
+#[derive(Resource, Default)]
+struct Heard(Vec<SpeakingChanged>);
+
+/// Voice in Bevy over real WebRTC: A sends a tone in bursts (open mic); on B, A's peer
+/// entity gets `Speaking(true)` and a `SpeakingChanged` message; muting A on B (the `Muted`
+/// component) stops it being heard.
+#[cfg(feature = "voice")]
+#[test]
+fn voice_speaking_shows_on_the_peer_entity_and_mute_silences_it() {
+    use bevy_squadlink::voice::{AudioInput, AudioOutput};
+    use squadlink::voice::{SyntheticSource, VoiceConfig};
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mm = rt
+        .block_on(squadlink_matchmaker::Server::bind(
+            squadlink_matchmaker::Config {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                ..Default::default()
+            },
+        ))
+        .unwrap();
+    let url = mm.url();
+    let tone = SyntheticSource::tone(220.0, 0.3)
+        .bursts(Duration::from_millis(600), Duration::from_millis(600));
+    let mut a = app(&url, LobbyRef::create(2));
+    a.add_plugins(VoiceChatPlugin::new(
+        VoiceConfig::default()
+            .mode(VoiceMode::OpenMic)
+            .input(AudioInput::Source(Box::new(tone)))
+            .output(AudioOutput::None),
+    ));
+    step_until(&mut [&mut a], |apps| {
+        apps[0].world().get_resource::<Lobby>().is_some()
+    });
+    let code = a.world().resource::<Lobby>().code.clone();
+    let mut b = app(&url, LobbyRef::Code(code));
+    b.add_plugins(VoiceChatPlugin::new(
+        VoiceConfig::default()
+            .input(AudioInput::None)
+            .output(AudioOutput::None),
+    ))
+    .init_resource::<Heard>()
+    .add_systems(
+        Update,
+        |mut msgs: MessageReader<SpeakingChanged>, mut heard: ResMut<Heard>| {
+            heard.0.extend(msgs.read().cloned());
+        },
+    );
+    let speaking_on_b = |app: &mut App| {
+        let world = app.world_mut();
+        let mut q = world.query::<(Entity, &Speaking)>();
+        q.iter(world).find(|(_, s)| s.0).map(|(e, _)| e)
+    };
+    step_until(&mut [&mut a, &mut b], |apps| speaking_on_b(apps[1]).is_some());
+    let entity = speaking_on_b(&mut b).unwrap();
+    assert_eq!(b.world().get::<Peer>(entity).map(|p| p.id), Some(me(&a)));
+    assert!(
+        b.world()
+            .resource::<Heard>()
+            .0
+            .iter()
+            .any(|m| m.entity == entity && m.speaking)
+    );
+    assert!(a.world().resource::<VoiceChat>().running());
+    step_until(&mut [&mut a, &mut b], |apps| {
+        apps[0].world().resource::<VoiceChat>().transmitting()
+    });
+    // Voice statistics reach the entity (refreshed four times a second).
+    step_until(&mut [&mut a, &mut b], |apps| {
+        apps[1]
+            .world()
+            .get::<PeerVoiceStats>(entity)
+            .is_some_and(|s| s.packets_received > 0 && s.decoded > 0)
+    });
+
+    // Mute A on B: not decoded, so not speaking, for a whole burst cycle and more.
+    b.world_mut().get_mut::<Muted>(entity).unwrap().0 = true;
+    step_until(&mut [&mut a, &mut b], |apps| {
+        apps[1].world().get::<Speaking>(entity).is_some_and(|s| !s.0)
+    });
+    let until = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < until {
+        a.update();
+        b.update();
+        assert!(!b.world().get::<Speaking>(entity).unwrap().0, "a muted peer spoke");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

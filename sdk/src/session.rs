@@ -602,6 +602,7 @@ impl Session {
     /// Connects a voice pipeline to this session's audio tracks: encoded frames sent on
     /// `MediaLink::send` go to every connected peer, and what peers send arrives on the
     /// returned receiver. A later call replaces the earlier link.
+    #[cfg_attr(not(feature = "voice"), allow(dead_code))]
     pub(crate) fn media_link(&self) -> crate::transport::media::MediaLink {
         let (tx, rx) = crossbeam_channel::bounded(crate::transport::media::MEDIA_QUEUE);
         let _ = self.cmd.send(Command::AttachMedia(tx));

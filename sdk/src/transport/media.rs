@@ -5,6 +5,8 @@
 //! ([`MediaFrame`]), which go to every connected peer on that peer's audio sender; RTP packets
 //! that arrive are passed on as [`MediaIn::Rtp`] with their arrival time, for the jitter buffer.
 
+#![cfg_attr(not(feature = "voice"), allow(dead_code))]
+
 use std::time::Instant;
 
 use bytes::Bytes;

@@ -59,6 +59,7 @@ const READ_BATCH: usize = 64;
 const MAX_DATAGRAM: usize = 2048;
 
 /// What the game asks of the network thread.
+#[cfg_attr(not(feature = "voice"), allow(dead_code))]
 pub(crate) enum Command {
     Send {
         to: Option<PeerId>,
