@@ -2,7 +2,9 @@
 # Runs two `arena` players under Xvfb (software Vulkan through Mesa's lavapipe). They meet
 # through a matchmaker started here on a free loopback port, move by themselves for a few
 # seconds, and each saves a screenshot through Bevy's screenshot API. Both squares, red
-# (first player) and blue (second), must be visible in both screenshots.
+# (first player) and blue (second), must be visible in both screenshots. Player 2 talks
+# (speech from espeak-ng as its microphone, open mic): player 1's screenshot must show the
+# yellow speaking frame around the blue square.
 # Usage: scripts/arena_screenshot.sh [OUT_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +31,11 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 
+echo "== making a speech fixture (espeak-ng, sox)"
+espeak-ng -s 160 -g 0 -w "$out/speech-22k.wav" \
+  "squadlink carries voices across the arena while the squares move around and around and the players talk and talk without a pause because this is a test of the speaking frame and it should stay on"
+sox "$out/speech-22k.wav" -r 48000 -c 1 -b 16 "$out/speech.wav" pad 0.3 0 gain -n -3
+
 echo "== player 1 creates a lobby"
 xvfb-run -a -s "-screen 0 1024x768x24" "$bin/arena" --matchmaker "$url" --autopilot \
   --screenshot "$out/player-1.png" --exit-after 4 >"$out/player-1.out" 2>"$out/player-1.log" &
@@ -44,7 +51,7 @@ if [ -z "$code" ]; then
 fi
 echo "== player 2 joins lobby $code"
 xvfb-run -a -s "-screen 0 1024x768x24" "$bin/arena" --matchmaker "$url" --autopilot --lobby "$code" \
-  --screenshot "$out/player-2.png" --exit-after 4 >"$out/player-2.out" 2>"$out/player-2.log" &
+  --voice-input "$out/speech.wav" --open-mic --screenshot "$out/player-2.png" --exit-after 4 >"$out/player-2.out" 2>"$out/player-2.log" &
 pids+=("$!")
 for pid in "${pids[@]:1}"; do wait "$pid"; done
 
@@ -52,7 +59,7 @@ echo "== checking the screenshots (Debian's python3, with python3-pil)"
 /usr/bin/python3 - "$out" <<'PY'
 import sys
 from PIL import Image
-RED, BLUE = (242, 51, 51), (51, 115, 242)
+RED, BLUE, SPEAKING = (242, 51, 51), (51, 115, 242), (255, 255, 153)
 def count(img, rgb, tol=14):
     return sum(1 for p in img.getdata() if all(abs(a - b) <= tol for a, b in zip(p[:3], rgb)))
 ok = True
@@ -63,5 +70,10 @@ for n in (1, 2):
     seen = red > 2000 and blue > 2000
     print(f"{path}: {img.size[0]}x{img.size[1]}, red square {red} px, blue square {blue} px -> {'both squares visible' if seen else 'MISSING A SQUARE'}")
     ok &= seen
+    if n == 1:
+        ring = count(img, SPEAKING, tol=8)
+        talking = ring > 800
+        print(f"{path}: speaking frame {ring} px -> {'player 2 is speaking' if talking else 'NO SPEAKING FRAME'}")
+        ok &= talking
 sys.exit(0 if ok else 1)
 PY

@@ -24,8 +24,8 @@
 use std::sync::Mutex;
 
 use bevy::prelude::*;
-use squadlink::voice::{Falloff, Listener, Voice, VoiceConfig, VoiceEvent, VoiceStats};
 pub use squadlink::voice::{AudioInput, AudioOutput, VoiceMode};
+use squadlink::voice::{Falloff, Listener, Voice, VoiceConfig, VoiceEvent, VoiceStats};
 
 use crate::plugin::{Peer, PeerConnected, PeerEntities, Pump, SquadlinkSession, SquadlinkSet};
 
@@ -159,7 +159,12 @@ impl Plugin for VoiceChatPlugin {
         .add_observer(add_voice_components)
         .add_systems(
             PreUpdate,
-            (start_voice, voice_events, apply_controls, refresh_voice_stats)
+            (
+                start_voice,
+                voice_events,
+                apply_controls,
+                refresh_voice_stats,
+            )
                 .chain()
                 .in_set(SquadlinkSet::Receive)
                 .after(Pump),

@@ -205,7 +205,9 @@ fn voice_speaking_shows_on_the_peer_entity_and_mute_silences_it() {
         let mut q = world.query::<(Entity, &Speaking)>();
         q.iter(world).find(|(_, s)| s.0).map(|(e, _)| e)
     };
-    step_until(&mut [&mut a, &mut b], |apps| speaking_on_b(apps[1]).is_some());
+    step_until(&mut [&mut a, &mut b], |apps| {
+        speaking_on_b(apps[1]).is_some()
+    });
     let entity = speaking_on_b(&mut b).unwrap();
     assert_eq!(b.world().get::<Peer>(entity).map(|p| p.id), Some(me(&a)));
     assert!(
@@ -230,13 +232,19 @@ fn voice_speaking_shows_on_the_peer_entity_and_mute_silences_it() {
     // Mute A on B: not decoded, so not speaking, for a whole burst cycle and more.
     b.world_mut().get_mut::<Muted>(entity).unwrap().0 = true;
     step_until(&mut [&mut a, &mut b], |apps| {
-        apps[1].world().get::<Speaking>(entity).is_some_and(|s| !s.0)
+        apps[1]
+            .world()
+            .get::<Speaking>(entity)
+            .is_some_and(|s| !s.0)
     });
     let until = Instant::now() + Duration::from_millis(1500);
     while Instant::now() < until {
         a.update();
         b.update();
-        assert!(!b.world().get::<Speaking>(entity).unwrap().0, "a muted peer spoke");
+        assert!(
+            !b.world().get::<Speaking>(entity).unwrap().0,
+            "a muted peer spoke"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }

@@ -1,7 +1,9 @@
 //! Arena: a small playable Bevy game over Squadlink. Each player moves a coloured square
 //! with the arrow keys or WASD. Positions travel on an unreliable sequenced channel. Space
-//! sends a "ping" event on the reliable channel, and every other square flashes. An overlay
-//! lists the peers with their path (direct or relayed), round-trip time and loss.
+//! sends a "ping" event on the reliable channel, and every other square flashes. Hold V to
+//! talk (voice chat, positional: a square on your left sounds from the left); a yellow frame
+//! around a square shows who is speaking. An overlay lists the peers with their path
+//! (direct or relayed), round-trip time and loss.
 //!
 //! Run two of them:
 //!   cargo run -p squadlink-bevy-examples --bin arena                 # creates a lobby, shows its code
@@ -9,8 +11,6 @@
 //! The first instance on a machine also runs the matchmaker (127.0.0.1:7878); later ones use
 //! it. `--autopilot` moves the square by itself; `--screenshot FILE --exit-after S` saves a
 //! screenshot and quits (used by scripts/arena_screenshot.sh under Xvfb).
-
-use std::time::Duration;
 
 use bevy::prelude::*;
 use bevy::render::view::screenshot::{Screenshot, save_to_disk};
@@ -37,6 +37,12 @@ struct Args {
     /// Quit this many seconds after the first peer connected.
     #[arg(long)]
     exit_after: Option<f64>,
+    /// Microphone from this WAV file (then silence) instead of the default device.
+    #[arg(long)]
+    voice_input: Option<std::path::PathBuf>,
+    /// Transmit without holding V (open mic).
+    #[arg(long)]
+    open_mic: bool,
 }
 
 /// Player colours, by position in the lobby's member list (join order).
@@ -57,6 +63,10 @@ struct Flash(f32);
 
 #[derive(Component)]
 struct Overlay;
+
+/// The frame around a square that shows its player speaking.
+#[derive(Component)]
+struct SpeakingRing;
 
 fn main() -> AppExit {
     let args = Args::parse();
@@ -84,6 +94,20 @@ fn main() -> AppExit {
         ..default()
     }));
     add_arena_networking(&mut app, url, lobby, |p| p);
+    let input = match &args.voice_input {
+        Some(path) => AudioInput::Wav(path.clone()),
+        None => AudioInput::Default,
+    };
+    let mode = if args.open_mic {
+        VoiceMode::OpenMic
+    } else {
+        VoiceMode::PushToTalk
+    };
+    app.add_plugins(VoiceChatPlugin::new(
+        squadlink::voice::VoiceConfig::default()
+            .mode(mode)
+            .input(input),
+    ));
     app.insert_resource(args)
         .add_observer(dress_peer)
         .add_systems(Startup, setup)
@@ -99,6 +123,8 @@ fn main() -> AppExit {
                 update_overlay,
                 announce_lobby,
                 unattended_exit,
+                push_to_talk,
+                show_speaking,
             ),
         )
         .run()
@@ -120,8 +146,11 @@ fn setup(mut commands: Commands) {
     commands.spawn(Camera2d);
     commands.spawn((
         LocalPlayer,
+        // Voices are heard from where our square is.
+        VoiceListener,
         Sprite::from_color(Color::WHITE, Vec2::splat(SIZE)),
         Transform::from_xyz(-150.0, 0.0, 1.0),
+        children![speaking_ring()],
     ));
     commands.spawn((
         Overlay,
@@ -149,14 +178,62 @@ fn colour_of(lobby: Option<&Lobby>, peer: PeerId) -> Color {
         .unwrap_or(Color::WHITE)
 }
 
-/// A peer connected: give its entity a square.
+/// A peer connected: give its entity a square (with a speaking frame behind it).
 fn dress_peer(on: On<PeerConnected>, mut commands: Commands, lobby: Option<Res<Lobby>>) {
     let colour = colour_of(lobby.as_deref(), on.peer);
-    commands.entity(on.entity).insert((
-        Sprite::from_color(colour, Vec2::splat(SIZE)),
-        Transform::from_xyz(150.0, 0.0, 0.5),
-        Flash::default(),
-    ));
+    commands
+        .entity(on.entity)
+        .insert((
+            Sprite::from_color(colour, Vec2::splat(SIZE)),
+            Transform::from_xyz(150.0, 0.0, 0.5),
+            Flash::default(),
+        ))
+        .with_child(speaking_ring());
+}
+
+/// The speaking frame's colour (light yellow; the screenshot check looks for it).
+const SPEAKING: Color = Color::srgb(1.0, 1.0, 0.6);
+
+/// A frame just larger than a square, behind it, hidden until its player speaks.
+fn speaking_ring() -> impl Bundle {
+    (
+        SpeakingRing,
+        Sprite::from_color(SPEAKING, Vec2::splat(SIZE + 14.0)),
+        Transform::from_xyz(0.0, 0.0, -0.1),
+        Visibility::Hidden,
+    )
+}
+
+/// Hold V to talk.
+fn push_to_talk(keys: Res<ButtonInput<KeyCode>>, mut voice: ResMut<VoiceChat>) {
+    let held = keys.pressed(KeyCode::KeyV);
+    if voice.push_to_talk != held {
+        voice.push_to_talk = held;
+    }
+}
+
+/// Shows the frame of every square whose player is speaking (ours while we transmit).
+fn show_speaking(
+    voice: Res<VoiceChat>,
+    speaking: Query<&Speaking>,
+    local: Query<(), With<LocalPlayer>>,
+    mut rings: Query<(&ChildOf, &mut Visibility), With<SpeakingRing>>,
+) {
+    for (parent, mut visibility) in &mut rings {
+        let on = if local.contains(parent.parent()) {
+            voice.transmitting()
+        } else {
+            speaking.get(parent.parent()).is_ok_and(|s| s.0)
+        };
+        let wanted = if on {
+            Visibility::Inherited
+        } else {
+            Visibility::Hidden
+        };
+        if *visibility != wanted {
+            *visibility = wanted;
+        }
+    }
 }
 
 fn colour_local(lobby: Option<Res<Lobby>>, mut q: Query<&mut Sprite, With<LocalPlayer>>) {
@@ -269,7 +346,8 @@ fn announce_lobby(lobby: Option<Res<Lobby>>, mut done: Local<bool>) {
 fn update_overlay(
     status: Res<SquadlinkStatus>,
     lobby: Option<Res<Lobby>>,
-    peers: Query<(&Peer, &PeerPath, &PeerStats)>,
+    peers: Query<(&Peer, &PeerPath, &PeerStats, Option<&Speaking>)>,
+    voice: Res<VoiceChat>,
     mut text: Query<&mut Text, With<Overlay>>,
 ) {
     let Ok(mut text) = text.single_mut() else {
@@ -282,7 +360,7 @@ fn update_overlay(
         (SquadlinkStatus::Failed(why), _) => format!("offline: {why}\n"),
         _ => "connecting…\n".to_string(),
     };
-    for (peer, path, stats) in &peers {
+    for (peer, path, stats, speaking) in &peers {
         let route = if path.0 == PathKind::Relay {
             "relayed"
         } else {
@@ -291,13 +369,25 @@ fn update_overlay(
         let rtt = stats.rtt.map_or("-".to_string(), |r| {
             format!("{:.1} ms", r.as_secs_f64() * 1e3)
         });
+        let talking = if speaking.is_some_and(|s| s.0) {
+            "  speaking"
+        } else {
+            ""
+        };
         s.push_str(&format!(
-            "{}  {route}  rtt {rtt}  loss {:.0}%\n",
+            "{}  {route}  rtt {rtt}  loss {:.0}%{talking}\n",
             peer.player,
             stats.loss * 100.0
         ));
     }
-    s.push_str("arrows/WASD move, space pings");
+    // The details are in the log; one short line each here.
+    for problem in voice.problems() {
+        let what = problem.split(':').next().unwrap_or("device");
+        s.push_str(&format!(
+            "voice: no {what} device (voice runs without it)\n"
+        ));
+    }
+    s.push_str("arrows/WASD move, space pings, hold V to talk");
     text.0 = s;
 }
 
