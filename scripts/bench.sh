@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the benchmark binaries in release mode and records their figures in
-# docs/performance.md. Usage: scripts/bench.sh [matchmaker|transport]
+# docs/performance.md. Usage: scripts/bench.sh [matchmaker|transport|voice]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -11,4 +11,15 @@ if [[ $which == all || $which == matchmaker ]]; then
 fi
 if [[ $which == all || $which == transport ]]; then
   cargo run --release --locked -p squadlink-examples --bin bench_transport -- --write-docs docs/performance.md
+fi
+if [[ $which == all || $which == voice ]]; then
+  # PESQ-WB (ITU-T P.862.2) comes from the PyPI package `pesq`, in a virtualenv of our own.
+  venv=$HOME/.cache/squadlink/pesq-venv
+  if [ ! -x "$venv/bin/python3" ] || ! "$venv/bin/python3" -c 'import pesq, numpy' 2>/dev/null; then
+    echo "bench: installing the pesq package into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q pesq numpy
+  fi
+  SQUADLINK_PESQ_PYTHON="$venv/bin/python3" \
+    cargo run --release --locked -p squadlink-examples --bin bench_voice -- --write-docs docs/performance.md
 fi
