@@ -89,12 +89,17 @@ struct Latency {
 
 #[derive(Serialize, Debug, Default, Clone)]
 struct Breakdown {
+    /// A frame is encoded when its last sample is in: 20 ms for every sample.
     framing: f64,
     opus_lookahead: f64,
     noise_suppression: f64,
-    jitter_buffer: f64,
+    /// Mean queue of the emulated output device when a block was written.
     output_queue: f64,
-    other: f64,
+    /// The rest of the p50: jitter-buffer wait at the spurt's start, the 5 ms mixing
+    /// block, thread wake-ups.
+    jitter_buffer_and_scheduling: f64,
+    /// The jitter buffer's own smoothed wait over all packets (quiet ones included).
+    jitter_buffer_stat: f64,
 }
 
 #[derive(Serialize, Debug, Clone)]
@@ -554,7 +559,7 @@ fn latency(noise_suppression: bool, mode: VoiceMode, seconds: u64) -> Res<Latenc
         .unwrap_or(0.0);
     let ns = if noise_suppression { 10.0 } else { 0.0 };
     let p50 = pct(0.5);
-    let known = 20.0 + lookahead + ns + jb + queue;
+    let known = 20.0 + lookahead + ns + queue;
     let result = Latency {
         samples: lat.len(),
         p50_ms: p50,
@@ -563,9 +568,9 @@ fn latency(noise_suppression: bool, mode: VoiceMode, seconds: u64) -> Res<Latenc
             framing: 20.0,
             opus_lookahead: lookahead,
             noise_suppression: ns,
-            jitter_buffer: jb,
             output_queue: queue,
-            other: p50 - known,
+            jitter_buffer_and_scheduling: p50 - known,
+            jitter_buffer_stat: jb,
         },
     };
     eprintln!("  {result:?}");
@@ -902,15 +907,16 @@ fn markdown(r: &Report) -> String {
         ));
     }
     s.push_str(&format!(
-        "\nLatency breakdown (p50 run, ms): framing {:.1}, Opus look-ahead {:.1}, noise \
-         suppression {:.1}, jitter buffer {:.1}, output queue {:.1}, other (scheduling, \
-         burst onset detection) {:.1}; {} bursts measured.\n\n",
+        "\nLatency breakdown of the p50 (ms): framing {:.1}, Opus look-ahead {:.1}, noise \
+         suppression (RNNoise's frame) {:.1}, output device queue {:.1}, and the rest, \
+         {:.1}: the jitter buffer's wait at the start of each burst, the 5 ms mixing block \
+         and thread wake-ups. {} bursts (100 ms vowel-like sounds, each its own talk spurt) \
+         through `Voice::loopback`, devices emulated at real-time pace with 5 ms periods.\n\n",
         b.framing,
         b.opus_lookahead,
         b.noise_suppression,
-        b.jitter_buffer,
         b.output_queue,
-        b.other,
+        b.jitter_buffer_and_scheduling,
         l.samples
     ));
     s
