@@ -57,6 +57,20 @@ fn app(url: &str, lobby: LobbyRef) -> App {
     app
 }
 
+/// The real matchmaker on a free loopback port, on a runtime of its own (keep both alive).
+fn matchmaker() -> (tokio::runtime::Runtime, squadlink_matchmaker::Server) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mm = rt
+        .block_on(squadlink_matchmaker::Server::bind(
+            squadlink_matchmaker::Config {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                ..Default::default()
+            },
+        ))
+        .unwrap();
+    (rt, mm)
+}
+
 /// Steps every app until `done` holds (bounded).
 fn step_until(apps: &mut [&mut App], mut done: impl FnMut(&mut [&mut App]) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -83,15 +97,7 @@ fn me(app: &App) -> PeerId {
 
 #[test]
 fn peers_are_entities_and_typed_messages_arrive_on_them() {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let mm = rt
-        .block_on(squadlink_matchmaker::Server::bind(
-            squadlink_matchmaker::Config {
-                listen: "127.0.0.1:0".parse().unwrap(),
-                ..Default::default()
-            },
-        ))
-        .unwrap();
+    let (_rt, mm) = matchmaker();
     let url = mm.url();
 
     let mut a = app(&url, LobbyRef::create(3));
@@ -164,15 +170,7 @@ fn voice_speaking_shows_on_the_peer_entity_and_mute_silences_it() {
     use bevy_squadlink::voice::{AudioInput, AudioOutput};
     use squadlink::voice::{SyntheticSource, VoiceConfig};
 
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let mm = rt
-        .block_on(squadlink_matchmaker::Server::bind(
-            squadlink_matchmaker::Config {
-                listen: "127.0.0.1:0".parse().unwrap(),
-                ..Default::default()
-            },
-        ))
-        .unwrap();
+    let (_rt, mm) = matchmaker();
     let url = mm.url();
     let tone = SyntheticSource::tone(220.0, 0.3)
         .bursts(Duration::from_millis(600), Duration::from_millis(600));

@@ -74,6 +74,32 @@ pub async fn udp_loopback_rtt(rounds: usize) -> std::io::Result<Percentiles> {
     Ok(Percentiles::of_nanos(&samples))
 }
 
+/// Runs a benchmark's async body on a 2-worker tokio runtime; prints an error and fails
+/// the process if it returns one.
+pub fn run_main<F>(body: F) -> std::process::ExitCode
+where
+    F: std::future::Future<Output = Result<(), String>>,
+{
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: tokio: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(body) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Replaces the section of `path` between `<!-- bench:NAME:begin -->` and
 /// `<!-- bench:NAME:end -->` with `body` (appending the section if it is not there yet).
 pub fn update_docs_section(path: &Path, name: &str, body: &str) -> std::io::Result<()> {

@@ -117,25 +117,7 @@ struct Quality {
 }
 
 fn main() -> std::process::ExitCode {
-    let args = Args::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: tokio: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(args)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    squadlink_examples::bench::run_main(run(Args::parse()))
 }
 
 async fn run(args: Args) -> Res<()> {
@@ -841,6 +823,11 @@ fn pesq_wb(python: &Path, dir: &Path, reference: &Path, degraded: &Path) -> Res<
         .map_err(|e| format!("PESQ output: {e}"))
 }
 
+/// One row of the figures table.
+fn row(s: &mut String, measure: &str, value: String, target: &str) {
+    s.push_str(&format!("| {measure} | {value} | {target} |\n"));
+}
+
 fn markdown(r: &Report) -> String {
     let l = &r.latency;
     let b = &l.breakdown_ms;
@@ -859,18 +846,27 @@ fn markdown(r: &Report) -> String {
         "| kbit/s while speaking (payload / on the wire) | {:.1} / {:.1} | |\n",
         r.kbps_speaking_payload, r.kbps_speaking_wire
     ));
-    s.push_str(&format!(
-        "| kbit/s while silent, voice activity (default) | {:.2} | ≤ 1 |\n",
-        r.kbps_silent_voice_activity
-    ));
-    s.push_str(&format!(
-        "| kbit/s while silent, open mic (payload / on the wire) | {:.2} / {:.2} | ≤ 1 |\n",
-        r.kbps_silent_open_mic_payload, r.kbps_silent_open_mic_wire
-    ));
-    s.push_str(&format!(
-        "| added latency, capture to playout, no network (p50 / p95) | {:.1} / {:.1} ms | ≤ 45 ms p50 |\n",
-        l.p50_ms, l.p95_ms
-    ));
+    row(
+        &mut s,
+        "kbit/s while silent, voice activity (default)",
+        format!("{:.2}", r.kbps_silent_voice_activity),
+        "≤ 1",
+    );
+    row(
+        &mut s,
+        "kbit/s while silent, open mic (payload / on the wire)",
+        format!(
+            "{:.2} / {:.2}",
+            r.kbps_silent_open_mic_payload, r.kbps_silent_open_mic_wire
+        ),
+        "≤ 1",
+    );
+    row(
+        &mut s,
+        "added latency, capture to playout, no network (p50 / p95)",
+        format!("{:.1} / {:.1} ms", l.p50_ms, l.p95_ms),
+        "≤ 45 ms p50",
+    );
     s.push_str(&format!(
         "| same, noise suppression off | {:.1} / {:.1} ms | |\n",
         n.p50_ms, n.p95_ms
@@ -882,10 +878,15 @@ fn markdown(r: &Report) -> String {
     ));
     let c = &r.cpu_1_sender_8_receivers_percent_of_core;
     let c2 = &r.cpu_without_noise_suppression;
-    s.push_str(&format!(
-        "| CPU, 1 sender + 8 receivers (send / receive thread) | {:.2} % of one core ({:.2} / {:.2}) | ≤ 3 % |\n",
-        c.total, c.send_thread, c.receive_thread
-    ));
+    row(
+        &mut s,
+        "CPU, 1 sender + 8 receivers (send / receive thread)",
+        format!(
+            "{:.2} % of one core ({:.2} / {:.2})",
+            c.total, c.send_thread, c.receive_thread
+        ),
+        "≤ 3 %",
+    );
     s.push_str(&format!(
         "| same, noise suppression off | {:.2} % ({:.2} / {:.2}) | |\n",
         c2.total, c2.send_thread, c2.receive_thread

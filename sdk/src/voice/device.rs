@@ -223,13 +223,28 @@ where
     }
 }
 
+/// The thread keeping a cpal stream alive; stops and joins it when dropped.
+struct StreamThread {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for StreamThread {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
+}
+
 /// A microphone.
 pub struct DeviceSource {
     consumer: rtrb::Consumer<f32>,
     name: String,
     counters: Arc<DeviceCounters>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    _stream: StreamThread,
 }
 
 impl DeviceSource {
@@ -283,8 +298,10 @@ impl DeviceSource {
             consumer,
             name,
             counters,
-            stop,
-            thread: Some(thread),
+            _stream: StreamThread {
+                stop,
+                thread: Some(thread),
+            },
         })
     }
 
@@ -327,23 +344,12 @@ impl AudioSource for DeviceSource {
     }
 }
 
-impl Drop for DeviceSource {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            t.thread().unpark();
-            let _ = t.join();
-        }
-    }
-}
-
 /// Speakers or headphones.
 pub struct DeviceSink {
     producer: rtrb::Producer<f32>,
     name: String,
     counters: Arc<DeviceCounters>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    _stream: StreamThread,
     /// Keep this many stereo frames queued for the device, at most.
     low_water: usize,
 }
@@ -411,8 +417,10 @@ impl DeviceSink {
             producer,
             name,
             counters,
-            stop,
-            thread: Some(thread),
+            _stream: StreamThread {
+                stop,
+                thread: Some(thread),
+            },
             low_water: PERIOD_FRAMES as usize + BLOCK,
         })
     }
@@ -459,15 +467,5 @@ impl AudioSink for DeviceSink {
 
     fn describe(&self) -> String {
         self.name.clone()
-    }
-}
-
-impl Drop for DeviceSink {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            t.thread().unpark();
-            let _ = t.join();
-        }
     }
 }

@@ -74,6 +74,11 @@ impl Pacer {
         true
     }
 
+    /// For paced sinks: [`BLOCK`] once the audio written so far is due, 0 at the timeout.
+    fn block_due(&mut self, timeout: Duration) -> usize {
+        if self.wait(0, timeout) { BLOCK } else { 0 }
+    }
+
     fn advance(&mut self, samples: usize) {
         self.samples += samples as u64;
     }
@@ -227,11 +232,7 @@ impl WavSink {
 
 impl AudioSink for WavSink {
     fn wait(&mut self, timeout: Duration) -> Result<usize, VoiceError> {
-        Ok(if self.pacer.wait(0, timeout) {
-            BLOCK
-        } else {
-            0
-        })
+        Ok(self.pacer.block_due(timeout))
     }
 
     fn write(&mut self, stereo: &[f32]) -> Result<(), VoiceError> {
@@ -377,11 +378,7 @@ impl Default for NullSink {
 
 impl AudioSink for NullSink {
     fn wait(&mut self, timeout: Duration) -> Result<usize, VoiceError> {
-        Ok(if self.pacer.wait(0, timeout) {
-            BLOCK
-        } else {
-            0
-        })
+        Ok(self.pacer.block_due(timeout))
     }
 
     fn write(&mut self, stereo: &[f32]) -> Result<(), VoiceError> {
