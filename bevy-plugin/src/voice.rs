@@ -72,7 +72,6 @@ pub struct VoiceChat {
     pub self_muted: bool,
     /// How voices fade with distance (positional voice).
     pub falloff: Falloff,
-    transmitting: bool,
     problems: Vec<String>,
     voice: Option<Voice>,
     pending: Mutex<Option<VoiceConfig>>,
@@ -81,7 +80,7 @@ pub struct VoiceChat {
 impl VoiceChat {
     /// Whether our voice is being sent right now.
     pub fn transmitting(&self) -> bool {
-        self.transmitting
+        self.voice.as_ref().is_some_and(Voice::transmitting)
     }
 
     /// Device problems so far (a missing microphone, …); voice runs without the device.
@@ -150,7 +149,6 @@ impl Plugin for VoiceChatPlugin {
             push_to_talk: false,
             self_muted: false,
             falloff: Falloff::default(),
-            transmitting: false,
             problems: Vec::new(),
             voice: None,
             pending: Mutex::new(pending),
@@ -228,8 +226,7 @@ fn voice_events(
                     });
                 }
             }
-            VoiceEvent::TransmitStarted => chat.transmitting = true,
-            VoiceEvent::TransmitStopped => chat.transmitting = false,
+            VoiceEvent::TransmitStarted | VoiceEvent::TransmitStopped => {}
             VoiceEvent::DeviceStarted { direction, name } => {
                 info!("squadlink: voice {direction} device: {name}");
             }

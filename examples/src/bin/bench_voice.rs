@@ -131,13 +131,13 @@ async fn run(args: Args) -> Res<()> {
     let dir = std::env::temp_dir().join(format!("squadlink-bench-voice-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let speech_path = speech_fixture(&dir);
+    let speech = read_wav_mono_48k(&speech_path).map_err(|e| e.to_string())?;
     let python = args.pesq_python.clone().or_else(default_pesq_python);
     if args.cpu_only {
         cpu(&speech_path, true)?;
         return Ok(());
     }
     if let Some(loss) = args.quality_only {
-        let speech = read_wav_mono_48k(&speech_path).map_err(|e| e.to_string())?;
         if let Some(py) = python.as_deref() {
             for perc in [0u8, 5, 10, 20] {
                 let p = codec_only_pesq(&dir, &speech_path, &speech, loss, args.bitrate, perc, py)?;
@@ -158,7 +158,6 @@ async fn run(args: Args) -> Res<()> {
         }
         return Ok(());
     }
-    let speech = read_wav_mono_48k(&speech_path).map_err(|e| e.to_string())?;
 
     let (enc, dec) = codec_cost(&speech)?;
     report.encode_us_per_frame = enc;
@@ -559,17 +558,19 @@ fn latency(noise_suppression: bool, mode: VoiceMode, seconds: u64) -> Res<Latenc
     Ok(result)
 }
 
+/// User + system CPU time in a `/proc/.../stat` line (clock ticks of 10 ms).
+fn stat_cpu(stat: &str) -> Option<Duration> {
+    let (_, after) = stat.rsplit_once(')')?;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| -> u64 { fields.get(i).and_then(|f| f.parse().ok()).unwrap_or(0) };
+    // Fields 14 and 15 (utime, stime) are at 11 and 12 counting from the state after ')'.
+    Some(Duration::from_millis((ticks(11) + ticks(12)) * 10))
+}
+
 /// Process CPU time (user + system), from /proc/self/stat.
 fn cpu_time() -> Res<Duration> {
     let stat = std::fs::read_to_string("/proc/self/stat").map_err(|e| e.to_string())?;
-    let after = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .ok_or("bad /proc/self/stat")?;
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| -> u64 { fields.get(i).and_then(|f| f.parse().ok()).unwrap_or(0) };
-    // Fields 14 and 15 of stat (utime, stime) are 12 and 13 after the command name.
-    Ok(Duration::from_millis((ticks(11) + ticks(12)) * 10))
+    stat_cpu(&stat).ok_or_else(|| "bad /proc/self/stat".to_string())
 }
 
 /// CPU time of this process's threads named `name`, from /proc/self/task.
@@ -584,12 +585,7 @@ fn thread_cpu(name: &str) -> Duration {
             continue;
         }
         let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-        let Some((_, after)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        let ticks = |i: usize| -> u64 { fields.get(i).and_then(|f| f.parse().ok()).unwrap_or(0) };
-        total += Duration::from_millis((ticks(11) + ticks(12)) * 10);
+        total += stat_cpu(&stat).unwrap_or_default();
     }
     total
 }

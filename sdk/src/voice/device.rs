@@ -169,20 +169,49 @@ fn stream_config(
     })
 }
 
-/// Runs `build` on a thread of its own that keeps the stream alive until `stop` is set.
-fn stream_thread<F>(
+/// Opens the `direction` device called `wanted` (or the default one) on a thread of its own
+/// that keeps the stream alive until the returned [`StreamThread`] is dropped. `build`
+/// makes the stream from the device, its configuration and its channel count (with
+/// [`on_stream_error`] as its error callback); the error messages are shared. Returns the thread and the device's name.
+fn open_stream<F>(
     direction: Direction,
+    wanted: Option<&str>,
     build: F,
-    stop: Arc<AtomicBool>,
-) -> Result<(JoinHandle<()>, String), VoiceError>
+) -> Result<(StreamThread, String), VoiceError>
 where
-    F: FnOnce() -> Result<(cpal::Stream, String), VoiceError> + Send + 'static,
+    F: FnOnce(&cpal::Device, cpal::StreamConfig, usize) -> Result<cpal::Stream, cpal::Error>
+        + Send
+        + 'static,
 {
+    let wanted = wanted.map(str::to_owned);
+    let open = move || -> Result<(cpal::Stream, String), VoiceError> {
+        let host = host()?;
+        let device = find_device(&host, direction, wanted.as_deref())?;
+        let config = stream_config(&device, direction)?;
+        let name = device_name(&device);
+        let channels = usize::from(config.channels.max(1));
+        let stream = build(&device, config, channels).map_err(|e| VoiceError::Device {
+            direction,
+            reason: match direction {
+                Direction::Input => format!(
+                    "{name} cannot be opened: {e} (no microphone? use a WAV file or manual \
+                     audio instead)"
+                ),
+                Direction::Output => format!(
+                    "{name} cannot be opened: {e} (no speakers? voice still runs without \
+                     output, or use a WAV file)"
+                ),
+            },
+        })?;
+        Ok((stream, name))
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let keep_running = Arc::clone(&stop);
     let (tx, rx) = crossbeam_channel::bounded(1);
     let handle = std::thread::Builder::new()
         .name(format!("sl-audio-{direction}"))
         .spawn(move || {
-            let stream = match build() {
+            let stream = match open() {
                 Ok((stream, name)) => match stream.play() {
                     Ok(()) => {
                         let _ = tx.send(Ok(name));
@@ -201,7 +230,7 @@ where
                     return;
                 }
             };
-            while !stop.load(Ordering::Relaxed) {
+            while !keep_running.load(Ordering::Relaxed) {
                 std::thread::park_timeout(Duration::from_millis(200));
             }
             drop(stream);
@@ -211,7 +240,13 @@ where
             reason: format!("cannot start the audio thread: {e}"),
         })?;
     match rx.recv_timeout(Duration::from_secs(5)) {
-        Ok(Ok(name)) => Ok((handle, name)),
+        Ok(Ok(name)) => Ok((
+            StreamThread {
+                stop,
+                thread: Some(handle),
+            },
+            name,
+        )),
         Ok(Err(e)) => {
             let _ = handle.join();
             Err(e)
@@ -221,6 +256,12 @@ where
             reason: "the audio device did not start within 5 s".into(),
         }),
     }
+}
+
+/// The error callback of a stream: marks the device failed (read by the voice threads).
+fn on_stream_error(counters: &Arc<DeviceCounters>) -> impl FnMut(cpal::Error) + Send + 'static {
+    let c = Arc::clone(counters);
+    move |_err| c.failed.store(true, Ordering::Relaxed)
 }
 
 /// The thread keeping a cpal stream alive; stops and joins it when dropped.
@@ -250,58 +291,32 @@ pub struct DeviceSource {
 impl DeviceSource {
     /// Opens the default microphone, or the one named.
     pub fn open(name: Option<&str>) -> Result<Self, VoiceError> {
-        let (producer, consumer) = rtrb::RingBuffer::<f32>::new(RING);
+        let (mut producer, consumer) = rtrb::RingBuffer::<f32>::new(RING);
         let counters = Arc::new(DeviceCounters::default());
-        let stop = Arc::new(AtomicBool::new(false));
-        let wanted = name.map(str::to_owned);
-        let c = Arc::clone(&counters);
-        let (thread, name) = stream_thread(
-            Direction::Input,
-            move || {
-                let host = host()?;
-                let device = find_device(&host, Direction::Input, wanted.as_deref())?;
-                let config = stream_config(&device, Direction::Input)?;
-                let name = device_name(&device);
-                let channels = usize::from(config.channels.max(1));
-                let mut producer = producer;
-                let cb = Arc::clone(&c);
-                let stream = device
-                    .build_input_stream::<f32, _, _>(
-                        config,
-                        move |data: &[f32], _| {
-                            cb.callbacks.fetch_add(1, Ordering::Relaxed);
-                            for frame in data.chunks(channels) {
-                                let mono = frame.iter().sum::<f32>() / frame.len() as f32;
-                                if producer.push(mono).is_err() {
-                                    cb.xruns.fetch_add(1, Ordering::Relaxed);
-                                }
+        let cb = Arc::clone(&counters);
+        let on_error = on_stream_error(&counters);
+        let (stream, name) =
+            open_stream(Direction::Input, name, move |device, config, channels| {
+                device.build_input_stream::<f32, _, _>(
+                    config,
+                    move |data: &[f32], _| {
+                        cb.callbacks.fetch_add(1, Ordering::Relaxed);
+                        for frame in data.chunks(channels) {
+                            let mono = frame.iter().sum::<f32>() / frame.len() as f32;
+                            if producer.push(mono).is_err() {
+                                cb.xruns.fetch_add(1, Ordering::Relaxed);
                             }
-                        },
-                        {
-                            let c = Arc::clone(&c);
-                            move |_err| c.failed.store(true, Ordering::Relaxed)
-                        },
-                        Some(Duration::from_secs(3)),
-                    )
-                    .map_err(|e| VoiceError::Device {
-                        direction: Direction::Input,
-                        reason: format!(
-                            "{name} cannot be opened: {e} (no microphone? use a WAV file or \
-                             manual audio instead)"
-                        ),
-                    })?;
-                Ok((stream, name))
-            },
-            Arc::clone(&stop),
-        )?;
+                        }
+                    },
+                    on_error,
+                    Some(Duration::from_secs(3)),
+                )
+            })?;
         Ok(Self {
             consumer,
             name,
             counters,
-            _stream: StreamThread {
-                stop,
-                thread: Some(thread),
-            },
+            _stream: stream,
         })
     }
 
@@ -357,70 +372,44 @@ pub struct DeviceSink {
 impl DeviceSink {
     /// Opens the default output device, or the one named.
     pub fn open(name: Option<&str>) -> Result<Self, VoiceError> {
-        let (producer, consumer) = rtrb::RingBuffer::<f32>::new(RING);
+        let (producer, mut consumer) = rtrb::RingBuffer::<f32>::new(RING);
         let counters = Arc::new(DeviceCounters::default());
-        let stop = Arc::new(AtomicBool::new(false));
-        let wanted = name.map(str::to_owned);
-        let c = Arc::clone(&counters);
-        let (thread, name) = stream_thread(
-            Direction::Output,
-            move || {
-                let host = host()?;
-                let device = find_device(&host, Direction::Output, wanted.as_deref())?;
-                let config = stream_config(&device, Direction::Output)?;
-                let name = device_name(&device);
-                let channels = usize::from(config.channels.max(1));
-                let mut consumer = consumer;
-                let cb = Arc::clone(&c);
-                let stream = device
-                    .build_output_stream::<f32, _, _>(
-                        config,
-                        move |data: &mut [f32], _| {
-                            cb.callbacks.fetch_add(1, Ordering::Relaxed);
-                            for frame in data.chunks_mut(channels) {
-                                let (l, r) = match (consumer.pop(), consumer.pop()) {
-                                    (Ok(l), Ok(r)) => (l, r),
-                                    _ => {
-                                        cb.xruns.fetch_add(1, Ordering::Relaxed);
-                                        (0.0, 0.0)
-                                    }
-                                };
-                                match frame {
-                                    [mono] => *mono = 0.5 * (l + r),
-                                    [left, right, rest @ ..] => {
-                                        *left = l;
-                                        *right = r;
-                                        rest.fill(0.0);
-                                    }
-                                    [] => {}
+        let cb = Arc::clone(&counters);
+        let on_error = on_stream_error(&counters);
+        let (stream, name) =
+            open_stream(Direction::Output, name, move |device, config, channels| {
+                device.build_output_stream::<f32, _, _>(
+                    config,
+                    move |data: &mut [f32], _| {
+                        cb.callbacks.fetch_add(1, Ordering::Relaxed);
+                        for frame in data.chunks_mut(channels) {
+                            let (l, r) = match (consumer.pop(), consumer.pop()) {
+                                (Ok(l), Ok(r)) => (l, r),
+                                _ => {
+                                    cb.xruns.fetch_add(1, Ordering::Relaxed);
+                                    (0.0, 0.0)
                                 }
+                            };
+                            match frame {
+                                [mono] => *mono = 0.5 * (l + r),
+                                [left, right, rest @ ..] => {
+                                    *left = l;
+                                    *right = r;
+                                    rest.fill(0.0);
+                                }
+                                [] => {}
                             }
-                        },
-                        {
-                            let c = Arc::clone(&c);
-                            move |_err| c.failed.store(true, Ordering::Relaxed)
-                        },
-                        Some(Duration::from_secs(3)),
-                    )
-                    .map_err(|e| VoiceError::Device {
-                        direction: Direction::Output,
-                        reason: format!(
-                            "{name} cannot be opened: {e} (no speakers? voice still runs \
-                             without output, or use a WAV file)"
-                        ),
-                    })?;
-                Ok((stream, name))
-            },
-            Arc::clone(&stop),
-        )?;
+                        }
+                    },
+                    on_error,
+                    Some(Duration::from_secs(3)),
+                )
+            })?;
         Ok(Self {
             producer,
             name,
             counters,
-            _stream: StreamThread {
-                stop,
-                thread: Some(thread),
-            },
+            _stream: stream,
             low_water: PERIOD_FRAMES as usize + BLOCK,
         })
     }

@@ -294,6 +294,8 @@ pub(crate) struct Controls {
     bytes_sent: AtomicU64,
     peers: Mutex<HashMap<PeerId, PeerControl>>,
     space: Mutex<(Listener, Falloff)>,
+    /// Bumped whenever `peers` or `space` change, so the mixer copies them only then.
+    pub(crate) generation: AtomicU64,
     pub(crate) stats: Mutex<HashMap<PeerId, VoiceStats>>,
 }
 
@@ -326,6 +328,7 @@ impl Controls {
             bytes_sent: AtomicU64::new(0),
             peers: Mutex::new(HashMap::new()),
             space: Mutex::new((Listener::default(), Falloff::default())),
+            generation: AtomicU64::new(0),
             stats: Mutex::new(HashMap::new()),
         }
     }
@@ -350,7 +353,12 @@ impl Controls {
 
     fn update_peer(&self, peer: PeerId, f: impl FnOnce(&mut PeerControl)) {
         if let Ok(mut peers) = self.peers.lock() {
-            f(peers.entry(peer).or_default());
+            let control = peers.entry(peer).or_default();
+            let before = *control;
+            f(control);
+            if *control != before {
+                self.generation.fetch_add(1, Ordering::Release);
+            }
         }
     }
 }
@@ -361,7 +369,6 @@ impl Controls {
 pub struct Voice {
     controls: Arc<Controls>,
     events: crossbeam_channel::Receiver<VoiceEvent>,
-    event_tx: crossbeam_channel::Sender<VoiceEvent>,
     manual_in: Option<Mutex<rtrb::Producer<f32>>>,
     /// The receive side, shared with the playout thread (or pulled by the game).
     receiver: Arc<Mutex<rx::Receiver>>,
@@ -476,7 +483,6 @@ impl Voice {
         Ok(Voice {
             controls,
             events,
-            event_tx,
             manual_in,
             receiver,
             manual_out,
@@ -542,8 +548,11 @@ impl Voice {
 
     /// Where we listen from, and how voices fade with distance.
     pub fn set_listener(&self, listener: Listener, falloff: Falloff) {
-        if let Ok(mut space) = self.controls.space.lock() {
+        if let Ok(mut space) = self.controls.space.lock()
+            && *space != (listener, falloff)
+        {
             *space = (listener, falloff);
+            self.controls.generation.fetch_add(1, Ordering::Release);
         }
     }
 
@@ -610,7 +619,6 @@ impl Voice {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
-        let _ = &self.event_tx;
     }
 }
 

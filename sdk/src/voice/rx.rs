@@ -176,6 +176,13 @@ pub(crate) struct Receiver {
     mono: Vec<f32>,
     last_report: Option<Instant>,
     last_stats: Option<Instant>,
+    /// The controls as last copied, and the generation they were copied at.
+    controls_view: (
+        HashMap<PeerId, super::PeerControl>,
+        super::mixer::Listener,
+        super::mixer::Falloff,
+    ),
+    controls_seen: Option<u64>,
 }
 
 impl Receiver {
@@ -198,6 +205,8 @@ impl Receiver {
             mono: Vec::with_capacity(FRAME * 4),
             last_report: None,
             last_stats: None,
+            controls_view: Default::default(),
+            controls_seen: None,
         }
     }
 
@@ -257,7 +266,15 @@ impl Receiver {
         self.drain();
         out.fill(0.0);
         let frames = out.len() / 2;
-        let (peer_controls, listener, falloff) = self.controls.snapshot();
+        let generation = self
+            .controls
+            .generation
+            .load(std::sync::atomic::Ordering::Acquire);
+        if self.controls_seen != Some(generation) {
+            self.controls_view = self.controls.snapshot();
+            self.controls_seen = Some(generation);
+        }
+        let (peer_controls, listener, falloff) = &self.controls_view;
         let mut started = Vec::new();
         let mut stopped = Vec::new();
         for (id, pv) in &mut self.peers {
@@ -321,7 +338,7 @@ impl Receiver {
                 }
                 self.mono.clear();
                 pv.pcm.take_into(frames, &mut self.mono);
-                let spatial = spatial_gains(control.position, &listener, &falloff);
+                let spatial = spatial_gains(control.position, listener, falloff);
                 let volume = control.volume.clamp(0.0, 2.0);
                 let target = (spatial.0 * volume, spatial.1 * volume);
                 mix_into(out, &self.mono, pv.gains, target);
