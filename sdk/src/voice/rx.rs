@@ -240,6 +240,7 @@ impl Receiver {
                     self.reported.insert(peer, percent);
                     self.publish_reported_loss();
                 }
+                MediaIn::KeyframeRequest { .. } | MediaIn::PeerConnected { .. } => {}
                 MediaIn::PeerGone { peer } => {
                     if self.peers.remove(&peer).is_some_and(|pv| pv.speaking) {
                         self.emit(VoiceEvent::SpeakingStopped { peer });
