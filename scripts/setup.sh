@@ -14,6 +14,7 @@ PACKAGES=(
   libopus-dev libasound2-dev   # voice: Opus codec (audiopus), ALSA headers (cpal)
   pulseaudio pulseaudio-utils  # voice tests: a PulseAudio daemon with null sinks
   espeak-ng sox                # voice tests and benchmark: speech fixtures made at test time
+  libvpx-dev                   # video: VP8 codec (env-libvpx-sys, bindings for libvpx 1.12)
 )
 
 missing=()

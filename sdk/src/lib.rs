@@ -35,6 +35,8 @@ mod stats;
 mod transport;
 #[cfg(feature = "voice")]
 pub mod voice;
+#[cfg(feature = "video")]
+pub mod video;
 
 pub use channel::{Channel, ChannelKind};
 pub use error::{Error, Result};

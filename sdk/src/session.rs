@@ -612,6 +612,20 @@ impl Session {
         }
     }
 
+    /// Connects a video pipeline to this session's video tracks: packets sent on
+    /// `MediaLink::send_video` go to connected peers, and what peers send (with keyframe
+    /// requests and connects) arrives on the returned receiver. A later call replaces the
+    /// earlier link.
+    #[cfg_attr(not(feature = "video"), allow(dead_code))]
+    pub(crate) fn video_link(&self) -> crate::transport::media::MediaLink {
+        let (tx, rx) = crossbeam_channel::bounded(crate::transport::media::MEDIA_QUEUE);
+        let _ = self.cmd.send(Command::AttachVideo(tx));
+        crate::transport::media::MediaLink {
+            cmd: self.cmd.clone(),
+            incoming: rx,
+        }
+    }
+
     /// Leaves the lobby, closes every peer connection and stops the network thread
     /// (waits at most a couple of seconds). Dropping the session does the same.
     pub fn close(mut self) {

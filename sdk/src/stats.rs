@@ -50,4 +50,8 @@ pub struct PeerStats {
     pub voice_packets_sent: u64,
     /// Voice RTP packets received from this peer.
     pub voice_packets_received: u64,
+    /// Video RTP packets sent to this peer.
+    pub video_packets_sent: u64,
+    /// Video RTP packets received from this peer.
+    pub video_packets_received: u64,
 }

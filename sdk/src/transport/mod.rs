@@ -59,7 +59,7 @@ const READ_BATCH: usize = 64;
 const MAX_DATAGRAM: usize = 2048;
 
 /// What the game asks of the network thread.
-#[cfg_attr(not(feature = "voice"), allow(dead_code))]
+#[cfg_attr(not(any(feature = "voice", feature = "video")), allow(dead_code))]
 pub(crate) enum Command {
     Send {
         to: Option<PeerId>,
@@ -68,8 +68,19 @@ pub(crate) enum Command {
     },
     /// An encoded voice frame for every connected peer.
     Media(MediaFrame),
-    /// Where incoming media goes from now on (replaces an earlier sink).
+    /// Where incoming audio goes from now on (replaces an earlier sink).
     AttachMedia(crossbeam_channel::Sender<MediaIn>),
+    /// The RTP packets of one video frame, for every connected peer or for one.
+    Video {
+        packets: Vec<MediaFrame>,
+        to: Option<PeerId>,
+    },
+    /// Where incoming video goes from now on (replaces an earlier sink).
+    AttachVideo(crossbeam_channel::Sender<MediaIn>),
+    /// Ask a peer for a video keyframe.
+    KeyframeRequest {
+        peer: PeerId,
+    },
     /// Tell `peer` how much of its audio we lose.
     VoiceLoss {
         peer: PeerId,
@@ -188,6 +199,8 @@ pub(crate) struct Driver {
     ice_servers: Vec<IceServer>,
     /// The voice pipeline's inbox, once voice is started.
     media: Option<crossbeam_channel::Sender<MediaIn>>,
+    /// The video pipeline's inbox, once video is started.
+    video: Option<crossbeam_channel::Sender<MediaIn>>,
 }
 
 impl Driver {
@@ -253,6 +266,7 @@ impl Driver {
             epoch: Instant::now(),
             ice_servers,
             media: None,
+            video: None,
         };
         tracing::debug!(me = %driver.me, code = %joined.lobby.code, hosts = ?driver.net.hosts, "lobby entered");
         driver.start_gathering(bound).await;
@@ -284,6 +298,9 @@ impl Driver {
                     Some(Command::Send { to, channel, payload }) => self.on_send(to, channel, &payload),
                     Some(Command::Media(frame)) => self.on_media(&frame),
                     Some(Command::AttachMedia(sink)) => self.media = Some(sink),
+                    Some(Command::Video { packets, to }) => self.on_video(&packets, to),
+                    Some(Command::AttachVideo(sink)) => self.attach_video(sink),
+                    Some(Command::KeyframeRequest { peer }) => self.on_keyframe_request(peer),
                     Some(Command::VoiceLoss { peer, percent }) => self.on_voice_loss(peer, percent),
                     Some(Command::Close) | None => return None,
                 },
@@ -784,10 +801,18 @@ impl Driver {
                         now,
                     ),
                     RTCMessage::RtpPacket(_track, packet) => {
-                        p.stats.voice_packets_received += 1;
                         p.last_heard = now;
-                        if let Some(media) = &self.media {
-                            let _ = media.try_send(MediaIn::Rtp {
+                        let video = packet.header.payload_type == media::VP8_PAYLOAD_TYPE;
+                        let sink = if video {
+                            p.stats.video_packets_received += 1;
+                            p.remote_video_ssrc = Some(packet.header.ssrc);
+                            self.video.as_ref()
+                        } else {
+                            p.stats.voice_packets_received += 1;
+                            self.media.as_ref()
+                        };
+                        if let Some(sink) = sink {
+                            let _ = sink.try_send(MediaIn::Rtp {
                                 peer: id,
                                 seq: packet.header.sequence_number,
                                 timestamp: packet.header.timestamp,
@@ -795,6 +820,13 @@ impl Driver {
                                 payload: packet.payload,
                                 arrival: Instant::now(),
                             });
+                        }
+                    }
+                    RTCMessage::RtcpPacket(_track, packets) => {
+                        if packets.iter().any(|p| media::asks_for_keyframe(p.as_ref()))
+                            && let Some(video) = &self.video
+                        {
+                            let _ = video.try_send(MediaIn::KeyframeRequest { peer: id });
                         }
                     }
                     _ => {}
@@ -812,6 +844,9 @@ impl Driver {
             p.connected_at = Some(now);
             p.last_heard = now;
             p.unannounced = true;
+            if let Some(video) = &self.video {
+                let _ = video.try_send(MediaIn::PeerConnected { peer: id });
+            }
         }
         self.announce(id, now);
         if let Some(reason) = failed {
@@ -919,19 +954,53 @@ impl Driver {
         }
     }
 
+    /// The connected peers, or just `to` if it is one of them.
+    fn connected_ids(&self, to: Option<PeerId>) -> Vec<PeerId> {
+        self.peers
+            .iter()
+            .filter(|(id, p)| p.connected_at.is_some() && to.is_none_or(|t| t == **id))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     /// Sends a voice frame to every connected peer.
     fn on_media(&mut self, frame: &MediaFrame) {
         let now = Instant::now();
-        let ids: Vec<PeerId> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| p.connected_at.is_some())
-            .map(|(id, _)| *id)
-            .collect();
-        for id in ids {
+        for id in self.connected_ids(None) {
             if let Some(p) = self.peers.get_mut(&id) {
-                p.send_audio(frame, now);
+                p.send_rtp(media::Kind::Audio, frame, now);
             }
+            self.pump(id, now);
+        }
+    }
+
+    /// Sends a video frame's packets to every connected peer (or to `to`).
+    fn on_video(&mut self, packets: &[MediaFrame], to: Option<PeerId>) {
+        let now = Instant::now();
+        for id in self.connected_ids(to) {
+            if let Some(p) = self.peers.get_mut(&id) {
+                for packet in packets {
+                    p.send_rtp(media::Kind::Video, packet, now);
+                }
+            }
+            self.pump(id, now);
+        }
+    }
+
+    /// A video pipeline attached: it hears of the peers already connected (each needs a
+    /// keyframe).
+    fn attach_video(&mut self, sink: crossbeam_channel::Sender<MediaIn>) {
+        for id in self.connected_ids(None) {
+            let _ = sink.try_send(MediaIn::PeerConnected { peer: id });
+        }
+        self.video = Some(sink);
+    }
+
+    /// Asks a peer for a keyframe (RTCP PLI).
+    fn on_keyframe_request(&mut self, id: PeerId) {
+        let now = Instant::now();
+        if let Some(p) = self.peers.get_mut(&id) {
+            p.send_pli(now);
             self.pump(id, now);
         }
     }
@@ -1029,8 +1098,8 @@ impl Driver {
         if let Ok(mut stats) = self.shared.stats.write() {
             stats.remove(&id);
         }
-        if let Some(media) = &self.media {
-            let _ = media.try_send(MediaIn::PeerGone { peer: id });
+        for sink in [&self.media, &self.video].into_iter().flatten() {
+            let _ = sink.try_send(MediaIn::PeerGone { peer: id });
         }
         tracing::debug!(peer = %id, ?reason, "disconnected");
         self.shared
@@ -1123,3 +1192,4 @@ fn on_message(
         shared.deliver(index, p.id, message);
     }
 }
+

@@ -57,6 +57,11 @@ pub(crate) struct Peer {
     /// Our audio track's sender and SSRC.
     audio_sender: Option<rtc::rtp_transceiver::RTCRtpSenderId>,
     audio_ssrc: u32,
+    /// Our video track's sender and SSRC.
+    video_sender: Option<rtc::rtp_transceiver::RTCRtpSenderId>,
+    video_ssrc: u32,
+    /// The SSRC of the peer's video, once a packet of it came (PLI names it).
+    pub(crate) remote_video_ssrc: Option<u32>,
 }
 
 pub(crate) struct PeerSettings<'a> {
@@ -106,11 +111,15 @@ impl Peer {
             .with_configuration(RTCConfigurationBuilder::new().build())
             .with_setting_engine(setting_engine)
             .with_media_engine(media::media_engine()?)
+            .with_interceptor_registry(media::interceptors())
             .build(now)?;
-        // Every connection carries an audio track from the start, so voice never needs a
-        // renegotiation; it costs one m-line in the SDP and nothing on the wire until used.
+        // Every connection carries an audio and a video track from the start, so voice and
+        // video never need a renegotiation; each costs an m-line in the SDP and nothing on
+        // the wire until used.
         let audio_ssrc = super::net::random_u32();
-        let audio_sender = Some(pc.add_track(media::audio_track(audio_ssrc))?);
+        let audio_sender = Some(pc.add_track(media::track(media::Kind::Audio, audio_ssrc))?);
+        let video_ssrc = super::net::random_u32();
+        let video_sender = Some(pc.add_track(media::track(media::Kind::Video, video_ssrc))?);
         let n = settings.channels.len();
         let mut dcs = Vec::with_capacity(n + 1);
         let control = ChannelKind::Unreliable;
@@ -163,6 +172,9 @@ impl Peer {
             stats: PeerStats::default(),
             audio_sender,
             audio_ssrc,
+            video_sender,
+            video_ssrc,
+            remote_video_ssrc: None,
         })
     }
 
@@ -216,9 +228,13 @@ impl Peer {
         self.dcs.len().saturating_sub(1)
     }
 
-    /// Sends one encoded audio frame on our audio track (once connected).
-    pub(crate) fn send_audio(&mut self, frame: &MediaFrame, now: Instant) {
-        let Some(sender_id) = self.audio_sender else {
+    /// Sends one RTP payload on our track of `kind` (once connected).
+    pub(crate) fn send_rtp(&mut self, kind: media::Kind, frame: &MediaFrame, now: Instant) {
+        let (sender_id, ssrc) = match kind {
+            media::Kind::Audio => (self.audio_sender, self.audio_ssrc),
+            media::Kind::Video => (self.video_sender, self.video_ssrc),
+        };
+        let Some(sender_id) = sender_id else {
             return;
         };
         let Some(mut sender) = self.pc.rtp_sender(sender_id) else {
@@ -240,14 +256,41 @@ impl Peer {
                 payload_type,
                 sequence_number: frame.seq,
                 timestamp: frame.timestamp,
-                ssrc: self.audio_ssrc,
+                ssrc,
                 ..Default::default()
             },
             payload: frame.payload.clone(),
         };
         match sender.write_rtp(now, packet) {
-            Ok(()) => self.stats.voice_packets_sent += 1,
-            Err(e) => tracing::trace!(%e, peer = %self.id, "audio packet not sent"),
+            Ok(()) => match kind {
+                media::Kind::Audio => self.stats.voice_packets_sent += 1,
+                media::Kind::Video => self.stats.video_packets_sent += 1,
+            },
+            Err(e) => tracing::trace!(%e, peer = %self.id, ?kind, "RTP packet not sent"),
+        }
+    }
+
+    /// Asks the peer for a video keyframe with an RTCP picture loss indication.
+    pub(crate) fn send_pli(&mut self, now: Instant) {
+        let Some(media_ssrc) = self.remote_video_ssrc else {
+            return;
+        };
+        let receivers: Vec<_> = self.pc.get_receivers().collect();
+        for id in receivers {
+            let Some(mut receiver) = self.pc.rtp_receiver(id) else {
+                continue;
+            };
+            if receiver.track().kind() != rtc::rtp_transceiver::rtp_sender::RtpCodecKind::Video {
+                continue;
+            }
+            let pli = rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication {
+                sender_ssrc: self.video_ssrc,
+                media_ssrc,
+            };
+            if let Err(e) = receiver.write_rtcp(now, vec![Box::new(pli)]) {
+                tracing::debug!(%e, peer = %self.id, "keyframe request not sent");
+            }
+            return;
         }
     }
 
