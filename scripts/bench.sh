@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the benchmark binaries in release mode and records their figures in
-# docs/performance.md. Usage: scripts/bench.sh [matchmaker|transport|voice]
+# docs/performance.md. Usage: scripts/bench.sh [matchmaker|transport|voice|video]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -22,4 +22,7 @@ if [[ $which == all || $which == voice ]]; then
   fi
   SQUADLINK_PESQ_PYTHON="$venv/bin/python3" \
     cargo run --release --locked -p squadlink-examples --bin bench_voice -- --write-docs docs/performance.md
+fi
+if [[ $which == all || $which == video ]]; then
+  cargo run --release --locked -p squadlink-examples --bin bench_video -- --write-docs docs/performance.md
 fi

@@ -71,6 +71,7 @@ pub struct TestPattern {
     start: Option<Instant>,
     captured: Arc<Mutex<VecDeque<(u64, Instant)>>>,
     blank: I420Frame,
+    noise: u8,
 }
 
 /// Capture times of a test pattern's recent frames, by counter (shared with the source).
@@ -103,7 +104,16 @@ impl TestPattern {
             start: None,
             captured: Arc::new(Mutex::new(VecDeque::with_capacity(1000))),
             blank,
+            noise: 0,
         })
+    }
+
+    /// Adds sensor-like noise of up to ± `amplitude` luma levels, different in every frame
+    /// (the same for the same frame number): a clean pattern is far easier to code than a
+    /// camera's picture, so rate control never reaches its target on it.
+    pub fn with_noise(mut self, amplitude: u8) -> Self {
+        self.noise = amplitude;
+        self
     }
 
     /// A handle on the capture times of the frames, by counter.
@@ -166,6 +176,18 @@ impl TestPattern {
                         *pv = v;
                     }
                 }
+            }
+        }
+        if self.noise > 0 {
+            let span = u64::from(self.noise) * 2 + 1;
+            let mut state = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            let (ys, _, _) = frame.planes_mut();
+            for p in ys.iter_mut() {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let delta = (state % span) as i16 - i16::from(self.noise);
+                *p = (i16::from(*p) + delta).clamp(16, 235) as u8;
             }
         }
         self.draw_counter(&mut frame, n);
@@ -415,6 +437,18 @@ mod tests {
         assert_eq!(TestPattern::read_counter(160, 120, &rgba), Some(31_415));
         assert_eq!(TestPattern::read_counter(320, 240, &[0; 10]), None);
         assert!(TestPattern::new(16, 16, 15).is_err());
+    }
+
+    #[test]
+    fn noise_is_repeatable_and_keeps_the_counter_readable() {
+        let pattern = TestPattern::new(320, 240, 15).unwrap().with_noise(8);
+        assert_eq!(pattern.draw(5), pattern.draw(5));
+        assert_ne!(
+            pattern.draw(5).as_bytes(),
+            TestPattern::new(320, 240, 15).unwrap().draw(5).as_bytes()
+        );
+        let rgba = pattern.draw(4242).to_rgba();
+        assert_eq!(TestPattern::read_counter(320, 240, &rgba), Some(4242));
     }
 
     #[test]
