@@ -41,9 +41,15 @@
 //! Voice chat (cargo feature `voice`, on by default) is [`voice::VoiceChatPlugin`]: a
 //! [`voice::VoiceChat`] resource, and `Speaking`, `VoiceVolume` and `Muted` components on
 //! peer entities.
+//!
+//! Video (cargo feature `video`, on by default) is [`video::VideoChatPlugin`]: each peer
+//! that sends video gets a [`video::PeerVideo`] component whose `Image` shows its newest
+//! frame.
 
 mod messages;
 mod plugin;
+#[cfg(feature = "video")]
+pub mod video;
 #[cfg(feature = "voice")]
 pub mod voice;
 
@@ -59,6 +65,10 @@ pub use squadlink::{
 
 /// Everything a game usually needs, in one `use`.
 pub mod prelude {
+    #[cfg(feature = "video")]
+    pub use crate::video::{
+        PeerVideo, PeerVideoStats, VideoChat, VideoChatPlugin, VideoConfig, VideoInput,
+    };
     #[cfg(feature = "voice")]
     pub use crate::voice::{
         AudioInput, AudioOutput, Muted, PeerVoiceStats, Speaking, SpeakingChanged, VoiceChat,

@@ -246,3 +246,60 @@ fn voice_speaking_shows_on_the_peer_entity_and_mute_silences_it() {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// Video: A sends the test pattern; on B, A's entity gets a `PeerVideo` whose image holds
+/// A's decoded frames (the drawn counter reads back from the image's pixels and advances).
+#[cfg(feature = "video")]
+#[test]
+fn a_peers_video_is_an_image_on_its_entity() {
+    use bevy::image::{Image, ImagePlugin};
+    use bevy_squadlink::video::TestPattern;
+
+    let (_rt, mm) = matchmaker();
+    let url = mm.url();
+    let with_images = |app: &mut App| {
+        app.add_plugins((AssetPlugin::default(), ImagePlugin::default()));
+    };
+    let mut a = app(&url, LobbyRef::create(2));
+    with_images(&mut a);
+    a.add_plugins(VideoChatPlugin::test_pattern());
+    step_until(&mut [&mut a], |apps| {
+        apps[0].world().get_resource::<Lobby>().is_some()
+    });
+    let code = a.world().resource::<Lobby>().code.clone();
+    let mut b = app(&url, LobbyRef::Code(code));
+    with_images(&mut b);
+    b.add_plugins(VideoChatPlugin::default());
+
+    let counter_on_b = |app: &mut App| -> Option<(Entity, u64, u64)> {
+        let world = app.world_mut();
+        let mut q = world.query::<(Entity, &PeerVideo)>();
+        let (entity, video) = q.iter(world).next().map(|(e, v)| (e, v.clone()))?;
+        let image = world.resource::<Assets<Image>>().get(&video.image)?;
+        let data = image.data.as_ref()?;
+        assert_eq!(video.size, UVec2::new(320, 240));
+        assert_eq!(data.len(), 320 * 240 * 4);
+        let counter = TestPattern::read_counter(320, 240, data)?;
+        Some((entity, counter, video.frame_id))
+    };
+    step_until(&mut [&mut a, &mut b], |apps| counter_on_b(apps[1]).is_some());
+    let (entity, first, first_id) = counter_on_b(&mut b).unwrap();
+    assert_eq!(b.world().get::<Peer>(entity).map(|p| p.id), Some(me(&a)));
+    // The same image changes as frames arrive, and the frame id moves with the counter.
+    step_until(&mut [&mut a, &mut b], |apps| {
+        counter_on_b(apps[1]).is_some_and(|(_, c, _)| c >= first + 5)
+    });
+    let (same, later, later_id) = counter_on_b(&mut b).unwrap();
+    assert_eq!(same, entity);
+    assert_eq!(later_id - first_id, later - first);
+    step_until(&mut [&mut a, &mut b], |apps| {
+        apps[1]
+            .world()
+            .get::<PeerVideoStats>(entity)
+            .is_some_and(|s| s.frames_decoded > 5 && s.decode_errors == 0)
+    });
+    // B sends nothing: A's view of B has no video.
+    assert!(a.world().resource::<VideoChat>().running());
+    let world = a.world_mut();
+    assert_eq!(world.query::<&PeerVideo>().iter(world).count(), 0);
+}
