@@ -4,7 +4,8 @@
 # seconds, and each saves a screenshot through Bevy's screenshot API. Both squares, red
 # (first player) and blue (second), must be visible in both screenshots. Player 2 talks
 # (speech from espeak-ng as its microphone, open mic): player 1's screenshot must show the
-# yellow speaking frame around the blue square.
+# yellow speaking frame around the blue square. Player 2 also sends the test pattern as its
+# video: player 1's screenshot must show it (the pattern's cyan and magenta bars).
 # Usage: scripts/arena_screenshot.sh [OUT_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,7 +52,7 @@ if [ -z "$code" ]; then
 fi
 echo "== player 2 joins lobby $code"
 xvfb-run -a -s "-screen 0 1024x768x24" "$bin/arena" --matchmaker "$url" --autopilot --lobby "$code" \
-  --voice-input "$out/speech.wav" --open-mic --screenshot "$out/player-2.png" --exit-after 4 >"$out/player-2.out" 2>"$out/player-2.log" &
+  --voice-input "$out/speech.wav" --open-mic --test-pattern --screenshot "$out/player-2.png" --exit-after 4 >"$out/player-2.out" 2>"$out/player-2.log" &
 pids+=("$!")
 for pid in "${pids[@]:1}"; do wait "$pid"; done
 
@@ -75,5 +76,13 @@ for n in (1, 2):
         talking = ring > 800
         print(f"{path}: speaking frame {ring} px -> {'player 2 is speaking' if talking else 'NO SPEAKING FRAME'}")
         ok &= talking
+        # The test pattern's bars, shaded towards the bottom: cyan (0, g, b) and magenta
+        # (r, 0, b) with g ≈ b and r ≈ b; nothing else in the arena has those colours.
+        px = list(img.getdata())
+        cyan = sum(1 for r, g, b in px if r < 40 and g > 100 and b > 100 and abs(g - b) < 24)
+        magenta = sum(1 for r, g, b in px if g < 40 and r > 100 and b > 100 and abs(r - b) < 24)
+        video = cyan > 300 and magenta > 300
+        print(f"{path}: video tile cyan {cyan} px, magenta {magenta} px -> {'player 2 video visible' if video else 'NO VIDEO TILE'}")
+        ok &= video
 sys.exit(0 if ok else 1)
 PY

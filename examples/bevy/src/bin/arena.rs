@@ -3,7 +3,8 @@
 //! sends a "ping" event on the reliable channel, and every other square flashes. Hold V to
 //! talk (voice chat, positional: a square on your left sounds from the left); a yellow frame
 //! around a square shows who is speaking. An overlay lists the peers with their path
-//! (direct or relayed), round-trip time and loss.
+//! (direct or relayed), round-trip time and loss. With `--test-pattern` a player sends a
+//! synthetic video feed (VP8), which the others see in a tile above that player's square.
 //!
 //! Run two of them:
 //!   cargo run -p squadlink-bevy-examples --bin arena                 # creates a lobby, shows its code
@@ -43,6 +44,10 @@ struct Args {
     /// Transmit without holding V (open mic).
     #[arg(long)]
     open_mic: bool,
+    /// Send the synthetic test pattern as this player's video (others see it above the
+    /// square).
+    #[arg(long)]
+    test_pattern: bool,
 }
 
 /// Player colours, by position in the lobby's member list (join order).
@@ -67,6 +72,10 @@ struct Overlay;
 /// The frame around a square that shows its player speaking.
 #[derive(Component)]
 struct SpeakingRing;
+
+/// The tile above a square that shows its player's video.
+#[derive(Component)]
+struct VideoTile;
 
 fn main() -> AppExit {
     let args = Args::parse();
@@ -108,6 +117,12 @@ fn main() -> AppExit {
             .mode(mode)
             .input(input),
     ));
+    let video = if args.test_pattern {
+        VideoInput::TestPattern
+    } else {
+        VideoInput::None
+    };
+    app.add_plugins(VideoChatPlugin::new(VideoConfig::default().input(video)));
     app.insert_resource(args)
         .add_observer(dress_peer)
         .add_systems(Startup, setup)
@@ -125,6 +140,7 @@ fn main() -> AppExit {
                 unattended_exit,
                 push_to_talk,
                 show_speaking,
+                show_video,
             ),
         )
         .run()
@@ -202,6 +218,21 @@ fn speaking_ring() -> impl Bundle {
         Transform::from_xyz(0.0, 0.0, -0.1),
         Visibility::Hidden,
     )
+}
+
+/// A peer's video started: a tile above its square shows it (the image updates in place).
+fn show_video(mut commands: Commands, feeds: Query<(Entity, &PeerVideo), Added<PeerVideo>>) {
+    for (entity, video) in &feeds {
+        commands.entity(entity).with_child((
+            VideoTile,
+            Sprite {
+                image: video.image.clone(),
+                custom_size: Some(Vec2::new(160.0, 120.0)),
+                ..default()
+            },
+            Transform::from_xyz(0.0, SIZE / 2.0 + 72.0, 0.3),
+        ));
+    }
 }
 
 /// Hold V to talk.
