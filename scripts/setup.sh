@@ -15,6 +15,7 @@ PACKAGES=(
   pulseaudio pulseaudio-utils  # voice tests: a PulseAudio daemon with null sinks
   espeak-ng sox                # voice tests and benchmark: speech fixtures made at test time
   libvpx-dev                   # video: VP8 codec (env-libvpx-sys, bindings for libvpx 1.12)
+  libclang-dev                 # webcam feature: nokhwa's V4L2 bindings are made by bindgen
 )
 
 missing=()

@@ -12,10 +12,13 @@ step "cargo fmt --check"
 cargo fmt --all --check
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy -p squadlink --features webcam --all-targets --locked -- -D warnings
 step "cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --workspace --locked 2>&1 | tee "$log"
+step "cargo test: webcam formats through nokhwa (feature webcam, off by default)"
+cargo test -p squadlink --features webcam --locked --lib video::camera 2>&1 | tee -a "$log"
 
 step "arena: two windowed players under Xvfb, screenshots checked"
 scripts/arena_screenshot.sh

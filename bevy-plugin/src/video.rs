@@ -179,7 +179,12 @@ fn show_frames(
     mut commands: Commands,
     chat: Res<VideoChat>,
     images: Option<ResMut<Assets<Image>>>,
-    mut peers: Query<(Entity, &Peer, Option<&mut PeerVideo>, Option<&mut PeerVideoStats>)>,
+    mut peers: Query<(
+        Entity,
+        &Peer,
+        Option<&mut PeerVideo>,
+        Option<&mut PeerVideoStats>,
+    )>,
 ) {
     let Some(video) = chat.video.as_ref() else {
         return;

@@ -282,7 +282,9 @@ fn a_peers_video_is_an_image_on_its_entity() {
         let counter = TestPattern::read_counter(320, 240, data)?;
         Some((entity, counter, video.frame_id))
     };
-    step_until(&mut [&mut a, &mut b], |apps| counter_on_b(apps[1]).is_some());
+    step_until(&mut [&mut a, &mut b], |apps| {
+        counter_on_b(apps[1]).is_some()
+    });
     let (entity, first, first_id) = counter_on_b(&mut b).unwrap();
     assert_eq!(b.world().get::<Peer>(entity).map(|p| p.id), Some(me(&a)));
     // The same image changes as frames arrive, and the frame id moves with the counter.

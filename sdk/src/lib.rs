@@ -33,10 +33,10 @@ mod session;
 mod signaling;
 mod stats;
 mod transport;
-#[cfg(feature = "voice")]
-pub mod voice;
 #[cfg(feature = "video")]
 pub mod video;
+#[cfg(feature = "voice")]
+pub mod voice;
 
 pub use channel::{Channel, ChannelKind};
 pub use error::{Error, Result};

@@ -13,9 +13,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use squadlink::video::{
-    TestPattern, Video, VideoConfig, VideoEvent, VideoInput, psnr_rgba,
-};
+use squadlink::video::{TestPattern, Video, VideoConfig, VideoEvent, VideoInput, psnr_rgba};
 use squadlink::{LobbyRef, PeerId, Session, SessionBuilder};
 use support::{code, connected, matchmaker};
 
@@ -109,7 +107,11 @@ async fn a_test_pattern_arrives_decoded_and_in_order() {
         min(&seen.psnr),
         median(&seen.latency_ms)
     );
-    assert!(seen.frame_ids.len() >= 45, "only {} frames arrived", seen.frame_ids.len());
+    assert!(
+        seen.frame_ids.len() >= 45,
+        "only {} frames arrived",
+        seen.frame_ids.len()
+    );
     assert!(
         seen.frame_ids.windows(2).all(|w| w[1] > w[0]),
         "frame ids increase: {:?}",
@@ -120,12 +122,22 @@ async fn a_test_pattern_arrives_decoded_and_in_order() {
         assert_eq!(ids[1] - ids[0], counters[1] - counters[0]);
     }
     assert!(min(&seen.psnr) >= 30.0, "PSNR per frame: {:?}", seen.psnr);
-    assert_eq!(seen.latency_ms.len(), seen.frame_ids.len(), "every frame's capture time is known");
+    assert_eq!(
+        seen.latency_ms.len(),
+        seen.frame_ids.len(),
+        "every frame's capture time is known"
+    );
 
     let stats = receiver.stats(a_id).unwrap();
-    assert!(stats.frames_decoded >= 45 && stats.decode_errors == 0, "{stats:?}");
+    assert!(
+        stats.frames_decoded >= 45 && stats.decode_errors == 0,
+        "{stats:?}"
+    );
     let sent = sender.send_stats();
-    assert!(sent.frames_sent >= 45 && sent.keyframes_sent >= 1, "{sent:?}");
+    assert!(
+        sent.frames_sent >= 45 && sent.keyframes_sent >= 1,
+        "{sent:?}"
+    );
     assert!(a.stats(b_id).unwrap().video_packets_sent > 0);
     assert!(receiver.stats(PeerId(999)).is_none());
     assert!(matches!(
@@ -167,11 +179,18 @@ async fn a_late_joiner_gets_a_keyframe_and_loss_is_healed_by_pli() {
         seen.frame_ids.len(),
         min(&seen.psnr)
     );
-    assert!(seen.frame_ids.len() >= 60, "only {} frames arrived", seen.frame_ids.len());
+    assert!(
+        seen.frame_ids.len() >= 60,
+        "only {} frames arrived",
+        seen.frame_ids.len()
+    );
     // The first frame it decoded came after it joined, so a keyframe was made for it.
     assert!(sent.keyframes_sent > keyframes_before, "{sent:?}");
     // Frames were lost, asked for and healed: no corrupted picture was ever shown.
-    assert!(stats.frames_dropped > 0 && stats.keyframes_requested > 0, "{stats:?}");
+    assert!(
+        stats.frames_dropped > 0 && stats.keyframes_requested > 0,
+        "{stats:?}"
+    );
     assert!(min(&seen.psnr) >= 30.0, "PSNR per frame: {:?}", seen.psnr);
     assert!(seen.frame_ids.windows(2).all(|w| w[1] > w[0]));
     sender.stop();

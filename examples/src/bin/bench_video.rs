@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use serde::Serialize;
 use squadlink::video::{
-    I420Frame, TestPattern, Video, VideoConfig, VideoInput, Vp8Decoder, Vp8Encoder,
-    Vp8Settings, psnr, psnr_rgba,
+    I420Frame, TestPattern, Video, VideoConfig, VideoInput, Vp8Decoder, Vp8Encoder, Vp8Settings,
+    psnr, psnr_rgba,
 };
 use squadlink::{LobbyRef, Session, SessionBuilder};
 use squadlink_examples::bench::{run_main, udp_loopback_rtt, update_docs_section};
@@ -97,7 +97,9 @@ fn codec(width: u32, height: u32, fps: u32, kbps: u32, seconds: u32) -> Res<Code
     let pattern = TestPattern::new(width, height, fps)
         .map_err(|e| e.to_string())?
         .with_noise(NOISE);
-    let frames: Vec<I420Frame> = (0..u64::from(fps * seconds)).map(|n| pattern.draw(n)).collect();
+    let frames: Vec<I420Frame> = (0..u64::from(fps * seconds))
+        .map(|n| pattern.draw(n))
+        .collect();
     let mut enc = Vp8Encoder::new(Vp8Settings {
         width,
         height,

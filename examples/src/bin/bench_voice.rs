@@ -18,8 +18,9 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use serde::Serialize;
 use squadlink::voice::{
-    AudioInput, AudioOutput, AudioSink, AudioSource, NullSink, SyntheticSource, Voice, VoiceConfig,
-    VoiceBandwidth, VoiceDecoder, VoiceEncoder, VoiceError, VoiceMode, WavSource, read_wav_mono_48k,
+    AudioInput, AudioOutput, AudioSink, AudioSource, NullSink, SyntheticSource, Voice,
+    VoiceBandwidth, VoiceConfig, VoiceDecoder, VoiceEncoder, VoiceError, VoiceMode, WavSource,
+    read_wav_mono_48k,
 };
 use squadlink::{LobbyRef, Session, SessionBuilder};
 use squadlink_examples::bench::{udp_loopback_rtt, update_docs_section};
@@ -217,8 +218,7 @@ async fn run(args: Args) -> Res<()> {
         latency(true, VoiceMode::VoiceActivity, args.latency_seconds)?;
 
     eprintln!("CPU, 1 sender + 8 receivers…");
-    report.cpu_1_sender_8_receivers_percent_of_core =
-        cpu(&speech_path, true, args.bandwidth())?;
+    report.cpu_1_sender_8_receivers_percent_of_core = cpu(&speech_path, true, args.bandwidth())?;
     report.cpu_without_noise_suppression = cpu(&speech_path, false, args.bandwidth())?;
 
     for (loss, plain) in [(0u32, false), (5, false), (10, false), (0, true), (5, true)] {

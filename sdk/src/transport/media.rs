@@ -95,7 +95,9 @@ impl MediaLink {
 
     /// Asks `peer` for a keyframe (RTCP PLI); false once the session is closed.
     pub(crate) fn request_keyframe(&self, peer: PeerId) -> bool {
-        self.cmd.send(super::Command::KeyframeRequest { peer }).is_ok()
+        self.cmd
+            .send(super::Command::KeyframeRequest { peer })
+            .is_ok()
     }
 
     /// A second handle on the same link (for the other voice thread).
@@ -169,7 +171,12 @@ pub(crate) fn media_engine() -> Result<MediaEngine, rtc::shared::error::Error> {
 /// Our outgoing track of `kind`, with its own random SSRC.
 pub(crate) fn track(kind: Kind, ssrc: u32) -> rtc::media_stream::MediaStreamTrack {
     let (id, label, rtp_kind, codec) = match kind {
-        Kind::Audio => ("squadlink-voice", "voice", RtpCodecKind::Audio, opus_codec()),
+        Kind::Audio => (
+            "squadlink-voice",
+            "voice",
+            RtpCodecKind::Audio,
+            opus_codec(),
+        ),
         Kind::Video => ("squadlink-video", "video", RtpCodecKind::Video, vp8_codec()),
     };
     rtc::media_stream::MediaStreamTrack::new(
@@ -207,12 +214,8 @@ pub(crate) struct KeyframeRequests {
     write: std::collections::VecDeque<rtc::interceptor::TaggedPacket>,
 }
 
-impl
-    rtc::sansio::Protocol<
-        rtc::interceptor::TaggedPacket,
-        rtc::interceptor::TaggedPacket,
-        (),
-    > for KeyframeRequests
+impl rtc::sansio::Protocol<rtc::interceptor::TaggedPacket, rtc::interceptor::TaggedPacket, ()>
+    for KeyframeRequests
 {
     type Rout = rtc::interceptor::TaggedPacket;
     type Wout = rtc::interceptor::TaggedPacket;

@@ -1192,4 +1192,3 @@ fn on_message(
         shared.deliver(index, p.id, message);
     }
 }
-

@@ -283,10 +283,11 @@ impl Peer {
             if receiver.track().kind() != rtc::rtp_transceiver::rtp_sender::RtpCodecKind::Video {
                 continue;
             }
-            let pli = rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication {
-                sender_ssrc: self.video_ssrc,
-                media_ssrc,
-            };
+            let pli =
+                rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication {
+                    sender_ssrc: self.video_ssrc,
+                    media_ssrc,
+                };
             if let Err(e) = receiver.write_rtcp(now, vec![Box::new(pli)]) {
                 tracing::debug!(%e, peer = %self.id, "keyframe request not sent");
             }

@@ -188,11 +188,7 @@ impl I420Frame {
                     gs += u32::from(g);
                     bs += u32::from(b);
                 }
-                let (u, v) = rgb_to_uv(
-                    (rs / 4) as u8,
-                    (gs / 4) as u8,
-                    (bs / 4) as u8,
-                );
+                let (u, v) = rgb_to_uv((rs / 4) as u8, (gs / 4) as u8, (bs / 4) as u8);
                 let i = cy * (w / 2) + cx;
                 if let (Some(du), Some(dv)) = (us.get_mut(i), vs.get_mut(i)) {
                     *du = u;
@@ -227,7 +223,9 @@ impl I420Frame {
             }
         }
         for cy in 0..h / 2 {
-            let top = yuyv.get(cy * 2 * w * 2..(cy * 2 + 1) * w * 2).unwrap_or(&[]);
+            let top = yuyv
+                .get(cy * 2 * w * 2..(cy * 2 + 1) * w * 2)
+                .unwrap_or(&[]);
             let bottom = yuyv
                 .get((cy * 2 + 1) * w * 2..(cy * 2 + 2) * w * 2)
                 .unwrap_or(&[]);
@@ -355,7 +353,13 @@ mod tests {
 
     #[test]
     fn colours_survive_rgb_to_yuv_and_back() {
-        for (r, g, b) in [(255, 0, 0), (0, 255, 0), (0, 0, 255), (200, 120, 40), (16, 16, 16)] {
+        for (r, g, b) in [
+            (255, 0, 0),
+            (0, 255, 0),
+            (0, 0, 255),
+            (200, 120, 40),
+            (16, 16, 16),
+        ] {
             let rgba: Vec<u8> = std::iter::repeat_n([r, g, b, 255], 16).flatten().collect();
             let frame = I420Frame::from_rgba(4, 4, &rgba).unwrap();
             let back = frame.to_rgba();

@@ -21,6 +21,8 @@
 //! sent by a receiver that lost a packet: it shows nothing more until that keyframe, rather
 //! than a corrupted picture).
 
+#[cfg(feature = "webcam")]
+mod camera;
 mod frame;
 mod rtp;
 mod source;
@@ -34,6 +36,8 @@ use std::time::{Duration, Instant};
 
 use squadlink_protocol::PeerId;
 
+#[cfg(feature = "webcam")]
+pub use camera::{Camera, CameraChoice, CameraInfo, cameras, closest_format, to_i420};
 pub use frame::{I420Frame, psnr, psnr_rgba};
 pub use source::{CaptureLog, TestPattern, VideoSource, Y4mSource};
 pub use vpx::{EncodedFrame, Vp8Decoder, Vp8Encoder, Vp8Settings};
@@ -54,7 +58,9 @@ pub enum VideoError {
     #[error("video source: {0}")]
     Source(String),
     /// No camera could be opened.
-    #[error("no camera: {0} (plug one in, pick another with `CameraChoice`, or send a test pattern)")]
+    #[error(
+        "no camera: {0} (plug one in, pick another with `CameraChoice`, or send a test pattern)"
+    )]
     NoCamera(String),
     /// A video thread could not be started.
     #[error("starting video: {0}")]
@@ -67,6 +73,9 @@ pub enum VideoInput {
     None,
     /// The synthetic test pattern at the configured size and rate.
     TestPattern,
+    /// A webcam (cargo feature `webcam`), in the format closest to the configured one.
+    #[cfg(feature = "webcam")]
+    Camera(CameraChoice),
     /// Any source of your own.
     Source(Box<dyn VideoSource>),
 }
@@ -76,6 +85,8 @@ impl std::fmt::Debug for VideoInput {
         match self {
             Self::None => f.write_str("None"),
             Self::TestPattern => f.write_str("TestPattern"),
+            #[cfg(feature = "webcam")]
+            Self::Camera(c) => write!(f, "Camera({c:?})"),
             Self::Source(s) => write!(f, "Source({})", s.describe()),
         }
     }
@@ -331,11 +342,7 @@ impl Video {
 
     /// Statistics of what we send.
     pub fn send_stats(&self) -> SendStats {
-        self.shared
-            .send
-            .lock()
-            .map(|s| *s)
-            .unwrap_or_default()
+        self.shared.send.lock().map(|s| *s).unwrap_or_default()
     }
 
     /// Events since the last call.
@@ -370,6 +377,13 @@ fn open_input(
     match input {
         VideoInput::None => Ok(None),
         VideoInput::TestPattern => Ok(Some(Box::new(TestPattern::new(
+            settings.width,
+            settings.height,
+            settings.fps,
+        )?))),
+        #[cfg(feature = "webcam")]
+        VideoInput::Camera(choice) => Ok(Some(Box::new(Camera::open(
+            &choice,
             settings.width,
             settings.height,
             settings.fps,
@@ -570,7 +584,14 @@ impl Receiver {
         }
     }
 
-    fn on_rtp(&mut self, peer: PeerId, seq: u16, timestamp: u32, marker: bool, payload: bytes::Bytes) {
+    fn on_rtp(
+        &mut self,
+        peer: PeerId,
+        seq: u16,
+        timestamp: u32,
+        marker: bool,
+        payload: bytes::Bytes,
+    ) {
         let now = Instant::now();
         let bytes = payload.len() as u64;
         let rx = self.peers.entry(peer).or_insert_with(|| PeerRx {
@@ -619,7 +640,11 @@ impl Receiver {
             }
         }
         let mut requested = false;
-        if ask && rx.last_request.is_none_or(|t| now.duration_since(t) >= KEYFRAME_REQUEST_EVERY) {
+        if ask
+            && rx
+                .last_request
+                .is_none_or(|t| now.duration_since(t) >= KEYFRAME_REQUEST_EVERY)
+        {
             rx.last_request = Some(now);
             requested = self.link.request_keyframe(peer);
         }

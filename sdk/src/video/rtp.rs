@@ -172,7 +172,11 @@ impl Assembler {
             Some((last, ext)) => {
                 // 15-bit wrap-around.
                 let delta = i64::from(pid.wrapping_sub(last) & 0x7fff);
-                let delta = if delta >= 0x4000 { delta - 0x8000 } else { delta };
+                let delta = if delta >= 0x4000 {
+                    delta - 0x8000
+                } else {
+                    delta
+                };
                 let value = (ext as i64 + delta).max(0) as u64;
                 if delta > 0 {
                     self.last_pid = Some((pid, value));
@@ -183,7 +187,13 @@ impl Assembler {
     }
 
     /// Takes in one packet; returns what became of it.
-    pub(crate) fn push(&mut self, seq: u16, timestamp: u32, marker: bool, payload: Bytes) -> Outcome {
+    pub(crate) fn push(
+        &mut self,
+        seq: u16,
+        timestamp: u32,
+        marker: bool,
+        payload: Bytes,
+    ) -> Outcome {
         let ext = self.extend_seq(seq);
         if self.done_through.is_some_and(|d| ext <= d) {
             return Outcome::Pending; // late or repeated
@@ -361,40 +371,63 @@ mod tests {
         let data = frame(2500, true, 1);
         let packets = packetize(&data, 1);
         let mut asm = Assembler::default();
-        assert_eq!(asm.push(2, 5, packets[2].marker, packets[2].payload.clone()), Outcome::Pending);
-        assert_eq!(asm.push(0, 5, packets[0].marker, packets[0].payload.clone()), Outcome::Pending);
+        assert_eq!(
+            asm.push(2, 5, packets[2].marker, packets[2].payload.clone()),
+            Outcome::Pending
+        );
+        assert_eq!(
+            asm.push(0, 5, packets[0].marker, packets[0].payload.clone()),
+            Outcome::Pending
+        );
         let out = asm.push(1, 5, packets[1].marker, packets[1].payload.clone());
-        assert!(matches!(out, Outcome::Frame(ref a) if a.data == data), "{out:?}");
+        assert!(
+            matches!(out, Outcome::Frame(ref a) if a.data == data),
+            "{out:?}"
+        );
     }
 
     #[test]
     fn a_lost_packet_skips_frames_until_a_keyframe() {
         let mut asm = Assembler::default();
         let key = frame(2000, true, 1);
-        assert!(matches!(feed(&mut asm, 0, 0, 0, &key).last(), Some(Outcome::Frame(_))));
+        assert!(matches!(
+            feed(&mut asm, 0, 0, 0, &key).last(),
+            Some(Outcome::Frame(_))
+        ));
         // Frame 2 loses its second packet (seq 3).
         let delta = frame(2000, false, 2);
         let p = packetize(&delta, 1);
-        assert_eq!(asm.push(2, 90, false, p[0].payload.clone()), Outcome::Pending);
+        assert_eq!(
+            asm.push(2, 90, false, p[0].payload.clone()),
+            Outcome::Pending
+        );
         // Frame 3 arrives whole: frame 2 is given up, and frame 3 (a delta) is not decodable.
         let outs = feed(&mut asm, 4, 180, 2, &frame(500, false, 3));
         assert!(outs.contains(&Outcome::NeedKeyframe), "{outs:?}");
         assert!(!outs.iter().any(|o| matches!(o, Outcome::Frame(_))));
         // A keyframe heals it.
         let outs = feed(&mut asm, 5, 270, 3, &frame(700, true, 4));
-        assert!(matches!(outs.last(), Some(Outcome::Frame(a)) if a.keyframe && a.picture_id == Some(3)));
+        assert!(
+            matches!(outs.last(), Some(Outcome::Frame(a)) if a.keyframe && a.picture_id == Some(3))
+        );
         assert!(asm.frames_lost >= 2);
     }
 
     #[test]
     fn a_lost_first_packet_is_noticed() {
         let mut asm = Assembler::default();
-        assert!(matches!(feed(&mut asm, 0, 0, 0, &frame(100, true, 1)).last(), Some(Outcome::Frame(_))));
+        assert!(matches!(
+            feed(&mut asm, 0, 0, 0, &frame(100, true, 1)).last(),
+            Some(Outcome::Frame(_))
+        ));
         // Frame at seq 1..=2 loses seq 1 (its start); seq 2 is its marker. It may yet come,
         // until the next frame is complete.
         let p = packetize(&frame(1500, false, 2), 1);
         assert_eq!(p.len(), 2);
-        assert_eq!(asm.push(2, 90, true, p[1].payload.clone()), Outcome::Pending);
+        assert_eq!(
+            asm.push(2, 90, true, p[1].payload.clone()),
+            Outcome::Pending
+        );
         let outs = feed(&mut asm, 3, 180, 2, &frame(100, false, 3));
         assert_eq!(outs, [Outcome::NeedKeyframe]);
     }
@@ -422,7 +455,10 @@ mod tests {
     #[test]
     fn garbage_does_not_panic() {
         let mut asm = Assembler::default();
-        for (i, junk) in [&[][..], &[0x80], &[0x90, 0x80], &[0xff; 3], &[0x10]].iter().enumerate() {
+        for (i, junk) in [&[][..], &[0x80], &[0x90, 0x80], &[0xff; 3], &[0x10]]
+            .iter()
+            .enumerate()
+        {
             let _ = asm.push(i as u16, 0, true, Bytes::copy_from_slice(junk));
         }
         assert_eq!(parse_descriptor(&[0x80, 0x80, 0x80]), None);

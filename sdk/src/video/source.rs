@@ -150,7 +150,10 @@ impl TestPattern {
                 return (255, 255, 255);
             }
             let bar = ((x + shift) % w.max(1)) / bar_width;
-            let (r, g, b) = BARS.get(bar.min(BARS.len() - 1)).copied().unwrap_or((0, 0, 0));
+            let (r, g, b) = BARS
+                .get(bar.min(BARS.len() - 1))
+                .copied()
+                .unwrap_or((0, 0, 0));
             // Darker towards the bottom, so rows differ too.
             let shade = 255 - (y * 96 / h.max(1)) as u32;
             let s = |c: u8| (u32::from(c) * shade / 255) as u8;
@@ -198,7 +201,11 @@ impl TestPattern {
     fn draw_counter(&self, frame: &mut I420Frame, n: u64) {
         let (w, h) = (self.width as usize, self.height as usize);
         let (cell, x0, y0) = counter_layout(self.width, self.height);
-        let text = format!("{:0width$}", n % 10u64.pow(COUNTER_DIGITS as u32), width = COUNTER_DIGITS);
+        let text = format!(
+            "{:0width$}",
+            n % 10u64.pow(COUNTER_DIGITS as u32),
+            width = COUNTER_DIGITS
+        );
         let box_w = COUNTER_DIGITS * cell * 4 + cell;
         let box_h = 7 * cell;
         let (ys, us, vs) = frame.planes_mut();
@@ -215,7 +222,10 @@ impl TestPattern {
             }
         }
         for (d, ch) in text.bytes().enumerate() {
-            let glyph = DIGITS.get(usize::from(ch.wrapping_sub(b'0'))).copied().unwrap_or([0; 5]);
+            let glyph = DIGITS
+                .get(usize::from(ch.wrapping_sub(b'0')))
+                .copied()
+                .unwrap_or([0; 5]);
             for (row, bits) in glyph.iter().enumerate() {
                 for col in 0..3 {
                     if bits & (0b100 >> col) == 0 {
@@ -287,7 +297,10 @@ impl VideoSource for TestPattern {
     }
 
     fn describe(&self) -> String {
-        format!("test pattern {}×{} at {} fps", self.width, self.height, self.fps)
+        format!(
+            "test pattern {}×{} at {} fps",
+            self.width, self.height, self.fps
+        )
     }
 }
 
@@ -343,7 +356,9 @@ impl Y4mSource {
         let mut frames = Vec::new();
         loop {
             let mut line = String::new();
-            let n = reader.read_line(&mut line).map_err(|e| bad(e.to_string()))?;
+            let n = reader
+                .read_line(&mut line)
+                .map_err(|e| bad(e.to_string()))?;
             if n == 0 {
                 break;
             }
@@ -463,7 +478,11 @@ mod tests {
         let log = pattern.capture_log();
         let t = Instant::now();
         for _ in 0..3 {
-            while pattern.next_frame(Duration::from_millis(100)).unwrap().is_none() {}
+            while pattern
+                .next_frame(Duration::from_millis(100))
+                .unwrap()
+                .is_none()
+            {}
         }
         // Frames 0, 1, 2 at 0, 20 and 40 ms.
         assert!(t.elapsed() >= Duration::from_millis(39));

@@ -309,13 +309,7 @@ impl Vp8Decoder {
             .map_err(|_| VideoError::Codec("a VP8 frame over 4 GiB".into()))?;
         // SAFETY: the context is initialised and `data` is a live buffer of `len` bytes.
         check("decoding a VP8 frame", unsafe {
-            ffi::vpx_codec_decode(
-                &mut *self.ctx,
-                data.as_ptr(),
-                len,
-                std::ptr::null_mut(),
-                0,
-            )
+            ffi::vpx_codec_decode(&mut *self.ctx, data.as_ptr(), len, std::ptr::null_mut(), 0)
         })?;
         let mut iter: ffi::vpx_codec_iter_t = std::ptr::null();
         let mut last = None;
@@ -361,19 +355,21 @@ fn copy_image(image: &ffi::vpx_image_t) -> Result<I420Frame, VideoError> {
             (v, 2, w as usize / 2),
         ];
         for (dst, plane, width) in planes {
-            let src = image.planes.get(plane).copied().unwrap_or(std::ptr::null_mut());
+            let src = image
+                .planes
+                .get(plane)
+                .copied()
+                .unwrap_or(std::ptr::null_mut());
             let stride = image.stride.get(plane).copied().unwrap_or(0);
-            let stride = usize::try_from(stride).map_err(|_| {
-                VideoError::Codec("the decoder gave a negative stride".into())
-            })?;
+            let stride = usize::try_from(stride)
+                .map_err(|_| VideoError::Codec("the decoder gave a negative stride".into()))?;
             if src.is_null() || stride < width {
                 return Err(VideoError::Codec("the decoder gave an empty plane".into()));
             }
             for (row, line) in dst.chunks_exact_mut(width).enumerate() {
                 // SAFETY: libvpx's plane has at least `rows` lines of `stride` bytes, each
                 // with `width` valid bytes (d_w is at least our cropped width).
-                let src_line =
-                    unsafe { std::slice::from_raw_parts(src.add(row * stride), width) };
+                let src_line = unsafe { std::slice::from_raw_parts(src.add(row * stride), width) };
                 line.copy_from_slice(src_line);
             }
         }
@@ -420,13 +416,18 @@ mod tests {
 
     #[test]
     fn bad_input_is_an_error_not_a_crash() {
-        assert!(Vp8Encoder::new(Vp8Settings {
-            width: 321,
-            ..Vp8Settings::default()
-        })
-        .is_err());
+        assert!(
+            Vp8Encoder::new(Vp8Settings {
+                width: 321,
+                ..Vp8Settings::default()
+            })
+            .is_err()
+        );
         let mut enc = Vp8Encoder::new(Vp8Settings::default()).unwrap();
-        assert!(enc.encode(&I420Frame::black(64, 64).unwrap(), false).is_err());
+        assert!(
+            enc.encode(&I420Frame::black(64, 64).unwrap(), false)
+                .is_err()
+        );
         let mut dec = Vp8Decoder::new().unwrap();
         assert!(dec.decode(&[0xff; 40]).is_err());
         assert!(dec.decode(&[]).is_err());

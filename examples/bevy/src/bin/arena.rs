@@ -4,7 +4,8 @@
 //! talk (voice chat, positional: a square on your left sounds from the left); a yellow frame
 //! around a square shows who is speaking. An overlay lists the peers with their path
 //! (direct or relayed), round-trip time and loss. With `--test-pattern` a player sends a
-//! synthetic video feed (VP8), which the others see in a tile above that player's square.
+//! synthetic video feed (VP8), which the others see in a tile above that player's square;
+//! built with `--features webcam`, `--camera [NAME]` sends a webcam's picture instead.
 //!
 //! Run two of them:
 //!   cargo run -p squadlink-bevy-examples --bin arena                 # creates a lobby, shows its code
@@ -48,6 +49,11 @@ struct Args {
     /// square).
     #[arg(long)]
     test_pattern: bool,
+    /// Send a webcam's picture: the first camera, or one whose name contains this text
+    /// (build with `--features webcam`).
+    #[cfg(feature = "webcam")]
+    #[arg(long, num_args = 0..=1, default_missing_value = "")]
+    camera: Option<String>,
 }
 
 /// Player colours, by position in the lobby's member list (join order).
@@ -117,11 +123,7 @@ fn main() -> AppExit {
             .mode(mode)
             .input(input),
     ));
-    let video = if args.test_pattern {
-        VideoInput::TestPattern
-    } else {
-        VideoInput::None
-    };
+    let video = video_input(&args);
     app.add_plugins(VideoChatPlugin::new(VideoConfig::default().input(video)));
     app.insert_resource(args)
         .add_observer(dress_peer)
@@ -144,6 +146,24 @@ fn main() -> AppExit {
             ),
         )
         .run()
+}
+
+/// What this player sends as video: a webcam (`--camera`), the test pattern, or nothing.
+fn video_input(args: &Args) -> VideoInput {
+    #[cfg(feature = "webcam")]
+    if let Some(name) = &args.camera {
+        use squadlink::video::CameraChoice;
+        return VideoInput::Camera(if name.is_empty() {
+            CameraChoice::First
+        } else {
+            CameraChoice::Name(name.clone())
+        });
+    }
+    if args.test_pattern {
+        VideoInput::TestPattern
+    } else {
+        VideoInput::None
+    }
 }
 
 /// The matchmaker to use without `--matchmaker`: start one on 127.0.0.1:7878 in a
