@@ -164,8 +164,7 @@ async fn run(args: Args) -> Res<()> {
                     &speech_path,
                     &speech,
                     loss,
-                    args.bitrate,
-                    args.bandwidth(),
+                    (args.bitrate, args.bandwidth()),
                     perc,
                     py,
                 )?;
@@ -780,8 +779,7 @@ fn codec_only_pesq(
     speech_path: &Path,
     speech: &[f32],
     loss: u32,
-    bitrate: u32,
-    bandwidth: VoiceBandwidth,
+    (bitrate, bandwidth): (u32, VoiceBandwidth),
     fec_percent: u8,
     python: &Path,
 ) -> Res<f64> {
