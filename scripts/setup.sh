@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Squadlink's demo and tests need on Debian/Ubuntu, and only what is missing.
-# Called by scripts/quickstart.sh and scripts/test.sh; safe to run again.
+# Called by scripts/quickstart.sh and scripts/test.sh; safe to run again. Extra package
+# names given as arguments are installed too (scripts/camera_vm.sh asks for its VM's).
 set -euo pipefail
 
 # System packages (Debian/Ubuntu names), with what needs them.
@@ -18,6 +19,7 @@ PACKAGES=(
   libclang-dev                 # webcam feature: nokhwa's V4L2 bindings are made by bindgen
 )
 
+PACKAGES+=("$@")
 missing=()
 for pkg in "${PACKAGES[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then

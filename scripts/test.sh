@@ -23,7 +23,11 @@ cargo test -p squadlink --features webcam --locked --lib video::camera 2>&1 | te
 step "arena: two windowed players under Xvfb, screenshots checked"
 scripts/arena_screenshot.sh
 
+step "webcam: a real V4L2 capture (the vivid driver) in a small virtual machine"
+scripts/camera_vm.sh
+
 # One closing line for the whole run, summed over every test binary.
-# (+1 for the arena screenshot check, which failed the script above if it did not pass)
-awk -v extra=1 '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
+# (+2 for the arena screenshot check and the camera VM, which failed the script above if
+# they did not pass)
+awk -v extra=2 '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
      END { p += extra; printf "\nsquadlink: %d passed, %d failed, %d skipped\n", p, f, s; if (p == extra) exit 1 }' "$log"

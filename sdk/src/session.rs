@@ -599,6 +599,14 @@ impl Session {
         self.shared.stats.read().ok()?.get(&peer).cloned()
     }
 
+    /// For testing how a game copes with a bad network, from now on: drops this fraction
+    /// (0.0–1.0) of the datagrams this session sends and receives, at random (0 stops it).
+    /// Set after peers connected, it tests what a lossy path does to traffic without also
+    /// testing the handshake under loss.
+    pub fn set_simulated_loss(&self, fraction: f64) {
+        let _ = self.cmd.send(Command::SimulatedLoss(fraction));
+    }
+
     /// Connects a voice pipeline to this session's audio tracks: encoded frames sent on
     /// `MediaLink::send` go to every connected peer, and what peers send arrives on the
     /// returned receiver. A later call replaces the earlier link.

@@ -20,11 +20,10 @@ use support::{code, connected, matchmaker};
 const W: u32 = 320;
 const H: u32 = 240;
 
-async fn join(url: &str, lobby: LobbyRef, loss: f64) -> Session {
+async fn join(url: &str, lobby: LobbyRef) -> Session {
     SessionBuilder::new(url)
         .bind("127.0.0.1:0".parse().unwrap())
         .join(lobby)
-        .simulated_loss(loss)
         .start_async()
         .await
         .unwrap()
@@ -84,8 +83,8 @@ fn min(v: &[f64]) -> f64 {
 async fn a_test_pattern_arrives_decoded_and_in_order() {
     let server = matchmaker().await;
     let url = server.url();
-    let a = join(&url, LobbyRef::create(2), 0.0).await;
-    let b = join(&url, LobbyRef::Code(code(&a)), 0.0).await;
+    let a = join(&url, LobbyRef::create(2)).await;
+    let b = join(&url, LobbyRef::Code(code(&a))).await;
     let a_id = connected(&b, 1).await[0];
     let b_id = connected(&a, 1).await[0];
 
@@ -154,9 +153,7 @@ async fn a_test_pattern_arrives_decoded_and_in_order() {
 async fn a_late_joiner_gets_a_keyframe_and_loss_is_healed_by_pli() {
     let server = matchmaker().await;
     let url = server.url();
-    // Every datagram the sender sends has a 3 % chance of being lost: VP8 frames of several
-    // packets lose one now and then, and the receiver must ask for a keyframe (RTCP PLI).
-    let a = join(&url, LobbyRef::create(3), 0.03).await;
+    let a = join(&url, LobbyRef::create(3)).await;
     let pattern = TestPattern::new(W, H, 15).unwrap();
     let log = pattern.capture_log();
     let sender = Video::start(
@@ -168,9 +165,14 @@ async fn a_late_joiner_gets_a_keyframe_and_loss_is_healed_by_pli() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let keyframes_before = sender.send_stats().keyframes_sent;
 
-    let b = join(&url, LobbyRef::Code(code(&a)), 0.0).await;
+    let b = join(&url, LobbyRef::Code(code(&a))).await;
     let a_id = connected(&b, 1).await[0];
+    connected(&a, 1).await;
     let receiver = Video::start(&b, VideoConfig::default()).unwrap();
+    // From now on every datagram the sender sends or receives has a 3 % chance of being
+    // lost: VP8 frames of several packets lose one now and then, and the receiver must ask
+    // for a keyframe (RTCP PLI).
+    a.set_simulated_loss(0.03);
     let seen = watch(&receiver, a_id, &log, 120, Duration::from_secs(40)).await;
     let stats = receiver.stats(a_id).unwrap();
     let sent = sender.send_stats();

@@ -31,7 +31,6 @@ async fn pair(url: &str, sender_loss: f64) -> (Session, Session) {
     let a = SessionBuilder::new(url)
         .bind("127.0.0.1:0".parse().unwrap())
         .join(LobbyRef::create(2))
-        .simulated_loss(sender_loss)
         .start_async()
         .await
         .unwrap();
@@ -43,6 +42,8 @@ async fn pair(url: &str, sender_loss: f64) -> (Session, Session) {
         .unwrap();
     connected(&a, 1).await;
     connected(&b, 1).await;
+    // Loss from now on: what it does to voice, not to the handshake.
+    a.set_simulated_loss(sender_loss);
     (a, b)
 }
 

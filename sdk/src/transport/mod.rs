@@ -81,6 +81,8 @@ pub(crate) enum Command {
     KeyframeRequest {
         peer: PeerId,
     },
+    /// Drop this fraction of datagrams from now on (testing).
+    SimulatedLoss(f64),
     /// Tell `peer` how much of its audio we lose.
     VoiceLoss {
         peer: PeerId,
@@ -301,6 +303,7 @@ impl Driver {
                     Some(Command::Video { packets, to }) => self.on_video(&packets, to),
                     Some(Command::AttachVideo(sink)) => self.attach_video(sink),
                     Some(Command::KeyframeRequest { peer }) => self.on_keyframe_request(peer),
+                    Some(Command::SimulatedLoss(fraction)) => self.net.loss = net::LossStage::new(fraction),
                     Some(Command::VoiceLoss { peer, percent }) => self.on_voice_loss(peer, percent),
                     Some(Command::Close) | None => return None,
                 },
