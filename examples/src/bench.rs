@@ -121,6 +121,78 @@ pub fn update_docs_section(path: &Path, name: &str, body: &str) -> std::io::Resu
     std::fs::write(path, new)
 }
 
+/// Two sessions in one lobby through a matchmaker of their own on a free loopback port,
+/// connected to each other: what the networked benchmarks measure between.
+pub struct LobbyPair {
+    /// The matchmaker (shut down by [`LobbyPair::close`]).
+    pub server: squadlink_matchmaker::Server,
+    /// The session that created the lobby.
+    pub a: squadlink::Session,
+    /// The session that joined it.
+    pub b: squadlink::Session,
+    /// `a` as `b` knows it.
+    pub a_id: squadlink::PeerId,
+    /// `b` as `a` knows it.
+    pub b_id: squadlink::PeerId,
+}
+
+/// The first connected peer of `s`, waiting at most 20 s.
+async fn first_peer(s: &squadlink::Session) -> Result<squadlink::PeerId, String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(p) = s.connected_peers().first() {
+            return Ok(*p);
+        }
+        if Instant::now() > deadline {
+            return Err("peers did not connect within 20 s".into());
+        }
+        for _ in s.poll_events() {}
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Starts a matchmaker and two connected sessions on loopback.
+pub async fn lobby_pair() -> Result<LobbyPair, String> {
+    use squadlink::{LobbyRef, SessionBuilder};
+    let server = squadlink_matchmaker::Server::bind(squadlink_matchmaker::Config {
+        listen: ([127, 0, 0, 1], 0).into(),
+        ..squadlink_matchmaker::Config::default()
+    })
+    .await
+    .map_err(|e| format!("matchmaker: {e}"))?;
+    let url = server.url();
+    let a = SessionBuilder::new(&url)
+        .bind(([127, 0, 0, 1], 0).into())
+        .join(LobbyRef::create(2))
+        .start_async()
+        .await
+        .map_err(|e| e.to_string())?;
+    let code = a.lobby().map(|l| l.code).ok_or("no lobby code")?;
+    let b = SessionBuilder::new(&url)
+        .bind(([127, 0, 0, 1], 0).into())
+        .join(LobbyRef::Code(code))
+        .start_async()
+        .await
+        .map_err(|e| e.to_string())?;
+    let b_id = first_peer(&a).await?;
+    let a_id = first_peer(&b).await?;
+    Ok(LobbyPair {
+        server,
+        a,
+        b,
+        a_id,
+        b_id,
+    })
+}
+
+impl LobbyPair {
+    /// Closes both sessions and the matchmaker.
+    pub async fn close(self) {
+        drop((self.a, self.b));
+        let _ = self.server.shutdown().await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -145,8 +145,65 @@ async fn a_test_pattern_arrives_decoded_and_in_order() {
     ));
     // Nothing came from b.
     assert!(sender.take_frame(b_id).is_none());
+
+    // Stopping the source stops the frames; the session goes on.
+    sender.stop_input().unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _ = receiver.take_frame(a_id);
+    let decoded = receiver.stats(a_id).unwrap().frames_decoded;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        receiver.stats(a_id).unwrap().frames_decoded,
+        decoded,
+        "frames after stop"
+    );
+    assert!(receiver.take_frame(a_id).is_none());
+
+    // A source that fails (an unplugged camera) is an event; video and the session go on,
+    // and another source can take over.
+    sender
+        .set_input(VideoInput::Source(Box::new(Broken)))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let ended = loop {
+        let events = sender.poll_events();
+        if let Some(reason) = events.iter().find_map(|e| match e {
+            VideoEvent::SourceEnded { reason } => Some(reason.clone()),
+            _ => None,
+        }) {
+            break reason;
+        }
+        assert!(Instant::now() < deadline, "no SourceEnded event");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(ended.contains("unplugged"), "{ended}");
+    sender.set_input(VideoInput::TestPattern).unwrap();
+    let again = watch(&receiver, a_id, &log, 5, Duration::from_secs(10)).await;
+    assert!(
+        !again.frame_ids.is_empty(),
+        "video resumed after a failed source"
+    );
+    assert!(a.connected_peers().contains(&b_id));
     sender.stop();
     receiver.stop();
+}
+
+/// A source whose device goes away at once.
+struct Broken;
+
+impl squadlink::video::VideoSource for Broken {
+    fn next_frame(
+        &mut self,
+        _timeout: Duration,
+    ) -> Result<Option<squadlink::video::I420Frame>, squadlink::video::VideoError> {
+        Err(squadlink::video::VideoError::Source(
+            "camera unplugged".into(),
+        ))
+    }
+
+    fn describe(&self) -> String {
+        "a broken camera".into()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,8 +19,7 @@ use squadlink::video::{
     I420Frame, TestPattern, Video, VideoConfig, VideoInput, Vp8Decoder, Vp8Encoder, Vp8Settings,
     psnr, psnr_rgba,
 };
-use squadlink::{LobbyRef, Session, SessionBuilder};
-use squadlink_examples::bench::{run_main, udp_loopback_rtt, update_docs_section};
+use squadlink_examples::bench::{lobby_pair, run_main, udp_loopback_rtt, update_docs_section};
 
 type Res<T> = Result<T, String>;
 
@@ -56,6 +55,7 @@ struct Codec {
     target_kbps: u32,
     achieved_kbps: f64,
     encode_ms_mean: f64,
+    encode_ms_p50: f64,
     encode_ms_p95: f64,
     decode_ms_mean: f64,
     psnr_db_mean: f64,
@@ -144,6 +144,7 @@ fn codec(width: u32, height: u32, fps: u32, kbps: u32, seconds: u32) -> Res<Code
         target_kbps: kbps,
         achieved_kbps: achieved,
         encode_ms_mean: mean(&enc_ms),
+        encode_ms_p50: percentile(&sorted, 0.5),
         encode_ms_p95: percentile(&sorted, 0.95),
         decode_ms_mean: mean(&dec_ms),
         psnr_db_mean: mean(psnrs.get(settled..).unwrap_or(&psnrs)),
@@ -155,46 +156,12 @@ fn codec(width: u32, height: u32, fps: u32, kbps: u32, seconds: u32) -> Res<Code
     Ok(result)
 }
 
-async fn connected(s: &Session) -> Res<squadlink::PeerId> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(p) = s.connected_peers().first() {
-            return Ok(*p);
-        }
-        if Instant::now() > deadline {
-            return Err("peers did not connect within 20 s".into());
-        }
-        for _ in s.poll_events() {}
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 /// Two sessions on loopback; one sends the noisy pattern at 320×240, 15 fps, 300 kbit/s;
 /// the other reads the counter in each decoded frame and compares its decode time with the
 /// frame's capture time.
 async fn glass_to_glass(seconds: u64) -> Res<GlassToGlass> {
-    let server = squadlink_matchmaker::Server::bind(squadlink_matchmaker::Config {
-        listen: ([127, 0, 0, 1], 0).into(),
-        ..squadlink_matchmaker::Config::default()
-    })
-    .await
-    .map_err(|e| e.to_string())?;
-    let url = server.url();
-    let a = SessionBuilder::new(&url)
-        .bind(([127, 0, 0, 1], 0).into())
-        .join(LobbyRef::create(2))
-        .start_async()
-        .await
-        .map_err(|e| e.to_string())?;
-    let code = a.lobby().map(|l| l.code).ok_or("no lobby code")?;
-    let b = SessionBuilder::new(&url)
-        .bind(([127, 0, 0, 1], 0).into())
-        .join(LobbyRef::Code(code))
-        .start_async()
-        .await
-        .map_err(|e| e.to_string())?;
-    connected(&a).await?;
-    let a_id = connected(&b).await?;
+    let pair = lobby_pair().await?;
+    let a_id = pair.a_id;
     let (w, h) = (320, 240);
     let pattern = TestPattern::new(w, h, 15)
         .map_err(|e| e.to_string())?
@@ -204,11 +171,11 @@ async fn glass_to_glass(seconds: u64) -> Res<GlassToGlass> {
         .map_err(|e| e.to_string())?
         .with_noise(NOISE);
     let sender = Video::start(
-        &a,
+        &pair.a,
         VideoConfig::default().input(VideoInput::Source(Box::new(pattern))),
     )
     .map_err(|e| e.to_string())?;
-    let receiver = Video::start(&b, VideoConfig::default()).map_err(|e| e.to_string())?;
+    let receiver = Video::start(&pair.b, VideoConfig::default()).map_err(|e| e.to_string())?;
     let (mut lat, mut psnrs) = (Vec::new(), Vec::new());
     let start = Instant::now();
     let mut first: Option<Instant> = None;
@@ -229,8 +196,7 @@ async fn glass_to_glass(seconds: u64) -> Res<GlassToGlass> {
     let sent = sender.send_stats();
     sender.stop();
     receiver.stop();
-    drop((a, b));
-    let _ = server.shutdown().await;
+    pair.close().await;
     lat.sort_by(f64::total_cmp);
     let span = first.map_or(1.0, |f| f.elapsed().as_secs_f64().max(1e-3));
     let result = GlassToGlass {
@@ -252,15 +218,16 @@ fn markdown(r: &Report) -> String {
         r.udp_rtt_p50_us
     );
     s.push_str(
-        "| size, fps | encode ms/frame (mean / p95) | decode ms/frame | kbit/s achieved / target | PSNR dB (mean / min) | keyframe bytes |\n|---|---|---|---|---|---|\n",
+        "| size, fps | encode ms/frame (mean / p50 / p95) | decode ms/frame | kbit/s achieved / target | PSNR dB (mean / min) | keyframe bytes |\n|---|---|---|---|---|---|\n",
     );
     for c in &r.codec {
         s.push_str(&format!(
-            "| {}×{}, {} | {:.2} / {:.2} | {:.2} | {:.0} / {} ({:+.1} %) | {:.1} / {:.1} | {} |\n",
+            "| {}×{}, {} | {:.2} / {:.2} / {:.2} | {:.2} | {:.0} / {} ({:+.1} %) | {:.1} / {:.1} | {} |\n",
             c.width,
             c.height,
             c.fps,
             c.encode_ms_mean,
+            c.encode_ms_p50,
             c.encode_ms_p95,
             c.decode_ms_mean,
             c.achieved_kbps,

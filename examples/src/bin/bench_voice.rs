@@ -22,8 +22,8 @@ use squadlink::voice::{
     VoiceBandwidth, VoiceConfig, VoiceDecoder, VoiceEncoder, VoiceError, VoiceMode, WavSource,
     read_wav_mono_48k,
 };
-use squadlink::{LobbyRef, Session, SessionBuilder};
-use squadlink_examples::bench::{udp_loopback_rtt, update_docs_section};
+
+use squadlink_examples::bench::{lobby_pair, udp_loopback_rtt, update_docs_section};
 use squadlink_testkit::audio::{envelope_match, fine_delay, speech_fixture};
 
 type Res<T> = Result<T, String>;
@@ -673,33 +673,13 @@ async fn quality(
     bandwidth: VoiceBandwidth,
     python: Option<&Path>,
 ) -> Res<Quality> {
-    let server = squadlink_matchmaker::Server::bind(squadlink_matchmaker::Config {
-        listen: ([127, 0, 0, 1], 0).into(),
-        ..squadlink_matchmaker::Config::default()
-    })
-    .await
-    .map_err(|e| e.to_string())?;
-    let url = server.url();
-    let a = SessionBuilder::new(&url)
-        .bind(([127, 0, 0, 1], 0).into())
-        .join(LobbyRef::create(2))
-        .start_async()
-        .await
-        .map_err(|e| e.to_string())?;
-    let code = a.lobby().map(|l| l.code).ok_or("no lobby code")?;
-    let b = SessionBuilder::new(&url)
-        .bind(([127, 0, 0, 1], 0).into())
-        .join(LobbyRef::Code(code))
-        .start_async()
-        .await
-        .map_err(|e| e.to_string())?;
-    wait_connected(&a).await?;
-    wait_connected(&b).await?;
+    let pair = lobby_pair().await?;
+    let (a, b) = (&pair.a, &pair.b);
     // Loss from now on, at the talker's socket: what it does to voice, not to the handshake.
     a.set_simulated_loss(f64::from(loss) / 100.0);
     let out = dir.join(format!("heard-{loss}.wav"));
     let listener = Voice::start(
-        &b,
+        b,
         VoiceConfig::default()
             .input(AudioInput::None)
             .output(AudioOutput::Wav(out.clone())),
@@ -716,14 +696,13 @@ async fn quality(
         config = config.mode(VoiceMode::OpenMic).noise_suppression(false);
     }
 
-    let talker = Voice::start(&a, config).map_err(|e| e.to_string())?;
+    let talker = Voice::start(a, config).map_err(|e| e.to_string())?;
     wait_flag(&finished, Duration::from_secs(60))?;
     tokio::time::sleep(Duration::from_millis(800)).await;
-    let stats = listener.stats(a.id().ok_or("no id")?).unwrap_or_default();
+    let stats = listener.stats(pair.a_id).unwrap_or_default();
     talker.stop();
     listener.stop();
-    drop((a, b));
-    let _ = server.shutdown().await;
+    pair.close().await;
 
     let reference = read_wav_mono_48k(speech_path).map_err(|e| e.to_string())?;
     let heard = read_wav_mono_48k(&out).map_err(|e| e.to_string())?;
@@ -794,18 +773,6 @@ fn codec_only_pesq(
     let path = dir.join(format!("codec-{loss}-{fec_percent}.wav"));
     write_wav(&path, &aligned)?;
     pesq_wb(python, dir, speech_path, &path)
-}
-
-async fn wait_connected(s: &Session) -> Res<()> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while s.connected_peers().is_empty() {
-        if Instant::now() > deadline {
-            return Err("peers did not connect within 20 s".into());
-        }
-        for _ in s.poll_events() {}
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    Ok(())
 }
 
 fn write_wav(path: &Path, samples: &[f32]) -> Res<()> {

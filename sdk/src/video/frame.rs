@@ -162,18 +162,28 @@ impl I420Frame {
                 src.len()
             )));
         }
-        let mut frame = Self::black(width, height)?;
-        let (ys, us, vs) = frame.planes_mut();
-        let pixel = |x: usize, y: usize| -> (u8, u8, u8) {
+        Self::from_rgb_fn(width, height, |x, y| {
             let i = (y * w + x) * bpp;
             match src.get(i..i + 3) {
                 Some([r, g, b]) => (*r, *g, *b),
                 _ => (0, 0, 0),
             }
-        };
+        })
+    }
+
+    /// A picture painted from a colour for each pixel (x, y); chroma is the average of each
+    /// 2×2 block.
+    pub(crate) fn from_rgb_fn(
+        width: u32,
+        height: u32,
+        colour_at: impl Fn(usize, usize) -> (u8, u8, u8),
+    ) -> Result<Self, VideoError> {
+        let mut frame = Self::black(width, height)?;
+        let (w, h) = (width as usize, height as usize);
+        let (ys, us, vs) = frame.planes_mut();
         for y in 0..h {
             for x in 0..w {
-                let (r, g, b) = pixel(x, y);
+                let (r, g, b) = colour_at(x, y);
                 if let Some(dst) = ys.get_mut(y * w + x) {
                     *dst = rgb_to_y(r, g, b);
                 }
@@ -183,7 +193,7 @@ impl I420Frame {
             for cx in 0..w / 2 {
                 let (mut rs, mut gs, mut bs) = (0u32, 0u32, 0u32);
                 for (dx, dy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
-                    let (r, g, b) = pixel(cx * 2 + dx, cy * 2 + dy);
+                    let (r, g, b) = colour_at(cx * 2 + dx, cy * 2 + dy);
                     rs += u32::from(r);
                     gs += u32::from(g);
                     bs += u32::from(b);

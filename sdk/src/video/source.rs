@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::VideoError;
-use super::frame::{I420Frame, check_size, rgb_to_uv, rgb_to_y};
+use super::frame::{I420Frame, check_size};
 
 /// A source of pictures, paced by itself (a camera delivers at its rate; a synthetic or file
 /// source sleeps until the next frame is due).
@@ -124,7 +124,6 @@ impl TestPattern {
     /// Draws frame `n`.
     pub fn draw(&self, n: u64) -> I420Frame {
         let (w, h) = (self.width as usize, self.height as usize);
-        let mut frame = self.blank.clone();
         const BARS: [(u8, u8, u8); 7] = [
             (192, 192, 192),
             (192, 192, 0),
@@ -159,28 +158,8 @@ impl TestPattern {
             let s = |c: u8| (u32::from(c) * shade / 255) as u8;
             (s(r), s(g), s(b))
         };
-        {
-            let (ys, us, vs) = frame.planes_mut();
-            for y in 0..h {
-                for x in 0..w {
-                    let (r, g, b) = colour_at(x, y);
-                    if let Some(p) = ys.get_mut(y * w + x) {
-                        *p = rgb_to_y(r, g, b);
-                    }
-                }
-            }
-            for cy in 0..h / 2 {
-                for cx in 0..w / 2 {
-                    let (r, g, b) = colour_at(cx * 2, cy * 2);
-                    let (u, v) = rgb_to_uv(r, g, b);
-                    let i = cy * (w / 2) + cx;
-                    if let (Some(pu), Some(pv)) = (us.get_mut(i), vs.get_mut(i)) {
-                        *pu = u;
-                        *pv = v;
-                    }
-                }
-            }
-        }
+        let mut frame = I420Frame::from_rgb_fn(self.width, self.height, colour_at)
+            .unwrap_or_else(|_| self.blank.clone());
         if self.noise > 0 {
             let span = u64::from(self.noise) * 2 + 1;
             let mut state = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
