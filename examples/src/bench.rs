@@ -121,6 +121,15 @@ pub fn update_docs_section(path: &Path, name: &str, body: &str) -> std::io::Resu
     std::fs::write(path, new)
 }
 
+/// The run's physical baseline: 2000 raw UDP round trips on loopback, its p50 printed.
+pub async fn udp_baseline() -> Result<Percentiles, String> {
+    let udp = udp_loopback_rtt(2_000)
+        .await
+        .map_err(|e| format!("UDP baseline: {e}"))?;
+    eprintln!("raw UDP RTT p50 {:.1} µs", udp.p50_us);
+    Ok(udp)
+}
+
 /// Two sessions in one lobby through a matchmaker of their own on a free loopback port,
 /// connected to each other: what the networked benchmarks measure between.
 pub struct LobbyPair {

@@ -69,6 +69,19 @@ async fn watch(
     seen
 }
 
+/// Starts video in `session` sending the test pattern; returns it with the pattern's
+/// capture times.
+fn send_pattern(session: &Session) -> (Video, squadlink::video::CaptureLog) {
+    let pattern = TestPattern::new(W, H, 15).unwrap();
+    let log = pattern.capture_log();
+    let video = Video::start(
+        session,
+        VideoConfig::default().input(VideoInput::Source(Box::new(pattern))),
+    )
+    .unwrap();
+    (video, log)
+}
+
 fn median(v: &[f64]) -> f64 {
     let mut v = v.to_vec();
     v.sort_by(f64::total_cmp);
@@ -88,13 +101,7 @@ async fn a_test_pattern_arrives_decoded_and_in_order() {
     let a_id = connected(&b, 1).await[0];
     let b_id = connected(&a, 1).await[0];
 
-    let pattern = TestPattern::new(W, H, 15).unwrap();
-    let log = pattern.capture_log();
-    let sender = Video::start(
-        &a,
-        VideoConfig::default().input(VideoInput::Source(Box::new(pattern))),
-    )
-    .unwrap();
+    let (sender, log) = send_pattern(&a);
     // b sends no video: a peer without video is fine on both sides.
     let receiver = Video::start(&b, VideoConfig::default()).unwrap();
 
@@ -211,13 +218,7 @@ async fn a_late_joiner_gets_a_keyframe_and_loss_is_healed_by_pli() {
     let server = matchmaker().await;
     let url = server.url();
     let a = join(&url, LobbyRef::create(3)).await;
-    let pattern = TestPattern::new(W, H, 15).unwrap();
-    let log = pattern.capture_log();
-    let sender = Video::start(
-        &a,
-        VideoConfig::default().input(VideoInput::Source(Box::new(pattern))),
-    )
-    .unwrap();
+    let (sender, log) = send_pattern(&a);
     // The stream is well under way before anyone joins.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let keyframes_before = sender.send_stats().keyframes_sent;

@@ -21,7 +21,7 @@ use clap::Parser;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
-use squadlink_examples::bench::{Percentiles, udp_loopback_rtt, update_docs_section};
+use squadlink_examples::bench::{Percentiles, udp_baseline, update_docs_section};
 use squadlink_protocol::{ClientMessage, ErrorCode, PeerId, ServerMessage, Signal};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -365,9 +365,7 @@ fn signal_text(to: PeerId, kind: &str, idx: usize, t0: Instant) -> Result<String
 
 async fn run(args: Args) -> Result<(), String> {
     let started = Instant::now();
-    let udp = udp_loopback_rtt(2_000)
-        .await
-        .map_err(|e| format!("UDP baseline: {e}"))?;
+    let udp = udp_baseline().await?;
     let server = ChildServer::start()?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let rss_base = server.rss_bytes()?;

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use serde_json::json;
 use squadlink::{Channel, ChannelKind, Event, IcePolicy, LobbyRef, PeerId, Session};
-use squadlink_examples::bench::{Percentiles, udp_loopback_rtt, update_docs_section};
+use squadlink_examples::bench::{Percentiles, udp_baseline, update_docs_section};
 
 #[derive(Parser, Debug)]
 #[command(about = "Squadlink transport benchmark (prints JSON)")]
@@ -231,10 +231,7 @@ fn main() -> std::process::ExitCode {
 
 async fn run(args: Args) -> Res<()> {
     let started = Instant::now();
-    let udp = udp_loopback_rtt(2_000)
-        .await
-        .map_err(|e| format!("UDP baseline: {e}"))?;
-    eprintln!("raw UDP RTT p50 {:.1} µs", udp.p50_us);
+    let udp = udp_baseline().await?;
     let coturn =
         std::panic::catch_unwind(|| squadlink_testkit::Coturn::start(&["bench-secret"])).ok();
     let server = squadlink_matchmaker::Server::bind(squadlink_matchmaker::Config {

@@ -19,7 +19,7 @@ use squadlink::video::{
     I420Frame, TestPattern, Video, VideoConfig, VideoInput, Vp8Decoder, Vp8Encoder, Vp8Settings,
     psnr, psnr_rgba,
 };
-use squadlink_examples::bench::{lobby_pair, run_main, udp_loopback_rtt, update_docs_section};
+use squadlink_examples::bench::{lobby_pair, run_main, udp_baseline, update_docs_section};
 
 type Res<T> = Result<T, String>;
 
@@ -257,11 +257,8 @@ fn markdown(r: &Report) -> String {
 
 async fn run(args: Args) -> Res<()> {
     let mut report = Report::default();
-    let udp = udp_loopback_rtt(2_000)
-        .await
-        .map_err(|e| format!("UDP baseline: {e}"))?;
+    let udp = udp_baseline().await?;
     report.udp_rtt_p50_us = udp.p50_us;
-    eprintln!("raw UDP RTT p50 {:.1} µs", udp.p50_us);
     for (w, h, kbps) in [(320, 240, 300), (640, 480, 1000)] {
         eprintln!("VP8 {w}×{h} at 15 fps, {kbps} kbit/s…");
         report.codec.push(codec(w, h, 15, kbps, args.seconds)?);

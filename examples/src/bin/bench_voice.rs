@@ -23,7 +23,7 @@ use squadlink::voice::{
     read_wav_mono_48k,
 };
 
-use squadlink_examples::bench::{lobby_pair, udp_loopback_rtt, update_docs_section};
+use squadlink_examples::bench::{lobby_pair, udp_baseline, update_docs_section};
 use squadlink_testkit::audio::{envelope_match, fine_delay, speech_fixture};
 
 type Res<T> = Result<T, String>;
@@ -72,6 +72,11 @@ impl Args {
         } else {
             VoiceBandwidth::default()
         }
+    }
+
+    /// Bitrate and band of the quality measurements.
+    fn coding(&self) -> (u32, VoiceBandwidth) {
+        (self.bitrate, self.bandwidth())
     }
 }
 
@@ -139,11 +144,8 @@ fn main() -> std::process::ExitCode {
 
 async fn run(args: Args) -> Res<()> {
     let mut report = Report::default();
-    let udp = udp_loopback_rtt(2_000)
-        .await
-        .map_err(|e| format!("UDP baseline: {e}"))?;
+    let udp = udp_baseline().await?;
     report.udp_rtt_p50_us = udp.p50_us;
-    eprintln!("raw UDP RTT p50 {:.1} µs", udp.p50_us);
 
     let dir = std::env::temp_dir().join(format!("squadlink-bench-voice-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -159,15 +161,8 @@ async fn run(args: Args) -> Res<()> {
     if let Some(loss) = args.quality_only {
         if let Some(py) = python.as_deref() {
             for perc in [0u8, 5, 10, 20] {
-                let p = codec_only_pesq(
-                    &dir,
-                    &speech_path,
-                    &speech,
-                    loss,
-                    (args.bitrate, args.bandwidth()),
-                    perc,
-                    py,
-                )?;
+                let p =
+                    codec_only_pesq(&dir, &speech_path, &speech, loss, args.coding(), perc, py)?;
                 println!("codec only: loss {loss} %, FEC tuned for {perc} %: PESQ-WB {p:.3}");
             }
         }
@@ -177,8 +172,7 @@ async fn run(args: Args) -> Res<()> {
                 &speech_path,
                 loss,
                 plain,
-                args.bitrate,
-                args.bandwidth(),
+                args.coding(),
                 python.as_deref(),
             )
             .await?;
@@ -232,8 +226,7 @@ async fn run(args: Args) -> Res<()> {
                 &speech_path,
                 loss,
                 plain,
-                args.bitrate,
-                args.bandwidth(),
+                args.coding(),
                 python.as_deref(),
             )
             .await?;
@@ -669,8 +662,7 @@ async fn quality(
     speech_path: &Path,
     loss: u32,
     plain: bool,
-    bitrate: u32,
-    bandwidth: VoiceBandwidth,
+    (bitrate, bandwidth): (u32, VoiceBandwidth),
     python: Option<&Path>,
 ) -> Res<Quality> {
     let pair = lobby_pair().await?;

@@ -535,6 +535,8 @@ struct PeerRx {
     first_ts: Option<u32>,
     last_request: Option<Instant>,
     window: (Instant, u64, u64),
+    /// The dropped-frame count last published (`None` before anything was).
+    published_dropped: Option<u64>,
 }
 
 /// The reassembling and decoding thread.
@@ -600,6 +602,7 @@ impl Receiver {
             first_ts: None,
             last_request: None,
             window: (now, 0, 0),
+            published_dropped: None,
         });
         rx.window.1 += bytes;
         let outcome = rx.assembler.push(seq, timestamp, marker, payload);
@@ -654,6 +657,17 @@ impl Receiver {
             rx.window = (now, 0, 0);
         }
         let dropped = rx.assembler.frames_lost;
+        // Most packets only add to a frame in progress: the shared map is touched when
+        // there is something to publish (and once for a new peer, so its stats exist).
+        let changed = decoded.is_some()
+            || decode_error
+            || requested
+            || window_done
+            || rx.published_dropped != Some(dropped);
+        if !changed {
+            return;
+        }
+        rx.published_dropped = Some(dropped);
         let Ok(mut frames) = self.shared.frames.lock() else {
             return;
         };
