@@ -29,6 +29,7 @@
 mod channel;
 pub mod codec;
 mod error;
+pub mod nat;
 mod session;
 mod signaling;
 mod stats;

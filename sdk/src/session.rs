@@ -156,6 +156,7 @@ pub struct SessionBuilder {
     pub(crate) connect_timeout: Duration,
     pub(crate) silence_timeout: Duration,
     pub(crate) simulated_loss: f64,
+    pub(crate) tls_roots: Vec<Vec<u8>>,
 }
 
 /// Most channels a session may declare.
@@ -177,6 +178,7 @@ impl SessionBuilder {
             connect_timeout: Duration::from_secs(10),
             silence_timeout: Duration::from_secs(4),
             simulated_loss: 0.0,
+            tls_roots: Vec::new(),
         }
     }
 
@@ -251,7 +253,18 @@ impl SessionBuilder {
         self
     }
 
+    /// Trusts the certificate(s) in `pem` for `turns:` (TURN over TLS) servers, besides the
+    /// usual public roots (Mozilla's list, built in). For a TURN server with a self-signed
+    /// or private-CA certificate; may be called more than once.
+    pub fn tls_root_certificates(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_roots.push(pem.into());
+        self
+    }
+
     fn validate(&self) -> Result<()> {
+        if !self.tls_roots.is_empty() {
+            crate::transport::check_tls_roots(&self.tls_roots).map_err(Error::Config)?;
+        }
         if self.channels.len() > MAX_CHANNELS {
             return Err(Error::Config(format!("at most {MAX_CHANNELS} channels")));
         }

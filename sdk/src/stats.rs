@@ -46,6 +46,12 @@ pub struct PeerStats {
     /// The selected pair's candidate types, local and remote: `host`, `srflx`, `prflx` or
     /// `relay`.
     pub selected_pair_types: Option<(&'static str, &'static str)>,
+    /// How our end of a relayed path reaches its TURN server: `udp`, `tcp` or `tls`
+    /// (`None` when the selected pair does not use our relay).
+    pub relay_transport: Option<&'static str>,
+    /// The candidate types this peer signaled to us, each once, in arrival order: from a
+    /// relay-only peer, only `relay` (its own addresses never reach us).
+    pub remote_candidate_types: Vec<&'static str>,
     /// Voice RTP packets sent to this peer.
     pub voice_packets_sent: u64,
     /// Voice RTP packets received from this peer.

@@ -108,3 +108,101 @@ async fn with_a_relay_available_the_default_policy_still_goes_direct() {
     assert_eq!(connected_path(&a).await, PathKind::Host);
     assert_eq!(connected_path(&b).await, PathKind::Host);
 }
+
+/// A matchmaker that hands out only `turn_url` (besides no STUN at all).
+async fn matchmaker_only(turn_url: String) -> Server {
+    Server::bind(Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        turn_urls: vec![turn_url],
+        turn_secrets: vec!["relay-secret".into()],
+        ..Config::default()
+    })
+    .await
+    .unwrap()
+}
+
+async fn start_trusting(url: &str, lobby: LobbyRef, pem: Option<Vec<u8>>) -> Session {
+    let mut b = Session::builder(url)
+        .bind("127.0.0.1:0".parse().unwrap())
+        .channel(KINDS[0])
+        .channel(KINDS[1])
+        .ice_policy(IcePolicy::RelayOnly)
+        .join(lobby);
+    if let Some(pem) = pem {
+        b = b.tls_root_certificates(pem);
+    }
+    b.start_async().await.unwrap()
+}
+
+/// Relay-only peers whose only TURN server is reached over a stream (`tcp` or `tls`)
+/// connect, say so in their stats, and carry reliable messages both ways.
+async fn connect_over_stream(coturn: &Coturn, url: String, transport: &str) {
+    let mm = matchmaker_only(url).await;
+    let pem = Some(coturn.cert_pem());
+    let a = start_trusting(&mm.url(), LobbyRef::create(2), pem.clone()).await;
+    let b = start_trusting(&mm.url(), LobbyRef::Code(code(&a)), pem).await;
+    assert_eq!(
+        connected_path(&a).await,
+        PathKind::Relay,
+        "coturn log:\n{}",
+        coturn.log()
+    );
+    assert_eq!(connected_path(&b).await, PathKind::Relay);
+    let (aid, bid) = (a.id().unwrap(), b.id().unwrap());
+    assert_eq!(a.stats(bid).unwrap().relay_transport, Some(transport));
+    assert_eq!(b.stats(aid).unwrap().relay_transport, Some(transport));
+    assert_eq!(b.stats(aid).unwrap().remote_candidate_types, vec!["relay"]);
+    for i in 0..30u32 {
+        a.send(bid, Channel(1), &i.to_be_bytes()).unwrap();
+        b.send(aid, Channel(1), &i.to_be_bytes()).unwrap();
+    }
+    assert_eq!(
+        collect(&b, Channel(1), 30, Duration::from_secs(10))
+            .await
+            .len(),
+        30
+    );
+    assert_eq!(
+        collect(&a, Channel(1), 30, Duration::from_secs(10))
+            .await
+            .len(),
+        30
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turn_over_tcp_carries_a_relay_only_pair() {
+    let coturn = Coturn::start_tls(&["relay-secret"]);
+    connect_over_stream(&coturn, coturn.turn_tcp_url(), "tcp").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turn_over_tls_carries_a_relay_only_pair() {
+    let coturn = Coturn::start_tls(&["relay-secret"]);
+    connect_over_stream(&coturn, coturn.turns_url(), "tls").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_tls_certificate_is_a_clear_error() {
+    let coturn = Coturn::start_tls(&["relay-secret"]);
+    let mm = matchmaker_only(coturn.turns_url()).await;
+    let a = start_trusting(&mm.url(), LobbyRef::create(2), None).await;
+    let err = wait_for(&a, |e| match e {
+        Event::Error(err) => Some(err.to_string()),
+        _ => None,
+    })
+    .await;
+    assert!(err.contains("no TURN relay could be allocated"), "{err}");
+    assert!(err.contains("TLS handshake"), "{err}");
+    assert!(err.contains("tls_root_certificates"), "{err}");
+}
+
+#[test]
+fn a_bad_tls_root_is_a_settings_error() {
+    let err = Session::builder("ws://127.0.0.1:1/v1")
+        .tls_root_certificates("not a certificate")
+        .start()
+        .err()
+        .unwrap();
+    assert!(matches!(err, squadlink::Error::Config(_)), "{err}");
+}

@@ -30,7 +30,42 @@ pub struct Coturn {
     child: Child,
     /// Where it listens (UDP and TCP).
     pub addr: SocketAddr,
+    /// Where it listens for TLS, if started with [`Coturn::start_tls`].
+    pub tls_addr: Option<SocketAddr>,
     dir: PathBuf,
+}
+
+/// A self-signed certificate for `ip` (and its key), made with openssl in `dir`:
+/// `(cert.pem, key.pem)`.
+pub fn self_signed_cert(dir: &std::path::Path, ip: &str) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=squadlink-test-turn"])
+        .arg("-addext")
+        .arg(format!("subjectAltName=IP:{ip}"))
+        // An end-entity certificate (webpki refuses a CA certificate as a server's).
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .args(["-addext", "extendedKeyUsage=serverAuth"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl runs (apt-get install openssl)");
+    assert!(
+        out.status.success(),
+        "openssl failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (cert, key)
 }
 
 impl Coturn {
@@ -38,6 +73,16 @@ impl Coturn {
     /// `--allow-loopback-peers` is set because the tests' peers live on loopback; never
     /// ship that flag.
     pub fn start(secrets: &[&str]) -> Coturn {
+        Self::launch(secrets, false)
+    }
+
+    /// Like [`Coturn::start`], plus a TLS listener with a self-signed certificate for
+    /// 127.0.0.1 (see [`Coturn::cert_pem`]).
+    pub fn start_tls(secrets: &[&str]) -> Coturn {
+        Self::launch(secrets, true)
+    }
+
+    fn launch(secrets: &[&str], tls: bool) -> Coturn {
         let bin = ["/usr/bin/turnserver", "/usr/sbin/turnserver"]
             .into_iter()
             .find(|p| std::path::Path::new(p).exists())
@@ -55,7 +100,6 @@ impl Coturn {
             "--use-auth-secret",
             "--realm=squadlink.test",
             "--allow-loopback-peers",
-            "--no-tls",
             "--no-dtls",
             "--no-cli",
             "--simple-log",
@@ -66,6 +110,17 @@ impl Coturn {
         for s in secrets {
             cmd.arg(format!("--static-auth-secret={s}"));
         }
+        let mut tls_addr = None;
+        if tls {
+            let (cert, key) = self_signed_cert(&dir, "127.0.0.1");
+            let tls_port = free_port();
+            cmd.arg(format!("--tls-listening-port={tls_port}"))
+                .arg(format!("--cert={}", cert.display()))
+                .arg(format!("--pkey={}", key.display()));
+            tls_addr = Some(SocketAddr::from(([127, 0, 0, 1], tls_port)));
+        } else {
+            cmd.arg("--no-tls");
+        }
         let log = std::fs::File::create(dir.join("coturn.log")).expect("log file");
         cmd.stdout(Stdio::from(log.try_clone().expect("log fd")))
             .stderr(Stdio::from(log));
@@ -73,6 +128,7 @@ impl Coturn {
         let coturn = Coturn {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            tls_addr,
             dir,
         };
         coturn.wait_ready();
@@ -82,6 +138,24 @@ impl Coturn {
     /// `turn:127.0.0.1:PORT?transport=udp`
     pub fn turn_url(&self) -> String {
         format!("turn:{}?transport=udp", self.addr)
+    }
+
+    /// `turn:127.0.0.1:PORT?transport=tcp`
+    pub fn turn_tcp_url(&self) -> String {
+        format!("turn:{}?transport=tcp", self.addr)
+    }
+
+    /// `turns:127.0.0.1:PORT?transport=tcp` (started with [`Coturn::start_tls`]).
+    pub fn turns_url(&self) -> String {
+        format!(
+            "turns:{}?transport=tcp",
+            self.tls_addr.expect("coturn was started without TLS")
+        )
+    }
+
+    /// The TLS certificate (PEM), for `SessionBuilder::tls_root_certificates`.
+    pub fn cert_pem(&self) -> Vec<u8> {
+        std::fs::read(self.dir.join("cert.pem")).expect("coturn was started with TLS")
     }
 
     /// Waits until coturn answers a STUN Binding request.

@@ -1,5 +1,7 @@
 //! Server-reflexive and relay candidates: one STUN/TURN client (webrtc-rs's sans-IO
-//! `turn::client`) per ICE server, all on the session's single UDP socket.
+//! `turn::client`) per ICE server URL. UDP clients share the session's single UDP socket;
+//! `turn:…?transport=tcp` and `turns:` clients each own one TCP or TLS stream
+//! ([`super::stream`]), for networks that block UDP.
 //!
 //! A TURN allocation belongs to the session, not to a peer: every peer connection gets the
 //! same relay candidate, and data for all of them flows through the one allocation. The
@@ -14,7 +16,11 @@ use bytes::BytesMut;
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use rtc::turn::client::{Client, ClientConfig, Event as TurnEvent};
+use rustls_pki_types::ServerName;
 use squadlink_protocol::IceServer;
+use tokio::sync::mpsc;
+
+use super::stream::{StreamEvent, StreamLink, TurnTransport, tls_config};
 
 /// What an ICE server gave us, or failed to.
 #[derive(Debug)]
@@ -38,47 +44,92 @@ pub(crate) struct Gatherer {
     url: String,
     client: Client,
     turn: bool,
+    pub(crate) transport: TurnTransport,
+    /// The TCP/TLS stream, for those transports.
+    link: Option<StreamLink>,
+    /// Tags this gatherer's stream events.
+    pub(crate) id: u64,
     pub(crate) relayed: Option<SocketAddr>,
+    /// Gave up (reported once).
+    pub(crate) failed: bool,
+}
+
+/// What the gatherers need besides the server list.
+pub(crate) struct GatherContext<'a> {
+    pub(crate) local: SocketAddr,
+    pub(crate) relay_only: bool,
+    /// Extra PEM root certificates for `turns:` servers.
+    pub(crate) tls_roots: &'a [Vec<u8>],
+    /// Where stream gatherers send what they read.
+    pub(crate) streams: mpsc::UnboundedSender<(u64, StreamEvent)>,
+}
+
+/// One usable ICE server URL.
+#[derive(Debug, PartialEq, Eq)]
+struct ParsedUrl {
+    turn: bool,
+    transport: TurnTransport,
+    host: String,
+    hostport: String,
 }
 
 /// How long resolving a server name may take.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// A usable URL: `stun:` or `turn:` over UDP. `turns:` and `?transport=tcp` are skipped
-/// (TURN over TCP/TLS comes with the NAT work).
-fn parse_url(url: &str) -> Option<(bool, String)> {
-    let (turn, rest) = if let Some(r) = url.strip_prefix("turn:") {
-        (true, r)
+/// A usable URL: `stun:` (UDP), `turn:` over UDP or `?transport=tcp`, or `turns:` (TLS
+/// over TCP). Others (`stuns:`, DTLS) are `None`.
+fn parse_url(url: &str) -> Option<ParsedUrl> {
+    let (turn, tls, rest) = if let Some(r) = url.strip_prefix("turns:") {
+        (true, true, r)
+    } else if let Some(r) = url.strip_prefix("turn:") {
+        (true, false, r)
     } else if let Some(r) = url.strip_prefix("stun:") {
-        (false, r)
+        (false, false, r)
     } else {
         return None;
     };
     let (hostport, query) = rest.split_once('?').unwrap_or((rest, ""));
-    if query
+    let tcp = query
         .split('&')
-        .any(|kv| kv.eq_ignore_ascii_case("transport=tcp"))
-    {
-        return None;
-    }
-    let hostport = if hostport
+        .any(|kv| kv.eq_ignore_ascii_case("transport=tcp"));
+    let udp = query
+        .split('&')
+        .any(|kv| kv.eq_ignore_ascii_case("transport=udp"));
+    let transport = match (turn, tls, tcp, udp) {
+        (_, true, _, true) => return None, // TURN over DTLS
+        (_, true, _, false) => TurnTransport::Tls,
+        (true, false, true, _) => TurnTransport::Tcp,
+        (false, _, true, _) => return None, // STUN over TCP finds no UDP mapping
+        _ => TurnTransport::Udp,
+    };
+    let has_port = hostport
         .rsplit_once(':')
         .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-        && !hostport.ends_with(']')
-    {
-        hostport.to_string()
+        && !hostport.ends_with(']');
+    let (host, hostport) = if has_port {
+        let host = hostport.rsplit_once(':').map_or(hostport, |(h, _)| h);
+        (host.to_string(), hostport.to_string())
     } else {
-        format!("{hostport}:3478")
+        let port = if tls { 5349 } else { 3478 };
+        (hostport.to_string(), format!("{hostport}:{port}"))
     };
-    Some((turn, hostport))
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    Some(ParsedUrl {
+        turn,
+        transport,
+        host,
+        hostport,
+    })
 }
 
 impl Gatherer {
     /// Clients for every usable URL of `servers`; unusable ones are reported, not fatal.
     pub(crate) async fn from_servers(
         servers: &[IceServer],
-        local: SocketAddr,
-        relay_only: bool,
+        ctx: &GatherContext<'_>,
         now: Instant,
     ) -> (Vec<Gatherer>, Vec<String>) {
         let mut out = Vec::new();
@@ -87,16 +138,17 @@ impl Gatherer {
             Ok(p) => p,
             Err(e) => return (out, vec![format!("no crypto provider for STUN/TURN: {e}")]),
         };
+        let mut tls: Option<Arc<rustls::ClientConfig>> = None;
         for server in servers {
             for url in &server.urls {
-                let Some((turn, hostport)) = parse_url(url) else {
+                let Some(parsed) = parse_url(url) else {
                     continue;
                 };
-                if relay_only && !turn {
+                if ctx.relay_only && !parsed.turn {
                     continue;
                 }
                 let creds = (server.username.clone(), server.credential.clone());
-                if turn && (creds.0.is_none() || creds.1.is_none()) {
+                if parsed.turn && (creds.0.is_none() || creds.1.is_none()) {
                     problems.push(format!(
                         "{url}: TURN URL without username/credential, skipped"
                     ));
@@ -104,19 +156,58 @@ impl Gatherer {
                 }
                 let resolved = tokio::time::timeout(
                     RESOLVE_TIMEOUT,
-                    tokio::net::lookup_host(hostport.clone()),
+                    tokio::net::lookup_host(parsed.hostport.clone()),
                 )
                 .await;
                 let addr = match resolved {
-                    Ok(Ok(mut addrs)) => addrs.find(|a| a.is_ipv4() == local.is_ipv4()),
+                    Ok(Ok(mut addrs)) => addrs.find(|a| a.is_ipv4() == ctx.local.is_ipv4()),
                     _ => None,
                 };
                 let Some(addr) = addr else {
-                    problems.push(format!("{url}: cannot resolve {hostport}"));
+                    problems.push(format!("{url}: cannot resolve {}", parsed.hostport));
                     continue;
                 };
-                match Self::start(url, addr, turn, creds, local, Arc::clone(&provider), now) {
-                    Ok(g) => out.push(g),
+                let link = match parsed.transport {
+                    TurnTransport::Udp => None,
+                    TurnTransport::Tcp => Some(None),
+                    TurnTransport::Tls => {
+                        let config = match &tls {
+                            Some(c) => Arc::clone(c),
+                            None => match tls_config(ctx.tls_roots) {
+                                Ok(c) => Arc::clone(tls.insert(c)),
+                                Err(e) => {
+                                    problems.push(format!("{url}: {e}"));
+                                    continue;
+                                }
+                            },
+                        };
+                        let Ok(name) = ServerName::try_from(parsed.host.clone()) else {
+                            problems.push(format!(
+                                "{url}: {} is not a valid TLS server name",
+                                parsed.host
+                            ));
+                            continue;
+                        };
+                        Some(Some((name, config)))
+                    }
+                };
+                let id = out.len() as u64;
+                let link = link.map(|tls| StreamLink::spawn(id, addr, tls, ctx.streams.clone()));
+                let started = Self::start(
+                    url,
+                    addr,
+                    (parsed.turn, parsed.transport),
+                    creds,
+                    ctx.local,
+                    Arc::clone(&provider),
+                    now,
+                );
+                match started {
+                    Ok(mut g) => {
+                        g.link = link;
+                        g.id = id;
+                        out.push(g);
+                    }
                     Err(e) => problems.push(format!("{url}: {e}")),
                 }
             }
@@ -127,7 +218,7 @@ impl Gatherer {
     fn start(
         url: &str,
         server: SocketAddr,
-        turn: bool,
+        (turn, transport): (bool, TurnTransport),
         (username, password): (Option<String>, Option<String>),
         local: SocketAddr,
         provider: Arc<dyn rtc::crypto::RTCCryptoProvider>,
@@ -141,7 +232,11 @@ impl Gatherer {
                 String::new()
             },
             local_addr: local,
-            transport_protocol: TransportProtocol::UDP,
+            transport_protocol: if transport == TurnTransport::Udp {
+                TransportProtocol::UDP
+            } else {
+                TransportProtocol::TCP
+            },
             username: username.unwrap_or_default(),
             password: password.unwrap_or_default(),
             realm: String::new(),
@@ -150,7 +245,10 @@ impl Gatherer {
             allocation_refresh_interval_cap: None,
         };
         let mut client = Client::new(config, provider)?;
-        client.send_binding_request(now)?;
+        // Over a stream, a Binding would only find our TCP mapping: no use to UDP ICE.
+        if transport == TurnTransport::Udp {
+            client.send_binding_request(now)?;
+        }
         if turn {
             client.allocate(now)?;
         }
@@ -159,12 +257,31 @@ impl Gatherer {
             url: url.to_string(),
             client,
             turn,
+            transport,
+            link: None,
+            id: 0,
             relayed: None,
+            failed: false,
         })
     }
 
     pub(crate) fn is_turn(&self) -> bool {
         self.turn
+    }
+
+    /// The URL this gatherer was made from.
+    pub(crate) fn url(&self) -> String {
+        self.url.clone()
+    }
+
+    /// The stream to this gatherer's server, for TCP and TLS.
+    pub(crate) fn link(&self) -> Option<&StreamLink> {
+        self.link.as_ref()
+    }
+
+    /// Whether datagrams from `from` on the UDP socket are this gatherer's.
+    pub(crate) fn owns_udp_from(&self, from: SocketAddr) -> bool {
+        self.transport == TurnTransport::Udp && self.server == from
     }
 
     pub(crate) fn handle_read(&mut self, data: &[u8], local: SocketAddr, now: Instant) {
@@ -174,7 +291,11 @@ impl Gatherer {
                 local_addr: local,
                 peer_addr: self.server,
                 ecn: None,
-                transport_protocol: TransportProtocol::UDP,
+                transport_protocol: if self.transport == TurnTransport::Udp {
+                    TransportProtocol::UDP
+                } else {
+                    TransportProtocol::TCP
+                },
             },
             message: BytesMut::from(data),
         };
@@ -225,8 +346,9 @@ impl Gatherer {
                 }
                 TurnEvent::TransactionTimeout(_) if self.turn && self.relayed.is_none() => {
                     return Some(Gathered::Failed(format!(
-                        "TURN server {} did not answer (is it running and reachable over UDP?)",
-                        self.url
+                        "TURN server {} did not answer (is it running and reachable over {}?)",
+                        self.url,
+                        self.transport.name().to_uppercase()
                     )));
                 }
                 TurnEvent::CreatePermissionError(_, e) => {
@@ -269,18 +391,35 @@ impl Gatherer {
 mod tests {
     use super::*;
 
+    fn parsed(url: &str) -> Option<(bool, TurnTransport, String)> {
+        parse_url(url).map(|p| (p.turn, p.transport, p.hostport))
+    }
+
     #[test]
     fn urls() {
+        use TurnTransport::*;
         assert_eq!(
-            parse_url("stun:127.0.0.1:3478"),
-            Some((false, "127.0.0.1:3478".into()))
+            parsed("stun:127.0.0.1:3478"),
+            Some((false, Udp, "127.0.0.1:3478".into()))
         );
         assert_eq!(
-            parse_url("turn:turn.example.com?transport=udp"),
-            Some((true, "turn.example.com:3478".into()))
+            parsed("turn:turn.example.com?transport=udp"),
+            Some((true, Udp, "turn.example.com:3478".into()))
         );
-        assert_eq!(parse_url("turn:turn.example.com:3478?transport=tcp"), None);
-        assert_eq!(parse_url("turns:turn.example.com:5349"), None);
-        assert_eq!(parse_url("http://x"), None);
+        assert_eq!(
+            parsed("turn:turn.example.com:3478?transport=tcp"),
+            Some((true, Tcp, "turn.example.com:3478".into()))
+        );
+        assert_eq!(
+            parsed("turns:turn.example.com"),
+            Some((true, Tls, "turn.example.com:5349".into()))
+        );
+        assert_eq!(
+            parse_url("turns:[::1]:443?transport=tcp").map(|p| p.host),
+            Some("::1".into())
+        );
+        assert_eq!(parsed("turns:turn.example.com?transport=udp"), None);
+        assert_eq!(parsed("stun:turn.example.com?transport=tcp"), None);
+        assert_eq!(parsed("http://x"), None);
     }
 }

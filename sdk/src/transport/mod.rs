@@ -15,6 +15,7 @@ mod gather;
 pub(crate) mod media;
 pub(crate) mod net;
 mod peer;
+mod stream;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -37,12 +38,13 @@ use squadlink_protocol::{
 };
 use tokio::net::UdpSocket;
 
-use self::gather::{Gathered, Gatherer};
+use self::gather::{GatherContext, Gathered, Gatherer};
 use self::media::{MediaFrame, MediaIn};
 use self::net::{
     CandidateType, LossStage, host_addresses, local_for, parse_candidate, stun_request_ufrag,
 };
 use self::peer::{PING_EVERY, Peer, PeerSettings};
+use self::stream::StreamEvent;
 use crate::channel::{self, ChannelKind};
 use crate::error::{Error, Result};
 use crate::session::{DisconnectReason, Event, IcePolicy, LobbyInfo, SessionBuilder, Shared};
@@ -57,6 +59,11 @@ const RELIABLE_QUEUE_LIMIT: usize = 16 * 1024 * 1024;
 /// Datagrams read per wake-up before the loop looks at its other inputs.
 const READ_BATCH: usize = 64;
 const MAX_DATAGRAM: usize = 2048;
+
+/// Whether `pem` root certificates are usable for TURN over TLS (a settings check).
+pub(crate) fn check_tls_roots(pem: &[Vec<u8>]) -> std::result::Result<(), String> {
+    stream::tls_config(pem).map(|_| ())
+}
 
 /// What the game asks of the network thread.
 #[cfg_attr(not(any(feature = "voice", feature = "video")), allow(dead_code))]
@@ -105,6 +112,7 @@ pub(crate) struct DriverConfig {
     connect_timeout: Duration,
     silence_timeout: Duration,
     loss: f64,
+    tls_roots: Vec<Vec<u8>>,
 }
 
 impl DriverConfig {
@@ -122,12 +130,15 @@ impl DriverConfig {
             connect_timeout: b.connect_timeout,
             silence_timeout: b.silence_timeout,
             loss: b.simulated_loss,
+            tls_roots: b.tls_roots.clone(),
         }
     }
 }
 
 struct Net {
     socket: UdpSocket,
+    /// The socket's bound address.
+    bound: SocketAddr,
     hosts: Vec<SocketAddr>,
     loss: LossStage,
     /// Our relayed addresses (one per TURN allocation).
@@ -165,6 +176,14 @@ impl Net {
         any
     }
 
+    /// How the TURN allocation with relayed address `relayed` reaches its server.
+    fn relay_transport(&self, relayed: SocketAddr) -> Option<stream::TurnTransport> {
+        self.gatherers
+            .iter()
+            .find(|g| g.relayed == Some(relayed))
+            .map(|g| g.transport)
+    }
+
     fn send_raw(&mut self, data: &[u8], to: SocketAddr) {
         if self.loss.drop_next() {
             return;
@@ -182,7 +201,10 @@ impl Net {
             };
             let server = g.server;
             let Some(out) = g.poll_write() else { return };
-            self.send_raw(&out, server);
+            match g.link() {
+                Some(link) => link.send(out),
+                None => self.send_raw(&out, server),
+            }
         }
     }
 }
@@ -203,6 +225,11 @@ pub(crate) struct Driver {
     media: Option<crossbeam_channel::Sender<MediaIn>>,
     /// The video pipeline's inbox, once video is started.
     video: Option<crossbeam_channel::Sender<MediaIn>>,
+    /// What TURN-over-TCP/TLS streams read, tagged with their gatherer's id.
+    streams: tokio::sync::mpsc::UnboundedReceiver<(u64, StreamEvent)>,
+    streams_tx: tokio::sync::mpsc::UnboundedSender<(u64, StreamEvent)>,
+    /// Why TURN servers failed, until one works or all have failed.
+    turn_failures: Vec<String>,
 }
 
 impl Driver {
@@ -248,9 +275,11 @@ impl Driver {
         let _ = ident.send((joined.me, joined.player.clone()));
         let mut ice_servers = joined.ice_servers.clone();
         ice_servers.extend(cfg.extra_ice_servers.iter().cloned());
+        let (streams_tx, streams) = tokio::sync::mpsc::unbounded_channel();
         let mut driver = Driver {
             net: Net {
                 socket,
+                bound,
                 hosts: host_addresses(bound),
                 loss: LossStage::new(cfg.loss),
                 relays: Vec::new(),
@@ -269,6 +298,9 @@ impl Driver {
             ice_servers,
             media: None,
             video: None,
+            streams,
+            streams_tx,
+            turn_failures: Vec::new(),
         };
         tracing::debug!(me = %driver.me, code = %joined.lobby.code, hosts = ?driver.net.hosts, "lobby entered");
         driver.start_gathering(bound).await;
@@ -318,6 +350,7 @@ impl Driver {
                         }
                     }
                 }
+                Some((id, event)) = self.streams.recv() => self.on_stream_event(id, event),
                 msg = signaling.recv() => match msg {
                     Ok(msg) => self.on_server_message(msg),
                     Err(err) => return Some(err),
@@ -456,11 +489,20 @@ impl Driver {
 
     fn add_candidate(&mut self, p: &mut Peer, kind: CandidateType, addr: SocketAddr) {
         let base = self.net.hosts.first().copied().unwrap_or(addr);
+        // Relays reached over UDP before TCP before TLS; others by rtc's usual formula.
+        let priority = match kind {
+            CandidateType::Relay => self
+                .net
+                .relay_transport(addr)
+                .map_or(0, stream::TurnTransport::relay_priority),
+            _ => 0,
+        };
         let base_config = CandidateConfig {
             network: "udp".into(),
             address: addr.ip().to_string(),
             port: addr.port(),
             component: 1,
+            priority,
             ..Default::default()
         };
         let made = match kind {
@@ -510,9 +552,14 @@ impl Driver {
     /// Creates the gatherers for the ICE servers we were given.
     async fn start_gathering(&mut self, bound: SocketAddr) {
         let relay_only = self.cfg.ice_policy == IcePolicy::RelayOnly;
-        let local = self.net.hosts.first().copied().unwrap_or(bound);
+        let ctx = GatherContext {
+            local: self.net.hosts.first().copied().unwrap_or(bound),
+            relay_only,
+            tls_roots: &self.cfg.tls_roots,
+            streams: self.streams_tx.clone(),
+        };
         let (gatherers, problems) =
-            Gatherer::from_servers(&self.ice_servers, local, relay_only, Instant::now()).await;
+            Gatherer::from_servers(&self.ice_servers, &ctx, Instant::now()).await;
         for problem in problems {
             self.shared.emit(Event::Error(Error::IceServer(problem)));
         }
@@ -571,12 +618,64 @@ impl Driver {
                     } => {
                         self.deliver_datagram(&data, from, relayed, now);
                     }
-                    Gathered::Failed(reason) => {
-                        self.shared.emit(Event::Error(Error::IceServer(reason)));
-                    }
+                    Gathered::Failed(reason) => self.turn_failed(i, reason),
                 }
             }
             self.net.flush_gatherer(i);
+        }
+    }
+
+    /// A TURN server could not be used. Each failure is logged; the game hears of it only
+    /// when no TURN server is left (UDP TURN failing is expected where UDP is blocked, and
+    /// TCP or TLS then carries the relay).
+    fn turn_failed(&mut self, i: usize, reason: String) {
+        let Some(g) = self.net.gatherers.get_mut(i) else {
+            return;
+        };
+        if g.failed || g.relayed.is_some() {
+            tracing::warn!(%reason, "TURN allocation lost");
+            return;
+        }
+        g.failed = true;
+        tracing::info!(%reason, "TURN server unusable");
+        self.turn_failures.push(reason);
+        let turn = self.net.gatherers.iter().filter(|g| g.is_turn());
+        let all_failed = turn.clone().all(|g| g.failed);
+        if all_failed && turn.count() > 0 {
+            let reasons = std::mem::take(&mut self.turn_failures).join("; ");
+            self.shared.emit(Event::Error(Error::IceServer(format!(
+                "no TURN relay could be allocated, so peers behind strict NATs cannot connect: {reasons}"
+            ))));
+        }
+    }
+
+    /// Bytes (or the end) from a TURN-over-TCP/TLS stream.
+    fn on_stream_event(&mut self, id: u64, event: StreamEvent) {
+        let Some(i) = self.net.gatherers.iter().position(|g| g.id == id) else {
+            return;
+        };
+        let now = Instant::now();
+        match event {
+            StreamEvent::Frame(frame) => {
+                if self.net.loss.drop_next() {
+                    return;
+                }
+                let local = self.net.hosts.first().copied().unwrap_or(self.net.bound);
+                if let Some(g) = self.net.gatherers.get_mut(i) {
+                    g.handle_read(&frame, local, now);
+                }
+                self.net.flush_gatherer(i);
+                self.process_gathered(now);
+            }
+            StreamEvent::Closed(reason) => {
+                let url = self
+                    .net
+                    .gatherers
+                    .get(i)
+                    .map(Gatherer::url)
+                    .unwrap_or_default();
+                self.turn_failed(i, format!("{url}: {reason}"));
+            }
         }
     }
 
@@ -645,6 +744,9 @@ impl Driver {
                 match parse_candidate(&candidate) {
                     Some((addr, kind)) if !relay_only || kind == net::CandidateType::Relay => {
                         p.remote_types.insert(addr, kind);
+                        if !p.stats.remote_candidate_types.contains(&kind.name()) {
+                            p.stats.remote_candidate_types.push(kind.name());
+                        }
                         self.by_addr.entry(addr).or_insert(from);
                         for i in 0..self.net.gatherers.len() {
                             if let Some(g) = self.net.gatherers.get_mut(i) {
@@ -680,7 +782,12 @@ impl Driver {
     }
 
     fn on_datagram(&mut self, data: &[u8], from: SocketAddr) {
-        if let Some(i) = self.net.gatherers.iter().position(|g| g.server == from) {
+        if let Some(i) = self
+            .net
+            .gatherers
+            .iter()
+            .position(|g| g.owns_udp_from(from))
+        {
             if self.net.loss.drop_next() {
                 return;
             }
@@ -879,6 +986,10 @@ impl Driver {
         p.stats.path = Some(path);
         p.stats.selected_pair = p.last_pair.map(|(l, r)| (l.to_string(), r.to_string()));
         p.stats.selected_pair_types = p.pair_types(&self.net.relays);
+        p.stats.relay_transport = p
+            .last_pair
+            .and_then(|(local, _)| self.net.relay_transport(local))
+            .map(stream::TurnTransport::name);
         let connect_time = opened.saturating_duration_since(p.created);
         tracing::debug!(peer = %id, ?connect_time, path = path.name(), "connected");
         self.publish_stats(id);

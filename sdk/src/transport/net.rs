@@ -33,6 +33,18 @@ pub(crate) enum CandidateType {
     Relay,
 }
 
+impl CandidateType {
+    /// The name an SDP `typ` field uses.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            CandidateType::Host => "host",
+            CandidateType::Srflx => "srflx",
+            CandidateType::Prflx => "prflx",
+            CandidateType::Relay => "relay",
+        }
+    }
+}
+
 /// From a STUN Binding request, the local ufrag it is addressed to: the part of USERNAME
 /// before the colon (RFC 8445 §7.2.2: `<receiver ufrag>:<sender ufrag>`). `None` for
 /// anything that is not a well-formed Binding request with a USERNAME.
