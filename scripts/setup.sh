@@ -7,7 +7,9 @@ set -euo pipefail
 # System packages (Debian/Ubuntu names), with what needs them.
 PACKAGES=(
   build-essential pkg-config   # C toolchain for -sys crates
-  coturn                       # TURN server for the relay tests
+  coturn                       # TURN server for the relay tests and the NAT lab
+  openssl                      # TLS certificates for TURN over TLS in the tests
+  iproute2 iptables conntrack  # the NAT lab: network namespaces, NAT routers, loss
   libudev-dev libwayland-dev libxkbcommon-dev libx11-dev   # building Bevy's windowed examples
   xvfb xauth mesa-vulkan-drivers libvulkan1                # running them under a virtual display
   libxkbcommon-x11-0 libxcursor1 libxrandr2 libxi6         # (loaded by winit at run time)

@@ -13,6 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod audio;
+pub mod netlab;
 
 /// A port free on loopback for both UDP and TCP right now.
 pub fn free_port() -> u16 {

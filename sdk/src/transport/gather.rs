@@ -5,8 +5,8 @@
 //!
 //! A TURN allocation belongs to the session, not to a peer: every peer connection gets the
 //! same relay candidate, and data for all of them flows through the one allocation. The
-//! client refreshes the allocation and permissions and binds channels by itself; we create a
-//! permission for each peer address we relay to.
+//! client refreshes the allocation and permissions by itself; we create a permission for
+//! each peer address we relay to.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -139,11 +139,18 @@ impl Gatherer {
             Err(e) => return (out, vec![format!("no crypto provider for STUN/TURN: {e}")]),
         };
         let mut tls: Option<Arc<rustls::ClientConfig>> = None;
-        for server in servers {
-            for url in &server.urls {
-                let Some(parsed) = parse_url(url) else {
-                    continue;
-                };
+        // One UDP client per server address: a TURN client also finds the server-reflexive
+        // address, and two clients on one 5-tuple would steal each other's responses (and
+        // coturn allows one allocation per 5-tuple). So TURN URLs first, then STUN URLs
+        // for servers not already covered.
+        let mut udp_servers: Vec<SocketAddr> = Vec::new();
+        let ordered = servers
+            .iter()
+            .flat_map(|s| s.urls.iter().map(move |u| (s, u)))
+            .filter_map(|(s, u)| parse_url(u).map(|p| (s, u, p)));
+        let (turn, stun): (Vec<_>, Vec<_>) = ordered.partition(|(_, _, p)| p.turn);
+        for (server, url, parsed) in turn.into_iter().chain(stun) {
+            {
                 if ctx.relay_only && !parsed.turn {
                     continue;
                 }
@@ -167,6 +174,13 @@ impl Gatherer {
                     problems.push(format!("{url}: cannot resolve {}", parsed.hostport));
                     continue;
                 };
+                if parsed.transport == TurnTransport::Udp {
+                    if udp_servers.contains(&addr) {
+                        tracing::debug!(%url, "server already used over UDP by another URL");
+                        continue;
+                    }
+                    udp_servers.push(addr);
+                }
                 let link = match parsed.transport {
                     TurnTransport::Udp => None,
                     TurnTransport::Tcp => Some(None),

@@ -632,7 +632,10 @@ impl Driver {
         let Some(g) = self.net.gatherers.get_mut(i) else {
             return;
         };
-        if g.failed || g.relayed.is_some() {
+        if g.failed {
+            return;
+        }
+        if g.relayed.is_some() {
             tracing::warn!(%reason, "TURN allocation lost");
             return;
         }

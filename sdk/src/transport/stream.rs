@@ -87,8 +87,14 @@ impl StreamLink {
 
     /// Queues one message for the server; dropped if the queue is full.
     pub(crate) fn send(&self, frame: BytesMut) {
-        if self.tx.try_send(frame).is_err() {
-            tracing::trace!("TURN stream write queue full: message dropped");
+        match self.tx.try_send(frame) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::trace!("TURN stream write queue full: message dropped");
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                tracing::trace!("TURN stream closed: message dropped");
+            }
         }
     }
 }
