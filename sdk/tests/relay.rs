@@ -107,6 +107,22 @@ async fn with_a_relay_available_the_default_policy_still_goes_direct() {
     let b = start(&mm.url(), LobbyRef::Code(code(&a)), IcePolicy::All).await;
     assert_eq!(connected_path(&a).await, PathKind::Host);
     assert_eq!(connected_path(&b).await, PathKind::Host);
+    // The TURN allocation still happened, beside the STUN client for the same server (the
+    // two once shared one 5-tuple and the STUN client ate the TURN client's responses).
+    let aid = a.id().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let types = b.stats(aid).map(|s| s.remote_candidate_types).unwrap_or_default();
+        if types.contains(&"relay") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no relay candidate from a default-policy peer: {types:?}\n{}",
+            coturn.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// A matchmaker that hands out only `turn_url` (besides no STUN at all).
