@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the benchmark binaries in release mode and records their figures in
-# docs/performance.md. Usage: scripts/bench.sh [matchmaker|transport|voice|video]
+# docs/performance.md (the NAT matrix: docs/networking.md).
+# Usage: scripts/bench.sh [matchmaker|transport|voice|video|nat]; nat needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -25,4 +26,10 @@ if [[ $which == all || $which == voice ]]; then
 fi
 if [[ $which == all || $which == video ]]; then
   cargo run --release --locked -p squadlink-examples --bin bench_video -- --write-docs docs/performance.md
+fi
+if [[ $which == all || $which == nat ]]; then
+  # The NAT lab runs nat_check and the matchmaker inside network namespaces.
+  cargo build --release --locked -p squadlink-matchmaker
+  cargo build --release --locked -p squadlink-examples --bin nat_check --bin bench_nat
+  "$CARGO_TARGET_DIR/release/bench_nat" --write-docs docs/networking.md
 fi

@@ -120,13 +120,24 @@ pub struct Lobby {
     pub members: Vec<(PeerId, PlayerId)>,
 }
 
-/// A connected peer. Spawned when its channels open, despawned when it goes.
+/// A connected peer. Spawned when its channels open, despawned when it leaves the lobby.
+/// If only its connection drops (it crashed, its network changed) the entity stays, marked
+/// [`Reconnecting`], and is the same entity when the peer comes back under its peer id.
 #[derive(Component, Debug, Clone, PartialEq, Eq)]
 pub struct Peer {
     /// Its connection id.
     pub id: PeerId,
     /// Its stable player id.
     pub player: PlayerId,
+}
+
+/// On a peer entity whose connection dropped while the peer is still in the lobby (the
+/// matchmaker keeps a dropped player's place for its rejoin grace). Removed when the peer is
+/// connected again; the entity is despawned if the peer leaves instead.
+#[derive(Component, Debug, Clone, PartialEq)]
+pub struct Reconnecting {
+    /// Why the connection dropped.
+    pub reason: DisconnectReason,
 }
 
 /// How the peer is reached.
@@ -156,6 +167,18 @@ pub struct PeerDisconnected {
     /// Its id.
     pub peer: PeerId,
     /// Why.
+    pub reason: DisconnectReason,
+}
+
+/// Observer event: a peer's connection dropped but it is still in the lobby; its entity
+/// stays (marked [`Reconnecting`]) for it to come back.
+#[derive(EntityEvent, Debug, Clone)]
+pub struct PeerInterrupted {
+    /// The peer's entity (kept).
+    pub entity: Entity,
+    /// Its id.
+    pub peer: PeerId,
+    /// Why the connection dropped.
     pub reason: DisconnectReason,
 }
 
@@ -257,32 +280,77 @@ fn pump_events(
     for event in session.poll_events() {
         match event {
             NetEvent::PeerConnected { peer, path, .. } => {
-                let player = session
-                    .lobby()
-                    .and_then(|l| l.members.into_iter().find(|(p, _)| *p == peer))
-                    .map_or_else(|| PlayerId(String::new()), |(_, player)| player);
-                let entity = commands
-                    .spawn((
-                        Name::new(format!("peer {player}")),
-                        Peer { id: peer, player },
-                        PeerPath(path),
-                        PeerStats::default(),
-                    ))
-                    .id();
-                peers.0.insert(peer, entity);
+                let entity = if let Some(&entity) = peers.0.get(&peer) {
+                    // Back after a drop: the same entity.
+                    commands
+                        .entity(entity)
+                        .remove::<Reconnecting>()
+                        .insert(PeerPath(path));
+                    entity
+                } else {
+                    let player = session
+                        .lobby()
+                        .and_then(|l| l.members.into_iter().find(|(p, _)| *p == peer))
+                        .map_or_else(|| PlayerId(String::new()), |(_, player)| player);
+                    let entity = commands
+                        .spawn((
+                            Name::new(format!("peer {player}")),
+                            Peer { id: peer, player },
+                            PeerPath(path),
+                            PeerStats::default(),
+                        ))
+                        .id();
+                    peers.0.insert(peer, entity);
+                    entity
+                };
                 commands.trigger(PeerConnected { entity, peer, path });
             }
             NetEvent::PeerDisconnected { peer, reason } => {
-                if let Some(entity) = peers.0.remove(&peer) {
-                    commands.trigger(PeerDisconnected {
+                let in_lobby = session
+                    .lobby()
+                    .is_some_and(|l| l.members.iter().any(|(p, _)| *p == peer));
+                let gone = matches!(
+                    reason,
+                    DisconnectReason::Left | DisconnectReason::ChannelMismatch
+                ) || !in_lobby;
+                if gone {
+                    if let Some(entity) = peers.0.remove(&peer) {
+                        commands.trigger(PeerDisconnected {
+                            entity,
+                            peer,
+                            reason,
+                        });
+                        commands.entity(entity).despawn();
+                    }
+                } else if let Some(&entity) = peers.0.get(&peer) {
+                    commands.entity(entity).insert(Reconnecting {
+                        reason: reason.clone(),
+                    });
+                    commands.trigger(PeerInterrupted {
                         entity,
                         peer,
                         reason,
                     });
-                    commands.entity(entity).despawn();
                 }
             }
             NetEvent::LobbyChanged(info) => {
+                // Peers that were waiting to come back but left the lobby instead.
+                let left: Vec<PeerId> = peers
+                    .0
+                    .keys()
+                    .filter(|p| !info.members.iter().any(|(m, _)| m == *p))
+                    .copied()
+                    .collect();
+                for peer in left {
+                    if let Some(entity) = peers.0.remove(&peer) {
+                        commands.trigger(PeerDisconnected {
+                            entity,
+                            peer,
+                            reason: DisconnectReason::Left,
+                        });
+                        commands.entity(entity).despawn();
+                    }
+                }
                 if let Some(lobby) = lobby_of(&session, &info) {
                     commands.insert_resource(lobby.clone());
                     commands.trigger(SquadlinkLobbyChanged(lobby));

@@ -305,3 +305,83 @@ fn a_peers_video_is_an_image_on_its_entity() {
     let world = a.world_mut();
     assert_eq!(world.query::<&PeerVideo>().iter(world).count(), 0);
 }
+
+/// Runs as a separate player process for the test below (ignored in normal runs): a plain
+/// session, as dev-mode player SQUADLINK_CHILD_PLAYER, in lobby SQUADLINK_CHILD_CODE.
+#[test]
+#[ignore = "helper: run by other tests as a separate process"]
+fn child_player_process() {
+    let (Ok(url), Ok(code), Ok(player)) = (
+        std::env::var("SQUADLINK_CHILD_URL"),
+        std::env::var("SQUADLINK_CHILD_CODE"),
+        std::env::var("SQUADLINK_CHILD_PLAYER"),
+    ) else {
+        return;
+    };
+    let s = squadlink::Session::builder(url)
+        .bind("127.0.0.1:0".parse().unwrap())
+        .channel(ChannelKind::UnreliableSequenced)
+        .channel(ChannelKind::ReliableOrdered)
+        .player_id(player)
+        .join(LobbyRef::Code(code))
+        .start()
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < end {
+        for _ in s.poll_events() {}
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn spawn_player(url: &str, code: &str, player: &str) -> std::process::Child {
+    std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "child_player_process",
+            "--nocapture",
+        ])
+        .env("SQUADLINK_CHILD_URL", url)
+        .env("SQUADLINK_CHILD_CODE", code)
+        .env("SQUADLINK_CHILD_PLAYER", player)
+        .spawn()
+        .unwrap()
+}
+
+/// A player whose game crashes and is started again within the matchmaker's rejoin grace
+/// comes back as the same peer id, on the same entity.
+#[test]
+fn a_rejoining_player_gets_its_entity_back() {
+    let (_rt, mm) = matchmaker();
+    let url = mm.url();
+    let mut a = app(&url, LobbyRef::create(3));
+    step_until(&mut [&mut a], |apps| {
+        apps[0].world().get_resource::<Lobby>().is_some()
+    });
+    let code = a.world().resource::<Lobby>().code.clone();
+    let mut first = spawn_player(&url, &code, "phoenix");
+    step_until(&mut [&mut a], |apps| peers(apps[0]).len() == 1);
+    let entity_of = |app: &mut App| {
+        let world = app.world_mut();
+        let mut q = world.query::<(Entity, &Peer)>();
+        q.single(world).map(|(e, p)| (e, p.id)).unwrap()
+    };
+    let (entity, id) = entity_of(&mut a);
+
+    first.kill().unwrap();
+    let _ = first.wait();
+    let mut second = spawn_player(&url, &code, "phoenix");
+    // The connection is replaced (or times out and comes back): PeerConnected fires again.
+    let connects = a.world().resource::<Seen>().connected.len();
+    step_until(&mut [&mut a], |apps| {
+        apps[0].world().resource::<Seen>().connected.len() > connects
+    });
+    assert_eq!(entity_of(&mut a), (entity, id), "same entity, same peer id");
+    assert!(a.world().get::<Reconnecting>(entity).is_none());
+    assert!(
+        a.world().resource::<Seen>().disconnected.is_empty(),
+        "never despawned"
+    );
+    second.kill().unwrap();
+    let _ = second.wait();
+}

@@ -120,6 +120,13 @@ pub struct Config {
     #[arg(long, env = "SQUADLINK_READ_BUFFER_BYTES", default_value_t = 4096,
           value_parser = clap::value_parser!(u32).range(512..=1_048_576))]
     pub read_buffer_bytes: u32,
+
+    /// Seconds a player whose connection dropped (without leaving) stays in its lobby. If
+    /// it reconnects within them and joins the same lobby, it gets its peer id back and the
+    /// others notice nothing; otherwise they then hear it left. 0 = leave at once.
+    #[arg(long, env = "SQUADLINK_REJOIN_GRACE_SECS", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(0..=600))]
+    pub rejoin_grace_secs: u32,
 }
 
 impl Default for Config {
@@ -143,6 +150,7 @@ impl Default for Config {
             idle_timeout_secs: 45,
             hello_timeout_secs: 10,
             read_buffer_bytes: 4096,
+            rejoin_grace_secs: 20,
         }
     }
 }
@@ -226,6 +234,10 @@ impl Config {
 
     pub(crate) fn ping_interval(&self) -> Duration {
         Duration::from_secs(u64::from(self.ping_interval_secs))
+    }
+
+    pub(crate) fn rejoin_grace(&self) -> Duration {
+        Duration::from_secs(u64::from(self.rejoin_grace_secs))
     }
 
     pub(crate) fn idle_timeout(&self) -> Duration {

@@ -43,6 +43,8 @@ struct Close {
     code: Option<ErrorCode>,
     message: String,
     rid: Option<u32>,
+    /// The client said goodbye (a WebSocket close frame): it leaves its lobby at once.
+    deliberate: bool,
 }
 
 impl Close {
@@ -51,6 +53,7 @@ impl Close {
             code: Some(code),
             message: message.into(),
             rid: None,
+            deliberate: false,
         }
     }
 
@@ -59,7 +62,13 @@ impl Close {
             code: None,
             message: why.into(),
             rid: None,
+            deliberate: false,
         }
+    }
+
+    /// The connection vanished without a goodbye: its player may come back (rejoin grace).
+    fn may_return(&self) -> bool {
+        self.code.is_none() && !self.deliberate
     }
 
     fn with_rid(mut self, rid: Option<u32>) -> Self {
@@ -178,6 +187,7 @@ struct Conn {
     rx: mpsc::Receiver<Utf8Bytes>,
     tx: mpsc::Sender<Utf8Bytes>,
     kick: Arc<Notify>,
+    superseded: Arc<std::sync::atomic::AtomicBool>,
     bucket: TokenBucket,
     rate_strikes: u32,
     last_rate_error: Option<Instant>,
@@ -195,12 +205,14 @@ pub(crate) async fn run(
     let peer_id = PeerId(shared.next_peer.fetch_add(1, Ordering::Relaxed));
     let (tx, rx) = mpsc::channel(shared.config.outbound_queue as usize);
     let kick = Arc::new(Notify::new());
+    let superseded = Arc::new(std::sync::atomic::AtomicBool::new(false));
     if let Ok(mut hub) = shared.hub.write() {
         hub.insert(
             peer_id,
             PeerHandle {
                 tx: tx.clone(),
                 kick: Arc::clone(&kick),
+                superseded: Arc::clone(&superseded),
             },
         );
     }
@@ -219,6 +231,7 @@ pub(crate) async fn run(
         rx,
         tx,
         kick,
+        superseded,
         bucket,
         rate_strikes: 0,
         last_rate_error: None,
@@ -260,7 +273,12 @@ impl Conn {
                 _ = shutdown.changed() => {
                     return Close::new(ErrorCode::ServerShutdown, "the server is shutting down; reconnect later");
                 }
-                () = kick.notified() => return slow_consumer(self.shared.config.outbound_queue),
+                () = kick.notified() => {
+                    if self.superseded.load(Ordering::SeqCst) {
+                        return Close::gone("replaced by a newer connection of the same player");
+                    }
+                    return slow_consumer(self.shared.config.outbound_queue);
+                }
                 () = &mut hello_deadline, if self.player.is_none() => {
                     return Close::new(ErrorCode::HelloTimeout, "no hello was received in time: send hello first");
                 }
@@ -342,7 +360,11 @@ impl Conn {
         self.last_inbound = now;
         let text = match msg {
             Message::Ping(_) | Message::Pong(_) => return None,
-            Message::Close(_) => return Some(Close::gone("client sent close")),
+            Message::Close(_) => {
+                let mut close = Close::gone("client sent close");
+                close.deliberate = true;
+                return Some(close);
+            }
             Message::Text(text) => Some(text),
             Message::Binary(_) => None,
         };
@@ -601,6 +623,7 @@ impl Conn {
             rid,
             lobby,
             ice_servers,
+            resumed_peer_id: None,
         });
         Ok(())
     }
@@ -625,6 +648,20 @@ impl Conn {
         let joined = member.clone();
         let shared = Arc::clone(&self.shared);
         let _ordered = lobby_lock(&shared).await?;
+        if let Some(lobby) = store_call(self.shared.store.get(&code)).await?
+            && let Some(old) = lobby.members.iter().find(|m| m.player_id == player)
+        {
+            let old = old.peer_id;
+            self.resume(old, &code);
+            let ice_servers = ice_servers_for(&self.shared.config, &player, unix_now());
+            self.reply(&ServerMessage::LobbyJoined {
+                rid,
+                lobby,
+                ice_servers,
+                resumed_peer_id: Some(old),
+            });
+            return Ok(());
+        }
         let lobby = store_call(self.shared.store.join(&code, member)).await?;
         self.lobby = Some(lobby.code.clone());
         // The joiner hears first, so nothing another member sends it can overtake this.
@@ -646,6 +683,7 @@ impl Conn {
             rid,
             lobby,
             ice_servers,
+            resumed_peer_id: None,
         });
         self.fan_out(&others, [joined, state]);
         Ok(())
@@ -656,28 +694,83 @@ impl Conn {
         let Some(code) = self.lobby.take() else {
             return Ok(None);
         };
+        if let Ok(mut detached) = self.shared.detached.lock() {
+            detached.remove(&self.peer_id);
+        }
         let shared = Arc::clone(&self.shared);
         let _ordered = lobby_lock(&shared).await?;
-        let remaining = store_call(self.shared.store.leave(&code, self.peer_id)).await?;
-        if let Some(lobby) = remaining {
-            let others: Vec<PeerId> = lobby.members.iter().map(|m| m.peer_id).collect();
-            let left = encode(&ServerMessage::PeerLeft {
-                code: code.clone(),
-                peer_id: self.peer_id,
-                reason,
-            });
-            let state = encode(&ServerMessage::LobbyState { lobby });
-            self.fan_out(&others, [left, state]);
-        }
+        leave_and_tell(&self.shared, &code, self.peer_id, reason).await?;
         Ok(Some(code))
     }
 
-    fn fan_out<const N: usize>(&self, to: &[PeerId], messages: [Option<Utf8Bytes>; N]) {
-        for msg in messages.into_iter().flatten() {
-            for peer in to {
-                self.shared.deliver(*peer, msg.clone());
-            }
+    /// This connection takes over the membership of `old` (the same player, reconnected):
+    /// it answers to `old` from now on. A detached membership is reattached; a connection
+    /// that still holds it (half-open: the server has not noticed it died) is told to end
+    /// without leaving.
+    fn resume(&mut self, old: PeerId, code: &str) {
+        if let Ok(mut detached) = self.shared.detached.lock() {
+            detached.remove(&old);
         }
+        if let Ok(mut hub) = self.shared.hub.write() {
+            if old != self.peer_id
+                && let Some(stale) = hub.remove(&old)
+            {
+                stale.superseded.store(true, Ordering::SeqCst);
+                stale.kick.notify_one();
+            }
+            hub.remove(&self.peer_id);
+            hub.insert(
+                old,
+                PeerHandle {
+                    tx: self.tx.clone(),
+                    kick: Arc::clone(&self.kick),
+                    superseded: Arc::clone(&self.superseded),
+                },
+            );
+        }
+        tracing::debug!(temporary = %self.peer_id, resumed = %old, %code, "membership resumed");
+        self.peer_id = old;
+        self.lobby = Some(code.to_string());
+    }
+
+    /// The connection dropped without leaving: keep the membership for the rejoin grace,
+    /// then leave for it unless the player came back.
+    fn detach(&mut self) {
+        let Some(code) = self.lobby.take() else {
+            return;
+        };
+        let serial = self.shared.next_detach.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut detached) = self.shared.detached.lock() {
+            detached.insert(self.peer_id, serial);
+        }
+        let shared = Arc::clone(&self.shared);
+        let peer = self.peer_id;
+        let grace = self.shared.config.rejoin_grace();
+        tracing::debug!(%peer, %code, ?grace, "connection lost; membership kept for the rejoin grace");
+        tokio::spawn(async move {
+            let mut shutdown = shared.shutdown.clone();
+            tokio::select! {
+                () = tokio::time::sleep(grace) => {}
+                _ = shutdown.changed() => return,
+            }
+            let Ok(_ordered) = lobby_lock(&shared).await else {
+                return;
+            };
+            let expired = shared
+                .detached
+                .lock()
+                .is_ok_and(|mut d| d.get(&peer) == Some(&serial) && d.remove(&peer).is_some());
+            if expired
+                && let Err((code, message)) =
+                    leave_and_tell(&shared, &code, peer, LeaveReason::Disconnected).await
+            {
+                tracing::warn!(%peer, %code, %message, "could not end a detached membership");
+            }
+        });
+    }
+
+    fn fan_out<const N: usize>(&self, to: &[PeerId], messages: [Option<Utf8Bytes>; N]) {
+        fan_out(&self.shared, to, messages);
     }
 
     async fn relay(&mut self, to: PeerId, data: Signal) -> Result<(), Reply> {
@@ -705,13 +798,23 @@ impl Conn {
         Ok(())
     }
 
-    /// Leaves the lobby, unregisters, and tells the client why (unless it is gone).
+    /// Leaves the lobby (or keeps the membership for the rejoin grace), unregisters, and
+    /// tells the client why (unless it is gone).
     async fn finish(mut self, close: Close) {
-        if let Err((code, message)) = self.leave_lobby(LeaveReason::Disconnected).await {
-            tracing::warn!(peer_id = %self.peer_id, %code, %message, "could not leave lobby on disconnect");
-        }
-        if let Ok(mut hub) = self.shared.hub.write() {
-            hub.remove(&self.peer_id);
+        let superseded = self.superseded.load(Ordering::SeqCst);
+        if superseded {
+            // The membership and the hub entry belong to the newer connection now.
+            self.lobby = None;
+        } else {
+            if close.may_return() && !self.shared.config.rejoin_grace().is_zero() {
+                self.detach();
+            }
+            if let Err((code, message)) = self.leave_lobby(LeaveReason::Disconnected).await {
+                tracing::warn!(peer_id = %self.peer_id, %code, %message, "could not leave lobby on disconnect");
+            }
+            if let Ok(mut hub) = self.shared.hub.write() {
+                hub.remove(&self.peer_id);
+            }
         }
         tracing::debug!(
             peer_id = %self.peer_id,
@@ -737,6 +840,36 @@ impl Conn {
     }
 }
 
+/// Removes `peer` from lobby `code` and tells the remaining members. Call with the lobby
+/// lock held.
+async fn leave_and_tell(
+    shared: &Shared,
+    code: &str,
+    peer: PeerId,
+    reason: LeaveReason,
+) -> Result<(), Reply> {
+    let remaining = store_call(shared.store.leave(code, peer)).await?;
+    if let Some(lobby) = remaining {
+        let others: Vec<PeerId> = lobby.members.iter().map(|m| m.peer_id).collect();
+        let left = encode(&ServerMessage::PeerLeft {
+            code: code.to_string(),
+            peer_id: peer,
+            reason,
+        });
+        let state = encode(&ServerMessage::LobbyState { lobby });
+        fan_out(shared, &others, [left, state]);
+    }
+    Ok(())
+}
+
+fn fan_out<const N: usize>(shared: &Shared, to: &[PeerId], messages: [Option<Utf8Bytes>; N]) {
+    for msg in messages.into_iter().flatten() {
+        for peer in to {
+            shared.deliver(*peer, msg.clone());
+        }
+    }
+}
+
 /// Turns a read error into a close: an oversized frame is the client's fault and is told so;
 /// anything else means the connection is broken.
 fn read_error(err: axum::Error) -> Close {
@@ -746,6 +879,11 @@ fn read_error(err: axum::Error) -> Close {
             ErrorCode::FrameTooLarge,
             format!("frame too large ({cap}); split the message or stay under max_frame_bytes"),
         ),
+        // The TCP connection ended without a close frame: the client vanished (it may come
+        // back within the rejoin grace), it did not misbehave.
+        Some(tungstenite::Error::Protocol(
+            tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+        )) => Close::gone("the connection ended without a close frame"),
         Some(tungstenite::Error::Protocol(p)) => Close::new(
             ErrorCode::InvalidField,
             format!("WebSocket protocol error: {p}"),

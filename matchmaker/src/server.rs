@@ -62,6 +62,10 @@ pub(crate) struct Shared {
     /// same order and a joiner's `lobby_joined` precedes any signal to it.
     pub(crate) lobby_ops: tokio::sync::Mutex<()>,
     pub(crate) next_peer: AtomicU64,
+    /// Members whose connection dropped, kept for the rejoin grace: peer id → the detach's
+    /// serial number (a later detach of the same id must not be ended by an older timer).
+    pub(crate) detached: std::sync::Mutex<HashMap<PeerId, u64>>,
+    pub(crate) next_detach: AtomicU64,
     pub(crate) connections: AtomicUsize,
     pub(crate) shutdown: watch::Receiver<bool>,
 }
@@ -70,6 +74,9 @@ pub(crate) struct Shared {
 pub(crate) struct PeerHandle {
     pub(crate) tx: mpsc::Sender<Utf8Bytes>,
     pub(crate) kick: Arc<Notify>,
+    /// Set (then `kick`) when a newer connection of the same player took this one's lobby
+    /// membership over: the old connection then ends without leaving the lobby.
+    pub(crate) superseded: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Shared {
@@ -147,6 +154,8 @@ impl Server {
             hub: RwLock::new(HashMap::new()),
             lobby_ops: tokio::sync::Mutex::new(()),
             next_peer: AtomicU64::new(1),
+            detached: std::sync::Mutex::new(HashMap::new()),
+            next_detach: AtomicU64::new(1),
             connections: AtomicUsize::new(0),
             shutdown: stop_rx.clone(),
         });

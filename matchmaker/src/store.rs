@@ -80,6 +80,8 @@ pub trait LobbyStore: Send + Sync + 'static {
         code: &'a str,
         peer: PeerId,
     ) -> BoxFuture<'a, Result<Option<Lobby>, StoreError>>;
+    /// The lobby `code` as it is now, if it exists.
+    fn get<'a>(&'a self, code: &'a str) -> BoxFuture<'a, Result<Option<Lobby>, StoreError>>;
     /// Whether `peer` is a member of lobby `code`.
     fn is_member<'a>(
         &'a self,
@@ -238,6 +240,11 @@ impl MemoryStore {
         Ok(Some(lobby.clone()))
     }
 
+    fn get_now(&self, code: &str) -> Result<Option<Lobby>, StoreError> {
+        let inner = self.lock()?;
+        Ok(inner.lobbies.get(code).map(|e| e.lobby.clone()))
+    }
+
     fn is_member_now(&self, code: &str, peer: PeerId) -> Result<bool, StoreError> {
         let inner = self.lock()?;
         Ok(inner
@@ -296,6 +303,10 @@ impl LobbyStore for MemoryStore {
         peer: PeerId,
     ) -> BoxFuture<'a, Result<Option<Lobby>, StoreError>> {
         ready(self.leave_now(code, peer))
+    }
+
+    fn get<'a>(&'a self, code: &'a str) -> BoxFuture<'a, Result<Option<Lobby>, StoreError>> {
+        ready(self.get_now(code))
     }
 
     fn is_member<'a>(

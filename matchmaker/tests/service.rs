@@ -56,6 +56,7 @@ async fn two_players_create_join_see_each_other_and_relay_both_ways() {
         rid,
         lobby: seen,
         ice_servers,
+        resumed_peer_id: None,
     } = joined
     else {
         panic!("expected lobby_joined, got {joined:?}")
@@ -218,7 +219,12 @@ async fn signals_never_cross_lobbies() {
 
 #[tokio::test]
 async fn host_hands_over_and_leaving_or_dropping_is_announced() {
-    let server = start(config()).await;
+    // No rejoin grace: a dropped connection leaves at once.
+    let server = start(Config {
+        rejoin_grace_secs: 0,
+        ..config()
+    })
+    .await;
     let url = server.url();
     let (mut a, a_id) = Client::hello(&url, "a").await;
     let (mut b, b_id) = Client::hello(&url, "b").await;
@@ -689,4 +695,89 @@ async fn shutdown_tells_clients_why() {
         (u16::from(frame.code), frame.reason.as_str()),
         (1001, "server_shutdown")
     );
+}
+
+#[tokio::test]
+async fn a_dropped_player_keeps_its_place_for_the_grace_and_gets_its_peer_id_back() {
+    let server = start(Config {
+        rejoin_grace_secs: 1,
+        ..config()
+    })
+    .await;
+    let url = server.url();
+    let (mut a, a_id) = Client::hello(&url, "a").await;
+    let lobby = a.create(4, false).await;
+    let (mut b, b_id) = Client::hello(&url, "b").await;
+    b.join(&lobby.code).await;
+    a.recv().await; // peer_joined
+    a.recv().await; // lobby_state
+
+    // b's connection vanishes without a goodbye; it comes back as a new connection.
+    drop(b);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let (mut b2, temporary) = Client::hello(&url, "b").await;
+    assert_ne!(temporary, b_id);
+    match b2.join(&lobby.code).await {
+        ServerMessage::LobbyJoined {
+            resumed_peer_id,
+            lobby: seen,
+            ..
+        } => {
+            assert_eq!(resumed_peer_id, Some(b_id), "{seen:?}");
+            assert_eq!(seen.members.len(), 2, "no second membership: {seen:?}");
+        }
+        other => panic!("expected lobby_joined, got {other:?}"),
+    }
+    // The others noticed nothing, and signals to b's old id reach the new connection.
+    a.assert_alive_and_idle().await;
+    a.send(&ClientMessage::Signal {
+        to: b_id,
+        data: offer("after the drop"),
+    })
+    .await;
+    match b2.recv().await {
+        ServerMessage::Signal { from, .. } => assert_eq!(from, a_id),
+        other => panic!("expected the signal, got {other:?}"),
+    }
+    // Past the grace, a connection that does not come back has left.
+    drop(b2);
+    match a.recv().await {
+        ServerMessage::PeerLeft {
+            peer_id, reason, ..
+        } => assert_eq!((peer_id, reason), (b_id, LeaveReason::Disconnected)),
+        other => panic!("expected peer_left, got {other:?}"),
+    }
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_newer_connection_of_the_same_player_takes_a_half_open_ones_place() {
+    let server = start(config()).await;
+    let url = server.url();
+    let (mut a, _) = Client::hello(&url, "a").await;
+    let lobby = a.create(4, false).await;
+    let (mut old, old_id) = Client::hello(&url, "phone").await;
+    old.join(&lobby.code).await;
+    a.recv().await;
+    a.recv().await;
+    // The old connection is still open (the server cannot tell it is dead); the player
+    // reconnects from elsewhere and joins again.
+    let (mut new, _) = Client::hello(&url, "phone").await;
+    match new.join(&lobby.code).await {
+        ServerMessage::LobbyJoined {
+            resumed_peer_id, ..
+        } => assert_eq!(resumed_peer_id, Some(old_id)),
+        other => panic!("expected lobby_joined, got {other:?}"),
+    }
+    old.expect_closed().await;
+    // Ending the old connection did not take the membership with it.
+    a.assert_alive_and_idle().await;
+    new.assert_alive_and_idle().await;
+    // A goodbye (close frame) leaves at once, grace or not.
+    new.ws.close(None).await.unwrap();
+    match a.recv().await {
+        ServerMessage::PeerLeft { peer_id, .. } => assert_eq!(peer_id, old_id),
+        other => panic!("expected peer_left, got {other:?}"),
+    }
+    server.shutdown().await.unwrap();
 }

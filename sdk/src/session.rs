@@ -57,6 +57,10 @@ pub enum DisconnectReason {
     Failed(String),
     /// The channel lists differ; see [`Error::ChannelMismatch`].
     ChannelMismatch,
+    /// It reconnected under the same peer id (a restarted game within the matchmaker's
+    /// rejoin grace): this connection is replaced, and [`Event::PeerConnected`] follows for
+    /// the new one.
+    Rejoined,
 }
 
 /// Lobby membership as the session last heard it.
@@ -101,7 +105,19 @@ pub enum Event {
     LobbyChanged(LobbyInfo),
     /// A problem that did not end the session (a peer-level failure, a full send buffer…).
     Error(Error),
-    /// The session ended (matchmaker connection lost, or closed). No more events follow.
+    /// The matchmaker connection dropped. Connected peers keep working; the session
+    /// reconnects with backoff and resumes its lobby under the same peer id
+    /// ([`Event::MatchmakerRestored`]). Until then no new peer can connect.
+    MatchmakerLost(Error),
+    /// Back in the lobby after [`Event::MatchmakerLost`]. `resumed`: under the same peer id
+    /// (the matchmaker kept the membership); otherwise the membership had expired, the
+    /// session rejoined as a new member, and every peer reconnects.
+    MatchmakerRestored {
+        /// Same peer id as before.
+        resumed: bool,
+    },
+    /// The session ended (closed, or the matchmaker could not be reached again within
+    /// [`SessionBuilder::reconnect_window`]). No more events follow.
     Closed(Option<Error>),
 }
 
@@ -157,6 +173,8 @@ pub struct SessionBuilder {
     pub(crate) silence_timeout: Duration,
     pub(crate) simulated_loss: f64,
     pub(crate) tls_roots: Vec<Vec<u8>>,
+    pub(crate) reconnect_window: Duration,
+    pub(crate) relay_wait: Duration,
 }
 
 /// Most channels a session may declare.
@@ -179,6 +197,8 @@ impl SessionBuilder {
             silence_timeout: Duration::from_secs(4),
             simulated_loss: 0.0,
             tls_roots: Vec::new(),
+            reconnect_window: Duration::from_secs(60),
+            relay_wait: Duration::from_millis(500),
         }
     }
 
@@ -250,6 +270,26 @@ impl SessionBuilder {
     /// the datagrams this session sends and receives, at random. Default 0.
     pub fn simulated_loss(mut self, fraction: f64) -> Self {
         self.simulated_loss = fraction;
+        self
+    }
+
+    /// How long a working relayed path waits for a direct one before ICE settles on it
+    /// (default 500 ms). Direct paths are nominated the moment they work, so this only
+    /// delays players who need a relay; shorter connects them sooner but may settle on the
+    /// relay while a hole is still being punched over a slow link (a relay costs latency and
+    /// TURN bandwidth for the whole session). Ignored with [`IcePolicy::RelayOnly`].
+    pub fn relay_wait(mut self, wait: Duration) -> Self {
+        self.relay_wait = wait;
+        self
+    }
+
+    /// How long to keep trying to reach the matchmaker again after its connection dropped
+    /// (default 60 s; attempts back off from 250 ms to 8 s). Peers stay connected meanwhile;
+    /// when the window ends without success the session closes. The matchmaker keeps a
+    /// dropped player's lobby place for its `--rejoin-grace-secs` (default 20 s): reconnect
+    /// within that to keep the same peer id.
+    pub fn reconnect_window(mut self, window: Duration) -> Self {
+        self.reconnect_window = window;
         self
     }
 

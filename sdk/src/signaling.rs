@@ -46,6 +46,8 @@ impl LobbyRef {
 #[derive(Debug, Clone)]
 pub(crate) struct Joined {
     pub(crate) me: PeerId,
+    /// The join took over this player's earlier membership (same peer id as before).
+    pub(crate) resumed: bool,
     pub(crate) player: PlayerId,
     pub(crate) lobby: Lobby,
     pub(crate) ice_servers: Vec<IceServer>,
@@ -114,18 +116,22 @@ impl Signaling {
             },
         };
         this.send(&request).await?;
-        let (lobby, ice_servers) = this
+        let (lobby, ice_servers, resumed) = this
             .await_reply(|m| match m {
                 ServerMessage::LobbyJoined {
-                    lobby, ice_servers, ..
-                } => Some((lobby, ice_servers)),
+                    lobby,
+                    ice_servers,
+                    resumed_peer_id,
+                    ..
+                } => Some((lobby, ice_servers, resumed_peer_id)),
                 _ => None,
             })
             .await?;
         Ok((
             this,
             Joined {
-                me,
+                me: resumed.unwrap_or(me),
+                resumed: resumed.is_some(),
                 player,
                 lobby,
                 ice_servers,

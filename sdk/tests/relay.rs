@@ -112,7 +112,10 @@ async fn with_a_relay_available_the_default_policy_still_goes_direct() {
     let aid = a.id().unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
-        let types = b.stats(aid).map(|s| s.remote_candidate_types).unwrap_or_default();
+        let types = b
+            .stats(aid)
+            .map(|s| s.remote_candidate_types)
+            .unwrap_or_default();
         if types.contains(&"relay") {
             break;
         }

@@ -254,13 +254,15 @@ fn child_peer_process() {
     ) else {
         return;
     };
-    let s = Session::builder(url)
+    let mut builder = Session::builder(url)
         .bind("127.0.0.1:0".parse().unwrap())
         .channel(GAME[0])
         .channel(GAME[1])
-        .join(LobbyRef::Code(code))
-        .start()
-        .unwrap();
+        .join(LobbyRef::Code(code));
+    if let Ok(player) = std::env::var("SQUADLINK_CHILD_PLAYER") {
+        builder = builder.player_id(player);
+    }
+    let s = builder.start().unwrap();
     let end = Instant::now() + Duration::from_secs(60);
     while Instant::now() < end {
         for _ in s.poll_events() {}
@@ -269,12 +271,19 @@ fn child_peer_process() {
 }
 
 fn spawn_child(url: &str, code: &str) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", "child_peer_process", "--nocapture"])
+    spawn_child_as(url, code, None)
+}
+
+/// A child session in lobby `code`, as dev-mode player `player` if given.
+fn spawn_child_as(url: &str, code: &str, player: Option<&str>) -> Child {
+    let mut c = Command::new(std::env::current_exe().unwrap());
+    c.args(["--ignored", "--exact", "child_peer_process", "--nocapture"])
         .env("SQUADLINK_CHILD_URL", url)
-        .env("SQUADLINK_CHILD_CODE", code)
-        .spawn()
-        .unwrap()
+        .env("SQUADLINK_CHILD_CODE", code);
+    if let Some(player) = player {
+        c.env("SQUADLINK_CHILD_PLAYER", player);
+    }
+    c.spawn().unwrap()
 }
 
 fn signal(child: &Child, sig: &str) {
@@ -374,4 +383,39 @@ async fn a_peer_that_cannot_connect_is_reported_after_the_connect_timeout() {
         gone(&b, a.id().unwrap()).await,
         DisconnectReason::ConnectTimeout
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_player_that_rejoins_within_the_grace_gets_its_peer_id_back() {
+    let mm = matchmaker().await;
+    let a = session(&mm.url(), LobbyRef::create(4), &GAME).await;
+    let b = session(&mm.url(), LobbyRef::Code(code(&a)), &GAME).await;
+    connected(&a, 1).await;
+    let mut first = spawn_child_as(&mm.url(), &code(&a), Some("phoenix"));
+    let phoenix = connected(&a, 1).await[0];
+    assert!(connected(&b, 2).await.contains(&phoenix));
+
+    // The game crashes and is started again, well within the matchmaker's 20 s grace.
+    signal(&first, "-KILL");
+    let _ = first.wait();
+    let mut second = spawn_child_as(&mm.url(), &code(&a), Some("phoenix"));
+    for s in [&a, &b] {
+        let back = wait_for(s, |e| match e {
+            Event::PeerJoined { peer, .. } if *peer != phoenix => Some(Err(*peer)),
+            Event::PeerConnected { peer, .. } if *peer == phoenix => Some(Ok(())),
+            _ => None,
+        })
+        .await;
+        assert_eq!(back, Ok(()), "the rejoined player came back under a new id");
+    }
+    // Same player, same peer id, and the lobby has no second membership for it.
+    let lobby = a.lobby().unwrap();
+    assert_eq!(lobby.members.len(), 3, "{lobby:?}");
+    assert!(
+        lobby
+            .members
+            .contains(&(phoenix, squadlink::PlayerId("phoenix".into())))
+    );
+    signal(&second, "-KILL");
+    let _ = second.wait();
 }

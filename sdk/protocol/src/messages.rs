@@ -342,6 +342,11 @@ pub enum ServerMessage {
         lobby: Lobby,
         /// ICE servers (STUN, and TURN with fresh credentials) for this player.
         ice_servers: Vec<IceServer>,
+        /// Set when this join resumed the player's earlier membership (it reconnected within
+        /// the server's rejoin grace): the peer id it has in the lobby from now on, which
+        /// replaces the one `welcome` gave. The other members were not told anything.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resumed_peer_id: Option<PeerId>,
     },
     /// The lobby changed (join, leave, host hand-over).
     LobbyState {

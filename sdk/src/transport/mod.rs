@@ -48,12 +48,21 @@ use self::stream::StreamEvent;
 use crate::channel::{self, ChannelKind};
 use crate::error::{Error, Result};
 use crate::session::{DisconnectReason, Event, IcePolicy, LobbyInfo, SessionBuilder, Shared};
-use crate::signaling::{LobbyRef, Signaling, SignalingReader, SignalingWriter};
+use crate::signaling::{Joined, LobbyRef, Signaling, SignalingReader, SignalingWriter};
 
 /// Member-data key carrying a member's channel list.
 const CHANNELS_KEY: &str = "squadlink.channels";
 /// Unreliable messages are dropped when this much is already queued for the peer.
 const UNRELIABLE_QUEUE_LIMIT: usize = 256 * 1024;
+/// The client pings the matchmaker this often; it answers with a pong.
+const SIGNALING_PING_EVERY: Duration = Duration::from_secs(5);
+/// Nothing from the matchmaker for this long means its connection is dead (a half-open
+/// TCP connection, after a network change, can look alive for minutes otherwise).
+const SIGNALING_SILENCE: Duration = Duration::from_secs(12);
+/// Reconnection attempts wait 250 ms, then twice as long each time, up to this.
+const RECONNECT_MAX_BACKOFF: Duration = Duration::from_secs(8);
+/// Signaling messages kept for the matchmaker while its connection is down.
+const OUTBOX_LIMIT: usize = 512;
 /// Reliable sends fail with `SendBufferFull` past this.
 const RELIABLE_QUEUE_LIMIT: usize = 16 * 1024 * 1024;
 /// Datagrams read per wake-up before the loop looks at its other inputs.
@@ -113,6 +122,8 @@ pub(crate) struct DriverConfig {
     silence_timeout: Duration,
     loss: f64,
     tls_roots: Vec<Vec<u8>>,
+    reconnect_window: Duration,
+    relay_wait: Duration,
 }
 
 impl DriverConfig {
@@ -131,6 +142,8 @@ impl DriverConfig {
             silence_timeout: b.silence_timeout,
             loss: b.simulated_loss,
             tls_roots: b.tls_roots.clone(),
+            reconnect_window: b.reconnect_window,
+            relay_wait: b.relay_wait,
         }
     }
 }
@@ -209,8 +222,33 @@ impl Net {
     }
 }
 
+/// The matchmaker connection, when up.
+struct Link {
+    reader: SignalingReader,
+    writer: SignalingWriter,
+    last_heard: Instant,
+    last_ping: Instant,
+}
+
+/// Getting the matchmaker connection back after it dropped.
+struct Reconnect {
+    /// When it dropped.
+    since: Instant,
+    attempt: u32,
+    next_at: Instant,
+    task: Option<tokio::task::JoinHandle<Result<(Signaling, Joined)>>>,
+}
+
 pub(crate) struct Driver {
     cfg: DriverConfig,
+    /// The matchmaker connection; `None` while it is down.
+    link: Option<Link>,
+    reconnect: Option<Reconnect>,
+    player: PlayerId,
+    lobby_code: String,
+    member_data: Properties,
+    /// Every lobby member's data (their channel lists), as last heard.
+    lobby_members: HashMap<PeerId, Properties>,
     shared: Arc<Shared>,
     net: Net,
     me: PeerId,
@@ -272,6 +310,7 @@ impl Driver {
                 return;
             }
         };
+        let member_data: Properties = [(CHANNELS_KEY.to_string(), channel_list.clone())].into();
         let _ = ident.send((joined.me, joined.player.clone()));
         let mut ice_servers = joined.ice_servers.clone();
         ice_servers.extend(cfg.extra_ice_servers.iter().cloned());
@@ -287,6 +326,12 @@ impl Driver {
                 gatherers: Vec::new(),
             },
             cfg,
+            link: None,
+            reconnect: None,
+            player: joined.player.clone(),
+            lobby_code: joined.lobby.code.clone(),
+            member_data,
+            lobby_members: HashMap::new(),
             shared,
             me: joined.me,
             channel_list,
@@ -306,25 +351,41 @@ impl Driver {
         driver.start_gathering(bound).await;
         driver.on_lobby_entered(&joined.lobby);
         let _ = ready.send(Ok(()));
-        let (mut reader, writer) = signaling.split();
-        let end = driver.serve(&mut reader, &writer, &mut commands).await;
+        driver.attach_link(signaling);
+        let end = driver.serve(&mut commands).await;
         driver.shutdown();
-        driver.flush_outbox(&writer);
-        writer.close().await;
+        if let Some(link) = driver.link.take() {
+            for msg in std::mem::take(&mut driver.outbox) {
+                link.writer.send(msg);
+            }
+            link.writer.close().await;
+        }
+        if let Some(task) = driver.reconnect.take().and_then(|r| r.task) {
+            task.abort();
+        }
         driver.shared.emit(Event::Closed(end));
+    }
+
+    fn attach_link(&mut self, signaling: Signaling) {
+        let (reader, writer) = signaling.split();
+        let now = Instant::now();
+        self.link = Some(Link {
+            reader,
+            writer,
+            last_heard: now,
+            last_ping: now,
+        });
     }
 
     async fn serve(
         &mut self,
-        signaling: &mut SignalingReader,
-        writer: &SignalingWriter,
         commands: &mut tokio::sync::mpsc::UnboundedReceiver<Command>,
     ) -> Option<Error> {
         let mut buf = vec![0u8; MAX_DATAGRAM];
         let mut tick = tokio::time::interval(PING_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            self.flush_outbox(writer);
+            self.flush_outbox();
             let deadline = self.next_deadline();
             tokio::select! {
                 biased;
@@ -351,11 +412,27 @@ impl Driver {
                     }
                 }
                 Some((id, event)) = self.streams.recv() => self.on_stream_event(id, event),
-                msg = signaling.recv() => match msg {
-                    Ok(msg) => self.on_server_message(msg),
-                    Err(err) => return Some(err),
+                msg = recv_link(&mut self.link) => match msg {
+                    Ok(msg) => {
+                        if let Some(link) = &mut self.link {
+                            link.last_heard = Instant::now();
+                        }
+                        self.on_server_message(msg);
+                    }
+                    Err(err) => self.signaling_lost(err),
                 },
-                _ = tick.tick() => self.housekeeping(Instant::now()),
+                joined = reconnect_result(&mut self.reconnect) => {
+                    if let Some(end) = self.on_reconnect_result(joined) {
+                        return Some(end);
+                    }
+                }
+                _ = tick.tick() => {
+                    let now = Instant::now();
+                    self.housekeeping(now);
+                    if let Some(end) = self.signaling_housekeeping(now) {
+                        return Some(end);
+                    }
+                }
                 () = tokio::time::sleep_until(deadline.into()) => self.on_timeouts(Instant::now()),
             }
         }
@@ -373,13 +450,145 @@ impl Driver {
     }
 
     /// Hands queued signaling messages to the writer task (never waits for the network).
-    fn flush_outbox(&mut self, writer: &SignalingWriter) {
-        for msg in std::mem::take(&mut self.outbox) {
-            writer.send(msg);
+    /// While the matchmaker is unreachable they wait, up to a bound.
+    fn flush_outbox(&mut self) {
+        match &self.link {
+            Some(link) => {
+                for msg in std::mem::take(&mut self.outbox) {
+                    link.writer.send(msg);
+                }
+            }
+            None => {
+                let excess = self.outbox.len().saturating_sub(OUTBOX_LIMIT);
+                self.outbox.drain(..excess);
+            }
         }
     }
 
-    fn publish_lobby(&self, lobby: &Lobby) {
+    /// The matchmaker connection failed: keep the peers, start reconnecting.
+    fn signaling_lost(&mut self, err: Error) {
+        let Some(link) = self.link.take() else {
+            return;
+        };
+        tracing::info!(%err, "matchmaker connection lost; reconnecting");
+        drop(link);
+        let now = Instant::now();
+        self.reconnect = Some(Reconnect {
+            since: now,
+            attempt: 0,
+            next_at: now + reconnect_backoff(0),
+            task: None,
+        });
+        self.shared.emit(Event::MatchmakerLost(err));
+    }
+
+    /// Pings the matchmaker, notices a silent connection, and starts reconnection
+    /// attempts when due. `Some` ends the session.
+    fn signaling_housekeeping(&mut self, now: Instant) -> Option<Error> {
+        if let Some(link) = &mut self.link {
+            if now.saturating_duration_since(link.last_heard) > SIGNALING_SILENCE {
+                self.signaling_lost(Error::Timeout {
+                    what: "waiting for the matchmaker (nothing heard)",
+                    secs: SIGNALING_SILENCE.as_secs(),
+                });
+            } else if now.saturating_duration_since(link.last_ping) >= SIGNALING_PING_EVERY {
+                link.last_ping = now;
+                link.writer.send(ClientMessage::Ping { nonce: None });
+            }
+            return None;
+        }
+        let r = self.reconnect.as_mut()?;
+        if r.task.is_some() || now < r.next_at {
+            return None;
+        }
+        if now.saturating_duration_since(r.since) > self.cfg.reconnect_window {
+            return Some(Error::Signaling {
+                url: self.cfg.url.clone(),
+                reason: format!(
+                    "could not reconnect within {} s (SessionBuilder::reconnect_window)",
+                    self.cfg.reconnect_window.as_secs()
+                ),
+            });
+        }
+        r.attempt += 1;
+        let (url, token) = (self.cfg.url.clone(), self.cfg.token.clone());
+        // With a token the server takes the player id from it; in dev mode we name it.
+        let player = token.is_none().then(|| self.player.0.clone());
+        let lobby = LobbyRef::Code(self.lobby_code.clone());
+        let data = self.member_data.clone();
+        tracing::debug!(attempt = r.attempt, "reconnecting to the matchmaker");
+        r.task = Some(tokio::spawn(async move {
+            Signaling::connect_and_join(&url, token, player, &lobby, data).await
+        }));
+        None
+    }
+
+    /// A reconnection attempt finished. `Some` ends the session.
+    fn on_reconnect_result(&mut self, result: Result<(Signaling, Joined)>) -> Option<Error> {
+        let now = Instant::now();
+        let (signaling, joined) = match result {
+            Ok(ok) => ok,
+            Err(err) => {
+                // The lobby is gone (say the matchmaker restarted and lost it): the peers
+                // we have keep working, but there is nothing to go back to.
+                if let Error::Matchmaker { code, .. } = &err
+                    && *code == squadlink_protocol::ErrorCode::LobbyNotFound
+                {
+                    tracing::warn!(%err, "the lobby no longer exists; staying with the peers we have");
+                    self.reconnect = None;
+                    self.shared.emit(Event::Error(err));
+                    return None;
+                }
+                let r = self.reconnect.as_mut()?;
+                tracing::debug!(%err, attempt = r.attempt, "reconnection attempt failed");
+                r.next_at = now + reconnect_backoff(r.attempt);
+                return None;
+            }
+        };
+        self.reconnect = None;
+        self.attach_link(signaling);
+        let resumed = joined.resumed && joined.me == self.me;
+        tracing::info!(resumed, me = %joined.me, "back in the lobby");
+        if resumed {
+            self.publish_lobby(&joined.lobby);
+            // Members who left while we were away are gone; members who joined meanwhile
+            // offered to us into the void: offer to them ourselves.
+            let members: Vec<PeerId> = joined.lobby.members.iter().map(|m| m.peer_id).collect();
+            let gone: Vec<PeerId> = self
+                .peers
+                .keys()
+                .filter(|p| !members.contains(p))
+                .copied()
+                .collect();
+            for p in gone {
+                self.disconnect(p, DisconnectReason::Left);
+            }
+            for m in &joined.lobby.members {
+                if m.peer_id != self.me && !self.peers.contains_key(&m.peer_id) {
+                    self.on_member(m.peer_id, m.player_id.clone(), &m.data, true);
+                }
+            }
+        } else {
+            // Our place had expired: we are a new member with a new id. Start over.
+            self.outbox.clear();
+            let ids: Vec<PeerId> = self.peers.keys().copied().collect();
+            for p in ids {
+                self.disconnect(p, DisconnectReason::Left);
+            }
+            self.me = joined.me;
+            self.lobby_code = joined.lobby.code.clone();
+            self.on_lobby_entered(&joined.lobby);
+        }
+        self.shared.emit(Event::MatchmakerRestored { resumed });
+        None
+    }
+
+    fn publish_lobby(&mut self, lobby: &Lobby) {
+        self.lobby_members = lobby
+            .members
+            .iter()
+            .map(|m| (m.peer_id, m.data.clone()))
+            .collect();
         let info = LobbyInfo {
             code: lobby.code.clone(),
             host: lobby.host,
@@ -407,10 +616,13 @@ impl Driver {
 
     /// A member to connect to. `offer`: we joined later, so we send the offer.
     fn on_member(&mut self, peer: PeerId, player: PlayerId, data: &Properties, offer: bool) {
-        self.shared.emit(Event::PeerJoined {
-            peer,
-            player: player.clone(),
-        });
+        self.lobby_members.insert(peer, data.clone());
+        self.shared.emit(Event::PeerJoined { peer, player });
+        self.connect_to(peer, data, offer);
+    }
+
+    /// Starts a peer connection to lobby member `peer` (as offerer or answerer).
+    fn connect_to(&mut self, peer: PeerId, data: &Properties, offer: bool) {
         let theirs = data.get(CHANNELS_KEY).cloned().unwrap_or_default();
         if theirs != self.channel_list {
             self.shared.emit(Event::Error(Error::ChannelMismatch {
@@ -429,6 +641,7 @@ impl Driver {
             channels: &self.cfg.channels,
             max_message: self.cfg.max_message,
             relay_only: self.cfg.ice_policy == IcePolicy::RelayOnly,
+            relay_wait: self.cfg.relay_wait,
         };
         let mut p = match Peer::new(peer, &settings, now) {
             Ok(p) => p,
@@ -703,6 +916,9 @@ impl Driver {
     fn on_signal(&mut self, from: PeerId, data: Signal) {
         let now = Instant::now();
         let relay_only = self.cfg.ice_policy == IcePolicy::RelayOnly;
+        if matches!(data, Signal::Offer { .. }) {
+            self.prepare_for_offer(from);
+        }
         let Some(mut p) = self.peers.remove(&from) else {
             tracing::debug!(%from, "signal from a peer we do not connect to");
             return;
@@ -781,6 +997,27 @@ impl Driver {
         match result {
             Ok(()) => self.pump(from, now),
             Err(reason) => self.fail(from, reason),
+        }
+    }
+
+    /// An offer from `from` starts a new connection when it is not the one we were waiting
+    /// for: the member rejoined (a new process under its old peer id, within the
+    /// matchmaker's rejoin grace), or it came back to the lobby after we had given it up,
+    /// or it offers after we resumed our own membership. The old connection gives way.
+    fn prepare_for_offer(&mut self, from: PeerId) {
+        let fresh_answerer = self
+            .peers
+            .get(&from)
+            .is_some_and(|p| !p.local_set && !p.remote_set);
+        if fresh_answerer {
+            return;
+        }
+        if self.peers.contains_key(&from) {
+            tracing::debug!(peer = %from, "a new offer replaces the connection");
+            self.retire(from, DisconnectReason::Rejoined);
+        }
+        if let Some(data) = self.lobby_members.get(&from).cloned() {
+            self.connect_to(from, &data, false);
         }
     }
 
@@ -1203,6 +1440,22 @@ impl Driver {
         self.disconnect(peer, DisconnectReason::Failed(reason));
     }
 
+    /// Closes a peer's connection for a new one: announced only if it was connected.
+    fn retire(&mut self, id: PeerId, reason: DisconnectReason) {
+        let was_connected = self
+            .peers
+            .get(&id)
+            .is_some_and(|p| p.connected_at.is_some());
+        if was_connected {
+            self.disconnect(id, reason);
+        } else if let Some(mut p) = self.peers.remove(&id) {
+            let _ = p.pc.close();
+            let _ = self.net.drain_writes(&mut p);
+            self.by_ufrag.remove(&p.ufrag);
+            self.by_addr.retain(|_, v| *v != id);
+        }
+    }
+
     /// Forgets a peer, closing its connection; announces it once.
     fn disconnect(&mut self, id: PeerId, reason: DisconnectReason) {
         let Some(mut p) = self.peers.remove(&id) else {
@@ -1232,6 +1485,42 @@ impl Driver {
             }
         }
     }
+}
+
+/// The next message from the matchmaker, or never while its connection is down.
+async fn recv_link(link: &mut Option<Link>) -> Result<ServerMessage> {
+    match link {
+        Some(link) => link.reader.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The running reconnection attempt's result, or never when none runs.
+async fn reconnect_result(reconnect: &mut Option<Reconnect>) -> Result<(Signaling, Joined)> {
+    let Some(task) = reconnect.as_mut().and_then(|r| r.task.as_mut()) else {
+        return std::future::pending().await;
+    };
+    let result = task.await;
+    if let Some(r) = reconnect.as_mut() {
+        r.task = None;
+    }
+    result.unwrap_or_else(|e| Err(Error::Io(format!("the reconnection task failed: {e}"))))
+}
+
+/// How long to wait before reconnection attempt `attempt` (0-based): 250 ms doubling up to
+/// [`RECONNECT_MAX_BACKOFF`], with up to 25 % random jitter so a matchmaker restart is not
+/// met by every client at once.
+fn reconnect_backoff(attempt: u32) -> Duration {
+    let base = Duration::from_millis(250)
+        .saturating_mul(1u32 << attempt.min(6))
+        .min(RECONNECT_MAX_BACKOFF);
+    let mut r = [0u8; 1];
+    let jitter = if getrandom::fill(&mut r).is_ok() {
+        f64::from(r[0]) / 255.0 * 0.25
+    } else {
+        0.0
+    };
+    base.mul_f64(1.0 + jitter)
 }
 
 fn apply_pending(p: &mut Peer) -> std::result::Result<(), String> {

@@ -68,6 +68,8 @@ pub(crate) struct PeerSettings<'a> {
     pub(crate) channels: &'a [ChannelKind],
     pub(crate) max_message: usize,
     pub(crate) relay_only: bool,
+    /// How long a working relay pair waits for a direct one before it is nominated.
+    pub(crate) relay_wait: Duration,
 }
 
 impl Peer {
@@ -81,7 +83,7 @@ impl Peer {
         let relay_wait = if settings.relay_only {
             Duration::ZERO
         } else {
-            Duration::from_millis(500)
+            settings.relay_wait
         };
         let setting_engine = SettingEngineBuilder::new()
             .with_ice_credentials(ufrag.clone(), pwd)
