@@ -247,3 +247,50 @@ fn hold() {
         .unwrap_or(600);
     std::thread::sleep(std::time::Duration::from_secs(secs));
 }
+
+/// A connected player whose address changes (a new lease, another access point) recovers:
+/// the session notices, gathers new candidates, reconnects to the matchmaker, and the side
+/// that offered restarts ICE; reliable messages flow again and nobody was disconnected.
+#[test]
+fn a_player_whose_address_changes_recovers_through_an_ice_restart() {
+    if !lab_possible() {
+        return;
+    }
+    let (nat_check, matchmaker) = binaries();
+    let mut lab = squadlink_testkit::netlab::Lab::new(&matchmaker).unwrap();
+    let a = lab.add_site(Nat::Cone, 1).unwrap().remove(0);
+    let b = lab.add_site(Nat::Cone, 1).unwrap().remove(0);
+    let stay = ["--stay", "12"];
+    // a created the lobby, so b offered and b restarts ICE: a is the harder side to move.
+    let out = lab
+        .pair_with(
+            &nat_check,
+            (&a, &stay),
+            (&b, &stay),
+            Some(Box::new(|| lab.move_player(&a, 77).map(drop))),
+        )
+        .unwrap();
+    let stay_of = |run: &PeerRun| -> serde_json::Value {
+        run.lines
+            .iter()
+            .find_map(|v| v.get("stay").cloned())
+            .unwrap_or_default()
+    };
+    for (name, run) in [("a", &out.a), ("b", &out.b)] {
+        assert!(run.ok, "{name} did not recover: {}", describe(run));
+        let stay = stay_of(run);
+        assert_eq!(stay["disconnects"], 0, "{name}: {stay}");
+        assert_eq!(stay["healthy"], true, "{name}: {stay}");
+    }
+    // The recovery was an ICE restart (started by b, the offerer), not a new connection.
+    let b_stay = stay_of(&out.b);
+    let restarts = b_stay["peers"][0]["ice_restarts"].as_u64().unwrap_or(0);
+    assert!(restarts >= 1, "b: {b_stay}");
+    let a_saw_network_change = out
+        .a
+        .lines
+        .iter()
+        .any(|v| v.get("matchmaker_restored").is_some());
+    assert!(a_saw_network_change, "a: {}", describe(&out.a));
+    eprintln!("a: {}\nb: {b_stay}", stay_of(&out.a));
+}

@@ -246,6 +246,13 @@ impl SignalingWriter {
         let _ = self.tx.send(msg);
     }
 
+    /// Drops the connection without a goodbye: the matchmaker must keep our lobby place
+    /// for the reconnection (a "leave" sent down an old connection that still works one way,
+    /// after a network change, would give it up).
+    pub(crate) fn abandon(self) {
+        self.task.abort();
+    }
+
     /// Sends what is queued, leaves the lobby and closes (bounded).
     pub(crate) async fn close(self) {
         drop(self.tx);

@@ -60,4 +60,7 @@ pub struct PeerStats {
     pub video_packets_sent: u64,
     /// Video RTP packets received from this peer.
     pub video_packets_received: u64,
+    /// ICE restarts we started with this peer (after it fell silent, or our network
+    /// changed).
+    pub ice_restarts: u64,
 }

@@ -125,10 +125,11 @@ async fn speech_crosses_over_webrtc() {
         o.correlation, o.delay, o.stats
     );
     assert!(o.correlation > 0.85, "correlation {}", o.correlation);
-    // Both voices start within a few ms of each other; the recording lags the source by
-    // the pipeline and the network, not by seconds.
+    // The recording lags the source by the pipeline, the network and the start-up of the
+    // two voices (about 260 ms here), not by seconds. A sanity bound, not a latency
+    // measurement (bench_voice measures that): 300 ms was hit by a busy machine.
     assert!(o.delay >= Duration::from_millis(20), "delay {:?}", o.delay);
-    assert!(o.delay <= Duration::from_millis(300), "delay {:?}", o.delay);
+    assert!(o.delay <= Duration::from_secs(1), "delay {:?}", o.delay);
     assert!(o.stats.late <= 5, "{:?}", o.stats);
     assert!(o.stats.decoded > 200, "{:?}", o.stats);
     assert!(

@@ -415,6 +415,27 @@ impl Lab {
             .ok_or_else(|| format!("cannot read the counter: {line}"))
     }
 
+    /// Gives `player` a new address on its LAN (`10.i.0.HOST`), dropping the old one: a
+    /// laptop moving to another access point, a phone getting a new lease. Its open TCP
+    /// connections and NAT mappings die with the old address. Returns the moved player.
+    pub fn move_player(&self, player: &Player, host: u8) -> Result<Player, String> {
+        let ns = &player.ns;
+        let (net, _) = player
+            .ip
+            .rsplit_once('.')
+            .ok_or_else(|| format!("odd player address {}", player.ip))?;
+        let ip = format!("{net}.{host}");
+        // (The old address goes first: removing a primary address takes the secondary
+        // ones, and the default route, with it.)
+        run(&format!("ip -n {ns} addr del {}/24 dev eth0", player.ip))?;
+        run(&format!("ip -n {ns} addr add {ip}/24 dev eth0"))?;
+        run(&format!("ip -n {ns} route replace default via {net}.1"))?;
+        Ok(Player {
+            ip,
+            ..player.clone()
+        })
+    }
+
     /// Forgets every NAT mapping the routers hold (so runs do not see each other's).
     pub fn flush_conntrack(&self) {
         for ns in &self.namespaces {
@@ -434,6 +455,18 @@ impl Lab {
         a: &Player,
         b: &Player,
         extra_a: &[&str],
+    ) -> Result<PairOutcome, String> {
+        self.pair_with(nat_check, (a, extra_a), (b, &[]), None)
+    }
+
+    /// Like [`Lab::pair`] with extra arguments for each side; `during` runs once `a` has
+    /// exchanged messages with `b` (both then keep going if given `--stay`).
+    pub fn pair_with(
+        &self,
+        nat_check: &Path,
+        (a, extra_a): (&Player, &[&str]),
+        (b, extra_b): (&Player, &[&str]),
+        during: Option<Box<dyn FnOnce() -> Result<(), String> + '_>>,
     ) -> Result<PairOutcome, String> {
         let cert = self.cert_path();
         let runs = self.runs.get() + 1;
@@ -487,12 +520,36 @@ impl Lab {
         };
         let mut cb = self.command(&b.ns, nat_check);
         common(&mut cb);
-        cb.args(["--join", &code]).stderr(log_to(&log_b)?);
+        cb.args(["--join", &code])
+            .args(extra_b)
+            .stderr(log_to(&log_b)?);
         let mut child_b = cb.spawn().map_err(|e| format!("nat_check: {e}"))?;
         let (tx_b, rx_b) = mpsc::channel();
         spawn_reader(&mut child_b, tx_b);
-        let status_b = wait_child(&mut child_b, Duration::from_secs(40));
-        let status_a = wait_child(&mut child_a, Duration::from_secs(40));
+        if let Some(during) = during {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match rx_a.recv_timeout(left) {
+                    Ok(v) => {
+                        let talking = v.get("messages").is_some();
+                        lines_a.push(v);
+                        if talking {
+                            break;
+                        }
+                    }
+                    Err(_) => {
+                        let _ = child_a.kill();
+                        let _ = child_b.kill();
+                        return Err(format!("{} never talked to {}: {lines_a:?}", a.ns, b.ns));
+                    }
+                }
+            }
+            during()?;
+        }
+        let limit = Duration::from_secs(70);
+        let status_b = wait_child(&mut child_b, limit);
+        let status_a = wait_child(&mut child_a, limit);
         lines_a.extend(rx_a.try_iter());
         let lines_b: Vec<Value> = rx_b.try_iter().collect();
         Ok(PairOutcome {

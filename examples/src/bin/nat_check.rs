@@ -12,8 +12,11 @@
 //! Run: `cargo run -p squadlink-examples --bin nat_check -- --stun stun.example.com:3478`
 //!      `cargo run -p squadlink-examples --bin nat_check -- --matchmaker ws://HOST:7878/v1 --create 2`
 //!      (then the other player: `--join CODE`). `--json` prints one JSON object per line;
-//!      `--relay-only` connects only through TURN. Exit status 0 when every expected peer
-//!      connected and exchanged messages.
+//!      `--relay-only` connects only through TURN; `--stay S` keeps talking for S more
+//!      seconds (ten reliable messages a second) and reports gaps, reconnections and ICE
+//!      restarts: change networks meanwhile to watch the session recover. Exit status 0
+//!      when every expected peer connected and exchanged messages (and, with `--stay`,
+//!      was heard again before the end).
 
 use std::io::Write;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -51,6 +54,9 @@ struct Args {
     /// Seconds to wait for the peers to connect and talk.
     #[arg(long, default_value_t = 20.0)]
     timeout: f64,
+    /// After that, keep talking for this many seconds and report how it went.
+    #[arg(long, default_value_t = 0.0)]
+    stay: f64,
     /// One JSON object per line on stdout.
     #[arg(long)]
     json: bool,
@@ -281,6 +287,10 @@ fn meet(url: &str, args: &Args, out: &Out) -> Result<bool, String> {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+    let mut all = reported.len() >= expected;
+    if all && args.stay > 0.0 {
+        all &= stay(&session, Duration::from_secs_f64(args.stay), out);
+    }
     // Stay a moment so the peers hear our last messages too.
     let linger = Instant::now() + Duration::from_millis(1500);
     while Instant::now() < linger {
@@ -290,7 +300,6 @@ fn meet(url: &str, args: &Args, out: &Out) -> Result<bool, String> {
         session.poll_events().for_each(drop);
         std::thread::sleep(Duration::from_millis(50));
     }
-    let all = reported.len() >= expected;
     out.line(
         json!({ "done": all, "connected": connected.len(), "talking": reported.len(), "expected": expected }),
         &format!(
@@ -300,4 +309,88 @@ fn meet(url: &str, args: &Args, out: &Out) -> Result<bool, String> {
     );
     session.close();
     Ok(all)
+}
+
+/// Keeps sending ten reliable messages a second to every peer for `how_long`, printing
+/// disconnections, reconnections and gaps as they happen; whether every peer was heard in
+/// the last two seconds.
+fn stay(session: &Session, how_long: Duration, out: &Out) -> bool {
+    let start = Instant::now();
+    let mut last_heard: std::collections::HashMap<PeerId, Instant> = session
+        .connected_peers()
+        .into_iter()
+        .map(|p| (p, start))
+        .collect();
+    let mut max_gap = Duration::ZERO;
+    let mut disconnects = 0u32;
+    let mut last_send = start;
+    let mut n = 0u64;
+    while start.elapsed() < how_long {
+        let now = Instant::now();
+        if now.duration_since(last_send) >= Duration::from_millis(100) {
+            last_send = now;
+            n += 1;
+            let _ = session.broadcast(RELIABLE, &n.to_be_bytes());
+            // (The other side may still be waiting to hear the unreliable channel.)
+            let _ = session.broadcast(UNRELIABLE, b"ping");
+        }
+        for (peer, _) in session.receive(RELIABLE) {
+            let prev = last_heard.insert(peer, now).unwrap_or(now);
+            let gap = now.saturating_duration_since(prev);
+            if gap > Duration::from_millis(500) {
+                out.line(
+                    json!({ "peer": peer.to_string(), "heard_again_after_ms": gap.as_secs_f64() * 1000.0 }),
+                    &format!("peer {peer}: heard again after {:.0} ms", gap.as_secs_f64() * 1000.0),
+                );
+            }
+            max_gap = max_gap.max(gap);
+        }
+        session.receive(UNRELIABLE).for_each(drop);
+        for event in session.poll_events() {
+            let line = match &event {
+                Event::PeerDisconnected { peer, reason } => {
+                    disconnects += 1;
+                    Some(json!({ "peer": peer.to_string(), "disconnected": format!("{reason:?}") }))
+                }
+                Event::PeerConnected { peer, path, .. } => {
+                    Some(json!({ "peer": peer.to_string(), "reconnected": path.name() }))
+                }
+                Event::MatchmakerLost(e) => Some(json!({ "matchmaker_lost": e.to_string() })),
+                Event::MatchmakerRestored { resumed } => {
+                    Some(json!({ "matchmaker_restored": { "resumed": resumed } }))
+                }
+                _ => None,
+            };
+            if let Some(line) = line {
+                out.line(line.clone(), &line.to_string());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let now = Instant::now();
+    let peers: Vec<Value> = last_heard
+        .iter()
+        .map(|(peer, at)| {
+            let stats = session.stats(*peer).unwrap_or_default();
+            json!({
+                "peer": peer.to_string(),
+                "silent_at_end_ms": now.saturating_duration_since(*at).as_secs_f64() * 1000.0,
+                "path": stats.path.map(|p| p.name()),
+                "ice_restarts": stats.ice_restarts,
+            })
+        })
+        .collect();
+    let healthy = last_heard
+        .values()
+        .all(|at| now.saturating_duration_since(*at) < Duration::from_secs(2));
+    out.line(
+        json!({ "stay": { "max_gap_ms": max_gap.as_secs_f64() * 1000.0, "disconnects": disconnects, "peers": peers, "healthy": healthy } }),
+        &format!(
+            "stayed {:.0} s: longest gap {:.0} ms, {disconnects} disconnections, {}",
+            how_long.as_secs_f64(),
+            max_gap.as_secs_f64() * 1000.0,
+            if healthy { "all peers heard at the end" } else { "some peer silent at the end" }
+        ),
+    );
+    healthy
 }

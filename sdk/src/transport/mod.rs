@@ -43,7 +43,7 @@ use self::media::{MediaFrame, MediaIn};
 use self::net::{
     CandidateType, LossStage, host_addresses, local_for, parse_candidate, stun_request_ufrag,
 };
-use self::peer::{PING_EVERY, Peer, PeerSettings};
+use self::peer::{PING_EVERY, Peer, PeerSettings, sdp_attribute};
 use self::stream::StreamEvent;
 use crate::channel::{self, ChannelKind};
 use crate::error::{Error, Result};
@@ -61,6 +61,14 @@ const SIGNALING_PING_EVERY: Duration = Duration::from_secs(5);
 const SIGNALING_SILENCE: Duration = Duration::from_secs(12);
 /// Reconnection attempts wait 250 ms, then twice as long each time, up to this.
 const RECONNECT_MAX_BACKOFF: Duration = Duration::from_secs(8);
+/// A connected peer silent this long gets an ICE restart (from the side that offered).
+const RESTART_AFTER: Duration = Duration::from_millis(1200);
+/// Restart again at most this often while the peer stays silent.
+const RESTART_EVERY: Duration = Duration::from_secs(4);
+/// While a restart is under way the silence timeout waits this long instead.
+const RESTART_WINDOW: Duration = Duration::from_secs(15);
+/// How often the host addresses are checked for a network change.
+const ADDRESS_CHECK_EVERY: Duration = Duration::from_secs(1);
 /// Signaling messages kept for the matchmaker while its connection is down.
 const OUTBOX_LIMIT: usize = 512;
 /// Reliable sends fail with `SendBufferFull` past this.
@@ -249,6 +257,7 @@ pub(crate) struct Driver {
     member_data: Properties,
     /// Every lobby member's data (their channel lists), as last heard.
     lobby_members: HashMap<PeerId, Properties>,
+    last_address_check: Instant,
     shared: Arc<Shared>,
     net: Net,
     me: PeerId,
@@ -332,6 +341,7 @@ impl Driver {
             lobby_code: joined.lobby.code.clone(),
             member_data,
             lobby_members: HashMap::new(),
+            last_address_check: Instant::now(),
             shared,
             me: joined.me,
             channel_list,
@@ -428,6 +438,13 @@ impl Driver {
                 }
                 _ = tick.tick() => {
                     let now = Instant::now();
+                    if now.saturating_duration_since(self.last_address_check) >= ADDRESS_CHECK_EVERY {
+                        self.last_address_check = now;
+                        let hosts = host_addresses(self.net.bound);
+                        if !hosts.is_empty() && hosts != self.net.hosts {
+                            self.on_network_change(hosts).await;
+                        }
+                    }
                     self.housekeeping(now);
                     if let Some(end) = self.signaling_housekeeping(now) {
                         return Some(end);
@@ -471,7 +488,7 @@ impl Driver {
             return;
         };
         tracing::info!(%err, "matchmaker connection lost; reconnecting");
-        drop(link);
+        link.writer.abandon();
         let now = Instant::now();
         self.reconnect = Some(Reconnect {
             since: now,
@@ -648,6 +665,7 @@ impl Driver {
             Err(e) => return self.fail(peer, e.to_string()),
         };
         if offer {
+            p.offerer = true;
             let made = p.pc.create_offer(None).and_then(|o| {
                 p.pc.set_local_description(now, o.clone())?;
                 Ok(o)
@@ -659,9 +677,9 @@ impl Driver {
                 }),
                 Err(e) => return self.fail(peer, e.to_string()),
             }
+            self.register_ufrag(&mut p);
             self.add_local_candidates(&mut p);
         }
-        self.by_ufrag.insert(p.ufrag.clone(), peer);
         self.peers.insert(peer, p);
         self.pump(peer, now);
     }
@@ -916,8 +934,8 @@ impl Driver {
     fn on_signal(&mut self, from: PeerId, data: Signal) {
         let now = Instant::now();
         let relay_only = self.cfg.ice_policy == IcePolicy::RelayOnly;
-        if matches!(data, Signal::Offer { .. }) {
-            self.prepare_for_offer(from);
+        if let Signal::Offer { sdp } = &data {
+            self.prepare_for_offer(from, sdp);
         }
         let Some(mut p) = self.peers.remove(&from) else {
             tracing::debug!(%from, "signal from a peer we do not connect to");
@@ -925,6 +943,12 @@ impl Driver {
         };
         let result: std::result::Result<(), String> = match data {
             Signal::Offer { sdp } => {
+                let restart = p.remote_set;
+                if restart {
+                    p.restart_at = Some(now);
+                    tracing::debug!(peer = %from, "answering an ICE restart");
+                }
+                p.remote_fingerprint = sdp_attribute(&sdp, "fingerprint");
                 let answered = RTCSessionDescription::offer(sdp)
                     .and_then(|offer| p.pc.set_remote_description(now, offer))
                     .and_then(|()| p.pc.create_answer(None))
@@ -939,21 +963,25 @@ impl Driver {
                             to: from,
                             data: Signal::Answer { sdp: answer.sdp },
                         });
+                        self.register_ufrag(&mut p);
                         self.add_local_candidates(&mut p);
                         apply_pending(&mut p)
                     }
                     Err(e) => Err(e.to_string()),
                 }
             }
-            Signal::Answer { sdp } => match RTCSessionDescription::answer(sdp)
-                .and_then(|answer| p.pc.set_remote_description(now, answer))
-            {
-                Ok(()) => {
-                    p.remote_set = true;
-                    apply_pending(&mut p)
+            Signal::Answer { sdp } => {
+                p.remote_fingerprint = sdp_attribute(&sdp, "fingerprint");
+                match RTCSessionDescription::answer(sdp)
+                    .and_then(|answer| p.pc.set_remote_description(now, answer))
+                {
+                    Ok(()) => {
+                        p.remote_set = true;
+                        apply_pending(&mut p)
+                    }
+                    Err(e) => Err(e.to_string()),
                 }
-                Err(e) => Err(e.to_string()),
-            },
+            }
             Signal::Candidate {
                 candidate,
                 sdp_mid,
@@ -1000,16 +1028,98 @@ impl Driver {
         }
     }
 
+    /// Routes STUN requests for our (new) ICE username fragment to this peer.
+    fn register_ufrag(&mut self, p: &mut Peer) {
+        let Some(ufrag) = p.local_ufrag() else {
+            return;
+        };
+        if ufrag != p.ufrag {
+            self.by_ufrag.remove(&p.ufrag);
+            self.by_ufrag.insert(ufrag.clone(), p.id);
+            p.ufrag = ufrag;
+        }
+    }
+
+    /// Restarts ICE with `id` (we offered first, so we offer again): new credentials, the
+    /// candidates of our current network, the same DTLS and SCTP sessions.
+    fn ice_restart(&mut self, id: PeerId, now: Instant) {
+        let Some(mut p) = self.peers.remove(&id) else {
+            return;
+        };
+        p.restart_at = Some(now);
+        p.pc.restart_ice();
+        let made = p.pc.create_offer(None).and_then(|o| {
+            p.pc.set_local_description(now, o.clone())?;
+            Ok(o)
+        });
+        match made {
+            Ok(o) => {
+                tracing::debug!(peer = %id, "ICE restart");
+                p.stats.ice_restarts += 1;
+                self.outbox.push(ClientMessage::Signal {
+                    to: id,
+                    data: Signal::Offer { sdp: o.sdp },
+                });
+                self.register_ufrag(&mut p);
+                self.add_local_candidates(&mut p);
+            }
+            Err(e) => tracing::debug!(%e, peer = %id, "ICE restart offer failed"),
+        }
+        self.peers.insert(id, p);
+        self.pump(id, now);
+    }
+
+    /// Our addresses changed (another network, a new lease): gather candidates again,
+    /// reconnect to the matchmaker from the new address, and restart ICE with every peer.
+    async fn on_network_change(&mut self, hosts: Vec<SocketAddr>) {
+        tracing::info!(old = ?self.net.hosts, new = ?hosts, "network changed");
+        self.net.hosts = hosts;
+        self.net.reflexive.clear();
+        self.net.relays.clear();
+        self.net.gatherers.clear();
+        self.turn_failures.clear();
+        let bound = self.net.bound;
+        self.start_gathering(bound).await;
+        // The matchmaker connection was made from the old address: replace it now rather
+        // than wait for it to fall silent.
+        if self.link.is_some() {
+            self.signaling_lost(Error::Io("the network changed".into()));
+            if let Some(r) = &mut self.reconnect {
+                r.next_at = Instant::now();
+            }
+        }
+        let now = Instant::now();
+        let ids: Vec<PeerId> = self.peers.keys().copied().collect();
+        for id in ids {
+            let Some(p) = self.peers.get_mut(&id) else {
+                continue;
+            };
+            if p.connected_at.is_none() {
+                continue;
+            }
+            if p.offerer {
+                self.ice_restart(id, now);
+            } else {
+                // The offerer restarts once it notices; we give it the time.
+                p.restart_at = Some(now);
+            }
+        }
+    }
+
     /// An offer from `from` starts a new connection when it is not the one we were waiting
     /// for: the member rejoined (a new process under its old peer id, within the
     /// matchmaker's rejoin grace), or it came back to the lobby after we had given it up,
     /// or it offers after we resumed our own membership. The old connection gives way.
-    fn prepare_for_offer(&mut self, from: PeerId) {
-        let fresh_answerer = self
-            .peers
-            .get(&from)
-            .is_some_and(|p| !p.local_set && !p.remote_set);
-        if fresh_answerer {
+    fn prepare_for_offer(&mut self, from: PeerId, sdp: &str) {
+        let fingerprint = sdp_attribute(sdp, "fingerprint");
+        let keep = self.peers.get(&from).is_some_and(|p| {
+            let fresh_answerer = !p.local_set && !p.remote_set;
+            // The same DTLS identity: an ICE restart of this very connection.
+            let restart =
+                p.remote_set && fingerprint.is_some() && p.remote_fingerprint == fingerprint;
+            fresh_answerer || restart
+        });
+        if keep {
             return;
         }
         if self.peers.contains_key(&from) {
@@ -1388,7 +1498,9 @@ impl Driver {
                     continue;
                 }
                 Some(_)
-                    if now.saturating_duration_since(p.last_heard) > self.cfg.silence_timeout =>
+                    if now.saturating_duration_since(p.last_heard) > self.cfg.silence_timeout
+                        && p.restart_at
+                            .is_none_or(|t| now.saturating_duration_since(t) >= RESTART_WINDOW) =>
                 {
                     gone.push((id, DisconnectReason::Silent));
                     continue;
@@ -1398,6 +1510,15 @@ impl Driver {
             }
             if p.unannounced {
                 self.announce(id, now);
+            }
+            let restart_due = self.peers.get(&id).is_some_and(|p| {
+                p.offerer
+                    && now.saturating_duration_since(p.last_heard) >= RESTART_AFTER
+                    && p.restart_at
+                        .is_none_or(|t| now.saturating_duration_since(t) >= RESTART_EVERY)
+            });
+            if restart_due && self.link.is_some() {
+                self.ice_restart(id, now);
             }
             let Some(p) = self.peers.get_mut(&id) else {
                 continue;

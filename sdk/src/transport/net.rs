@@ -168,20 +168,6 @@ pub(crate) fn random_u32() -> u32 {
     u32::from_ne_bytes(bytes)
 }
 
-/// A random string from `[a-zA-Z0-9]`, for ICE credentials.
-pub(crate) fn random_token(len: usize) -> String {
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-    let mut bytes = vec![0u8; len];
-    let _ = getrandom::fill(&mut bytes);
-    bytes
-        .iter()
-        .map(|b| {
-            let i = usize::from(*b) % ALPHABET.len();
-            char::from(ALPHABET.get(i).copied().unwrap_or(b'x'))
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

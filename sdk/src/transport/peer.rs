@@ -13,7 +13,7 @@ use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use squadlink_protocol::PeerId;
 
 use super::media::{self, MediaFrame};
-use super::net::{CandidateType, random_token};
+use super::net::CandidateType;
 use crate::channel::{ChannelKind, Reassembler, SequenceFilter};
 use crate::session::PathKind;
 use crate::stats::PeerStats;
@@ -29,7 +29,16 @@ const VOICE_LOSS: u8 = 3;
 
 pub(crate) struct Peer {
     pub(crate) id: PeerId,
+    /// Our current ICE username fragment (from our local description; it changes on an ICE
+    /// restart). Empty until the local description is set.
     pub(crate) ufrag: String,
+    /// We sent the first offer, so we also start ICE restarts.
+    pub(crate) offerer: bool,
+    /// When the latest ICE restart began (we sent or answered a restart offer).
+    pub(crate) restart_at: Option<Instant>,
+    /// The DTLS fingerprint in the peer's description: an offer with the same one is an
+    /// ICE restart of this connection, a different one a new connection (it rejoined).
+    pub(crate) remote_fingerprint: Option<String>,
     pub(crate) pc: RTCPeerConnection,
     /// Data channel ids: the user's channels in order, then the control channel.
     pub(crate) dcs: Vec<RTCDataChannelId>,
@@ -78,20 +87,21 @@ impl Peer {
         settings: &PeerSettings<'_>,
         now: Instant,
     ) -> Result<Self, rtc::shared::error::Error> {
-        let ufrag = random_token(8);
-        let pwd = random_token(24);
         let relay_wait = if settings.relay_only {
             Duration::ZERO
         } else {
             settings.relay_wait
         };
         let setting_engine = SettingEngineBuilder::new()
-            .with_ice_credentials(ufrag.clone(), pwd)
+            // Random ICE credentials per description: an ICE restart needs new ones.
+            // After a restart only the candidates of the new network are offered.
+            .with_discard_local_candidates_during_ice_restart(true)
             // Keep-alives every 500 ms; ICE reports disconnected after 2 s of silence. Our
-            // own pings decide when a peer is gone (silence timeout).
+            // own pings decide when a peer is gone (silence timeout), and ICE must not give
+            // up ("failed") while an ICE restart can still bring the peer back.
             .with_ice_timeouts(
                 Some(Duration::from_secs(2)),
-                Some(Duration::from_secs(3)),
+                Some(Duration::from_secs(20)),
                 Some(Duration::from_millis(500)),
             )
             // Connectivity checks every 25 ms while connecting (the default is 200 ms).
@@ -148,7 +158,10 @@ impl Peer {
         let dc_index = dcs.iter().enumerate().map(|(i, id)| (*id, i)).collect();
         Ok(Self {
             id,
-            ufrag,
+            ufrag: String::new(),
+            offerer: false,
+            restart_at: None,
+            remote_fingerprint: None,
             pc,
             open: vec![false; dcs.len()],
             dc_index,
@@ -223,6 +236,11 @@ impl Peer {
             Some(CandidateType::Prflx) | None => "prflx",
         };
         Some((local, remote))
+    }
+
+    /// Our ICE username fragment, from our current local description.
+    pub(crate) fn local_ufrag(&self) -> Option<String> {
+        sdp_attribute(&self.pc.local_description()?.sdp, "ice-ufrag")
     }
 
     /// The control channel's index in `dcs`.
@@ -386,4 +404,12 @@ fn control_frame(tag: u8, seq: u32, stamp: u64) -> BytesMut {
     out.put_u32(seq);
     out.put_u64(stamp);
     out
+}
+
+/// The value of the first `a=NAME:` line of an SDP (session or media level).
+pub(crate) fn sdp_attribute(sdp: &str, name: &str) -> Option<String> {
+    let prefix = format!("a={name}:");
+    sdp.lines()
+        .find_map(|l| l.trim().strip_prefix(prefix.as_str()))
+        .map(|v| v.trim().to_string())
 }
