@@ -4,3 +4,15 @@
 //! to run it.
 
 pub mod bench;
+
+/// Logs to stderr through `tracing`, filtered by `RUST_LOG` (default `warn`;
+/// `RUST_LOG=squadlink=debug` shows the transport at work).
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+}

@@ -15,7 +15,9 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use squadlink_testkit::netlab::{Matrix, Nat, PeerRun, cheapest_path, expected_behaviour, pairs};
+use squadlink_testkit::netlab::{
+    Lab, Matrix, Nat, PeerRun, Player, cheapest_path, expected_behaviour, pairs,
+};
 
 fn binaries() -> (PathBuf, PathBuf) {
     let nat_check = PathBuf::from(env!("CARGO_BIN_EXE_nat_check"));
@@ -57,6 +59,15 @@ fn is_root() -> bool {
                 .map(|l| l.split_whitespace().nth(1) == Some("0"))
         })
         .unwrap_or(false)
+}
+
+/// A lab with two players, each behind a cone NAT of its own.
+fn two_cones() -> (PathBuf, Lab, Player, Player) {
+    let (nat_check, matchmaker) = binaries();
+    let mut lab = Lab::new(&matchmaker).unwrap();
+    let a = lab.add_site(Nat::Cone, 1).unwrap().remove(0);
+    let b = lab.add_site(Nat::Cone, 1).unwrap().remove(0);
+    (nat_check, lab, a, b)
 }
 
 fn describe(run: &PeerRun) -> String {
@@ -195,10 +206,7 @@ fn relay_only_leaks_no_address() {
     if !lab_possible() {
         return;
     }
-    let (nat_check, matchmaker) = binaries();
-    let mut lab = squadlink_testkit::netlab::Lab::new(&matchmaker).unwrap();
-    let a = lab.add_site(Nat::Cone, 1).unwrap().remove(0);
-    let b = lab.add_site(Nat::Cone, 1).unwrap().remove(0);
+    let (nat_check, lab, a, b) = two_cones();
     // The servers are 203.0.113.1 and .2; the routers' public addresses start at .11.
     lab.count_udp_leaks(&a, "203.0.113.0/30").unwrap();
     let out = lab.pair(&nat_check, &a, &b, &["--relay-only"]).unwrap();
@@ -256,10 +264,7 @@ fn a_player_whose_address_changes_recovers_through_an_ice_restart() {
     if !lab_possible() {
         return;
     }
-    let (nat_check, matchmaker) = binaries();
-    let mut lab = squadlink_testkit::netlab::Lab::new(&matchmaker).unwrap();
-    let a = lab.add_site(Nat::Cone, 1).unwrap().remove(0);
-    let b = lab.add_site(Nat::Cone, 1).unwrap().remove(0);
+    let (nat_check, lab, a, b) = two_cones();
     let stay = ["--stay", "12"];
     // a created the lobby, so b offered and b restarts ICE: a is the harder side to move.
     let out = lab

@@ -37,6 +37,22 @@ struct Cell {
     runs: usize,
 }
 
+impl Cell {
+    fn new(a: &'static str, b: &'static str, expected_path: &'static str, runs: usize) -> Cell {
+        Cell {
+            a,
+            b,
+            expected_path,
+            paths: Vec::new(),
+            relay_transports: Vec::new(),
+            connect_ms: Vec::new(),
+            connect_ms_median: None,
+            connected: 0,
+            runs,
+        }
+    }
+}
+
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
     run_main(run(args))
@@ -96,17 +112,7 @@ async fn run(args: Args) -> Result<(), String> {
     let m = Matrix::build(&matchmaker)?;
     let mut cells = Vec::new();
     for (a, b) in pairs() {
-        let mut cell = Cell {
-            a: a.name(),
-            b: b.name(),
-            expected_path: cheapest_path(a, b),
-            paths: Vec::new(),
-            relay_transports: Vec::new(),
-            connect_ms: Vec::new(),
-            connect_ms_median: None,
-            connected: 0,
-            runs: args.runs,
-        };
+        let mut cell = Cell::new(a.name(), b.name(), cheapest_path(a, b), args.runs);
         for run in 0..args.runs {
             eprint!("{} ↔ {} run {}… ", a.name(), b.name(), run + 1);
             let out = m.run(&nat_check, a, b)?;
@@ -120,17 +126,7 @@ async fn run(args: Args) -> Result<(), String> {
         cell.connect_ms_median = median(&cell.connect_ms);
         cells.push(cell);
     }
-    let mut lan = Cell {
-        a: "same-lan",
-        b: "same-lan",
-        expected_path: "host",
-        paths: Vec::new(),
-        relay_transports: Vec::new(),
-        connect_ms: Vec::new(),
-        connect_ms_median: None,
-        connected: 0,
-        runs: args.runs,
-    };
+    let mut lan = Cell::new("same-lan", "same-lan", "host", args.runs);
     for _ in 0..args.runs {
         m.lab.flush_conntrack();
         let out = m.lab.pair(&nat_check, &m.lan.0, &m.lan.1, &[])?;

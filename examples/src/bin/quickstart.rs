@@ -63,14 +63,7 @@ struct Report {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    // RUST_LOG=squadlink=debug shows the transport at work.
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .init();
+    squadlink_examples::init_logging();
     if args.peers < 2 || args.peers > 16 {
         eprintln!("error: --peers must be between 2 and 16");
         return std::process::ExitCode::FAILURE;
