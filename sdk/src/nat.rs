@@ -129,6 +129,21 @@ pub fn probe(server: SocketAddr, settings: ProbeSettings) -> Result<NatReport, N
         secs: (settings.timeout * settings.attempts).as_secs_f64(),
     };
 
+    // Filtering first, on a socket that has talked to the primary address only: a NAT that
+    // remembers whom the host (rather than this one mapping) has sent to would otherwise let
+    // the alternate address in, after the mapping tests below have contacted it.
+    let fresh = UdpSocket::bind(SocketAddr::new(unspecified, 0))?;
+    let hello = transact(&fresh, server, 0, settings)?.ok_or_else(no_udp)?;
+    // Without a second address the server cannot answer CHANGE-REQUEST tests honestly.
+    hello.other.ok_or(NatError::NoAlternate { server })?;
+    let filtering = if transact(&fresh, server, CHANGE_IP | CHANGE_PORT, settings)?.is_some() {
+        Filtering::EndpointIndependent
+    } else if transact(&fresh, server, CHANGE_PORT, settings)?.is_some() {
+        Filtering::AddressDependent
+    } else {
+        Filtering::AddressAndPortDependent
+    };
+
     // Mapping, test I: the primary address.
     let first = transact(&sock, server, 0, settings)?.ok_or_else(no_udp)?;
     let other = first.other.ok_or(NatError::NoAlternate { server })?;
@@ -150,16 +165,6 @@ pub fn probe(server: SocketAddr, settings: ProbeSettings) -> Result<NatReport, N
         }
     };
 
-    // Filtering, on a fresh socket that has talked to the primary address only.
-    let fresh = UdpSocket::bind(SocketAddr::new(unspecified, 0))?;
-    transact(&fresh, server, 0, settings)?.ok_or_else(no_udp)?;
-    let filtering = if transact(&fresh, server, CHANGE_IP | CHANGE_PORT, settings)?.is_some() {
-        Filtering::EndpointIndependent
-    } else if transact(&fresh, server, CHANGE_PORT, settings)?.is_some() {
-        Filtering::AddressDependent
-    } else {
-        Filtering::AddressAndPortDependent
-    };
     Ok(NatReport {
         local,
         mapped: first.mapped,

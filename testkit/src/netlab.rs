@@ -28,6 +28,10 @@ pub enum Nat {
     /// Endpoint-independent mapping and filtering ("full cone"): MASQUERADE plus a DNAT of
     /// every inbound UDP port to the player.
     FullCone,
+    /// Endpoint-independent mapping, address-dependent filtering ("restricted cone"):
+    /// inbound UDP from any port of an IP the player has sent to is let in (iptables
+    /// `recent` remembers the IPs; a DNAT forwards).
+    RestrictedCone,
     /// A new random port per destination (MASQUERADE --random-fully): "symmetric", as on
     /// corporate networks and some mobile carriers.
     Symmetric,
@@ -40,9 +44,10 @@ pub enum Nat {
 
 impl Nat {
     /// Every kind, in table order.
-    pub const ALL: [Nat; 5] = [
+    pub const ALL: [Nat; 6] = [
         Nat::Cone,
         Nat::FullCone,
+        Nat::RestrictedCone,
         Nat::Symmetric,
         Nat::UdpBlocked,
         Nat::TlsOnly,
@@ -53,6 +58,7 @@ impl Nat {
         match self {
             Nat::Cone => "cone",
             Nat::FullCone => "full-cone",
+            Nat::RestrictedCone => "restricted-cone",
             Nat::Symmetric => "symmetric",
             Nat::UdpBlocked => "udp-blocked",
             Nat::TlsOnly => "tls-only",
@@ -352,6 +358,15 @@ impl Lab {
                     first.ip
                 ))?;
             }
+            Nat::RestrictedCone => {
+                ipt(masquerade)?;
+                let first = out.first().ok_or("a restricted-cone site needs a player")?;
+                ipt("-A FORWARD -i lan -o wan -p udp -m recent --name sent --rdest --set")?;
+                ipt(&format!(
+                    "-t nat -A PREROUTING -i wan -p udp -m recent --name sent --rsource --rcheck -j DNAT --to-destination {}",
+                    first.ip
+                ))?;
+            }
             Nat::Symmetric => ipt(&format!("{masquerade} --random-fully"))?,
             Nat::UdpBlocked => {
                 ipt(masquerade)?;
@@ -436,11 +451,18 @@ impl Lab {
         })
     }
 
-    /// Forgets every NAT mapping the routers hold (so runs do not see each other's).
+    /// Forgets every NAT mapping the routers hold, and whom their players have sent to
+    /// (the restricted cone's memory), so runs do not see each other's.
     pub fn flush_conntrack(&self) {
         for ns in &self.namespaces {
             let _ = Command::new("ip")
                 .args(["netns", "exec", ns, "conntrack", "-F"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            let _ = Command::new("ip")
+                .args(["netns", "exec", ns, "sh", "-c"])
+                .arg("[ -e /proc/net/xt_recent/sent ] && echo / > /proc/net/xt_recent/sent")
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status();
@@ -684,8 +706,9 @@ pub fn cheapest_path(a: Nat, b: Nat) -> &'static str {
     use Nat::*;
     match (a, b) {
         (UdpBlocked | TlsOnly, _) | (_, UdpBlocked | TlsOnly) => "relay",
-        // A full cone accepts the symmetric side's fresh mapping (peer-reflexive).
-        (Symmetric, FullCone) | (FullCone, Symmetric) => "srflx",
+        // A full cone accepts the symmetric side's fresh mapping (peer-reflexive), and so
+        // does a restricted cone (the new port comes from an IP it has sent to).
+        (Symmetric, FullCone | RestrictedCone) | (FullCone | RestrictedCone, Symmetric) => "srflx",
         (Symmetric, _) | (_, Symmetric) => "relay",
         _ => "srflx",
     }
@@ -697,6 +720,7 @@ pub fn expected_behaviour(nat: Nat) -> Option<(&'static str, &'static str)> {
     match nat {
         Nat::Cone => Some(("endpoint_independent", "address_and_port_dependent")),
         Nat::FullCone => Some(("endpoint_independent", "endpoint_independent")),
+        Nat::RestrictedCone => Some(("endpoint_independent", "address_dependent")),
         Nat::Symmetric => Some(("address_and_port_dependent", "address_and_port_dependent")),
         Nat::UdpBlocked | Nat::TlsOnly => None,
     }

@@ -173,7 +173,11 @@ impl Net {
     /// Sends one datagram now, directly or through the TURN allocation it belongs to, or
     /// drops it (UDP semantics: ICE and SCTP retransmit what matters).
     fn send(&mut self, peer: &mut Peer, data: &[u8], from: SocketAddr, to: SocketAddr) {
-        peer.last_pair = Some((from, to));
+        // DTLS, SCTP and media go only over the selected pair; STUN (first byte 0–3) also
+        // checks the others, so it does not tell which pair is in use.
+        if data.first().is_some_and(|b| *b > 3) {
+            peer.last_pair = Some((from, to));
+        }
         peer.stats.packets_sent += 1;
         peer.stats.bytes_sent += data.len() as u64;
         if let Some(i) = self.gatherers.iter().position(|g| g.relayed == Some(from)) {

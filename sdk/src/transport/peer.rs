@@ -58,6 +58,7 @@ pub(crate) struct Peer {
     pub(crate) reassembly: Vec<Reassembler>,
     pub(crate) next_msg_id: u32,
     pub(crate) last_heard: Instant,
+    /// The pair the latest DTLS, SCTP or media datagram went over: the selected pair.
     pub(crate) last_pair: Option<(SocketAddr, SocketAddr)>,
     ping_seq: u32,
     pings: VecDeque<(u32, Instant, bool)>,
