@@ -299,3 +299,28 @@ fn a_player_whose_address_changes_recovers_through_an_ice_restart() {
     assert!(a_saw_network_change, "a: {}", describe(&out.a));
     eprintln!("a: {}\nb: {b_stay}", stay_of(&out.a));
 }
+
+/// Loss on the routers (iptables `statistic`, 5 % of what each forwards, both ways): the
+/// pair still connects directly and talks.
+#[test]
+fn lossy_routers_still_connect_directly() {
+    if !lab_possible() {
+        return;
+    }
+    let (nat_check, lab, a, b) = two_cones();
+    lab.set_loss(&a, 0.05).unwrap();
+    lab.set_loss(&b, 0.05).unwrap();
+    let out = lab.pair(&nat_check, &a, &b, &[]).unwrap();
+    assert!(
+        out.a.ok && out.b.ok,
+        "a: {}\nb: {}",
+        describe(&out.a),
+        describe(&out.b)
+    );
+    assert_eq!(out.a.path.as_deref(), Some("srflx"), "{}", describe(&out.a));
+    assert_eq!(out.b.path.as_deref(), Some("srflx"), "{}", describe(&out.b));
+    eprintln!(
+        "with 5 % loss at each router: connected in {:?} / {:?} ms",
+        out.a.connect_ms, out.b.connect_ms
+    );
+}

@@ -25,6 +25,13 @@
 //! The session runs its network thread itself: a game loop calls the non-blocking methods
 //! ([`Session::poll_events`], [`Session::send`], [`Session::receive`]) once a frame; tokio
 //! users can `.await` [`Session::next_event`] and [`Session::recv`] instead.
+//!
+//! Real networks: TURN is used over UDP, TCP or TLS (`turns:`), whichever gets through. A
+//! lost matchmaker connection does not drop peers ([`Event::MatchmakerLost`], then
+//! [`Event::MatchmakerRestored`]); a changed address is followed by an ICE restart; a player
+//! that restarts its game within the matchmaker's rejoin grace comes back under its peer id.
+//! [`nat::probe`] tells what kind of NAT the player is behind. The repository's
+//! `docs/networking.md` has the NAT matrix with measured connect times.
 
 mod channel;
 pub mod codec;

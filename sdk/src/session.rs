@@ -85,7 +85,9 @@ pub enum Event {
         /// Its stable player id.
         player: PlayerId,
     },
-    /// All channels to the peer are open.
+    /// All channels to the peer are open. Fires again for the same peer id when a peer
+    /// that rejoined (see [`DisconnectReason::Rejoined`]) or fell silent is connected anew;
+    /// an ICE restart keeps the connection and does not fire it.
     PeerConnected {
         /// The peer.
         peer: PeerId,

@@ -5,7 +5,7 @@
 //! RTP ─► per-peer jitter buffer ─► voice-rx: decode | FEC | PLC, gain, mute, pan, mix ─► sink
 //! ```
 //!
-//! Start it next to a [`Session`](crate::Session):
+//! Start it next to a [`Session`]:
 //!
 //! ```no_run
 //! use squadlink::voice::{Voice, VoiceConfig, VoiceMode};
