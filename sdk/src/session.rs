@@ -386,7 +386,9 @@ impl SessionBuilder {
         });
         let (cmd_tx, cmd_rx) = tokio::sync::mpsc::unbounded_channel();
         let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
-        let (ident_tx, ident_rx) = crossbeam_channel::bounded(1);
+        // The identity: once when the lobby is entered, again if a reconnection had to
+        // rejoin as a new member.
+        let (ident_tx, ident_rx) = crossbeam_channel::unbounded();
         let config = DriverConfig::from_builder(&self);
         let thread_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
@@ -419,7 +421,7 @@ impl SessionBuilder {
             events: events_rx,
             inbox: inbox_rx,
             ident: ident_rx,
-            me: std::sync::OnceLock::new(),
+            me: std::sync::Mutex::new(None),
             thread: Some(thread),
         };
         Ok((session, ready_rx))
@@ -491,7 +493,7 @@ pub struct Session {
     events: crossbeam_channel::Receiver<Event>,
     inbox: Vec<crossbeam_channel::Receiver<(PeerId, Bytes)>>,
     ident: crossbeam_channel::Receiver<(PeerId, PlayerId)>,
-    me: std::sync::OnceLock<(PeerId, PlayerId)>,
+    me: std::sync::Mutex<Option<(PeerId, PlayerId)>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -501,23 +503,23 @@ impl Session {
         SessionBuilder::new(url)
     }
 
-    fn ident(&self) -> Option<&(PeerId, PlayerId)> {
-        if self.me.get().is_none()
-            && let Ok(v) = self.ident.try_recv()
-        {
-            let _ = self.me.set(v);
+    fn ident(&self) -> Option<(PeerId, PlayerId)> {
+        let mut me = self.me.lock().ok()?;
+        for latest in self.ident.try_iter() {
+            *me = Some(latest);
         }
-        self.me.get()
+        me.clone()
     }
 
-    /// This session's peer id in the lobby.
+    /// This session's peer id in the lobby. It stays the same across matchmaker
+    /// reconnections, unless [`Event::MatchmakerRestored`] says `resumed: false`.
     pub fn id(&self) -> Option<PeerId> {
-        self.ident().map(|(p, _)| *p)
+        self.ident().map(|(p, _)| p)
     }
 
     /// This player's id.
     pub fn player_id(&self) -> Option<PlayerId> {
-        self.ident().map(|(_, p)| p.clone())
+        self.ident().map(|(_, p)| p)
     }
 
     /// The lobby as last heard from the matchmaker.

@@ -117,3 +117,54 @@ async fn a_matchmaker_that_stays_away_ends_the_session_after_the_window() {
     let reason = end.expect("a reason").to_string();
     assert!(reason.contains("reconnect_window"), "{reason} (via {url})");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn away_longer_than_the_grace_rejoins_as_a_new_member() {
+    let mm = squadlink_matchmaker::Server::bind(squadlink_matchmaker::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        rejoin_grace_secs: 1,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let proxy = TcpProxy::start(mm.local_addr()).await;
+    let a = session(&proxy.url(), LobbyRef::create(4)).await;
+    let b = session(&mm.url(), LobbyRef::Code(code(&a))).await;
+    let old = a.id().unwrap();
+    connected(&a, 1).await;
+    connected(&b, 1).await;
+
+    // The matchmaker is unreachable for longer than its 1 s grace.
+    proxy.set_down(true);
+    proxy.cut();
+    wait_for(&a, |e| matches!(e, Event::MatchmakerLost(_)).then_some(())).await;
+    wait_for(&b, |e| match e {
+        Event::PeerDisconnected { peer, .. } if *peer == old => Some(()),
+        _ => None,
+    })
+    .await;
+    proxy.set_down(false);
+
+    let resumed = wait_for(&a, |e| match e {
+        Event::MatchmakerRestored { resumed } => Some(*resumed),
+        _ => None,
+    })
+    .await;
+    assert!(!resumed, "the place should have expired");
+    let new = a.id().unwrap();
+    assert_ne!(new, old, "a new member has a new peer id");
+    // b meets the new member and they connect again.
+    let joined = wait_for(&b, |e| match e {
+        Event::PeerConnected { peer, .. } => Some(*peer),
+        _ => None,
+    })
+    .await;
+    assert_eq!(joined, new);
+    b.send(new, Channel(1), b"welcome back").unwrap();
+    assert_eq!(
+        collect(&a, Channel(1), 1, Duration::from_secs(5))
+            .await
+            .len(),
+        1
+    );
+}

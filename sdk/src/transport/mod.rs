@@ -261,6 +261,8 @@ pub(crate) struct Driver {
     member_data: Properties,
     /// Every lobby member's data (their channel lists), as last heard.
     lobby_members: HashMap<PeerId, Properties>,
+    /// Tells the game's side our identity when it changes.
+    ident: crossbeam_channel::Sender<(PeerId, PlayerId)>,
     last_address_check: Instant,
     shared: Arc<Shared>,
     net: Net,
@@ -345,6 +347,7 @@ impl Driver {
             lobby_code: joined.lobby.code.clone(),
             member_data,
             lobby_members: HashMap::new(),
+            ident,
             last_address_check: Instant::now(),
             shared,
             me: joined.me,
@@ -597,6 +600,7 @@ impl Driver {
                 self.disconnect(p, DisconnectReason::Left);
             }
             self.me = joined.me;
+            let _ = self.ident.send((joined.me, joined.player.clone()));
             self.lobby_code = joined.lobby.code.clone();
             self.on_lobby_entered(&joined.lobby);
         }

@@ -108,6 +108,7 @@ pub async fn collect(
 pub struct TcpProxy {
     pub addr: std::net::SocketAddr,
     cut: tokio::sync::watch::Sender<u64>,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -116,8 +117,13 @@ impl TcpProxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (cut, cuts) = tokio::sync::watch::channel(0u64);
+        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let is_down = std::sync::Arc::clone(&down);
         let task = tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
+                if is_down.load(std::sync::atomic::Ordering::SeqCst) {
+                    continue; // dropped: the connection closes at once
+                }
                 let mut cuts = cuts.clone();
                 cuts.borrow_and_update();
                 tokio::spawn(async move {
@@ -132,12 +138,22 @@ impl TcpProxy {
                 });
             }
         });
-        TcpProxy { addr, cut, task }
+        TcpProxy {
+            addr,
+            cut,
+            down,
+            task,
+        }
     }
 
     /// `ws://ADDR/v1` through the proxy.
     pub fn url(&self) -> String {
         format!("ws://{}/v1", self.addr)
+    }
+
+    /// While down, new connections are closed as soon as they are accepted.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Breaks every connection open through the proxy now.
