@@ -45,6 +45,17 @@ async fn start(url: &str, lobby: LobbyRef, policy: IcePolicy) -> Session {
         .unwrap()
 }
 
+/// Both sessions connect to each other through the relay.
+async fn both_relayed(a: &Session, b: &Session, coturn: &Coturn) {
+    assert_eq!(
+        connected_path(a).await,
+        PathKind::Relay,
+        "coturn log:\n{}",
+        coturn.log()
+    );
+    assert_eq!(connected_path(b).await, PathKind::Relay);
+}
+
 async fn connected_path(s: &Session) -> PathKind {
     wait_for(s, |e| match e {
         Event::PeerConnected { path, .. } => Some(*path),
@@ -60,13 +71,7 @@ async fn relay_only_peers_connect_through_coturn_and_talk_both_ways() {
     let mm = matchmaker_with(&coturn).await;
     let a = start(&mm.url(), LobbyRef::create(2), IcePolicy::RelayOnly).await;
     let b = start(&mm.url(), LobbyRef::Code(code(&a)), IcePolicy::RelayOnly).await;
-    assert_eq!(
-        connected_path(&a).await,
-        PathKind::Relay,
-        "coturn log:\n{}",
-        coturn.log()
-    );
-    assert_eq!(connected_path(&b).await, PathKind::Relay);
+    both_relayed(&a, &b, &coturn).await;
     let (aid, bid) = (a.id().unwrap(), b.id().unwrap());
 
     // The selected pair really goes through coturn's relayed addresses.
@@ -160,13 +165,7 @@ async fn connect_over_stream(coturn: &Coturn, url: String, transport: &str) {
     let pem = Some(coturn.cert_pem());
     let a = start_trusting(&mm.url(), LobbyRef::create(2), pem.clone()).await;
     let b = start_trusting(&mm.url(), LobbyRef::Code(code(&a)), pem).await;
-    assert_eq!(
-        connected_path(&a).await,
-        PathKind::Relay,
-        "coturn log:\n{}",
-        coturn.log()
-    );
-    assert_eq!(connected_path(&b).await, PathKind::Relay);
+    both_relayed(&a, &b, coturn).await;
     let (aid, bid) = (a.id().unwrap(), b.id().unwrap());
     assert_eq!(a.stats(bid).unwrap().relay_transport, Some(transport));
     assert_eq!(b.stats(aid).unwrap().relay_transport, Some(transport));
