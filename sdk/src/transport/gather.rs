@@ -284,8 +284,8 @@ impl Gatherer {
     }
 
     /// The URL this gatherer was made from.
-    pub(crate) fn url(&self) -> String {
-        self.url.clone()
+    pub(crate) fn url(&self) -> &str {
+        &self.url
     }
 
     /// The stream to this gatherer's server, for TCP and TLS.

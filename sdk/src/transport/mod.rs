@@ -201,6 +201,11 @@ impl Net {
         any
     }
 
+    /// The host address STUN/TURN clients use as theirs.
+    fn primary_host(&self) -> SocketAddr {
+        self.hosts.first().copied().unwrap_or(self.bound)
+    }
+
     /// How the TURN allocation with relayed address `relayed` reaches its server.
     fn relay_transport(&self, relayed: SocketAddr) -> Option<stream::TurnTransport> {
         self.gatherers
@@ -315,7 +320,7 @@ impl Driver {
             cfg.token.clone(),
             cfg.player_id.clone(),
             &cfg.lobby,
-            member_data,
+            member_data.clone(),
         )
         .await;
         let (signaling, joined) = match joined {
@@ -325,7 +330,6 @@ impl Driver {
                 return;
             }
         };
-        let member_data: Properties = [(CHANNELS_KEY.to_string(), channel_list.clone())].into();
         let _ = ident.send((joined.me, joined.player.clone()));
         let mut ice_servers = joined.ice_servers.clone();
         ice_servers.extend(cfg.extra_ice_servers.iter().cloned());
@@ -365,16 +369,14 @@ impl Driver {
             turn_failures: Vec::new(),
         };
         tracing::debug!(me = %driver.me, code = %joined.lobby.code, hosts = ?driver.net.hosts, "lobby entered");
-        driver.start_gathering(bound).await;
+        driver.start_gathering().await;
         driver.on_lobby_entered(&joined.lobby);
         let _ = ready.send(Ok(()));
         driver.attach_link(signaling);
         let end = driver.serve(&mut commands).await;
         driver.shutdown();
+        driver.flush_outbox();
         if let Some(link) = driver.link.take() {
-            for msg in std::mem::take(&mut driver.outbox) {
-                link.writer.send(msg);
-            }
             link.writer.close().await;
         }
         if let Some(task) = driver.reconnect.take().and_then(|r| r.task) {
@@ -445,13 +447,7 @@ impl Driver {
                 }
                 _ = tick.tick() => {
                     let now = Instant::now();
-                    if now.saturating_duration_since(self.last_address_check) >= ADDRESS_CHECK_EVERY {
-                        self.last_address_check = now;
-                        let hosts = host_addresses(self.net.bound);
-                        if !hosts.is_empty() && hosts != self.net.hosts {
-                            self.on_network_change(hosts).await;
-                        }
-                    }
+                    self.check_addresses(now).await;
                     self.housekeeping(now);
                     if let Some(end) = self.signaling_housekeeping(now) {
                         return Some(end);
@@ -789,10 +785,10 @@ impl Driver {
     }
 
     /// Creates the gatherers for the ICE servers we were given.
-    async fn start_gathering(&mut self, bound: SocketAddr) {
+    async fn start_gathering(&mut self) {
         let relay_only = self.cfg.ice_policy == IcePolicy::RelayOnly;
         let ctx = GatherContext {
-            local: self.net.hosts.first().copied().unwrap_or(bound),
+            local: self.net.primary_host(),
             relay_only,
             tls_roots: &self.cfg.tls_roots,
             streams: self.streams_tx.clone(),
@@ -902,7 +898,7 @@ impl Driver {
                 if self.net.loss.drop_next() {
                     return;
                 }
-                let local = self.net.hosts.first().copied().unwrap_or(self.net.bound);
+                let local = self.net.primary_host();
                 if let Some(g) = self.net.gatherers.get_mut(i) {
                     g.handle_read(&frame, local, now);
                 }
@@ -942,8 +938,12 @@ impl Driver {
     fn on_signal(&mut self, from: PeerId, data: Signal) {
         let now = Instant::now();
         let relay_only = self.cfg.ice_policy == IcePolicy::RelayOnly;
-        if let Signal::Offer { sdp } = &data {
-            self.prepare_for_offer(from, sdp);
+        let fingerprint = match &data {
+            Signal::Offer { sdp } | Signal::Answer { sdp } => sdp_attribute(sdp, "fingerprint"),
+            _ => None,
+        };
+        if matches!(data, Signal::Offer { .. }) {
+            self.prepare_for_offer(from, fingerprint.as_deref());
         }
         let Some(mut p) = self.peers.remove(&from) else {
             tracing::debug!(%from, "signal from a peer we do not connect to");
@@ -956,7 +956,7 @@ impl Driver {
                     p.restart_at = Some(now);
                     tracing::debug!(peer = %from, "answering an ICE restart");
                 }
-                p.remote_fingerprint = sdp_attribute(&sdp, "fingerprint");
+                p.remote_fingerprint = fingerprint;
                 let answered = RTCSessionDescription::offer(sdp)
                     .and_then(|offer| p.pc.set_remote_description(now, offer))
                     .and_then(|()| p.pc.create_answer(None))
@@ -979,7 +979,7 @@ impl Driver {
                 }
             }
             Signal::Answer { sdp } => {
-                p.remote_fingerprint = sdp_attribute(&sdp, "fingerprint");
+                p.remote_fingerprint = fingerprint;
                 match RTCSessionDescription::answer(sdp)
                     .and_then(|answer| p.pc.set_remote_description(now, answer))
                 {
@@ -1077,6 +1077,18 @@ impl Driver {
         self.pump(id, now);
     }
 
+    /// Looks for a network change once every [`ADDRESS_CHECK_EVERY`].
+    async fn check_addresses(&mut self, now: Instant) {
+        if now.saturating_duration_since(self.last_address_check) < ADDRESS_CHECK_EVERY {
+            return;
+        }
+        self.last_address_check = now;
+        let hosts = host_addresses(self.net.bound);
+        if !hosts.is_empty() && hosts != self.net.hosts {
+            self.on_network_change(hosts).await;
+        }
+    }
+
     /// Our addresses changed (another network, a new lease): gather candidates again,
     /// reconnect to the matchmaker from the new address, and restart ICE with every peer.
     async fn on_network_change(&mut self, hosts: Vec<SocketAddr>) {
@@ -1086,8 +1098,7 @@ impl Driver {
         self.net.relays.clear();
         self.net.gatherers.clear();
         self.turn_failures.clear();
-        let bound = self.net.bound;
-        self.start_gathering(bound).await;
+        self.start_gathering().await;
         // The matchmaker connection was made from the old address: replace it now rather
         // than wait for it to fall silent.
         if self.link.is_some() {
@@ -1118,13 +1129,13 @@ impl Driver {
     /// for: the member rejoined (a new process under its old peer id, within the
     /// matchmaker's rejoin grace), or it came back to the lobby after we had given it up,
     /// or it offers after we resumed our own membership. The old connection gives way.
-    fn prepare_for_offer(&mut self, from: PeerId, sdp: &str) {
-        let fingerprint = sdp_attribute(sdp, "fingerprint");
+    fn prepare_for_offer(&mut self, from: PeerId, fingerprint: Option<&str>) {
         let keep = self.peers.get(&from).is_some_and(|p| {
             let fresh_answerer = !p.local_set && !p.remote_set;
             // The same DTLS identity: an ICE restart of this very connection.
-            let restart =
-                p.remote_set && fingerprint.is_some() && p.remote_fingerprint == fingerprint;
+            let restart = p.remote_set
+                && fingerprint.is_some()
+                && p.remote_fingerprint.as_deref() == fingerprint;
             fresh_answerer || restart
         });
         if keep {
@@ -1577,23 +1588,28 @@ impl Driver {
             .is_some_and(|p| p.connected_at.is_some());
         if was_connected {
             self.disconnect(id, reason);
-        } else if let Some(mut p) = self.peers.remove(&id) {
-            let _ = p.pc.close();
-            let _ = self.net.drain_writes(&mut p);
-            self.by_ufrag.remove(&p.ufrag);
-            self.by_addr.retain(|_, v| *v != id);
+        } else {
+            self.close_peer(id);
         }
     }
 
-    /// Forgets a peer, closing its connection; announces it once.
-    fn disconnect(&mut self, id: PeerId, reason: DisconnectReason) {
+    /// Closes a peer's connection and forgets how to route to it; whether there was one.
+    fn close_peer(&mut self, id: PeerId) -> bool {
         let Some(mut p) = self.peers.remove(&id) else {
-            return;
+            return false;
         };
         let _ = p.pc.close();
         let _ = self.net.drain_writes(&mut p);
         self.by_ufrag.remove(&p.ufrag);
         self.by_addr.retain(|_, v| *v != id);
+        true
+    }
+
+    /// Forgets a peer, closing its connection; announces it once.
+    fn disconnect(&mut self, id: PeerId, reason: DisconnectReason) {
+        if !self.close_peer(id) {
+            return;
+        }
         if let Ok(mut stats) = self.shared.stats.write() {
             stats.remove(&id);
         }
