@@ -14,7 +14,7 @@ PACKAGES=(
   xvfb xauth mesa-vulkan-drivers libvulkan1                # running them under a virtual display
   libxkbcommon-x11-0 libxcursor1 libxrandr2 libxi6         # (loaded by winit at run time)
   python3-pil                  # checking the arena screenshots
-  libopus-dev libasound2-dev   # voice: Opus codec (audiopus), ALSA headers (cpal)
+  cmake libasound2-dev          # voice: libopus from source (opusic-sys), ALSA headers (cpal)
   pulseaudio pulseaudio-utils  # voice tests: a PulseAudio daemon with null sinks
   espeak-ng sox                # voice tests and benchmark: speech fixtures made at test time
   libvpx-dev                   # video: VP8 codec (env-libvpx-sys, bindings for libvpx 1.12)

@@ -5,10 +5,12 @@
 //! Run: `scripts/bench.sh voice` (sets up the PESQ virtualenv), or
 //! `cargo run --release -p squadlink-examples --bin bench_voice`.
 //!
-//! Latency is measured without a network, through `Voice::loopback`: a microphone emulated
-//! at the real-time pace of a device with 5 ms periods plays a vowel-like burst every
-//! 500 ms; a speaker emulated the same way (draining its queue at 48 kHz) notes when each
-//! burst's onset would leave it. The difference is the added latency.
+//! Latency is measured without a network, through `Voice::loopback`, with the SDK's own
+//! device code (`DeviceSource`/`DeviceSink`) on emulated sound cards: a thread stands in for
+//! each card's callback, every 5 ms period in real time. The microphone plays a vowel-like
+//! burst every 500 ms; the speaker notes when each burst's onset plays. The difference is
+//! the added latency. Microphone and speaker periods are offset by eight phases across the
+//! run, as two real cards' clocks would be, and the figures pool all of them.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,8 +20,8 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use serde::Serialize;
 use squadlink::voice::{
-    AudioInput, AudioOutput, AudioSink, AudioSource, NullSink, SyntheticSource, Voice,
-    VoiceBandwidth, VoiceConfig, VoiceDecoder, VoiceEncoder, VoiceError, VoiceMode, WavSource,
+    AudioInput, AudioOutput, DeviceSink, DeviceSource, NullSink, SyntheticSource, Voice,
+    VoiceBandwidth, VoiceConfig, VoiceDecoder, VoiceEncoder, VoiceMode, WavSource,
     read_wav_mono_48k,
 };
 
@@ -30,16 +32,19 @@ type Res<T> = Result<T, String>;
 
 const RATE: f64 = 48_000.0;
 /// Device period emulated on both sides (what `DeviceSource`/`DeviceSink` ask cpal for).
-const PERIOD: u64 = 240;
-/// Stereo frames `DeviceSink` keeps queued at most (period + one block).
-const QUEUE_LIMIT: u64 = 480;
+const PERIOD: usize = 240;
+/// Offsets between the microphone's and the speaker's periods in the latency runs.
+const PHASES: u32 = 8;
 
 #[derive(Parser, Debug)]
 #[command(about = "Squadlink voice benchmark (prints JSON)")]
 struct Args {
-    /// Seconds of the latency measurement (each of two runs).
-    #[arg(long, default_value_t = 20)]
+    /// Seconds of each latency measurement (split across the phases).
+    #[arg(long, default_value_t = 32)]
     latency_seconds: u64,
+    /// Only the latency measurements.
+    #[arg(long)]
+    latency_only: bool,
     /// Python with the `pesq` package (scripts/bench.sh makes one).
     #[arg(long, env = "SQUADLINK_PESQ_PYTHON")]
     pesq_python: Option<PathBuf>,
@@ -115,12 +120,12 @@ struct Breakdown {
     framing: f64,
     opus_lookahead: f64,
     noise_suppression: f64,
-    /// Mean queue of the emulated output device when a block was written.
-    output_queue: f64,
-    /// The rest of the p50: jitter-buffer wait at the spurt's start, the 5 ms mixing
-    /// block, thread wake-ups.
+    /// The rest of the p50: the encoding time, the jitter buffer's wait (its target rounded
+    /// up to a 5 ms block), the time a rendered block waits for the device, wake-ups.
     jitter_buffer_and_scheduling: f64,
-    /// The jitter buffer's own smoothed wait over all packets (quiet ones included).
+    /// The jitter buffer's target at the end (how late a packet may come).
+    jitter_buffer_target: f64,
+    /// The jitter buffer's own smoothed wait from a packet's arrival to its decoding.
     jitter_buffer_stat: f64,
 }
 
@@ -177,6 +182,18 @@ async fn run(args: Args) -> Res<()> {
             )
             .await?;
             println!("{q:?}");
+        }
+        return Ok(());
+    }
+
+    if args.latency_only {
+        for (ns, mode) in [
+            (true, VoiceMode::OpenMic),
+            (false, VoiceMode::OpenMic),
+            (true, VoiceMode::VoiceActivity),
+        ] {
+            eprintln!("latency, noise suppression {ns}, {mode:?}…");
+            latency(ns, mode, args.latency_seconds)?;
         }
         return Ok(());
     }
@@ -360,14 +377,6 @@ fn wait_flag(flag: &std::sync::atomic::AtomicBool, limit: Duration) -> Res<()> {
     Ok(())
 }
 
-/// Shared between the emulated microphone and speaker.
-#[derive(Default)]
-struct Clock {
-    mic_start: Option<Instant>,
-    onsets_played: Vec<Instant>,
-    queue_samples: Vec<u64>,
-}
-
 /// A burst every 500 ms: 100 ms of a vowel-like harmonic sound (140 Hz fundamental).
 fn burst_signal(len: usize) -> (Vec<f32>, Vec<usize>) {
     let every = 24_000;
@@ -392,128 +401,57 @@ fn burst_signal(len: usize) -> (Vec<f32>, Vec<usize>) {
     (signal, onsets)
 }
 
-/// A microphone that delivers `signal` in 5 ms periods at real-time pace.
-struct EmulatedMic {
-    signal: Vec<f32>,
-    pos: usize,
-    clock: Arc<Mutex<Clock>>,
-    start: Option<Instant>,
+/// Burst onsets heard by the emulated speaker.
+#[derive(Default)]
+struct Heard {
+    onsets: Vec<Instant>,
+    last: Option<Instant>,
 }
 
-impl AudioSource for EmulatedMic {
-    fn read(&mut self, frame: &mut [f32], timeout: Duration) -> Result<bool, VoiceError> {
-        let start = *self.start.get_or_insert_with(|| {
-            let now = Instant::now();
-            if let Ok(mut c) = self.clock.lock() {
-                c.mic_start = Some(now);
-            }
-            now
-        });
-        let end = (self.pos + frame.len()) as u64;
-        let available_at = end.div_ceil(PERIOD) * PERIOD;
-        let due = start + Duration::from_secs_f64(available_at as f64 / RATE);
-        let now = Instant::now();
-        if due > now {
-            if due - now > timeout {
-                std::thread::sleep(timeout);
-                return Ok(false);
-            }
-            std::thread::sleep(due - now);
-        }
-        for s in frame.iter_mut() {
-            *s = self.signal.get(self.pos).copied().unwrap_or(0.0);
-            self.pos += 1;
-        }
-        Ok(true)
-    }
-
-    fn describe(&self) -> String {
-        "emulated microphone".into()
-    }
-}
-
-/// A speaker draining its queue at 48 kHz in 5 ms periods, kept filled like `DeviceSink`.
-struct EmulatedSpeaker {
-    start: Option<Instant>,
-    written: u64,
-    last_onset: Option<u64>,
-    clock: Arc<Mutex<Clock>>,
-}
-
-impl EmulatedSpeaker {
-    fn consumed(&self, now: Instant) -> u64 {
-        let Some(start) = self.start else { return 0 };
-        let frames = (now.saturating_duration_since(start).as_secs_f64() * RATE) as u64;
-        frames / PERIOD * PERIOD
-    }
-}
-
-impl AudioSink for EmulatedSpeaker {
-    fn wait(&mut self, timeout: Duration) -> Result<usize, VoiceError> {
-        self.start.get_or_insert_with(Instant::now);
-        let deadline = Instant::now() + timeout;
-        loop {
-            let now = Instant::now();
-            let consumed = self.consumed(now);
-            if self.written < consumed {
-                self.written = consumed; // underrun: the device played silence
-            }
-            if self.written - consumed < QUEUE_LIMIT {
-                return Ok(240);
-            }
-            if now >= deadline {
-                return Ok(0);
-            }
-            std::thread::sleep(Duration::from_micros(500));
-        }
-    }
-
-    fn write(&mut self, stereo: &[f32]) -> Result<(), VoiceError> {
-        let Some(start) = self.start else {
-            return Ok(());
-        };
-        let queued = self.written - self.consumed(Instant::now());
-        let mut clock = self
-            .clock
-            .lock()
-            .map_err(|_| VoiceError::Start("lock".into()))?;
-        clock.queue_samples.push(queued);
+impl Heard {
+    /// Notes the first loud frame of each burst in a block that plays from `at`.
+    fn block(&mut self, at: Instant, stereo: &[f32]) {
         for (j, pair) in stereo.chunks_exact(2).enumerate() {
-            let idx = self.written + j as u64;
+            let t = at + Duration::from_secs_f64(j as f64 / RATE);
             let level = pair.iter().map(|s| s.abs()).fold(0.0f32, f32::max);
-            let quiet_since = self.last_onset.is_none_or(|o| idx - o > 12_000);
-            if level > 0.04 && quiet_since {
-                self.last_onset = Some(idx);
-                clock
-                    .onsets_played
-                    .push(start + Duration::from_secs_f64(idx as f64 / RATE));
+            let quiet = self
+                .last
+                .is_none_or(|o| t.saturating_duration_since(o) > Duration::from_millis(250));
+            if level > 0.04 && quiet {
+                self.last = Some(t);
+                self.onsets.push(t);
             }
         }
-        self.written += (stereo.len() / 2) as u64;
-        Ok(())
-    }
-
-    fn describe(&self) -> String {
-        "emulated speaker".into()
     }
 }
 
-fn latency(noise_suppression: bool, mode: VoiceMode, seconds: u64) -> Res<Latency> {
-    let len = (seconds as usize) * 48_000;
+/// One latency run at one phase: the delays of the bursts heard (ms) and the jitter
+/// buffer's target and wait.
+fn latency_run(
+    noise_suppression: bool,
+    mode: VoiceMode,
+    seconds: f64,
+    phase: Duration,
+) -> Res<(Vec<f64>, f64, f64, u64)> {
+    let len = (seconds * RATE) as usize;
     let (signal, onsets) = burst_signal(len);
-    let clock = Arc::new(Mutex::new(Clock::default()));
-    let mic = EmulatedMic {
-        signal,
-        pos: 0,
-        clock: Arc::clone(&clock),
-        start: None,
-    };
-    let speaker = EmulatedSpeaker {
-        start: None,
-        written: 0,
-        last_onset: None,
-        clock: Arc::clone(&clock),
-    };
+    let mic_start = Instant::now() + Duration::from_millis(100);
+    let heard = Arc::new(Mutex::new(Heard::default()));
+    let mut pos = 0usize;
+    let mic = DeviceSource::emulated(PERIOD, mic_start, move |_, buf| {
+        for s in buf.iter_mut() {
+            *s = signal.get(pos).copied().unwrap_or(0.0);
+            pos += 1;
+        }
+    })
+    .map_err(|e| e.to_string())?;
+    let ear = Arc::clone(&heard);
+    let speaker = DeviceSink::emulated(PERIOD, mic_start + phase, move |at, stereo| {
+        if let Ok(mut h) = ear.lock() {
+            h.block(at, stereo);
+        }
+    })
+    .map_err(|e| e.to_string())?;
     let voice = Voice::loopback(
         VoiceConfig::default()
             .mode(mode)
@@ -523,20 +461,16 @@ fn latency(noise_suppression: bool, mode: VoiceMode, seconds: u64) -> Res<Latenc
         1,
     )
     .map_err(|e| e.to_string())?;
-    std::thread::sleep(Duration::from_secs(seconds) + Duration::from_millis(500));
-    let jb = voice
-        .stats(Voice::loopback_peer(0))
-        .map(|s| s.jitter_buffer_delay.as_secs_f64() * 1000.0)
-        .unwrap_or(0.0);
+    std::thread::sleep(Duration::from_secs_f64(seconds) + Duration::from_millis(400));
+    let stats = voice.stats(Voice::loopback_peer(0)).unwrap_or_default();
     voice.stop();
-    let clock = clock.lock().map_err(|_| "lock")?;
-    let mic_start = clock.mic_start.ok_or("the microphone never started")?;
+    let heard = heard.lock().map_err(|_| "lock")?;
     let captured: Vec<Instant> = onsets
         .iter()
         .map(|k| mic_start + Duration::from_secs_f64(*k as f64 / RATE))
         .collect();
-    let mut lat: Vec<f64> = clock
-        .onsets_played
+    let delays = heard
+        .onsets
         .iter()
         .filter_map(|played| {
             captured
@@ -547,6 +481,33 @@ fn latency(noise_suppression: bool, mode: VoiceMode, seconds: u64) -> Res<Latenc
         })
         .filter(|ms| *ms < 250.0)
         .collect();
+    Ok((
+        delays,
+        stats.target_delay.as_secs_f64() * 1000.0,
+        stats.jitter_buffer_delay.as_secs_f64() * 1000.0,
+        stats.late,
+    ))
+}
+
+fn latency(noise_suppression: bool, mode: VoiceMode, seconds: u64) -> Res<Latency> {
+    let per_phase = seconds as f64 / f64::from(PHASES);
+    let period = Duration::from_secs_f64(PERIOD as f64 / RATE);
+    let mut lat = Vec::new();
+    let (mut target, mut jb) = (0.0, 0.0);
+    for i in 0..PHASES {
+        let phase = period * i / PHASES;
+        let (delays, t, w, late) = latency_run(noise_suppression, mode, per_phase, phase)?;
+        eprintln!(
+            "  phase {:.3} ms: {} bursts, median {:.1} ms, target {t:.1} ms, wait {w:.1} ms, \
+             {late} late",
+            phase.as_secs_f64() * 1000.0,
+            delays.len(),
+            median(&delays)
+        );
+        lat.extend(delays);
+        target += t / f64::from(PHASES);
+        jb += w / f64::from(PHASES);
+    }
     lat.sort_by(f64::total_cmp);
     if lat.is_empty() {
         return Err("no burst came out of the loopback".into());
@@ -555,18 +516,12 @@ fn latency(noise_suppression: bool, mode: VoiceMode, seconds: u64) -> Res<Latenc
         let i = ((q * lat.len() as f64).ceil() as usize).clamp(1, lat.len()) - 1;
         lat.get(i).copied().unwrap_or(0.0)
     };
-    let queue = if clock.queue_samples.is_empty() {
-        0.0
-    } else {
-        clock.queue_samples.iter().sum::<u64>() as f64 / clock.queue_samples.len() as f64 / RATE
-            * 1000.0
-    };
     let lookahead = VoiceEncoder::new(32_000, VoiceBandwidth::default())
         .map(|e| e.lookahead().as_secs_f64() * 1000.0)
         .unwrap_or(0.0);
     let ns = if noise_suppression { 10.0 } else { 0.0 };
     let p50 = pct(0.5);
-    let known = 20.0 + lookahead + ns + queue;
+    let known = 20.0 + lookahead + ns;
     let result = Latency {
         samples: lat.len(),
         p50_ms: p50,
@@ -575,13 +530,19 @@ fn latency(noise_suppression: bool, mode: VoiceMode, seconds: u64) -> Res<Latenc
             framing: 20.0,
             opus_lookahead: lookahead,
             noise_suppression: ns,
-            output_queue: queue,
             jitter_buffer_and_scheduling: p50 - known,
+            jitter_buffer_target: target,
             jitter_buffer_stat: jb,
         },
     };
     eprintln!("  {result:?}");
     Ok(result)
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// User + system CPU time in a `/proc/.../stat` line (clock ticks of 10 ms).
@@ -599,7 +560,8 @@ fn cpu_time() -> Res<Duration> {
     stat_cpu(&stat).ok_or_else(|| "bad /proc/self/stat".to_string())
 }
 
-/// CPU time of this process's threads named `name`, from /proc/self/task.
+/// CPU time of this process's threads named `name`, from /proc/self/task (the scheduler's
+/// nanosecond count in `schedstat`).
 fn thread_cpu(name: &str) -> Duration {
     let mut total = Duration::ZERO;
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
@@ -610,8 +572,11 @@ fn thread_cpu(name: &str) -> Duration {
         if comm.trim() != name {
             continue;
         }
-        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-        total += stat_cpu(&stat).unwrap_or_default();
+        let ns = std::fs::read_to_string(task.path().join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0);
+        total += Duration::from_nanos(ns);
     }
     total
 }
@@ -905,15 +870,19 @@ fn markdown(r: &Report) -> String {
     }
     s.push_str(&format!(
         "\nLatency breakdown of the p50 (ms): framing {:.1}, Opus look-ahead {:.1}, noise \
-         suppression (RNNoise's frame) {:.1}, output device queue {:.1}, and the rest, \
-         {:.1}: the jitter buffer's wait at the start of each burst, the 5 ms mixing block \
-         and thread wake-ups. {} bursts (100 ms vowel-like sounds, each its own talk spurt) \
-         through `Voice::loopback`, devices emulated at real-time pace with 5 ms periods.\n\n",
+         suppression (RNNoise's frame) {:.1}, and the rest, {:.1}: encoding, the jitter \
+         buffer's wait (its target, {:.1} ms here, rounded up to the next 5 ms block: a \
+         packet waited {:.1} ms from arrival to decoding, smoothed), the rendered block's \
+         wait for the device (the sink's lead) and thread wake-ups. {} bursts (100 ms \
+         vowel-like sounds, each its own talk spurt) through `Voice::loopback` and the SDK's \
+         device code, on sound cards emulated at real-time pace with 5 ms periods, the \
+         microphone's and the speaker's periods offset by {PHASES} phases.\n\n",
         b.framing,
         b.opus_lookahead,
         b.noise_suppression,
-        b.output_queue,
         b.jitter_buffer_and_scheduling,
+        b.jitter_buffer_target,
+        b.jitter_buffer_stat,
         l.samples
     ));
     s

@@ -45,6 +45,8 @@ impl std::fmt::Display for Direction {
 pub struct DeviceCounters {
     /// Samples the ring had no room for (input) or did not have (output).
     pub xruns: AtomicU64,
+    /// Callbacks that found the ring full (input) or short (output).
+    pub short_callbacks: AtomicU64,
     /// Callbacks run.
     pub callbacks: AtomicU64,
     /// Set when the stream reported an error.
@@ -258,13 +260,181 @@ where
     }
 }
 
-/// The error callback of a stream: marks the device failed (read by the voice threads).
 fn on_stream_error(counters: &Arc<DeviceCounters>) -> impl FnMut(cpal::Error) + Send + 'static {
     let c = Arc::clone(counters);
     move |_err| c.failed.store(true, Ordering::Relaxed)
 }
 
-/// The thread keeping a cpal stream alive; stops and joins it when dropped.
+/// When the device side (the cpal callback, or the thread emulating one) will next run and
+/// how much it moves, so the voice threads can wake just when they are needed.
+///
+/// A sound card calls back on a steady grid, but the thread that runs the callback wakes a
+/// little late now and then. Predicting from the last wake would carry such a delay into the
+/// next prediction; instead the grid follows the earliest callbacks at once and later ones
+/// only slowly (clock drift).
+#[derive(Debug)]
+struct DeviceClock {
+    epoch: Instant,
+    /// Nanoseconds from `epoch` to when the next callback is expected, plus one (0: none
+    /// yet). Written by the callback only.
+    next: AtomicU64,
+    /// Frames the last callback moved.
+    frames: AtomicU64,
+}
+
+/// How far the grid follows a late callback (per callback).
+const DRIFT_NS: u64 = 20_000;
+
+impl DeviceClock {
+    fn new() -> Self {
+        Self {
+            epoch: Instant::now(),
+            next: AtomicU64::new(0),
+            frames: AtomicU64::new(0),
+        }
+    }
+
+    /// Notes a callback (atomics only: safe in a real-time callback).
+    fn tick(&self, frames: usize) {
+        let now = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX / 2);
+        self.tick_at(now, frames);
+    }
+
+    /// Notes a callback `now` nanoseconds after the epoch.
+    fn tick_at(&self, now: u64, frames: usize) {
+        let step = u64::try_from(frames_duration(frames).as_nanos()).unwrap_or(0);
+        let expected = self.next.load(Ordering::Relaxed);
+        let on_grid = match expected.checked_sub(1) {
+            // On time or a little late (the thread woke late): keep the grid, drifting
+            // towards the callback only slowly.
+            Some(at) if now >= at && now - at <= 4 * step.max(1) => at + (now - at).min(DRIFT_NS),
+            // Early (the grid is earlier than thought), the first callback, or the first
+            // after a gap of several periods: the grid is here.
+            _ => now,
+        };
+        self.frames.store(frames as u64, Ordering::Relaxed);
+        self.next.store(on_grid + step + 1, Ordering::Release);
+    }
+
+    /// When the next callback is expected and how many frames it moves, once the device has
+    /// run.
+    fn next(&self) -> Option<(Instant, usize)> {
+        let next = self.next.load(Ordering::Acquire);
+        if next == 0 {
+            return None;
+        }
+        let frames = usize::try_from(self.frames.load(Ordering::Relaxed))
+            .unwrap_or(PERIOD)
+            .max(1);
+        Some((self.epoch + Duration::from_nanos(next - 1), frames))
+    }
+}
+
+/// The device period, in frames.
+const PERIOD: usize = PERIOD_FRAMES as usize;
+
+fn frames_duration(frames: usize) -> Duration {
+    Duration::from_secs_f64(frames as f64 / f64::from(SAMPLE_RATE))
+}
+
+/// A device that stopped calling back for this long is paused (by the sound server): the
+/// voice threads then check on it now and then instead of keeping its ring full.
+const STALLED: Duration = Duration::from_millis(20);
+
+/// The input callback's work: mono samples into the ring.
+fn capture_into(
+    producer: &mut rtrb::Producer<f32>,
+    data: &[f32],
+    channels: usize,
+    counters: &DeviceCounters,
+    clock: &DeviceClock,
+) {
+    counters.callbacks.fetch_add(1, Ordering::Relaxed);
+    let channels = channels.max(1);
+    let mut lost = 0u64;
+    for frame in data.chunks(channels) {
+        let mono = frame.iter().sum::<f32>() / frame.len() as f32;
+        if producer.push(mono).is_err() {
+            lost += 1;
+        }
+    }
+    if lost > 0 {
+        counters.xruns.fetch_add(lost, Ordering::Relaxed);
+        counters.short_callbacks.fetch_add(1, Ordering::Relaxed);
+    }
+    clock.tick(data.len() / channels);
+}
+
+/// The output callback's work: stereo samples from the ring to the device's channels.
+fn play_from(
+    consumer: &mut rtrb::Consumer<f32>,
+    data: &mut [f32],
+    channels: usize,
+    counters: &DeviceCounters,
+    clock: &DeviceClock,
+) {
+    let channels = channels.max(1);
+    clock.tick(data.len() / channels);
+    counters.callbacks.fetch_add(1, Ordering::Relaxed);
+    let mut missing = 0u64;
+    for frame in data.chunks_mut(channels) {
+        let (l, r) = match (consumer.pop(), consumer.pop()) {
+            (Ok(l), Ok(r)) => (l, r),
+            _ => {
+                missing += 1;
+                (0.0, 0.0)
+            }
+        };
+        match frame {
+            [mono] => *mono = 0.5 * (l + r),
+            [left, right, rest @ ..] => {
+                *left = l;
+                *right = r;
+                rest.fill(0.0);
+            }
+            [] => {}
+        }
+    }
+    if missing > 0 {
+        counters.xruns.fetch_add(missing, Ordering::Relaxed);
+        counters.short_callbacks.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Calls `callback(due)` every `period` frames from `start`, on time, on its own thread:
+/// what a sound card's callback thread does, for emulated devices.
+fn emulate(
+    name: &str,
+    period: usize,
+    start: Instant,
+    mut callback: impl FnMut(Instant) + Send + 'static,
+) -> Result<StreamThread, VoiceError> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped = Arc::clone(&stop);
+    let step = frames_duration(period.max(1));
+    let thread = std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            let mut due = start;
+            while !stopped.load(Ordering::Relaxed) {
+                let now = Instant::now();
+                if due > now {
+                    // At most 50 ms at a time, so a stop is noticed.
+                    std::thread::sleep((due - now).min(Duration::from_millis(50)));
+                    continue;
+                }
+                callback(due);
+                due += step;
+            }
+        })
+        .map_err(|e| VoiceError::Start(format!("emulated device thread: {e}")))?;
+    Ok(StreamThread {
+        stop,
+        thread: Some(thread),
+    })
+}
+
+/// A stream's thread: the cpal stream's keeper, or an emulated device.
 struct StreamThread {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -280,33 +450,29 @@ impl Drop for StreamThread {
     }
 }
 
-/// A microphone.
+/// A microphone: cpal's input stream feeding a ring the voice thread reads.
 pub struct DeviceSource {
     consumer: rtrb::Consumer<f32>,
     name: String,
     counters: Arc<DeviceCounters>,
+    clock: Arc<DeviceClock>,
     _stream: StreamThread,
 }
 
 impl DeviceSource {
-    /// Opens the default microphone, or the one named.
+    /// Opens the default input device, or the one named.
     pub fn open(name: Option<&str>) -> Result<Self, VoiceError> {
         let (mut producer, consumer) = rtrb::RingBuffer::<f32>::new(RING);
         let counters = Arc::new(DeviceCounters::default());
-        let cb = Arc::clone(&counters);
+        let clock = Arc::new(DeviceClock::new());
+        let (cb, cb_clock) = (Arc::clone(&counters), Arc::clone(&clock));
         let on_error = on_stream_error(&counters);
         let (stream, name) =
             open_stream(Direction::Input, name, move |device, config, channels| {
                 device.build_input_stream::<f32, _, _>(
                     config,
                     move |data: &[f32], _| {
-                        cb.callbacks.fetch_add(1, Ordering::Relaxed);
-                        for frame in data.chunks(channels) {
-                            let mono = frame.iter().sum::<f32>() / frame.len() as f32;
-                            if producer.push(mono).is_err() {
-                                cb.xruns.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
+                        capture_into(&mut producer, data, channels, &cb, &cb_clock);
                     },
                     on_error,
                     Some(Duration::from_secs(3)),
@@ -316,6 +482,37 @@ impl DeviceSource {
             consumer,
             name,
             counters,
+            clock,
+            _stream: stream,
+        })
+    }
+
+    /// A microphone emulated in software, for measurements and tests without a sound card:
+    /// a thread delivers `period` mono frames every period, in real time from `start`, as a
+    /// sound card's callback would. `capture` fills each period just captured, given the
+    /// time of its first sample. Everything past the callback is the real device code.
+    pub fn emulated(
+        period: usize,
+        start: Instant,
+        mut capture: impl FnMut(Instant, &mut [f32]) + Send + 'static,
+    ) -> Result<Self, VoiceError> {
+        let (mut producer, consumer) = rtrb::RingBuffer::<f32>::new(RING);
+        let counters = Arc::new(DeviceCounters::default());
+        let clock = Arc::new(DeviceClock::new());
+        let (cb, cb_clock) = (Arc::clone(&counters), Arc::clone(&clock));
+        let period = period.max(1);
+        let mut buf = vec![0.0f32; period];
+        let step = frames_duration(period);
+        // A period is delivered when it has been captured, one period after it began.
+        let stream = emulate("sl-emulated-mic", period, start + step, move |due| {
+            capture(due.checked_sub(step).unwrap_or(due), &mut buf);
+            capture_into(&mut producer, &buf, 1, &cb, &cb_clock);
+        })?;
+        Ok(Self {
+            consumer,
+            name: "emulated microphone".into(),
+            counters,
+            clock,
             _stream: stream,
         })
     }
@@ -340,10 +537,19 @@ impl AudioSource for DeviceSource {
             if now >= deadline {
                 return Ok(false);
             }
-            // Sleep about as long as the missing samples take to arrive.
+            // Wake just after the callback that completes the frame (one wake a frame).
             let missing = frame.len().saturating_sub(self.consumer.slots());
-            let eta = Duration::from_secs_f64(missing as f64 / f64::from(SAMPLE_RATE));
-            std::thread::sleep(eta.max(Duration::from_millis(1)).min(deadline - now));
+            let wake = match self.clock.next() {
+                Some((due, _)) if now > due + STALLED => now + Duration::from_millis(5),
+                Some((due, per)) => {
+                    due + frames_duration(per)
+                        * u32::try_from(missing.div_ceil(per) - 1).unwrap_or(0)
+                        + Duration::from_micros(60)
+                }
+                None => now + frames_duration(missing),
+            };
+            let sleep = wake.min(deadline).saturating_duration_since(now);
+            std::thread::sleep(sleep.max(Duration::from_micros(50)));
         }
         let Ok(chunk) = self.consumer.read_chunk(frame.len()) else {
             return Ok(false);
@@ -359,14 +565,32 @@ impl AudioSource for DeviceSource {
     }
 }
 
+/// How long before the device's next callback a block is rendered, at first, at least and
+/// at most. It grows when the device finds the ring short and shrinks slowly while it does
+/// not: the least that works on this machine.
+const LEAD_START: Duration = Duration::from_micros(1500);
+const LEAD_MIN: Duration = Duration::from_micros(1000);
+const LEAD_MAX: Duration = Duration::from_millis(12);
+const LEAD_UP: Duration = Duration::from_millis(1);
+const LEAD_DOWN: Duration = Duration::from_micros(250);
+/// Callbacks without a shortfall before the lead shrinks (1 s at 5 ms periods).
+const LEAD_CALM: u64 = 200;
+/// Callbacks at start whose shortfalls do not count (the stream settling).
+const WARM_UP: u64 = 4;
+
 /// Speakers or headphones.
+///
+/// Rendering is just in time: a block is asked for [`DeviceSink::lead`] before the callback
+/// that will play it, so it waits in the ring about that long instead of a whole period.
 pub struct DeviceSink {
     producer: rtrb::Producer<f32>,
     name: String,
     counters: Arc<DeviceCounters>,
+    clock: Arc<DeviceClock>,
     _stream: StreamThread,
-    /// Keep this many stereo frames queued for the device, at most.
-    low_water: usize,
+    lead: Duration,
+    shortfalls_seen: u64,
+    calm_since: u64,
 }
 
 impl DeviceSink {
@@ -374,49 +598,117 @@ impl DeviceSink {
     pub fn open(name: Option<&str>) -> Result<Self, VoiceError> {
         let (producer, mut consumer) = rtrb::RingBuffer::<f32>::new(RING);
         let counters = Arc::new(DeviceCounters::default());
-        let cb = Arc::clone(&counters);
+        let clock = Arc::new(DeviceClock::new());
+        let (cb, cb_clock) = (Arc::clone(&counters), Arc::clone(&clock));
         let on_error = on_stream_error(&counters);
         let (stream, name) =
             open_stream(Direction::Output, name, move |device, config, channels| {
                 device.build_output_stream::<f32, _, _>(
                     config,
                     move |data: &mut [f32], _| {
-                        cb.callbacks.fetch_add(1, Ordering::Relaxed);
-                        for frame in data.chunks_mut(channels) {
-                            let (l, r) = match (consumer.pop(), consumer.pop()) {
-                                (Ok(l), Ok(r)) => (l, r),
-                                _ => {
-                                    cb.xruns.fetch_add(1, Ordering::Relaxed);
-                                    (0.0, 0.0)
-                                }
-                            };
-                            match frame {
-                                [mono] => *mono = 0.5 * (l + r),
-                                [left, right, rest @ ..] => {
-                                    *left = l;
-                                    *right = r;
-                                    rest.fill(0.0);
-                                }
-                                [] => {}
-                            }
-                        }
+                        play_from(&mut consumer, data, channels, &cb, &cb_clock);
                     },
                     on_error,
                     Some(Duration::from_secs(3)),
                 )
             })?;
-        Ok(Self {
+        Ok(Self::new(producer, name, counters, clock, stream))
+    }
+
+    /// A speaker emulated in software, for measurements and tests without a sound card: a
+    /// thread takes `period` stereo frames from the ring every period, in real time from
+    /// `start`, as a sound card's callback would, and hands each block to `played` with the
+    /// time its first frame plays. Everything before the callback is the real device code.
+    pub fn emulated(
+        period: usize,
+        start: Instant,
+        mut played: impl FnMut(Instant, &[f32]) + Send + 'static,
+    ) -> Result<Self, VoiceError> {
+        let (producer, mut consumer) = rtrb::RingBuffer::<f32>::new(RING);
+        let counters = Arc::new(DeviceCounters::default());
+        let clock = Arc::new(DeviceClock::new());
+        let (cb, cb_clock) = (Arc::clone(&counters), Arc::clone(&clock));
+        let mut buf = vec![0.0f32; period.max(1) * 2];
+        let stream = emulate("sl-emulated-speaker", period, start, move |due| {
+            play_from(&mut consumer, &mut buf, 2, &cb, &cb_clock);
+            played(due, &buf);
+        })?;
+        Ok(Self::new(
+            producer,
+            "emulated speaker".into(),
+            counters,
+            clock,
+            stream,
+        ))
+    }
+
+    fn new(
+        producer: rtrb::Producer<f32>,
+        name: String,
+        counters: Arc<DeviceCounters>,
+        clock: Arc<DeviceClock>,
+        stream: StreamThread,
+    ) -> Self {
+        Self {
             producer,
             name,
             counters,
+            clock,
             _stream: stream,
-            low_water: PERIOD_FRAMES as usize + BLOCK,
-        })
+            lead: LEAD_START,
+            shortfalls_seen: 0,
+            calm_since: 0,
+        }
     }
 
     /// Underrun and callback counters.
     pub fn counters(&self) -> Arc<DeviceCounters> {
         Arc::clone(&self.counters)
+    }
+
+    /// How long before the device needs it a block is rendered now.
+    pub fn lead(&self) -> Duration {
+        self.lead
+    }
+
+    fn adapt_lead(&mut self) {
+        let callbacks = self.counters.callbacks.load(Ordering::Relaxed);
+        let shortfalls = self.counters.short_callbacks.load(Ordering::Relaxed);
+        if callbacks <= WARM_UP {
+            self.shortfalls_seen = shortfalls;
+            self.calm_since = callbacks;
+            return;
+        }
+        let lead = next_lead(
+            self.lead,
+            shortfalls > self.shortfalls_seen,
+            callbacks.saturating_sub(self.calm_since),
+        );
+        if lead != self.lead {
+            tracing::debug!(
+                ?lead,
+                shortfalls,
+                "output: rendering ahead of the device by"
+            );
+            self.lead = lead;
+        }
+        if shortfalls > self.shortfalls_seen
+            || callbacks.saturating_sub(self.calm_since) >= LEAD_CALM
+        {
+            self.calm_since = callbacks;
+        }
+        self.shortfalls_seen = shortfalls;
+    }
+}
+
+/// The lead after a check: longer after a shortfall, a little shorter after a calm spell.
+fn next_lead(lead: Duration, shortfall: bool, calm_callbacks: u64) -> Duration {
+    if shortfall {
+        (lead + LEAD_UP).min(LEAD_MAX)
+    } else if calm_callbacks >= LEAD_CALM {
+        lead.saturating_sub(LEAD_DOWN).max(LEAD_MIN)
+    } else {
+        lead
     }
 }
 
@@ -430,18 +722,32 @@ impl AudioSink for DeviceSink {
                     reason: format!("{} stopped working (unplugged?)", self.name),
                 });
             }
+            self.adapt_lead();
             let queued = (RING - self.producer.slots()) / 2;
-            if queued < self.low_water {
-                return Ok(BLOCK);
-            }
             let now = Instant::now();
+            let wake = match self.clock.next() {
+                // Not started: one block ready for the first callback.
+                None if queued < BLOCK => return Ok(BLOCK),
+                None => now + Duration::from_millis(1),
+                Some((due, need)) => {
+                    if now > due + STALLED && queued >= need {
+                        now + Duration::from_millis(5)
+                    } else {
+                        // The first callback the ring cannot serve, less the lead.
+                        let covered = u32::try_from(queued / need).unwrap_or(u32::MAX);
+                        let short_at = due + frames_duration(need) * covered;
+                        let render_at = short_at.checked_sub(self.lead).unwrap_or(short_at);
+                        if now >= render_at {
+                            return Ok(BLOCK);
+                        }
+                        render_at
+                    }
+                }
+            };
             if now >= deadline {
                 return Ok(0);
             }
-            // Sleep until the queue has drained to the low-water mark.
-            let excess = queued + 1 - self.low_water;
-            let eta = Duration::from_secs_f64(excess as f64 / f64::from(SAMPLE_RATE));
-            std::thread::sleep(eta.max(Duration::from_micros(500)).min(deadline - now));
+            std::thread::sleep(wake.min(deadline) - now);
         }
     }
 
@@ -456,5 +762,63 @@ impl AudioSink for DeviceSink {
 
     fn describe(&self) -> String {
         self.name.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lead_grows_after_a_shortfall_and_shrinks_when_calm() {
+        let mut lead = LEAD_START;
+        lead = next_lead(lead, true, 0);
+        assert_eq!(lead, LEAD_START + LEAD_UP);
+        assert_eq!(next_lead(lead, false, LEAD_CALM - 1), lead);
+        assert_eq!(next_lead(lead, false, LEAD_CALM), lead - LEAD_DOWN);
+        let mut low = LEAD_MIN;
+        for _ in 0..10 {
+            low = next_lead(low, false, LEAD_CALM);
+        }
+        assert_eq!(low, LEAD_MIN);
+        let mut high = LEAD_START;
+        for _ in 0..100 {
+            high = next_lead(high, true, 0);
+        }
+        assert_eq!(high, LEAD_MAX);
+    }
+
+    #[test]
+    fn the_clock_keeps_to_the_earliest_callbacks() {
+        let clock = DeviceClock::new();
+        let ms = |n: f64| (n * 1e6) as u64;
+        let next = |c: &DeviceClock| {
+            c.next()
+                .map(|(at, _)| at.duration_since(c.epoch).as_nanos() as u64)
+                .unwrap()
+        };
+        clock.tick_at(ms(10.0), 240);
+        assert_eq!(next(&clock), ms(15.0));
+        // A callback 1.5 ms late moves the prediction by only DRIFT_NS.
+        clock.tick_at(ms(16.5), 240);
+        assert_eq!(next(&clock), ms(20.0) + DRIFT_NS);
+        // An early one re-anchors the grid.
+        clock.tick_at(ms(19.9), 240);
+        assert_eq!(next(&clock), ms(24.9));
+        // After a long gap the grid starts afresh.
+        clock.tick_at(ms(500.0), 240);
+        assert_eq!(next(&clock), ms(505.0));
+    }
+
+    #[test]
+    fn the_clock_predicts_the_next_callback() {
+        let clock = DeviceClock::new();
+        assert!(clock.next().is_none());
+        let before = Instant::now();
+        clock.tick(240);
+        let (due, frames) = clock.next().unwrap();
+        assert_eq!(frames, 240);
+        assert!(due >= before + Duration::from_millis(5));
+        assert!(due <= Instant::now() + Duration::from_millis(5));
     }
 }

@@ -1,10 +1,15 @@
 //! A per-peer adaptive jitter buffer for 20 ms Opus frames, driven by a caller's clock.
 //!
 //! Packets go in with their arrival time; the playout side asks for the next frame when it
-//! needs audio ([`JitterBuffer::next`]). The delay a talk spurt starts with is chosen at the
-//! start of the spurt (during silence): three times the measured jitter plus a margin, one
-//! more frame when packets are being lost (so FEC has a next packet to recover from), more
-//! after late packets, within the configured bounds. Late packets are dropped and counted.
+//! needs audio ([`JitterBuffer::next`]), one render block (the device period) at a time.
+//!
+//! The target is how late a packet may come and still play: three times the measured
+//! jitter plus a margin, one more frame when packets are being lost (so FEC has a next
+//! packet to recover from), more after late packets, within the configured bounds. It is
+//! chosen at the start of each talk spurt (during silence). A spurt starts on a block
+//! boundary: a frame is needed when the block holding its first sample is rendered, so
+//! starting mid-block would add delay without adding any time to wait for late packets.
+//! Late packets are dropped and counted.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -15,13 +20,20 @@ use super::{FRAME, SAMPLE_RATE};
 
 /// Frames of concealment played after the last packet before the buffer goes idle.
 const CONCEAL_TAIL: u32 = 3;
+/// What a late packet adds to the target of the spurts after it (decaying by a quarter at
+/// each spurt): one 5 ms render block.
+const LATE_STEP: Duration = Duration::from_millis(5);
 /// Packets held at most (a second of audio).
 const CAPACITY: usize = 50;
 
 /// The jitter buffer's bounds.
+///
+/// The delay a packet waits before it plays is its target (the time it may come late)
+/// rounded up to the next render block: on average half a block (2.5 ms at 5 ms device
+/// periods) more than the target. Each frame then plays for 20 ms.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct JitterConfig {
-    /// The least delay a talk spurt starts with (added to the jitter-derived part's floor).
+    /// The least target a talk spurt starts with.
     pub min_delay: Duration,
     /// The most delay the buffer ever adds.
     pub max_delay: Duration,
@@ -32,9 +44,9 @@ pub struct JitterConfig {
 impl Default for JitterConfig {
     fn default() -> Self {
         Self {
-            min_delay: Duration::from_millis(5),
+            min_delay: Duration::from_millis(1),
             max_delay: Duration::from_millis(200),
-            margin: Duration::from_millis(4),
+            margin: Duration::from_micros(1500),
         }
     }
 }
@@ -200,9 +212,8 @@ impl JitterBuffer {
             && ext < next
         {
             self.stats.late += 1;
-            // It missed its slot by up to a frame; start later spurts that much later.
-            self.late_penalty =
-                (self.late_penalty + frame_duration() / 2).min(self.config.max_delay);
+            // It missed its slot: give later spurts one more render block (5 ms) to wait in.
+            self.late_penalty = (self.late_penalty + LATE_STEP).min(self.config.max_delay);
             return;
         }
         self.frames.entry(ext).or_insert(Entry {
@@ -220,9 +231,8 @@ impl JitterBuffer {
         let mut target = Duration::from_secs_f64(3.0 * self.jitter) + self.config.margin;
         target += self.late_penalty;
         if self.loss > 0.005 {
-            // The next packet must be here when a frame is found missing; frames are
-            // decoded up to one 5 ms mixing block before they play.
-            target += frame_duration() + Duration::from_millis(5);
+            // The next packet must be here when a frame is found missing.
+            target += frame_duration();
         }
         // Not `clamp`: a configuration with min > max must not panic (max wins).
         target.max(self.config.min_delay).min(self.config.max_delay)
@@ -236,16 +246,21 @@ impl JitterBuffer {
 
     /// Called after a quiet frame (a pause between words) was decoded: the moment to change
     /// the delay mid-spurt without being heard. Returns samples of silence to insert (the
-    /// delay grows), or skips the next frame (it shrinks by a frame).
-    pub(crate) fn adapt_in_pause(&mut self) -> Adapt {
+    /// delay grows, by whole render blocks of `block` samples), or skips the next frame (it
+    /// shrinks by a frame).
+    pub(crate) fn adapt_in_pause(&mut self, block: usize) -> Adapt {
         let State::Playing { next, misses } = self.state else {
             return Adapt::None;
         };
         let want = self.desired_target();
         if want > self.target + Duration::from_millis(5) {
             let grow = want - self.target;
-            self.target = want;
-            return Adapt::Insert((grow.as_secs_f64() * f64::from(SAMPLE_RATE)) as usize);
+            let samples = round_up(
+                (grow.as_secs_f64() * f64::from(SAMPLE_RATE)).ceil() as usize,
+                block,
+            );
+            self.target += samples_duration(samples);
+            return Adapt::Insert(samples);
         }
         // What is buffered beyond the next frame (a pre-roll burst, a late clump) is delay
         // too: shed a frame whenever that is a frame more than needed.
@@ -269,8 +284,9 @@ impl JitterBuffer {
         Adapt::None
     }
 
-    /// What to play next, at `now`.
-    pub(crate) fn next(&mut self, now: Instant) -> Next {
+    /// What to play next, at `now`, for a render of `block` samples in which `queued` samples
+    /// are already due to play before whatever this returns.
+    pub(crate) fn next(&mut self, now: Instant, queued: usize, block: usize) -> Next {
         let frame = i64::try_from(FRAME).unwrap_or(960);
         match self.state {
             State::Idle => {
@@ -284,13 +300,19 @@ impl JitterBuffer {
                     next: first,
                     misses: 0,
                 };
+                // Start on the first block boundary that gives the packet `target` to come
+                // late in: frames are needed when the block holding their start is rendered.
                 let waited = now.saturating_duration_since(arrival);
                 let wait = self.target.saturating_sub(waited);
-                let samples = (wait.as_secs_f64() * f64::from(SAMPLE_RATE)) as usize;
+                let start = round_up(
+                    (wait.as_secs_f64() * f64::from(SAMPLE_RATE)).ceil() as usize,
+                    block,
+                );
+                let samples = start.saturating_sub(queued);
                 if samples > 0 {
                     Next::Silence(samples)
                 } else {
-                    self.next(now)
+                    self.next(now, queued, block)
                 }
             }
             State::Playing { mut next, misses } => {
@@ -340,7 +362,7 @@ impl JitterBuffer {
                 // spurt afresh (with a fresh target) instead of concealing the pause.
                 if self.frames.first_key_value().is_some_and(|(_, e)| e.marker) {
                     self.state = State::Idle;
-                    return self.next(now);
+                    return self.next(now, queued, block);
                 }
                 let more_coming = !self.frames.is_empty();
                 if !more_coming && misses >= CONCEAL_TAIL {
@@ -374,6 +396,19 @@ fn frame_duration() -> Duration {
     Duration::from_millis(20)
 }
 
+fn samples_duration(samples: usize) -> Duration {
+    Duration::from_secs_f64(samples as f64 / f64::from(SAMPLE_RATE))
+}
+
+/// `n` rounded up to a multiple of `block` (`n` itself for a block of 0).
+fn round_up(n: usize, block: usize) -> usize {
+    if block == 0 {
+        n
+    } else {
+        n.div_ceil(block) * block
+    }
+}
+
 fn signed_secs(a: Instant, b: Instant) -> f64 {
     if a >= b {
         a.duration_since(b).as_secs_f64()
@@ -387,6 +422,8 @@ mod tests {
     use super::*;
 
     const F: u32 = 960;
+    /// A 5 ms render block.
+    const BLOCK: usize = 240;
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
@@ -423,7 +460,7 @@ mod tests {
                 jb.insert(1000 + i * F, false, payload(i), at);
                 a += 1;
             }
-            let n = jb.next(clock);
+            let n = jb.next(clock, 0, BLOCK);
             let silence = matches!(n, Next::Silence(_));
             out.push(n);
             if !silence {
@@ -477,7 +514,7 @@ mod tests {
         let before = jb.target();
         let t = Instant::now();
         jb.insert(1000 + 100 * F, true, payload(100), t);
-        let _ = jb.next(t);
+        let _ = jb.next(t, 0, BLOCK);
         assert!(jb.target() > before, "{:?} -> {:?}", before, jb.target());
     }
 
@@ -492,7 +529,7 @@ mod tests {
         let mut clock = t0;
         let mut seen = Vec::new();
         for _ in 0..6 {
-            let n = jb.next(clock);
+            let n = jb.next(clock, 0, BLOCK);
             if !matches!(n, Next::Silence(_)) {
                 clock += ms(20);
             }
@@ -524,7 +561,7 @@ mod tests {
         let t0 = Instant::now();
         let mut jb = JitterBuffer::new(JitterConfig::default());
         jb.insert(0, true, payload(0), t0);
-        let _ = jb.next(t0 + ms(20));
+        let _ = jb.next(t0 + ms(20), 0, BLOCK);
         let first = jb.target();
         // Jittery arrivals during the spurt raise the jitter estimate, not the target.
         for i in 1..10u32 {
@@ -535,7 +572,7 @@ mod tests {
         jb.clear();
         // A new spurt after silence starts with the larger target.
         jb.insert(100 * F, true, payload(100), t0 + ms(3000));
-        let _ = jb.next(t0 + ms(3000));
+        let _ = jb.next(t0 + ms(3000), 0, BLOCK);
         assert!(
             jb.target() > first + ms(10),
             "{:?} -> {:?}",
@@ -550,12 +587,12 @@ mod tests {
         let t0 = Instant::now();
         let mut jb = JitterBuffer::new(JitterConfig::default());
         jb.insert(0, true, payload(0), t0);
-        assert_eq!(decoded(&jb.next(t0 + ms(10))), Some(0));
+        assert_eq!(decoded(&jb.next(t0 + ms(10), 0, BLOCK)), Some(0));
         // The sender paused for 10 frames; its next spurt is marked.
         jb.insert(11 * F, true, payload(11), t0 + ms(25));
-        let n = jb.next(t0 + ms(30));
+        let n = jb.next(t0 + ms(30), 0, BLOCK);
         let n = if matches!(n, Next::Silence(_)) {
-            jb.next(t0 + ms(30))
+            jb.next(t0 + ms(30), 0, BLOCK)
         } else {
             n
         };
@@ -569,11 +606,11 @@ mod tests {
         let t0 = Instant::now();
         let mut jb = JitterBuffer::new(JitterConfig::default());
         jb.insert(0, true, payload(0), t0);
-        let _ = jb.next(t0 + ms(10));
+        let _ = jb.next(t0 + ms(10), 0, BLOCK);
         let before = jb.target();
-        assert_eq!(jb.adapt_in_pause(), Adapt::None);
+        assert_eq!(jb.adapt_in_pause(BLOCK), Adapt::None);
         jb.set_loss(0.05);
-        match jb.adapt_in_pause() {
+        match jb.adapt_in_pause(BLOCK) {
             Adapt::Insert(n) => assert!(n >= 20 * 48, "{n}"),
             other => panic!("{other:?}"),
         }
@@ -583,8 +620,55 @@ mod tests {
         for i in 1..5u32 {
             jb.insert(i * F, false, payload(i), t0 + ms(20 * u64::from(i)));
         }
-        assert_eq!(jb.adapt_in_pause(), Adapt::Skipped);
+        assert_eq!(jb.adapt_in_pause(BLOCK), Adapt::Skipped);
         assert_eq!(jb.stats.dropped_for_delay, 1);
+    }
+
+    #[test]
+    fn a_spurt_starts_on_a_block_boundary() {
+        // No jitter measured: the target is the margin, 1.5 ms.
+        let t0 = Instant::now();
+        let mut jb = JitterBuffer::new(JitterConfig::default());
+        jb.insert(0, true, payload(0), t0);
+        // Rendered 0.5 ms after it came: it must wait 1 ms more, and starts with the next
+        // block, not 1 ms into this one (which would give no more time to later packets).
+        assert_eq!(
+            jb.next(t0 + Duration::from_micros(500), 0, BLOCK),
+            Next::Silence(BLOCK)
+        );
+        assert_eq!(jb.target(), Duration::from_micros(1500));
+        assert_eq!(
+            decoded(&jb.next(t0 + Duration::from_micros(500), BLOCK, BLOCK)),
+            Some(0)
+        );
+        // Samples already queued in the block count towards the boundary.
+        let mut jb = JitterBuffer::new(JitterConfig::default());
+        jb.insert(0, true, payload(0), t0);
+        assert_eq!(jb.next(t0, 100, BLOCK), Next::Silence(BLOCK - 100));
+    }
+
+    #[test]
+    fn a_packet_that_waited_its_target_plays_at_once() {
+        let t0 = Instant::now();
+        let mut jb = JitterBuffer::new(JitterConfig::default());
+        jb.insert(0, true, payload(0), t0);
+        assert_eq!(decoded(&jb.next(t0 + ms(2), 0, BLOCK)), Some(0));
+    }
+
+    #[test]
+    fn growth_in_a_pause_is_whole_blocks() {
+        let t0 = Instant::now();
+        let mut jb = JitterBuffer::new(JitterConfig::default());
+        jb.insert(0, true, payload(0), t0);
+        let _ = jb.next(t0 + ms(5), 0, BLOCK);
+        jb.set_loss(0.05);
+        match jb.adapt_in_pause(BLOCK) {
+            Adapt::Insert(n) => {
+                assert_eq!(n % BLOCK, 0, "{n}");
+                assert!(n >= 20 * 48, "{n}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -597,7 +681,7 @@ mod tests {
         let mut jb = JitterBuffer::new(config);
         let t0 = Instant::now();
         jb.insert(0, true, payload(0), t0);
-        let _ = jb.next(t0);
+        let _ = jb.next(t0, 0, BLOCK);
         assert_eq!(jb.target(), ms(10));
     }
 
@@ -617,7 +701,7 @@ mod tests {
         let mut played = Vec::new();
         let mut clock = t0 + ms(100);
         for _ in 0..8 {
-            let n = jb.next(clock);
+            let n = jb.next(clock, 0, BLOCK);
             if let Some(i) = decoded(&n) {
                 played.push(i);
             }
@@ -631,12 +715,12 @@ mod tests {
         let t0 = Instant::now();
         let mut jb = JitterBuffer::new(JitterConfig::default());
         jb.insert(0, true, payload(0), t0);
-        assert_eq!(decoded(&jb.next(t0 + ms(10))), Some(0));
+        assert_eq!(decoded(&jb.next(t0 + ms(10), 0, BLOCK)), Some(0));
         // 10 frames (200 ms) arrive at once.
         for i in 1..=10u32 {
             jb.insert(i * F, false, payload(i), t0 + ms(20));
         }
-        let first = decoded(&jb.next(t0 + ms(30))).unwrap();
+        let first = decoded(&jb.next(t0 + ms(30), 0, BLOCK)).unwrap();
         assert!(first > 1, "did not skip: {first}");
         assert!(jb.stats.dropped_for_delay > 0);
     }

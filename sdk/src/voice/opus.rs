@@ -1,24 +1,48 @@
-//! Opus through audiopus (Debian's libopus): the encoder and decoder settings voice uses.
+//! Opus through libopus 1.6 (built from source by `opusic-sys`): the encoder and decoder
+//! settings voice uses. The FFI calls are in this file only, each with its safety argument.
+//!
+//! Why not Debian's libopus 1.3.1: its SILK noise-shaping quantizer, half of the encoder's
+//! time, has its SIMD versions switched off ("FIXME: SSE disabled until the NSQ code gets
+//! updated"). libopus 1.6.1 has them back (SSE4.1, AVX2, chosen at run time) and encodes a
+//! 20 ms wideband frame at complexity 9 in 166–186 µs on the benchmark machine, against
+//! 260–266 µs (`bench_voice --cpu-only`, the same binary run against each library).
 
-use audiopus::coder::{Decoder, Encoder};
-use audiopus::packet::Packet;
-use audiopus::{Application, Bitrate, Channels, MutSignals, SampleRate};
+#![allow(unsafe_code)]
 
-use super::{FRAME, VoiceError};
+use std::ffi::{c_int, c_uchar};
+use std::ptr::NonNull;
+
+use opusic_sys as sys;
+
+use super::{FRAME, SAMPLE_RATE, VoiceError};
 
 /// The largest Opus packet (RFC 6716).
 const MAX_PACKET: usize = 1275;
 
-fn codec_error(what: &str, e: audiopus::Error) -> VoiceError {
-    VoiceError::Codec(format!("{what}: {e}"))
+/// libopus's message for an error code.
+fn describe(code: c_int) -> String {
+    // SAFETY: `opus_strerror` returns a pointer to a static, NUL-terminated string for any
+    // code (unknown codes get "unknown error").
+    let text = unsafe { std::ffi::CStr::from_ptr(sys::opus_strerror(code)) };
+    text.to_string_lossy().into_owned()
+}
+
+fn codec_error(what: &str, code: c_int) -> VoiceError {
+    VoiceError::Codec(format!("{what}: {} ({code})", describe(code)))
+}
+
+/// A libopus return value: the count it carries, or an error.
+fn check(what: &str, code: c_int) -> Result<usize, VoiceError> {
+    usize::try_from(code).map_err(|_| codec_error(what, code))
 }
 
 /// The audio band voice is coded in.
 ///
-/// Measured on the 2-core benchmark machine (`bench_voice --cpu-only [--fullband]`, libopus
-/// 1.3.1, three runs each): encoding costs about the same (266–300 µs a frame against
-/// 279–344), decoding 17–19 µs against 25–29, and one sender with eight receivers 4.4–4.6 %
-/// of a core against 5.2–5.4 %. With ideal FEC at 5 % loss, PESQ-WB is 4.06 against 3.85.
+/// Measured on the 2-core benchmark machine with libopus 1.3.1 (`bench_voice --cpu-only
+/// [--fullband]`, three runs each): encoding costs about the same (266–300 µs a frame
+/// against 279–344), decoding 17–19 µs against 25–29, and one sender with eight receivers
+/// 4.4–4.6 % of a core against 5.2–5.4 %. With ideal FEC at 5 % loss, PESQ-WB is 4.06
+/// against 3.85.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum VoiceBandwidth {
     /// Audio up to 8 kHz, coded by Opus's SILK layer alone (the default). Speech keeps its
@@ -34,51 +58,110 @@ pub enum VoiceBandwidth {
 }
 
 impl VoiceBandwidth {
-    fn opus(self) -> audiopus::Bandwidth {
+    fn opus(self) -> c_int {
         match self {
-            Self::Wideband => audiopus::Bandwidth::Wideband,
-            Self::SuperWideband => audiopus::Bandwidth::Superwideband,
-            Self::Fullband => audiopus::Bandwidth::Fullband,
+            Self::Wideband => sys::OPUS_BANDWIDTH_WIDEBAND,
+            Self::SuperWideband => sys::OPUS_BANDWIDTH_SUPERWIDEBAND,
+            Self::Fullband => sys::OPUS_BANDWIDTH_FULLBAND,
         }
+    }
+}
+
+/// An owned libopus encoder state.
+struct RawEncoder(NonNull<sys::OpusEncoder>);
+
+// SAFETY: a libopus encoder has no thread affinity; `RawEncoder` owns it and every use goes
+// through `&mut self`, so one thread at a time touches it.
+unsafe impl Send for RawEncoder {}
+
+impl RawEncoder {
+    fn new() -> Result<Self, VoiceError> {
+        let mut error: c_int = 0;
+        // SAFETY: valid rate, channel count and application constants; `error` is a valid
+        // place for libopus to write its result code.
+        let state = unsafe {
+            sys::opus_encoder_create(
+                SAMPLE_RATE as i32,
+                1,
+                sys::OPUS_APPLICATION_VOIP,
+                &raw mut error,
+            )
+        };
+        match NonNull::new(state) {
+            Some(state) if error == sys::OPUS_OK => Ok(Self(state)),
+            Some(state) => {
+                // SAFETY: `state` came from `opus_encoder_create` and is freed once, here.
+                unsafe { sys::opus_encoder_destroy(state.as_ptr()) };
+                Err(codec_error("creating the Opus encoder", error))
+            }
+            None => Err(codec_error("creating the Opus encoder", error)),
+        }
+    }
+
+    /// A `OPUS_SET_*` request with an integer argument.
+    fn set(&mut self, what: &str, request: c_int, value: i32) -> Result<(), VoiceError> {
+        // SAFETY: the state is live; every SET request used here takes one opus_int32.
+        let code = unsafe { sys::opus_encoder_ctl(self.0.as_ptr(), request, value) };
+        check(what, code).map(|_| ())
+    }
+
+    /// A `OPUS_GET_*` request that writes one opus_int32.
+    fn get(&self, request: c_int) -> Option<i32> {
+        let mut value: i32 = 0;
+        // SAFETY: the state is live; every GET request used here writes one opus_int32 to
+        // the pointer it is given, which points at `value`.
+        let code = unsafe { sys::opus_encoder_ctl(self.0.as_ptr(), request, &raw mut value) };
+        (code == sys::OPUS_OK).then_some(value)
+    }
+}
+
+impl Drop for RawEncoder {
+    fn drop(&mut self) {
+        // SAFETY: the state came from `opus_encoder_create` and is freed once, here.
+        unsafe { sys::opus_encoder_destroy(self.0.as_ptr()) };
     }
 }
 
 /// A voice encoder: 48 kHz mono, 20 ms frames, VOIP, complexity 9, DTX, in-band FEC when
 /// receivers report loss.
 pub struct VoiceEncoder {
-    encoder: Encoder,
+    encoder: RawEncoder,
     out: Vec<u8>,
     loss: u8,
     bitrate: u32,
 }
 
 /// The bitrate used while FEC is on, at least: the FEC copy takes its bits from the main
-/// one, and below this libopus 1.3 narrows the band (at 5 % loss, PESQ-WB with ideal FEC:
+/// one, and below this libopus 1.3 narrowed the band (at 5 % loss, PESQ-WB with ideal FEC:
 /// 3.42 at 32 kbit/s, 3.89 at 48 kbit/s).
 pub const FEC_BITRATE: u32 = 48_000;
 
+fn bits(bitrate: u32) -> i32 {
+    i32::try_from(bitrate).unwrap_or(32_000)
+}
+
 impl VoiceEncoder {
-    /// An encoder at `bitrate` bits per second (32 000 is the default: with libopus 1.3,
-    /// FEC at lower rates narrows the band), coding at most `bandwidth`.
+    /// An encoder at `bitrate` bits per second (32 000 is the default), coding at most
+    /// `bandwidth`.
     pub fn new(bitrate: u32, bandwidth: VoiceBandwidth) -> Result<Self, VoiceError> {
-        let mut encoder = Encoder::new(SampleRate::Hz48000, Channels::Mono, Application::Voip)
-            .map_err(|e| codec_error("creating the Opus encoder", e))?;
-        let bits = i32::try_from(bitrate).unwrap_or(32_000);
-        encoder
-            .set_bitrate(Bitrate::BitsPerSecond(bits))
-            .map_err(|e| codec_error("setting the bitrate", e))?;
-        encoder
-            .set_complexity(9)
-            .map_err(|e| codec_error("setting the complexity", e))?;
-        encoder
-            .set_dtx(true)
-            .map_err(|e| codec_error("enabling DTX", e))?;
-        encoder
-            .set_inband_fec(false)
-            .map_err(|e| codec_error("setting FEC", e))?;
-        encoder
-            .set_max_bandwidth(bandwidth.opus())
-            .map_err(|e| codec_error("setting the bandwidth", e))?;
+        let mut encoder = RawEncoder::new()?;
+        encoder.set(
+            "setting the bitrate",
+            sys::OPUS_SET_BITRATE_REQUEST,
+            bits(bitrate),
+        )?;
+        encoder.set(
+            "setting the complexity",
+            sys::OPUS_SET_COMPLEXITY_REQUEST,
+            9,
+        )?;
+        encoder.set("enabling DTX", sys::OPUS_SET_DTX_REQUEST, 1)?;
+        encoder.set("setting FEC", sys::OPUS_SET_INBAND_FEC_REQUEST, 0)?;
+        encoder.set(
+            "setting the bandwidth",
+            sys::OPUS_SET_MAX_BANDWIDTH_REQUEST,
+            bandwidth.opus(),
+        )?;
         Ok(Self {
             encoder,
             out: vec![0; MAX_PACKET],
@@ -100,31 +183,37 @@ impl VoiceEncoder {
         } else {
             self.bitrate
         };
-        self.encoder
-            .set_bitrate(Bitrate::BitsPerSecond(
-                i32::try_from(bitrate).unwrap_or(32_000),
-            ))
-            .map_err(|e| codec_error("setting the bitrate", e))?;
-        self.encoder
-            .set_inband_fec(percent > 0)
-            .map_err(|e| codec_error("setting FEC", e))?;
-        self.encoder
-            .set_packet_loss_perc(percent)
-            .map_err(|e| codec_error("setting the expected loss", e))
+        self.encoder.set(
+            "setting the bitrate",
+            sys::OPUS_SET_BITRATE_REQUEST,
+            bits(bitrate),
+        )?;
+        self.encoder.set(
+            "setting FEC",
+            sys::OPUS_SET_INBAND_FEC_REQUEST,
+            i32::from(percent > 0),
+        )?;
+        self.encoder.set(
+            "setting the expected loss",
+            sys::OPUS_SET_PACKET_LOSS_PERC_REQUEST,
+            i32::from(percent),
+        )
     }
 
     /// The encoder's algorithmic delay (look-ahead).
     pub fn lookahead(&self) -> std::time::Duration {
-        let samples = self.encoder.lookahead().unwrap_or(0);
-        std::time::Duration::from_secs_f64(f64::from(samples) / f64::from(super::SAMPLE_RATE))
+        let samples = self
+            .encoder
+            .get(sys::OPUS_GET_LOOKAHEAD_REQUEST)
+            .unwrap_or(0)
+            .max(0);
+        std::time::Duration::from_secs_f64(f64::from(samples) / f64::from(SAMPLE_RATE))
     }
 
     /// Whether the encoder is in DTX (discontinuous transmission): the input has been silent
     /// long enough that its packets are only comfort-noise updates.
     pub fn in_dtx(&self) -> bool {
-        /// `OPUS_GET_IN_DTX_REQUEST` (libopus ≥ 1.3).
-        const GET_IN_DTX: i32 = 4049;
-        self.encoder.encoder_ctl_request(GET_IN_DTX).unwrap_or(0) == 1
+        self.encoder.get(sys::OPUS_GET_IN_DTX_REQUEST) == Some(1)
     }
 
     /// The loss the encoder is tuned for.
@@ -141,26 +230,57 @@ impl VoiceEncoder {
                 frame.len()
             )));
         }
-        let n = self
-            .encoder
-            .encode_float(frame, &mut self.out)
-            .map_err(|e| codec_error("encoding", e))?;
+        // SAFETY: the state is live; `frame` holds FRAME mono samples (checked above) and
+        // `out` has room for MAX_PACKET bytes, the limit passed.
+        let n = unsafe {
+            sys::opus_encode_float(
+                self.encoder.0.as_ptr(),
+                frame.as_ptr(),
+                FRAME as c_int,
+                self.out.as_mut_ptr().cast::<c_uchar>(),
+                MAX_PACKET as i32,
+            )
+        };
+        let n = check("encoding", n)?;
         Ok(self.out.get(..n).unwrap_or(&[]))
+    }
+}
+
+/// An owned libopus decoder state.
+struct RawDecoder(NonNull<sys::OpusDecoder>);
+
+// SAFETY: as for `RawEncoder`: no thread affinity, one owner, used through `&mut self`.
+unsafe impl Send for RawDecoder {}
+
+impl Drop for RawDecoder {
+    fn drop(&mut self) {
+        // SAFETY: the state came from `opus_decoder_create` and is freed once, here.
+        unsafe { sys::opus_decoder_destroy(self.0.as_ptr()) };
     }
 }
 
 /// A voice decoder: 48 kHz mono.
 pub struct VoiceDecoder {
-    decoder: Decoder,
+    decoder: RawDecoder,
 }
 
 impl VoiceDecoder {
     /// A fresh decoder.
     pub fn new() -> Result<Self, VoiceError> {
-        Ok(Self {
-            decoder: Decoder::new(SampleRate::Hz48000, Channels::Mono)
-                .map_err(|e| codec_error("creating the Opus decoder", e))?,
-        })
+        let mut error: c_int = 0;
+        // SAFETY: valid rate and channel count; `error` is a valid place to write to.
+        let state = unsafe { sys::opus_decoder_create(SAMPLE_RATE as i32, 1, &raw mut error) };
+        match NonNull::new(state) {
+            Some(state) => {
+                let decoder = RawDecoder(state);
+                if error == sys::OPUS_OK {
+                    Ok(Self { decoder })
+                } else {
+                    Err(codec_error("creating the Opus decoder", error))
+                }
+            }
+            None => Err(codec_error("creating the Opus decoder", error)),
+        }
     }
 
     /// Decodes a packet into `out` (960 samples). With `fec`, rebuilds the frame *before*
@@ -171,16 +291,36 @@ impl VoiceDecoder {
         fec: bool,
         out: &mut [f32],
     ) -> Result<usize, VoiceError> {
-        let packet = match packet {
+        // Opus decodes in multiples of 2.5 ms; a lost frame is concealed for `out`'s length.
+        let samples = out.len() / 120 * 120;
+        if samples == 0 {
+            return Err(VoiceError::Codec(
+                "output buffer: room for at least 2.5 ms (120 samples) is needed".into(),
+            ));
+        }
+        let (data, len) = match packet {
             Some(p) if !p.is_empty() => {
-                Some(Packet::try_from(p).map_err(|e| codec_error("reading a packet", e))?)
+                let len = i32::try_from(p.len()).map_err(|_| {
+                    VoiceError::Codec(format!("reading a packet: {} bytes is too long", p.len()))
+                })?;
+                (p.as_ptr(), len)
             }
-            _ => None,
+            _ => (std::ptr::null(), 0),
         };
-        let out = MutSignals::try_from(out).map_err(|e| codec_error("output buffer", e))?;
-        self.decoder
-            .decode_float(packet, out, fec)
-            .map_err(|e| codec_error("decoding", e))
+        let samples = c_int::try_from(samples.min(5760)).unwrap_or(960);
+        // SAFETY: the state is live; `data` is null (loss) or points at `len` readable
+        // bytes; `out` has room for `samples` floats (at most its length).
+        let n = unsafe {
+            sys::opus_decode_float(
+                self.decoder.0.as_ptr(),
+                data,
+                len,
+                out.as_mut_ptr(),
+                samples,
+                c_int::from(fec),
+            )
+        };
+        check("decoding", n)
     }
 }
 

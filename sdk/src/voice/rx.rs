@@ -287,7 +287,7 @@ impl Receiver {
                 pv.pcm.clear();
             } else {
                 while pv.pcm.len() < frames {
-                    let next = pv.jb.next(now);
+                    let next = pv.jb.next(now, pv.pcm.len(), frames);
                     let (packet, fec, fade) = match &next {
                         Next::Idle => break,
                         Next::Silence(n) => {
@@ -327,7 +327,7 @@ impl Receiver {
                     } else {
                         // A pause between words: where the delay may change unheard.
                         pv.pcm.push(samples);
-                        if let Adapt::Insert(n) = pv.jb.adapt_in_pause() {
+                        if let Adapt::Insert(n) = pv.jb.adapt_in_pause(frames) {
                             pv.pcm.push_zeros(n);
                         }
                         continue;
