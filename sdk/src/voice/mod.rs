@@ -235,9 +235,10 @@ impl VoiceConfig {
 pub struct VoiceStats {
     /// Their voice is playing.
     pub speaking: bool,
-    /// Time packets wait in the jitter buffer (smoothed).
+    /// Time packets wait in the jitter buffer, from arrival to decoding (smoothed).
     pub jitter_buffer_delay: Duration,
-    /// The delay the buffer aimed for at the start of the last talk spurt.
+    /// How late a packet could come and still play, as chosen at the start of the last
+    /// talk spurt (the wait is this rounded up to the next render block).
     pub target_delay: Duration,
     /// Interarrival jitter (RFC 3550).
     pub jitter: Duration,
