@@ -256,7 +256,10 @@ async fn run(args: Args) -> Res<()> {
         if busy {
             (report.cpu_busy, report.cpu_busy_runs) = (median, all);
         } else {
-            (report.cpu_1_sender_8_receivers_percent_of_core, report.cpu_runs) = (median, all);
+            (
+                report.cpu_1_sender_8_receivers_percent_of_core,
+                report.cpu_runs,
+            ) = (median, all);
         }
     }
     report.cpu_without_noise_suppression = cpu(&speech_path, false, args.bandwidth(), false)?;
@@ -632,14 +635,16 @@ struct Cpu {
 /// cost far more than a bare machine's).
 fn idle_wakeups(time: Duration) -> f64 {
     let spawn = |name: &str, hz: u32| {
-        std::thread::Builder::new().name(name.into()).spawn(move || {
-            let start = Instant::now();
-            let mut due = start;
-            while start.elapsed() < time {
-                due += Duration::from_secs(1) / hz;
-                std::thread::sleep(due.saturating_duration_since(Instant::now()));
-            }
-        })
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                let start = Instant::now();
+                let mut due = start;
+                while start.elapsed() < time {
+                    due += Duration::from_secs(1) / hz;
+                    std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                }
+            })
     };
     let (Ok(a), Ok(b)) = (spawn("sl-idle-50", 50), spawn("sl-idle-200", 200)) else {
         return 0.0;
