@@ -43,6 +43,13 @@ impl Gate {
         }
     }
 
+    /// Whether the gate stays shut whatever the frame holds: muted, or push-to-talk with the
+    /// key up and no hangover left. Such frames need no processing at all.
+    pub(crate) fn shut(&self, input: GateInput) -> bool {
+        input.self_muted
+            || (input.mode == VoiceMode::PushToTalk && !input.push_to_talk && self.left == 0)
+    }
+
     /// Whether this frame is sent, given its voice probability (0–1).
     pub(crate) fn decide(&mut self, input: GateInput, voice_probability: f32) -> bool {
         if input.self_muted {
@@ -81,6 +88,14 @@ impl Processor {
             scratch_in: vec![0.0; DenoiseState::FRAME_SIZE],
             scratch_out: vec![0.0; DenoiseState::FRAME_SIZE],
             gain,
+        }
+    }
+
+    /// Forgets past audio (after a pause in processing): RNNoise's delay line and state
+    /// start empty.
+    pub(crate) fn reset(&mut self) {
+        if let Some(denoise) = self.denoise.as_mut() {
+            *denoise = DenoiseState::new();
         }
     }
 
@@ -166,6 +181,27 @@ mod tests {
         // Speech again re-arms it.
         assert!(gate.decide(i, 0.7));
         assert!(gate.decide(i, 0.2));
+    }
+
+    #[test]
+    fn the_gate_is_shut_when_muted_or_the_key_is_up_after_the_hangover() {
+        let mut gate = Gate::new(0.5, 2);
+        let mut ptt = input(VoiceMode::PushToTalk);
+        assert!(gate.shut(ptt));
+        ptt.push_to_talk = true;
+        assert!(!gate.shut(ptt));
+        assert!(gate.decide(ptt, 0.0));
+        // Released: the hangover still sends two frames, then the gate is shut.
+        ptt.push_to_talk = false;
+        assert!(!gate.shut(ptt));
+        assert!(gate.decide(ptt, 0.0));
+        assert!(gate.decide(ptt, 0.0));
+        assert!(gate.shut(ptt));
+        // Voice activity needs every frame's probability; muted, nothing does.
+        let mut vad = input(VoiceMode::VoiceActivity);
+        assert!(!gate.shut(vad));
+        vad.self_muted = true;
+        assert!(gate.shut(vad));
     }
 
     #[test]

@@ -537,13 +537,14 @@ impl AudioSource for DeviceSource {
             if now >= deadline {
                 return Ok(false);
             }
-            // Wake just after the callback that completes the frame (one wake a frame).
+            // Wake just after the callback that completes the frame (one wake a frame). The
+            // callback may have delivered since the loop's check: `missing` can be 0.
             let missing = frame.len().saturating_sub(self.consumer.slots());
             let wake = match self.clock.next() {
                 Some((due, _)) if now > due + STALLED => now + Duration::from_millis(5),
                 Some((due, per)) => {
-                    due + frames_duration(per)
-                        * u32::try_from(missing.div_ceil(per) - 1).unwrap_or(0)
+                    let more = missing.div_ceil(per).saturating_sub(1);
+                    due + frames_duration(per) * u32::try_from(more).unwrap_or(0)
                         + Duration::from_micros(60)
                 }
                 None => now + frames_duration(missing),

@@ -783,6 +783,8 @@ impl Transmitter {
         let mut seq = u16::try_from(crate::transport::net::random_u32() >> 16).unwrap_or(0);
         let mut sending = false;
         let mut open = false;
+        // Noise suppression and the encoder are paused while the gate is shut.
+        let mut resting = false;
         let mut previous: std::collections::VecDeque<(u32, Bytes)> =
             std::collections::VecDeque::with_capacity(PRE_ROLL + 1);
         while !self.stop.load(Ordering::Relaxed) {
@@ -801,8 +803,33 @@ impl Transmitter {
             self.controls
                 .frames_captured
                 .fetch_add(1, Ordering::Relaxed);
+            let input = self.controls.gate_input();
+            if self.gate.shut(input) {
+                // Nothing can be sent (muted, or push-to-talk released and its hangover over):
+                // skip noise suppression and encoding, most of the sending cost, and start
+                // both afresh when the gate can open again (no stale audio in their delay
+                // lines then).
+                self.gate.decide(input, 0.0);
+                if open {
+                    open = false;
+                    self.controls.transmitting.store(false, Ordering::Relaxed);
+                    let _ = self.events.try_send(VoiceEvent::TransmitStopped);
+                }
+                resting = true;
+                previous.clear();
+                sending = false;
+                timestamp = timestamp.wrapping_add(FRAME as u32);
+                continue;
+            }
+            if resting {
+                resting = false;
+                self.processor.reset();
+                if let Err(e) = self.encoder.reset() {
+                    tracing::debug!(%e, "encoder reset refused");
+                }
+            }
             let probability = self.processor.process(&mut frame);
-            let now_open = self.gate.decide(self.controls.gate_input(), probability);
+            let now_open = self.gate.decide(input, probability);
             if now_open != open {
                 open = now_open;
                 self.controls.transmitting.store(open, Ordering::Relaxed);

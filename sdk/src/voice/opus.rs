@@ -200,6 +200,13 @@ impl VoiceEncoder {
         )
     }
 
+    /// Starts afresh (after frames were skipped), keeping the settings.
+    pub fn reset(&mut self) -> Result<(), VoiceError> {
+        // SAFETY: the state is live; OPUS_RESET_STATE takes no argument.
+        let code = unsafe { sys::opus_encoder_ctl(self.encoder.0.as_ptr(), sys::OPUS_RESET_STATE) };
+        check("resetting the encoder", code).map(|_| ())
+    }
+
     /// The encoder's algorithmic delay (look-ahead).
     pub fn lookahead(&self) -> std::time::Duration {
         let samples = self
@@ -388,6 +395,10 @@ mod tests {
         );
         assert_eq!(dec.decode(None, false, &mut out).unwrap(), FRAME);
         assert!(enc.encode(&[0.0; 100]).is_err());
+        // A reset keeps the settings and the next frame encodes.
+        enc.reset().unwrap();
+        assert_eq!(enc.expected_loss(), 10);
+        assert!(enc.encode(&signal[..FRAME]).unwrap().len() > 10);
         // Garbage from a peer is an error, not a crash.
         let garbage = [0xffu8; 40];
         let _ = dec.decode(Some(&garbage), false, &mut out);
