@@ -908,6 +908,20 @@ fn row(s: &mut String, measure: &str, value: String, target: &str) {
     s.push_str(&format!("| {measure} | {value} | {target} |\n"));
 }
 
+/// "X % of one core (send / receive; runs: …)".
+fn cpu_cell(c: &Cpu, runs: &[f64]) -> String {
+    format!(
+        "{:.2} % of one core ({:.2} / {:.2}; runs: {})",
+        c.voice_threads,
+        c.send_thread,
+        c.receive_thread,
+        runs.iter()
+            .map(|p| format!("{p:.2}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
 fn markdown(r: &Report) -> String {
     let l = &r.latency;
     let b = &l.breakdown_ms;
@@ -965,34 +979,14 @@ fn markdown(r: &Report) -> String {
     row(
         &mut s,
         "CPU, 1 sender + 8 receivers: the voice threads (send / receive), idle machine",
-        format!(
-            "{:.2} % of one core ({:.2} / {:.2}; runs: {})",
-            c.voice_threads,
-            c.send_thread,
-            c.receive_thread,
-            r.cpu_runs
-                .iter()
-                .map(|p| format!("{p:.2}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        cpu_cell(c, &r.cpu_runs),
         "≤ 3 %",
     );
     let busy = &r.cpu_busy;
     row(
         &mut s,
         "same, both cores busy with low-priority work sweeping memory (as in a running game)",
-        format!(
-            "{:.2} % ({:.2} / {:.2}; runs: {})",
-            busy.voice_threads,
-            busy.send_thread,
-            busy.receive_thread,
-            r.cpu_busy_runs
-                .iter()
-                .map(|p| format!("{p:.2}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        cpu_cell(busy, &r.cpu_busy_runs),
         "≤ 3 %",
     );
     s.push_str(&format!(
