@@ -67,8 +67,10 @@ const RESTART_AFTER: Duration = Duration::from_millis(1200);
 const RESTART_EVERY: Duration = Duration::from_secs(4);
 /// While a restart is under way the silence timeout waits this long instead.
 const RESTART_WINDOW: Duration = Duration::from_secs(15);
-/// How often the host addresses are checked for a network change.
-const ADDRESS_CHECK_EVERY: Duration = Duration::from_secs(1);
+/// How often the host addresses are checked for a network change. Well under the offerer's
+/// 1.2 s of silence before an ICE restart: the moved side must be back at the matchmaker
+/// before that restart's offer is relayed, or the offer goes to its old connection.
+const ADDRESS_CHECK_EVERY: Duration = Duration::from_millis(500);
 /// Signaling messages kept for the matchmaker while its connection is down.
 const OUTBOX_LIMIT: usize = 512;
 /// Reliable sends fail with `SendBufferFull` past this.
@@ -449,7 +451,9 @@ impl Driver {
                     let now = Instant::now();
                     self.check_addresses(now).await;
                     self.housekeeping(now);
-                    if let Some(end) = self.signaling_housekeeping(now) {
+                    // A fresh clock: a network change just now made a reconnection due at
+                    // once, and it must not wait for the next tick.
+                    if let Some(end) = self.signaling_housekeeping(Instant::now()) {
                         return Some(end);
                     }
                 }
