@@ -17,18 +17,25 @@ pub struct Percentiles {
     pub max_us: f64,
 }
 
+/// The nearest-rank `q` quantile (0–1) of `sorted`, `None` when it is empty.
+pub fn percentile<T: Copy>(sorted: &[T], q: f64) -> Option<T> {
+    let i = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len().max(1)) - 1;
+    sorted.get(i).copied()
+}
+
+/// The median of `v` (the upper one of an even count), `None` when it is empty.
+pub fn median(v: &[f64]) -> Option<f64> {
+    let mut sorted = v.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len() / 2).copied()
+}
+
 impl Percentiles {
     /// Summarizes samples given in nanoseconds (nearest-rank percentiles).
     pub fn of_nanos(samples: &[u64]) -> Self {
         let mut sorted = samples.to_vec();
         sorted.sort_unstable();
-        let rank = |q: f64| -> f64 {
-            if sorted.is_empty() {
-                return 0.0;
-            }
-            let i = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
-            sorted.get(i).copied().unwrap_or(0) as f64 / 1_000.0
-        };
+        let rank = |q: f64| percentile(&sorted, q).unwrap_or(0) as f64 / 1_000.0;
         Self {
             count: sorted.len(),
             p50_us: rank(0.50),
@@ -215,6 +222,8 @@ mod tests {
             (100, 50.0, 99.0, 100.0)
         );
         assert_eq!(Percentiles::of_nanos(&[]), Percentiles::default());
+        assert_eq!(percentile::<f64>(&[], 0.5), None);
+        assert_eq!(median(&[3.0, 1.0, 2.0, 4.0]), Some(3.0));
     }
 
     #[test]

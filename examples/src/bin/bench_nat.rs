@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Parser;
 use serde::Serialize;
-use squadlink_examples::bench::{run_main, udp_baseline, update_docs_section};
+use squadlink_examples::bench::{median, run_main, udp_baseline, update_docs_section};
 use squadlink_testkit::netlab::{Matrix, Nat, PairOutcome, cheapest_path, pairs};
 
 /// Connects every pair of network kinds in the NAT lab and times it.
@@ -97,12 +97,6 @@ fn record(cell: &mut Cell, out: &PairOutcome) {
     if let (Some(a), Some(b)) = (out.a.connect_ms, out.b.connect_ms) {
         cell.connect_ms.push(a.max(b));
     }
-}
-
-fn median(v: &[f64]) -> Option<f64> {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    s.get(s.len() / 2).copied()
 }
 
 async fn run(args: Args) -> Result<(), String> {

@@ -79,12 +79,9 @@ fn main() -> std::process::ExitCode {
     run_main(run(Args::parse()))
 }
 
+/// The nearest-rank `q` quantile of `sorted`, NaN when it is empty.
 fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted.get(i).copied().unwrap_or(f64::NAN)
+    squadlink_examples::bench::percentile(sorted, q).unwrap_or(f64::NAN)
 }
 
 fn mean(v: &[f64]) -> f64 {

@@ -25,7 +25,9 @@ use squadlink::voice::{
     read_wav_mono_48k,
 };
 
-use squadlink_examples::bench::{lobby_pair, udp_baseline, update_docs_section};
+use squadlink_examples::bench::{
+    lobby_pair, median, percentile, udp_baseline, update_docs_section,
+};
 use squadlink_testkit::audio::{envelope_match, fine_delay, speech_fixture};
 
 type Res<T> = Result<T, String>;
@@ -536,7 +538,7 @@ fn latency(noise_suppression: bool, mode: VoiceMode, seconds: u64) -> Res<Latenc
              {late} late",
             phase.as_secs_f64() * 1000.0,
             delays.len(),
-            median(&delays)
+            median(&delays).unwrap_or(0.0)
         );
         lat.extend(delays);
         target += t / f64::from(PHASES);
@@ -546,10 +548,7 @@ fn latency(noise_suppression: bool, mode: VoiceMode, seconds: u64) -> Res<Latenc
     if lat.is_empty() {
         return Err("no burst came out of the loopback".into());
     }
-    let pct = |q: f64| {
-        let i = ((q * lat.len() as f64).ceil() as usize).clamp(1, lat.len()) - 1;
-        lat.get(i).copied().unwrap_or(0.0)
-    };
+    let pct = |q: f64| percentile(&lat, q).unwrap_or(0.0);
     let lookahead = VoiceEncoder::new(32_000, VoiceBandwidth::default())
         .map(|e| e.lookahead().as_secs_f64() * 1000.0)
         .unwrap_or(0.0);
@@ -571,12 +570,6 @@ fn latency(noise_suppression: bool, mode: VoiceMode, seconds: u64) -> Res<Latenc
     };
     eprintln!("  {result:?}");
     Ok(result)
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// User + system CPU time in a `/proc/.../stat` line (clock ticks of 10 ms).

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 
 use super::io::{AudioSink, AudioSource, BLOCK};
-use super::{SAMPLE_RATE, VoiceError};
+use super::{SAMPLE_RATE, VoiceError, samples_duration};
 
 /// The device period we ask for (5 ms): small, so little audio waits in device buffers.
 const PERIOD_FRAMES: u32 = 240;
@@ -260,6 +260,7 @@ where
     }
 }
 
+/// The error callback of a stream: marks the device failed (read by the voice threads).
 fn on_stream_error(counters: &Arc<DeviceCounters>) -> impl FnMut(cpal::Error) + Send + 'static {
     let c = Arc::clone(counters);
     move |_err| c.failed.store(true, Ordering::Relaxed)
@@ -302,7 +303,7 @@ impl DeviceClock {
 
     /// Notes a callback `now` nanoseconds after the epoch.
     fn tick_at(&self, now: u64, frames: usize) {
-        let step = u64::try_from(frames_duration(frames).as_nanos()).unwrap_or(0);
+        let step = u64::try_from(samples_duration(frames).as_nanos()).unwrap_or(0);
         let expected = self.next.load(Ordering::Relaxed);
         let on_grid = match expected.checked_sub(1) {
             // On time or a little late (the thread woke late): keep the grid, drifting
@@ -332,10 +333,6 @@ impl DeviceClock {
 
 /// The device period, in frames.
 const PERIOD: usize = PERIOD_FRAMES as usize;
-
-fn frames_duration(frames: usize) -> Duration {
-    Duration::from_secs_f64(frames as f64 / f64::from(SAMPLE_RATE))
-}
 
 /// A device that stopped calling back for this long is paused (by the sound server): the
 /// voice threads then check on it now and then instead of keeping its ring full.
@@ -411,7 +408,7 @@ fn emulate(
 ) -> Result<StreamThread, VoiceError> {
     let stop = Arc::new(AtomicBool::new(false));
     let stopped = Arc::clone(&stop);
-    let step = frames_duration(period.max(1));
+    let step = samples_duration(period.max(1));
     let thread = std::thread::Builder::new()
         .name(name.into())
         .spawn(move || {
@@ -460,7 +457,7 @@ pub struct DeviceSource {
 }
 
 impl DeviceSource {
-    /// Opens the default input device, or the one named.
+    /// Opens the default microphone, or the one named.
     pub fn open(name: Option<&str>) -> Result<Self, VoiceError> {
         let (mut producer, consumer) = rtrb::RingBuffer::<f32>::new(RING);
         let counters = Arc::new(DeviceCounters::default());
@@ -502,7 +499,7 @@ impl DeviceSource {
         let (cb, cb_clock) = (Arc::clone(&counters), Arc::clone(&clock));
         let period = period.max(1);
         let mut buf = vec![0.0f32; period];
-        let step = frames_duration(period);
+        let step = samples_duration(period);
         // A period is delivered when it has been captured, one period after it began.
         let stream = emulate("sl-emulated-mic", period, start + step, move |due| {
             capture(due.checked_sub(step).unwrap_or(due), &mut buf);
@@ -544,10 +541,9 @@ impl AudioSource for DeviceSource {
                 Some((due, _)) if now > due + STALLED => now + Duration::from_millis(5),
                 Some((due, per)) => {
                     let more = missing.div_ceil(per).saturating_sub(1);
-                    due + frames_duration(per) * u32::try_from(more).unwrap_or(0)
-                        + Duration::from_micros(60)
+                    due + samples_duration(more * per) + Duration::from_micros(60)
                 }
-                None => now + frames_duration(missing),
+                None => now + samples_duration(missing),
             };
             let sleep = wake.min(deadline).saturating_duration_since(now);
             std::thread::sleep(sleep.max(Duration::from_micros(50)));
@@ -680,11 +676,9 @@ impl DeviceSink {
             self.calm_since = callbacks;
             return;
         }
-        let lead = next_lead(
-            self.lead,
-            shortfalls > self.shortfalls_seen,
-            callbacks.saturating_sub(self.calm_since),
-        );
+        let shortfall = shortfalls > self.shortfalls_seen;
+        let calm = callbacks.saturating_sub(self.calm_since);
+        let lead = next_lead(self.lead, shortfall, calm);
         if lead != self.lead {
             tracing::debug!(
                 ?lead,
@@ -693,9 +687,7 @@ impl DeviceSink {
             );
             self.lead = lead;
         }
-        if shortfalls > self.shortfalls_seen
-            || callbacks.saturating_sub(self.calm_since) >= LEAD_CALM
-        {
+        if shortfall || calm >= LEAD_CALM {
             self.calm_since = callbacks;
         }
         self.shortfalls_seen = shortfalls;
@@ -735,8 +727,7 @@ impl AudioSink for DeviceSink {
                         now + Duration::from_millis(5)
                     } else {
                         // The first callback the ring cannot serve, less the lead.
-                        let covered = u32::try_from(queued / need).unwrap_or(u32::MAX);
-                        let short_at = due + frames_duration(need) * covered;
+                        let short_at = due + samples_duration(queued / need * need);
                         let render_at = short_at.checked_sub(self.lead).unwrap_or(short_at);
                         if now >= render_at {
                             return Ok(BLOCK);

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::{FRAME, SAMPLE_RATE};
+use super::{FRAME, SAMPLE_RATE, samples_duration};
 
 /// Frames of concealment played after the last packet before the buffer goes idle.
 const CONCEAL_TAIL: u32 = 3;
@@ -255,10 +255,7 @@ impl JitterBuffer {
         let want = self.desired_target();
         if want > self.target + Duration::from_millis(5) {
             let grow = want - self.target;
-            let samples = round_up(
-                (grow.as_secs_f64() * f64::from(SAMPLE_RATE)).ceil() as usize,
-                block,
-            );
+            let samples = whole_blocks(grow, block);
             self.target += samples_duration(samples);
             return Adapt::Insert(samples);
         }
@@ -304,11 +301,7 @@ impl JitterBuffer {
                 // late in: frames are needed when the block holding their start is rendered.
                 let waited = now.saturating_duration_since(arrival);
                 let wait = self.target.saturating_sub(waited);
-                let start = round_up(
-                    (wait.as_secs_f64() * f64::from(SAMPLE_RATE)).ceil() as usize,
-                    block,
-                );
-                let samples = start.saturating_sub(queued);
+                let samples = whole_blocks(wait, block).saturating_sub(queued);
                 if samples > 0 {
                     Next::Silence(samples)
                 } else {
@@ -396,12 +389,10 @@ fn frame_duration() -> Duration {
     Duration::from_millis(20)
 }
 
-fn samples_duration(samples: usize) -> Duration {
-    Duration::from_secs_f64(samples as f64 / f64::from(SAMPLE_RATE))
-}
-
-/// `n` rounded up to a multiple of `block` (`n` itself for a block of 0).
-fn round_up(n: usize, block: usize) -> usize {
+/// The samples of `time`, rounded up to whole blocks of `block` samples (to a sample for a
+/// block of 0).
+fn whole_blocks(time: Duration, block: usize) -> usize {
+    let n = (time.as_secs_f64() * f64::from(SAMPLE_RATE)).ceil() as usize;
     if block == 0 {
         n
     } else {

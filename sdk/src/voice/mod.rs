@@ -62,6 +62,11 @@ pub const SAMPLE_RATE: u32 = 48_000;
 /// Samples in one 20 ms frame.
 pub const FRAME: usize = 960;
 
+/// How long `samples` last at [`SAMPLE_RATE`].
+pub(crate) fn samples_duration(samples: usize) -> Duration {
+    Duration::from_secs_f64(samples as f64 / f64::from(SAMPLE_RATE))
+}
+
 /// What went wrong with voice.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum VoiceError {
