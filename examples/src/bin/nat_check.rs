@@ -195,6 +195,8 @@ fn meet(url: &str, args: &Args, out: &Out) -> Result<bool, String> {
     let mut heard_reliable: Vec<PeerId> = Vec::new();
     let mut heard_unreliable: Vec<PeerId> = Vec::new();
     let mut reported: Vec<PeerId> = Vec::new();
+    // Peers that told us they are done (see `DONE`).
+    let mut finished: Vec<PeerId> = Vec::new();
     let hello = format!(
         "hello from {}",
         me.map(|p| p.to_string()).unwrap_or_default()
@@ -254,7 +256,8 @@ fn meet(url: &str, args: &Args, out: &Out) -> Result<bool, String> {
             last_ping = Instant::now();
             let _ = session.broadcast(UNRELIABLE, b"ping");
         }
-        for (peer, _) in session.receive(RELIABLE) {
+        for (peer, bytes) in session.receive(RELIABLE) {
+            note_done(&mut finished, peer, &bytes);
             if !heard_reliable.contains(&peer) {
                 heard_reliable.push(peer);
             }
@@ -283,16 +286,29 @@ fn meet(url: &str, args: &Args, out: &Out) -> Result<bool, String> {
     }
     let mut all = reported.len() >= expected;
     if all && args.stay > 0.0 {
-        all &= stay(&session, Duration::from_secs_f64(args.stay), out);
+        all &= stay(
+            &session,
+            Duration::from_secs_f64(args.stay),
+            &mut finished,
+            out,
+        );
     }
-    // Stay a moment so the peers hear our last messages too.
-    let linger = Instant::now() + Duration::from_millis(1500);
-    while Instant::now() < linger {
+    // Stay until every peer we heard is done too (or `LINGER_MAX`): leaving as soon as we
+    // are done could cut off a peer whose side of the handshake finished later, before our
+    // reliable message reached it (with loss, DTLS and SCTP retransmit on 1 s timers), or
+    // whose `--stay` started later than ours.
+    for peer in &reported {
+        let _ = session.send(*peer, RELIABLE, DONE);
+    }
+    let linger = Instant::now() + LINGER_MAX;
+    while Instant::now() < linger && !reported.iter().all(|p| finished.contains(p)) {
         let _ = session.broadcast(UNRELIABLE, b"ping");
-        session.receive(RELIABLE).for_each(drop);
+        for (peer, bytes) in session.receive(RELIABLE) {
+            note_done(&mut finished, peer, &bytes);
+        }
         session.receive(UNRELIABLE).for_each(drop);
         session.poll_events().for_each(drop);
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
     }
     out.line(
         json!({ "done": all, "connected": connected.len(), "talking": reported.len(), "expected": expected }),
@@ -305,10 +321,24 @@ fn meet(url: &str, args: &Args, out: &Out) -> Result<bool, String> {
     Ok(all)
 }
 
+/// Sent on the reliable channel to every peer heard on both channels once we are done (and
+/// have stayed, with `--stay`); we leave once every such peer has sent it too.
+const DONE: &[u8] = b"done, bye";
+
+/// How long to wait, once done, for the peers' [`DONE`] at most.
+const LINGER_MAX: Duration = Duration::from_secs(10);
+
+/// Notes that `peer` is done if `bytes` is [`DONE`].
+fn note_done(finished: &mut Vec<PeerId>, peer: PeerId, bytes: &[u8]) {
+    if bytes == DONE && !finished.contains(&peer) {
+        finished.push(peer);
+    }
+}
+
 /// Keeps sending ten reliable messages a second to every peer for `how_long`, printing
 /// disconnections, reconnections and gaps as they happen; whether every peer was heard in
 /// the last two seconds.
-fn stay(session: &Session, how_long: Duration, out: &Out) -> bool {
+fn stay(session: &Session, how_long: Duration, finished: &mut Vec<PeerId>, out: &Out) -> bool {
     let start = Instant::now();
     let mut last_heard: std::collections::HashMap<PeerId, Instant> = session
         .connected_peers()
@@ -328,7 +358,8 @@ fn stay(session: &Session, how_long: Duration, out: &Out) -> bool {
             // (The other side may still be waiting to hear the unreliable channel.)
             let _ = session.broadcast(UNRELIABLE, b"ping");
         }
-        for (peer, _) in session.receive(RELIABLE) {
+        for (peer, bytes) in session.receive(RELIABLE) {
+            note_done(finished, peer, &bytes);
             let prev = last_heard.insert(peer, now).unwrap_or(now);
             let gap = now.saturating_duration_since(prev);
             if gap > Duration::from_millis(500) {

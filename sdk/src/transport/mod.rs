@@ -1187,6 +1187,12 @@ impl Driver {
         let target = match stun_request_ufrag(data) {
             Some(ufrag) => {
                 let id = self.by_ufrag.get(ufrag).copied();
+                if let Some(id) = id
+                    && self.relay_in_disguise(id, from)
+                {
+                    tracing::debug!(%from, peer = %id, "check from an unannounced relay address dropped");
+                    return;
+                }
                 if let Some(id) = id {
                     self.by_addr.insert(from, id);
                 }
@@ -1217,6 +1223,32 @@ impl Driver {
             tracing::debug!(%e, peer = %id, "datagram rejected");
         }
         self.pump(id, now);
+    }
+
+    /// Whether a connectivity check from `from` for `id` comes from a TURN relay whose
+    /// candidate has not arrived yet (see [`net::relay_in_disguise`]).
+    fn relay_in_disguise(&self, id: PeerId, from: SocketAddr) -> bool {
+        let Some(p) = self.peers.get(&id) else {
+            return false;
+        };
+        let turn_servers = self
+            .net
+            .gatherers
+            .iter()
+            .filter(|g| g.is_turn())
+            .map(|g| g.server.ip());
+        let announced_relays = self.peers.values().flat_map(|q| {
+            q.remote_types
+                .iter()
+                .filter(|(_, t)| **t == CandidateType::Relay)
+                .map(|(a, _)| a.ip())
+        });
+        net::relay_in_disguise(
+            from,
+            &p.remote_types,
+            &self.net.hosts,
+            turn_servers.chain(announced_relays),
+        )
     }
 
     fn on_timeouts(&mut self, now: Instant) {

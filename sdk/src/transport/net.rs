@@ -1,6 +1,7 @@
 //! Small pieces of the socket layer: demultiplexing datagrams of many peer connections on
 //! one socket, parsing candidates, choosing host addresses, and the simulated-loss stage.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 /// Socket buffers we ask the kernel for. Bursts (a reliable transfer, a full lobby's
@@ -48,6 +49,33 @@ impl CandidateType {
 /// From a STUN Binding request, the local ufrag it is addressed to: the part of USERNAME
 /// before the colon (RFC 8445 §7.2.2: `<receiver ufrag>:<sender ufrag>`). `None` for
 /// anything that is not a well-formed Binding request with a USERNAME.
+/// Whether a connectivity check from `from` would make `rtc` learn a peer's TURN relay
+/// address as peer-reflexive, ahead of the relay candidate still on its way through the
+/// matchmaker. Such a pair skips the relay wait (peer-reflexive pairs are nominated at once)
+/// and can beat a direct path that needs both NATs punched: a lab run once connected two
+/// restricted cones through the relay that way. Dropping the check costs little: the peer
+/// repeats it every 25 ms, and once the candidate is here the pair is a relay pair and
+/// waits its turn.
+///
+/// `from` counts as a relay's when it is not a candidate the peer announced (`known`), its
+/// IP is in `relay_ips` (TURN servers we use, relay candidates peers announced), and it is
+/// neither one of our own host IPs (everything on one machine) nor the IP of a host or
+/// server-reflexive candidate of the peer.
+pub(crate) fn relay_in_disguise(
+    from: SocketAddr,
+    known: &HashMap<SocketAddr, CandidateType>,
+    own_hosts: &[SocketAddr],
+    mut relay_ips: impl Iterator<Item = IpAddr>,
+) -> bool {
+    let ip = from.ip();
+    !known.contains_key(&from)
+        && !own_hosts.iter().any(|h| h.ip() == ip)
+        && !known
+            .iter()
+            .any(|(a, t)| a.ip() == ip && *t != CandidateType::Relay)
+        && relay_ips.any(|r| r == ip)
+}
+
 pub(crate) fn stun_request_ufrag(buf: &[u8]) -> Option<&str> {
     const BINDING_REQUEST: [u8; 2] = [0x00, 0x01];
     const MAGIC: [u8; 4] = [0x21, 0x12, 0xA4, 0x42];
@@ -171,6 +199,79 @@ pub(crate) fn random_u32() -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_check_from_an_unannounced_relay_address_is_held_back() {
+        let turn: IpAddr = "203.0.113.1".parse().unwrap();
+        let own = [addr("10.2.0.2:4000")];
+        let mut known = HashMap::new();
+        known.insert(addr("203.0.113.11:5000"), CandidateType::Srflx);
+        known.insert(addr("10.1.0.2:5000"), CandidateType::Host);
+        let from_relay = addr("203.0.113.1:50282");
+        // The relay candidate has not come: held back.
+        assert!(relay_in_disguise(
+            from_relay,
+            &known,
+            &own,
+            [turn].into_iter()
+        ));
+        // It has: a known relay pair, which waits its turn inside ICE.
+        known.insert(from_relay, CandidateType::Relay);
+        assert!(!relay_in_disguise(
+            from_relay,
+            &known,
+            &own,
+            [turn].into_iter()
+        ));
+        // Another port on that relay, while we know the IP only from relay candidates
+        // peers announced (the caller passes those IPs too); unknown IPs go through.
+        let other_port = addr("203.0.113.1:50999");
+        assert!(relay_in_disguise(
+            other_port,
+            &known,
+            &own,
+            [turn].into_iter()
+        ));
+        assert!(!relay_in_disguise(
+            other_port,
+            &known,
+            &own,
+            std::iter::empty()
+        ));
+        // A peer-reflexive address that is no relay's goes through (the answerer's check
+        // routinely outruns its candidate).
+        let prflx = addr("203.0.113.11:5001");
+        assert!(!relay_in_disguise(prflx, &known, &own, [turn].into_iter()));
+    }
+
+    #[test]
+    fn a_check_from_the_relay_machine_itself_goes_through() {
+        let turn: IpAddr = "127.0.0.1".parse().unwrap();
+        let known = HashMap::new();
+        // Everything on one machine: the TURN server's IP is ours too.
+        let own = [addr("127.0.0.1:4000")];
+        assert!(!relay_in_disguise(
+            addr("127.0.0.1:4001"),
+            &known,
+            &own,
+            [turn].into_iter()
+        ));
+        // A peer that announced a host or srflx candidate on the TURN server's IP.
+        let own = [addr("10.2.0.2:4000")];
+        let mut known = HashMap::new();
+        known.insert(addr("203.0.113.1:6000"), CandidateType::Srflx);
+        let turn: IpAddr = "203.0.113.1".parse().unwrap();
+        assert!(!relay_in_disguise(
+            addr("203.0.113.1:6001"),
+            &known,
+            &own,
+            [turn].into_iter()
+        ));
+    }
 
     #[test]
     fn parses_candidates() {
