@@ -33,6 +33,7 @@ mod io;
 mod jitter;
 mod mixer;
 mod opus;
+mod resample;
 mod rx;
 
 use std::collections::HashMap;

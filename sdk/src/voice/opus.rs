@@ -253,6 +253,23 @@ impl VoiceEncoder {
     }
 }
 
+/// Whether a packet codes audio above 8 kHz (super-wideband or fullband), which a 16 kHz
+/// decoder would cut off. `None` for an empty or malformed packet.
+pub(crate) fn codes_above_wideband(packet: &[u8]) -> Option<bool> {
+    if packet.is_empty() {
+        return None;
+    }
+    // SAFETY: the packet holds at least its first byte (the TOC), all this reads.
+    let bandwidth = unsafe { sys::opus_packet_get_bandwidth(packet.as_ptr()) };
+    match bandwidth {
+        sys::OPUS_BANDWIDTH_SUPERWIDEBAND | sys::OPUS_BANDWIDTH_FULLBAND => Some(true),
+        sys::OPUS_BANDWIDTH_NARROWBAND
+        | sys::OPUS_BANDWIDTH_MEDIUMBAND
+        | sys::OPUS_BANDWIDTH_WIDEBAND => Some(false),
+        _ => None,
+    }
+}
+
 /// An owned libopus decoder state.
 struct RawDecoder(NonNull<sys::OpusDecoder>);
 
@@ -266,22 +283,35 @@ impl Drop for RawDecoder {
     }
 }
 
-/// A voice decoder: 48 kHz mono.
+/// A voice decoder: mono, at 48 kHz or at a lower rate Opus supports.
 pub struct VoiceDecoder {
     decoder: RawDecoder,
+    rate: u32,
 }
 
 impl VoiceDecoder {
-    /// A fresh decoder.
+    /// A fresh decoder at 48 kHz.
     pub fn new() -> Result<Self, VoiceError> {
+        Self::with_rate(SAMPLE_RATE)
+    }
+
+    /// A fresh decoder whose output is at `rate` Hz: 8, 12, 16, 24 or 48 kHz. A wideband
+    /// stream decoded at 16 kHz loses nothing, and skips the decoder's own resampling to
+    /// 48 kHz (about a third of its time).
+    pub fn with_rate(rate: u32) -> Result<Self, VoiceError> {
+        if ![8_000, 12_000, 16_000, 24_000, 48_000].contains(&rate) {
+            return Err(VoiceError::Codec(format!(
+                "a decoder runs at 8, 12, 16, 24 or 48 kHz, not {rate} Hz"
+            )));
+        }
         let mut error: c_int = 0;
-        // SAFETY: valid rate and channel count; `error` is a valid place to write to.
-        let state = unsafe { sys::opus_decoder_create(SAMPLE_RATE as i32, 1, &raw mut error) };
+        // SAFETY: a rate checked above, one channel; `error` is a valid place to write to.
+        let state = unsafe { sys::opus_decoder_create(rate as i32, 1, &raw mut error) };
         match NonNull::new(state) {
             Some(state) => {
                 let decoder = RawDecoder(state);
                 if error == sys::OPUS_OK {
-                    Ok(Self { decoder })
+                    Ok(Self { decoder, rate })
                 } else {
                     Err(codec_error("creating the Opus decoder", error))
                 }
@@ -290,8 +320,14 @@ impl VoiceDecoder {
         }
     }
 
-    /// Decodes a packet into `out` (960 samples). With `fec`, rebuilds the frame *before*
-    /// `packet` from its in-band FEC data. With no packet, conceals a lost frame (PLC).
+    /// The output rate, Hz.
+    pub fn rate(&self) -> u32 {
+        self.rate
+    }
+
+    /// Decodes a packet into `out` (a 20 ms frame: 960 samples at 48 kHz, 320 at 16 kHz).
+    /// With `fec`, rebuilds the frame *before* `packet` from its in-band FEC data. With no
+    /// packet, conceals a lost frame (PLC).
     pub fn decode(
         &mut self,
         packet: Option<&[u8]>,
@@ -299,11 +335,12 @@ impl VoiceDecoder {
         out: &mut [f32],
     ) -> Result<usize, VoiceError> {
         // Opus decodes in multiples of 2.5 ms; a lost frame is concealed for `out`'s length.
-        let samples = out.len() / 120 * 120;
+        let unit = (self.rate / 400) as usize;
+        let samples = out.len() / unit * unit;
         if samples == 0 {
-            return Err(VoiceError::Codec(
-                "output buffer: room for at least 2.5 ms (120 samples) is needed".into(),
-            ));
+            return Err(VoiceError::Codec(format!(
+                "output buffer: room for at least 2.5 ms ({unit} samples) is needed"
+            )));
         }
         let (data, len) = match packet {
             Some(p) if !p.is_empty() => {

@@ -9,8 +9,9 @@ use squadlink_protocol::PeerId;
 
 use super::jitter::{Adapt, JitterBuffer, JitterConfig, Next};
 use super::mixer::{limit, mix_into, spatial_gains};
-use super::opus::VoiceDecoder;
-use super::{Controls, FRAME, VoiceEvent, VoiceStats};
+use super::opus::{VoiceDecoder, codes_above_wideband};
+use super::resample::Upsampler;
+use super::{Controls, FRAME, SAMPLE_RATE, VoiceEvent, VoiceStats};
 use crate::transport::media::MediaIn;
 
 /// How long after its last packet a peer still counts as speaking.
@@ -24,6 +25,10 @@ const STATS_EVERY: Duration = Duration::from_millis(250);
 
 /// Intervals the loss figure is taken over (5 s).
 const LOSS_INTERVALS: usize = 5;
+/// Where wideband voices are decoded and mixed; the mix is then interpolated to 48 kHz.
+const WIDEBAND_RATE: u32 = 16_000;
+/// 48 kHz samples per wideband sample.
+const UP: usize = (SAMPLE_RATE / WIDEBAND_RATE) as usize;
 
 /// Loss measured from RTP sequence numbers, over the last few report intervals.
 #[derive(Debug, Default)]
@@ -136,6 +141,10 @@ impl SampleQueue {
 struct PeerVoice {
     jb: JitterBuffer,
     decoder: Option<VoiceDecoder>,
+    /// The peer sends audio above 8 kHz: decode at 48 kHz (else at 16 kHz, see
+    /// [`WIDEBAND_RATE`]).
+    above_wideband: bool,
+    /// Decoded samples, at the decoder's rate.
     pcm: SampleQueue,
     gains: (f32, f32),
     speaking: bool,
@@ -151,6 +160,7 @@ impl PeerVoice {
         Self {
             jb: JitterBuffer::new(config),
             decoder: None,
+            above_wideband: false,
             pcm: SampleQueue::default(),
             gains: (1.0, 1.0),
             speaking: false,
@@ -174,6 +184,12 @@ pub(crate) struct Receiver {
     reported: HashMap<PeerId, u8>,
     decoded: Vec<f32>,
     mono: Vec<f32>,
+    /// The mix of the voices decoded at 16 kHz (interleaved stereo), before interpolation.
+    wide_mix: Vec<f32>,
+    /// `wide_mix` at 48 kHz; what one render made beyond what it needed (up to two frames)
+    /// is played first by the next.
+    wide_out: Vec<f32>,
+    upsampler: Upsampler,
     last_report: Option<Instant>,
     last_stats: Option<Instant>,
     /// The controls as last copied, and the generation they were copied at.
@@ -203,6 +219,9 @@ impl Receiver {
             reported: HashMap::new(),
             decoded: vec![0.0; FRAME],
             mono: Vec::with_capacity(FRAME * 4),
+            wide_mix: Vec::with_capacity(FRAME),
+            wide_out: Vec::with_capacity(FRAME * 2),
+            upsampler: Upsampler::new(),
             last_report: None,
             last_stats: None,
             controls_view: Default::default(),
@@ -263,10 +282,19 @@ impl Receiver {
     }
 
     /// Renders `out.len() / 2` stereo frames of the mix, as of `now`.
+    ///
+    /// Voices that send only up to 8 kHz (Opus wideband, our default) are decoded and mixed
+    /// at 16 kHz and the mix is interpolated once; the others are decoded at 48 kHz and
+    /// mixed straight into `out`.
     pub(crate) fn render(&mut self, now: Instant, out: &mut [f32]) {
         self.drain();
         out.fill(0.0);
         let frames = out.len() / 2;
+        // 16 kHz frames to make: enough, with what the last render left, for `frames`.
+        let carried = self.wide_out.len() / 2;
+        let wide_frames = frames.saturating_sub(carried).div_ceil(UP);
+        self.wide_mix.clear();
+        self.wide_mix.resize(wide_frames * 2, 0.0);
         let generation = self
             .controls
             .generation
@@ -278,6 +306,7 @@ impl Receiver {
         let (peer_controls, listener, falloff) = &self.controls_view;
         let mut started = Vec::new();
         let mut stopped = Vec::new();
+        let mut any_wide = false;
         for (id, pv) in &mut self.peers {
             let control = peer_controls.get(id).copied().unwrap_or_default();
             if control.muted {
@@ -286,12 +315,20 @@ impl Receiver {
                 pv.decoder = None;
                 pv.pcm.clear();
             } else {
-                while pv.pcm.len() < frames {
-                    let next = pv.jb.next(now, pv.pcm.len(), frames);
+                // Samples this peer owes the render, at its decoding rate.
+                let (need, up) = if pv.above_wideband {
+                    (frames, 1)
+                } else {
+                    any_wide = true;
+                    (wide_frames, UP)
+                };
+                while pv.pcm.len() < need {
+                    // The jitter buffer counts in 48 kHz samples.
+                    let next = pv.jb.next(now, pv.pcm.len() * up, frames);
                     let (packet, fec, fade) = match &next {
                         Next::Idle => break,
                         Next::Silence(n) => {
-                            pv.pcm.push_zeros(*n);
+                            pv.pcm.push_zeros(n.div_ceil(up));
                             continue;
                         }
                         Next::Decode(p) => (Some(p.as_ref()), false, None),
@@ -300,18 +337,36 @@ impl Receiver {
                             (None, false, Some((*fade_from, *fade_to)))
                         }
                     };
+                    if !pv.above_wideband && packet.and_then(codes_above_wideband) == Some(true) {
+                        // It now sends above 8 kHz: decode at 48 kHz from here on, keeping
+                        // the queued stretch's length.
+                        pv.above_wideband = true;
+                        pv.decoder = None;
+                        let queued = pv.pcm.len();
+                        pv.pcm.clear();
+                        pv.pcm.push_zeros(queued * UP);
+                        break;
+                    }
+                    let rate = if pv.above_wideband {
+                        SAMPLE_RATE
+                    } else {
+                        WIDEBAND_RATE
+                    };
                     if pv.decoder.is_none() {
-                        pv.decoder = VoiceDecoder::new().ok();
+                        pv.decoder = VoiceDecoder::with_rate(rate).ok();
                     }
                     let Some(decoder) = pv.decoder.as_mut() else {
                         break;
                     };
-                    let mut n = decoder.decode(packet, fec, &mut self.decoded).unwrap_or(0);
+                    // One 20 ms frame at the decoder's rate.
+                    let frame_len = FRAME / up;
+                    let buf = self.decoded.get_mut(..frame_len).unwrap_or(&mut []);
+                    let mut n = decoder.decode(packet, fec, buf).unwrap_or(0);
                     if n == 0 {
                         // A packet that does not decode is concealed like a lost one.
-                        n = decoder.decode(None, false, &mut self.decoded).unwrap_or(0);
+                        n = decoder.decode(None, false, buf).unwrap_or(0);
                     }
-                    let samples = self.decoded.get_mut(..n.min(FRAME)).unwrap_or(&mut []);
+                    let samples = buf.get_mut(..n.min(frame_len)).unwrap_or(&mut []);
                     if let Some((from, to)) = fade {
                         let len = samples.len().max(1) as f32;
                         for (i, s) in samples.iter_mut().enumerate() {
@@ -328,21 +383,26 @@ impl Receiver {
                         // A pause between words: where the delay may change unheard.
                         pv.pcm.push(samples);
                         if let Adapt::Insert(n) = pv.jb.adapt_in_pause(frames) {
-                            pv.pcm.push_zeros(n);
+                            pv.pcm.push_zeros(n.div_ceil(up));
                         }
                         continue;
                     }
                     pv.pcm.push(samples);
                     if n == 0 {
-                        pv.pcm.push_zeros(FRAME);
+                        pv.pcm.push_zeros(frame_len);
                     }
                 }
+                let (need, bus) = if pv.above_wideband {
+                    (frames, &mut *out)
+                } else {
+                    (wide_frames, &mut self.wide_mix[..])
+                };
                 self.mono.clear();
-                pv.pcm.take_into(frames, &mut self.mono);
+                pv.pcm.take_into(need, &mut self.mono);
                 let spatial = spatial_gains(control.position, listener, falloff);
                 let volume = control.volume.clamp(0.0, 2.0);
                 let target = (spatial.0 * volume, spatial.1 * volume);
-                mix_into(out, &self.mono, pv.gains, target);
+                mix_into(bus, &self.mono, pv.gains, target);
                 pv.gains = target;
             }
             let quiet = pv
@@ -353,6 +413,7 @@ impl Receiver {
                 stopped.push(*id);
             }
         }
+        self.add_wide_mix(out, frames, wide_frames, any_wide);
         limit(out);
         for peer in started {
             self.emit(VoiceEvent::SpeakingStarted { peer });
@@ -361,6 +422,30 @@ impl Receiver {
             self.emit(VoiceEvent::SpeakingStopped { peer });
         }
         self.periodic(now);
+    }
+
+    /// Interpolates the 16 kHz mix and adds `frames` of it to `out`: first what the last
+    /// render carried over, then the new part; what is left over is carried to the next.
+    fn add_wide_mix(&mut self, out: &mut [f32], frames: usize, wide_frames: usize, any: bool) {
+        if !any {
+            // No wideband voice: play out what was carried, start afresh next time.
+            for (o, w) in out.iter_mut().zip(&self.wide_out) {
+                *o += *w;
+            }
+            self.wide_out.clear();
+            self.upsampler.reset();
+            return;
+        }
+        let carried = self.wide_out.len();
+        self.wide_out.resize(carried + wide_frames * UP * 2, 0.0);
+        if let Some(fresh) = self.wide_out.get_mut(carried..) {
+            self.upsampler.process(&self.wide_mix, fresh);
+        }
+        let used = (frames * 2).min(self.wide_out.len());
+        for (o, w) in out.iter_mut().zip(self.wide_out.iter().take(used)) {
+            *o += *w;
+        }
+        self.wide_out.drain(..used);
     }
 
     fn periodic(&mut self, now: Instant) {
@@ -433,6 +518,82 @@ mod tests {
         q.take_into(10, &mut out);
         assert_eq!(out, vec![1.0, 2.0, 3.0, 0.0, 0.0, 4.0]);
         assert_eq!(q.len(), 0);
+    }
+
+    /// The amplitude of `hz` in the left channel of interleaved 48 kHz stereo.
+    fn level(stereo: &[f32], hz: f64) -> f64 {
+        let (mut re, mut im, mut n) = (0.0, 0.0, 0.0);
+        for (i, s) in stereo.iter().step_by(2).enumerate() {
+            let w = 2.0 * std::f64::consts::PI * hz * i as f64 / 48_000.0;
+            re += f64::from(*s) * w.cos();
+            im += f64::from(*s) * w.sin();
+            n += 1.0;
+        }
+        2.0 * (re * re + im * im).sqrt() / n
+    }
+
+    #[test]
+    fn wideband_and_fullband_voices_mix_at_their_own_rates() {
+        use crate::voice::opus::{VoiceBandwidth, VoiceEncoder};
+        let (tx, rx) = crossbeam_channel::bounded(1024);
+        let (events, _events) = crossbeam_channel::bounded(64);
+        let controls = Arc::new(Controls::new(super::super::VoiceMode::OpenMic));
+        let mut receiver = Receiver::new(rx, None, controls, events, JitterConfig::default());
+        // Peer 1 talks wideband at 1 kHz, peer 2 fullband at 3 kHz and 12 kHz.
+        let talkers = [
+            (PeerId(1), VoiceBandwidth::Wideband, [1_000.0, 0.0]),
+            (PeerId(2), VoiceBandwidth::Fullband, [3_000.0, 12_000.0]),
+        ];
+        let t0 = Instant::now();
+        let mut encoders: Vec<VoiceEncoder> = talkers
+            .iter()
+            .map(|(_, bw, _)| VoiceEncoder::new(64_000, *bw).unwrap())
+            .collect();
+        let mut out = Vec::new();
+        let mut block = vec![0.0f32; 480];
+        for k in 0..400usize {
+            let now = t0 + Duration::from_millis(5 * k as u64);
+            if k % 4 == 0 {
+                let i = k / 4;
+                for ((peer, _, tones), encoder) in talkers.iter().zip(&mut encoders) {
+                    let frame: Vec<f32> = (0..FRAME)
+                        .map(|n| {
+                            let t = (i * FRAME + n) as f64 / 48_000.0;
+                            tones
+                                .iter()
+                                .map(|hz| 0.2 * (2.0 * std::f64::consts::PI * hz * t).sin())
+                                .sum::<f64>() as f32
+                        })
+                        .collect();
+                    let payload = bytes::Bytes::copy_from_slice(encoder.encode(&frame).unwrap());
+                    tx.send(MediaIn::Rtp {
+                        peer: *peer,
+                        seq: i as u16,
+                        timestamp: (i * FRAME) as u32,
+                        marker: i == 0,
+                        payload,
+                        arrival: now,
+                    })
+                    .unwrap();
+                }
+            }
+            receiver.render(now, &mut block);
+            out.extend_from_slice(&block);
+        }
+        assert!(!receiver.peers[&PeerId(1)].above_wideband);
+        assert!(receiver.peers[&PeerId(2)].above_wideband);
+        // The last second: every tone is there, at about its level (0.2, Opus is lossy).
+        let tail = &out[out.len() - 96_000..];
+        for hz in [1_000.0, 3_000.0, 12_000.0] {
+            let a = level(tail, hz);
+            assert!(a > 0.1 && a < 0.3, "{hz} Hz at {a}");
+        }
+        // And nothing much where no tone is (images of 1 kHz from the interpolator at 15
+        // and 17 kHz, say).
+        for hz in [5_000.0, 15_000.0, 17_000.0] {
+            let a = level(tail, hz);
+            assert!(a < 0.01, "{hz} Hz at {a}");
+        }
     }
 
     #[test]
