@@ -11,7 +11,6 @@
 //! starting mid-block would add delay without adding any time to wait for late packets.
 //! Late packets are dropped and counted.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -25,6 +24,8 @@ const CONCEAL_TAIL: u32 = 3;
 const LATE_STEP: Duration = Duration::from_millis(5);
 /// Packets held at most (a second of audio).
 const CAPACITY: usize = 50;
+/// Discarded payloads kept for the caller to free (more than one call ever discards).
+const SPENT_CAPACITY: usize = CAPACITY + 8;
 
 /// The jitter buffer's bounds.
 ///
@@ -108,10 +109,75 @@ struct Entry {
     marker: bool,
 }
 
+/// The buffered packets by extended timestamp, oldest first: a sorted vector allocated
+/// once (at most [`CAPACITY`] + 1 entries), so buffering a packet never allocates and
+/// playing one never frees; a few dozen entries shift faster than a tree's nodes are made.
+struct Frames {
+    entries: Vec<(i64, Entry)>,
+}
+
+impl Frames {
+    fn with_capacity(capacity: usize) -> Self {
+        Self {
+            entries: Vec::with_capacity(capacity),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Removes every entry, oldest first.
+    fn drain(&mut self) -> impl Iterator<Item = (i64, Entry)> + '_ {
+        self.entries.drain(..)
+    }
+
+    fn find(&self, key: i64) -> Result<usize, usize> {
+        self.entries.binary_search_by_key(&key, |(k, _)| *k)
+    }
+
+    /// Adds `entry` at `key` unless one is there (a duplicate packet: then it is returned).
+    fn insert_absent(&mut self, key: i64, entry: Entry) -> Option<Entry> {
+        match self.find(key) {
+            Err(at) => {
+                self.entries.insert(at, (key, entry));
+                None
+            }
+            Ok(_) => Some(entry),
+        }
+    }
+
+    fn pop_first(&mut self) -> Option<(i64, Entry)> {
+        (!self.entries.is_empty()).then(|| self.entries.remove(0))
+    }
+
+    fn first_key_value(&self) -> Option<(&i64, &Entry)> {
+        self.entries.first().map(|(k, e)| (k, e))
+    }
+
+    fn last_key_value(&self) -> Option<(&i64, &Entry)> {
+        self.entries.last().map(|(k, e)| (k, e))
+    }
+
+    fn get(&self, key: &i64) -> Option<&Entry> {
+        let at = self.find(*key).ok()?;
+        self.entries.get(at).map(|(_, e)| e)
+    }
+
+    fn remove(&mut self, key: &i64) -> Option<Entry> {
+        let at = self.find(*key).ok()?;
+        Some(self.entries.remove(at).1)
+    }
+}
+
 /// The jitter buffer of one remote voice.
 pub(crate) struct JitterBuffer {
     config: JitterConfig,
-    frames: BTreeMap<i64, Entry>,
+    frames: Frames,
     /// Last RTP timestamp seen and its extended (wrap-free) value.
     last_ts: Option<(u32, i64)>,
     /// Previous packet's arrival and extended timestamp (jitter estimate).
@@ -127,13 +193,16 @@ pub(crate) struct JitterBuffer {
     /// Smoothed time packets spend in the buffer before playout, seconds.
     delay: f64,
     pub(crate) stats: JitterStats,
+    /// Payloads discarded (late, duplicate, dropped, cleared), for the caller to free off
+    /// the audio path ([`JitterBuffer::take_spent`]).
+    spent: Vec<Bytes>,
 }
 
 impl JitterBuffer {
     pub(crate) fn new(config: JitterConfig) -> Self {
         Self {
             config,
-            frames: BTreeMap::new(),
+            frames: Frames::with_capacity(CAPACITY + 1),
             last_ts: None,
             prev: None,
             jitter: 0.0,
@@ -143,7 +212,22 @@ impl JitterBuffer {
             target: config.min_delay,
             delay: 0.0,
             stats: JitterStats::default(),
+            spent: Vec::with_capacity(SPENT_CAPACITY),
         }
+    }
+
+    /// Keeps a discarded payload for [`JitterBuffer::take_spent`] (freed here only if the
+    /// caller never takes them).
+    fn discard(&mut self, payload: Bytes) {
+        if self.spent.len() < self.spent.capacity() {
+            self.spent.push(payload);
+        }
+    }
+
+    /// The payloads the buffer let go of since the last call: whoever frees them pays for
+    /// it (the renderer hands them off its real-time path).
+    pub(crate) fn take_spent(&mut self) -> impl Iterator<Item = Bytes> + '_ {
+        self.spent.drain(..)
     }
 
     /// The measured interarrival jitter.
@@ -168,7 +252,11 @@ impl JitterBuffer {
 
     /// Forgets all packets and goes idle (a muted peer).
     pub(crate) fn clear(&mut self) {
-        self.frames.clear();
+        let mut frames = std::mem::replace(&mut self.frames, Frames::with_capacity(0));
+        for (_, entry) in frames.drain() {
+            self.discard(entry.payload);
+        }
+        self.frames = frames;
         self.state = State::Idle;
     }
 
@@ -214,15 +302,24 @@ impl JitterBuffer {
             self.stats.late += 1;
             // It missed its slot: give later spurts one more render block (5 ms) to wait in.
             self.late_penalty = (self.late_penalty + LATE_STEP).min(self.config.max_delay);
+            self.discard(payload);
             return;
         }
-        self.frames.entry(ext).or_insert(Entry {
-            payload,
-            arrival,
-            marker,
-        });
+        let duplicate = self.frames.insert_absent(
+            ext,
+            Entry {
+                payload,
+                arrival,
+                marker,
+            },
+        );
+        if let Some(entry) = duplicate {
+            self.discard(entry.payload);
+        }
         while self.frames.len() > CAPACITY {
-            self.frames.pop_first();
+            if let Some((_, entry)) = self.frames.pop_first() {
+                self.discard(entry.payload);
+            }
         }
     }
 
@@ -268,8 +365,10 @@ impl JitterBuffer {
                 Duration::from_secs_f64((newest - next).max(0) as f64 / f64::from(SAMPLE_RATE))
             });
         let excess = self.target.max(buffered);
-        if want + frame_duration() <= excess && self.frames.contains_key(&next) {
-            self.frames.remove(&next);
+        if want + frame_duration() <= excess
+            && let Some(entry) = self.frames.remove(&next)
+        {
+            self.discard(entry.payload);
             self.stats.dropped_for_delay += 1;
             self.target = self.target.saturating_sub(frame_duration());
             self.state = State::Playing {
@@ -315,10 +414,13 @@ impl JitterBuffer {
                     let ahead = Duration::from_secs_f64(
                         (newest - next).max(0) as f64 / f64::from(SAMPLE_RATE),
                     );
-                    if ahead <= limit || !self.frames.contains_key(&next) {
+                    if ahead <= limit {
                         break;
                     }
-                    self.frames.remove(&next);
+                    let Some(entry) = self.frames.remove(&next) else {
+                        break;
+                    };
+                    self.discard(entry.payload);
                     self.stats.dropped_for_delay += 1;
                     next += frame;
                 }
@@ -328,7 +430,9 @@ impl JitterBuffer {
                     .first_key_value()
                     .is_some_and(|(&k, _)| k < next)
                 {
-                    self.frames.pop_first();
+                    if let Some((_, entry)) = self.frames.pop_first() {
+                        self.discard(entry.payload);
+                    }
                 }
                 if let Some(entry) = self.frames.remove(&next) {
                     let waited = now.saturating_duration_since(entry.arrival).as_secs_f64();

@@ -417,7 +417,11 @@ impl Voice {
     /// yourself"), and how the benchmark measures latency and CPU without a network.
     pub fn loopback(config: VoiceConfig, listeners: usize) -> Result<Voice, VoiceError> {
         let (tx, rx) = crossbeam_channel::bounded(crate::transport::media::MEDIA_QUEUE);
-        let peers = (0..listeners).map(Self::loopback_peer).collect();
+        let peers: Vec<PeerId> = (0..listeners).map(Self::loopback_peer).collect();
+        // As the session does when a peer connects: its state is made before its voice comes.
+        for peer in &peers {
+            let _ = tx.try_send(crate::transport::media::MediaIn::PeerConnected { peer: *peer });
+        }
         Self::start_with(FrameOut::Loopback { tx, peers }, rx, None, config)
     }
 
@@ -465,13 +469,14 @@ impl Voice {
             AudioOutput::None => Some(Box::new(NullSink::new())),
         };
 
-        let receiver = Arc::new(Mutex::new(rx::Receiver::new(
+        let (receiver, companion) = rx::receiver(
             incoming,
             link,
             Arc::clone(&controls),
             event_tx.clone(),
             config.jitter,
-        )));
+        );
+        let receiver = Arc::new(Mutex::new(receiver));
         let mut threads = Vec::new();
         if let Some(source) = source {
             let tx = Transmitter {
@@ -494,7 +499,17 @@ impl Voice {
             let stop = Arc::clone(&stop);
             let events = event_tx.clone();
             threads.push(spawn("sl-voice-rx", move || {
-                playout(sink, &receiver, &stop, &events);
+                playout(sink, &receiver, companion, &stop, &events);
+            })?);
+        } else {
+            // The game pulls the mix: the companion runs on a thread of its own.
+            let stop = Arc::clone(&stop);
+            let mut companion = companion;
+            threads.push(spawn("sl-voice-aux", move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(rx::COMPANION_EVERY);
+                    companion.tick();
+                }
             })?);
         }
         Ok(Voice {
@@ -695,14 +710,17 @@ fn open_device_sink(name: Option<&str>, emit: &impl Fn(VoiceEvent)) -> Box<dyn A
     }
 }
 
-/// The playout thread: whenever the sink needs audio, render exactly that much.
+/// The playout thread: whenever the sink needs audio, render exactly that much; between
+/// renders, the receiver's companion when it asks or its turn comes.
 fn playout(
     mut sink: Box<dyn AudioSink>,
     receiver: &Mutex<rx::Receiver>,
+    mut companion: rx::Companion,
     stop: &AtomicBool,
     events: &crossbeam_channel::Sender<VoiceEvent>,
 ) {
     let mut buf = vec![0.0f32; BLOCK * 2];
+    let mut last_tick = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         let wanted = match sink.wait(Duration::from_millis(50)) {
             Ok(0) => continue,
@@ -717,9 +735,17 @@ fn playout(
             }
         };
         buf.resize(wanted * 2, 0.0);
-        match receiver.lock() {
-            Ok(mut r) => r.render(Instant::now(), &mut buf),
+        let now = Instant::now();
+        let companion_now = match receiver.lock() {
+            Ok(mut r) => {
+                r.render(now, &mut buf);
+                r.take_companion_request()
+            }
             Err(_) => return,
+        };
+        if companion_now || now.saturating_duration_since(last_tick) >= rx::COMPANION_EVERY {
+            last_tick = now;
+            companion.tick();
         }
         if let Err(e) = sink.write(&buf) {
             let _ = events.try_send(VoiceEvent::DeviceUnavailable {

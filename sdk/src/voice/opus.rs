@@ -325,6 +325,13 @@ impl VoiceDecoder {
         self.rate
     }
 
+    /// Forgets the stream decoded so far (the next packet starts afresh, as after a pause).
+    pub fn reset(&mut self) -> Result<(), VoiceError> {
+        // SAFETY: the state is live; OPUS_RESET_STATE takes no argument.
+        let code = unsafe { sys::opus_decoder_ctl(self.decoder.0.as_ptr(), sys::OPUS_RESET_STATE) };
+        check("resetting the decoder", code).map(|_| ())
+    }
+
     /// Decodes a packet into `out` (a 20 ms frame: 960 samples at 48 kHz, 320 at 16 kHz).
     /// With `fec`, rebuilds the frame *before* `packet` from its in-band FEC data. With no
     /// packet, conceals a lost frame (PLC).

@@ -27,6 +27,16 @@ pub(crate) struct Upsampler {
 }
 
 impl Upsampler {
+    /// An interpolator that takes up to `max_frames` input frames a call without allocating.
+    pub(crate) fn with_capacity(max_frames: usize) -> Self {
+        let mut up = Self::new();
+        for history in &mut up.history {
+            history.reserve(max_frames);
+        }
+        up.acc.reserve(max_frames);
+        up
+    }
+
     pub(crate) fn new() -> Self {
         let len = 3 * TAPS_PER_PHASE;
         let centre = (len - 1) as f64 / 2.0;

@@ -1,18 +1,27 @@
 //! The receiving side: per-peer jitter buffers and decoders, pulled by the output clock and
 //! mixed into one stereo signal.
+//!
+//! It is split in two, so that the part that renders can run where audio must not wait:
+//! - [`Receiver`] renders: it takes packets in, decodes and mixes. Once set up it never
+//!   allocates, frees, locks or logs. What it lets go of (played packets, a gone peer's
+//!   state, old controls) and what needs the heap or a lock (a new peer's decoders,
+//!   statistics, loss reports) goes through bounded queues to
+//! - [`Companion`], which runs off the audio path now and then ([`COMPANION_EVERY`], or
+//!   right after a render that asked for it).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use squadlink_protocol::PeerId;
 
 use super::jitter::{Adapt, JitterBuffer, JitterConfig, Next};
-use super::mixer::{limit, mix_into, spatial_gains};
+use super::mixer::{Falloff, Listener, limit, mix_into, spatial_gains};
 use super::opus::{VoiceDecoder, codes_above_wideband};
 use super::resample::Upsampler;
-use super::{Controls, FRAME, SAMPLE_RATE, VoiceEvent, VoiceStats};
-use crate::transport::media::MediaIn;
+use super::{Controls, FRAME, PeerControl, SAMPLE_RATE, VoiceEvent, VoiceStats};
+use crate::transport::media::{MediaIn, MediaLink};
 
 /// How long after its last packet a peer still counts as speaking.
 const SPEAKING_HOLD: Duration = Duration::from_millis(250);
@@ -30,8 +39,23 @@ const WIDEBAND_RATE: u32 = 16_000;
 /// 48 kHz samples per wideband sample.
 const UP: usize = (SAMPLE_RATE / WIDEBAND_RATE) as usize;
 
+/// How often the companion runs when nothing asks for it sooner.
+pub(crate) const COMPANION_EVERY: Duration = Duration::from_millis(40);
+/// Peers the renderer holds state for at most (its map is allocated once).
+const MAX_PEERS: usize = 64;
+/// Items queued from the renderer to the companion at most (the companion empties it every
+/// 40 ms; eight talkers fill about 20 slots in that time).
+const HANDOFF_QUEUE: usize = 8192;
+/// Set-ups queued from the companion to the renderer at most.
+const SETUP_QUEUE: usize = 256;
+/// Stereo frames one pass of the renderer makes at most; longer requests take several.
+const MAX_RENDER: usize = 4096;
+/// Samples a peer's queue holds at most: the longest silence the jitter buffer asks for
+/// (its 200 ms bound, at 48 kHz) and a few frames, twice over for compaction.
+const PCM_CAPACITY: usize = 32_768;
+
 /// Loss measured from RTP sequence numbers, over the last few report intervals.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct LossMeter {
     highest: Option<(u16, i64)>,
     base: Option<i64>,
@@ -40,6 +64,19 @@ struct LossMeter {
     window: std::collections::VecDeque<(i64, i64)>,
     /// Loss fraction over the window.
     smoothed: f64,
+}
+
+impl Default for LossMeter {
+    fn default() -> Self {
+        Self {
+            highest: None,
+            base: None,
+            received: 0,
+            // Allocated once: the window never grows past its intervals.
+            window: std::collections::VecDeque::with_capacity(LOSS_INTERVALS + 1),
+            smoothed: 0.0,
+        }
+    }
 }
 
 impl LossMeter {
@@ -93,11 +130,21 @@ impl LossMeter {
 }
 
 /// Decoded samples waiting to be mixed: a vector read from the front, compacted now and
-/// then (cheaper than a deque sample by sample).
-#[derive(Debug, Default)]
+/// then (cheaper than a deque sample by sample). Allocated once: what would not fit is
+/// dropped (it cannot happen within the jitter buffer's bounds).
+#[derive(Debug)]
 struct SampleQueue {
     data: Vec<f32>,
     start: usize,
+}
+
+impl Default for SampleQueue {
+    fn default() -> Self {
+        Self {
+            data: Vec::with_capacity(PCM_CAPACITY),
+            start: 0,
+        }
+    }
 }
 
 impl SampleQueue {
@@ -110,24 +157,28 @@ impl SampleQueue {
         self.start = 0;
     }
 
-    fn compact(&mut self) {
-        if self.start > 0 && self.start >= self.data.len() / 2 {
+    /// Makes room for `n` more samples if it can; how many fit.
+    fn room_for(&mut self, n: usize) -> usize {
+        if self.start > 0
+            && (self.start >= self.data.len() / 2 || self.data.len() + n > self.data.capacity())
+        {
             self.data.drain(..self.start);
             self.start = 0;
         }
+        n.min(self.data.capacity() - self.data.len())
     }
 
     fn push(&mut self, samples: &[f32]) {
-        self.compact();
-        self.data.extend_from_slice(samples);
+        let n = self.room_for(samples.len());
+        self.data.extend_from_slice(samples.get(..n).unwrap_or(&[]));
     }
 
     fn push_zeros(&mut self, n: usize) {
-        self.compact();
+        let n = self.room_for(n);
         self.data.resize(self.data.len() + n, 0.0);
     }
 
-    /// Moves up to `n` samples to `out`.
+    /// Moves up to `n` samples to `out` (the renderer's has room for a whole render).
     fn take_into(&mut self, n: usize, out: &mut Vec<f32>) {
         let end = (self.start + n).min(self.data.len());
         out.extend_from_slice(self.data.get(self.start..end).unwrap_or(&[]));
@@ -138,12 +189,26 @@ impl SampleQueue {
     }
 }
 
-struct PeerVoice {
+/// One RTP packet of a voice, as the network thread stamped it.
+pub(crate) struct Packet {
+    seq: u16,
+    timestamp: u32,
+    marker: bool,
+    payload: Bytes,
+    arrival: Instant,
+}
+
+/// One remote voice: made by the companion (decoders are allocated), played by the renderer.
+pub(crate) struct PeerVoice {
     jb: JitterBuffer,
-    decoder: Option<VoiceDecoder>,
-    /// The peer sends audio above 8 kHz: decode at 48 kHz (else at 16 kHz, see
-    /// [`WIDEBAND_RATE`]).
+    /// For wideband streams (see [`WIDEBAND_RATE`]).
+    decoder16: VoiceDecoder,
+    /// For streams that code audio above 8 kHz.
+    decoder48: VoiceDecoder,
+    /// The peer sends audio above 8 kHz: decode at 48 kHz.
     above_wideband: bool,
+    /// The decoders must forget their state before the next frame (after a mute).
+    stale: bool,
     /// Decoded samples, at the decoder's rate.
     pcm: SampleQueue,
     gains: (f32, f32),
@@ -156,11 +221,13 @@ struct PeerVoice {
 }
 
 impl PeerVoice {
-    fn new(config: JitterConfig) -> Self {
-        Self {
+    fn new(config: JitterConfig) -> Result<Self, super::VoiceError> {
+        Ok(Self {
             jb: JitterBuffer::new(config),
-            decoder: None,
+            decoder16: VoiceDecoder::with_rate(WIDEBAND_RATE)?,
+            decoder48: VoiceDecoder::new()?,
             above_wideband: false,
+            stale: false,
             pcm: SampleQueue::default(),
             gains: (1.0, 1.0),
             speaking: false,
@@ -169,19 +236,98 @@ impl PeerVoice {
             packets: 0,
             bytes_window: 0,
             kbps: 0.0,
+        })
+    }
+
+    /// Buffers a packet; the payloads the jitter buffer let go of go to `spent`.
+    fn receive(&mut self, packet: Packet, mut spent: impl FnMut(Bytes)) {
+        self.packets += 1;
+        self.bytes_window += packet.payload.len() as u64;
+        self.loss.on_packet(packet.seq);
+        self.jb.insert(
+            packet.timestamp,
+            packet.marker,
+            packet.payload,
+            packet.arrival,
+        );
+        self.jb.take_spent().for_each(&mut spent);
+    }
+
+    fn stats(&self) -> VoiceStats {
+        let s = &self.jb.stats;
+        VoiceStats {
+            speaking: self.speaking,
+            jitter_buffer_delay: self.jb.delay(),
+            target_delay: self.jb.target(),
+            jitter: self.jb.jitter(),
+            packets_received: self.packets,
+            decoded: s.decoded,
+            late: s.late,
+            lost: s.lost,
+            fec_recovered: s.fec_recovered,
+            concealed: s.concealed,
+            dropped_for_delay: s.dropped_for_delay,
+            loss_percent: self.loss.smoothed * 100.0,
+            kbps: self.kbps,
         }
     }
 }
 
-/// Everything the receive side owns.
+/// The per-peer controls and the listener, as the renderer reads them.
+#[derive(Default)]
+pub(crate) struct ControlsView {
+    peers: HashMap<PeerId, PeerControl>,
+    listener: Listener,
+    falloff: Falloff,
+}
+
+/// Something the renderer lets go of: freed by the companion.
+#[allow(dead_code)] // Held only to be dropped.
+pub(crate) enum Spent {
+    Payload(Bytes),
+    Peer(Box<PeerVoice>),
+    View(Box<ControlsView>),
+}
+
+/// From the renderer to the companion.
+pub(crate) enum Handoff {
+    Spent(Spent),
+    /// A peer connected: make its state before its voice comes.
+    Connected(PeerId),
+    /// A packet of a peer the renderer has no state for.
+    Early(PeerId, Packet),
+    Gone(PeerId),
+    /// A peer's report of how much of our audio it loses.
+    LossReport(PeerId, u8),
+    /// How much of a peer's audio we lose, for the peer.
+    ReportLoss(PeerId, u8),
+    Stats(PeerId, VoiceStats),
+}
+
+/// From the companion to the renderer.
+pub(crate) enum Setup {
+    Peer(PeerId, Box<PeerVoice>),
+    /// A packet that reached the companion after its peer's state had gone to the renderer.
+    Packet(PeerId, Packet),
+    View(Box<ControlsView>),
+}
+
+/// Sends `item` to the companion; when the queue is full (the companion stopped), it is
+/// dropped here and counted.
+fn hand_off(queue: &crossbeam_channel::Sender<Handoff>, overflow: &mut u64, item: Handoff) {
+    if queue.try_send(item).is_err() {
+        *overflow += 1;
+    }
+}
+
+/// The renderer: everything the receive side needs per block, and nothing that allocates.
 pub(crate) struct Receiver {
     incoming: crossbeam_channel::Receiver<MediaIn>,
-    cmd: Option<crate::transport::media::MediaLink>,
-    controls: Arc<Controls>,
+    handoff: crossbeam_channel::Sender<Handoff>,
+    setup: crossbeam_channel::Receiver<Setup>,
     events: crossbeam_channel::Sender<VoiceEvent>,
-    config: JitterConfig,
-    peers: HashMap<PeerId, PeerVoice>,
-    reported: HashMap<PeerId, u8>,
+    peers: HashMap<PeerId, Box<PeerVoice>>,
+    view: Box<ControlsView>,
     decoded: Vec<f32>,
     mono: Vec<f32>,
     /// The mix of the voices decoded at 16 kHz (interleaved stereo), before interpolation.
@@ -192,49 +338,115 @@ pub(crate) struct Receiver {
     upsampler: Upsampler,
     last_report: Option<Instant>,
     last_stats: Option<Instant>,
-    /// The controls as last copied, and the generation they were copied at.
-    controls_view: (
-        HashMap<PeerId, super::PeerControl>,
-        super::mixer::Listener,
-        super::mixer::Falloff,
-    ),
+    /// The companion has work that should not wait for its next turn (a new peer).
+    companion_wanted: bool,
+    /// Items dropped on the audio path because the companion's queue was full.
+    handoff_overflow: u64,
+}
+
+/// The receive side's housekeeping, off the audio path.
+pub(crate) struct Companion {
+    handoff: crossbeam_channel::Receiver<Handoff>,
+    setup: crossbeam_channel::Sender<Setup>,
+    controls: Arc<Controls>,
+    cmd: Option<MediaLink>,
+    config: JitterConfig,
+    reported: HashMap<PeerId, u8>,
+    /// Peers whose state is being made, with the packets that came meanwhile.
+    pending: HashMap<PeerId, Box<PeerVoice>>,
+    /// Peers whose state went to the renderer.
+    installed: HashSet<PeerId>,
     controls_seen: Option<u64>,
 }
 
+/// The renderer and its companion, connected.
+pub(crate) fn receiver(
+    incoming: crossbeam_channel::Receiver<MediaIn>,
+    cmd: Option<MediaLink>,
+    controls: Arc<Controls>,
+    events: crossbeam_channel::Sender<VoiceEvent>,
+    config: JitterConfig,
+) -> (Receiver, Companion) {
+    let (handoff_tx, handoff_rx) = crossbeam_channel::bounded(HANDOFF_QUEUE);
+    let (setup_tx, setup_rx) = crossbeam_channel::bounded(SETUP_QUEUE);
+    let receiver = Receiver {
+        incoming,
+        handoff: handoff_tx,
+        setup: setup_rx,
+        events,
+        peers: HashMap::with_capacity(MAX_PEERS),
+        view: Box::default(),
+        decoded: vec![0.0; FRAME],
+        mono: Vec::with_capacity(MAX_RENDER + FRAME),
+        wide_mix: Vec::with_capacity(2 * (MAX_RENDER / UP + 2)),
+        wide_out: Vec::with_capacity(2 * (MAX_RENDER + 2 * UP)),
+        upsampler: Upsampler::with_capacity(MAX_RENDER / UP + 2),
+        last_report: None,
+        last_stats: None,
+        companion_wanted: false,
+        handoff_overflow: 0,
+    };
+    let companion = Companion {
+        handoff: handoff_rx,
+        setup: setup_tx,
+        controls,
+        cmd,
+        config,
+        reported: HashMap::new(),
+        pending: HashMap::new(),
+        installed: HashSet::new(),
+        controls_seen: None,
+    };
+    (receiver, companion)
+}
+
 impl Receiver {
-    pub(crate) fn new(
-        incoming: crossbeam_channel::Receiver<MediaIn>,
-        cmd: Option<crate::transport::media::MediaLink>,
-        controls: Arc<Controls>,
-        events: crossbeam_channel::Sender<VoiceEvent>,
-        config: JitterConfig,
-    ) -> Self {
-        Self {
-            incoming,
-            cmd,
-            controls,
-            events,
-            config,
-            peers: HashMap::new(),
-            reported: HashMap::new(),
-            decoded: vec![0.0; FRAME],
-            mono: Vec::with_capacity(FRAME * 4),
-            wide_mix: Vec::with_capacity(FRAME),
-            wide_out: Vec::with_capacity(FRAME * 2),
-            upsampler: Upsampler::new(),
-            last_report: None,
-            last_stats: None,
-            controls_view: Default::default(),
-            controls_seen: None,
+    fn hand_off(&mut self, item: Handoff) {
+        hand_off(&self.handoff, &mut self.handoff_overflow, item);
+    }
+
+    /// Whether the companion should run now rather than at its next turn (and forgets it).
+    pub(crate) fn take_companion_request(&mut self) -> bool {
+        std::mem::take(&mut self.companion_wanted)
+    }
+
+    /// Items dropped on the audio path because the companion's queue was full.
+    #[cfg(test)]
+    pub(crate) fn handoff_overflow(&self) -> u64 {
+        self.handoff_overflow
+    }
+
+    /// Installs what the companion prepared.
+    fn take_setups(&mut self) {
+        while let Ok(item) = self.setup.try_recv() {
+            match item {
+                Setup::Peer(id, pv) => {
+                    if self.peers.len() >= MAX_PEERS && !self.peers.contains_key(&id) {
+                        self.hand_off(Handoff::Spent(Spent::Peer(pv)));
+                    } else if let Some(old) = self.peers.insert(id, pv) {
+                        self.hand_off(Handoff::Spent(Spent::Peer(old)));
+                    }
+                }
+                Setup::Packet(id, packet) => match self.peers.get_mut(&id) {
+                    Some(pv) => {
+                        let (queue, overflow) = (&self.handoff, &mut self.handoff_overflow);
+                        pv.receive(packet, |p| {
+                            hand_off(queue, overflow, Handoff::Spent(Spent::Payload(p)));
+                        });
+                    }
+                    // The peer left meanwhile.
+                    None => self.hand_off(Handoff::Spent(Spent::Payload(packet.payload))),
+                },
+                Setup::View(view) => {
+                    let old = std::mem::replace(&mut self.view, view);
+                    self.hand_off(Handoff::Spent(Spent::View(old)));
+                }
+            }
         }
     }
 
-    fn emit(&self, event: VoiceEvent) {
-        let _ = self.events.try_send(event);
-    }
-
     /// Takes in everything the network thread has handed over.
-    pub(crate) fn drain(&mut self) {
+    fn drain(&mut self) {
         while let Ok(item) = self.incoming.try_recv() {
             match item {
                 MediaIn::Rtp {
@@ -245,40 +457,48 @@ impl Receiver {
                     payload,
                     arrival,
                 } => {
-                    let config = self.config;
-                    let pv = self
-                        .peers
-                        .entry(peer)
-                        .or_insert_with(|| PeerVoice::new(config));
-                    pv.packets += 1;
-                    pv.bytes_window += payload.len() as u64;
-                    pv.loss.on_packet(seq);
-                    pv.jb.insert(timestamp, marker, payload, arrival);
+                    let packet = Packet {
+                        seq,
+                        timestamp,
+                        marker,
+                        payload,
+                        arrival,
+                    };
+                    match self.peers.get_mut(&peer) {
+                        Some(pv) => {
+                            let (queue, overflow) = (&self.handoff, &mut self.handoff_overflow);
+                            pv.receive(packet, |p| {
+                                hand_off(queue, overflow, Handoff::Spent(Spent::Payload(p)));
+                            });
+                        }
+                        None => {
+                            self.companion_wanted = true;
+                            self.hand_off(Handoff::Early(peer, packet));
+                        }
+                    }
                 }
                 MediaIn::LossReport { peer, percent } => {
-                    self.reported.insert(peer, percent);
-                    self.publish_reported_loss();
+                    self.hand_off(Handoff::LossReport(peer, percent));
                 }
-                MediaIn::KeyframeRequest { .. } | MediaIn::PeerConnected { .. } => {}
+                MediaIn::PeerConnected { peer } => {
+                    if !self.peers.contains_key(&peer) {
+                        self.companion_wanted = true;
+                        self.hand_off(Handoff::Connected(peer));
+                    }
+                }
+                MediaIn::KeyframeRequest { .. } => {}
                 MediaIn::PeerGone { peer } => {
-                    if self.peers.remove(&peer).is_some_and(|pv| pv.speaking) {
-                        self.emit(VoiceEvent::SpeakingStopped { peer });
+                    if let Some(pv) = self.peers.remove(&peer) {
+                        if pv.speaking {
+                            let _ = self.events.try_send(VoiceEvent::SpeakingStopped { peer });
+                        }
+                        self.hand_off(Handoff::Spent(Spent::Peer(pv)));
                     }
-                    self.reported.remove(&peer);
-                    self.publish_reported_loss();
-                    if let Ok(mut stats) = self.controls.stats.lock() {
-                        stats.remove(&peer);
-                    }
+                    self.companion_wanted = true;
+                    self.hand_off(Handoff::Gone(peer));
                 }
             }
         }
-    }
-
-    fn publish_reported_loss(&self) {
-        let max = self.reported.values().copied().max().unwrap_or(0);
-        self.controls
-            .reported_loss
-            .store(max, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Renders `out.len() / 2` stereo frames of the mix, as of `now`.
@@ -287,6 +507,13 @@ impl Receiver {
     /// at 16 kHz and the mix is interpolated once; the others are decoded at 48 kHz and
     /// mixed straight into `out`.
     pub(crate) fn render(&mut self, now: Instant, out: &mut [f32]) {
+        for part in out.chunks_mut(2 * MAX_RENDER) {
+            self.render_part(now, part);
+        }
+    }
+
+    fn render_part(&mut self, now: Instant, out: &mut [f32]) {
+        self.take_setups();
         self.drain();
         out.fill(0.0);
         let frames = out.len() / 2;
@@ -295,26 +522,23 @@ impl Receiver {
         let wide_frames = frames.saturating_sub(carried).div_ceil(UP);
         self.wide_mix.clear();
         self.wide_mix.resize(wide_frames * 2, 0.0);
-        let generation = self
-            .controls
-            .generation
-            .load(std::sync::atomic::Ordering::Acquire);
-        if self.controls_seen != Some(generation) {
-            self.controls_view = self.controls.snapshot();
-            self.controls_seen = Some(generation);
-        }
-        let (peer_controls, listener, falloff) = &self.controls_view;
-        let mut started = Vec::new();
-        let mut stopped = Vec::new();
+        let view = &self.view;
+        let (queue, overflow) = (&self.handoff, &mut self.handoff_overflow);
+        let mut spend = |p: Bytes| hand_off(queue, overflow, Handoff::Spent(Spent::Payload(p)));
         let mut any_wide = false;
         for (id, pv) in &mut self.peers {
-            let control = peer_controls.get(id).copied().unwrap_or_default();
+            let control = view.peers.get(id).copied().unwrap_or_default();
             if control.muted {
                 // A muted peer is not decoded at all.
                 pv.jb.clear();
-                pv.decoder = None;
+                pv.jb.take_spent().for_each(&mut spend);
                 pv.pcm.clear();
+                pv.stale = true;
             } else {
+                if std::mem::take(&mut pv.stale) {
+                    let _ = pv.decoder16.reset();
+                    let _ = pv.decoder48.reset();
+                }
                 // Samples this peer owes the render, at its decoding rate.
                 let (need, up) = if pv.above_wideband {
                     (frames, 1)
@@ -325,43 +549,41 @@ impl Receiver {
                 while pv.pcm.len() < need {
                     // The jitter buffer counts in 48 kHz samples.
                     let next = pv.jb.next(now, pv.pcm.len() * up, frames);
-                    let (packet, fec, fade) = match &next {
+                    pv.jb.take_spent().for_each(&mut spend);
+                    let (packet, fec, fade) = match next {
                         Next::Idle => break,
                         Next::Silence(n) => {
                             pv.pcm.push_zeros(n.div_ceil(up));
                             continue;
                         }
-                        Next::Decode(p) => (Some(p.as_ref()), false, None),
-                        Next::Fec(p) => (Some(p.as_ref()), true, None),
+                        Next::Decode(p) => (Some(p), false, None),
+                        Next::Fec(p) => (Some(p), true, None),
                         Next::Conceal { fade_from, fade_to } => {
-                            (None, false, Some((*fade_from, *fade_to)))
+                            (None, false, Some((fade_from, fade_to)))
                         }
                     };
-                    if !pv.above_wideband && packet.and_then(codes_above_wideband) == Some(true) {
+                    if !pv.above_wideband
+                        && packet.as_deref().and_then(codes_above_wideband) == Some(true)
+                    {
                         // It now sends above 8 kHz: decode at 48 kHz from here on, keeping
-                        // the queued stretch's length.
+                        // the queued stretch's length. (This frame is lost to the switch.)
                         pv.above_wideband = true;
-                        pv.decoder = None;
                         let queued = pv.pcm.len();
                         pv.pcm.clear();
                         pv.pcm.push_zeros(queued * UP);
+                        packet.into_iter().for_each(&mut spend);
                         break;
                     }
-                    let rate = if pv.above_wideband {
-                        SAMPLE_RATE
+                    let decoder = if pv.above_wideband {
+                        &mut pv.decoder48
                     } else {
-                        WIDEBAND_RATE
-                    };
-                    if pv.decoder.is_none() {
-                        pv.decoder = VoiceDecoder::with_rate(rate).ok();
-                    }
-                    let Some(decoder) = pv.decoder.as_mut() else {
-                        break;
+                        &mut pv.decoder16
                     };
                     // One 20 ms frame at the decoder's rate.
                     let frame_len = FRAME / up;
                     let buf = self.decoded.get_mut(..frame_len).unwrap_or(&mut []);
-                    let mut n = decoder.decode(packet, fec, buf).unwrap_or(0);
+                    let mut n = decoder.decode(packet.as_deref(), fec, buf).unwrap_or(0);
+                    packet.into_iter().for_each(&mut spend);
                     if n == 0 {
                         // A packet that does not decode is concealed like a lost one.
                         n = decoder.decode(None, false, buf).unwrap_or(0);
@@ -377,7 +599,9 @@ impl Receiver {
                         pv.last_audio = Some(now);
                         if !pv.speaking {
                             pv.speaking = true;
-                            started.push(*id);
+                            let _ = self
+                                .events
+                                .try_send(VoiceEvent::SpeakingStarted { peer: *id });
                         }
                     } else {
                         // A pause between words: where the delay may change unheard.
@@ -385,6 +609,7 @@ impl Receiver {
                         if let Adapt::Insert(n) = pv.jb.adapt_in_pause(frames) {
                             pv.pcm.push_zeros(n.div_ceil(up));
                         }
+                        pv.jb.take_spent().for_each(&mut spend);
                         continue;
                     }
                     pv.pcm.push(samples);
@@ -399,7 +624,7 @@ impl Receiver {
                 };
                 self.mono.clear();
                 pv.pcm.take_into(need, &mut self.mono);
-                let spatial = spatial_gains(control.position, listener, falloff);
+                let spatial = spatial_gains(control.position, &view.listener, &view.falloff);
                 let volume = control.volume.clamp(0.0, 2.0);
                 let target = (spatial.0 * volume, spatial.1 * volume);
                 mix_into(bus, &self.mono, pv.gains, target);
@@ -410,17 +635,13 @@ impl Receiver {
                 .is_none_or(|t| now.saturating_duration_since(t) > SPEAKING_HOLD);
             if pv.speaking && (quiet || control.muted) {
                 pv.speaking = false;
-                stopped.push(*id);
+                let _ = self
+                    .events
+                    .try_send(VoiceEvent::SpeakingStopped { peer: *id });
             }
         }
         self.add_wide_mix(out, frames, wide_frames, any_wide);
         limit(out);
-        for peer in started {
-            self.emit(VoiceEvent::SpeakingStarted { peer });
-        }
-        for peer in stopped {
-            self.emit(VoiceEvent::SpeakingStopped { peer });
-        }
         self.periodic(now);
     }
 
@@ -448,16 +669,30 @@ impl Receiver {
         self.wide_out.drain(..used);
     }
 
+    /// Measures loss (to report to each sender) and publishes statistics, through the
+    /// companion.
     fn periodic(&mut self, now: Instant) {
         let report_due = self
             .last_report
             .is_none_or(|t| now.saturating_duration_since(t) >= REPORT_EVERY);
+        let stats_due = self
+            .last_stats
+            .is_none_or(|t| now.saturating_duration_since(t) >= STATS_EVERY);
+        if !report_due && !stats_due {
+            return;
+        }
+        let elapsed = self
+            .last_report
+            .map_or(REPORT_EVERY, |t| now.saturating_duration_since(t));
         if report_due {
-            let elapsed = self
-                .last_report
-                .map_or(REPORT_EVERY, |t| now.saturating_duration_since(t));
             self.last_report = Some(now);
-            for (id, pv) in &mut self.peers {
+        }
+        if stats_due {
+            self.last_stats = Some(now);
+        }
+        let (queue, overflow) = (&self.handoff, &mut self.handoff_overflow);
+        for (id, pv) in &mut self.peers {
+            if report_due {
                 pv.kbps = pv.bytes_window as f64 * 8.0 / 1000.0 / elapsed.as_secs_f64().max(0.001);
                 pv.bytes_window = 0;
                 if pv.loss.close_interval().is_some() {
@@ -465,41 +700,119 @@ impl Receiver {
                     // Over 5 s, not 1: FEC tuned for more loss than there is costs quality
                     // (libopus 1.3 at 32 kbit/s, 5 % loss: PESQ-WB 3.42 tuned for 5 %, 2.73
                     // tuned for 20 %).
+                    let percent = pv.loss.report_percent();
+                    hand_off(queue, overflow, Handoff::ReportLoss(*id, percent));
+                }
+            }
+            if stats_due {
+                hand_off(queue, overflow, Handoff::Stats(*id, pv.stats()));
+            }
+        }
+    }
+}
+
+impl Companion {
+    /// Does what the renderer handed over, and prepares what it will need.
+    pub(crate) fn tick(&mut self) {
+        let generation = self
+            .controls
+            .generation
+            .load(std::sync::atomic::Ordering::Acquire);
+        if self.controls_seen != Some(generation) {
+            let (peers, listener, falloff) = self.controls.snapshot();
+            let view = Box::new(ControlsView {
+                peers,
+                listener,
+                falloff,
+            });
+            if self.setup.try_send(Setup::View(view)).is_ok() {
+                self.controls_seen = Some(generation);
+            }
+        }
+        while let Ok(item) = self.handoff.try_recv() {
+            match item {
+                // Freed here, off the audio path.
+                Handoff::Spent(spent) => drop(spent),
+                Handoff::Connected(peer) => {
+                    self.prepare(peer);
+                }
+                Handoff::Early(peer, packet) => {
+                    if self.installed.contains(&peer) {
+                        let _ = self.setup.try_send(Setup::Packet(peer, packet));
+                    } else if let Some(pv) = self.prepare(peer) {
+                        pv.receive(packet, drop);
+                    }
+                }
+                Handoff::Gone(peer) => {
+                    self.pending.remove(&peer);
+                    self.installed.remove(&peer);
+                    self.reported.remove(&peer);
+                    self.publish_reported_loss();
+                    if let Ok(mut stats) = self.controls.stats.lock() {
+                        stats.remove(&peer);
+                    }
+                }
+                Handoff::LossReport(peer, percent) => {
+                    self.reported.insert(peer, percent);
+                    self.publish_reported_loss();
+                }
+                Handoff::ReportLoss(peer, percent) => {
                     if let Some(cmd) = &self.cmd {
-                        cmd.report_loss(*id, pv.loss.report_percent());
+                        cmd.report_loss(peer, percent);
+                    }
+                }
+                Handoff::Stats(peer, stats) => {
+                    if self.installed.contains(&peer)
+                        && let Ok(mut map) = self.controls.stats.lock()
+                    {
+                        map.insert(peer, stats);
                     }
                 }
             }
         }
-        let stats_due = self
-            .last_stats
-            .is_none_or(|t| now.saturating_duration_since(t) >= STATS_EVERY);
-        if stats_due {
-            self.last_stats = Some(now);
-            if let Ok(mut stats) = self.controls.stats.lock() {
-                for (id, pv) in &self.peers {
-                    let s = &pv.jb.stats;
-                    stats.insert(
-                        *id,
-                        VoiceStats {
-                            speaking: pv.speaking,
-                            jitter_buffer_delay: pv.jb.delay(),
-                            target_delay: pv.jb.target(),
-                            jitter: pv.jb.jitter(),
-                            packets_received: pv.packets,
-                            decoded: s.decoded,
-                            late: s.late,
-                            lost: s.lost,
-                            fec_recovered: s.fec_recovered,
-                            concealed: s.concealed,
-                            dropped_for_delay: s.dropped_for_delay,
-                            loss_percent: pv.loss.smoothed * 100.0,
-                            kbps: pv.kbps,
-                        },
-                    );
+        let ready: Vec<PeerId> = self.pending.keys().copied().collect();
+        for peer in ready {
+            let Some(pv) = self.pending.remove(&peer) else {
+                continue;
+            };
+            match self.setup.try_send(Setup::Peer(peer, pv)) {
+                Ok(()) => {
+                    self.installed.insert(peer);
+                }
+                Err(crossbeam_channel::TrySendError::Full(Setup::Peer(peer, pv))) => {
+                    self.pending.insert(peer, pv);
+                }
+                // The renderer is gone (voice is stopping).
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// The state being made for `peer` (made now if need be); `None` once it went to the
+    /// renderer, or when its decoders cannot be made.
+    fn prepare(&mut self, peer: PeerId) -> Option<&mut Box<PeerVoice>> {
+        if self.installed.contains(&peer) {
+            return None;
+        }
+        if !self.pending.contains_key(&peer) {
+            match PeerVoice::new(self.config) {
+                Ok(pv) => {
+                    self.pending.insert(peer, Box::new(pv));
+                }
+                Err(e) => {
+                    tracing::warn!(%e, %peer, "cannot decode this peer's voice");
+                    return None;
                 }
             }
         }
+        self.pending.get_mut(&peer)
+    }
+
+    fn publish_reported_loss(&self) {
+        let max = self.reported.values().copied().max().unwrap_or(0);
+        self.controls
+            .reported_loss
+            .store(max, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -538,7 +851,8 @@ mod tests {
         let (tx, rx) = crossbeam_channel::bounded(1024);
         let (events, _events) = crossbeam_channel::bounded(64);
         let controls = Arc::new(Controls::new(super::super::VoiceMode::OpenMic));
-        let mut receiver = Receiver::new(rx, None, controls, events, JitterConfig::default());
+        let (mut receiver, mut companion) =
+            receiver(rx, None, controls, events, JitterConfig::default());
         // Peer 1 talks wideband at 1 kHz, peer 2 fullband at 3 kHz and 12 kHz.
         let talkers = [
             (PeerId(1), VoiceBandwidth::Wideband, [1_000.0, 0.0]),
@@ -578,6 +892,9 @@ mod tests {
                 }
             }
             receiver.render(now, &mut block);
+            if receiver.take_companion_request() || k % 8 == 0 {
+                companion.tick();
+            }
             out.extend_from_slice(&block);
         }
         assert!(!receiver.peers[&PeerId(1)].above_wideband);
@@ -594,6 +911,186 @@ mod tests {
             let a = level(tail, hz);
             assert!(a < 0.01, "{hz} Hz at {a}");
         }
+    }
+
+    /// Counts this thread's allocations and frees, to check the renderer makes none.
+    #[allow(unsafe_code)] // A test allocator must implement `GlobalAlloc`.
+    mod counting {
+        use std::alloc::{GlobalAlloc, Layout, System};
+        use std::cell::Cell;
+
+        thread_local! {
+            static CALLS: Cell<u64> = const { Cell::new(0) };
+        }
+
+        pub(super) struct Counting;
+
+        fn note() {
+            let _ = CALLS.try_with(|c| c.set(c.get() + 1));
+        }
+
+        /// Allocations, reallocations and frees made by this thread so far.
+        pub(super) fn calls() -> u64 {
+            CALLS.try_with(Cell::get).unwrap_or(0)
+        }
+
+        // SAFETY: every call goes straight to the system allocator with its own arguments.
+        unsafe impl GlobalAlloc for Counting {
+            unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+                note();
+                // SAFETY: as the caller promised for `layout`.
+                unsafe { System.alloc(layout) }
+            }
+            unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+                note();
+                // SAFETY: as the caller promised for `layout`.
+                unsafe { System.alloc_zeroed(layout) }
+            }
+            unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+                note();
+                // SAFETY: `ptr` came from this allocator (the system's) with `layout`.
+                unsafe { System.dealloc(ptr, layout) }
+            }
+            unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+                note();
+                // SAFETY: as the caller promised for `ptr`, `layout` and `new_size`.
+                unsafe { System.realloc(ptr, layout, new_size) }
+            }
+        }
+
+        #[global_allocator]
+        static ALLOCATOR: Counting = Counting;
+    }
+
+    /// Eight voices (wideband and fullband) through joins, speech, loss, late and
+    /// duplicate packets, mute and unmute, volume changes and a departure: once the
+    /// companion has set a voice up, rendering allocates and frees nothing (what it lets go
+    /// of is freed by the companion), so it may run in a device callback.
+    #[test]
+    fn rendering_never_allocates_or_frees() {
+        use crate::voice::opus::{VoiceBandwidth, VoiceEncoder};
+        let (tx, rx) = crossbeam_channel::bounded(4096);
+        let (events, events_rx) = crossbeam_channel::bounded(1024);
+        let controls = Arc::new(Controls::new(super::super::VoiceMode::OpenMic));
+        let (mut receiver, mut companion) = receiver(
+            rx,
+            None,
+            Arc::clone(&controls),
+            events,
+            JitterConfig::default(),
+        );
+        let peers: Vec<PeerId> = (1..=8).map(PeerId).collect();
+        let mut encoders: Vec<VoiceEncoder> = peers
+            .iter()
+            .map(|p| {
+                let bandwidth = if p.0 % 4 == 0 {
+                    VoiceBandwidth::Fullband
+                } else {
+                    VoiceBandwidth::Wideband
+                };
+                VoiceEncoder::new(32_000, bandwidth).unwrap()
+            })
+            .collect();
+        for peer in &peers {
+            tx.send(MediaIn::PeerConnected { peer: *peer }).unwrap();
+        }
+        let t0 = Instant::now();
+        let mut block = vec![0.0f32; 480];
+        let mut during_render = 0;
+        let mut rendered = 0;
+        for k in 0..1_200usize {
+            let now = t0 + Duration::from_millis(5 * k as u64);
+            if k % 4 == 0 {
+                let i = k / 4;
+                // 1.5 s talk, 0.5 s pause, in turns; peer 8 leaves after 4 s.
+                for (n, (peer, encoder)) in peers.iter().zip(&mut encoders).enumerate() {
+                    if peer.0 == 8 && i >= 200 {
+                        continue;
+                    }
+                    let talking = (i + n * 13) % 100 < 75;
+                    let frame: Vec<f32> = (0..FRAME)
+                        .map(|s| {
+                            let t = (i * FRAME + s) as f32 / 48_000.0;
+                            let hz = 200.0 + 150.0 * n as f32;
+                            if talking {
+                                0.3 * (std::f32::consts::TAU * hz * t).sin()
+                            } else {
+                                0.0
+                            }
+                        })
+                        .collect();
+                    let payload = bytes::Bytes::copy_from_slice(encoder.encode(&frame).unwrap());
+                    // 3 % loss; now and then a duplicate, or a packet 80 ms late.
+                    let r = (i * 7 + n * 31) % 100;
+                    if r < 3 {
+                        continue;
+                    }
+                    let arrival = if r == 50 {
+                        now + Duration::from_millis(80)
+                    } else {
+                        now
+                    };
+                    let copies = if r == 60 { 2 } else { 1 };
+                    for _ in 0..copies {
+                        tx.send(MediaIn::Rtp {
+                            peer: *peer,
+                            seq: i as u16,
+                            timestamp: (i * FRAME) as u32,
+                            marker: i == 0,
+                            payload: payload.clone(),
+                            arrival,
+                        })
+                        .unwrap();
+                    }
+                }
+                if i == 200 {
+                    tx.send(MediaIn::PeerGone { peer: PeerId(8) }).unwrap();
+                }
+                if i == 60 {
+                    tx.send(MediaIn::LossReport {
+                        peer: PeerId(2),
+                        percent: 3,
+                    })
+                    .unwrap();
+                }
+            }
+            // Controls change as a game would change them (made off the audio path).
+            match k {
+                300 => controls.update_peer(PeerId(3), |c| c.muted = true),
+                500 => controls.update_peer(PeerId(3), |c| c.muted = false),
+                600 => controls.update_peer(PeerId(5), |c| c.volume = 1.7),
+                _ => {}
+            }
+            let before = counting::calls();
+            receiver.render(now, &mut block);
+            let made = counting::calls() - before;
+            // The first second sets up: the renderer's buffers settle to their sizes.
+            if k >= 200 {
+                during_render += made;
+                rendered += 1;
+            }
+            if receiver.take_companion_request() || k % 8 == 0 {
+                companion.tick();
+            }
+        }
+        assert_eq!(
+            during_render, 0,
+            "allocations or frees in {rendered} renders"
+        );
+        assert_eq!(receiver.handoff_overflow(), 0);
+        // It did play: voices started and stopped speaking, peer 8 is gone.
+        let seen: Vec<VoiceEvent> = events_rx.try_iter().collect();
+        let started = seen
+            .iter()
+            .filter(|e| matches!(e, VoiceEvent::SpeakingStarted { .. }))
+            .count();
+        assert!(started >= 8, "{seen:?}");
+        assert!(!receiver.peers.contains_key(&PeerId(8)));
+        let stats = controls.stats.lock().unwrap().clone();
+        // Peer 1 sent 300 frames, 3 % of them lost.
+        let one = stats.get(&PeerId(1)).cloned().unwrap_or_default();
+        assert!(one.decoded > 250 && one.lost > 0, "{one:?}");
+        assert!(!stats.contains_key(&PeerId(8)));
     }
 
     #[test]
