@@ -20,9 +20,8 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use serde::Serialize;
 use squadlink::voice::{
-    AudioInput, AudioOutput, DeviceSink, DeviceSource, NullSink, SyntheticSource, Voice,
-    VoiceBandwidth, VoiceConfig, VoiceDecoder, VoiceEncoder, VoiceMode, WavSource,
-    read_wav_mono_48k,
+    AudioInput, AudioOutput, DeviceSink, DeviceSource, SyntheticSource, Voice, VoiceBandwidth,
+    VoiceConfig, VoiceDecoder, VoiceEncoder, VoiceMode, WavSource, read_wav_mono_48k,
 };
 
 use squadlink_examples::bench::{
@@ -610,20 +609,22 @@ fn thread_cpu(name: &str) -> Duration {
 
 #[derive(Serialize, Debug, Default, Clone)]
 struct Cpu {
-    /// The two voice threads together, percent of one core: the pipeline's cost.
+    /// Sending and receiving together, percent of one core: the pipeline's cost.
     voice_threads: f64,
     /// The sending thread (noise suppression, gate, Opus encoder).
     send_thread: f64,
-    /// The receiving thread (8 jitter buffers, 8 decoders, mixer).
+    /// Receiving: rendering in the speaker's callback (8 jitter buffers, 8 decoders, the
+    /// mix) plus the receiver's companion thread.
     receive_thread: f64,
-    /// The whole process, the benchmark's own threads included.
+    /// The whole process, the benchmark's own threads included (and the emulated sound
+    /// card's thread, which stands for the sound system's).
     process: f64,
     /// The same wake-ups with no work (a thread waking 50 times a second and one waking
-    /// 200 times, as the two voice threads do), on this machine, in this run.
+    /// 25 times, as the sending thread and the companion do), on this machine, in this run.
     idle_wakeups: f64,
 }
 
-/// CPU of two threads that only wake up, 50 and 200 times a second, for `time`: what the
+/// CPU of two threads that only wake up, 50 and 25 times a second, for `time`: what the
 /// voice threads' wake-ups alone cost on this machine (a virtual machine's timer wake-ups
 /// cost far more than a bare machine's).
 fn idle_wakeups(time: Duration) -> f64 {
@@ -639,11 +640,11 @@ fn idle_wakeups(time: Duration) -> f64 {
                 }
             })
     };
-    let (Ok(a), Ok(b)) = (spawn("sl-idle-50", 50), spawn("sl-idle-200", 200)) else {
+    let (Ok(a), Ok(b)) = (spawn("sl-idle-50", 50), spawn("sl-idle-25", 25)) else {
         return 0.0;
     };
     std::thread::sleep(time - Duration::from_millis(100));
-    let used = thread_cpu("sl-idle-50") + thread_cpu("sl-idle-200");
+    let used = thread_cpu("sl-idle-50") + thread_cpu("sl-idle-25");
     let _ = (a.join(), b.join());
     used.as_secs_f64() / (time - Duration::from_millis(100)).as_secs_f64() * 100.0
 }
@@ -709,6 +710,12 @@ fn cpu(
     };
     let source = WavSource::open(speech_path).map_err(|e| e.to_string())?;
     let finished = source.finished_flag();
+    // A speaker emulated at real-time pace with 5 ms periods: the mix is rendered in its
+    // callback, as on a sound card. Its thread stands for the sound system's, which wakes
+    // every period whoever plays; what rendering costs in it is counted.
+    let speaker =
+        DeviceSink::emulated(PERIOD, Instant::now(), |_, _| {}).map_err(|e| e.to_string())?;
+    let device = speaker.counters();
     let before = cpu_time()?;
     let t = Instant::now();
     let voice = Voice::loopback(
@@ -717,13 +724,21 @@ fn cpu(
             .noise_suppression(noise_suppression)
             .bandwidth(bandwidth)
             .input(AudioInput::Source(Box::new(source)))
-            .output(AudioOutput::Sink(Box::new(NullSink::new()))),
+            .output(AudioOutput::Sink(Box::new(speaker))),
         8,
     )
     .map_err(|e| e.to_string())?;
     wait_flag(&finished, Duration::from_secs(60))?;
     let used = cpu_time()? - before;
-    let (tx, rx) = (thread_cpu("sl-voice-tx"), thread_cpu("sl-voice-rx"));
+    let rendering = Duration::from_nanos(
+        device
+            .render_nanos
+            .load(std::sync::atomic::Ordering::Relaxed),
+    );
+    let (tx, rx) = (
+        thread_cpu("sl-voice-tx"),
+        thread_cpu("sl-voice-rx") + rendering,
+    );
     let wall = t.elapsed().as_secs_f64();
     voice.stop();
     let pct = |d: Duration| d.as_secs_f64() / wall * 100.0;
@@ -987,7 +1002,7 @@ fn markdown(r: &Report) -> String {
         c.process
     ));
     s.push_str(&format!(
-        "| the voice threads' wake-ups alone, with no work (50 Hz + 200 Hz), idle / busy | {:.2} / {:.2} % | |\n",
+        "| the voice threads' wake-ups alone, with no work (50 Hz + 25 Hz), idle / busy | {:.2} / {:.2} % | |\n",
         c.idle_wakeups, busy.idle_wakeups
     ));
     s.push_str(&format!(
@@ -1014,8 +1029,8 @@ fn markdown(r: &Report) -> String {
         "\nLatency breakdown of the p50 (ms): framing {:.1}, Opus look-ahead {:.1}, noise \
          suppression (RNNoise's frame) {:.1}, and the rest, {:.1}: encoding, the jitter \
          buffer's wait (its target, {:.1} ms here, rounded up to the next 5 ms block: a \
-         packet waited {:.1} ms from arrival to decoding, smoothed), the rendered block's \
-         wait for the device (the sink's lead) and thread wake-ups. {} bursts (100 ms \
+         packet waited {:.1} ms from arrival to decoding, smoothed; the mix is rendered in \
+         the speaker's callback) and the sending thread's wake-up. {} bursts (100 ms \
          vowel-like sounds, each its own talk spurt) through `Voice::loopback` and the SDK's \
          device code, on sound cards emulated at real-time pace with 5 ms periods, the \
          microphone's and the speaker's periods offset by {PHASES} phases.\n\n",

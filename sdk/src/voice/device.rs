@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 
-use super::io::{AudioSink, AudioSource, BLOCK};
+use super::io::{AudioSink, AudioSource, BLOCK, RenderFn};
 use super::{SAMPLE_RATE, VoiceError, samples_duration};
 
 /// The device period we ask for (5 ms): small, so little audio waits in device buffers.
@@ -51,6 +51,9 @@ pub struct DeviceCounters {
     pub callbacks: AtomicU64,
     /// Set when the stream reported an error.
     pub failed: AtomicBool,
+    /// Output rendering in the callback: nanoseconds spent rendering (the mix's own cost on
+    /// the device's thread, which wakes anyway).
+    pub render_nanos: AtomicU64,
 }
 
 /// The audio host: PulseAudio when a server is reachable, otherwise ALSA.
@@ -398,6 +401,88 @@ fn play_from(
     }
 }
 
+/// Stereo frames rendered in one go in a callback; a longer period takes several.
+const CALLBACK_SCRATCH: usize = 4096;
+
+/// The output callback's state: it plays from the ring until a renderer is installed
+/// ([`AudioSink::render_in_callback`]), then renders each period itself.
+struct Output {
+    consumer: rtrb::Consumer<f32>,
+    install: crossbeam_channel::Receiver<RenderFn>,
+    render: Option<RenderFn>,
+    /// Interleaved stereo, allocated once.
+    scratch: Vec<f32>,
+    counters: Arc<DeviceCounters>,
+    clock: Arc<DeviceClock>,
+}
+
+impl Output {
+    fn new(
+        consumer: rtrb::Consumer<f32>,
+        install: crossbeam_channel::Receiver<RenderFn>,
+        counters: Arc<DeviceCounters>,
+        clock: Arc<DeviceClock>,
+    ) -> Self {
+        Self {
+            consumer,
+            install,
+            render: None,
+            scratch: vec![0.0; 2 * CALLBACK_SCRATCH],
+            counters,
+            clock,
+        }
+    }
+
+    /// One callback: fills `data` (`channels` interleaved). Lock-free, allocation-free.
+    fn run(&mut self, data: &mut [f32], channels: usize) {
+        if self.render.is_none()
+            && let Ok(render) = self.install.try_recv()
+        {
+            self.render = Some(render);
+        }
+        let Some(render) = self.render.as_mut() else {
+            play_from(
+                &mut self.consumer,
+                data,
+                channels,
+                &self.counters,
+                &self.clock,
+            );
+            return;
+        };
+        let channels = channels.max(1);
+        let started = Instant::now();
+        self.clock.tick(data.len() / channels);
+        self.counters.callbacks.fetch_add(1, Ordering::Relaxed);
+        for part in data.chunks_mut(CALLBACK_SCRATCH * channels) {
+            let frames = part.len() / channels;
+            let Some(stereo) = self.scratch.get_mut(..frames * 2) else {
+                continue;
+            };
+            render(started, stereo);
+            for (frame, lr) in part.chunks_mut(channels).zip(stereo.chunks_exact(2)) {
+                let (l, r) = match lr {
+                    [l, r] => (*l, *r),
+                    _ => (0.0, 0.0),
+                };
+                match frame {
+                    [mono] => *mono = 0.5 * (l + r),
+                    [left, right, rest @ ..] => {
+                        *left = l;
+                        *right = r;
+                        rest.fill(0.0);
+                    }
+                    [] => {}
+                }
+            }
+        }
+        let spent = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.counters
+            .render_nanos
+            .fetch_add(spent, Ordering::Relaxed);
+    }
+}
+
 /// Calls `callback(due)` every `period` frames from `start`, on time, on its own thread:
 /// what a sound card's callback thread does, for emulated devices.
 fn emulate(
@@ -588,28 +673,36 @@ pub struct DeviceSink {
     lead: Duration,
     shortfalls_seen: u64,
     calm_since: u64,
+    /// Hands the callback its renderer (see [`AudioSink::render_in_callback`]).
+    install: crossbeam_channel::Sender<RenderFn>,
+    /// The callback renders: `wait` only watches the device.
+    rendering: bool,
 }
 
 impl DeviceSink {
     /// Opens the default output device, or the one named.
     pub fn open(name: Option<&str>) -> Result<Self, VoiceError> {
-        let (producer, mut consumer) = rtrb::RingBuffer::<f32>::new(RING);
+        let (producer, consumer) = rtrb::RingBuffer::<f32>::new(RING);
+        let (install, installed) = crossbeam_channel::bounded(1);
         let counters = Arc::new(DeviceCounters::default());
         let clock = Arc::new(DeviceClock::new());
-        let (cb, cb_clock) = (Arc::clone(&counters), Arc::clone(&clock));
+        let mut output = Output::new(
+            consumer,
+            installed,
+            Arc::clone(&counters),
+            Arc::clone(&clock),
+        );
         let on_error = on_stream_error(&counters);
         let (stream, name) =
             open_stream(Direction::Output, name, move |device, config, channels| {
                 device.build_output_stream::<f32, _, _>(
                     config,
-                    move |data: &mut [f32], _| {
-                        play_from(&mut consumer, data, channels, &cb, &cb_clock);
-                    },
+                    move |data: &mut [f32], _| output.run(data, channels),
                     on_error,
                     Some(Duration::from_secs(3)),
                 )
             })?;
-        Ok(Self::new(producer, name, counters, clock, stream))
+        Ok(Self::new(producer, name, counters, clock, stream, install))
     }
 
     /// A speaker emulated in software, for measurements and tests without a sound card: a
@@ -621,13 +714,19 @@ impl DeviceSink {
         start: Instant,
         mut played: impl FnMut(Instant, &[f32]) + Send + 'static,
     ) -> Result<Self, VoiceError> {
-        let (producer, mut consumer) = rtrb::RingBuffer::<f32>::new(RING);
+        let (producer, consumer) = rtrb::RingBuffer::<f32>::new(RING);
+        let (install, installed) = crossbeam_channel::bounded(1);
         let counters = Arc::new(DeviceCounters::default());
         let clock = Arc::new(DeviceClock::new());
-        let (cb, cb_clock) = (Arc::clone(&counters), Arc::clone(&clock));
+        let mut output = Output::new(
+            consumer,
+            installed,
+            Arc::clone(&counters),
+            Arc::clone(&clock),
+        );
         let mut buf = vec![0.0f32; period.max(1) * 2];
         let stream = emulate("sl-emulated-speaker", period, start, move |due| {
-            play_from(&mut consumer, &mut buf, 2, &cb, &cb_clock);
+            output.run(&mut buf, 2);
             played(due, &buf);
         })?;
         Ok(Self::new(
@@ -636,6 +735,7 @@ impl DeviceSink {
             counters,
             clock,
             stream,
+            install,
         ))
     }
 
@@ -645,6 +745,7 @@ impl DeviceSink {
         counters: Arc<DeviceCounters>,
         clock: Arc<DeviceClock>,
         stream: StreamThread,
+        install: crossbeam_channel::Sender<RenderFn>,
     ) -> Self {
         Self {
             producer,
@@ -655,6 +756,8 @@ impl DeviceSink {
             lead: LEAD_START,
             shortfalls_seen: 0,
             calm_since: 0,
+            install,
+            rendering: false,
         }
     }
 
@@ -715,6 +818,15 @@ impl AudioSink for DeviceSink {
                     reason: format!("{} stopped working (unplugged?)", self.name),
                 });
             }
+            if self.rendering {
+                // The callback renders; this only watches for a failure.
+                let now = Instant::now();
+                if now >= deadline {
+                    return Ok(0);
+                }
+                std::thread::sleep((deadline - now).min(Duration::from_millis(100)));
+                continue;
+            }
             self.adapt_lead();
             let queued = (RING - self.producer.slots()) / 2;
             let now = Instant::now();
@@ -754,6 +866,18 @@ impl AudioSink for DeviceSink {
 
     fn describe(&self) -> String {
         self.name.clone()
+    }
+
+    /// Takes the renderer: the device's callback calls it every period, so the mix is made
+    /// when the device needs it (no lead, no thread of ours waking each period).
+    fn render_in_callback(&mut self, render: RenderFn) -> Result<(), RenderFn> {
+        match self.install.try_send(render) {
+            Ok(()) => {
+                self.rendering = true;
+                Ok(())
+            }
+            Err(e) => Err(e.into_inner()),
+        }
     }
 }
 

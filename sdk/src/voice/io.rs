@@ -34,7 +34,19 @@ pub trait AudioSink: Send {
     fn write(&mut self, stereo: &[f32]) -> Result<(), VoiceError>;
     /// A name for logs and events.
     fn describe(&self) -> String;
+    /// Offers the sink the mix's renderer, to call from its own real-time callback (a sound
+    /// card's) instead of being written to: `render(now, stereo)` fills interleaved stereo
+    /// and never allocates, frees, locks or blocks. A sink that takes it returns `Ok`; from
+    /// then on [`AudioSink::wait`] only sleeps (or reports a failed device) and `write` is
+    /// not called. The default declines and hands the renderer back.
+    fn render_in_callback(&mut self, render: RenderFn) -> Result<(), RenderFn> {
+        Err(render)
+    }
 }
+
+/// The mix's renderer as a sink may call it: `render(now, stereo)` (see
+/// [`AudioSink::render_in_callback`]).
+pub type RenderFn = Box<dyn FnMut(Instant, &mut [f32]) + Send>;
 
 /// Real-time pacing for sources and sinks that have no device clock.
 #[derive(Debug, Clone)]

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! source ─► voice-tx: noise suppression, gain → gate (PTT / VAD / open) → Opus 20 ms ─► RTP
-//! RTP ─► per-peer jitter buffer ─► voice-rx: decode | FEC | PLC, gain, mute, pan, mix ─► sink
+//! RTP ─► per-peer jitter buffer ─► speaker callback: decode | FEC | PLC, gain, mute, pan, mix
 //! ```
 //!
 //! Start it next to a [`Session`]:
@@ -25,7 +25,9 @@
 //! direction keep working.
 //!
 //! Playout is clocked by the sink: the receive side decodes a frame only when the sink needs
-//! more audio, so FEC can use the next packet and nothing waits in queues.
+//! more audio, so FEC can use the next packet and nothing waits in queues. With a sound card
+//! the mix is rendered in the device's own callback (the renderer never allocates, frees,
+//! locks or blocks); a companion thread does the housekeeping off the audio path.
 
 mod capture;
 mod device;
@@ -49,7 +51,8 @@ use squadlink_protocol::PeerId;
 pub use capture::VoiceMode;
 pub use device::{DeviceCounters, DeviceSink, DeviceSource, Direction, device_names};
 pub use io::{
-    AudioSink, AudioSource, BLOCK, NullSink, SyntheticSource, WavSink, WavSource, read_wav_mono_48k,
+    AudioSink, AudioSource, BLOCK, NullSink, RenderFn, SyntheticSource, WavSink, WavSource,
+    read_wav_mono_48k,
 };
 pub use jitter::JitterConfig;
 pub use mixer::{Falloff, Listener};
@@ -387,9 +390,8 @@ pub struct Voice {
     controls: Arc<Controls>,
     events: crossbeam_channel::Receiver<VoiceEvent>,
     manual_in: Option<Mutex<rtrb::Producer<f32>>>,
-    /// The receive side, shared with the playout thread (or pulled by the game).
-    receiver: Arc<Mutex<rx::Receiver>>,
-    manual_out: bool,
+    /// The receive side when the game pulls the mix ([`AudioOutput::Manual`]).
+    receiver: Option<Mutex<rx::Receiver>>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -456,16 +458,12 @@ impl Voice {
             }
             AudioInput::None => None,
         };
-        let mut manual_out = false;
         let sink: Option<Box<dyn AudioSink>> = match config.output {
             AudioOutput::Default => Some(open_device_sink(None, &emit)),
             AudioOutput::Device(name) => Some(open_device_sink(Some(&name), &emit)),
             AudioOutput::Wav(path) => Some(Box::new(WavSink::create(path)?)),
             AudioOutput::Sink(sink) => Some(sink),
-            AudioOutput::Manual => {
-                manual_out = true;
-                None
-            }
+            AudioOutput::Manual => None,
             AudioOutput::None => Some(Box::new(NullSink::new())),
         };
 
@@ -476,7 +474,6 @@ impl Voice {
             event_tx.clone(),
             config.jitter,
         );
-        let receiver = Arc::new(Mutex::new(receiver));
         let mut threads = Vec::new();
         if let Some(source) = source {
             let tx = Transmitter {
@@ -494,18 +491,29 @@ impl Voice {
             };
             threads.push(spawn("sl-voice-tx", move || tx.run())?);
         }
-        if let Some(sink) = sink {
-            let receiver = Arc::clone(&receiver);
+        let wanted = receiver.companion_flag();
+        let mut pulled = None;
+        if let Some(mut sink) = sink {
+            let mut receiver = receiver;
+            let render: RenderFn = Box::new(move |now, stereo| receiver.render(now, stereo));
             let stop = Arc::clone(&stop);
             let events = event_tx.clone();
-            threads.push(spawn("sl-voice-rx", move || {
-                playout(sink, &receiver, companion, &stop, &events);
-            })?);
+            match sink.render_in_callback(render) {
+                // A sound card renders in its callback; this thread keeps the companion
+                // and watches the device.
+                Ok(()) => threads.push(spawn("sl-voice-rx", move || {
+                    keep_device(sink, companion, &wanted, &stop, &events);
+                })?),
+                Err(render) => threads.push(spawn("sl-voice-rx", move || {
+                    playout(sink, render, companion, &wanted, &stop, &events);
+                })?),
+            }
         } else {
             // The game pulls the mix: the companion runs on a thread of its own.
+            pulled = Some(Mutex::new(receiver));
             let stop = Arc::clone(&stop);
             let mut companion = companion;
-            threads.push(spawn("sl-voice-aux", move || {
+            threads.push(spawn("sl-voice-rx", move || {
                 while !stop.load(Ordering::Relaxed) {
                     std::thread::sleep(rx::COMPANION_EVERY);
                     companion.tick();
@@ -516,8 +524,7 @@ impl Voice {
             controls,
             events,
             manual_in,
-            receiver,
-            manual_out,
+            receiver: pulled,
             stop,
             threads,
         })
@@ -630,12 +637,15 @@ impl Voice {
 
     /// With [`AudioOutput::Manual`]: fills `stereo` (interleaved, 48 kHz) with the next
     /// stretch of the mix. Call it at the pace the audio is played.
+    ///
+    /// It never allocates or blocks on the voice threads (only on another caller of this
+    /// method), so an engine's own audio callback may call it.
     pub fn pull_playback(&self, stereo: &mut [f32]) {
-        if !self.manual_out {
+        let Some(receiver) = &self.receiver else {
             stereo.fill(0.0);
             return;
-        }
-        match self.receiver.lock() {
+        };
+        match receiver.lock() {
             Ok(mut receiver) => receiver.render(Instant::now(), stereo),
             Err(_) => stereo.fill(0.0),
         }
@@ -714,16 +724,16 @@ fn open_device_sink(name: Option<&str>, emit: &impl Fn(VoiceEvent)) -> Box<dyn A
 /// renders, the receiver's companion when it asks or its turn comes.
 fn playout(
     mut sink: Box<dyn AudioSink>,
-    receiver: &Mutex<rx::Receiver>,
+    mut render: RenderFn,
     mut companion: rx::Companion,
+    wanted: &AtomicBool,
     stop: &AtomicBool,
     events: &crossbeam_channel::Sender<VoiceEvent>,
 ) {
     let mut buf = vec![0.0f32; BLOCK * 2];
     let mut last_tick = Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        let wanted = match sink.wait(Duration::from_millis(50)) {
-            Ok(0) => continue,
+        let wanted_frames = match sink.wait(Duration::from_millis(50)) {
             Ok(n) => n,
             Err(e) => {
                 let _ = events.try_send(VoiceEvent::DeviceUnavailable {
@@ -734,25 +744,61 @@ fn playout(
                 continue;
             }
         };
-        buf.resize(wanted * 2, 0.0);
         let now = Instant::now();
-        let companion_now = match receiver.lock() {
-            Ok(mut r) => {
-                r.render(now, &mut buf);
-                r.take_companion_request()
+        if wanted_frames > 0 {
+            buf.resize(wanted_frames * 2, 0.0);
+            render(now, &mut buf);
+            if let Err(e) = sink.write(&buf) {
+                let _ = events.try_send(VoiceEvent::DeviceUnavailable {
+                    direction: Direction::Output,
+                    reason: e.to_string(),
+                });
+                sink = Box::new(NullSink::new());
             }
-            Err(_) => return,
-        };
-        if companion_now || now.saturating_duration_since(last_tick) >= rx::COMPANION_EVERY {
+        }
+        if wanted.swap(false, Ordering::Relaxed)
+            || now.saturating_duration_since(last_tick) >= rx::COMPANION_EVERY
+        {
             last_tick = now;
             companion.tick();
         }
-        if let Err(e) = sink.write(&buf) {
+    }
+}
+
+/// While a sound card renders in its callback: runs the receiver's companion and keeps the
+/// device (and so its stream) alive, reporting when it fails.
+fn keep_device(
+    mut sink: Box<dyn AudioSink>,
+    mut companion: rx::Companion,
+    wanted: &AtomicBool,
+    stop: &AtomicBool,
+    events: &crossbeam_channel::Sender<VoiceEvent>,
+) {
+    let mut failed = false;
+    let mut last_tick = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        // Short sleeps while a new peer waits for its state; the companion's pace otherwise.
+        let pause = if wanted.load(Ordering::Relaxed) {
+            Duration::from_millis(5)
+        } else {
+            rx::COMPANION_EVERY
+        };
+        if failed {
+            std::thread::sleep(pause);
+        } else if let Err(e) = sink.wait(pause) {
+            // The renderer went with the device; voices are no longer played.
             let _ = events.try_send(VoiceEvent::DeviceUnavailable {
                 direction: Direction::Output,
                 reason: e.to_string(),
             });
-            sink = Box::new(NullSink::new());
+            failed = true;
+        }
+        let now = Instant::now();
+        if wanted.swap(false, Ordering::Relaxed)
+            || now.saturating_duration_since(last_tick) >= rx::COMPANION_EVERY
+        {
+            last_tick = now;
+            companion.tick();
         }
     }
 }

@@ -338,8 +338,9 @@ pub(crate) struct Receiver {
     upsampler: Upsampler,
     last_report: Option<Instant>,
     last_stats: Option<Instant>,
-    /// The companion has work that should not wait for its next turn (a new peer).
-    companion_wanted: bool,
+    /// The companion has work that should not wait for its next turn (a new peer): read by
+    /// whichever thread runs the companion.
+    companion_wanted: Arc<std::sync::atomic::AtomicBool>,
     /// Items dropped on the audio path because the companion's queue was full.
     handoff_overflow: u64,
 }
@@ -383,7 +384,7 @@ pub(crate) fn receiver(
         upsampler: Upsampler::with_capacity(MAX_RENDER / UP + 2),
         last_report: None,
         last_stats: None,
-        companion_wanted: false,
+        companion_wanted: Arc::default(),
         handoff_overflow: 0,
     };
     let companion = Companion {
@@ -406,8 +407,21 @@ impl Receiver {
     }
 
     /// Whether the companion should run now rather than at its next turn (and forgets it).
+    #[cfg(test)]
     pub(crate) fn take_companion_request(&mut self) -> bool {
-        std::mem::take(&mut self.companion_wanted)
+        self.companion_wanted
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The flag behind [`Receiver::take_companion_request`], for the thread that runs the
+    /// companion once the receiver has moved to where it renders.
+    pub(crate) fn companion_flag(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        Arc::clone(&self.companion_wanted)
+    }
+
+    fn want_companion(&self) {
+        self.companion_wanted
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Items dropped on the audio path because the companion's queue was full.
@@ -472,7 +486,7 @@ impl Receiver {
                             });
                         }
                         None => {
-                            self.companion_wanted = true;
+                            self.want_companion();
                             self.hand_off(Handoff::Early(peer, packet));
                         }
                     }
@@ -482,7 +496,7 @@ impl Receiver {
                 }
                 MediaIn::PeerConnected { peer } => {
                     if !self.peers.contains_key(&peer) {
-                        self.companion_wanted = true;
+                        self.want_companion();
                         self.hand_off(Handoff::Connected(peer));
                     }
                 }
@@ -494,7 +508,7 @@ impl Receiver {
                         }
                         self.hand_off(Handoff::Spent(Spent::Peer(pv)));
                     }
-                    self.companion_wanted = true;
+                    self.want_companion();
                     self.hand_off(Handoff::Gone(peer));
                 }
             }
