@@ -708,13 +708,26 @@ fn cpu(
     } else {
         None
     };
-    let source = WavSource::open(speech_path).map_err(|e| e.to_string())?;
-    let finished = source.finished_flag();
-    // A speaker emulated at real-time pace with 5 ms periods: the mix is rendered in its
-    // callback, as on a sound card. Its thread stands for the sound system's, which wakes
-    // every period whoever plays; what rendering costs in it is counted.
-    let speaker =
-        DeviceSink::emulated(PERIOD, Instant::now(), |_, _| {}).map_err(|e| e.to_string())?;
+    // Sound cards emulated at real-time pace with 5 ms periods: the microphone plays the
+    // speech in, the mix is rendered in the speaker's callback. Their threads stand for the
+    // sound system's, which wake every period whoever records or plays; what rendering
+    // costs in the speaker's is counted.
+    let speech = read_wav_mono_48k(speech_path).map_err(|e| e.to_string())?;
+    let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let done = Arc::clone(&finished);
+    let mut pos = 0usize;
+    let start = Instant::now() + Duration::from_millis(50);
+    let source = DeviceSource::emulated(PERIOD, start, move |_, buf| {
+        for s in buf.iter_mut() {
+            *s = speech.get(pos).copied().unwrap_or(0.0);
+            pos += 1;
+        }
+        if pos >= speech.len() {
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    })
+    .map_err(|e| e.to_string())?;
+    let speaker = DeviceSink::emulated(PERIOD, start, |_, _| {}).map_err(|e| e.to_string())?;
     let device = speaker.counters();
     let before = cpu_time()?;
     let t = Instant::now();

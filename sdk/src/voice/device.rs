@@ -365,6 +365,20 @@ fn capture_into(
     clock.tick(data.len() / channels);
 }
 
+/// Writes one stereo frame to a device frame of any channel count (mono: the average;
+/// more than two: the rest silent).
+fn put_stereo(frame: &mut [f32], l: f32, r: f32) {
+    match frame {
+        [mono] => *mono = 0.5 * (l + r),
+        [left, right, rest @ ..] => {
+            *left = l;
+            *right = r;
+            rest.fill(0.0);
+        }
+        [] => {}
+    }
+}
+
 /// The output callback's work: stereo samples from the ring to the device's channels.
 fn play_from(
     consumer: &mut rtrb::Consumer<f32>,
@@ -385,15 +399,7 @@ fn play_from(
                 (0.0, 0.0)
             }
         };
-        match frame {
-            [mono] => *mono = 0.5 * (l + r),
-            [left, right, rest @ ..] => {
-                *left = l;
-                *right = r;
-                rest.fill(0.0);
-            }
-            [] => {}
-        }
+        put_stereo(frame, l, r);
     }
     if missing > 0 {
         counters.xruns.fetch_add(missing, Ordering::Relaxed);
@@ -461,18 +467,8 @@ impl Output {
             };
             render(started, stereo);
             for (frame, lr) in part.chunks_mut(channels).zip(stereo.chunks_exact(2)) {
-                let (l, r) = match lr {
-                    [l, r] => (*l, *r),
-                    _ => (0.0, 0.0),
-                };
-                match frame {
-                    [mono] => *mono = 0.5 * (l + r),
-                    [left, right, rest @ ..] => {
-                        *left = l;
-                        *right = r;
-                        rest.fill(0.0);
-                    }
-                    [] => {}
+                if let [l, r] = lr {
+                    put_stereo(frame, *l, *r);
                 }
             }
         }
