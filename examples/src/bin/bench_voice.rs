@@ -472,14 +472,7 @@ fn latency_run(
     let (signal, onsets) = burst_signal(len);
     let mic_start = Instant::now() + Duration::from_millis(100);
     let heard = Arc::new(Mutex::new(Heard::default()));
-    let mut pos = 0usize;
-    let mic = DeviceSource::emulated(PERIOD, mic_start, move |_, buf| {
-        for s in buf.iter_mut() {
-            *s = signal.get(pos).copied().unwrap_or(0.0);
-            pos += 1;
-        }
-    })
-    .map_err(|e| e.to_string())?;
+    let (mic, _) = playing_mic(signal, mic_start)?;
     let ear = Arc::clone(&heard);
     let speaker = DeviceSink::emulated(PERIOD, mic_start + phase, move |at, stereo| {
         if let Ok(mut h) = ear.lock() {
@@ -695,6 +688,28 @@ impl Drop for BackgroundLoad {
     }
 }
 
+/// A microphone emulated from `start` that captures `samples`, then silence; the flag is
+/// set once all of them were captured.
+fn playing_mic(
+    samples: Vec<f32>,
+    start: Instant,
+) -> Res<(DeviceSource, Arc<std::sync::atomic::AtomicBool>)> {
+    let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let done = Arc::clone(&finished);
+    let mut pos = 0usize;
+    let mic = DeviceSource::emulated(PERIOD, start, move |_, buf| {
+        for s in buf.iter_mut() {
+            *s = samples.get(pos).copied().unwrap_or(0.0);
+            pos += 1;
+        }
+        if pos >= samples.len() {
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    })
+    .map_err(|e| e.to_string())?;
+    Ok((mic, finished))
+}
+
 /// CPU of one sender encoding speech and eight receivers decoding and mixing it, on an idle
 /// machine or (`busy`) beside a background load on every core.
 fn cpu(
@@ -713,20 +728,8 @@ fn cpu(
     // sound system's, which wake every period whoever records or plays; what rendering
     // costs in the speaker's is counted.
     let speech = read_wav_mono_48k(speech_path).map_err(|e| e.to_string())?;
-    let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let done = Arc::clone(&finished);
-    let mut pos = 0usize;
     let start = Instant::now() + Duration::from_millis(50);
-    let source = DeviceSource::emulated(PERIOD, start, move |_, buf| {
-        for s in buf.iter_mut() {
-            *s = speech.get(pos).copied().unwrap_or(0.0);
-            pos += 1;
-        }
-        if pos >= speech.len() {
-            done.store(true, std::sync::atomic::Ordering::Relaxed);
-        }
-    })
-    .map_err(|e| e.to_string())?;
+    let (source, finished) = playing_mic(speech, start)?;
     let speaker = DeviceSink::emulated(PERIOD, start, |_, _| {}).map_err(|e| e.to_string())?;
     let device = speaker.counters();
     let before = cpu_time()?;

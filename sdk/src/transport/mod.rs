@@ -1187,13 +1187,11 @@ impl Driver {
         let target = match stun_request_ufrag(data) {
             Some(ufrag) => {
                 let id = self.by_ufrag.get(ufrag).copied();
-                if let Some(id) = id
-                    && self.relay_in_disguise(id, from)
-                {
-                    tracing::debug!(%from, peer = %id, "check from an unannounced relay address dropped");
-                    return;
-                }
                 if let Some(id) = id {
+                    if self.relay_in_disguise(id, from) {
+                        tracing::debug!(%from, peer = %id, "check from an unannounced relay address dropped");
+                        return;
+                    }
                     self.by_addr.insert(from, id);
                 }
                 id

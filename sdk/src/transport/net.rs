@@ -46,9 +46,6 @@ impl CandidateType {
     }
 }
 
-/// From a STUN Binding request, the local ufrag it is addressed to: the part of USERNAME
-/// before the colon (RFC 8445 §7.2.2: `<receiver ufrag>:<sender ufrag>`). `None` for
-/// anything that is not a well-formed Binding request with a USERNAME.
 /// Whether a connectivity check from `from` would make `rtc` learn a peer's TURN relay
 /// address as peer-reflexive, ahead of the relay candidate still on its way through the
 /// matchmaker. Such a pair skips the relay wait (peer-reflexive pairs are nominated at once)
@@ -76,6 +73,9 @@ pub(crate) fn relay_in_disguise(
         && relay_ips.any(|r| r == ip)
 }
 
+/// From a STUN Binding request, the local ufrag it is addressed to: the part of USERNAME
+/// before the colon (RFC 8445 §7.2.2: `<receiver ufrag>:<sender ufrag>`). `None` for
+/// anything that is not a well-formed Binding request with a USERNAME.
 pub(crate) fn stun_request_ufrag(buf: &[u8]) -> Option<&str> {
     const BINDING_REQUEST: [u8; 2] = [0x00, 0x01];
     const MAGIC: [u8; 4] = [0x21, 0x12, 0xA4, 0x42];

@@ -422,21 +422,37 @@ struct Output {
     clock: Arc<DeviceClock>,
 }
 
+/// What a [`DeviceSink`] keeps of its callback's state: the ring's writing end, the
+/// renderer's way in, and what the callback shares.
+struct SinkSide {
+    producer: rtrb::Producer<f32>,
+    install: crossbeam_channel::Sender<RenderFn>,
+    counters: Arc<DeviceCounters>,
+    clock: Arc<DeviceClock>,
+}
+
 impl Output {
-    fn new(
-        consumer: rtrb::Consumer<f32>,
-        install: crossbeam_channel::Receiver<RenderFn>,
-        counters: Arc<DeviceCounters>,
-        clock: Arc<DeviceClock>,
-    ) -> Self {
-        Self {
+    /// A callback's state and the sink's side of it, connected.
+    fn with_sink() -> (Self, SinkSide) {
+        let (producer, consumer) = rtrb::RingBuffer::<f32>::new(RING);
+        let (install, installed) = crossbeam_channel::bounded(1);
+        let counters = Arc::new(DeviceCounters::default());
+        let clock = Arc::new(DeviceClock::new());
+        let output = Self {
             consumer,
-            install,
+            install: installed,
             render: None,
             scratch: vec![0.0; 2 * CALLBACK_SCRATCH],
+            counters: Arc::clone(&counters),
+            clock: Arc::clone(&clock),
+        };
+        let sink = SinkSide {
+            producer,
+            install,
             counters,
             clock,
-        }
+        };
+        (output, sink)
     }
 
     /// One callback: fills `data` (`channels` interleaved). Lock-free, allocation-free.
@@ -678,17 +694,8 @@ pub struct DeviceSink {
 impl DeviceSink {
     /// Opens the default output device, or the one named.
     pub fn open(name: Option<&str>) -> Result<Self, VoiceError> {
-        let (producer, consumer) = rtrb::RingBuffer::<f32>::new(RING);
-        let (install, installed) = crossbeam_channel::bounded(1);
-        let counters = Arc::new(DeviceCounters::default());
-        let clock = Arc::new(DeviceClock::new());
-        let mut output = Output::new(
-            consumer,
-            installed,
-            Arc::clone(&counters),
-            Arc::clone(&clock),
-        );
-        let on_error = on_stream_error(&counters);
+        let (mut output, sink) = Output::with_sink();
+        let on_error = on_stream_error(&sink.counters);
         let (stream, name) =
             open_stream(Direction::Output, name, move |device, config, channels| {
                 device.build_output_stream::<f32, _, _>(
@@ -698,7 +705,7 @@ impl DeviceSink {
                     Some(Duration::from_secs(3)),
                 )
             })?;
-        Ok(Self::new(producer, name, counters, clock, stream, install))
+        Ok(Self::new(sink, name, stream))
     }
 
     /// A speaker emulated in software, for measurements and tests without a sound card: a
@@ -710,49 +717,26 @@ impl DeviceSink {
         start: Instant,
         mut played: impl FnMut(Instant, &[f32]) + Send + 'static,
     ) -> Result<Self, VoiceError> {
-        let (producer, consumer) = rtrb::RingBuffer::<f32>::new(RING);
-        let (install, installed) = crossbeam_channel::bounded(1);
-        let counters = Arc::new(DeviceCounters::default());
-        let clock = Arc::new(DeviceClock::new());
-        let mut output = Output::new(
-            consumer,
-            installed,
-            Arc::clone(&counters),
-            Arc::clone(&clock),
-        );
+        let (mut output, sink) = Output::with_sink();
         let mut buf = vec![0.0f32; period.max(1) * 2];
         let stream = emulate("sl-emulated-speaker", period, start, move |due| {
             output.run(&mut buf, 2);
             played(due, &buf);
         })?;
-        Ok(Self::new(
-            producer,
-            "emulated speaker".into(),
-            counters,
-            clock,
-            stream,
-            install,
-        ))
+        Ok(Self::new(sink, "emulated speaker".into(), stream))
     }
 
-    fn new(
-        producer: rtrb::Producer<f32>,
-        name: String,
-        counters: Arc<DeviceCounters>,
-        clock: Arc<DeviceClock>,
-        stream: StreamThread,
-        install: crossbeam_channel::Sender<RenderFn>,
-    ) -> Self {
+    fn new(sink: SinkSide, name: String, stream: StreamThread) -> Self {
         Self {
-            producer,
+            producer: sink.producer,
             name,
-            counters,
-            clock,
+            counters: sink.counters,
+            clock: sink.clock,
             _stream: stream,
             lead: LEAD_START,
             shortfalls_seen: 0,
             calm_since: 0,
-            install,
+            install: sink.install,
             rendering: false,
         }
     }

@@ -131,11 +131,6 @@ impl Frames {
         self.entries.is_empty()
     }
 
-    /// Removes every entry, oldest first.
-    fn drain(&mut self) -> impl Iterator<Item = (i64, Entry)> + '_ {
-        self.entries.drain(..)
-    }
-
     fn find(&self, key: i64) -> Result<usize, usize> {
         self.entries.binary_search_by_key(&key, |(k, _)| *k)
     }
@@ -252,11 +247,9 @@ impl JitterBuffer {
 
     /// Forgets all packets and goes idle (a muted peer).
     pub(crate) fn clear(&mut self) {
-        let mut frames = std::mem::replace(&mut self.frames, Frames::with_capacity(0));
-        for (_, entry) in frames.drain() {
+        while let Some((_, entry)) = self.frames.pop_first() {
             self.discard(entry.payload);
         }
-        self.frames = frames;
         self.state = State::Idle;
     }
 

@@ -491,7 +491,6 @@ impl Voice {
             };
             threads.push(spawn("sl-voice-tx", move || tx.run())?);
         }
-        let wanted = receiver.companion_flag();
         let mut pulled = None;
         if let Some(mut sink) = sink {
             let mut receiver = receiver;
@@ -502,10 +501,10 @@ impl Voice {
                 // A sound card renders in its callback; this thread keeps the companion
                 // and watches the device.
                 Ok(()) => threads.push(spawn("sl-voice-rx", move || {
-                    keep_device(sink, companion, &wanted, &stop, &events);
+                    keep_device(sink, companion, &stop, &events);
                 })?),
                 Err(render) => threads.push(spawn("sl-voice-rx", move || {
-                    playout(sink, render, companion, &wanted, &stop, &events);
+                    playout(sink, render, companion, &stop, &events);
                 })?),
             }
         } else {
@@ -726,12 +725,10 @@ fn playout(
     mut sink: Box<dyn AudioSink>,
     mut render: RenderFn,
     mut companion: rx::Companion,
-    wanted: &AtomicBool,
     stop: &AtomicBool,
     events: &crossbeam_channel::Sender<VoiceEvent>,
 ) {
     let mut buf = vec![0.0f32; BLOCK * 2];
-    let mut last_tick = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         let wanted_frames = match sink.wait(Duration::from_millis(50)) {
             Ok(n) => n,
@@ -756,36 +753,23 @@ fn playout(
                 sink = Box::new(NullSink::new());
             }
         }
-        if wanted.swap(false, Ordering::Relaxed)
-            || now.saturating_duration_since(last_tick) >= rx::COMPANION_EVERY
-        {
-            last_tick = now;
-            companion.tick();
-        }
+        companion.tick_if_due(now);
     }
 }
 
-/// While a sound card renders in its callback: runs the receiver's companion and keeps the
-/// device (and so its stream) alive, reporting when it fails.
+/// While a sound card renders in its callback: runs the receiver's companion at its pace
+/// and keeps the device (and so its stream) alive, reporting when it fails.
 fn keep_device(
     mut sink: Box<dyn AudioSink>,
     mut companion: rx::Companion,
-    wanted: &AtomicBool,
     stop: &AtomicBool,
     events: &crossbeam_channel::Sender<VoiceEvent>,
 ) {
     let mut failed = false;
-    let mut last_tick = Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        // Short sleeps while a new peer waits for its state; the companion's pace otherwise.
-        let pause = if wanted.load(Ordering::Relaxed) {
-            Duration::from_millis(5)
-        } else {
-            rx::COMPANION_EVERY
-        };
         if failed {
-            std::thread::sleep(pause);
-        } else if let Err(e) = sink.wait(pause) {
+            std::thread::sleep(rx::COMPANION_EVERY);
+        } else if let Err(e) = sink.wait(rx::COMPANION_EVERY) {
             // The renderer went with the device; voices are no longer played.
             let _ = events.try_send(VoiceEvent::DeviceUnavailable {
                 direction: Direction::Output,
@@ -793,13 +777,7 @@ fn keep_device(
             });
             failed = true;
         }
-        let now = Instant::now();
-        if wanted.swap(false, Ordering::Relaxed)
-            || now.saturating_duration_since(last_tick) >= rx::COMPANION_EVERY
-        {
-            last_tick = now;
-            companion.tick();
-        }
+        companion.tick();
     }
 }
 

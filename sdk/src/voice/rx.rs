@@ -11,6 +11,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -312,18 +313,39 @@ pub(crate) enum Setup {
     View(Box<ControlsView>),
 }
 
-/// Sends `item` to the companion; when the queue is full (the companion stopped), it is
-/// dropped here and counted.
-fn hand_off(queue: &crossbeam_channel::Sender<Handoff>, overflow: &mut u64, item: Handoff) {
-    if queue.try_send(item).is_err() {
-        *overflow += 1;
+/// The renderer's side of the queue to the companion.
+struct Outbox {
+    queue: crossbeam_channel::Sender<Handoff>,
+    /// Items dropped on the audio path because the queue was full (the companion stopped).
+    overflow: u64,
+    /// The companion has work that should not wait for its next turn (a new peer).
+    urgent: Arc<AtomicBool>,
+}
+
+impl Outbox {
+    /// Sends `item` to the companion; when the queue is full it is dropped here and counted.
+    fn send(&mut self, item: Handoff) {
+        if self.queue.try_send(item).is_err() {
+            self.overflow += 1;
+        }
+    }
+
+    /// Sends `item` and asks the companion to run as soon as it can.
+    fn send_urgent(&mut self, item: Handoff) {
+        self.urgent.store(true, Ordering::Relaxed);
+        self.send(item);
+    }
+
+    /// Hands a payload over to be freed off the audio path.
+    fn spend(&mut self, payload: Bytes) {
+        self.send(Handoff::Spent(Spent::Payload(payload)));
     }
 }
 
 /// The renderer: everything the receive side needs per block, and nothing that allocates.
 pub(crate) struct Receiver {
     incoming: crossbeam_channel::Receiver<MediaIn>,
-    handoff: crossbeam_channel::Sender<Handoff>,
+    outbox: Outbox,
     setup: crossbeam_channel::Receiver<Setup>,
     events: crossbeam_channel::Sender<VoiceEvent>,
     peers: HashMap<PeerId, Box<PeerVoice>>,
@@ -338,11 +360,6 @@ pub(crate) struct Receiver {
     upsampler: Upsampler,
     last_report: Option<Instant>,
     last_stats: Option<Instant>,
-    /// The companion has work that should not wait for its next turn (a new peer): read by
-    /// whichever thread runs the companion.
-    companion_wanted: Arc<std::sync::atomic::AtomicBool>,
-    /// Items dropped on the audio path because the companion's queue was full.
-    handoff_overflow: u64,
 }
 
 /// The receive side's housekeeping, off the audio path.
@@ -358,6 +375,9 @@ pub(crate) struct Companion {
     /// Peers whose state went to the renderer.
     installed: HashSet<PeerId>,
     controls_seen: Option<u64>,
+    /// Set by the renderer when a new peer waits for its state ([`Companion::tick_if_due`]).
+    urgent: Arc<AtomicBool>,
+    last_tick: Option<Instant>,
 }
 
 /// The renderer and its companion, connected.
@@ -370,9 +390,14 @@ pub(crate) fn receiver(
 ) -> (Receiver, Companion) {
     let (handoff_tx, handoff_rx) = crossbeam_channel::bounded(HANDOFF_QUEUE);
     let (setup_tx, setup_rx) = crossbeam_channel::bounded(SETUP_QUEUE);
+    let urgent = Arc::new(AtomicBool::new(false));
     let receiver = Receiver {
         incoming,
-        handoff: handoff_tx,
+        outbox: Outbox {
+            queue: handoff_tx,
+            overflow: 0,
+            urgent: Arc::clone(&urgent),
+        },
         setup: setup_rx,
         events,
         peers: HashMap::with_capacity(MAX_PEERS),
@@ -384,8 +409,6 @@ pub(crate) fn receiver(
         upsampler: Upsampler::with_capacity(MAX_RENDER / UP + 2),
         last_report: None,
         last_stats: None,
-        companion_wanted: Arc::default(),
-        handoff_overflow: 0,
     };
     let companion = Companion {
         handoff: handoff_rx,
@@ -397,37 +420,23 @@ pub(crate) fn receiver(
         pending: HashMap::new(),
         installed: HashSet::new(),
         controls_seen: None,
+        urgent,
+        last_tick: None,
     };
     (receiver, companion)
 }
 
 impl Receiver {
-    fn hand_off(&mut self, item: Handoff) {
-        hand_off(&self.handoff, &mut self.handoff_overflow, item);
-    }
-
     /// Whether the companion should run now rather than at its next turn (and forgets it).
     #[cfg(test)]
     pub(crate) fn take_companion_request(&mut self) -> bool {
-        self.companion_wanted
-            .swap(false, std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// The flag behind [`Receiver::take_companion_request`], for the thread that runs the
-    /// companion once the receiver has moved to where it renders.
-    pub(crate) fn companion_flag(&self) -> Arc<std::sync::atomic::AtomicBool> {
-        Arc::clone(&self.companion_wanted)
-    }
-
-    fn want_companion(&self) {
-        self.companion_wanted
-            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.outbox.urgent.swap(false, Ordering::Relaxed)
     }
 
     /// Items dropped on the audio path because the companion's queue was full.
     #[cfg(test)]
     pub(crate) fn handoff_overflow(&self) -> u64 {
-        self.handoff_overflow
+        self.outbox.overflow
     }
 
     /// Installs what the companion prepared.
@@ -436,24 +445,19 @@ impl Receiver {
             match item {
                 Setup::Peer(id, pv) => {
                     if self.peers.len() >= MAX_PEERS && !self.peers.contains_key(&id) {
-                        self.hand_off(Handoff::Spent(Spent::Peer(pv)));
+                        self.outbox.send(Handoff::Spent(Spent::Peer(pv)));
                     } else if let Some(old) = self.peers.insert(id, pv) {
-                        self.hand_off(Handoff::Spent(Spent::Peer(old)));
+                        self.outbox.send(Handoff::Spent(Spent::Peer(old)));
                     }
                 }
                 Setup::Packet(id, packet) => match self.peers.get_mut(&id) {
-                    Some(pv) => {
-                        let (queue, overflow) = (&self.handoff, &mut self.handoff_overflow);
-                        pv.receive(packet, |p| {
-                            hand_off(queue, overflow, Handoff::Spent(Spent::Payload(p)));
-                        });
-                    }
+                    Some(pv) => pv.receive(packet, |p| self.outbox.spend(p)),
                     // The peer left meanwhile.
-                    None => self.hand_off(Handoff::Spent(Spent::Payload(packet.payload))),
+                    None => self.outbox.spend(packet.payload),
                 },
                 Setup::View(view) => {
                     let old = std::mem::replace(&mut self.view, view);
-                    self.hand_off(Handoff::Spent(Spent::View(old)));
+                    self.outbox.send(Handoff::Spent(Spent::View(old)));
                 }
             }
         }
@@ -479,25 +483,16 @@ impl Receiver {
                         arrival,
                     };
                     match self.peers.get_mut(&peer) {
-                        Some(pv) => {
-                            let (queue, overflow) = (&self.handoff, &mut self.handoff_overflow);
-                            pv.receive(packet, |p| {
-                                hand_off(queue, overflow, Handoff::Spent(Spent::Payload(p)));
-                            });
-                        }
-                        None => {
-                            self.want_companion();
-                            self.hand_off(Handoff::Early(peer, packet));
-                        }
+                        Some(pv) => pv.receive(packet, |p| self.outbox.spend(p)),
+                        None => self.outbox.send_urgent(Handoff::Early(peer, packet)),
                     }
                 }
                 MediaIn::LossReport { peer, percent } => {
-                    self.hand_off(Handoff::LossReport(peer, percent));
+                    self.outbox.send(Handoff::LossReport(peer, percent));
                 }
                 MediaIn::PeerConnected { peer } => {
                     if !self.peers.contains_key(&peer) {
-                        self.want_companion();
-                        self.hand_off(Handoff::Connected(peer));
+                        self.outbox.send_urgent(Handoff::Connected(peer));
                     }
                 }
                 MediaIn::KeyframeRequest { .. } => {}
@@ -506,10 +501,9 @@ impl Receiver {
                         if pv.speaking {
                             let _ = self.events.try_send(VoiceEvent::SpeakingStopped { peer });
                         }
-                        self.hand_off(Handoff::Spent(Spent::Peer(pv)));
+                        self.outbox.send(Handoff::Spent(Spent::Peer(pv)));
                     }
-                    self.want_companion();
-                    self.hand_off(Handoff::Gone(peer));
+                    self.outbox.send_urgent(Handoff::Gone(peer));
                 }
             }
         }
@@ -537,8 +531,8 @@ impl Receiver {
         self.wide_mix.clear();
         self.wide_mix.resize(wide_frames * 2, 0.0);
         let view = &self.view;
-        let (queue, overflow) = (&self.handoff, &mut self.handoff_overflow);
-        let mut spend = |p: Bytes| hand_off(queue, overflow, Handoff::Spent(Spent::Payload(p)));
+        let outbox = &mut self.outbox;
+        let mut spend = |p: Bytes| outbox.spend(p);
         let mut any_wide = false;
         for (id, pv) in &mut self.peers {
             let control = view.peers.get(id).copied().unwrap_or_default();
@@ -704,7 +698,6 @@ impl Receiver {
         if stats_due {
             self.last_stats = Some(now);
         }
-        let (queue, overflow) = (&self.handoff, &mut self.handoff_overflow);
         for (id, pv) in &mut self.peers {
             if report_due {
                 pv.kbps = pv.bytes_window as f64 * 8.0 / 1000.0 / elapsed.as_secs_f64().max(0.001);
@@ -715,23 +708,32 @@ impl Receiver {
                     // (libopus 1.3 at 32 kbit/s, 5 % loss: PESQ-WB 3.42 tuned for 5 %, 2.73
                     // tuned for 20 %).
                     let percent = pv.loss.report_percent();
-                    hand_off(queue, overflow, Handoff::ReportLoss(*id, percent));
+                    self.outbox.send(Handoff::ReportLoss(*id, percent));
                 }
             }
             if stats_due {
-                hand_off(queue, overflow, Handoff::Stats(*id, pv.stats()));
+                self.outbox.send(Handoff::Stats(*id, pv.stats()));
             }
         }
     }
 }
 
 impl Companion {
+    /// Runs [`Companion::tick`] if the renderer asked for it or [`COMPANION_EVERY`] has
+    /// passed since the last run (for a thread that wakes more often, at each render).
+    pub(crate) fn tick_if_due(&mut self, now: Instant) {
+        let due = self
+            .last_tick
+            .is_none_or(|t| now.saturating_duration_since(t) >= COMPANION_EVERY);
+        if self.urgent.swap(false, Ordering::Relaxed) || due {
+            self.last_tick = Some(now);
+            self.tick();
+        }
+    }
+
     /// Does what the renderer handed over, and prepares what it will need.
     pub(crate) fn tick(&mut self) {
-        let generation = self
-            .controls
-            .generation
-            .load(std::sync::atomic::Ordering::Acquire);
+        let generation = self.controls.generation.load(Ordering::Acquire);
         if self.controls_seen != Some(generation) {
             let (peers, listener, falloff) = self.controls.snapshot();
             let view = Box::new(ControlsView {
@@ -824,9 +826,7 @@ impl Companion {
 
     fn publish_reported_loss(&self) {
         let max = self.reported.values().copied().max().unwrap_or(0);
-        self.controls
-            .reported_loss
-            .store(max, std::sync::atomic::Ordering::Relaxed);
+        self.controls.reported_loss.store(max, Ordering::Relaxed);
     }
 }
 
