@@ -9,7 +9,7 @@
 # Usage: scripts/arena_screenshot.sh [OUT_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh test
 source scripts/env.sh
 
 out=${1:-$CARGO_TARGET_DIR/arena-screenshots}

@@ -4,7 +4,7 @@
 # Usage: scripts/bench.sh [matchmaker|transport|voice|video|nat]; nat needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh bench
 source scripts/env.sh
 which=${1:-all}
 if [[ $which == all || $which == matchmaker ]]; then

@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The VM: qemu, Debian's kernel (it carries vivid), a static busybox, cpio for the initramfs.
-scripts/setup.sh qemu-system-x86 linux-image-amd64 busybox-static cpio
+scripts/setup.sh test qemu-system-x86 linux-image-amd64 busybox-static cpio
 source scripts/env.sh
 
 kernel=$(ls -1 /boot/vmlinuz-* 2>/dev/null | sort -V | tail -n1)

@@ -9,7 +9,7 @@
 # SQUADLINK_LAB_LOG=squadlink=trace sets the players' log level (logs kept on failure).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh test
 source scripts/env.sh
 if [[ ${1:-} == --hold ]]; then
   exec cargo test --locked -p squadlink-examples --test nat_lab hold -- --ignored --nocapture

@@ -5,6 +5,9 @@
 # (e.g. scripts/quickstart.sh --peers 8 --json; --help lists them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh demo
 source scripts/env.sh
-exec cargo run --release --locked -p squadlink-examples --bin quickstart -- "$@"
+source scripts/steps.sh
+step "building the quickstart (release; the first build takes a few minutes)" \
+  cargo build --release --locked -p squadlink-examples --bin quickstart
+exec "$CARGO_TARGET_DIR/release/quickstart" "$@"

@@ -1,12 +1,25 @@
 #!/usr/bin/env bash
-# Installs what Squadlink's demo and tests need on Debian/Ubuntu, and only what is missing.
-# Called by scripts/quickstart.sh and scripts/test.sh; safe to run again. Extra package
-# names given as arguments are installed too (scripts/camera_vm.sh asks for its VM's).
+# Installs what one purpose needs on Debian/Ubuntu, and only what is missing. Called by the
+# other scripts; safe to run again. One line per step; apt's output goes to the log
+# (~/.cache/squadlink/setup.log), shown only on failure.
+#   scripts/setup.sh demo        building and running the quickstart
+#   scripts/setup.sh test        everything scripts/test.sh runs (the default)
+#   scripts/setup.sh bench       the benchmarks (test's, and python3-venv for PESQ)
+# Extra Debian package names after the purpose are installed too (camera_vm.sh asks for its
+# VM's).
 set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/steps.sh
 
-# System packages (Debian/Ubuntu names), with what needs them.
-PACKAGES=(
-  build-essential pkg-config   # C toolchain for -sys crates
+purpose=${1:-test}
+if (($#)); then shift; fi
+
+# The demo: a C toolchain for -sys crates, cmake for libopus from source (opusic-sys), ALSA
+# headers (cpal), libvpx for VP8.
+DEMO=(build-essential pkg-config cmake libasound2-dev libvpx-dev)
+# Everything the tests use, with what needs it.
+TEST=(
+  "${DEMO[@]}"
   coturn                       # TURN server for the relay tests and the NAT lab
   openssl                      # TLS certificates for TURN over TLS in the tests
   iproute2 iptables conntrack  # the NAT lab: network namespaces, NAT routers, loss
@@ -14,14 +27,21 @@ PACKAGES=(
   xvfb xauth mesa-vulkan-drivers libvulkan1                # running them under a virtual display
   libxkbcommon-x11-0 libxcursor1 libxrandr2 libxi6         # (loaded by winit at run time)
   python3-pil                  # checking the arena screenshots
-  cmake libasound2-dev          # voice: libopus from source (opusic-sys), ALSA headers (cpal)
   pulseaudio pulseaudio-utils  # voice tests: a PulseAudio daemon with null sinks
   espeak-ng sox                # voice tests and benchmark: speech fixtures made at test time
-  libvpx-dev                   # video: VP8 codec (env-libvpx-sys, bindings for libvpx 1.12)
   libclang-dev                 # webcam feature: nokhwa's V4L2 bindings are made by bindgen
 )
-
+case $purpose in
+  demo) PACKAGES=("${DEMO[@]}") ;;
+  test) PACKAGES=("${TEST[@]}") ;;
+  bench) PACKAGES=("${TEST[@]}" python3-venv) ;; # the PESQ scorer lives in a virtualenv
+  *)
+    echo "setup: unknown purpose '$purpose' (demo, test or bench)" >&2
+    exit 2
+    ;;
+esac
 PACKAGES+=("$@")
+
 missing=()
 for pkg in "${PACKAGES[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
@@ -29,11 +49,14 @@ for pkg in "${PACKAGES[@]}"; do
   fi
 done
 if ((${#missing[@]})); then
-  echo "setup: installing ${missing[*]}"
   sudo=()
   if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  apt_get() { "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get "$@"; }
+  step "setup: updating the package lists (apt-get update)" apt_get update
+  step "setup: installing ${#missing[@]} system packages (${missing[*]})" \
+    apt_get install -y --no-install-recommends "${missing[@]}"
+else
+  echo "setup: system packages for '$purpose' ... already installed"
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

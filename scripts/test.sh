@@ -4,26 +4,29 @@
 # example under a virtual display.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh test
 source scripts/env.sh
+source scripts/steps.sh
 
-step() { printf '\n== %s\n' "$*"; }
-step "cargo fmt --check"
+section() { printf '\n== %s\n' "$*"; }
+step "building the workspace's tests (the first build takes a while)" \
+  cargo test --workspace --locked --no-run
+section "cargo fmt --check"
 cargo fmt --all --check
-step "cargo clippy (warnings are errors)"
-cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo clippy -p squadlink --features webcam --all-targets --locked -- -D warnings
-step "cargo test"
+section "cargo clippy (warnings are errors)"
+cargo clippy -q --workspace --all-targets --locked -- -D warnings
+cargo clippy -q -p squadlink --features webcam --all-targets --locked -- -D warnings
+section "cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --workspace --locked 2>&1 | tee "$log"
-step "cargo test: webcam formats through nokhwa (feature webcam, off by default)"
+section "cargo test: webcam formats through nokhwa (feature webcam, off by default)"
 cargo test -p squadlink --features webcam --locked --lib video::camera 2>&1 | tee -a "$log"
 
-step "arena: two windowed players under Xvfb, screenshots checked"
+section "arena: two windowed players under Xvfb, screenshots checked"
 scripts/arena_screenshot.sh
 
-step "webcam: a real V4L2 capture (the vivid driver) in a small virtual machine"
+section "webcam: a real V4L2 capture (the vivid driver) in a small virtual machine"
 scripts/camera_vm.sh
 
 # One closing line for the whole run, summed over every test binary.

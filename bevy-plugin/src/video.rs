@@ -6,18 +6,21 @@
 //! use bevy_squadlink::prelude::*;
 //!
 //! App::new()
-//!     .add_plugins(DefaultPlugins)
+//!     .add_plugins(MinimalPlugins)
 //!     .add_plugins(SquadlinkPlugin::new("ws://127.0.0.1:7878/v1").join(LobbyRef::create(4)))
 //!     .add_plugins(VideoChatPlugin::test_pattern())
-//!     .add_systems(Update, show_feeds)
+//!     .add_systems(Update, new_feeds)
 //!     .run();
 //!
-//! fn show_feeds(mut commands: Commands, feeds: Query<(Entity, &PeerVideo), Added<PeerVideo>>) {
-//!     for (entity, video) in &feeds {
-//!         commands.entity(entity).insert(Sprite::from_image(video.image.clone()));
+//! fn new_feeds(feeds: Query<(&Peer, &PeerVideo), Added<PeerVideo>>) {
+//!     for (peer, video) in &feeds {
+//!         // With Bevy's sprite feature: commands.entity(e).insert(Sprite::from_image(..)).
+//!         info!("{} sends video: {:?}", peer.player, video.image);
 //!     }
 //! }
 //! ```
+//!
+//! The `arena` example (`examples/bevy`) shows the feeds as sprites in a window.
 //!
 //! Each decoded frame's RGBA buffer is moved into the `Image` (no copy on the way; the
 //! decoder thread already converted it from I420), and Bevy uploads it once.

@@ -5,6 +5,10 @@
 //! can mint one: header `{"alg":"HS256","typ":"JWT"}`, claims `{"sub": player id, "exp":
 //! unix seconds}`, signed with the matchmaker's `--auth-secret`. This module mints and checks
 //! them without extra dependencies.
+//!
+//! Optional claims: `iss` (who minted it) and `aud` (a string, or an array of strings: which
+//! services it is for). The matchmaker checks them only when it is configured with
+//! `--token-issuer` / `--token-audience`; then a token without them is refused.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -33,6 +37,53 @@ pub enum TokenError {
     /// `sub` is not a valid player id.
     #[error("token subject is not a valid player id (1-64 of A-Z a-z 0-9 _ - . @, no ':')")]
     BadPlayerId,
+    /// `aud` does not name this server's audience.
+    #[error(
+        "token audience {found:?} does not include {expected:?}: mint the token for this matchmaker (--token-audience)"
+    )]
+    WrongAudience {
+        /// What the server requires.
+        expected: String,
+        /// What the token says (empty when it has no `aud`).
+        found: Vec<String>,
+    },
+    /// `iss` is not this server's issuer.
+    #[error(
+        "token issuer {found:?} is not {expected:?}: mint the token with the issuer the matchmaker expects (--token-issuer)"
+    )]
+    WrongIssuer {
+        /// What the server requires.
+        expected: String,
+        /// What the token says (`None` when it has no `iss`).
+        found: Option<String>,
+    },
+}
+
+/// What a token must say besides a valid signature, expiry and subject. `None` fields are
+/// not checked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TokenRules<'a> {
+    /// The `aud` claim must be this string, or an array containing it.
+    pub audience: Option<&'a str>,
+    /// The `iss` claim must be this string.
+    pub issuer: Option<&'a str>,
+}
+
+/// A JWT `aud` claim: one string or several.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Audience {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            Self::One(a) => vec![a],
+            Self::Many(v) => v,
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -46,6 +97,10 @@ struct Header {
 struct Claims {
     sub: String,
     exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    iss: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    aud: Option<Audience>,
 }
 
 fn sign(secret: &[u8], signing_input: &str) -> Vec<u8> {
@@ -62,9 +117,26 @@ fn sign(secret: &[u8], signing_input: &str) -> Vec<u8> {
 
 /// Mints a token for `player` that expires at `expires_at` (unix seconds).
 pub fn mint_token(secret: &[u8], player: &PlayerId, expires_at: u64) -> String {
+    mint_token_with(secret, player, expires_at, TokenRules::default())
+}
+
+/// Mints a token that also carries `iss` and `aud` claims, for a matchmaker started with
+/// `--token-issuer` / `--token-audience`.
+pub fn mint_token_with(
+    secret: &[u8],
+    player: &PlayerId,
+    expires_at: u64,
+    claims: TokenRules<'_>,
+) -> String {
     let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-    let claims = serde_json::json!({ "sub": player.as_str(), "exp": expires_at });
-    let claims = URL_SAFE_NO_PAD.encode(claims.to_string());
+    let claims = Claims {
+        sub: player.as_str().to_owned(),
+        exp: expires_at,
+        iss: claims.issuer.map(str::to_owned),
+        aud: claims.audience.map(|a| Audience::One(a.to_owned())),
+    };
+    // A struct of strings and a number always serializes.
+    let claims = URL_SAFE_NO_PAD.encode(serde_json::to_string(&claims).unwrap_or_default());
     let input = format!("{header}.{claims}");
     let sig = URL_SAFE_NO_PAD.encode(sign(secret, &input));
     format!("{input}.{sig}")
@@ -72,6 +144,17 @@ pub fn mint_token(secret: &[u8], player: &PlayerId, expires_at: u64) -> String {
 
 /// Checks a token's signature and expiry and returns its player id.
 pub fn verify_token(secret: &[u8], token: &str, now_unix: u64) -> Result<PlayerId, TokenError> {
+    verify_token_with(secret, token, now_unix, TokenRules::default())
+}
+
+/// Checks a token's signature, expiry, and the `aud`/`iss` claims `rules` asks for, and
+/// returns its player id.
+pub fn verify_token_with(
+    secret: &[u8],
+    token: &str,
+    now_unix: u64,
+    rules: TokenRules<'_>,
+) -> Result<PlayerId, TokenError> {
     let mut parts = token.split('.');
     let (Some(header_b64), Some(claims_b64), Some(sig_b64), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -104,6 +187,23 @@ pub fn verify_token(secret: &[u8], token: &str, now_unix: u64) -> Result<PlayerI
     if claims.exp <= now_unix {
         return Err(TokenError::Expired(claims.exp));
     }
+    if let Some(expected) = rules.issuer
+        && claims.iss.as_deref() != Some(expected)
+    {
+        return Err(TokenError::WrongIssuer {
+            expected: expected.to_owned(),
+            found: claims.iss,
+        });
+    }
+    if let Some(expected) = rules.audience {
+        let found = claims.aud.map(Audience::into_vec).unwrap_or_default();
+        if !found.iter().any(|a| a == expected) {
+            return Err(TokenError::WrongAudience {
+                expected: expected.to_owned(),
+                found,
+            });
+        }
+    }
     PlayerId::parse(&claims.sub).ok_or(TokenError::BadPlayerId)
 }
 
@@ -128,6 +228,44 @@ mod tests {
             verify_token(b"other", &t, 999),
             Err(TokenError::BadSignature)
         );
+    }
+
+    #[test]
+    fn audience_and_issuer_are_checked_only_when_required() {
+        let p = alice().unwrap();
+        let rules = TokenRules {
+            audience: Some("squadlink"),
+            issuer: Some("https://login.example"),
+        };
+        let plain = mint_token(b"k", &p, 100);
+        assert_eq!(verify_token(b"k", &plain, 1), Ok(p.clone()));
+        assert!(matches!(
+            verify_token_with(b"k", &plain, 1, rules),
+            Err(TokenError::WrongIssuer { found: None, .. })
+        ));
+        let both = mint_token_with(b"k", &p, 100, rules);
+        assert_eq!(verify_token_with(b"k", &both, 1, rules), Ok(p.clone()));
+        let other_aud = mint_token_with(
+            b"k",
+            &p,
+            100,
+            TokenRules {
+                audience: Some("another-game"),
+                ..rules
+            },
+        );
+        assert!(matches!(
+            verify_token_with(b"k", &other_aud, 1, rules),
+            Err(TokenError::WrongAudience { .. })
+        ));
+        // `aud` as an array, as JWT allows.
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256"}"#);
+        let claims = URL_SAFE_NO_PAD.encode(
+            br#"{"sub":"alice","exp":100,"iss":"https://login.example","aud":["web","squadlink"]}"#,
+        );
+        let input = format!("{header}.{claims}");
+        let array = format!("{input}.{}", URL_SAFE_NO_PAD.encode(sign(b"k", &input)));
+        assert_eq!(verify_token_with(b"k", &array, 1, rules), Ok(p));
     }
 
     #[test]

@@ -13,9 +13,11 @@ pub const MAX_TURN_TTL_SECS: u64 = 86_400;
 /// Whether players may connect without a token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum DevMode {
-    /// On while listening on a loopback address, off otherwise.
+    /// On while listening on a loopback address with no `--auth-secret`; off otherwise (a
+    /// server with an auth secret behind a local TLS proxy requires tokens).
     Auto,
-    /// Always accept anonymous players. Never use on a public address.
+    /// Always accept anonymous players. Never use on a public address. Together with
+    /// `--auth-secret` it is refused unless `--allow-anonymous-with-auth-secret` is given.
     On,
     /// Always require a token signed with the auth secret.
     Off,
@@ -63,9 +65,25 @@ pub struct Config {
     #[arg(long, env = "SQUADLINK_AUTH_SECRET", hide_env_values = true)]
     pub auth_secret: Option<String>,
 
-    /// Accept players without a token: auto = only while listening on loopback.
+    /// Accept players without a token: auto = only while listening on loopback and no
+    /// --auth-secret is set.
     #[arg(long, env = "SQUADLINK_DEV_MODE", value_enum, default_value_t = DevMode::Auto)]
     pub dev_mode: DevMode,
+
+    /// Let `--dev-mode on` accept anonymous players beside token-authenticated ones (refused
+    /// without this flag). Anonymous players can never take over a token-authenticated
+    /// player's lobby place, but they can pick any free player id. A warning is logged at
+    /// every start.
+    #[arg(long, env = "SQUADLINK_ALLOW_ANONYMOUS_WITH_AUTH_SECRET")]
+    pub allow_anonymous_with_auth_secret: bool,
+
+    /// When set, a token's `aud` claim must be (or contain) this value.
+    #[arg(long, env = "SQUADLINK_TOKEN_AUDIENCE")]
+    pub token_audience: Option<String>,
+
+    /// When set, a token's `iss` claim must equal this value.
+    #[arg(long, env = "SQUADLINK_TOKEN_ISSUER")]
+    pub token_issuer: Option<String>,
 
     /// Largest text frame accepted from a client, in bytes.
     #[arg(long, env = "SQUADLINK_MAX_FRAME_BYTES", default_value_t = 16 * 1024,
@@ -86,6 +104,29 @@ pub struct Config {
     #[arg(long, env = "SQUADLINK_MAX_CONNECTIONS", default_value_t = 20_000)]
     pub max_connections: u32,
 
+    /// Most live connections of one player (by player id and way of authenticating);
+    /// further ones are closed with too_many_connections. A rejoin briefly needs two.
+    #[arg(long, env = "SQUADLINK_MAX_CONNECTIONS_PER_PLAYER", default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(2..))]
+    pub max_connections_per_player: u32,
+
+    /// Seconds from accepting a TCP connection to its WebSocket upgrade (the whole HTTP
+    /// request); a slower or silent socket is closed.
+    #[arg(long, env = "SQUADLINK_UPGRADE_TIMEOUT_SECS", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..=120))]
+    pub upgrade_timeout_secs: u32,
+
+    /// Most accepted sockets still before their upgrade; further ones are closed at once.
+    #[arg(long, env = "SQUADLINK_MAX_PENDING_UPGRADES", default_value_t = 512,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_pending_upgrades: u32,
+
+    /// Most sockets before their upgrade from one IP address. Behind a reverse proxy every
+    /// connection comes from the proxy's address: raise this to --max-pending-upgrades.
+    #[arg(long, env = "SQUADLINK_MAX_PENDING_PER_ADDRESS", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_pending_per_address: u32,
+
     /// Most lobbies at once; further create_lobby requests get too_many_lobbies.
     #[arg(long, env = "SQUADLINK_MAX_LOBBIES", default_value_t = 10_000)]
     pub max_lobbies: u32,
@@ -105,7 +146,8 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub ping_interval_secs: u32,
 
-    /// Seconds without any frame from a client before it is closed (idle_timeout).
+    /// Seconds without any frame from a client before it is closed (idle_timeout). Must be
+    /// longer than --ping-interval-secs, or clients that answer every ping are cut off.
     #[arg(long, env = "SQUADLINK_IDLE_TIMEOUT_SECS", default_value_t = 45,
           value_parser = clap::value_parser!(u32).range(2..))]
     pub idle_timeout_secs: u32,
@@ -139,10 +181,17 @@ impl Default for Config {
             turn_ttl_secs: DEFAULT_TURN_TTL_SECS,
             auth_secret: None,
             dev_mode: DevMode::Auto,
+            allow_anonymous_with_auth_secret: false,
+            token_audience: None,
+            token_issuer: None,
             max_frame_bytes: 16 * 1024,
             messages_per_second: 50,
             message_burst: 100,
             max_connections: 20_000,
+            max_connections_per_player: 4,
+            upgrade_timeout_secs: 5,
+            max_pending_upgrades: 512,
+            max_pending_per_address: 16,
             max_lobbies: 10_000,
             max_members: 16,
             outbound_queue: 256,
@@ -177,6 +226,27 @@ pub enum ConfigError {
     /// A malformed ICE URL.
     #[error("{0:?} is not a {1} URL (it must start with {1}:)")]
     BadUrl(String, &'static str),
+    /// `--dev-mode on` with an auth secret, without the flag that allows it.
+    #[error(
+        "--dev-mode on together with --auth-secret would let anyone connect without a token beside your authenticated players: drop --dev-mode on (tokens only), or add --allow-anonymous-with-auth-secret if that is really what you want"
+    )]
+    AnonymousBesideTokens,
+    /// An idle timeout that clients answering every ping cannot meet.
+    #[error(
+        "--idle-timeout-secs ({idle}) must be longer than --ping-interval-secs ({ping}): a client that answers every ping would still be cut off; use at least {}", ping.saturating_mul(2)
+    )]
+    IdleNotAbovePing {
+        /// The idle timeout asked for.
+        idle: u32,
+        /// The ping interval asked for.
+        ping: u32,
+    },
+    /// A limit of zero, or a per-player limit below two.
+    #[error("{0}")]
+    BadLimit(&'static str),
+    /// An empty audience or issuer.
+    #[error("{0} must not be empty when given")]
+    EmptyClaim(&'static str),
 }
 
 impl Config {
@@ -194,6 +264,37 @@ impl Config {
         if !self.dev_mode_enabled() && self.auth_secret.is_none() {
             return Err(ConfigError::NoWayToAuthenticate);
         }
+        if self.dev_mode == DevMode::On
+            && self.auth_secret.is_some()
+            && !self.allow_anonymous_with_auth_secret
+        {
+            return Err(ConfigError::AnonymousBesideTokens);
+        }
+        if self.idle_timeout_secs <= self.ping_interval_secs {
+            return Err(ConfigError::IdleNotAbovePing {
+                idle: self.idle_timeout_secs,
+                ping: self.ping_interval_secs,
+            });
+        }
+        if self.max_connections_per_player < 2 {
+            return Err(ConfigError::BadLimit(
+                "max_connections_per_player must be at least 2 (a rejoin briefly needs two)",
+            ));
+        }
+        if self.upgrade_timeout_secs == 0
+            || self.max_pending_upgrades == 0
+            || self.max_pending_per_address == 0
+        {
+            return Err(ConfigError::BadLimit(
+                "upgrade_timeout_secs, max_pending_upgrades and max_pending_per_address must be at least 1",
+            ));
+        }
+        if self.token_audience.as_deref() == Some("") {
+            return Err(ConfigError::EmptyClaim("--token-audience"));
+        }
+        if self.token_issuer.as_deref() == Some("") {
+            return Err(ConfigError::EmptyClaim("--token-issuer"));
+        }
         if !(60..=MAX_TURN_TTL_SECS).contains(&self.turn_ttl_secs) {
             return Err(ConfigError::TtlOutOfRange(self.turn_ttl_secs));
         }
@@ -210,12 +311,21 @@ impl Config {
         Ok(())
     }
 
-    /// Whether anonymous players are accepted, resolving [`DevMode::Auto`].
+    /// Whether anonymous players are accepted, resolving [`DevMode::Auto`]: on for a
+    /// loopback listener without an auth secret.
     pub fn dev_mode_enabled(&self) -> bool {
         match self.dev_mode {
             DevMode::On => true,
             DevMode::Off => false,
-            DevMode::Auto => self.listen.ip().is_loopback(),
+            DevMode::Auto => self.listen.ip().is_loopback() && self.auth_secret.is_none(),
+        }
+    }
+
+    /// What tokens must say besides a valid signature and expiry.
+    pub fn token_rules(&self) -> crate::auth::TokenRules<'_> {
+        crate::auth::TokenRules {
+            audience: self.token_audience.as_deref(),
+            issuer: self.token_issuer.as_deref(),
         }
     }
 
@@ -242,6 +352,10 @@ impl Config {
 
     pub(crate) fn idle_timeout(&self) -> Duration {
         Duration::from_secs(u64::from(self.idle_timeout_secs))
+    }
+
+    pub(crate) fn upgrade_timeout(&self) -> Duration {
+        Duration::from_secs(u64::from(self.upgrade_timeout_secs))
     }
 
     pub(crate) fn hello_timeout(&self) -> Duration {

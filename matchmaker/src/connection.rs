@@ -18,10 +18,11 @@ use squadlink_protocol::{
 };
 use tokio::sync::{Notify, mpsc};
 
-use crate::auth::{TokenError, verify_token};
+use crate::auth::{TokenError, verify_token_with};
 use crate::server::{PeerHandle, Shared, encode};
 use crate::store::{
-    BoxFuture, MAX_PROPERTIES, MAX_PROPERTY_KEY, MAX_PROPERTY_VALUE, NewLobby, StoreError,
+    BoxFuture, Identity, MAX_PROPERTIES, MAX_PROPERTY_KEY, MAX_PROPERTY_VALUE, NewLobby, Seat,
+    StoreError,
 };
 use crate::turn::ice_servers_for;
 
@@ -84,6 +85,9 @@ fn close_code(code: ErrorCode) -> u16 {
         ErrorCode::ServerShutdown => 1001,
         ErrorCode::Internal => 1011,
         ErrorCode::ServerFull => 1013,
+        ErrorCode::Replaced => 1000,
+        ErrorCode::ProtocolError => 1002,
+        ErrorCode::InvalidUtf8 => 1007,
         _ => 1008,
     }
 }
@@ -182,6 +186,8 @@ struct Conn {
     peer_id: PeerId,
     remote: SocketAddr,
     player: Option<PlayerId>,
+    /// How `player` was proved (meaningful once `player` is set).
+    identity: Identity,
     query_token: Option<String>,
     lobby: Option<String>,
     rx: mpsc::Receiver<Utf8Bytes>,
@@ -202,20 +208,17 @@ pub(crate) async fn run(
     remote: SocketAddr,
 ) {
     let open = shared.connections.fetch_add(1, Ordering::SeqCst) + 1;
-    let peer_id = PeerId(shared.next_peer.fetch_add(1, Ordering::Relaxed));
     let (tx, rx) = mpsc::channel(shared.config.outbound_queue as usize);
     let kick = Arc::new(Notify::new());
     let superseded = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    if let Ok(mut hub) = shared.hub.write() {
-        hub.insert(
-            peer_id,
-            PeerHandle {
-                tx: tx.clone(),
-                kick: Arc::clone(&kick),
-                superseded: Arc::clone(&superseded),
-            },
-        );
-    }
+    let registered = shared.register(PeerHandle {
+        tx: tx.clone(),
+        kick: Arc::clone(&kick),
+        superseded: Arc::clone(&superseded),
+    });
+    // Without a registered id the connection is refused below; PeerId(0) is never handed
+    // out, so nothing can be addressed to it.
+    let peer_id = registered.unwrap_or(PeerId(0));
     let bucket = TokenBucket::new(
         shared.config.messages_per_second,
         shared.config.message_burst,
@@ -226,6 +229,7 @@ pub(crate) async fn run(
         peer_id,
         remote,
         player: None,
+        identity: Identity::Anonymous,
         query_token,
         lobby: None,
         rx,
@@ -238,7 +242,12 @@ pub(crate) async fn run(
         last_inbound: Instant::now(),
     };
     tracing::debug!(%peer_id, %remote, "connected");
-    let close = if open > shared.config.max_connections as usize {
+    let close = if registered.is_none() {
+        Close::new(
+            ErrorCode::Internal,
+            "the server could not assign a peer id; try again",
+        )
+    } else if open > shared.config.max_connections as usize {
         Close::new(
             ErrorCode::ServerFull,
             format!(
@@ -264,6 +273,11 @@ impl Conn {
         let mut ticker =
             tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Fires when the idle timeout would pass if nothing arrived since it was set; it is
+        // then moved on to the last frame's time plus the timeout (one wake-up per idle
+        // period, not per frame).
+        let idle_deadline = tokio::time::sleep(idle_timeout);
+        tokio::pin!(idle_deadline);
         let hello_deadline = tokio::time::sleep(self.shared.config.hello_timeout());
         tokio::pin!(hello_deadline);
         let kick = Arc::clone(&self.kick);
@@ -275,9 +289,20 @@ impl Conn {
                 }
                 () = kick.notified() => {
                     if self.superseded.load(Ordering::SeqCst) {
-                        return Close::gone("replaced by a newer connection of the same player");
+                        return replaced();
                     }
                     return slow_consumer(self.shared.config.outbound_queue);
+                }
+                () = &mut idle_deadline => {
+                    let quiet = self.last_inbound.elapsed();
+                    if quiet >= idle_timeout {
+                        return Close::new(
+                            ErrorCode::IdleTimeout,
+                            format!("nothing received for {} s; answer pings or send ping messages", idle_timeout.as_secs()),
+                        );
+                    }
+                    let at = tokio::time::Instant::from_std(self.last_inbound + idle_timeout);
+                    idle_deadline.as_mut().reset(at);
                 }
                 () = &mut hello_deadline, if self.player.is_none() => {
                     return Close::new(ErrorCode::HelloTimeout, "no hello was received in time: send hello first");
@@ -301,12 +326,6 @@ impl Conn {
                     }
                 }
                 _ = ticker.tick() => {
-                    if self.last_inbound.elapsed() >= idle_timeout {
-                        return Close::new(
-                            ErrorCode::IdleTimeout,
-                            format!("nothing received for {} s; answer pings or send ping messages", idle_timeout.as_secs()),
-                        );
-                    }
                     let ping = tokio::time::timeout(WRITE_TIMEOUT, self.ws.send(Message::Ping(Bytes::new())));
                     if !matches!(ping.await, Ok(Ok(()))) {
                         return Close::gone("ping could not be written");
@@ -338,7 +357,11 @@ impl Conn {
                 Ok(Err(err)) => Err(Close::gone(format!("write failed: {err}"))),
                 Err(_) => Err(Close::gone("write timed out")),
             },
-            () = self.kick.notified() => Err(slow_consumer(self.shared.config.outbound_queue)),
+            () = self.kick.notified() => Err(if self.superseded.load(Ordering::SeqCst) {
+                replaced()
+            } else {
+                slow_consumer(self.shared.config.outbound_queue)
+            }),
         }
     }
 
@@ -358,20 +381,25 @@ impl Conn {
     async fn on_frame(&mut self, msg: Message) -> Option<Close> {
         let now = Instant::now();
         self.last_inbound = now;
-        let text = match msg {
-            Message::Ping(_) | Message::Pong(_) => return None,
+        let (text, control) = match msg {
+            // Control frames cost a write (tungstenite answers pings) and count like
+            // messages: a ping flood is rate limited like any other.
+            Message::Ping(_) | Message::Pong(_) => (None, true),
             Message::Close(_) => {
                 let mut close = Close::gone("client sent close");
                 close.deliberate = true;
                 return Some(close);
             }
-            Message::Text(text) => Some(text),
-            Message::Binary(_) => None,
+            Message::Text(text) => (Some(text), false),
+            Message::Binary(_) => (None, false),
         };
         if !self.bucket.take(now) {
             return self.rate_limited(now);
         }
         self.rate_strikes = 0;
+        if control {
+            return None;
+        }
         let Some(text) = text else {
             self.reply_error(
                 None,
@@ -385,6 +413,15 @@ impl Conn {
         let msg = match ClientMessage::from_json(text.as_str()) {
             Ok(msg) => msg,
             Err(err) => {
+                if self.player.is_none() && hello_with_malformed_token(text.as_str()) {
+                    return Some(
+                        Close::new(
+                            ErrorCode::TokenInvalid,
+                            "malformed token: \"token\" must be a string",
+                        )
+                        .with_rid(err.rid),
+                    );
+                }
                 self.reply_error(err.rid, (err.code, err.detail));
                 return None;
             }
@@ -502,12 +539,16 @@ impl Conn {
             return None;
         };
         let config = &self.shared.config;
-        let player = match (
-            token.or_else(|| self.query_token.take()),
-            &config.auth_secret,
-        ) {
+        let token = token.or_else(|| self.query_token.take());
+        let identity = if token.is_some() {
+            Identity::Token
+        } else {
+            Identity::Anonymous
+        };
+        let player = match (token, &config.auth_secret) {
             (Some(token), Some(secret)) => {
-                match verify_token(secret.as_bytes(), &token, unix_now()) {
+                match verify_token_with(secret.as_bytes(), &token, unix_now(), config.token_rules())
+                {
                     Ok(player) => player,
                     Err(err @ TokenError::Expired(_)) => {
                         return Some(
@@ -561,7 +602,19 @@ impl Conn {
                 },
             },
         };
-        tracing::debug!(peer_id = %self.peer_id, %player, "hello");
+        if !self.shared.add_player_connection(&player, identity) {
+            return Some(
+                Close::new(
+                    ErrorCode::TooManyConnections,
+                    format!(
+                        "player {player} already has {} live connections, the most this server allows; close one first",
+                        self.shared.config.max_connections_per_player
+                    ),
+                )
+                .with_rid(rid),
+            );
+        }
+        tracing::debug!(peer_id = %self.peer_id, %player, ?identity, "hello");
         self.reply(&ServerMessage::Welcome {
             rid,
             peer_id: self.peer_id,
@@ -570,16 +623,21 @@ impl Conn {
             server: concat!("squadlink-matchmaker/", env!("CARGO_PKG_VERSION")).into(),
             dev_mode: self.shared.dev_mode,
             limits: self.shared.limits.clone(),
+            instance: Some(self.shared.store.instance().to_owned()),
         });
         self.player = Some(player);
+        self.identity = identity;
         None
     }
 
-    fn member(&self, player: PlayerId, data: Properties) -> Member {
-        Member {
-            peer_id: self.peer_id,
-            player_id: player,
-            data,
+    fn seat(&self, player: PlayerId, data: Properties) -> Seat {
+        Seat {
+            member: Member {
+                peer_id: self.peer_id,
+                player_id: player,
+                data,
+            },
+            identity: self.identity,
         }
     }
 
@@ -613,10 +671,10 @@ impl Conn {
         }
         validate_properties("properties", &new.properties)?;
         validate_properties("member_data", &member_data)?;
-        let member = self.member(player.clone(), member_data);
+        let seat = self.seat(player.clone(), member_data);
         let shared = Arc::clone(&self.shared);
         let _ordered = lobby_lock(&shared).await?;
-        let lobby = store_call(self.shared.store.create(new, member)).await?;
+        let lobby = store_call(self.shared.store.create(new, seat)).await?;
         self.lobby = Some(lobby.code.clone());
         let ice_servers = ice_servers_for(&self.shared.config, &player, unix_now());
         self.reply(&ServerMessage::LobbyJoined {
@@ -644,14 +702,22 @@ impl Conn {
         }
         validate_properties("member_data", &member_data)?;
         let code = code.to_ascii_uppercase();
-        let member = self.member(player.clone(), member_data);
-        let joined = member.clone();
+        let seat = self.seat(player.clone(), member_data);
+        let joined = seat.member.clone();
         let shared = Arc::clone(&self.shared);
         let _ordered = lobby_lock(&shared).await?;
-        if let Some(lobby) = store_call(self.shared.store.get(&code)).await?
-            && let Some(old) = lobby.members.iter().find(|m| m.player_id == player)
-        {
-            let old = old.peer_id;
+        if let Some(found) = store_call(self.shared.store.find_player(&code, &player)).await? {
+            if found.identity != self.identity {
+                return Err((
+                    ErrorCode::IdentityMismatch,
+                    format!(
+                        "lobby {code} has a member with player id {player} who proved it {}; this connection did {}, so it cannot take that place: connect with that player's token, or use another player id",
+                        identity_name(found.identity),
+                        identity_name(self.identity)
+                    ),
+                ));
+            }
+            let (old, lobby) = (found.peer_id, found.lobby);
             self.resume(old, &code);
             let ice_servers = ice_servers_for(&self.shared.config, &player, unix_now());
             self.reply(&ServerMessage::LobbyJoined {
@@ -662,7 +728,7 @@ impl Conn {
             });
             return Ok(());
         }
-        let lobby = store_call(self.shared.store.join(&code, member)).await?;
+        let lobby = store_call(self.shared.store.join(&code, seat)).await?;
         self.lobby = Some(lobby.code.clone());
         // The joiner hears first, so nothing another member sends it can overtake this.
         let ice_servers = ice_servers_for(&self.shared.config, &player, unix_now());
@@ -816,6 +882,9 @@ impl Conn {
                 hub.remove(&self.peer_id);
             }
         }
+        if let Some(player) = &self.player {
+            self.shared.remove_player_connection(player, self.identity);
+        }
         tracing::debug!(
             peer_id = %self.peer_id,
             remote = %self.remote,
@@ -870,8 +939,8 @@ fn fan_out<const N: usize>(shared: &Shared, to: &[PeerId], messages: [Option<Utf
     }
 }
 
-/// Turns a read error into a close: an oversized frame is the client's fault and is told so;
-/// anything else means the connection is broken.
+/// Turns a read error into a close: an oversized frame, a broken frame or invalid UTF-8 is
+/// the client's fault and is told so; anything else means the connection is broken.
 fn read_error(err: axum::Error) -> Close {
     let inner = err.into_inner();
     match inner.downcast_ref::<tungstenite::Error>() {
@@ -879,13 +948,17 @@ fn read_error(err: axum::Error) -> Close {
             ErrorCode::FrameTooLarge,
             format!("frame too large ({cap}); split the message or stay under max_frame_bytes"),
         ),
+        Some(tungstenite::Error::Utf8(_)) => Close::new(
+            ErrorCode::InvalidUtf8,
+            "a text frame was not valid UTF-8: send JSON as UTF-8 text",
+        ),
         // The TCP connection ended without a close frame: the client vanished (it may come
         // back within the rejoin grace), it did not misbehave.
         Some(tungstenite::Error::Protocol(
             tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
         )) => Close::gone("the connection ended without a close frame"),
         Some(tungstenite::Error::Protocol(p)) => Close::new(
-            ErrorCode::InvalidField,
+            ErrorCode::ProtocolError,
             format!("WebSocket protocol error: {p}"),
         ),
         _ => Close::gone(format!("read failed: {inner}")),
@@ -902,6 +975,33 @@ async fn lobby_lock(shared: &Shared) -> Result<tokio::sync::MutexGuard<'_, ()>, 
                 "the server is too busy to change lobbies right now; try again".into(),
             )
         })
+}
+
+fn replaced() -> Close {
+    Close::new(
+        ErrorCode::Replaced,
+        "a newer connection of this player took over its lobby place; this one is closed (do not reconnect: the newer one is in use)",
+    )
+}
+
+fn identity_name(identity: Identity) -> &'static str {
+    match identity {
+        Identity::Token => "with a token",
+        Identity::Anonymous => "without a token (dev mode)",
+    }
+}
+
+/// A `hello` whose `token` is there but not a string: the hello table's "malformed token",
+/// which closes, rather than a field error the client could retry.
+fn hello_with_malformed_token(text: &str) -> bool {
+    let Ok(envelope) = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text)
+    else {
+        return false;
+    };
+    envelope.get("type").and_then(serde_json::Value::as_str) == Some("hello")
+        && envelope
+            .get("token")
+            .is_some_and(|t| !t.is_string() && !t.is_null())
 }
 
 fn slow_consumer(queue: u32) -> Close {

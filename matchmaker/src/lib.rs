@@ -18,6 +18,7 @@
 //! # Ok(()) }
 //! ```
 
+mod admission;
 pub mod auth;
 pub mod config;
 mod connection;
@@ -43,8 +44,11 @@ pub fn ensure_local(port: u16) -> Result<(String, bool), String> {
                 return;
             };
             rt.block_on(async {
+                // Local play: a few players, not a service's 20,000 connections (and no
+                // warning about the file limit they would need).
                 let config = Config {
                     listen,
+                    max_connections: 256,
                     ..Config::default()
                 };
                 match Server::bind(config).await {

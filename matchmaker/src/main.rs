@@ -32,6 +32,12 @@ enum Command {
         /// The matchmaker's --auth-secret.
         #[arg(long, env = "SQUADLINK_AUTH_SECRET", hide_env_values = true)]
         secret: String,
+        /// An `aud` claim, for a matchmaker started with --token-audience.
+        #[arg(long, env = "SQUADLINK_TOKEN_AUDIENCE")]
+        audience: Option<String>,
+        /// An `iss` claim, for a matchmaker started with --token-issuer.
+        #[arg(long, env = "SQUADLINK_TOKEN_ISSUER")]
+        issuer: Option<String>,
     },
 }
 
@@ -42,12 +48,22 @@ fn main() -> ExitCode {
             player,
             ttl,
             secret,
-        }) => mint(&player, ttl, &secret),
+            audience,
+            issuer,
+        }) => mint(
+            &player,
+            ttl,
+            &secret,
+            auth::TokenRules {
+                audience: audience.as_deref(),
+                issuer: issuer.as_deref(),
+            },
+        ),
         None => serve(cli.config),
     }
 }
 
-fn mint(player: &str, ttl: u64, secret: &str) -> ExitCode {
+fn mint(player: &str, ttl: u64, secret: &str, claims: auth::TokenRules<'_>) -> ExitCode {
     let Some(player) = PlayerId::parse(player) else {
         eprintln!("error: --player must be 1-64 of A-Z a-z 0-9 _ - . @");
         return ExitCode::FAILURE;
@@ -58,7 +74,7 @@ fn mint(player: &str, ttl: u64, secret: &str) -> ExitCode {
         .unwrap_or(0);
     println!(
         "{}",
-        auth::mint_token(secret.as_bytes(), &player, now.saturating_add(ttl))
+        auth::mint_token_with(secret.as_bytes(), &player, now.saturating_add(ttl), claims)
     );
     ExitCode::SUCCESS
 }

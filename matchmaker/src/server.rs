@@ -12,20 +12,24 @@ use axum::extract::ws::{Utf8Bytes, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Query, State};
 use axum::response::Response;
 use axum::routing::get;
-use axum::serve::ListenerExt as _;
 use serde::Deserialize;
-use squadlink_protocol::{ENDPOINT_PATH, Limits, PeerId, ServerMessage};
+use squadlink_protocol::{ENDPOINT_PATH, Limits, PeerId, PlayerId, ServerMessage};
 use tokio::sync::{Notify, mpsc, watch};
 
+use crate::admission::{Admission, ClientInfo, GuardedListener, fit_file_limit};
 use crate::config::{Config, ConfigError};
 use crate::connection;
-use crate::store::{LobbyStore, MemoryStore};
+use crate::store::{Identity, LobbyStore, MemoryStore};
 
 /// Bytes of outgoing frames tungstenite gathers before writing; the connection flushes after
 /// each batch it drains from its queue, so this only batches, never delays.
 pub(crate) const WRITE_BATCH_BYTES: usize = 8 * 1024;
 /// How long `shutdown` waits for connections to say goodbye.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Descriptors kept free beside the connections (listener, logs, the runtime, a store).
+const SPARE_DESCRIPTORS: u64 = 64;
+/// Peer ids are below 2^53 so JavaScript numbers hold them exactly.
+const PEER_ID_BOUND: u64 = 1 << 53;
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +65,8 @@ pub(crate) struct Shared {
     /// Serializes lobby mutations with their fan-out, so every member sees changes in the
     /// same order and a joiner's `lobby_joined` precedes any signal to it.
     pub(crate) lobby_ops: tokio::sync::Mutex<()>,
-    pub(crate) next_peer: AtomicU64,
+    /// Live connections per player (and way of authenticating), for the per-player cap.
+    pub(crate) players: std::sync::Mutex<HashMap<(PlayerId, Identity), u32>>,
     /// Members whose connection dropped, kept for the rejoin grace: peer id → the detach's
     /// serial number (a later detach of the same id must not be ended by an older timer).
     pub(crate) detached: std::sync::Mutex<HashMap<PeerId, u64>>,
@@ -80,6 +85,48 @@ pub(crate) struct PeerHandle {
 }
 
 impl Shared {
+    /// Registers a new connection under a fresh random peer id (below 2^53, not in use).
+    pub(crate) fn register(&self, handle: PeerHandle) -> Option<PeerId> {
+        let mut hub = self.hub.write().ok()?;
+        for _ in 0..16 {
+            let mut bytes = [0u8; 8];
+            getrandom::fill(&mut bytes).ok()?;
+            let id = u64::from_le_bytes(bytes) % PEER_ID_BOUND;
+            let id = PeerId(id);
+            if id.0 != 0 && !hub.contains_key(&id) {
+                hub.insert(id, handle);
+                return Some(id);
+            }
+        }
+        None
+    }
+
+    /// Counts a live connection of `player`; `false` when it already has the most allowed.
+    pub(crate) fn add_player_connection(&self, player: &PlayerId, identity: Identity) -> bool {
+        let Ok(mut players) = self.players.lock() else {
+            return false;
+        };
+        let count = players.entry((player.clone(), identity)).or_insert(0);
+        if *count >= self.config.max_connections_per_player {
+            return false;
+        }
+        *count += 1;
+        true
+    }
+
+    /// Forgets one live connection of `player`.
+    pub(crate) fn remove_player_connection(&self, player: &PlayerId, identity: Identity) {
+        if let Ok(mut players) = self.players.lock() {
+            let key = (player.clone(), identity);
+            match players.get_mut(&key) {
+                Some(n) if *n > 1 => *n -= 1,
+                _ => {
+                    players.remove(&key);
+                }
+            }
+        }
+    }
+
     /// Queues an already-encoded message for `to`. A full queue marks the target as a slow
     /// consumer (its task then closes it); nobody else waits.
     pub(crate) fn deliver(&self, to: PeerId, text: Utf8Bytes) {
@@ -110,6 +157,7 @@ pub struct Server {
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<io::Result<()>>,
     shared: Arc<Shared>,
+    admission: Arc<Admission>,
 }
 
 #[derive(Deserialize)]
@@ -146,6 +194,26 @@ impl Server {
                 "dev mode is on while listening on a non-loopback address: anyone can connect without a token"
             );
         }
+        if dev_mode && config.auth_secret.is_some() {
+            tracing::warn!(
+                "dev mode is on beside --auth-secret (--allow-anonymous-with-auth-secret): anonymous players can connect next to token-authenticated ones"
+            );
+        }
+        let needed = u64::from(config.max_connections)
+            .saturating_add(u64::from(config.max_pending_upgrades))
+            .saturating_add(SPARE_DESCRIPTORS);
+        match fit_file_limit(needed) {
+            Ok(Some(raised)) => {
+                tracing::info!(raised, needed, "raised the soft file limit (RLIMIT_NOFILE)");
+            }
+            Ok(None) => {}
+            Err(warning) => tracing::warn!("{warning}"),
+        }
+        let admission = Admission::new(
+            config.max_pending_upgrades,
+            config.max_pending_per_address,
+            config.upgrade_timeout(),
+        );
         let shared = Arc::new(Shared {
             limits: config.limits(),
             config,
@@ -153,7 +221,7 @@ impl Server {
             store,
             hub: RwLock::new(HashMap::new()),
             lobby_ops: tokio::sync::Mutex::new(()),
-            next_peer: AtomicU64::new(1),
+            players: std::sync::Mutex::new(HashMap::new()),
             detached: std::sync::Mutex::new(HashMap::new()),
             next_detach: AtomicU64::new(1),
             connections: AtomicUsize::new(0),
@@ -163,17 +231,12 @@ impl Server {
             .route(ENDPOINT_PATH, get(ws_handler))
             .route("/healthz", get(|| async { "ok\n" }))
             .with_state(Arc::clone(&shared));
-        let listener = listener.tap_io(|tcp| {
-            // Signals are small and latency-bound: never wait for Nagle.
-            if let Err(err) = tcp.set_nodelay(true) {
-                tracing::debug!(%err, "TCP_NODELAY failed");
-            }
-        });
+        let listener = GuardedListener::new(listener, Arc::clone(&admission));
         let mut graceful = stop_rx;
         let task = tokio::spawn(async move {
             axum::serve(
                 listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
+                app.into_make_service_with_connect_info::<ClientInfo>(),
             )
             .with_graceful_shutdown(async move {
                 // Either a shutdown request or the Server handle being dropped.
@@ -183,6 +246,7 @@ impl Server {
         });
         tracing::info!(
             url = %format!("ws://{local_addr}{ENDPOINT_PATH}"),
+            instance = shared.store.instance(),
             dev_mode,
             stun_urls = shared.config.stun_urls.len(),
             turn_urls = shared.config.turn_urls.len(),
@@ -193,7 +257,24 @@ impl Server {
             stop,
             task,
             shared,
+            admission,
         })
+    }
+
+    /// Accepted sockets that have not finished their WebSocket upgrade yet.
+    pub fn pending_upgrades(&self) -> usize {
+        self.admission.pending()
+    }
+
+    /// Sockets closed at accept because `--max-pending-upgrades` or
+    /// `--max-pending-per-address` was reached.
+    pub fn refused_sockets(&self) -> usize {
+        self.admission.refused()
+    }
+
+    /// This server's instance id, as sent in `welcome` (see [`LobbyStore::instance`]).
+    pub fn instance(&self) -> &str {
+        self.shared.store.instance()
     }
 
     /// The bound address (useful with port 0).
@@ -244,15 +325,20 @@ impl Server {
 
 async fn ws_handler(
     State(shared): State<Arc<Shared>>,
-    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    ConnectInfo(client): ConnectInfo<ClientInfo>,
     Query(query): Query<WsQuery>,
     ws: WebSocketUpgrade,
 ) -> Response {
     let max = shared.config.max_frame_bytes as usize;
+    let remote = client.remote;
     ws.read_buffer_size(shared.config.read_buffer_bytes as usize)
         .write_buffer_size(WRITE_BATCH_BYTES)
         .max_message_size(max)
         .max_frame_size(max)
         .on_failed_upgrade(move |err| tracing::debug!(%remote, %err, "WebSocket upgrade failed"))
-        .on_upgrade(move |socket| connection::run(socket, shared, query.token, remote))
+        .on_upgrade(move |socket| {
+            // From here the WebSocket limits (hello, idle, max connections) take over.
+            client.ticket.upgraded();
+            connection::run(socket, shared, query.token, remote)
+        })
 }

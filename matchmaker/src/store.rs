@@ -11,7 +11,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Mutex, MutexGuard};
 
-use squadlink_protocol::{Lobby, LobbySummary, Member, PeerId, Properties};
+use squadlink_protocol::{Lobby, LobbySummary, Member, PeerId, PlayerId, Properties};
 
 /// Most entries in lobby properties or member data.
 pub const MAX_PROPERTIES: u8 = 16;
@@ -63,16 +63,52 @@ pub struct NewLobby {
     pub properties: Properties,
 }
 
+/// How a member proved who it is. A membership can only be resumed by a connection that
+/// proved its player id the same way: an anonymous (dev-mode) client never takes over a
+/// token-authenticated player's place, nor the other way round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Identity {
+    /// A token signed with the auth secret named the player.
+    Token,
+    /// A dev-mode client chose (or was given) its player id.
+    Anonymous,
+}
+
+/// A lobby place: the member as the others see it, and how it proved its identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seat {
+    /// The member.
+    pub member: Member,
+    /// How it authenticated.
+    pub identity: Identity,
+}
+
+/// A player's place found in a lobby: the lobby as it is, and the place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// The lobby now.
+    pub lobby: Lobby,
+    /// The peer id that holds the place.
+    pub peer_id: PeerId,
+    /// How that member authenticated.
+    pub identity: Identity,
+}
+
 /// Lobby and membership state. Every method is one atomic step.
 pub trait LobbyStore: Send + Sync + 'static {
+    /// Which lobby state this is: random, new whenever the state starts empty (a restart of
+    /// an in-memory store). Clients use it to tell a server restart from a reconnect.
+    fn instance(&self) -> &str;
     /// Creates a lobby with a fresh join code and `host` as its only member.
-    fn create(&self, lobby: NewLobby, host: Member) -> BoxFuture<'_, Result<Lobby, StoreError>>;
-    /// Adds `member` to the lobby `code` and returns the new state.
-    fn join<'a>(
+    fn create(&self, lobby: NewLobby, host: Seat) -> BoxFuture<'_, Result<Lobby, StoreError>>;
+    /// Adds `seat` to the lobby `code` and returns the new state.
+    fn join<'a>(&'a self, code: &'a str, seat: Seat) -> BoxFuture<'a, Result<Lobby, StoreError>>;
+    /// The place of `player` in lobby `code`, if the lobby exists and has one.
+    fn find_player<'a>(
         &'a self,
         code: &'a str,
-        member: Member,
-    ) -> BoxFuture<'a, Result<Lobby, StoreError>>;
+        player: &'a PlayerId,
+    ) -> BoxFuture<'a, Result<Option<Found>, StoreError>>;
     /// Removes `peer` from lobby `code`; returns the remaining state, or `None` when the
     /// lobby is now empty and gone (or the peer was not in it).
     fn leave<'a>(
@@ -96,6 +132,13 @@ pub trait LobbyStore: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Vec<LobbySummary>, StoreError>>;
 }
 
+/// A random identifier of `bytes` random bytes, in hex.
+pub fn random_hex(bytes: usize) -> Result<String, StoreError> {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).map_err(|e| StoreError::Backend(format!("no randomness: {e}")))?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// Generates a random join code.
 pub fn random_code() -> Result<String, StoreError> {
     let mut bytes = [0u8; CODE_LEN];
@@ -115,6 +158,7 @@ pub fn random_code() -> Result<String, StoreError> {
 
 struct Entry {
     lobby: Lobby,
+    identities: HashMap<PeerId, Identity>,
     created: u64,
 }
 
@@ -129,14 +173,24 @@ struct Inner {
 pub struct MemoryStore {
     inner: Mutex<Inner>,
     max_lobbies: u32,
+    instance: String,
 }
 
 impl MemoryStore {
     /// A store that admits at most `max_lobbies` lobbies at once.
     pub fn new(max_lobbies: u32) -> Self {
+        // Without randomness the instance is only less unique; the store still works.
+        let instance = random_hex(8).unwrap_or_else(|_| {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            format!("{nanos:016x}")
+        });
         Self {
             inner: Mutex::new(Inner::default()),
             max_lobbies,
+            instance,
         }
     }
 
@@ -148,7 +202,11 @@ impl MemoryStore {
             .map_err(|_| StoreError::Backend("memory store lock poisoned".into()))
     }
 
-    fn create_now(&self, new: NewLobby, host: Member) -> Result<Lobby, StoreError> {
+    fn create_now(&self, new: NewLobby, host: Seat) -> Result<Lobby, StoreError> {
+        let Seat {
+            member: host,
+            identity,
+        } = host;
         let mut inner = self.lock()?;
         if let Some(code) = inner.peer_lobby.get(&host.peer_id) {
             return Err(StoreError::AlreadyInLobby(code.clone()));
@@ -184,6 +242,7 @@ impl MemoryStore {
         inner.lobbies.insert(
             code,
             Entry {
+                identities: HashMap::from([(lobby.host, identity)]),
                 lobby: lobby.clone(),
                 created,
             },
@@ -191,7 +250,8 @@ impl MemoryStore {
         Ok(lobby)
     }
 
-    fn join_now(&self, code: &str, member: Member) -> Result<Lobby, StoreError> {
+    fn join_now(&self, code: &str, seat: Seat) -> Result<Lobby, StoreError> {
+        let Seat { member, identity } = seat;
         let mut inner = self.lock()?;
         if let Some(current) = inner.peer_lobby.get(&member.peer_id) {
             return Err(StoreError::AlreadyInLobby(current.clone()));
@@ -211,6 +271,7 @@ impl MemoryStore {
         lobby.members.push(member);
         lobby.version += 1;
         let snapshot = lobby.clone();
+        entry.identities.insert(peer, identity);
         inner.peer_lobby.insert(peer, code.to_owned());
         Ok(snapshot)
     }
@@ -223,6 +284,7 @@ impl MemoryStore {
         let Some(entry) = inner.lobbies.get_mut(code) else {
             return Ok(None);
         };
+        entry.identities.remove(&peer);
         let lobby = &mut entry.lobby;
         let before = lobby.members.len();
         lobby.members.retain(|m| m.peer_id != peer);
@@ -243,6 +305,26 @@ impl MemoryStore {
     fn get_now(&self, code: &str) -> Result<Option<Lobby>, StoreError> {
         let inner = self.lock()?;
         Ok(inner.lobbies.get(code).map(|e| e.lobby.clone()))
+    }
+
+    fn find_player_now(&self, code: &str, player: &PlayerId) -> Result<Option<Found>, StoreError> {
+        let inner = self.lock()?;
+        let Some(entry) = inner.lobbies.get(code) else {
+            return Ok(None);
+        };
+        let Some(member) = entry.lobby.members.iter().find(|m| &m.player_id == player) else {
+            return Ok(None);
+        };
+        Ok(Some(Found {
+            lobby: entry.lobby.clone(),
+            peer_id: member.peer_id,
+            // A place created without a recorded identity is treated as the stricter kind.
+            identity: entry
+                .identities
+                .get(&member.peer_id)
+                .copied()
+                .unwrap_or(Identity::Token),
+        }))
     }
 
     fn is_member_now(&self, code: &str, peer: PeerId) -> Result<bool, StoreError> {
@@ -285,16 +367,24 @@ fn ready<'a, T: Send + 'a>(value: T) -> BoxFuture<'a, T> {
 }
 
 impl LobbyStore for MemoryStore {
-    fn create(&self, lobby: NewLobby, host: Member) -> BoxFuture<'_, Result<Lobby, StoreError>> {
+    fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    fn create(&self, lobby: NewLobby, host: Seat) -> BoxFuture<'_, Result<Lobby, StoreError>> {
         ready(self.create_now(lobby, host))
     }
 
-    fn join<'a>(
+    fn join<'a>(&'a self, code: &'a str, seat: Seat) -> BoxFuture<'a, Result<Lobby, StoreError>> {
+        ready(self.join_now(code, seat))
+    }
+
+    fn find_player<'a>(
         &'a self,
         code: &'a str,
-        member: Member,
-    ) -> BoxFuture<'a, Result<Lobby, StoreError>> {
-        ready(self.join_now(code, member))
+        player: &'a PlayerId,
+    ) -> BoxFuture<'a, Result<Option<Found>, StoreError>> {
+        ready(self.find_player_now(code, player))
     }
 
     fn leave<'a>(
@@ -329,13 +419,19 @@ impl LobbyStore for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use squadlink_protocol::PlayerId;
 
-    fn member(n: u64) -> Member {
-        Member {
-            peer_id: PeerId(n),
-            player_id: PlayerId::parse(&format!("p{n}")).unwrap(),
-            data: Properties::new(),
+    fn member(n: u64) -> Seat {
+        Seat {
+            member: Member {
+                peer_id: PeerId(n),
+                player_id: PlayerId::parse(&format!("p{n}")).unwrap(),
+                data: Properties::new(),
+            },
+            identity: if n % 2 == 0 {
+                Identity::Token
+            } else {
+                Identity::Anonymous
+            },
         }
     }
 
@@ -363,12 +459,22 @@ mod tests {
             s.join_now(&l.code, member(2)),
             Err(StoreError::AlreadyInLobby(_))
         ));
+        let p2 = PlayerId::parse("p2").unwrap();
+        let found = s.find_player_now(&l.code, &p2).unwrap().unwrap();
+        assert_eq!(
+            (found.peer_id, found.identity),
+            (PeerId(2), Identity::Token)
+        );
+        let p3 = PlayerId::parse("p3").unwrap();
+        let found = s.find_player_now(&l.code, &p3).unwrap().unwrap();
+        assert_eq!(found.identity, Identity::Anonymous);
         let after = s.leave_now(&l.code, PeerId(1)).unwrap().unwrap();
         assert_eq!(after.host, PeerId(2));
         assert_eq!(after.members.len(), 2);
         assert!(s.is_member_now(&l.code, PeerId(3)).unwrap());
         assert!(!s.is_member_now(&l.code, PeerId(1)).unwrap());
         s.leave_now(&l.code, PeerId(2)).unwrap();
+        assert_eq!(s.find_player_now(&l.code, &p2).unwrap(), None);
         assert_eq!(s.leave_now(&l.code, PeerId(3)).unwrap(), None);
         assert!(matches!(
             s.join_now(&l.code, member(5)),

@@ -92,3 +92,95 @@ async fn binary_accepts_its_own_tokens_and_shuts_down_on_sigterm() {
     };
     assert!(status.success(), "clean exit, got {status}");
 }
+
+/// Starts the binary through `sh` (so `ulimit` can be set first) and collects its log lines
+/// up to "matchmaker listening". `None` when it exits first: then the lines say why.
+fn start_logged(ulimit: &str, args: &[&str]) -> (Option<std::process::Child>, Vec<String>) {
+    let exe = env!("CARGO_BIN_EXE_squadlink-matchmaker");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!("{ulimit} exec \"$0\" \"$@\""))
+        .arg(exe)
+        .args(["--listen", &listen])
+        .args(args)
+        .env("RUST_LOG", "info")
+        .env_remove("SQUADLINK_AUTH_SECRET")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut seen = Vec::new();
+    for line in BufReader::new(stderr).lines() {
+        let Ok(line) = line else { break };
+        let listening = line.contains("matchmaker listening");
+        seen.push(line);
+        if listening {
+            return (Some(child), seen);
+        }
+    }
+    let _ = child.wait();
+    (None, seen)
+}
+
+fn stop(child: Option<std::process::Child>) {
+    if let Some(mut child) = child {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+#[test]
+fn start_up_checks_the_file_limit_and_refuses_anonymous_beside_tokens_unless_allowed() {
+    // Soft and hard limit 256, room for 1000 connections wanted: a warning with the numbers.
+    let (child, lines) = start_logged(
+        "ulimit -Sn 256 && ulimit -Hn 256 &&",
+        &["--max-connections", "1000"],
+    );
+    let warning = lines.iter().find(|l| l.contains("RLIMIT_NOFILE"));
+    assert!(
+        warning.is_some_and(|l| l.contains("WARN") && l.contains("256") && l.contains("1576")),
+        "{lines:#?}"
+    );
+    stop(child);
+
+    // A low soft limit under a higher hard one is raised.
+    let (child, lines) = start_logged("ulimit -Sn 256 &&", &["--max-connections", "1000"]);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("raised the soft file limit") && l.contains("1576")),
+        "{lines:#?}"
+    );
+    stop(child);
+
+    // Dev mode on beside an auth secret: refused, naming the flag that allows it.
+    let (child, lines) = start_logged("", &["--dev-mode", "on", "--auth-secret", "s"]);
+    assert!(child.is_none(), "it must not start");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("--allow-anonymous-with-auth-secret")),
+        "{lines:#?}"
+    );
+    // Allowed explicitly: it starts, and warns.
+    let (child, lines) = start_logged(
+        "",
+        &[
+            "--dev-mode",
+            "on",
+            "--auth-secret",
+            "s",
+            "--allow-anonymous-with-auth-secret",
+        ],
+    );
+    assert!(child.is_some(), "{lines:#?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("WARN") && l.contains("anonymous players can connect")),
+        "{lines:#?}"
+    );
+    stop(child);
+}

@@ -28,6 +28,17 @@ pub enum Error {
         /// Its explanation.
         message: String,
     },
+    /// The matchmaker restarted and lost its lobbies while the session was away from it
+    /// (its `welcome` named a new server instance). The session does not rejoin the old
+    /// lobby code, which may now belong to a stranger's lobby; the peers already connected
+    /// stay connected, but nobody new can join this group through the matchmaker.
+    #[error(
+        "the matchmaker restarted and lost lobby {lobby}: the peers already connected stay connected, but new players cannot join it; start a new session (create or join a lobby) to meet through the matchmaker again"
+    )]
+    MatchmakerRestarted {
+        /// The lobby code the session was in.
+        lobby: String,
+    },
     /// Something took longer than its timeout.
     #[error("{what} timed out after {secs} s")]
     Timeout {

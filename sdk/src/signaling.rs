@@ -51,6 +51,8 @@ pub(crate) struct Joined {
     pub(crate) player: PlayerId,
     pub(crate) lobby: Lobby,
     pub(crate) ice_servers: Vec<IceServer>,
+    /// The server instance `welcome` named (see `ServerMessage::Welcome::instance`).
+    pub(crate) instance: Option<String>,
 }
 
 pub(crate) struct Signaling {
@@ -59,13 +61,17 @@ pub(crate) struct Signaling {
 }
 
 impl Signaling {
-    /// Connects, says hello (with `token` if given), enters the lobby.
+    /// Connects, says hello (with `token` if given), enters the lobby. With `known_instance`
+    /// (a reconnection), a server that names another instance has restarted and lost the
+    /// lobby: the join is not sent (the old code may name a stranger's lobby by now) and
+    /// the result is [`Error::MatchmakerRestarted`].
     pub(crate) async fn connect_and_join(
         url: &str,
         token: Option<String>,
         player_id: Option<String>,
         lobby: &LobbyRef,
         member_data: Properties,
+        known_instance: Option<&str>,
     ) -> Result<(Self, Joined)> {
         let fail = |reason: String| Error::Signaling {
             url: url.to_owned(),
@@ -89,14 +95,25 @@ impl Signaling {
             player_id,
         })
         .await?;
-        let (me, player) = this
+        let (me, player, instance) = this
             .await_reply(|m| match m {
                 ServerMessage::Welcome {
-                    peer_id, player_id, ..
-                } => Some((peer_id, player_id)),
+                    peer_id,
+                    player_id,
+                    instance,
+                    ..
+                } => Some((peer_id, player_id, instance)),
                 _ => None,
             })
             .await?;
+        if let (Some(known), Some(now), LobbyRef::Code(code)) =
+            (known_instance, instance.as_deref(), lobby)
+            && known != now
+        {
+            return Err(Error::MatchmakerRestarted {
+                lobby: code.clone(),
+            });
+        }
         let request = match lobby {
             LobbyRef::Create {
                 max_members,
@@ -135,6 +152,7 @@ impl Signaling {
                 player,
                 lobby,
                 ice_servers,
+                instance,
             },
         ))
     }

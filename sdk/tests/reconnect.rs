@@ -168,3 +168,47 @@ async fn away_longer_than_the_grace_rejoins_as_a_new_member() {
         1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_matchmaker_is_told_apart_and_its_reused_codes_are_not_rejoined() {
+    let mm = matchmaker().await;
+    let listen = mm.local_addr();
+    let a = session(&mm.url(), LobbyRef::create(4)).await;
+    let b = session(&mm.url(), LobbyRef::Code(code(&a))).await;
+    let bid = b.id().unwrap();
+    connected(&a, 1).await;
+    connected(&b, 1).await;
+
+    // The matchmaker restarts on the same address with empty lobby state (a new instance).
+    let first_instance = mm.instance().to_owned();
+    mm.shutdown().await.unwrap();
+    wait_for(&a, |e| matches!(e, Event::MatchmakerLost(_)).then_some(())).await;
+    let restarted = squadlink_matchmaker::Server::bind(squadlink_matchmaker::Config {
+        listen,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_ne!(restarted.instance(), first_instance);
+
+    // The session sees the new instance in `welcome` and does not send the old code.
+    let told = wait_for(&a, |e| match e {
+        Event::Error(squadlink::Error::MatchmakerRestarted { lobby }) => Some(lobby.clone()),
+        Event::MatchmakerRestored { .. } => panic!("rejoined a lobby on a restarted server"),
+        Event::PeerDisconnected { peer, reason } if *peer == bid => {
+            panic!("the peer was dropped: {reason:?}")
+        }
+        _ => None,
+    })
+    .await;
+    assert_eq!(told, code(&a));
+    // The peers carry on without the matchmaker.
+    a.send(bid, Channel(1), b"still here").unwrap();
+    assert_eq!(
+        collect(&b, Channel(1), 1, Duration::from_secs(5))
+            .await
+            .len(),
+        1
+    );
+    restarted.shutdown().await.unwrap();
+}

@@ -111,9 +111,15 @@ impl Client {
 
     /// Reads until the server closes; returns the last error code and the close frame.
     pub async fn expect_closed(&mut self) -> Closed {
+        self.expect_closed_within(WAIT).await
+    }
+
+    /// Like [`Client::expect_closed`], waiting at most `within` in all.
+    pub async fn expect_closed_within(&mut self, within: Duration) -> Closed {
+        let deadline = tokio::time::Instant::now() + within;
         let mut error = None;
         loop {
-            let next = tokio::time::timeout(WAIT, self.ws.next())
+            let next = tokio::time::timeout_at(deadline, self.ws.next())
                 .await
                 .expect("the server closes in time");
             match next {

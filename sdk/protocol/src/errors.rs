@@ -59,6 +59,21 @@ pub enum ErrorCode {
     ServerShutdown,
     /// The server hit an internal problem (for example its lobby store failed).
     Internal,
+    /// A newer connection of the same player took this connection's lobby membership over
+    /// (it rejoined). Closes; the membership lives on in the newer connection, so a client
+    /// that receives this must not reconnect on its own.
+    Replaced,
+    /// The client broke the WebSocket protocol (a malformed or unmasked frame, a bad
+    /// control frame, a reserved opcode). Closes with 1002.
+    ProtocolError,
+    /// A text frame was not valid UTF-8. Closes with 1007.
+    InvalidUtf8,
+    /// This player already has the most live connections the server allows per player.
+    /// Closes; close another connection of this player first.
+    TooManyConnections,
+    /// The lobby has a member with this player id that proved its identity differently (a
+    /// token against none): the place cannot be taken over. Nothing changed.
+    IdentityMismatch,
     /// A code this version of the crate does not know (sent by a newer server).
     #[serde(other)]
     Unknown,
@@ -91,6 +106,11 @@ impl ErrorCode {
             Self::IdleTimeout => "idle_timeout",
             Self::ServerShutdown => "server_shutdown",
             Self::Internal => "internal",
+            Self::Replaced => "replaced",
+            Self::ProtocolError => "protocol_error",
+            Self::InvalidUtf8 => "invalid_utf8",
+            Self::TooManyConnections => "too_many_connections",
+            Self::IdentityMismatch => "identity_mismatch",
             Self::Unknown => "unknown",
         }
     }

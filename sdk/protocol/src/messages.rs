@@ -10,8 +10,9 @@ use crate::errors::{DecodeError, ErrorCode};
 /// String properties of a lobby or metadata of a member: free-form keys and values.
 pub type Properties = BTreeMap<String, String>;
 
-/// A connection's id, assigned by the server. Unique for the life of the server process and
-/// never reused; a reconnect gets a new one (the [`PlayerId`] stays).
+/// A connection's id, assigned by the server: a random number below 2^53 (safe in
+/// JavaScript), so it cannot be guessed and does not repeat across server restarts. A
+/// reconnect gets a new one (the [`PlayerId`] stays), unless it resumes a lobby membership.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct PeerId(pub u64);
@@ -332,6 +333,12 @@ pub enum ServerMessage {
         dev_mode: bool,
         /// The limits in force.
         limits: Limits,
+        /// Which server instance (its lobby state) this connection talks to: random, and new
+        /// whenever the server restarts with its lobbies lost. A client that reconnects and
+        /// sees a different instance knows its lobby and peer id are gone: it must not
+        /// rejoin by the old lobby code (that code may now name a stranger's lobby).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        instance: Option<String>,
     },
     /// Reply to `create_lobby` or `join_lobby`.
     LobbyJoined {

@@ -263,6 +263,12 @@ pub(crate) struct Driver {
     /// The matchmaker connection; `None` while it is down.
     link: Option<Link>,
     reconnect: Option<Reconnect>,
+    /// The matchmaker instance we joined through: a reconnection to another one (a
+    /// restart) must not rejoin by the old lobby code.
+    instance: Option<String>,
+    /// The matchmaker closed our link with `replaced`: another connection of this player
+    /// holds the lobby place now, so we do not reconnect (the two would take turns).
+    replaced: bool,
     player: PlayerId,
     lobby_code: String,
     member_data: Properties,
@@ -323,6 +329,7 @@ impl Driver {
             cfg.player_id.clone(),
             &cfg.lobby,
             member_data.clone(),
+            None,
         )
         .await;
         let (signaling, joined) = match joined {
@@ -349,6 +356,8 @@ impl Driver {
             cfg,
             link: None,
             reconnect: None,
+            instance: joined.instance.clone(),
+            replaced: false,
             player: joined.player.clone(),
             lobby_code: joined.lobby.code.clone(),
             member_data,
@@ -494,8 +503,13 @@ impl Driver {
         let Some(link) = self.link.take() else {
             return;
         };
-        tracing::info!(%err, "matchmaker connection lost; reconnecting");
         link.writer.abandon();
+        if self.replaced {
+            tracing::warn!(%err, "another connection of this player took our lobby place; not reconnecting");
+            self.shared.emit(Event::MatchmakerLost(err));
+            return;
+        }
+        tracing::info!(%err, "matchmaker connection lost; reconnecting");
         let now = Instant::now();
         self.reconnect = Some(Reconnect {
             since: now,
@@ -540,9 +554,11 @@ impl Driver {
         let player = token.is_none().then(|| self.player.0.clone());
         let lobby = LobbyRef::Code(self.lobby_code.clone());
         let data = self.member_data.clone();
+        let instance = self.instance.clone();
         tracing::debug!(attempt = r.attempt, "reconnecting to the matchmaker");
         r.task = Some(tokio::spawn(async move {
-            Signaling::connect_and_join(&url, token, player, &lobby, data).await
+            Signaling::connect_and_join(&url, token, player, &lobby, data, instance.as_deref())
+                .await
         }));
         None
     }
@@ -555,9 +571,10 @@ impl Driver {
             Err(err) => {
                 // The lobby is gone (say the matchmaker restarted and lost it): the peers
                 // we have keep working, but there is nothing to go back to.
-                if let Error::Matchmaker { code, .. } = &err
-                    && *code == squadlink_protocol::ErrorCode::LobbyNotFound
-                {
+                let lobby_gone = matches!(&err, Error::MatchmakerRestarted { .. })
+                    || matches!(&err, Error::Matchmaker { code, .. }
+                        if *code == squadlink_protocol::ErrorCode::LobbyNotFound);
+                if lobby_gone {
                     tracing::warn!(%err, "the lobby no longer exists; staying with the peers we have");
                     self.reconnect = None;
                     self.shared.emit(Event::Error(err));
@@ -932,6 +949,9 @@ impl Driver {
             ServerMessage::LobbyState { lobby } => self.publish_lobby(&lobby),
             ServerMessage::Signal { from, data } => self.on_signal(from, data),
             ServerMessage::Error { code, message, .. } => {
+                if code == squadlink_protocol::ErrorCode::Replaced {
+                    self.replaced = true;
+                }
                 self.shared
                     .emit(Event::Error(Error::Matchmaker { code, message }));
             }
