@@ -23,6 +23,12 @@ cargo test --workspace --locked 2>&1 | tee "$log"
 section "cargo test: webcam formats through nokhwa (feature webcam, off by default)"
 cargo test -p squadlink --features webcam --locked --lib video::camera 2>&1 | tee -a "$log"
 
+section "fuzzing: every decoder's fuzzer for 10 s (docs/fuzzing.md)"
+scripts/fuzz.sh 10
+
+section "every crate on its own, with default features and without"
+scripts/crates.sh
+
 section "arena: two windowed players under Xvfb, screenshots checked"
 scripts/arena_screenshot.sh
 
@@ -30,7 +36,7 @@ section "webcam: a real V4L2 capture (the vivid driver) in a small virtual machi
 scripts/camera_vm.sh
 
 # One closing line for the whole run, summed over every test binary.
-# (+2 for the arena screenshot check and the camera VM, which failed the script above if
-# they did not pass)
-awk -v extra=2 '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
+# (+4 for the fuzzing run, the crates-alone check, the arena screenshot check and the camera
+# VM, which failed the script above if they did not pass)
+awk -v extra=4 '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
      END { p += extra; printf "\nsquadlink: %d passed, %d failed, %d skipped\n", p, f, s; if (p == extra) exit 1 }' "$log"

@@ -158,6 +158,7 @@ fn peers_are_entities_and_typed_messages_arrive_on_them() {
     assert!(stats.connected);
 }
 
+#[cfg(feature = "voice")]
 #[derive(Resource, Default)]
 struct Heard(Vec<SpeakingChanged>);
 

@@ -5,14 +5,16 @@
 
 pub mod bench;
 
-/// Logs to stderr through `tracing`, filtered by `RUST_LOG` (default `warn`;
-/// `RUST_LOG=squadlink=debug` shows the transport at work).
+/// Logs to stderr through `tracing`, filtered by `RUST_LOG` (default: warnings, without the
+/// WebRTC engine's own, see [`squadlink::LOG_FILTER`]; `RUST_LOG=squadlink=debug` shows the
+/// transport at work).
 pub fn init_logging() {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new(format!("warn,{}", squadlink::LOG_FILTER))
+            }),
         )
         .init();
 }

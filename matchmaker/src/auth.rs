@@ -207,6 +207,31 @@ pub fn verify_token_with(
     PlayerId::parse(&claims.sub).ok_or(TokenError::BadPlayerId)
 }
 
+/// Fuzzer entry point (feature `fuzzing`; not a stable API): checks arbitrary text as a
+/// token, with and without audience/issuer rules. It must never panic, and a token is only
+/// ever accepted with the secret's own signature over its first two parts.
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub fn fuzz_token(data: &[u8]) {
+    const SECRET: &[u8] = b"fuzz-secret";
+    let text = String::from_utf8_lossy(data);
+    let strict = TokenRules {
+        audience: Some("squadlink"),
+        issuer: Some("login"),
+    };
+    for rules in [TokenRules::default(), strict] {
+        if verify_token_with(SECRET, &text, 1, rules).is_ok() {
+            let signed = text
+                .rsplit_once('.')
+                .is_some_and(|(input, sig)| URL_SAFE_NO_PAD.encode(sign(SECRET, input)) == sig);
+            assert!(
+                signed,
+                "accepted a token not signed with the secret: {text}"
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,6 +291,18 @@ mod tests {
         let input = format!("{header}.{claims}");
         let array = format!("{input}.{}", URL_SAFE_NO_PAD.encode(sign(b"k", &input)));
         assert_eq!(verify_token_with(b"k", &array, 1, rules), Ok(p));
+    }
+
+    #[test]
+    fn every_recorded_fuzzer_crash_stays_fixed() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions/token");
+        let mut ran = 0;
+        for input in std::fs::read_dir(&dir).unwrap() {
+            fuzz_token(&std::fs::read(input.unwrap().path()).unwrap());
+            ran += 1;
+        }
+        assert!(ran > 0, "no regression inputs under {}", dir.display());
     }
 
     #[test]

@@ -427,7 +427,7 @@ mod tests {
                 player_id: PlayerId::parse(&format!("p{n}")).unwrap(),
                 data: Properties::new(),
             },
-            identity: if n % 2 == 0 {
+            identity: if n.is_multiple_of(2) {
                 Identity::Token
             } else {
                 Identity::Anonymous

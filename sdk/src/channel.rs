@@ -74,7 +74,7 @@ const TAG_WHOLE: u8 = 0;
 const TAG_FRAGMENT: u8 = 1;
 const FRAGMENT_HEADER: usize = 1 + 4 + 2 + 2;
 /// Partly received messages kept per channel at once; the oldest is dropped past this.
-const MAX_PARTIALS: usize = 8;
+pub(crate) const MAX_PARTIALS: usize = 8;
 
 /// Why a received frame was discarded. Counted in stats; never fatal.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -169,6 +169,15 @@ impl Reassembler {
             partials: HashMap::new(),
             order: VecDeque::new(),
         }
+    }
+
+    /// Partial messages held, and their bytes so far.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn held(&self) -> (usize, usize) {
+        (
+            self.partials.len(),
+            self.partials.values().map(|p| p.bytes).sum(),
+        )
     }
 
     /// Takes one frame; returns a complete message when one is finished.

@@ -36,6 +36,9 @@
 mod channel;
 pub mod codec;
 mod error;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod nat;
 mod session;
 mod signaling;
@@ -45,6 +48,14 @@ mod transport;
 pub mod video;
 #[cfg(feature = "voice")]
 pub mod voice;
+
+/// Log filter directives that hide the WebRTC engine's own warnings and notices (about ICE
+/// checks before candidates arrive, DTLS server names and the like): a game can do nothing
+/// about them, and Squadlink reports what matters as [`Event`]s and its own `squadlink` logs.
+/// Append them to a `tracing` filter, e.g.
+/// `EnvFilter::new(format!("warn,{}", squadlink::LOG_FILTER))`, or in Bevy to
+/// `LogPlugin::filter` after `bevy::log::DEFAULT_FILTER`.
+pub const LOG_FILTER: &str = "rtc=error";
 
 pub use channel::{Channel, ChannelKind};
 pub use error::{Error, Result};

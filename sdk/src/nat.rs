@@ -197,7 +197,7 @@ const ATTR_OTHER_ADDRESS: u16 = 0x802C;
 
 /// One Binding response, as far as the probe needs it.
 #[derive(Debug, PartialEq, Eq)]
-struct Binding {
+pub(crate) struct Binding {
     mapped: SocketAddr,
     other: Option<SocketAddr>,
 }
@@ -255,7 +255,7 @@ fn transact(
     Ok(None)
 }
 
-fn binding_request(tid: &[u8; 12], change: u32) -> Vec<u8> {
+pub(crate) fn binding_request(tid: &[u8; 12], change: u32) -> Vec<u8> {
     let mut m = Vec::with_capacity(28);
     m.extend_from_slice(&0x0001u16.to_be_bytes());
     let len: u16 = if change == 0 { 0 } else { 8 };
@@ -271,7 +271,7 @@ fn binding_request(tid: &[u8; 12], change: u32) -> Vec<u8> {
 }
 
 /// A Binding success response to transaction `tid`; anything else is `None`.
-fn parse_response(m: &[u8], tid: &[u8; 12]) -> Option<Binding> {
+pub(crate) fn parse_response(m: &[u8], tid: &[u8; 12]) -> Option<Binding> {
     let be16 =
         |at: usize| -> Option<u16> { Some(u16::from_be_bytes([*m.get(at)?, *m.get(at + 1)?])) };
     if be16(0)? != 0x0101 || m.get(4..8)? != MAGIC.to_be_bytes() || m.get(8..20)? != tid {

@@ -88,6 +88,9 @@ fn run(args: &Args) -> Result<bool, String> {
                 .block_on(squadlink_matchmaker::Server::bind(
                     squadlink_matchmaker::Config {
                         listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+                        // A handful of local players: no need for a service's 20,000
+                        // connections (nor for the file limit they would take).
+                        max_connections: 256,
                         turn_urls: args.turn_url.iter().cloned().collect(),
                         turn_secrets: args.turn_secret.iter().cloned().collect(),
                         ..squadlink_matchmaker::Config::default()
@@ -240,14 +243,22 @@ fn summarize(args: &Args, reports: &[Report]) -> bool {
     };
     let sum = |f: fn(&Report) -> u64| reports.iter().map(f).sum::<u64>();
 
-    eprintln!("\npeer        path   rtt p50   loss   state msg/s in   events in");
-    for r in reports {
+    let ids: Vec<String> = reports
+        .iter()
+        .map(|r| r.me.map_or("?".into(), |p| p.to_string()))
+        .collect();
+    let width = ids.iter().map(String::len).max().unwrap_or(4).max(4);
+    eprintln!(
+        "\n{:<width$} path   rtt p50   loss   state msg/s in   events in",
+        "peer"
+    );
+    for (r, id) in reports.iter().zip(&ids) {
         let mine = Percentiles::of_nanos(&r.rtt_ns);
         let loss = r.loss.iter().copied().fold(0.0, f64::max);
         let path = r.paths.first().map_or("-", |p| p.name());
         eprintln!(
-            "{:<11} {:<6} {:>6.0} µs {:>5.1}% {:>14.0} {:>11}",
-            r.me.map_or("?".into(), |p| p.to_string()),
+            "{:<width$} {:<6} {:>6.0} µs {:>5.1}% {:>14.0} {:>11}",
+            id,
             path,
             mine.p50_us,
             loss * 100.0,

@@ -17,6 +17,9 @@
 //! ```
 
 mod errors;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzz;
 mod messages;
 
 pub use errors::{DecodeError, ErrorCode};

@@ -66,7 +66,7 @@ pub(crate) struct GatherContext<'a> {
 
 /// One usable ICE server URL.
 #[derive(Debug, PartialEq, Eq)]
-struct ParsedUrl {
+pub(crate) struct ParsedUrl {
     turn: bool,
     transport: TurnTransport,
     host: String,
@@ -78,7 +78,7 @@ const RESOLVE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A usable URL: `stun:` (UDP), `turn:` over UDP or `?transport=tcp`, or `turns:` (TLS
 /// over TCP). Others (`stuns:`, DTLS) are `None`.
-fn parse_url(url: &str) -> Option<ParsedUrl> {
+pub(crate) fn parse_url(url: &str) -> Option<ParsedUrl> {
     let (turn, tls, rest) = if let Some(r) = url.strip_prefix("turns:") {
         (true, true, r)
     } else if let Some(r) = url.strip_prefix("turn:") {

@@ -11,11 +11,11 @@
 //! target in USERNAME (`<our ufrag>:<their ufrag>`); everything else is routed by the
 //! sender's address, learned from remote candidates and from those requests.
 
-mod gather;
+pub(crate) mod gather;
 pub(crate) mod media;
 pub(crate) mod net;
-mod peer;
-mod stream;
+pub(crate) mod peer;
+pub(crate) mod stream;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -997,7 +997,9 @@ impl Driver {
                         });
                         self.register_ufrag(&mut p);
                         self.add_local_candidates(&mut p);
-                        apply_pending(&mut p)
+                        let applied = apply_pending(&mut p);
+                        replay_early(&mut p, now);
+                        applied
                     }
                     Err(e) => Err(e.to_string()),
                 }
@@ -1009,7 +1011,9 @@ impl Driver {
                 {
                     Ok(()) => {
                         p.remote_set = true;
-                        apply_pending(&mut p)
+                        let applied = apply_pending(&mut p);
+                        replay_early(&mut p, now);
+                        applied
                     }
                     Err(e) => Err(e.to_string()),
                 }
@@ -1237,6 +1241,14 @@ impl Driver {
             },
             message: BytesMut::from(data),
         };
+        if !p.remote_set {
+            // Its checks can overtake its description (which comes through the matchmaker):
+            // keep them for then, rather than have ICE fail them for want of a password.
+            if p.early.len() < peer::EARLY_DATAGRAMS {
+                p.early.push(input);
+            }
+            return;
+        }
         if let Err(e) = p.pc.handle_read(input) {
             tracing::debug!(%e, peer = %id, "datagram rejected");
         }
@@ -1720,6 +1732,16 @@ fn reconnect_backoff(attempt: u32) -> Duration {
         0.0
     };
     base.mul_f64(1.0 + jitter)
+}
+
+/// Hands ICE the datagrams that arrived before the peer's description.
+fn replay_early(p: &mut Peer, now: Instant) {
+    for mut input in std::mem::take(&mut p.early) {
+        input.now = now;
+        if let Err(e) = p.pc.handle_read(input) {
+            tracing::debug!(%e, peer = %p.id, "early datagram rejected");
+        }
+    }
 }
 
 fn apply_pending(p: &mut Peer) -> std::result::Result<(), String> {

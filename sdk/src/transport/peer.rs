@@ -20,6 +20,8 @@ use crate::stats::PeerStats;
 
 /// Ping period on the control channel.
 pub(crate) const PING_EVERY: Duration = Duration::from_millis(250);
+/// Datagrams held for a peer whose description has not arrived yet.
+pub(crate) const EARLY_DATAGRAMS: usize = 16;
 /// Pings remembered for the loss figure (10 s).
 const LOSS_WINDOW: usize = 40;
 const PING: u8 = 1;
@@ -52,6 +54,10 @@ pub(crate) struct Peer {
     pub(crate) unannounced: bool,
     pub(crate) remote_set: bool,
     pub(crate) pending_remote: Vec<RTCIceCandidateInit>,
+    /// Datagrams (the peer's first connectivity checks) that arrived before its description:
+    /// ICE cannot answer them without its credentials, so they wait for it (at most
+    /// [`EARLY_DATAGRAMS`]).
+    pub(crate) early: Vec<rtc::shared::TaggedBytesMut>,
     pub(crate) remote_types: HashMap<SocketAddr, CandidateType>,
     pub(crate) seq_out: Vec<u32>,
     pub(crate) filters: Vec<SequenceFilter>,
@@ -173,6 +179,7 @@ impl Peer {
             local_set: false,
             remote_set: false,
             pending_remote: Vec::new(),
+            early: Vec::new(),
             remote_types: HashMap::new(),
             seq_out: vec![0; n],
             filters: (0..n).map(|_| SequenceFilter::default()).collect(),
@@ -345,17 +352,9 @@ impl Peer {
 
     /// Handles a control frame; returns a reply to send, if any.
     pub(crate) fn on_control(&mut self, frame: &[u8], now: Instant) -> Option<BytesMut> {
-        let (&tag, rest) = frame.split_first()?;
-        let (seq, rest) = rest.split_first_chunk::<4>()?;
-        let stamp = rest.first_chunk::<8>()?;
-        match tag {
-            PING => Some(control_frame(
-                PONG,
-                u32::from_be_bytes(*seq),
-                u64::from_be_bytes(*stamp),
-            )),
-            PONG => {
-                let seq = u32::from_be_bytes(*seq);
+        match parse_control(frame)? {
+            Control::Ping { seq, stamp } => Some(control_frame(PONG, seq, stamp)),
+            Control::Pong { seq } => {
                 if let Some(entry) = self
                     .pings
                     .iter_mut()
@@ -374,7 +373,6 @@ impl Peer {
                 }
                 None
             }
-            _ => None,
         }
     }
 
@@ -397,6 +395,32 @@ impl Peer {
 
 fn micros(now: Instant, epoch: Instant) -> u64 {
     u64::try_from(now.saturating_duration_since(epoch).as_micros()).unwrap_or(u64::MAX)
+}
+
+/// A ping or pong on the control channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Control {
+    /// Answer with a pong carrying the same sequence number and stamp.
+    Ping { seq: u32, stamp: u64 },
+    /// The answer to our ping `seq`.
+    Pong { seq: u32 },
+}
+
+/// Reads a ping or pong frame: tag, `u32` sequence number, `u64` stamp (big-endian).
+/// Anything else (another tag, too short) is `None`; longer frames are read up to there.
+pub(crate) fn parse_control(frame: &[u8]) -> Option<Control> {
+    let (&tag, rest) = frame.split_first()?;
+    let (seq, rest) = rest.split_first_chunk::<4>()?;
+    let stamp = rest.first_chunk::<8>()?;
+    let seq = u32::from_be_bytes(*seq);
+    match tag {
+        PING => Some(Control::Ping {
+            seq,
+            stamp: u64::from_be_bytes(*stamp),
+        }),
+        PONG => Some(Control::Pong { seq }),
+        _ => None,
+    }
 }
 
 fn control_frame(tag: u8, seq: u32, stamp: u64) -> BytesMut {

@@ -24,7 +24,7 @@
 #[cfg(feature = "webcam")]
 mod camera;
 mod frame;
-mod rtp;
+pub(crate) mod rtp;
 mod source;
 mod vpx;
 

@@ -127,7 +127,7 @@ pub(crate) enum Outcome {
 }
 
 /// Packets of frames in flight held at most.
-const MAX_PENDING: usize = 512;
+pub(crate) const MAX_PENDING: usize = 512;
 
 /// Reassembles one peer's VP8 frames from RTP packets (reordering within a frame allowed).
 #[derive(Debug, Default)]
@@ -147,6 +147,12 @@ pub(crate) struct Assembler {
 }
 
 impl Assembler {
+    /// Packets held now (at most [`MAX_PENDING`]).
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn held(&self) -> usize {
+        self.pending.len()
+    }
+
     fn extend_seq(&mut self, seq: u16) -> i64 {
         match self.last_seq {
             None => {

@@ -2,7 +2,7 @@
 //! readable frame counter, and Y4M files.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read};
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -299,9 +299,19 @@ impl Y4mSource {
     /// Reads the whole file (short clips: tests, demos).
     pub fn open(path: impl AsRef<Path>) -> Result<Self, VideoError> {
         let path = path.as_ref().to_path_buf();
+        let file = std::fs::File::open(&path)
+            .map_err(|e| VideoError::Source(format!("{}: {e}", path.display())))?;
+        Self::from_reader(path, BufReader::new(file))
+    }
+
+    /// Reads a whole Y4M stream from `reader`; `name` appears in errors and in
+    /// [`VideoSource::describe`].
+    pub fn from_reader(
+        name: impl Into<PathBuf>,
+        mut reader: impl std::io::BufRead,
+    ) -> Result<Self, VideoError> {
+        let path: PathBuf = name.into();
         let bad = |why: String| VideoError::Source(format!("{}: {why}", path.display()));
-        let file = std::fs::File::open(&path).map_err(|e| bad(e.to_string()))?;
-        let mut reader = BufReader::new(file);
         let mut header = String::new();
         reader
             .read_line(&mut header)
@@ -312,8 +322,11 @@ impl Y4mSource {
         }
         let (mut width, mut height, mut fps) = (0u32, 0u32, 30.0f64);
         for field in fields {
-            let (tag, value) = field.split_at(1.min(field.len()));
-            match tag {
+            // The tag is one character, which need not be ASCII in a hostile file.
+            let mut chars = field.chars();
+            let tag = chars.next().map(String::from).unwrap_or_default();
+            let value = chars.as_str();
+            match tag.as_str() {
                 "W" => width = value.parse().map_err(|_| bad(format!("width {value}")))?,
                 "H" => height = value.parse().map_err(|_| bad(format!("height {value}")))?,
                 "F" => {

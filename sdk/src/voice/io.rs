@@ -156,11 +156,36 @@ impl AudioSource for WavSource {
 
 /// Reads a WAV file as mono 48 kHz samples in [-1, 1].
 pub fn read_wav_mono_48k(path: &Path) -> Result<Vec<f32>, VoiceError> {
+    let file = std::fs::File::open(path).map_err(|e| VoiceError::Wav {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    read_wav_mono_48k_from(path, std::io::BufReader::new(file))
+}
+
+/// Most samples a WAV file may hold (10 minutes of 48 kHz stereo): a header that claims more
+/// is refused before anything is allocated for it.
+const MAX_WAV_SAMPLES: u32 = 48_000 * 2 * 600;
+
+/// Reads WAV data from `reader` as mono 48 kHz samples; `path` names it in errors.
+pub(crate) fn read_wav_mono_48k_from(
+    path: &Path,
+    reader: impl std::io::Read,
+) -> Result<Vec<f32>, VoiceError> {
     let wav_error = |e: hound::Error| VoiceError::Wav {
         path: path.to_path_buf(),
         reason: e.to_string(),
     };
-    let mut reader = hound::WavReader::open(path).map_err(wav_error)?;
+    let mut reader = hound::WavReader::new(reader).map_err(wav_error)?;
+    if reader.len() > MAX_WAV_SAMPLES {
+        return Err(VoiceError::Wav {
+            path: path.to_path_buf(),
+            reason: format!(
+                "{} samples: more than {MAX_WAV_SAMPLES} (10 minutes of 48 kHz stereo)",
+                reader.len()
+            ),
+        });
+    }
     let spec = reader.spec();
     let interleaved: Vec<f32> = match spec.sample_format {
         hound::SampleFormat::Float => reader

@@ -23,7 +23,7 @@ const CONCEAL_TAIL: u32 = 3;
 /// each spurt): one 5 ms render block.
 const LATE_STEP: Duration = Duration::from_millis(5);
 /// Packets held at most (a second of audio).
-const CAPACITY: usize = 50;
+pub(crate) const CAPACITY: usize = 50;
 /// Discarded payloads kept for the caller to free (more than one call ever discards).
 const SPENT_CAPACITY: usize = CAPACITY + 8;
 
@@ -226,6 +226,12 @@ impl JitterBuffer {
     }
 
     /// The measured interarrival jitter.
+    /// Packets held now (at most [`CAPACITY`]).
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn held(&self) -> usize {
+        self.frames.len()
+    }
+
     pub(crate) fn jitter(&self) -> Duration {
         Duration::from_secs_f64(self.jitter)
     }

@@ -31,10 +31,10 @@
 
 mod capture;
 mod device;
-mod io;
-mod jitter;
+pub(crate) mod io;
+pub(crate) mod jitter;
 mod mixer;
-mod opus;
+pub(crate) mod opus;
 mod resample;
 mod rx;
 

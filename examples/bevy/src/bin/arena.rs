@@ -100,14 +100,21 @@ fn main() -> AppExit {
         .clone()
         .map_or_else(|| LobbyRef::create(4), LobbyRef::Code);
     let mut app = App::new();
-    app.add_plugins(DefaultPlugins.set(WindowPlugin {
-        primary_window: Some(Window {
-            title: "Squadlink arena".into(),
-            resolution: (800, 600).into(),
-            ..default()
-        }),
-        ..default()
-    }));
+    app.add_plugins(
+        DefaultPlugins
+            .set(WindowPlugin {
+                primary_window: Some(Window {
+                    title: "Squadlink arena".into(),
+                    resolution: (800, 600).into(),
+                    ..default()
+                }),
+                ..default()
+            })
+            .set(bevy::log::LogPlugin {
+                filter: format!("{},{}", bevy::log::DEFAULT_FILTER, squadlink::LOG_FILTER),
+                ..default()
+            }),
+    );
     add_arena_networking(&mut app, url, lobby, |p| p);
     let input = match &args.voice_input {
         Some(path) => AudioInput::Wav(path.clone()),
