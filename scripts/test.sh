@@ -23,6 +23,9 @@ cargo test --workspace --locked 2>&1 | tee "$log"
 section "cargo test: webcam formats through nokhwa (feature webcam, off by default)"
 cargo test -p squadlink --features webcam --locked --lib video::camera 2>&1 | tee -a "$log"
 
+section "cargo test: a hostile peer over real WebRTC (feature fuzzing: its raw sends)"
+cargo test -p squadlink --features fuzzing --locked --test hostile 2>&1 | tee -a "$log"
+
 section "fuzzing: every decoder's fuzzer for 10 s (docs/fuzzing.md)"
 scripts/fuzz.sh 10
 

@@ -160,6 +160,8 @@ pub(crate) struct Reassembler {
     max_message: usize,
     partials: HashMap<u32, Partial>,
     order: VecDeque<u32>,
+    /// Partial messages dropped to make room (oldest first), not yet counted by the caller.
+    evicted: u64,
 }
 
 impl Reassembler {
@@ -168,7 +170,13 @@ impl Reassembler {
             max_message,
             partials: HashMap::new(),
             order: VecDeque::new(),
+            evicted: 0,
         }
+    }
+
+    /// How many unfinished messages were dropped to make room since the last call.
+    pub(crate) fn take_evicted(&mut self) -> u64 {
+        std::mem::take(&mut self.evicted)
     }
 
     /// Partial messages held, and their bytes so far.
@@ -214,6 +222,7 @@ impl Reassembler {
                 && let Some(oldest) = self.order.pop_front()
             {
                 self.partials.remove(&oldest);
+                self.evicted += 1;
             }
             self.order.push_back(id);
             self.partials.insert(

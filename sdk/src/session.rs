@@ -103,6 +103,16 @@ pub enum Event {
         /// Why.
         reason: DisconnectReason,
     },
+    /// A peer sends frames that cannot be decoded (see [`PeerStats::frame_errors`]): they
+    /// are dropped and counted, and nothing else is affected. Reported on the first error,
+    /// then at most once a second while errors go on. A game may ignore it, or report and
+    /// mute the player.
+    PeerMisbehaved {
+        /// The peer.
+        peer: PeerId,
+        /// Its undecodable frames so far.
+        frame_errors: u64,
+    },
     /// Lobby membership or host changed.
     LobbyChanged(LobbyInfo),
     /// A problem that did not end the session (a peer-level failure, a full send buffer…).
@@ -662,6 +672,19 @@ impl Session {
     /// testing the handshake under loss.
     pub fn set_simulated_loss(&self, fraction: f64) {
         let _ = self.cmd.send(Command::SimulatedLoss(fraction));
+    }
+
+    /// Adversarial testing (feature `fuzzing`; not a stable API): sends `bytes` as they are
+    /// on data channel `index` to `peer`, with no framing. Index = the number of channels is
+    /// the hidden control channel.
+    #[cfg(feature = "fuzzing")]
+    #[doc(hidden)]
+    pub fn hostile_send_raw(&self, peer: PeerId, index: usize, bytes: &[u8]) {
+        let _ = self.cmd.send(Command::Raw {
+            to: peer,
+            index,
+            payload: Bytes::copy_from_slice(bytes),
+        });
     }
 
     /// Connects a voice pipeline to this session's audio tracks: encoded frames sent on

@@ -37,8 +37,12 @@ pub struct PeerStats {
     pub dropped_congested: u64,
     /// Sequenced messages dropped on arrival because a newer one had arrived.
     pub dropped_stale: u64,
-    /// Frames that could not be decoded (a misbehaving peer).
+    /// Frames that could not be decoded (a misbehaving peer): bad reliable fragments,
+    /// sequenced frames without their header, control frames of no known kind.
     pub frame_errors: u64,
+    /// Unfinished reliable messages dropped, oldest first, because the peer had more in
+    /// flight than a channel holds (8): a peer that starts messages and never ends them.
+    pub partials_dropped: u64,
     /// Bytes queued for this peer and not yet acknowledged (all channels).
     pub send_queue_bytes: usize,
     /// The selected local and remote candidate addresses.

@@ -117,6 +117,9 @@ async fn serve_child() -> ExitCode {
         message_burst: 1_000_000,
         max_connections: 19_000,
         max_lobbies: 19_000,
+        // Every simulated client comes from 127.0.0.1 and they connect many at a time, as
+        // clients behind one reverse proxy would: no per-address cap below the global one.
+        max_pending_per_address: 512,
         ..squadlink_matchmaker::Config::default()
     };
     let server = match squadlink_matchmaker::Server::bind(config).await {

@@ -114,6 +114,13 @@ pub(crate) enum Command {
         peer: PeerId,
         percent: u8,
     },
+    /// Unframed bytes on data channel `index` (adversarial testing).
+    #[cfg(feature = "fuzzing")]
+    Raw {
+        to: PeerId,
+        index: usize,
+        payload: Bytes,
+    },
     Close,
 }
 
@@ -428,6 +435,8 @@ impl Driver {
                     Some(Command::KeyframeRequest { peer }) => self.on_keyframe_request(peer),
                     Some(Command::SimulatedLoss(fraction)) => self.net.loss = net::LossStage::new(fraction),
                     Some(Command::VoiceLoss { peer, percent }) => self.on_voice_loss(peer, percent),
+                    #[cfg(feature = "fuzzing")]
+                    Some(Command::Raw { to, index, payload }) => self.on_raw(to, index, payload),
                     Some(Command::Close) | None => return None,
                 },
                 received = self.net.socket.recv_from(&mut buf) => {
@@ -1555,6 +1564,21 @@ impl Driver {
     }
 
     /// Tells one peer how much of its audio we lose, on the control channel.
+    #[cfg(feature = "fuzzing")]
+    fn on_raw(&mut self, id: PeerId, index: usize, payload: Bytes) {
+        let now = Instant::now();
+        let Some(p) = self.peers.get_mut(&id) else {
+            return;
+        };
+        if let Some(dc_id) = p.dcs.get(index).copied()
+            && let Some(mut dc) = p.pc.data_channel(dc_id)
+            && let Err(e) = dc.send(now, BytesMut::from(payload.as_ref()))
+        {
+            tracing::trace!(%e, "raw frame not sent");
+        }
+        self.pump(id, now);
+    }
+
     fn on_voice_loss(&mut self, id: PeerId, percent: u8) {
         let now = Instant::now();
         let Some(p) = self.peers.get_mut(&id) else {
@@ -1734,6 +1758,22 @@ fn reconnect_backoff(attempt: u32) -> Duration {
     base.mul_f64(1.0 + jitter)
 }
 
+/// Counts an undecodable frame from `p`, and tells the game on the first one and then at
+/// most once a second.
+fn misbehaved(p: &mut Peer, shared: &Shared, now: Instant) {
+    p.stats.frame_errors += 1;
+    let due = p
+        .misbehaviour_told
+        .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1));
+    if due {
+        p.misbehaviour_told = Some(now);
+        shared.emit(Event::PeerMisbehaved {
+            peer: p.id,
+            frame_errors: p.stats.frame_errors,
+        });
+    }
+}
+
 /// Hands ICE the datagrams that arrived before the peer's description.
 fn replay_early(p: &mut Peer, now: Instant) {
     for mut input in std::mem::take(&mut p.early) {
@@ -1775,6 +1815,10 @@ fn on_message(
             }
             return;
         }
+        if peer::parse_control(&data).is_none() {
+            misbehaved(p, shared, now);
+            return;
+        }
         if let Some(reply) = p.on_control(&data, now)
             && let Some(mut ch) = p.pc.data_channel(dc)
         {
@@ -1798,17 +1842,26 @@ fn on_message(
                 }
             }
             None => {
-                p.stats.frame_errors += 1;
+                misbehaved(p, shared, now);
                 None
             }
         },
         ChannelKind::ReliableOrdered | ChannelKind::ReliableUnordered => {
-            match p.reassembly.get_mut(index).map(|r| r.push(data)) {
-                Some(Ok(done)) => done,
-                Some(Err(e)) => {
-                    tracing::debug!(%e, peer = %p.id, "bad frame");
-                    p.stats.frame_errors += 1;
-                    None
+            let pushed = p.reassembly.get_mut(index).map(|r| {
+                let result = r.push(data);
+                (result, r.take_evicted())
+            });
+            match pushed {
+                Some((result, evicted)) => {
+                    p.stats.partials_dropped += evicted;
+                    match result {
+                        Ok(done) => done,
+                        Err(e) => {
+                            tracing::debug!(%e, peer = %p.id, "bad frame");
+                            misbehaved(p, shared, now);
+                            None
+                        }
+                    }
                 }
                 None => None,
             }

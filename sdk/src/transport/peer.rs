@@ -58,6 +58,8 @@ pub(crate) struct Peer {
     /// ICE cannot answer them without its credentials, so they wait for it (at most
     /// [`EARLY_DATAGRAMS`]).
     pub(crate) early: Vec<rtc::shared::TaggedBytesMut>,
+    /// When the game was last told this peer sends undecodable frames.
+    pub(crate) misbehaviour_told: Option<Instant>,
     pub(crate) remote_types: HashMap<SocketAddr, CandidateType>,
     pub(crate) seq_out: Vec<u32>,
     pub(crate) filters: Vec<SequenceFilter>,
@@ -180,6 +182,7 @@ impl Peer {
             remote_set: false,
             pending_remote: Vec::new(),
             early: Vec::new(),
+            misbehaviour_told: None,
             remote_types: HashMap::new(),
             seq_out: vec![0; n],
             filters: (0..n).map(|_| SequenceFilter::default()).collect(),
