@@ -871,6 +871,13 @@ impl Conn {
         if superseded {
             // The membership and the hub entry belong to the newer connection now.
             self.lobby = None;
+        } else if close.code == Some(ErrorCode::ServerShutdown) {
+            // The server is going away: nobody left, so nobody is told a peer left (peers
+            // stay connected to each other; the SDK tells a restart from a reconnect).
+            self.lobby = None;
+            if let Ok(mut hub) = self.shared.hub.write() {
+                hub.remove(&self.peer_id);
+            }
         } else {
             if close.may_return() && !self.shared.config.rejoin_grace().is_zero() {
                 self.detach();

@@ -13,7 +13,7 @@ mod support;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use squadlink_matchmaker::{Config, DevMode, auth, turn};
 use squadlink_protocol::{
     ClientMessage, ErrorCode, LeaveReason, PeerId, PlayerId, ServerMessage, Signal,
@@ -683,18 +683,58 @@ async fn server_limits_refuse_with_clear_codes() {
 }
 
 #[tokio::test]
-async fn shutdown_tells_clients_why() {
+async fn shutdown_tells_clients_why_and_no_one_hears_a_peer_leave() {
     let server = start(config()).await;
     let (mut a, _) = Client::hello(&server.url(), "a").await;
-    let waiter = tokio::spawn(async move { a.expect_closed().await });
+    let lobby = a.create(8, false).await;
+    let mut members = Vec::new();
+    for n in 0..6 {
+        let (mut c, _) = Client::hello(&server.url(), &format!("m{n}")).await;
+        c.join(&lobby.code).await;
+        members.push(c);
+    }
+    // Everything up to here (joins) is read; from now on only the goodbye may come.
+    for c in members.iter_mut().chain(std::iter::once(&mut a)) {
+        c.assert_alive_and_idle_after_lobby_news().await;
+    }
+    let waiters: Vec<_> = members
+        .into_iter()
+        .chain(std::iter::once(a))
+        .map(|mut c| {
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                loop {
+                    match tokio::time::timeout(Duration::from_secs(5), c.ws.next()).await {
+                        Ok(Some(Ok(Message::Text(t)))) => {
+                            seen.push(ServerMessage::from_json(t.as_str()).unwrap());
+                        }
+                        Ok(Some(Ok(Message::Close(frame)))) => return (seen, frame),
+                        Ok(Some(Ok(_))) => {}
+                        other => panic!("no close frame: {other:?}"),
+                    }
+                }
+            })
+        })
+        .collect();
     server.shutdown().await.unwrap();
-    let closed = waiter.await.unwrap();
-    assert_eq!(closed.error, Some(ErrorCode::ServerShutdown));
-    let frame = closed.frame.expect("close frame");
-    assert_eq!(
-        (u16::from(frame.code), frame.reason.as_str()),
-        (1001, "server_shutdown")
-    );
+    for w in waiters {
+        let (seen, frame) = w.await.unwrap();
+        assert!(
+            matches!(
+                seen.as_slice(),
+                [ServerMessage::Error {
+                    code: ErrorCode::ServerShutdown,
+                    ..
+                }]
+            ),
+            "only the shutdown error, no peer_left: {seen:?}"
+        );
+        let frame = frame.expect("close frame");
+        assert_eq!(
+            (u16::from(frame.code), frame.reason.as_str()),
+            (1001, "server_shutdown")
+        );
+    }
 }
 
 #[tokio::test]

@@ -147,6 +147,18 @@ impl Client {
         }
     }
 
+    /// Round-trips a ping, reading past whatever lobby news came before the pong.
+    pub async fn assert_alive_and_idle_after_lobby_news(&mut self) {
+        self.send(&ClientMessage::Ping { nonce: Some(43) }).await;
+        loop {
+            match self.recv().await {
+                ServerMessage::Pong { nonce: Some(43) } => return,
+                ServerMessage::PeerJoined { .. } | ServerMessage::LobbyState { .. } => {}
+                other => panic!("expected lobby news then a pong, got {other:?}"),
+            }
+        }
+    }
+
     pub async fn create(&mut self, max: u8, public: bool) -> Lobby {
         self.send(&ClientMessage::CreateLobby {
             rid: Some(2),
