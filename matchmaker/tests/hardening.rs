@@ -49,17 +49,22 @@ async fn hello_with_token(url: &str, player: &str) -> (Client, PeerId) {
     }
 }
 
-/// Says hello without a token, naming the player.
+/// Says hello without a token, naming the player; returns whatever the server answered.
 async fn anonymous_hello(url: &str, player: &str) -> (Client, ServerMessage) {
-    let mut c = Client::connect(url).await;
-    c.send(&ClientMessage::Hello {
-        rid: Some(1),
-        token: None,
-        player_id: Some(player.into()),
-    })
-    .await;
-    let reply = c.recv().await;
-    (c, reply)
+    Client::hello_reply(url, player).await
+}
+
+fn assert_identity_mismatch(reply: &ServerMessage) {
+    assert!(
+        matches!(
+            reply,
+            ServerMessage::Error {
+                code: ErrorCode::IdentityMismatch,
+                ..
+            }
+        ),
+        "{reply:?}"
+    );
 }
 
 fn offer() -> Signal {
@@ -138,16 +143,7 @@ async fn anonymous_and_token_identities_never_take_each_others_places() {
         "{reply:?}"
     );
     let refused = impostor.join(&lobby.code).await;
-    assert!(
-        matches!(
-            refused,
-            ServerMessage::Error {
-                code: ErrorCode::IdentityMismatch,
-                ..
-            }
-        ),
-        "{refused:?}"
-    );
+    assert_identity_mismatch(&refused);
     // Nobody was told anything, bob keeps his place and his signals.
     alice.assert_alive_and_idle().await;
     alice
@@ -166,16 +162,7 @@ async fn anonymous_and_token_identities_never_take_each_others_places() {
     alice.recv().await;
     let (mut token_carol, _) = hello_with_token(&url, "carol").await;
     let refused = token_carol.join(&lobby.code).await;
-    assert!(
-        matches!(
-            refused,
-            ServerMessage::Error {
-                code: ErrorCode::IdentityMismatch,
-                ..
-            }
-        ),
-        "{refused:?}"
-    );
+    assert_identity_mismatch(&refused);
     carol.assert_alive_and_idle().await;
 
     // The same identity still resumes its own place.

@@ -233,18 +233,20 @@ pub fn jitter(data: &[u8]) {
     }
 }
 
+/// A game message of the usual shape: numbers, a string, vectors, an option.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct TypedProbe {
+    id: u32,
+    name: String,
+    inputs: Vec<(i16, i16)>,
+    target: Option<u64>,
+    blob: Vec<u8>,
+}
+
 /// Typed messages: bincode with the decode size limit, into a message with strings,
 /// vectors and options.
 pub fn typed(data: &[u8]) {
-    #[derive(serde::Serialize, serde::Deserialize)]
-    struct Message {
-        id: u32,
-        name: String,
-        inputs: Vec<(i16, i16)>,
-        target: Option<u64>,
-        blob: Vec<u8>,
-    }
-    if let Ok(m) = crate::codec::decode::<Message>(data) {
+    if let Ok(m) = crate::codec::decode::<TypedProbe>(data) {
         let again = crate::codec::encode(&m);
         assert!(again.is_ok_and(|b| b.len() <= data.len()));
     }
@@ -424,15 +426,7 @@ mod tests {
         ));
         put("stun", "probe_response", &response);
 
-        #[derive(serde::Serialize)]
-        struct Message {
-            id: u32,
-            name: String,
-            inputs: Vec<(i16, i16)>,
-            target: Option<u64>,
-            blob: Vec<u8>,
-        }
-        let typed = crate::codec::encode(&Message {
+        let typed = crate::codec::encode(&TypedProbe {
             id: 3,
             name: "dunes".into(),
             inputs: vec![(1, -1), (0, 2)],

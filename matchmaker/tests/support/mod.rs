@@ -58,8 +58,8 @@ impl Client {
         Client { ws }
     }
 
-    /// Connects and says hello in dev mode as `player`.
-    pub async fn hello(url: &str, player: &str) -> (Client, PeerId) {
+    /// Connects and says hello without a token as `player`; returns the server's answer.
+    pub async fn hello_reply(url: &str, player: &str) -> (Client, ServerMessage) {
         let mut c = Client::connect(url).await;
         c.send(&ClientMessage::Hello {
             rid: Some(1),
@@ -67,7 +67,14 @@ impl Client {
             player_id: Some(player.into()),
         })
         .await;
-        match c.recv().await {
+        let reply = c.recv().await;
+        (c, reply)
+    }
+
+    /// Connects and says hello in dev mode as `player`.
+    pub async fn hello(url: &str, player: &str) -> (Client, PeerId) {
+        let (c, reply) = Client::hello_reply(url, player).await;
+        match reply {
             ServerMessage::Welcome { peer_id, rid, .. } => {
                 assert_eq!(rid, Some(1));
                 (c, peer_id)
