@@ -871,15 +871,12 @@ impl Conn {
         if superseded {
             // The membership and the hub entry belong to the newer connection now.
             self.lobby = None;
-        } else if close.code == Some(ErrorCode::ServerShutdown) {
-            // The server is going away: nobody left, so nobody is told a peer left (peers
-            // stay connected to each other; the SDK tells a restart from a reconnect).
-            self.lobby = None;
-            if let Ok(mut hub) = self.shared.hub.write() {
-                hub.remove(&self.peer_id);
-            }
         } else {
-            if close.may_return() && !self.shared.config.rejoin_grace().is_zero() {
+            if close.code == Some(ErrorCode::ServerShutdown) {
+                // The server is going away: nobody left, so nobody is told a peer left
+                // (peers stay connected; the SDK tells a restart from a reconnect).
+                self.lobby = None;
+            } else if close.may_return() && !self.shared.config.rejoin_grace().is_zero() {
                 self.detach();
             }
             if let Err((code, message)) = self.leave_lobby(LeaveReason::Disconnected).await {
@@ -1019,9 +1016,7 @@ fn slow_consumer(queue: u32) -> Close {
 }
 
 fn anonymous_player() -> Option<PlayerId> {
-    let mut bytes = [0u8; 6];
-    getrandom::fill(&mut bytes).ok()?;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = crate::store::random_hex(6).ok()?;
     PlayerId::parse(&format!("anon-{hex}"))
 }
 

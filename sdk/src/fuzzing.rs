@@ -16,23 +16,26 @@ use crate::transport::{gather, net, peer, stream};
 /// Cuts `data` into records: a length byte, then that many bytes (the last may be short).
 /// Lets one input describe a sequence of frames or packets.
 pub fn records(data: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut rest = data;
-    std::iter::from_fn(move || {
-        let (&len, tail) = rest.split_first()?;
-        let take = usize::from(len).min(tail.len());
-        let (record, next) = tail.split_at(take);
-        rest = next;
-        Some(record)
-    })
+    cut(data, false)
 }
 
 /// Like [`records`] with a two-byte (big-endian) length: for codec frames over 255 bytes.
 pub fn records16(data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    cut(data, true)
+}
+
+/// Records with a one-byte length, or a two-byte one when `wide`.
+fn cut(data: &[u8], wide: bool) -> impl Iterator<Item = &[u8]> {
     let mut rest = data;
     std::iter::from_fn(move || {
-        let (len, tail) = rest.split_first_chunk::<2>()?;
-        let take = usize::from(u16::from_be_bytes(*len)).min(tail.len());
-        let (record, next) = tail.split_at(take);
+        let (len, tail) = if wide {
+            let (len, tail) = rest.split_first_chunk::<2>()?;
+            (usize::from(u16::from_be_bytes(*len)), tail)
+        } else {
+            let (&len, tail) = rest.split_first()?;
+            (usize::from(len), tail)
+        };
+        let (record, next) = tail.split_at(len.min(tail.len()));
         rest = next;
         Some(record)
     })
