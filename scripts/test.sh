@@ -15,7 +15,7 @@ section "cargo fmt --check"
 cargo fmt --all --check
 section "cargo clippy (warnings are errors)"
 cargo clippy -q --workspace --all-targets --locked -- -D warnings
-cargo clippy -q -p squadlink --features webcam --all-targets --locked -- -D warnings
+cargo clippy -q -p squadlink --features webcam,fuzzing --all-targets --locked -- -D warnings
 section "cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -55,9 +55,9 @@ pub mod voice;
 
 pub use messages::{Outgoing, Received, SquadlinkAppExt, Target};
 pub use plugin::{
-    Lobby, Peer, PeerConnected, PeerDisconnected, PeerInterrupted, PeerPath, PeerStats,
-    Reconnecting, SquadlinkError, SquadlinkLobbyChanged, SquadlinkPlugin, SquadlinkSession,
-    SquadlinkSet, SquadlinkStatus, in_lobby,
+    Lobby, Peer, PeerConnected, PeerDisconnected, PeerInterrupted, PeerMisbehaved, PeerPath,
+    PeerStats, Reconnecting, SquadlinkError, SquadlinkLobbyChanged, SquadlinkPlugin,
+    SquadlinkSession, SquadlinkSet, SquadlinkStatus, in_lobby,
 };
 pub use squadlink::{
     Channel, ChannelKind, DisconnectReason, IcePolicy, LobbyRef, PathKind, PeerId, PlayerId,
@@ -76,8 +76,8 @@ pub mod prelude {
     };
     pub use crate::{
         Channel, ChannelKind, DisconnectReason, Lobby, LobbyRef, Outgoing, PathKind, Peer,
-        PeerConnected, PeerDisconnected, PeerInterrupted, PeerPath, PeerStats, Received,
-        Reconnecting, SquadlinkAppExt, SquadlinkError, SquadlinkLobbyChanged, SquadlinkPlugin,
-        SquadlinkSession, SquadlinkSet, SquadlinkStatus, Target, in_lobby,
+        PeerConnected, PeerDisconnected, PeerInterrupted, PeerMisbehaved, PeerPath, PeerStats,
+        Received, Reconnecting, SquadlinkAppExt, SquadlinkError, SquadlinkLobbyChanged,
+        SquadlinkPlugin, SquadlinkSession, SquadlinkSet, SquadlinkStatus, Target, in_lobby,
     };
 }

@@ -182,6 +182,19 @@ pub struct PeerInterrupted {
     pub reason: DisconnectReason,
 }
 
+/// Observer event: a connected peer sends frames that cannot be decoded (reported on the
+/// first, then at most once a second). To drop it:
+/// `session.0.disconnect(event.peer)` with [`SquadlinkSession`].
+#[derive(EntityEvent, Debug, Clone)]
+pub struct PeerMisbehaved {
+    /// The peer's entity.
+    pub entity: Entity,
+    /// Its id.
+    pub peer: PeerId,
+    /// Its undecodable frames so far.
+    pub frame_errors: u64,
+}
+
 /// Observer event: lobby membership or host changed.
 #[derive(Event, Debug, Clone)]
 pub struct SquadlinkLobbyChanged(pub Lobby);
@@ -311,7 +324,9 @@ fn pump_events(
                     .is_some_and(|l| l.members.iter().any(|(p, _)| *p == peer));
                 let gone = matches!(
                     reason,
-                    DisconnectReason::Left | DisconnectReason::ChannelMismatch
+                    DisconnectReason::Left
+                        | DisconnectReason::ChannelMismatch
+                        | DisconnectReason::ClosedHere
                 ) || !in_lobby;
                 if gone {
                     if let Some(entity) = peers.0.remove(&peer) {
@@ -354,6 +369,15 @@ fn pump_events(
                 if let Some(lobby) = lobby_of(&session, &info) {
                     commands.insert_resource(lobby.clone());
                     commands.trigger(SquadlinkLobbyChanged(lobby));
+                }
+            }
+            NetEvent::PeerMisbehaved { peer, frame_errors } => {
+                if let Some(&entity) = peers.0.get(&peer) {
+                    commands.trigger(PeerMisbehaved {
+                        entity,
+                        peer,
+                        frame_errors,
+                    });
                 }
             }
             NetEvent::Error(e) => {

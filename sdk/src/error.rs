@@ -74,13 +74,31 @@ pub enum Error {
         /// The limit.
         limit: usize,
     },
-    /// The peer's send buffer is full on a reliable channel; the message was not sent.
-    #[error("send buffer to {peer} is full on {channel:?}; the network cannot keep up: send less")]
+    /// The peer's send buffer is full on a reliable channel; the message was not sent
+    /// (counted in [`crate::PeerStats::refused_send_buffer_full`]; reported on the first
+    /// refusal, then at most once a second per peer). A peer that stops reading fills it.
+    #[error(
+        "send buffer to {peer} is full on {channel:?}; the network cannot keep up (or the peer does not read): send less, or disconnect the peer"
+    )]
     SendBufferFull {
         /// The peer.
         peer: PeerId,
         /// The channel.
         channel: Channel,
+    },
+    /// A channel's inbox is full because the game does not read it: a message from `peer`
+    /// was dropped (counted in [`crate::PeerStats::dropped_unread`]; reported on the first
+    /// drop, then at most once a second per peer).
+    #[error(
+        "{channel:?} holds {limit} bytes that the game has not read; messages from {peer} are dropped: call Session::receive for every channel each frame, or raise SessionBuilder::inbox_limit"
+    )]
+    InboxFull {
+        /// The peer whose message was dropped.
+        peer: PeerId,
+        /// The channel.
+        channel: Channel,
+        /// The inbox limit in bytes.
+        limit: usize,
     },
     /// A typed message could not be encoded or decoded.
     #[error("codec error: {0}")]

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -57,6 +58,8 @@ pub enum DisconnectReason {
     Failed(String),
     /// The channel lists differ; see [`Error::ChannelMismatch`].
     ChannelMismatch,
+    /// This session closed it with [`Session::disconnect`].
+    ClosedHere,
     /// It reconnected under the same peer id (a restarted game within the matchmaker's
     /// rejoin grace): this connection is replaced, and [`Event::PeerConnected`] follows for
     /// the new one.
@@ -147,6 +150,10 @@ pub enum IcePolicy {
 pub(crate) struct Shared {
     pub(crate) events: crossbeam_channel::Sender<Event>,
     pub(crate) inbox: Vec<crossbeam_channel::Sender<(PeerId, Bytes)>>,
+    /// Bytes waiting in each channel's inbox for the game to read.
+    pub(crate) inbox_bytes: Vec<AtomicUsize>,
+    /// Most bytes one channel's inbox holds ([`SessionBuilder::inbox_limit`]).
+    pub(crate) inbox_limit: usize,
     pub(crate) stats: RwLock<HashMap<PeerId, PeerStats>>,
     pub(crate) lobby: RwLock<Option<LobbyInfo>>,
     pub(crate) event_wake: tokio::sync::Notify,
@@ -159,12 +166,39 @@ impl Shared {
         self.event_wake.notify_one();
     }
 
-    pub(crate) fn deliver(&self, channel: usize, peer: PeerId, data: Bytes) {
-        if let Some(tx) = self.inbox.get(channel) {
-            let _ = tx.send((peer, data));
+    /// Hands a message to the game; `false` (and the message dropped) when the channel's
+    /// inbox already holds its limit because the game does not read it.
+    pub(crate) fn deliver(&self, channel: usize, peer: PeerId, data: Bytes) -> bool {
+        let (Some(tx), Some(queued)) = (self.inbox.get(channel), self.inbox_bytes.get(channel))
+        else {
+            return false;
+        };
+        let len = data.len();
+        let admitted = queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
+                // One message is always let in, however large: the limit bounds a backlog.
+                (q == 0 || q.saturating_add(len) <= self.inbox_limit).then(|| q.saturating_add(len))
+            })
+            .is_ok();
+        if !admitted {
+            return false;
+        }
+        if tx.send((peer, data)).is_err() {
+            queued.fetch_sub(len, Ordering::AcqRel);
+            return false;
         }
         if let Some(wake) = self.inbox_wake.get(channel) {
             wake.notify_one();
+        }
+        true
+    }
+
+    /// The game took a message of `len` bytes from `channel`'s inbox.
+    fn taken(&self, channel: usize, len: usize) {
+        if let Some(queued) = self.inbox_bytes.get(channel) {
+            let _ = queued.fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
+                Some(q.saturating_sub(len))
+            });
         }
     }
 }
@@ -187,7 +221,11 @@ pub struct SessionBuilder {
     pub(crate) tls_roots: Vec<Vec<u8>>,
     pub(crate) reconnect_window: Duration,
     pub(crate) relay_wait: Duration,
+    pub(crate) inbox_limit: usize,
 }
+
+/// Bytes one channel's inbox holds by default: see [`SessionBuilder::inbox_limit`].
+pub const DEFAULT_INBOX_LIMIT: usize = 32 << 20;
 
 /// Most channels a session may declare.
 pub const MAX_CHANNELS: usize = 64;
@@ -211,6 +249,7 @@ impl SessionBuilder {
             tls_roots: Vec::new(),
             reconnect_window: Duration::from_secs(60),
             relay_wait: Duration::from_millis(500),
+            inbox_limit: DEFAULT_INBOX_LIMIT,
         }
     }
 
@@ -262,6 +301,16 @@ impl SessionBuilder {
     /// 16 KiB (they are never fragmented).
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.max_message_size = bytes;
+        self
+    }
+
+    /// How many bytes of received messages one channel holds until the game reads them
+    /// (default [`DEFAULT_INBOX_LIMIT`], 32 MiB). Past it, new messages on that channel are
+    /// dropped, counted in [`PeerStats::dropped_unread`] and reported once a second as
+    /// [`Error::InboxFull`]: a game that stops reading a channel (or a peer that floods
+    /// one) costs bounded memory. A game that reads every frame never reaches it.
+    pub fn inbox_limit(mut self, bytes: usize) -> Self {
+        self.inbox_limit = bytes;
         self
     }
 
@@ -389,6 +438,8 @@ impl SessionBuilder {
         let shared = Arc::new(Shared {
             events: events_tx,
             inbox: inbox_tx,
+            inbox_bytes: (0..n).map(|_| AtomicUsize::new(0)).collect(),
+            inbox_limit: self.inbox_limit,
             stats: RwLock::new(HashMap::new()),
             lobby: RwLock::new(None),
             event_wake: tokio::sync::Notify::new(),
@@ -603,6 +654,7 @@ impl Session {
             .get(channel.0)
             .into_iter()
             .flat_map(|rx| rx.try_iter())
+            .inspect(move |(_, m)| self.shared.taken(channel.0, m.len()))
     }
 
     /// Waits for the next message on `channel` (async API). `None` once the session ended
@@ -612,7 +664,10 @@ impl Session {
         let wake = self.shared.inbox_wake.get(channel.0)?;
         loop {
             match rx.try_recv() {
-                Ok(m) => return Some(m),
+                Ok(m) => {
+                    self.shared.taken(channel.0, m.1.len());
+                    return Some(m);
+                }
                 Err(crossbeam_channel::TryRecvError::Disconnected) => return None,
                 Err(crossbeam_channel::TryRecvError::Empty) => wake.notified().await,
             }
@@ -674,6 +729,17 @@ impl Session {
         let _ = self.cmd.send(Command::SimulatedLoss(fraction));
     }
 
+    /// Closes the connection to `peer` and refuses it for the rest of this session: its
+    /// signals are ignored, and it is not connected again, under this peer id or (if it
+    /// rejoins the lobby) under its player id. For a peer that misbehaves
+    /// ([`Event::PeerMisbehaved`]) or that the game will not play with.
+    /// [`Event::PeerDisconnected`] follows with [`DisconnectReason::ClosedHere`]. The peer
+    /// stays in the lobby (the matchmaker knows nothing of it); on its side the connection
+    /// ends as if we had left.
+    pub fn disconnect(&self, peer: PeerId) {
+        let _ = self.cmd.send(Command::Disconnect { peer });
+    }
+
     /// Adversarial testing (feature `fuzzing`; not a stable API): sends `bytes` as they are
     /// on data channel `index` to `peer`, with no framing. Index = the number of channels is
     /// the hidden control channel.
@@ -685,6 +751,45 @@ impl Session {
             index,
             payload: Bytes::copy_from_slice(bytes),
         });
+    }
+
+    /// Adversarial testing (feature `fuzzing`; not a stable API): sends one RTP packet to
+    /// `peer` on our video track (`video`) or audio track, with these header fields and
+    /// `payload` as it is, under the track's payload type or `payload_type`.
+    #[cfg(feature = "fuzzing")]
+    #[doc(hidden)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn hostile_send_rtp(
+        &self,
+        peer: PeerId,
+        video: bool,
+        payload_type: Option<u8>,
+        seq: u16,
+        timestamp: u32,
+        marker: bool,
+        payload: &[u8],
+    ) {
+        use crate::transport::media::{Kind, MediaFrame};
+        let _ = self.cmd.send(Command::RawRtp {
+            to: peer,
+            kind: if video { Kind::Video } else { Kind::Audio },
+            payload_type,
+            frame: MediaFrame {
+                seq,
+                timestamp,
+                marker,
+                payload: Bytes::copy_from_slice(payload),
+            },
+        });
+    }
+
+    /// Adversarial testing (feature `fuzzing`; not a stable API): from now on (`true`) the
+    /// network thread reads nothing but ICE checks: a peer that stays reachable and never
+    /// reads (no acknowledgements, so the other side's send buffers fill).
+    #[cfg(feature = "fuzzing")]
+    #[doc(hidden)]
+    pub fn hostile_deaf(&self, deaf: bool) {
+        let _ = self.cmd.send(Command::Deaf(deaf));
     }
 
     /// Connects a voice pipeline to this session's audio tracks: encoded frames sent on

@@ -43,6 +43,12 @@ pub struct PeerStats {
     /// Unfinished reliable messages dropped, oldest first, because the peer had more in
     /// flight than a channel holds (8): a peer that starts messages and never ends them.
     pub partials_dropped: u64,
+    /// Messages from this peer dropped on arrival because the channel's inbox was full: the
+    /// game did not read it (see [`crate::SessionBuilder::inbox_limit`]).
+    pub dropped_unread: u64,
+    /// Reliable messages not sent because this peer's send buffer was full
+    /// ([`crate::Error::SendBufferFull`]).
+    pub refused_send_buffer_full: u64,
     /// Bytes queued for this peer and not yet acknowledged (all channels).
     pub send_queue_bytes: usize,
     /// The selected local and remote candidate addresses.

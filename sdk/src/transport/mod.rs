@@ -17,7 +17,7 @@ pub(crate) mod net;
 pub(crate) mod peer;
 pub(crate) mod stream;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -114,6 +114,21 @@ pub(crate) enum Command {
         peer: PeerId,
         percent: u8,
     },
+    /// Close the connection to a peer and refuse it from now on.
+    Disconnect {
+        peer: PeerId,
+    },
+    /// An RTP packet as given on the audio or video track (adversarial testing).
+    #[cfg(feature = "fuzzing")]
+    RawRtp {
+        to: PeerId,
+        kind: media::Kind,
+        payload_type: Option<u8>,
+        frame: MediaFrame,
+    },
+    /// Read nothing but ICE checks from now on, or read again (adversarial testing).
+    #[cfg(feature = "fuzzing")]
+    Deaf(bool),
     /// Unframed bytes on data channel `index` (adversarial testing).
     #[cfg(feature = "fuzzing")]
     Raw {
@@ -303,6 +318,13 @@ pub(crate) struct Driver {
     streams_tx: tokio::sync::mpsc::UnboundedSender<(u64, StreamEvent)>,
     /// Why TURN servers failed, until one works or all have failed.
     turn_failures: Vec<String>,
+    /// Peers the game disconnected ([`Session::disconnect`](crate::Session::disconnect)):
+    /// never connected again, by peer id or by player id.
+    shunned: HashSet<PeerId>,
+    shunned_players: HashSet<PlayerId>,
+    /// Adversarial testing: read nothing but ICE checks (a peer that never reads).
+    #[cfg(feature = "fuzzing")]
+    deaf: bool,
 }
 
 impl Driver {
@@ -385,6 +407,10 @@ impl Driver {
             streams,
             streams_tx,
             turn_failures: Vec::new(),
+            shunned: HashSet::new(),
+            shunned_players: HashSet::new(),
+            #[cfg(feature = "fuzzing")]
+            deaf: false,
         };
         tracing::debug!(me = %driver.me, code = %joined.lobby.code, hosts = ?driver.net.hosts, "lobby entered");
         driver.start_gathering().await;
@@ -437,6 +463,17 @@ impl Driver {
                     Some(Command::VoiceLoss { peer, percent }) => self.on_voice_loss(peer, percent),
                     #[cfg(feature = "fuzzing")]
                     Some(Command::Raw { to, index, payload }) => self.on_raw(to, index, payload),
+                    #[cfg(feature = "fuzzing")]
+                    Some(Command::RawRtp { to, kind, payload_type, frame }) => {
+                        let now = Instant::now();
+                        if let Some(p) = self.peers.get_mut(&to) {
+                            p.send_rtp_as(kind, &frame, payload_type, now);
+                        }
+                        self.pump(to, now);
+                    }
+                    #[cfg(feature = "fuzzing")]
+                    Some(Command::Deaf(deaf)) => self.deaf = deaf,
+                    Some(Command::Disconnect { peer }) => self.shun(peer),
                     Some(Command::Close) | None => return None,
                 },
                 received = self.net.socket.recv_from(&mut buf) => {
@@ -668,6 +705,11 @@ impl Driver {
     /// A member to connect to. `offer`: we joined later, so we send the offer.
     fn on_member(&mut self, peer: PeerId, player: PlayerId, data: &Properties, offer: bool) {
         self.lobby_members.insert(peer, data.clone());
+        if self.shunned_players.contains(&player) || self.shunned.contains(&peer) {
+            tracing::debug!(%peer, "a disconnected player is in the lobby again: not connected");
+            self.shunned.insert(peer);
+            return;
+        }
         self.shared.emit(Event::PeerJoined { peer, player });
         self.connect_to(peer, data, offer);
     }
@@ -969,6 +1011,10 @@ impl Driver {
     }
 
     fn on_signal(&mut self, from: PeerId, data: Signal) {
+        if self.shunned.contains(&from) {
+            tracing::trace!(%from, "signal from a disconnected peer ignored");
+            return;
+        }
         let now = Instant::now();
         let relay_only = self.cfg.ice_policy == IcePolicy::RelayOnly;
         let fingerprint = match &data {
@@ -1217,6 +1263,11 @@ impl Driver {
 
     /// Hands a datagram that arrived on `local` (a host or relayed address) to its peer.
     fn deliver_datagram(&mut self, data: &[u8], from: SocketAddr, local: SocketAddr, now: Instant) {
+        // STUN starts with two zero bits; DTLS (and the SCTP in it) and SRTP do not.
+        #[cfg(feature = "fuzzing")]
+        if self.deaf && data.first().is_some_and(|b| *b > 3) {
+            return;
+        }
         let target = match stun_request_ufrag(data) {
             Some(ufrag) => {
                 let id = self.by_ufrag.get(ufrag).copied();
@@ -1491,10 +1542,13 @@ impl Driver {
                 continue;
             }
             if kind.is_reliable() && queued > RELIABLE_QUEUE_LIMIT {
-                self.shared.emit(Event::Error(Error::SendBufferFull {
-                    peer: id,
-                    channel: crate::Channel(channel),
-                }));
+                p.stats.refused_send_buffer_full += 1;
+                if p.told_send_full.due(now) {
+                    self.shared.emit(Event::Error(Error::SendBufferFull {
+                        peer: id,
+                        channel: crate::Channel(channel),
+                    }));
+                }
                 continue;
             }
             let mut sent = true;
@@ -1695,6 +1749,23 @@ impl Driver {
         true
     }
 
+    /// The game disconnects `id` for good (and its player, if the lobby names it).
+    fn shun(&mut self, id: PeerId) {
+        self.shunned.insert(id);
+        let player = self.shared.lobby.read().ok().and_then(|lobby| {
+            lobby.as_ref().and_then(|l| {
+                l.members
+                    .iter()
+                    .find(|(peer, _)| *peer == id)
+                    .map(|(_, player)| player.clone())
+            })
+        });
+        if let Some(player) = player {
+            self.shunned_players.insert(player);
+        }
+        self.disconnect(id, DisconnectReason::ClosedHere);
+    }
+
     /// Forgets a peer, closing its connection; announces it once.
     fn disconnect(&mut self, id: PeerId, reason: DisconnectReason) {
         if !self.close_peer(id) {
@@ -1762,11 +1833,7 @@ fn reconnect_backoff(attempt: u32) -> Duration {
 /// most once a second.
 fn misbehaved(p: &mut Peer, shared: &Shared, now: Instant) {
     p.stats.frame_errors += 1;
-    let due = p
-        .misbehaviour_told
-        .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1));
-    if due {
-        p.misbehaviour_told = Some(now);
+    if p.told_misbehaviour.due(now) {
         shared.emit(Event::PeerMisbehaved {
             peer: p.id,
             frame_errors: p.stats.frame_errors,
@@ -1869,6 +1936,15 @@ fn on_message(
     };
     if let Some(message) = message {
         p.stats.messages_received += 1;
-        shared.deliver(index, p.id, message);
+        if !shared.deliver(index, p.id, message) {
+            p.stats.dropped_unread += 1;
+            if p.told_unread.due(now) {
+                shared.emit(Event::Error(Error::InboxFull {
+                    peer: p.id,
+                    channel: crate::Channel(index),
+                    limit: shared.inbox_limit,
+                }));
+            }
+        }
     }
 }

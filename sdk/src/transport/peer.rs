@@ -58,8 +58,12 @@ pub(crate) struct Peer {
     /// ICE cannot answer them without its credentials, so they wait for it (at most
     /// [`EARLY_DATAGRAMS`]).
     pub(crate) early: Vec<rtc::shared::TaggedBytesMut>,
-    /// When the game was last told this peer sends undecodable frames.
-    pub(crate) misbehaviour_told: Option<Instant>,
+    /// Telling the game this peer sends undecodable frames.
+    pub(crate) told_misbehaviour: Throttle,
+    /// Telling the game its messages are dropped because a channel is not read.
+    pub(crate) told_unread: Throttle,
+    /// Telling the game its send buffer to this peer is full.
+    pub(crate) told_send_full: Throttle,
     pub(crate) remote_types: HashMap<SocketAddr, CandidateType>,
     pub(crate) seq_out: Vec<u32>,
     pub(crate) filters: Vec<SequenceFilter>,
@@ -80,6 +84,23 @@ pub(crate) struct Peer {
     video_ssrc: u32,
     /// The SSRC of the peer's video, once a packet of it came (PLI names it).
     pub(crate) remote_video_ssrc: Option<u32>,
+}
+
+/// Tells the game of a recurring problem the first time, then at most once a second.
+#[derive(Debug, Default)]
+pub(crate) struct Throttle(Option<Instant>);
+
+impl Throttle {
+    /// Whether to tell now (and, if so, the clock starts again).
+    pub(crate) fn due(&mut self, now: Instant) -> bool {
+        let due = self
+            .0
+            .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1));
+        if due {
+            self.0 = Some(now);
+        }
+        due
+    }
 }
 
 pub(crate) struct PeerSettings<'a> {
@@ -182,7 +203,9 @@ impl Peer {
             remote_set: false,
             pending_remote: Vec::new(),
             early: Vec::new(),
-            misbehaviour_told: None,
+            told_misbehaviour: Throttle::default(),
+            told_unread: Throttle::default(),
+            told_send_full: Throttle::default(),
             remote_types: HashMap::new(),
             seq_out: vec![0; n],
             filters: (0..n).map(|_| SequenceFilter::default()).collect(),
@@ -261,6 +284,18 @@ impl Peer {
 
     /// Sends one RTP payload on our track of `kind` (once connected).
     pub(crate) fn send_rtp(&mut self, kind: media::Kind, frame: &MediaFrame, now: Instant) {
+        self.send_rtp_as(kind, frame, None, now);
+    }
+
+    /// [`Self::send_rtp`] with any payload type in the header (adversarial testing), or
+    /// the track's own (`None`).
+    pub(crate) fn send_rtp_as(
+        &mut self,
+        kind: media::Kind,
+        frame: &MediaFrame,
+        payload_type: Option<u8>,
+        now: Instant,
+    ) {
         let (sender_id, ssrc) = match kind {
             media::Kind::Audio => (self.audio_sender, self.audio_ssrc),
             media::Kind::Video => (self.video_sender, self.video_ssrc),
@@ -271,7 +306,7 @@ impl Peer {
         let Some(mut sender) = self.pc.rtp_sender(sender_id) else {
             return;
         };
-        let Some(payload_type) = sender
+        let Some(track_type) = sender
             .get_parameters()
             .rtp_parameters
             .codecs
@@ -284,7 +319,7 @@ impl Peer {
             header: rtc::rtp::header::Header {
                 version: 2,
                 marker: frame.marker,
-                payload_type,
+                payload_type: payload_type.unwrap_or(track_type),
                 sequence_number: frame.seq,
                 timestamp: frame.timestamp,
                 ssrc,
