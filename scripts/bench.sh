@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the benchmark binaries in release mode and records their figures in
 # docs/performance.md (the NAT matrix: docs/networking.md).
-# Usage: scripts/bench.sh [matchmaker|transport|voice|video|nat]; nat needs root.
+# Usage: scripts/bench.sh [matchmaker|transport|voice|video|soak|nat]; nat needs root.
+# soak takes 10 minutes (bench_soak --seconds N for another length).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh bench
@@ -26,6 +27,9 @@ if [[ $which == all || $which == voice ]]; then
 fi
 if [[ $which == all || $which == video ]]; then
   cargo run --release --locked -p squadlink-examples --bin bench_video -- --write-docs docs/performance.md
+fi
+if [[ $which == all || $which == soak ]]; then
+  cargo run --release --locked -p squadlink-examples --bin bench_soak -- --write-docs docs/performance.md
 fi
 if [[ $which == all || $which == nat ]]; then
   # The NAT lab runs nat_check and the matchmaker inside network namespaces.

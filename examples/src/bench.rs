@@ -128,6 +128,30 @@ pub fn update_docs_section(path: &Path, name: &str, body: &str) -> std::io::Resu
     std::fs::write(path, new)
 }
 
+/// This process's resident memory in bytes (`VmRSS`), 0 when it cannot be read.
+pub fn rss_bytes() -> u64 {
+    status_field("VmRSS:").map_or(0, |kb| kb * 1024)
+}
+
+/// This process's threads (`Threads` in `/proc/self/status`), 0 when it cannot be read.
+pub fn thread_count() -> u64 {
+    status_field("Threads:").unwrap_or(0)
+}
+
+/// This process's open file descriptors (entries of `/proc/self/fd`), 0 when unreadable.
+pub fn fd_count() -> u64 {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64)
+}
+
+/// The number a line of `/proc/self/status` that starts with `field` holds.
+fn status_field(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+}
+
 /// The run's physical baseline: 2000 raw UDP round trips on loopback, its p50 printed.
 pub async fn udp_baseline() -> Result<Percentiles, String> {
     let udp = udp_loopback_rtt(2_000)
@@ -167,15 +191,20 @@ async fn first_peer(s: &squadlink::Session) -> Result<squadlink::PeerId, String>
     }
 }
 
-/// Starts a matchmaker and two connected sessions on loopback.
-pub async fn lobby_pair() -> Result<LobbyPair, String> {
-    use squadlink::{LobbyRef, SessionBuilder};
-    let server = squadlink_matchmaker::Server::bind(squadlink_matchmaker::Config {
+/// A matchmaker in this process on a free loopback port, with the default settings.
+pub async fn local_matchmaker() -> Result<squadlink_matchmaker::Server, String> {
+    squadlink_matchmaker::Server::bind(squadlink_matchmaker::Config {
         listen: ([127, 0, 0, 1], 0).into(),
         ..squadlink_matchmaker::Config::default()
     })
     .await
-    .map_err(|e| format!("matchmaker: {e}"))?;
+    .map_err(|e| format!("matchmaker: {e}"))
+}
+
+/// Starts a matchmaker and two connected sessions on loopback.
+pub async fn lobby_pair() -> Result<LobbyPair, String> {
+    use squadlink::{LobbyRef, SessionBuilder};
+    let server = local_matchmaker().await?;
     let url = server.url();
     let a = SessionBuilder::new(&url)
         .bind(([127, 0, 0, 1], 0).into())

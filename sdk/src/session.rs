@@ -50,7 +50,9 @@ impl PathKind {
 pub enum DisconnectReason {
     /// It left the lobby (or its matchmaker connection ended).
     Left,
-    /// The connection was not up within the connect timeout.
+    /// The connection was not up within the connect timeout. While the peer stays in the
+    /// lobby, the side that offered tries again (after 1 s, then 2, 4 and every 8 s), and
+    /// [`Event::PeerConnected`] follows when an attempt succeeds.
     ConnectTimeout,
     /// Nothing was heard from it for the silence timeout.
     Silent,
@@ -88,9 +90,10 @@ pub enum Event {
         /// Its stable player id.
         player: PlayerId,
     },
-    /// All channels to the peer are open. Fires again for the same peer id when a peer
-    /// that rejoined (see [`DisconnectReason::Rejoined`]) or fell silent is connected anew;
-    /// an ICE restart keeps the connection and does not fire it.
+    /// All channels to the peer are open, on both ends (its first control frame arrived).
+    /// Fires again for the same peer id when a peer that rejoined (see
+    /// [`DisconnectReason::Rejoined`]), fell silent, or timed out connecting is connected
+    /// anew; an ICE restart keeps the connection and does not fire it.
     PeerConnected {
         /// The peer.
         peer: PeerId,

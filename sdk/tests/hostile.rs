@@ -23,7 +23,7 @@ mod support;
 
 use std::time::Duration;
 
-use squadlink::{Channel, Event, LobbyRef};
+use squadlink::{Channel, Event, LobbyRef, PeerId, Session};
 use support::{ALL_KINDS, code, collect, connected, matchmaker, session, wait_for};
 
 fn fragment(id: u32, index: u16, count: u16, body: &[u8]) -> Vec<u8> {
@@ -47,20 +47,49 @@ fn noise(seed: &mut u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
+/// A victim, an honest peer and a hostile one in one lobby, all connected to each other.
+struct Trio {
+    victim: Session,
+    honest: Session,
+    hostile: Session,
+    /// Their peer ids.
+    vid: PeerId,
+    hid: PeerId,
+    bad: PeerId,
+}
+
+/// Starts a [`Trio`] through `mm`; `hostile` configures the hostile peer further.
+async fn trio(
+    mm: &squadlink_matchmaker::Server,
+    hostile: impl FnOnce(squadlink::SessionBuilder) -> squadlink::SessionBuilder,
+) -> Trio {
+    let victim = session(&mm.url(), LobbyRef::create(4), &ALL_KINDS).await;
+    let honest = session(&mm.url(), LobbyRef::Code(code(&victim)), &ALL_KINDS).await;
+    let hostile = session_with(&mm.url(), LobbyRef::Code(code(&victim)), hostile).await;
+    for s in [&victim, &honest, &hostile] {
+        connected(s, 2).await;
+    }
+    Trio {
+        vid: victim.id().unwrap(),
+        hid: honest.id().unwrap(),
+        bad: hostile.id().unwrap(),
+        victim,
+        honest,
+        hostile,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_on_every_channel_is_dropped_counted_and_reported_and_nothing_else_breaks() {
     let mm = matchmaker().await;
-    let victim = session(&mm.url(), LobbyRef::create(4), &ALL_KINDS).await;
-    let honest = session(&mm.url(), LobbyRef::Code(code(&victim)), &ALL_KINDS).await;
-    let hostile = session(&mm.url(), LobbyRef::Code(code(&victim)), &ALL_KINDS).await;
-    let (vid, hid, bad) = (
-        victim.id().unwrap(),
-        honest.id().unwrap(),
-        hostile.id().unwrap(),
-    );
-    connected(&victim, 2).await;
-    connected(&honest, 2).await;
-    connected(&hostile, 2).await;
+    let Trio {
+        victim,
+        honest,
+        hostile,
+        vid,
+        hid,
+        bad,
+    } = trio(&mm, |b| b).await;
 
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     let control = ALL_KINDS.len();
@@ -182,20 +211,14 @@ async fn connects_within(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_never_reads_fills_only_its_own_send_buffer_and_can_be_disconnected_for_good() {
     let mm = matchmaker().await;
-    let victim = session(&mm.url(), LobbyRef::create(4), &ALL_KINDS).await;
-    let honest = session(&mm.url(), LobbyRef::Code(code(&victim)), &ALL_KINDS).await;
-    let hostile = session_with(&mm.url(), LobbyRef::Code(code(&victim)), |b| {
-        b.player_id("mallory")
-    })
-    .await;
-    let (vid, hid, bad) = (
-        victim.id().unwrap(),
-        honest.id().unwrap(),
-        hostile.id().unwrap(),
-    );
-    connected(&victim, 2).await;
-    connected(&honest, 2).await;
-    connected(&hostile, 2).await;
+    let Trio {
+        victim,
+        honest,
+        hostile,
+        vid,
+        hid,
+        bad,
+    } = trio(&mm, |b| b.player_id("mallory")).await;
 
     // The hostile peer stays reachable (it answers ICE checks) but reads nothing more: no
     // acknowledgement comes back, so everything sent to it stays queued.
@@ -344,17 +367,14 @@ async fn garbage_rtp_on_the_audio_and_video_tracks_leaves_the_honest_streams_pla
     use std::time::Instant;
 
     let mm = matchmaker().await;
-    let victim = session(&mm.url(), LobbyRef::create(4), &ALL_KINDS).await;
-    let honest = session(&mm.url(), LobbyRef::Code(code(&victim)), &ALL_KINDS).await;
-    let hostile = session(&mm.url(), LobbyRef::Code(code(&victim)), &ALL_KINDS).await;
-    let (vid, hid, bad) = (
-        victim.id().unwrap(),
-        honest.id().unwrap(),
-        hostile.id().unwrap(),
-    );
-    connected(&victim, 2).await;
-    connected(&honest, 2).await;
-    connected(&hostile, 2).await;
+    let Trio {
+        victim,
+        honest,
+        hostile,
+        vid,
+        hid,
+        bad,
+    } = trio(&mm, |b| b).await;
 
     let heard = std::env::temp_dir().join(format!("squadlink-hostile-{}.wav", std::process::id()));
     let listener = Voice::start(
@@ -426,7 +446,11 @@ async fn garbage_rtp_on_the_audio_and_video_tracks_leaves_the_honest_streams_pla
             }
             let wild = k.is_multiple_of(5);
             let seq = &mut seqs[usize::from(video)];
-            *seq = seq.wrapping_add(if wild && k.is_multiple_of(3) { 30_000 } else { 1 });
+            *seq = seq.wrapping_add(if wild && k.is_multiple_of(3) {
+                30_000
+            } else {
+                1
+            });
             let timestamp = if wild {
                 u32::from_be_bytes(noise(&mut seed, 4).try_into().unwrap())
             } else {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use serde_json::json;
 use squadlink::{Channel, ChannelKind, Event, IcePolicy, LobbyRef, PeerId, Session};
-use squadlink_examples::bench::{Percentiles, udp_baseline, update_docs_section};
+use squadlink_examples::bench::{Percentiles, rss_bytes, udp_baseline, update_docs_section};
 
 #[derive(Parser, Debug)]
 #[command(about = "Squadlink transport benchmark (prints JSON)")]
@@ -212,17 +212,6 @@ async fn blast_unreliable(a: &Session, b: &Session, n: usize) -> Res<(u64, u64)>
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     Ok((n as u64, received))
-}
-
-fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
 }
 
 fn main() -> std::process::ExitCode {

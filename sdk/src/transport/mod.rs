@@ -322,6 +322,9 @@ pub(crate) struct Driver {
     /// never connected again, by peer id or by player id.
     shunned: HashSet<PeerId>,
     shunned_players: HashSet<PlayerId>,
+    /// Peers we offered to whose connection attempt timed out: when to offer again
+    /// (`None` while an attempt is under way) and how many attempts failed so far.
+    retries: HashMap<PeerId, (Option<Instant>, u32)>,
     /// Adversarial testing: read nothing but ICE checks (a peer that never reads).
     #[cfg(feature = "fuzzing")]
     deaf: bool,
@@ -409,6 +412,7 @@ impl Driver {
             turn_failures: Vec::new(),
             shunned: HashSet::new(),
             shunned_players: HashSet::new(),
+            retries: HashMap::new(),
             #[cfg(feature = "fuzzing")]
             deaf: false,
         };
@@ -1368,7 +1372,7 @@ impl Driver {
 
     /// Drains one peer connection until it has nothing more to say.
     fn pump(&mut self, id: PeerId, now: Instant) {
-        let mut connected_now = false;
+        let mut all_open_now = false;
         let mut failed: Option<String> = None;
         let mut closed = false;
         let Some(p) = self.peers.get_mut(&id) else {
@@ -1382,7 +1386,7 @@ impl Driver {
                 had_event = true;
                 match event {
                     RTCPeerConnectionEvent::OnDataChannel(RTCDataChannelEvent::OnOpen(dc)) => {
-                        connected_now |= p.on_open(dc);
+                        all_open_now |= p.on_open(dc);
                     }
                     RTCPeerConnectionEvent::OnDataChannel(RTCDataChannelEvent::OnClose(_)) => {
                         closed |= p.connected_at.is_some();
@@ -1440,15 +1444,19 @@ impl Driver {
             if had_event && let Err(e) = p.pc.handle_timeout(now) {
                 tracing::debug!(%e, "timeout handling failed");
             }
+            if all_open_now {
+                // Tell the peer at once; it counts us connected when it hears this.
+                all_open_now = false;
+                p.ping(now, self.epoch);
+            }
             progressed |= self.net.drain_writes(p);
             if !progressed {
                 break;
             }
         }
-        if connected_now {
-            p.connected_at = Some(now);
-            p.last_heard = now;
-            p.unannounced = true;
+        if p.ready() {
+            p.on_connected(now);
+            self.retries.remove(&id);
             if let Some(video) = &self.video {
                 let _ = video.try_send(MediaIn::PeerConnected { peer: id });
             }
@@ -1649,7 +1657,9 @@ impl Driver {
     }
 
     fn housekeeping(&mut self, now: Instant) {
+        self.retry_due(now);
         let mut gone = Vec::new();
+        let mut timed_out = Vec::new();
         let ids: Vec<PeerId> = self.peers.keys().copied().collect();
         for id in ids {
             let Some(p) = self.peers.get_mut(&id) else {
@@ -1657,6 +1667,9 @@ impl Driver {
             };
             match p.connected_at {
                 None if now.saturating_duration_since(p.created) > self.cfg.connect_timeout => {
+                    if p.offerer {
+                        timed_out.push(id);
+                    }
                     gone.push((id, DisconnectReason::ConnectTimeout));
                     continue;
                 }
@@ -1668,7 +1681,14 @@ impl Driver {
                     gone.push((id, DisconnectReason::Silent));
                     continue;
                 }
-                None => continue,
+                None => {
+                    // Our channels are open, the peer's not known to be: keep telling it.
+                    if p.all_open() {
+                        p.ping(now, self.epoch);
+                        self.pump(id, now);
+                    }
+                    continue;
+                }
                 Some(_) => {}
             }
             if p.unannounced {
@@ -1686,14 +1706,7 @@ impl Driver {
             let Some(p) = self.peers.get_mut(&id) else {
                 continue;
             };
-            let ping = p.make_ping(now, self.epoch);
-            let control = p.control();
-            if let Some(dc_id) = p.dcs.get(control).copied()
-                && let Some(mut dc) = p.pc.data_channel(dc_id)
-                && let Err(e) = dc.send(now, ping)
-            {
-                tracing::trace!(%e, "ping not sent");
-            }
+            p.ping(now, self.epoch);
             p.update_loss(now);
             let dcs = p.dcs.clone();
             p.stats.send_queue_bytes = dcs
@@ -1704,7 +1717,51 @@ impl Driver {
             self.publish_stats(id);
         }
         for (id, reason) in gone {
+            let failed_attempts = self.retries.get(&id).map_or(0, |r| r.1);
             self.disconnect(id, reason);
+            if timed_out.contains(&id) {
+                self.schedule_retry(id, failed_attempts + 1, now);
+            }
+        }
+    }
+
+    /// A connection we offered timed out (10 % loss on a path can take a DTLS or SCTP
+    /// handshake past the connect timeout): while the peer is in the lobby, offer again
+    /// after 1 s, then 2, 4 and every 8 s. The answering side needs nothing: a new offer
+    /// makes it a new connection.
+    fn schedule_retry(&mut self, id: PeerId, failed: u32, now: Instant) {
+        if !self.lobby_members.contains_key(&id) || self.shunned.contains(&id) {
+            return;
+        }
+        let wait = Duration::from_secs(1)
+            .saturating_mul(1 << failed.saturating_sub(1).min(3))
+            .min(RECONNECT_MAX_BACKOFF);
+        tracing::debug!(peer = %id, failed, ?wait, "connection attempt timed out; offering again");
+        self.retries.insert(id, (Some(now + wait), failed));
+    }
+
+    /// Offers again to the peers whose retry is due (once the matchmaker can carry it).
+    fn retry_due(&mut self, now: Instant) {
+        if self.link.is_none() {
+            return;
+        }
+        let due: Vec<PeerId> = self
+            .retries
+            .iter()
+            .filter(|(_, (at, _))| at.is_some_and(|t| t <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            if let Some(entry) = self.retries.get_mut(&id) {
+                entry.0 = None;
+            }
+            match self.lobby_members.get(&id).cloned() {
+                Some(data) if !self.peers.contains_key(&id) => self.connect_to(id, &data, true),
+                Some(_) => {}
+                None => {
+                    self.retries.remove(&id);
+                }
+            }
         }
     }
 
@@ -1768,6 +1825,7 @@ impl Driver {
 
     /// Forgets a peer, closing its connection; announces it once.
     fn disconnect(&mut self, id: PeerId, reason: DisconnectReason) {
+        self.retries.remove(&id);
         if !self.close_peer(id) {
             return;
         }

@@ -46,6 +46,11 @@ pub(crate) struct Peer {
     pub(crate) dcs: Vec<RTCDataChannelId>,
     pub(crate) dc_index: HashMap<RTCDataChannelId, usize>,
     open: Vec<bool>,
+    /// A control frame came from the peer: its channels are open, so what we send now
+    /// reaches it. (A message that arrives before the receiver's own SCTP handshake
+    /// completed is acknowledged by SCTP and then dropped by the WebRTC stack: we must
+    /// not count a peer connected, nor send to it, on our channels' opening alone.)
+    heard_control: bool,
     pub(crate) created: Instant,
     pub(crate) connected_at: Option<Instant>,
     /// Our local description is set, so local candidates can be added.
@@ -195,6 +200,7 @@ impl Peer {
             pc,
             open: vec![false; dcs.len()],
             dc_index,
+            heard_control: false,
             dcs,
             created: now,
             connected_at: None,
@@ -228,11 +234,48 @@ impl Peer {
     }
 
     /// Marks a data channel open; true when this made every channel open.
+    /// Marks a data channel open; whether that made all of ours open.
     pub(crate) fn on_open(&mut self, dc: RTCDataChannelId) -> bool {
+        let was = self.all_open();
         if let Some(slot) = self.dc_index.get(&dc).and_then(|i| self.open.get_mut(*i)) {
             *slot = true;
         }
-        self.connected_at.is_none() && self.open.iter().all(|o| *o)
+        !was && self.all_open()
+    }
+
+    /// All our channels to the peer are open.
+    pub(crate) fn all_open(&self) -> bool {
+        self.open.iter().all(|o| *o)
+    }
+
+    /// Not connected yet, but both ends' channels are open: connected from now on.
+    pub(crate) fn ready(&self) -> bool {
+        self.connected_at.is_none() && self.all_open() && self.heard_control
+    }
+
+    /// Both ends' channels are open: connected (announced once its path is known). The
+    /// pings sent while connecting told the peer we were ready; the ones it could not take
+    /// yet are not loss, so the count starts here.
+    pub(crate) fn on_connected(&mut self, now: Instant) {
+        self.connected_at = Some(now);
+        self.last_heard = now;
+        self.unannounced = true;
+        self.pings.clear();
+        self.stats.pings_sent = 0;
+        self.stats.pongs_received = 0;
+    }
+
+    /// Sends a ping on the control channel (4 a second once connected; while connecting,
+    /// it tells the peer our channels are open).
+    pub(crate) fn ping(&mut self, now: Instant, epoch: Instant) {
+        let ping = self.make_ping(now, epoch);
+        let control = self.control();
+        if let Some(dc_id) = self.dcs.get(control).copied()
+            && let Some(mut dc) = self.pc.data_channel(dc_id)
+            && let Err(e) = dc.send(now, ping)
+        {
+            tracing::trace!(%e, "ping not sent");
+        }
     }
 
     /// The path of the selected pair, judged by where our datagrams go. `None` while the
@@ -390,7 +433,9 @@ impl Peer {
 
     /// Handles a control frame; returns a reply to send, if any.
     pub(crate) fn on_control(&mut self, frame: &[u8], now: Instant) -> Option<BytesMut> {
-        match parse_control(frame)? {
+        let control = parse_control(frame)?;
+        self.heard_control = true;
+        match control {
             Control::Ping { seq, stamp } => Some(control_frame(PONG, seq, stamp)),
             Control::Pong { seq } => {
                 if let Some(entry) = self
