@@ -130,12 +130,17 @@ pub fn update_docs_section(path: &Path, name: &str, body: &str) -> std::io::Resu
 
 /// This process's resident memory in bytes (`VmRSS`), 0 when it cannot be read.
 pub fn rss_bytes() -> u64 {
-    status_field("VmRSS:").map_or(0, |kb| kb * 1024)
+    status_field("/proc/self/status", "VmRSS:").map_or(0, |kb| kb * 1024)
+}
+
+/// Another process's resident memory in bytes (`VmRSS`), if it can be read.
+pub fn rss_bytes_of(pid: u32) -> Option<u64> {
+    status_field(&format!("/proc/{pid}/status"), "VmRSS:").map(|kb| kb * 1024)
 }
 
 /// This process's threads (`Threads` in `/proc/self/status`), 0 when it cannot be read.
 pub fn thread_count() -> u64 {
-    status_field("Threads:").unwrap_or(0)
+    status_field("/proc/self/status", "Threads:").unwrap_or(0)
 }
 
 /// This process's open file descriptors (entries of `/proc/self/fd`), 0 when unreadable.
@@ -143,9 +148,9 @@ pub fn fd_count() -> u64 {
     std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64)
 }
 
-/// The number a line of `/proc/self/status` that starts with `field` holds.
-fn status_field(field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+/// The number a line of a `/proc/…/status` file that starts with `field` holds.
+fn status_field(path: &str, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(path).ok()?;
     status
         .lines()
         .find_map(|l| l.strip_prefix(field))

@@ -21,7 +21,7 @@ use clap::Parser;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
-use squadlink_examples::bench::{Percentiles, udp_baseline, update_docs_section};
+use squadlink_examples::bench::{Percentiles, rss_bytes_of, udp_baseline, update_docs_section};
 use squadlink_protocol::{ClientMessage, ErrorCode, PeerId, ServerMessage, Signal};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -176,14 +176,8 @@ impl ChildServer {
     }
 
     fn rss_bytes(&self) -> Result<u64, String> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .map_err(|e| format!("reading child status: {e}"))?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map(|kb| kb * 1024)
-            .ok_or_else(|| "no VmRSS in /proc status".into())
+        let pid = self.child.id();
+        rss_bytes_of(pid).ok_or_else(|| format!("cannot read VmRSS in /proc/{pid}/status"))
     }
 }
 

@@ -345,29 +345,67 @@ fn slope_per_minute(x: &[f64], y: &[f64]) -> f64 {
     if den == 0.0 { 0.0 } else { num / den * 60.0 }
 }
 
-/// The trend of one sampled quantity: second quarter against last quarter.
-fn trend(samples: &[Sample], pick: impl Fn(&Sample) -> f64) -> serde_json::Value {
-    let n = samples.len();
-    let q = |a: usize, b: usize| -> Vec<f64> {
-        samples
-            .get(a * n / 4..b * n / 4)
-            .unwrap_or(&[])
-            .iter()
-            .map(&pick)
-            .collect()
-    };
-    let (second, last) = (q(1, 2), q(3, 4));
-    let after_warmup: Vec<&Sample> = samples.iter().skip(n / 4).collect();
-    let x: Vec<f64> = after_warmup.iter().map(|s| s.at).collect();
-    let y: Vec<f64> = after_warmup.iter().map(|s| pick(s)).collect();
-    let all: Vec<f64> = samples.iter().map(&pick).collect();
-    json!({
-        "first": r1(all.first().copied().unwrap_or(0.0)),
-        "second_quarter_mean": r1(mean(&second)),
-        "last_quarter_mean": r1(mean(&last)),
-        "max": r1(all.iter().copied().fold(0.0, f64::max)),
-        "slope_per_minute_after_warmup": r2(slope_per_minute(&x, &y)),
-    })
+/// The trend of one sampled quantity (rounded as reported): the second quarter of the run
+/// against the last one, and the slope after the first quarter.
+struct Trend {
+    first: f64,
+    second_quarter_mean: f64,
+    last_quarter_mean: f64,
+    max: f64,
+    slope_per_minute: f64,
+}
+
+impl Trend {
+    fn of(samples: &[Sample], pick: impl Fn(&Sample) -> f64) -> Self {
+        let n = samples.len();
+        let quarter_mean = |q: usize| -> f64 {
+            let v: Vec<f64> = samples
+                .get(q * n / 4..(q + 1) * n / 4)
+                .unwrap_or(&[])
+                .iter()
+                .map(&pick)
+                .collect();
+            mean(&v)
+        };
+        let after_warmup = samples.get(n / 4..).unwrap_or(&[]);
+        let x: Vec<f64> = after_warmup.iter().map(|s| s.at).collect();
+        let y: Vec<f64> = after_warmup.iter().map(&pick).collect();
+        Self {
+            first: r1(samples.first().map_or(0.0, &pick)),
+            second_quarter_mean: r1(quarter_mean(1)),
+            last_quarter_mean: r1(quarter_mean(3)),
+            max: r1(samples.iter().map(&pick).fold(0.0, f64::max)),
+            slope_per_minute: r2(slope_per_minute(&x, &y)),
+        }
+    }
+
+    /// The last quarter's mean is above the second quarter's by more than `allowance`
+    /// (a fraction), plus one unit.
+    fn grew(&self, allowance: f64) -> bool {
+        self.last_quarter_mean > self.second_quarter_mean * (1.0 + allowance) + 1.0
+    }
+
+    fn json(&self) -> serde_json::Value {
+        json!({
+            "first": self.first,
+            "second_quarter_mean": self.second_quarter_mean,
+            "last_quarter_mean": self.last_quarter_mean,
+            "max": self.max,
+            "slope_per_minute_after_warmup": self.slope_per_minute,
+        })
+    }
+
+    /// Its row in the docs table.
+    fn row(&self, name: &str, unit: &str) -> String {
+        format!(
+            "| {name} | {:?} | {:?} | {:?} | {:?} | {:?}{unit}/min |\n",
+            self.first,
+            self.second_quarter_mean,
+            self.last_quarter_mean,
+            self.max,
+            self.slope_per_minute
+        )
+    }
 }
 
 fn r1(v: f64) -> f64 {
@@ -568,19 +606,15 @@ async fn run(args: Args) -> Res<()> {
                 || last_epoch
                     .get(&(*from, *to))
                     .is_some_and(|last| epoch < last);
-            if still_queued && !ended {
-                let (d, f, u) = account_reliable(ledger, true);
-                r_sent += u64::from(ledger.sent);
-                r_delivered += d;
-                r_queued += f;
-                r_unaccounted += u;
-                continue;
-            }
-            let (d, f, u) = account_reliable(ledger, ended);
+            let (d, f, u) = account_reliable(ledger, ended || still_queued);
             r_sent += u64::from(ledger.sent);
             r_delivered += d;
-            r_in_flight += f;
             r_unaccounted += u;
+            if ended {
+                r_in_flight += f;
+            } else {
+                r_queued += f;
+            }
             if u > 0 && std::env::var_os("SOAK_DEBUG").is_some() {
                 eprintln!(
                     "unaccounted {from}->{to} epoch {epoch}: sent {}, received {} ({} out of order, {} duplicates, next {}), ended {ended}",
@@ -600,18 +634,12 @@ async fn run(args: Args) -> Res<()> {
     let voice_sent: u64 = tally.voice.values().map(|v| v.0).sum();
     let voice_received: u64 = tally.voice.values().map(|v| v.1).sum();
     let soaked = samples.len();
-    let rss = trend(&samples, |s| s.rss_mib);
-    let fds = trend(&samples, |s| s.fds);
-    let threads = trend(&samples, |s| s.threads);
-    let queued = trend(&samples, |s| s.queued_kib);
-    let grew = |t: &serde_json::Value, allowance: f64| {
-        let second = t["second_quarter_mean"].as_f64().unwrap_or(0.0);
-        let last = t["last_quarter_mean"].as_f64().unwrap_or(0.0);
-        last > second * (1.0 + allowance) + 1.0
-    };
-    // Growth: the last quarter's mean above the second quarter's by more than 10 % (RSS)
-    // or 5 % (descriptors, threads), plus one unit.
-    let no_growth = !grew(&rss, 0.10) && !grew(&fds, 0.05) && !grew(&threads, 0.05);
+    let rss = Trend::of(&samples, |s| s.rss_mib);
+    let fds = Trend::of(&samples, |s| s.fds);
+    let threads = Trend::of(&samples, |s| s.threads);
+    let queued = Trend::of(&samples, |s| s.queued_kib);
+    // Growth: more than 10 % (RSS) or 5 % (descriptors, threads).
+    let no_growth = !rss.grew(0.10) && !fds.grew(0.05) && !threads.grew(0.05);
     let mut connect_ms = tally.connect_ms.clone();
     connect_ms.sort_by(f64::total_cmp);
     let connect_p50 = squadlink_examples::bench::percentile(&connect_ms, 0.5).unwrap_or(0.0);
@@ -643,10 +671,10 @@ async fn run(args: Args) -> Res<()> {
         "refused_send_buffer_full": tally.refused,
         "voice_packets": {"sent": voice_sent, "received": voice_received,
             "received_fraction": r2(if voice_sent == 0 { 0.0 } else { voice_received as f64 / voice_sent as f64 })},
-        "rss_mib": rss,
-        "fds": fds,
-        "threads": threads,
-        "send_queues_kib": queued,
+        "rss_mib": rss.json(),
+        "fds": fds.json(),
+        "threads": threads.json(),
+        "send_queues_kib": queued.json(),
         "no_growth": no_growth,
         "every_message_accounted_for": r_unaccounted == 0 && tally.malformed == 0 && u_duplicates == 0,
         "settle_seconds": SETTLE.as_secs(),
@@ -658,16 +686,6 @@ async fn run(args: Args) -> Res<()> {
          unreliable {u_delivered} of {u_sent}; no growth: {no_growth}"
     );
     if let Some(path) = &args.write_docs {
-        let row = |name: &str, t: &serde_json::Value, unit: &str| {
-            format!(
-                "| {name} | {} | {} | {} | {} | {}{unit}/min |\n",
-                t["first"],
-                t["second_quarter_mean"],
-                t["last_quarter_mean"],
-                t["max"],
-                t["slope_per_minute_after_warmup"]
-            )
-        };
         let body = format!(
             "{} peers, {:.0} % loss on every session both ways, voice on, one leave and one join every {:.1} s on average, {} s ({} samples, one a second); matchmaker in the same process.\n\n\
              | sampled | first | mean, 2nd quarter | mean, last quarter | max | trend after the first quarter |\n|---|---|---|---|---|---|\n\
@@ -688,9 +706,9 @@ async fn run(args: Args) -> Res<()> {
             args.churn_every,
             args.seconds,
             soaked,
-            row("RSS (MiB)", &rss, " MiB"),
-            row("open file descriptors", &fds, ""),
-            row("threads", &threads, ""),
+            rss.row("RSS (MiB)", " MiB"),
+            fds.row("open file descriptors", ""),
+            threads.row("threads", ""),
             if no_growth { "yes" } else { "no" },
             tally.joins,
             tally.leaves,

@@ -468,13 +468,7 @@ impl Driver {
                     #[cfg(feature = "fuzzing")]
                     Some(Command::Raw { to, index, payload }) => self.on_raw(to, index, payload),
                     #[cfg(feature = "fuzzing")]
-                    Some(Command::RawRtp { to, kind, payload_type, frame }) => {
-                        let now = Instant::now();
-                        if let Some(p) = self.peers.get_mut(&to) {
-                            p.send_rtp_as(kind, &frame, payload_type, now);
-                        }
-                        self.pump(to, now);
-                    }
+                    Some(Command::RawRtp { to, kind, payload_type, frame }) => self.on_raw_rtp(to, kind, payload_type, &frame),
                     #[cfg(feature = "fuzzing")]
                     Some(Command::Deaf(deaf)) => self.deaf = deaf,
                     Some(Command::Disconnect { peer }) => self.shun(peer),
@@ -1625,41 +1619,45 @@ impl Driver {
         }
     }
 
-    /// Tells one peer how much of its audio we lose, on the control channel.
+    /// Unframed bytes on data channel `index` (adversarial testing).
     #[cfg(feature = "fuzzing")]
     fn on_raw(&mut self, id: PeerId, index: usize, payload: Bytes) {
         let now = Instant::now();
-        let Some(p) = self.peers.get_mut(&id) else {
-            return;
-        };
-        if let Some(dc_id) = p.dcs.get(index).copied()
-            && let Some(mut dc) = p.pc.data_channel(dc_id)
-            && let Err(e) = dc.send(now, BytesMut::from(payload.as_ref()))
-        {
-            tracing::trace!(%e, "raw frame not sent");
+        if let Some(p) = self.peers.get_mut(&id) {
+            p.send_frame(index, BytesMut::from(payload.as_ref()), now);
         }
         self.pump(id, now);
     }
 
+    /// One RTP packet as given, on our audio or video track (adversarial testing).
+    #[cfg(feature = "fuzzing")]
+    fn on_raw_rtp(
+        &mut self,
+        id: PeerId,
+        kind: media::Kind,
+        payload_type: Option<u8>,
+        frame: &MediaFrame,
+    ) {
+        let now = Instant::now();
+        if let Some(p) = self.peers.get_mut(&id) {
+            p.send_rtp_as(kind, frame, payload_type, now);
+        }
+        self.pump(id, now);
+    }
+
+    /// Tells one peer how much of its audio we lose, on the control channel.
     fn on_voice_loss(&mut self, id: PeerId, percent: u8) {
         let now = Instant::now();
-        let Some(p) = self.peers.get_mut(&id) else {
-            return;
-        };
-        let control = p.control();
-        if let Some(dc_id) = p.dcs.get(control).copied()
-            && let Some(mut dc) = p.pc.data_channel(dc_id)
-            && let Err(e) = dc.send(now, Peer::voice_loss_frame(percent))
-        {
-            tracing::trace!(%e, "voice loss report not sent");
+        if let Some(p) = self.peers.get_mut(&id) {
+            p.send_frame(p.control(), Peer::voice_loss_frame(percent), now);
         }
         self.pump(id, now);
     }
 
     fn housekeeping(&mut self, now: Instant) {
         self.retry_due(now);
+        // Who goes, why, and whether we offer again (a connection we offered timed out).
         let mut gone = Vec::new();
-        let mut timed_out = Vec::new();
         let ids: Vec<PeerId> = self.peers.keys().copied().collect();
         for id in ids {
             let Some(p) = self.peers.get_mut(&id) else {
@@ -1667,10 +1665,7 @@ impl Driver {
             };
             match p.connected_at {
                 None if now.saturating_duration_since(p.created) > self.cfg.connect_timeout => {
-                    if p.offerer {
-                        timed_out.push(id);
-                    }
-                    gone.push((id, DisconnectReason::ConnectTimeout));
+                    gone.push((id, DisconnectReason::ConnectTimeout, p.offerer));
                     continue;
                 }
                 Some(_)
@@ -1678,7 +1673,7 @@ impl Driver {
                         && p.restart_at
                             .is_none_or(|t| now.saturating_duration_since(t) >= RESTART_WINDOW) =>
                 {
-                    gone.push((id, DisconnectReason::Silent));
+                    gone.push((id, DisconnectReason::Silent, false));
                     continue;
                 }
                 None => {
@@ -1716,11 +1711,11 @@ impl Driver {
             self.pump(id, now);
             self.publish_stats(id);
         }
-        for (id, reason) in gone {
-            let failed_attempts = self.retries.get(&id).map_or(0, |r| r.1);
+        for (id, reason, offer_again) in gone {
+            let failed = self.retries.get(&id).map_or(0, |r| r.1) + 1;
             self.disconnect(id, reason);
-            if timed_out.contains(&id) {
-                self.schedule_retry(id, failed_attempts + 1, now);
+            if offer_again {
+                self.schedule_retry(id, failed, now);
             }
         }
     }

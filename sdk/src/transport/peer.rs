@@ -233,7 +233,6 @@ impl Peer {
         })
     }
 
-    /// Marks a data channel open; true when this made every channel open.
     /// Marks a data channel open; whether that made all of ours open.
     pub(crate) fn on_open(&mut self, dc: RTCDataChannelId) -> bool {
         let was = self.all_open();
@@ -269,12 +268,17 @@ impl Peer {
     /// it tells the peer our channels are open).
     pub(crate) fn ping(&mut self, now: Instant, epoch: Instant) {
         let ping = self.make_ping(now, epoch);
-        let control = self.control();
-        if let Some(dc_id) = self.dcs.get(control).copied()
+        self.send_frame(self.control(), ping, now);
+    }
+
+    /// Sends one frame as it is on data channel `index` (the control channel is the last);
+    /// a frame that cannot be sent is dropped (the channel closed, or the peer is gone).
+    pub(crate) fn send_frame(&mut self, index: usize, frame: BytesMut, now: Instant) {
+        if let Some(dc_id) = self.dcs.get(index).copied()
             && let Some(mut dc) = self.pc.data_channel(dc_id)
-            && let Err(e) = dc.send(now, ping)
+            && let Err(e) = dc.send(now, frame)
         {
-            tracing::trace!(%e, "ping not sent");
+            tracing::trace!(%e, peer = %self.id, index, "frame not sent");
         }
     }
 
