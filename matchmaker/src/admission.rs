@@ -114,13 +114,26 @@ impl Ticket {
 /// fail with `TimedOut` once the deadline has passed.
 pub(crate) struct GuardedStream {
     tcp: TcpStream,
+    /// Until the upgrade: the socket's place under the caps and its deadline. Dropped once
+    /// the socket is upgraded, so a WebSocket connection keeps no timer or ticket here.
+    pending: Option<Pending>,
+}
+
+struct Pending {
     ticket: Arc<Ticket>,
     deadline: Pin<Box<tokio::time::Sleep>>,
 }
 
 impl GuardedStream {
     fn check(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
-        if !self.ticket.is_upgraded() && self.deadline.as_mut().poll(cx).is_ready() {
+        let Some(pending) = self.pending.as_mut() else {
+            return Ok(());
+        };
+        if pending.ticket.is_upgraded() {
+            self.pending = None;
+            return Ok(());
+        }
+        if pending.deadline.as_mut().poll(cx).is_ready() {
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 "the WebSocket upgrade did not finish in time",
@@ -133,7 +146,9 @@ impl GuardedStream {
 impl Drop for GuardedStream {
     fn drop(&mut self) {
         // Closed before (or without) an upgrade: give the place back.
-        self.ticket.upgraded();
+        if let Some(pending) = &self.pending {
+            pending.ticket.upgraded();
+        }
     }
 }
 
@@ -233,8 +248,7 @@ impl Listener for GuardedListener {
             return (
                 GuardedStream {
                     tcp,
-                    ticket,
-                    deadline,
+                    pending: Some(Pending { ticket, deadline }),
                 },
                 remote,
             );
@@ -251,14 +265,19 @@ impl Listener for GuardedListener {
 #[derive(Debug, Clone)]
 pub(crate) struct ClientInfo {
     pub(crate) remote: SocketAddr,
-    pub(crate) ticket: Arc<Ticket>,
+    /// `None` only if the stream was already upgraded, which a fresh socket never is.
+    pub(crate) ticket: Option<Arc<Ticket>>,
 }
 
 impl Connected<IncomingStream<'_, GuardedListener>> for ClientInfo {
     fn connect_info(stream: IncomingStream<'_, GuardedListener>) -> Self {
         Self {
             remote: *stream.remote_addr(),
-            ticket: Arc::clone(&stream.io().ticket),
+            ticket: stream
+                .io()
+                .pending
+                .as_ref()
+                .map(|pending| Arc::clone(&pending.ticket)),
         }
     }
 }

@@ -19,6 +19,7 @@ use squadlink_protocol::{
 use tokio::sync::{Notify, mpsc};
 
 use crate::auth::{TokenError, verify_token_with};
+use crate::deadlines::{Deadlines, Due};
 use crate::server::{PeerHandle, Shared, encode};
 use crate::store::{
     BoxFuture, Identity, MAX_PROPERTIES, MAX_PROPERTY_KEY, MAX_PROPERTY_VALUE, NewLobby, Seat,
@@ -268,18 +269,17 @@ impl Conn {
         if *shutdown.borrow_and_update() {
             return Close::new(ErrorCode::ServerShutdown, "the server is shutting down");
         }
-        let ping_every = self.shared.config.ping_interval();
         let idle_timeout = self.shared.config.idle_timeout();
-        let mut ticker =
-            tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // Fires when the idle timeout would pass if nothing arrived since it was set; it is
-        // then moved on to the last frame's time plus the timeout (one wake-up per idle
-        // period, not per frame).
-        let idle_deadline = tokio::time::sleep(idle_timeout);
-        tokio::pin!(idle_deadline);
-        let hello_deadline = tokio::time::sleep(self.shared.config.hello_timeout());
-        tokio::pin!(hello_deadline);
+        let mut deadlines = Deadlines::new(
+            Instant::now(),
+            self.shared.config.ping_interval(),
+            idle_timeout,
+            self.shared.config.hello_timeout(),
+        );
+        let wake = tokio::time::sleep_until(tokio::time::Instant::from_std(
+            deadlines.next_wake(self.last_inbound, false),
+        ));
+        tokio::pin!(wake);
         let kick = Arc::clone(&self.kick);
         loop {
             tokio::select! {
@@ -293,19 +293,28 @@ impl Conn {
                     }
                     return slow_consumer(self.shared.config.outbound_queue);
                 }
-                () = &mut idle_deadline => {
-                    let quiet = self.last_inbound.elapsed();
-                    if quiet >= idle_timeout {
-                        return Close::new(
-                            ErrorCode::IdleTimeout,
-                            format!("nothing received for {} s; answer pings or send ping messages", idle_timeout.as_secs()),
-                        );
+                () = &mut wake => {
+                    let said_hello = self.player.is_some();
+                    match deadlines.due(Instant::now(), self.last_inbound, said_hello) {
+                        Some(Due::Idle) => {
+                            return Close::new(
+                                ErrorCode::IdleTimeout,
+                                format!("nothing received for {} s; answer pings or send ping messages", idle_timeout.as_secs()),
+                            );
+                        }
+                        Some(Due::Hello) => {
+                            return Close::new(ErrorCode::HelloTimeout, "no hello was received in time: send hello first");
+                        }
+                        Some(Due::Ping) => {
+                            let ping = tokio::time::timeout(WRITE_TIMEOUT, self.ws.send(Message::Ping(Bytes::new())));
+                            if !matches!(ping.await, Ok(Ok(()))) {
+                                return Close::gone("ping could not be written");
+                            }
+                        }
+                        None => {}
                     }
-                    let at = tokio::time::Instant::from_std(self.last_inbound + idle_timeout);
-                    idle_deadline.as_mut().reset(at);
-                }
-                () = &mut hello_deadline, if self.player.is_none() => {
-                    return Close::new(ErrorCode::HelloTimeout, "no hello was received in time: send hello first");
+                    let at = deadlines.next_wake(self.last_inbound, said_hello);
+                    wake.as_mut().reset(tokio::time::Instant::from_std(at));
                 }
                 out = self.rx.recv() => {
                     let Some(first) = out else {
@@ -323,12 +332,6 @@ impl Conn {
                     };
                     if let Some(close) = self.on_frame(msg).await {
                         return close;
-                    }
-                }
-                _ = ticker.tick() => {
-                    let ping = tokio::time::timeout(WRITE_TIMEOUT, self.ws.send(Message::Ping(Bytes::new())));
-                    if !matches!(ping.await, Ok(Ok(()))) {
-                        return Close::gone("ping could not be written");
                     }
                 }
             }

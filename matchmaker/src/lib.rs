@@ -22,6 +22,7 @@ mod admission;
 pub mod auth;
 pub mod config;
 mod connection;
+mod deadlines;
 mod server;
 pub mod store;
 pub mod turn;

@@ -338,7 +338,9 @@ async fn ws_handler(
         .on_failed_upgrade(move |err| tracing::debug!(%remote, %err, "WebSocket upgrade failed"))
         .on_upgrade(move |socket| {
             // From here the WebSocket limits (hello, idle, max connections) take over.
-            client.ticket.upgraded();
+            if let Some(ticket) = &client.ticket {
+                ticket.upgraded();
+            }
             connection::run(socket, shared, query.token, remote)
         })
 }

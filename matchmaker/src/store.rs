@@ -158,7 +158,8 @@ pub fn random_code() -> Result<String, StoreError> {
 
 struct Entry {
     lobby: Lobby,
-    identities: HashMap<PeerId, Identity>,
+    /// How each member authenticated (a few members per lobby: a list, not a map).
+    identities: Vec<(PeerId, Identity)>,
     created: u64,
 }
 
@@ -242,7 +243,7 @@ impl MemoryStore {
         inner.lobbies.insert(
             code,
             Entry {
-                identities: HashMap::from([(lobby.host, identity)]),
+                identities: vec![(lobby.host, identity)],
                 lobby: lobby.clone(),
                 created,
             },
@@ -271,7 +272,8 @@ impl MemoryStore {
         lobby.members.push(member);
         lobby.version += 1;
         let snapshot = lobby.clone();
-        entry.identities.insert(peer, identity);
+        entry.identities.retain(|(id, _)| *id != peer);
+        entry.identities.push((peer, identity));
         inner.peer_lobby.insert(peer, code.to_owned());
         Ok(snapshot)
     }
@@ -284,7 +286,7 @@ impl MemoryStore {
         let Some(entry) = inner.lobbies.get_mut(code) else {
             return Ok(None);
         };
-        entry.identities.remove(&peer);
+        entry.identities.retain(|(id, _)| *id != peer);
         let lobby = &mut entry.lobby;
         let before = lobby.members.len();
         lobby.members.retain(|m| m.peer_id != peer);
@@ -321,9 +323,9 @@ impl MemoryStore {
             // A place created without a recorded identity is treated as the stricter kind.
             identity: entry
                 .identities
-                .get(&member.peer_id)
-                .copied()
-                .unwrap_or(Identity::Token),
+                .iter()
+                .find(|(id, _)| *id == member.peer_id)
+                .map_or(Identity::Token, |(_, identity)| *identity),
         }))
     }
 
