@@ -128,6 +128,27 @@ pub fn update_docs_section(path: &Path, name: &str, body: &str) -> std::io::Resu
     std::fs::write(path, new)
 }
 
+/// What glibc's allocator holds for this process, summed over every arena: `(in_use, held)`
+/// in bytes, where `in_use` is the live heap (blocks handed out and not yet freed) and
+/// `held` what the allocator has taken from the system for it (arenas and large mapped
+/// blocks). RSS far above `held` is not the heap; `held` far above `in_use` is free memory
+/// the allocator keeps (fragmentation). `None` off glibc.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+pub fn heap_bytes() -> Option<(u64, u64)> {
+    // SAFETY: `mallinfo2` takes no arguments, reads the allocator's own counters under its
+    // own locks and returns a plain struct by value.
+    let info = unsafe { libc::mallinfo2() };
+    let mapped = info.hblkhd as u64;
+    Some((info.uordblks as u64 + mapped, info.arena as u64 + mapped))
+}
+
+/// What glibc's allocator holds for this process: `None` off glibc.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn heap_bytes() -> Option<(u64, u64)> {
+    None
+}
+
 /// This process's resident memory in bytes (`VmRSS`), 0 when it cannot be read.
 pub fn rss_bytes() -> u64 {
     status_field("/proc/self/status", "VmRSS:").map_or(0, |kb| kb * 1024)

@@ -5,9 +5,16 @@
 //!
 //! | kind | SCTP | framing |
 //! |---|---|---|
-//! | unreliable | unordered, 0 retransmits | none |
-//! | unreliable sequenced | unordered, 0 retransmits | `u32` sequence number; older than the newest seen is dropped |
+//! | unreliable | unordered, timed (see below) | none |
+//! | unreliable sequenced | unordered, timed (see below) | `u32` sequence number; older than the newest seen is dropped |
 //! | reliable ordered / unordered | reliable | 1-byte tag; messages above 16 KiB are split into fragments |
+//!
+//! Unreliable kinds are timed (SCTP partial reliability, `maxPacketLifeTime`): a message is
+//! sent at once, retransmitted if lost while it is younger than the lifetime
+//! ([`crate::SessionBuilder::unreliable_lifetime`], 500 ms by default), and dropped unsent
+//! once older. Under loss SCTP's congestion window can stall for a retransmission timeout
+//! (1 s or more); without a lifetime the state sent meanwhile would queue and arrive seconds
+//! late, all at once.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -47,8 +54,13 @@ impl ChannelKind {
         matches!(self, Self::ReliableOrdered)
     }
 
-    pub(crate) fn max_retransmits(self) -> Option<u16> {
-        (!self.is_reliable()).then_some(0)
+    /// The SCTP lifetime of this kind's messages in milliseconds (`None`: reliable), for a
+    /// session whose unreliable lifetime is `lifetime` (clamped to 1..=65,535 ms).
+    pub(crate) fn lifetime_ms(self, lifetime: std::time::Duration) -> Option<u16> {
+        let ms = u16::try_from(lifetime.as_millis())
+            .unwrap_or(u16::MAX)
+            .max(1);
+        (!self.is_reliable()).then_some(ms)
     }
 }
 

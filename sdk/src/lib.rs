@@ -39,6 +39,7 @@ mod error;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
+mod memory;
 pub mod nat;
 mod session;
 mod signaling;
@@ -60,8 +61,8 @@ pub const LOG_FILTER: &str = "rtc=error";
 pub use channel::{Channel, ChannelKind};
 pub use error::{Error, Result};
 pub use session::{
-    DisconnectReason, Event, IcePolicy, LobbyInfo, MAX_CHANNELS, PathKind, PendingSession, Session,
-    SessionBuilder,
+    DEFAULT_INBOX_LIMIT, DEFAULT_UNRELIABLE_LIFETIME, DisconnectReason, Event, IcePolicy,
+    LobbyInfo, MAX_CHANNELS, PathKind, PendingSession, Session, SessionBuilder,
 };
 pub use signaling::LobbyRef;
 pub use squadlink_protocol::{IceServer, PeerId, PlayerId};

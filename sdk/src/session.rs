@@ -225,7 +225,12 @@ pub struct SessionBuilder {
     pub(crate) reconnect_window: Duration,
     pub(crate) relay_wait: Duration,
     pub(crate) inbox_limit: usize,
+    pub(crate) unreliable_lifetime: Duration,
 }
+
+/// How long an unreliable message may wait to be sent by default: see
+/// [`SessionBuilder::unreliable_lifetime`].
+pub const DEFAULT_UNRELIABLE_LIFETIME: Duration = Duration::from_millis(500);
 
 /// Bytes one channel's inbox holds by default: see [`SessionBuilder::inbox_limit`].
 pub const DEFAULT_INBOX_LIMIT: usize = 32 << 20;
@@ -253,6 +258,7 @@ impl SessionBuilder {
             reconnect_window: Duration::from_secs(60),
             relay_wait: Duration::from_millis(500),
             inbox_limit: DEFAULT_INBOX_LIMIT,
+            unreliable_lifetime: DEFAULT_UNRELIABLE_LIFETIME,
         }
     }
 
@@ -314,6 +320,17 @@ impl SessionBuilder {
     /// one) costs bounded memory. A game that reads every frame never reaches it.
     pub fn inbox_limit(mut self, bytes: usize) -> Self {
         self.inbox_limit = bytes;
+        self
+    }
+
+    /// How long a message on an unreliable channel stays worth sending (default
+    /// [`DEFAULT_UNRELIABLE_LIFETIME`], 500 ms; 1 ms to 65.535 s). Within it a lost message
+    /// is retransmitted; past it, a message still waiting (behind congestion after a loss,
+    /// say) is dropped unsent rather than delivered late. Game state sent 50 times a second
+    /// is stale long before 500 ms: lower it for fast games, raise it for rare unreliable
+    /// messages that are still useful late. Applies to the messages this session sends.
+    pub fn unreliable_lifetime(mut self, lifetime: Duration) -> Self {
+        self.unreliable_lifetime = lifetime;
         self
     }
 
@@ -475,6 +492,9 @@ impl SessionBuilder {
                     ready_tx,
                     ident_tx,
                 ));
+                drop(runtime);
+                // The session's state is gone: give its pages back (see `memory`).
+                crate::memory::give_back();
             })
             .map_err(|e| Error::Io(format!("cannot start the network thread: {e}")))?;
         let session = Session {

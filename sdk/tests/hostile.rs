@@ -9,6 +9,8 @@
 //!   reported, and the game disconnects it for good (by peer id and by player id).
 //! - A game that does not read a channel: its inbox holds a bounded number of bytes and
 //!   every message is kept or counted as dropped.
+//! - Unreliable messages sent while a peer hears nothing: dropped once older than their
+//!   lifetime, not queued and delivered seconds late.
 //!
 //! Needs the `fuzzing` feature for the hostile peer's raw sends.
 
@@ -525,4 +527,52 @@ async fn garbage_rtp_on_the_audio_and_video_tracks_leaves_the_honest_streams_pla
     assert!(listener.stats(hid).map_or(0, |s| s.decoded) > before);
     listener.stop();
     let _ = std::fs::remove_file(&heard);
+}
+
+/// What a sender's unreliable messages do while their receiver hears nothing: with a
+/// lifetime of `lifetime`, how many of 300 sent during a 1.5 s deaf spell the receiver
+/// gets once it hears again, and the sender's queue to it after the spell.
+async fn late_unreliable_after_deaf_spell(lifetime: Option<Duration>) -> (usize, usize) {
+    let mm = matchmaker().await;
+    let sender = session_with(&mm.url(), LobbyRef::create(2), |b| match lifetime {
+        Some(l) => b.unreliable_lifetime(l),
+        None => b,
+    })
+    .await;
+    let receiver = session_with(&mm.url(), LobbyRef::Code(code(&sender)), |b| b).await;
+    connected(&sender, 1).await;
+    connected(&receiver, 1).await;
+    let rid = receiver.id().unwrap();
+
+    receiver.hostile_deaf(true);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for i in 0..300u32 {
+        let mut msg = i.to_be_bytes().to_vec();
+        msg.resize(100, 0);
+        sender.send(rid, Channel(0), &msg).unwrap();
+        if i % 30 == 29 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    receiver.hostile_deaf(false);
+    let late = collect(&receiver, Channel(0), 300, Duration::from_secs(4)).await;
+    let queued = sender.stats(rid).map_or(0, |s| s.send_queue_bytes);
+    (late.len(), queued)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreliable_messages_older_than_their_lifetime_are_dropped_unsent_not_delivered_late() {
+    // The default lifetime (500 ms): what could not be sent in time is dropped, and nothing
+    // of it stays queued.
+    let (late, queued) = late_unreliable_after_deaf_spell(None).await;
+    assert!(late < 30, "{late} of 300 stale messages delivered late");
+    assert!(queued < 4096, "{queued} bytes still queued");
+    // The same spell with a lifetime longer than it: the messages wait and all arrive late.
+    // (This is what a send-once channel without a lifetime did, and shows the test can fail.)
+    let (late, _) = late_unreliable_after_deaf_spell(Some(Duration::from_secs(60))).await;
+    assert!(
+        late > 250,
+        "only {late} of 300 delivered with a 60 s lifetime"
+    );
 }

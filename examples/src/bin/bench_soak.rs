@@ -26,7 +26,7 @@ use serde_json::json;
 use squadlink::voice::{AudioInput, AudioOutput, Voice, VoiceConfig, VoiceMode};
 use squadlink::{Channel, ChannelKind, Event, LobbyRef, PeerId, Session};
 use squadlink_examples::bench::{
-    fd_count, local_matchmaker, rss_bytes, thread_count, update_docs_section,
+    fd_count, heap_bytes, local_matchmaker, rss_bytes, thread_count, update_docs_section,
 };
 
 #[derive(Parser, Debug)]
@@ -323,6 +323,10 @@ impl Player {
 struct Sample {
     at: f64,
     rss_mib: f64,
+    /// The allocator's live heap (glibc `mallinfo2`; 0 elsewhere).
+    heap_mib: f64,
+    /// What the allocator holds from the system, live or free.
+    heap_held_mib: f64,
     fds: f64,
     threads: f64,
     /// Bytes every session has queued for its peers and not yet acknowledged, in all.
@@ -380,9 +384,9 @@ impl Trend {
     }
 
     /// The last quarter's mean is above the second quarter's by more than `allowance`
-    /// (a fraction), plus one unit.
+    /// (a fraction of the second quarter's mean; no absolute slack).
     fn grew(&self, allowance: f64) -> bool {
-        self.last_quarter_mean > self.second_quarter_mean * (1.0 + allowance) + 1.0
+        self.last_quarter_mean > self.second_quarter_mean * (1.0 + allowance)
     }
 
     fn json(&self) -> serde_json::Value {
@@ -528,9 +532,12 @@ async fn run(args: Args) -> Res<()> {
             for p in &players {
                 p.sample_voice(&mut tally);
             }
+            let (heap, held) = heap_bytes().unwrap_or((0, 0));
             samples.push(Sample {
                 at: now.duration_since(soak_start).as_secs_f64(),
                 rss_mib: rss_bytes() as f64 / (1 << 20) as f64,
+                heap_mib: heap as f64 / (1 << 20) as f64,
+                heap_held_mib: held as f64 / (1 << 20) as f64,
                 fds: fd_count() as f64,
                 threads: thread_count() as f64,
                 queued_kib: players
@@ -554,10 +561,12 @@ async fn run(args: Args) -> Res<()> {
                     .map(|p| p.session.connected_peers().len())
                     .sum();
                 eprintln!(
-                    "soak {:>4.0}/{} s: RSS {:.1} MiB, {} fds, {} threads, {:.0} KiB queued; {} peers, {} of {} links up; {} joins, {} leaves",
+                    "soak {:>4.0}/{} s: RSS {:.1} MiB (heap {:.1} live, {:.1} held), {} fds, {} threads, {:.0} KiB queued; {} peers, {} of {} links up; {} joins, {} leaves",
                     s.at,
                     args.seconds,
                     s.rss_mib,
+                    s.heap_mib,
+                    s.heap_held_mib,
                     s.fds,
                     s.threads,
                     s.queued_kib,
@@ -635,6 +644,8 @@ async fn run(args: Args) -> Res<()> {
     let voice_received: u64 = tally.voice.values().map(|v| v.1).sum();
     let soaked = samples.len();
     let rss = Trend::of(&samples, |s| s.rss_mib);
+    let heap = Trend::of(&samples, |s| s.heap_mib);
+    let heap_held = Trend::of(&samples, |s| s.heap_held_mib);
     let fds = Trend::of(&samples, |s| s.fds);
     let threads = Trend::of(&samples, |s| s.threads);
     let queued = Trend::of(&samples, |s| s.queued_kib);
@@ -672,6 +683,8 @@ async fn run(args: Args) -> Res<()> {
         "voice_packets": {"sent": voice_sent, "received": voice_received,
             "received_fraction": r2(if voice_sent == 0 { 0.0 } else { voice_received as f64 / voice_sent as f64 })},
         "rss_mib": rss.json(),
+        "heap_live_mib": heap.json(),
+        "heap_held_mib": heap_held.json(),
         "fds": fds.json(),
         "threads": threads.json(),
         "send_queues_kib": queued.json(),
@@ -686,11 +699,16 @@ async fn run(args: Args) -> Res<()> {
          unreliable {u_delivered} of {u_sent}; no growth: {no_growth}"
     );
     if let Some(path) = &args.write_docs {
+        let mut memory_rows = rss.row("RSS (MiB)", " MiB");
+        if heap.max > 0.0 {
+            memory_rows += &heap.row("live heap (MiB, glibc `mallinfo2`)", " MiB");
+            memory_rows += &heap_held.row("heap held by the allocator, live or free (MiB)", " MiB");
+        }
         let body = format!(
             "{} peers, {:.0} % loss on every session both ways, voice on, one leave and one join every {:.1} s on average, {} s ({} samples, one a second); matchmaker in the same process.\n\n\
              | sampled | first | mean, 2nd quarter | mean, last quarter | max | trend after the first quarter |\n|---|---|---|---|---|---|\n\
              {}{}{}\n\
-             No growth trend (last quarter within 10 % of the second for RSS, 5 % for descriptors and threads): **{}**.\n\n\
+             No growth trend (last quarter's mean within 10 % of the second's for RSS, 5 % for descriptors and threads, no absolute slack): **{}**.\n\n\
              | accounted | figure |\n|---|---|\n\
              | joins / leaves / peer connections | {} / {} / {} (connect p50 {:.1} ms, max {:.1} ms) |\n\
              | reliable messages delivered / sent | {} / {} |\n\
@@ -706,7 +724,7 @@ async fn run(args: Args) -> Res<()> {
             args.churn_every,
             args.seconds,
             soaked,
-            rss.row("RSS (MiB)", " MiB"),
+            memory_rows,
             fds.row("open file descriptors", ""),
             threads.row("threads", ""),
             if no_growth { "yes" } else { "no" },

@@ -156,6 +156,7 @@ pub(crate) struct DriverConfig {
     tls_roots: Vec<Vec<u8>>,
     reconnect_window: Duration,
     relay_wait: Duration,
+    unreliable_lifetime: Duration,
 }
 
 impl DriverConfig {
@@ -176,6 +177,7 @@ impl DriverConfig {
             tls_roots: b.tls_roots.clone(),
             reconnect_window: b.reconnect_window,
             relay_wait: b.relay_wait,
+            unreliable_lifetime: b.unreliable_lifetime,
         }
     }
 }
@@ -733,6 +735,7 @@ impl Driver {
             max_message: self.cfg.max_message,
             relay_only: self.cfg.ice_policy == IcePolicy::RelayOnly,
             relay_wait: self.cfg.relay_wait,
+            unreliable_lifetime: self.cfg.unreliable_lifetime,
         };
         let mut p = match Peer::new(peer, &settings, now) {
             Ok(p) => p,

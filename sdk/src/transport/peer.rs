@@ -114,6 +114,8 @@ pub(crate) struct PeerSettings<'a> {
     pub(crate) relay_only: bool,
     /// How long a working relay pair waits for a direct one before it is nominated.
     pub(crate) relay_wait: Duration,
+    /// How long an unreliable message may wait or be retransmitted before it is dropped.
+    pub(crate) unreliable_lifetime: Duration,
 }
 
 impl Peer {
@@ -178,7 +180,7 @@ impl Peer {
         {
             let init = RTCDataChannelInit {
                 ordered: kind.ordered(),
-                max_retransmits: kind.max_retransmits(),
+                max_packet_life_time: kind.lifetime_ms(settings.unreliable_lifetime),
                 negotiated: Some(u16::try_from(i).unwrap_or(u16::MAX)),
                 ..Default::default()
             };
