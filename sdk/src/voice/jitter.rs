@@ -225,13 +225,13 @@ impl JitterBuffer {
         self.spent.drain(..)
     }
 
-    /// The measured interarrival jitter.
     /// Packets held now (at most [`CAPACITY`]).
     #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn held(&self) -> usize {
         self.frames.len()
     }
 
+    /// The measured interarrival jitter.
     pub(crate) fn jitter(&self) -> Duration {
         Duration::from_secs_f64(self.jitter)
     }
