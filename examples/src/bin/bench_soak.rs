@@ -25,6 +25,7 @@ use clap::Parser;
 use serde_json::json;
 use squadlink::voice::{AudioInput, AudioOutput, Voice, VoiceConfig, VoiceMode};
 use squadlink::{Channel, ChannelKind, Event, LobbyRef, PeerId, Session};
+use squadlink_protocol::ErrorCode;
 use squadlink_examples::bench::{
     fd_count, heap_bytes, local_matchmaker, rss_bytes, thread_count, update_docs_section,
 };
@@ -180,15 +181,31 @@ impl Tally {
     }
 }
 
+/// Joins `lobby` as a new player. A leave reaches the matchmaker on its own connection, so
+/// the join that replaces it can arrive first and find the lobby full: that is retried
+/// (5 times, 200 ms apart).
 async fn join(url: &str, lobby: LobbyRef, loss: f64) -> Res<Player> {
-    let mut b = Session::builder(url)
-        .bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
-        .simulated_loss(loss)
-        .join(lobby);
-    for k in KINDS {
-        b = b.channel(k);
-    }
-    let session = b.start_async().await.map_err(|e| format!("join: {e}"))?;
+    let mut attempt = 0;
+    let session = loop {
+        let mut b = Session::builder(url)
+            .bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+            .simulated_loss(loss)
+            .join(lobby.clone());
+        for k in KINDS {
+            b = b.channel(k);
+        }
+        match b.start_async().await {
+            Ok(session) => break session,
+            Err(squadlink::Error::Matchmaker {
+                code: ErrorCode::LobbyFull,
+                ..
+            }) if attempt < 5 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(format!("join: {e}")),
+        }
+    };
     let id = session.id().ok_or("no peer id after joining")?;
     let voice = Voice::start(
         &session,
