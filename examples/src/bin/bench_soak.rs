@@ -25,10 +25,10 @@ use clap::Parser;
 use serde_json::json;
 use squadlink::voice::{AudioInput, AudioOutput, Voice, VoiceConfig, VoiceMode};
 use squadlink::{Channel, ChannelKind, Event, LobbyRef, PeerId, Session};
-use squadlink_protocol::ErrorCode;
 use squadlink_examples::bench::{
     fd_count, heap_bytes, local_matchmaker, rss_bytes, thread_count, update_docs_section,
 };
+use squadlink_protocol::ErrorCode;
 
 #[derive(Parser, Debug)]
 #[command(about = "Squadlink soak benchmark: churn, voice and loss for minutes (prints JSON)")]
