@@ -36,6 +36,7 @@ pub(crate) mod jitter;
 mod mixer;
 pub(crate) mod opus;
 mod resample;
+mod reuse;
 mod rx;
 
 use std::collections::HashMap;
@@ -394,6 +395,8 @@ pub struct Voice {
     receiver: Option<Mutex<rx::Receiver>>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
+    /// The sending work, on a thread reused from voice to voice (see `reuse`).
+    sending: Option<reuse::Running>,
 }
 
 impl Voice {
@@ -475,6 +478,7 @@ impl Voice {
             config.jitter,
         );
         let mut threads = Vec::new();
+        let mut sending = None;
         if let Some(source) = source {
             let tx = Transmitter {
                 source,
@@ -489,7 +493,7 @@ impl Voice {
                 events: event_tx.clone(),
                 stop: Arc::clone(&stop),
             };
-            threads.push(spawn("sl-voice-tx", move || tx.run())?);
+            sending = Some(reuse::run("sl-voice-tx", move || tx.run())?);
         }
         let mut pulled = None;
         if let Some(mut sink) = sink {
@@ -526,6 +530,7 @@ impl Voice {
             receiver: pulled,
             stop,
             threads,
+            sending,
         })
     }
 
@@ -657,6 +662,9 @@ impl Voice {
 
     fn shutdown(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        if let Some(sending) = self.sending.take() {
+            sending.join();
+        }
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
