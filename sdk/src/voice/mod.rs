@@ -493,7 +493,10 @@ impl Voice {
                 events: event_tx.clone(),
                 stop: Arc::clone(&stop),
             };
-            sending = Some(reuse::run("sl-voice-tx", move || tx.run())?);
+            sending = Some(
+                reuse::run("sl-voice-tx", move || tx.run())
+                    .map_err(|e| VoiceError::Start(e.to_string()))?,
+            );
         }
         let mut pulled = None;
         if let Some(mut sink) = sink {

@@ -12,8 +12,6 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
-use super::VoiceError;
-
 type Work = Box<dyn FnOnce() + Send + 'static>;
 
 /// How long a finished thread waits for more work before it ends.
@@ -36,7 +34,8 @@ impl Running {
 }
 
 /// Runs `work` on an idle thread named `name` if there is one, on a new one otherwise.
-pub(crate) fn run(name: &str, work: impl FnOnce() + Send + 'static) -> Result<Running, VoiceError> {
+/// Fails only if a new thread was needed and the system would not start one.
+pub(crate) fn run(name: &str, work: impl FnOnce() + Send + 'static) -> std::io::Result<Running> {
     let (done_tx, done) = crossbeam_channel::bounded(1);
     let mut work: Work = Box::new(move || {
         work();
@@ -52,12 +51,11 @@ pub(crate) fn run(name: &str, work: impl FnOnce() + Send + 'static) -> Result<Ru
         }
     }
     let (tx, rx) = crossbeam_channel::unbounded::<Work>();
-    tx.send(work)
-        .map_err(|_| VoiceError::Start("a new thread's queue closed".into()))?;
+    // Cannot fail: `rx` is alive here.
+    let _ = tx.send(work);
     std::thread::Builder::new()
         .name(name.into())
-        .spawn(move || serve(&tx, &rx))
-        .map_err(|e| VoiceError::Start(e.to_string()))?;
+        .spawn(move || serve(&tx, &rx))?;
     Ok(Running { done })
 }
 
