@@ -665,8 +665,12 @@ impl Voice {
 
     fn shutdown(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(sending) = self.sending.take() {
-            sending.join();
+        if let Some(sending) = self.sending.take()
+            && !sending.join()
+        {
+            tracing::warn!(
+                "the voice's sending thread did not stop within 5 s; not waiting for it"
+            );
         }
         for t in self.threads.drain(..) {
             let _ = t.join();
