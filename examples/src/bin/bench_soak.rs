@@ -351,6 +351,11 @@ struct Sample {
     peers: usize,
 }
 
+/// Bytes in MiB.
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / f64::from(1u32 << 20)
+}
+
 fn mean(v: &[f64]) -> f64 {
     if v.is_empty() {
         return 0.0;
@@ -552,9 +557,9 @@ async fn run(args: Args) -> Res<()> {
             let (heap, held) = heap_bytes().unwrap_or((0, 0));
             samples.push(Sample {
                 at: now.duration_since(soak_start).as_secs_f64(),
-                rss_mib: rss_bytes() as f64 / (1 << 20) as f64,
-                heap_mib: heap as f64 / (1 << 20) as f64,
-                heap_held_mib: held as f64 / (1 << 20) as f64,
+                rss_mib: mib(rss_bytes()),
+                heap_mib: mib(heap),
+                heap_held_mib: mib(held),
                 fds: fd_count() as f64,
                 threads: thread_count() as f64,
                 queued_kib: players

@@ -669,7 +669,8 @@ impl Voice {
             && !sending.join()
         {
             tracing::warn!(
-                "the voice's sending thread did not stop within 5 s; not waiting for it"
+                wait = ?reuse::JOIN_WAIT,
+                "the voice's sending thread did not stop in time; not waiting for it"
             );
         }
         for t in self.threads.drain(..) {

@@ -15,7 +15,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 type Work = Box<dyn FnOnce() + Send + 'static>;
 
 /// How long a finished thread waits for more work before it ends.
-pub(crate) const IDLE_FOR: Duration = Duration::from_secs(60);
+const IDLE_FOR: Duration = Duration::from_secs(60);
 
 /// Threads waiting for work: the way to hand each one its next piece.
 static IDLE: Mutex<Vec<Sender<Work>>> = Mutex::new(Vec::new());
@@ -69,29 +69,23 @@ pub(crate) fn run(name: &str, work: impl FnOnce() + Send + 'static) -> std::io::
 /// A reused thread's life: work, then wait to be handed more, until idle too long.
 fn serve(me: &Sender<Work>, rx: &Receiver<Work>) {
     loop {
-        match rx.recv_timeout(IDLE_FOR) {
-            Ok(work) => {
-                work();
-                if let Ok(mut idle) = IDLE.lock() {
-                    idle.push(me.clone());
-                }
-            }
+        let work = match rx.recv_timeout(IDLE_FOR) {
+            Ok(work) => work,
             Err(RecvTimeoutError::Timeout) => {
                 if let Ok(mut idle) = IDLE.lock() {
                     idle.retain(|s| !s.same_channel(me));
                 }
                 // Work handed over just before we left the list is still ours to do.
                 match rx.try_recv() {
-                    Ok(work) => {
-                        work();
-                        if let Ok(mut idle) = IDLE.lock() {
-                            idle.push(me.clone());
-                        }
-                    }
+                    Ok(work) => work,
                     Err(_) => return,
                 }
             }
             Err(RecvTimeoutError::Disconnected) => return,
+        };
+        work();
+        if let Ok(mut idle) = IDLE.lock() {
+            idle.push(me.clone());
         }
     }
 }
