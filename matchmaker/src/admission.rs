@@ -306,7 +306,7 @@ pub(crate) fn fit_file_limit(needed: u64) -> Result<Option<u64>, String> {
         Ok(Some(now))
     } else {
         Err(format!(
-            "the file limit (RLIMIT_NOFILE soft {now}, hard {hard}) is below the {needed} descriptors that --max-connections and --max-pending-upgrades may need: raise it (ulimit -n, LimitNOFILE= in systemd) or lower --max-connections"
+            "the file limit (RLIMIT_NOFILE soft {now}, hard {hard}) is below the {needed} descriptors that --max-connections and --max-pending-upgrades may need: raise it (ulimit -n, LimitNOFILE= in systemd) or lower --max-connections or --max-pending-upgrades"
         ))
     }
 }
