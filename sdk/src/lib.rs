@@ -39,6 +39,7 @@ mod error;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
+mod join;
 mod memory;
 pub mod nat;
 mod session;

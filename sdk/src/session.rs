@@ -18,6 +18,7 @@ use squadlink_protocol::{IceServer, PeerId, PlayerId};
 
 use crate::channel::{Channel, ChannelKind, FRAGMENT_SIZE};
 use crate::error::{Error, Result};
+use crate::join::{STOP_WAIT, join_within};
 use crate::signaling::LobbyRef;
 use crate::stats::PeerStats;
 use crate::transport::{Command, Driver, DriverConfig};
@@ -851,13 +852,7 @@ impl Session {
     fn shutdown(&mut self) {
         let _ = self.cmd.send(Command::Close);
         if let Some(thread) = self.thread.take() {
-            let deadline = std::time::Instant::now() + Duration::from_secs(3);
-            while !thread.is_finished() && std::time::Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            if thread.is_finished() {
-                let _ = thread.join();
-            }
+            join_within(thread, STOP_WAIT);
         }
     }
 }

@@ -23,6 +23,7 @@ use nokhwa::utils::{
 use super::VideoError;
 use super::frame::I420Frame;
 use super::source::VideoSource;
+use crate::join::{STOP_WAIT, join_within};
 
 /// Which camera to open.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -219,7 +220,8 @@ impl Camera {
                 thread: Some(thread),
             }),
             Ok(Err(e)) => {
-                let _ = thread.join();
+                // It failed to open the camera and is returning.
+                join_within(thread, STOP_WAIT);
                 Err(e)
             }
             Err(_) => {
@@ -352,7 +354,7 @@ impl Drop for Camera {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            join_within(t, STOP_WAIT);
         }
     }
 }

@@ -43,6 +43,7 @@ pub use source::{CaptureLog, TestPattern, VideoSource, Y4mSource};
 pub use vpx::{EncodedFrame, Vp8Decoder, Vp8Encoder, Vp8Settings};
 
 use crate::Session;
+use crate::join::{STOP_WAIT, join_within};
 use crate::transport::media::{MediaFrame, MediaIn, MediaLink, VIDEO_CLOCK_RATE};
 
 /// What can go wrong with video.
@@ -294,7 +295,7 @@ impl Video {
             Ok(t) => t,
             Err(e) => {
                 shared.stop.store(true, Ordering::Relaxed);
-                let _ = sending.join();
+                join_within(sending, STOP_WAIT);
                 return Err(e);
             }
         };
@@ -358,7 +359,7 @@ impl Video {
     fn shutdown(&mut self) {
         self.shared.stop.store(true, Ordering::Relaxed);
         for t in self.threads.drain(..) {
-            let _ = t.join();
+            join_within(t, STOP_WAIT);
         }
     }
 }

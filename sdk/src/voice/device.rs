@@ -16,6 +16,7 @@ use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 
 use super::io::{AudioSink, AudioSource, BLOCK, RenderFn};
 use super::{SAMPLE_RATE, VoiceError, samples_duration};
+use crate::join::{STOP_WAIT, join_within};
 
 /// The device period we ask for (5 ms): small, so little audio waits in device buffers.
 const PERIOD_FRAMES: u32 = 240;
@@ -253,7 +254,8 @@ where
             name,
         )),
         Ok(Err(e)) => {
-            let _ = handle.join();
+            // It failed to open the device and is returning.
+            join_within(handle, STOP_WAIT);
             Err(e)
         }
         Err(_) => Err(VoiceError::Device {
@@ -539,7 +541,7 @@ impl Drop for StreamThread {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             t.thread().unpark();
-            let _ = t.join();
+            join_within(t, STOP_WAIT);
         }
     }
 }

@@ -60,6 +60,7 @@ pub use mixer::{Falloff, Listener};
 pub use opus::{FEC_BITRATE, VoiceBandwidth, VoiceDecoder, VoiceEncoder};
 
 use crate::Session;
+use crate::join::{STOP_WAIT, join_within};
 use crate::transport::media::{MediaFrame, MediaLink};
 
 /// Voice's sample rate.
@@ -674,7 +675,7 @@ impl Voice {
             );
         }
         for t in self.threads.drain(..) {
-            let _ = t.join();
+            join_within(t, STOP_WAIT);
         }
     }
 }
