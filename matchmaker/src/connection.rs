@@ -20,7 +20,7 @@ use tokio::sync::{Notify, mpsc};
 
 use crate::auth::{TokenError, verify_token_with};
 use crate::deadlines::{Deadlines, Due};
-use crate::server::{PeerHandle, Shared, encode};
+use crate::shared::{PeerHandle, Shared, encode};
 use crate::store::{
     BoxFuture, Identity, MAX_PROPERTIES, MAX_PROPERTY_KEY, MAX_PROPERTY_VALUE, NewLobby, Seat,
     StoreError,

@@ -24,6 +24,7 @@ pub mod config;
 mod connection;
 mod deadlines;
 mod server;
+mod shared;
 pub mod store;
 pub mod turn;
 

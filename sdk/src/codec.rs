@@ -7,18 +7,28 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
 
-/// Largest value a typed message may decode into, in bytes (the reliable message limit).
+/// The most a typed message may cost to decode, in bytes read and allocated (1 MiB). It is
+/// fixed (bincode takes it at compile time) and independent of
+/// [`crate::SessionBuilder::max_message_size`]: a typed value whose encoding is larger is
+/// refused by [`encode`] (no receiver could decode it); send it as raw bytes with a codec of
+/// your own instead.
 pub const DECODE_LIMIT: usize = 1 << 20;
 
 fn config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<DECODE_LIMIT>()
 }
 
-/// Encodes `value` for sending.
+/// Encodes `value` for sending. An encoding over [`DECODE_LIMIT`] is an error.
 pub fn encode<T: Serialize>(value: &T) -> Result<Bytes> {
-    bincode::serde::encode_to_vec(value, config())
-        .map(Bytes::from)
-        .map_err(|e| Error::Codec(format!("cannot encode: {e}")))
+    let bytes = bincode::serde::encode_to_vec(value, config())
+        .map_err(|e| Error::Codec(format!("cannot encode: {e}")))?;
+    if bytes.len() > DECODE_LIMIT {
+        return Err(Error::Codec(format!(
+            "the value encodes to {} bytes, over codec::DECODE_LIMIT ({DECODE_LIMIT}): no receiver could decode it; send it with Session::send and a codec of your own",
+            bytes.len()
+        )));
+    }
+    Ok(Bytes::from(bytes))
 }
 
 /// Decodes a received message; trailing bytes are an error.
@@ -61,5 +71,15 @@ mod tests {
         let mut long = bytes.to_vec();
         long.push(0);
         assert!(decode::<State>(&long).is_err());
+    }
+
+    #[test]
+    fn a_value_over_the_decode_limit_is_refused_when_sent() {
+        let fits = vec![7u8; DECODE_LIMIT - 16];
+        let bytes = encode(&fits).unwrap();
+        assert_eq!(decode::<Vec<u8>>(&bytes).unwrap(), fits);
+        let too_big = vec![7u8; DECODE_LIMIT + 1];
+        let err = encode(&too_big).unwrap_err();
+        assert!(err.to_string().contains("DECODE_LIMIT"), "{err}");
     }
 }

@@ -6,6 +6,7 @@
 //! below run every file under `fuzz/regressions/<target>/` through the same functions, so
 //! an input a fuzzer once broke stays fixed.
 
+#[cfg(feature = "voice")]
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;

@@ -33,18 +33,23 @@
 //! [`nat::probe`] tells what kind of NAT the player is behind. The repository's
 //! `docs/networking.md` has the NAT matrix with measured connect times.
 
+mod bridge;
 mod channel;
 pub mod codec;
 mod error;
+mod event;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
 mod join;
+mod media;
 mod memory;
 pub mod nat;
 mod session;
+mod settings;
 mod signaling;
 mod stats;
+mod stun;
 mod transport;
 #[cfg(feature = "video")]
 pub mod video;
@@ -61,10 +66,9 @@ pub const LOG_FILTER: &str = "rtc=error";
 
 pub use channel::{Channel, ChannelKind};
 pub use error::{Error, Result};
-pub use session::{
-    DEFAULT_INBOX_LIMIT, DEFAULT_UNRELIABLE_LIFETIME, DisconnectReason, Event, IcePolicy,
-    LobbyInfo, MAX_CHANNELS, PathKind, PendingSession, Session, SessionBuilder,
-};
+pub use event::{DisconnectReason, Event, IcePolicy, LobbyInfo, PathKind};
+pub use session::{PendingSession, Session, SessionBuilder};
+pub use settings::{DEFAULT_INBOX_LIMIT, DEFAULT_UNRELIABLE_LIFETIME, MAX_CHANNELS};
 pub use signaling::LobbyRef;
 pub use squadlink_protocol::{IceServer, PeerId, PlayerId};
 pub use stats::PeerStats;

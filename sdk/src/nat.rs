@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::stun::{self, MAGIC};
+
 /// How our public (mapped) address depends on where we send (RFC 4787 §4.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -186,7 +188,6 @@ fn route_ip(to: SocketAddr) -> Option<IpAddr> {
     s.local_addr().ok().map(|a| a.ip())
 }
 
-const MAGIC: u32 = 0x2112_A442;
 const CHANGE_IP: u32 = 0x04;
 const CHANGE_PORT: u32 = 0x02;
 const ATTR_MAPPED: u16 = 0x0001;
@@ -257,7 +258,7 @@ fn transact(
 
 pub(crate) fn binding_request(tid: &[u8; 12], change: u32) -> Vec<u8> {
     let mut m = Vec::with_capacity(28);
-    m.extend_from_slice(&0x0001u16.to_be_bytes());
+    m.extend_from_slice(&stun::BINDING_REQUEST.to_be_bytes());
     let len: u16 = if change == 0 { 0 } else { 8 };
     m.extend_from_slice(&len.to_be_bytes());
     m.extend_from_slice(&MAGIC.to_be_bytes());
@@ -272,25 +273,18 @@ pub(crate) fn binding_request(tid: &[u8; 12], change: u32) -> Vec<u8> {
 
 /// A Binding success response to transaction `tid`; anything else is `None`.
 pub(crate) fn parse_response(m: &[u8], tid: &[u8; 12]) -> Option<Binding> {
-    let be16 =
-        |at: usize| -> Option<u16> { Some(u16::from_be_bytes([*m.get(at)?, *m.get(at + 1)?])) };
-    if be16(0)? != 0x0101 || m.get(4..8)? != MAGIC.to_be_bytes() || m.get(8..20)? != tid {
+    let message = stun::Message::parse(m)?;
+    if message.kind != stun::BINDING_SUCCESS || message.transaction != tid {
         return None;
     }
-    let end = 20 + usize::from(be16(2)?);
-    let mut at = 20;
     let (mut xor, mut plain, mut other) = (None, None, None);
-    while at + 4 <= end {
-        let kind = be16(at)?;
-        let len = usize::from(be16(at + 2)?);
-        let value = m.get(at + 4..at + 4 + len)?;
+    for (kind, value) in message.attributes() {
         match kind {
             ATTR_XOR_MAPPED => xor = address(value, Some(tid)),
             ATTR_MAPPED => plain = address(value, None),
             ATTR_OTHER_ADDRESS | ATTR_CHANGED_ADDRESS => other = other.or(address(value, None)),
             _ => {}
         }
-        at += 4 + len.div_ceil(4) * 4;
     }
     Some(Binding {
         mapped: xor.or(plain)?,

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -16,301 +16,78 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use squadlink_protocol::{IceServer, PeerId, PlayerId};
 
+use crate::bridge::{Command, Shared};
 use crate::channel::{Channel, ChannelKind, FRAGMENT_SIZE};
 use crate::error::{Error, Result};
+use crate::event::{Event, IcePolicy, LobbyInfo};
 use crate::join::{STOP_WAIT, join_within};
+use crate::settings::{LOBBY_ENTRY_WAIT, MAX_CHANNELS, Settings};
 use crate::signaling::LobbyRef;
 use crate::stats::PeerStats;
-use crate::transport::{Command, Driver, DriverConfig};
-
-/// How a peer is reached.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PathKind {
-    /// Directly, at an address the peer announced (same host or LAN, or a public address).
-    Host,
-    /// Directly, through a NAT mapping (server- or peer-reflexive address).
-    Srflx,
-    /// Through a TURN relay.
-    Relay,
-}
-
-impl PathKind {
-    /// `host`, `srflx` or `relay`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Host => "host",
-            Self::Srflx => "srflx",
-            Self::Relay => "relay",
-        }
-    }
-}
-
-/// Why a peer is gone.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum DisconnectReason {
-    /// It left the lobby (or its matchmaker connection ended).
-    Left,
-    /// The connection was not up within the connect timeout. While the peer stays in the
-    /// lobby, the side that offered tries again (after 1 s, then 2, 4 and every 8 s), and
-    /// [`Event::PeerConnected`] follows when an attempt succeeds.
-    ConnectTimeout,
-    /// Nothing was heard from it for the silence timeout.
-    Silent,
-    /// WebRTC failed for it.
-    Failed(String),
-    /// The channel lists differ; see [`Error::ChannelMismatch`].
-    ChannelMismatch,
-    /// This session closed it with [`Session::disconnect`].
-    ClosedHere,
-    /// It reconnected under the same peer id (a restarted game within the matchmaker's
-    /// rejoin grace): this connection is replaced, and [`Event::PeerConnected`] follows for
-    /// the new one.
-    Rejoined,
-}
-
-/// Lobby membership as the session last heard it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LobbyInfo {
-    /// Join code.
-    pub code: String,
-    /// Current host.
-    pub host: PeerId,
-    /// Members in join order, with their player ids.
-    pub members: Vec<(PeerId, PlayerId)>,
-}
-
-/// Something that happened; drain them with [`Session::poll_events`].
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub enum Event {
-    /// A player is in the lobby (already there when we joined, or joined after).
-    PeerJoined {
-        /// Its connection id.
-        peer: PeerId,
-        /// Its stable player id.
-        player: PlayerId,
-    },
-    /// All channels to the peer are open, on both ends (its first control frame arrived).
-    /// Fires again for the same peer id when a peer that rejoined (see
-    /// [`DisconnectReason::Rejoined`]), fell silent, or timed out connecting is connected
-    /// anew; an ICE restart keeps the connection and does not fire it.
-    PeerConnected {
-        /// The peer.
-        peer: PeerId,
-        /// How it is reached.
-        path: PathKind,
-        /// From the moment we learned of the peer to all channels open.
-        connect_time: Duration,
-    },
-    /// The peer is gone; nothing more will arrive from it.
-    PeerDisconnected {
-        /// The peer.
-        peer: PeerId,
-        /// Why.
-        reason: DisconnectReason,
-    },
-    /// A peer sends frames that cannot be decoded (see [`PeerStats::frame_errors`]): they
-    /// are dropped and counted, and nothing else is affected. Reported on the first error,
-    /// then at most once a second while errors go on. A game may ignore it, or report and
-    /// mute the player.
-    PeerMisbehaved {
-        /// The peer.
-        peer: PeerId,
-        /// Its undecodable frames so far.
-        frame_errors: u64,
-    },
-    /// Lobby membership or host changed.
-    LobbyChanged(LobbyInfo),
-    /// A problem that did not end the session (a peer-level failure, a full send buffer…).
-    Error(Error),
-    /// The matchmaker connection dropped. Connected peers keep working; the session
-    /// reconnects with backoff and resumes its lobby under the same peer id
-    /// ([`Event::MatchmakerRestored`]). Until then no new peer can connect.
-    MatchmakerLost(Error),
-    /// Back in the lobby after [`Event::MatchmakerLost`]. `resumed`: under the same peer id
-    /// (the matchmaker kept the membership); otherwise the membership had expired, the
-    /// session rejoined as a new member, and every peer reconnects.
-    MatchmakerRestored {
-        /// Same peer id as before.
-        resumed: bool,
-    },
-    /// The session ended (closed, or the matchmaker could not be reached again within
-    /// [`SessionBuilder::reconnect_window`]). No more events follow.
-    Closed(Option<Error>),
-}
-
-/// Whether ICE may use direct paths.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum IcePolicy {
-    /// Direct paths first; a relay only where nothing direct works (decided per peer).
-    #[default]
-    All,
-    /// Only TURN relays: hides players' addresses from each other.
-    RelayOnly,
-}
-
-/// What the network thread shares with the game.
-pub(crate) struct Shared {
-    pub(crate) events: crossbeam_channel::Sender<Event>,
-    pub(crate) inbox: Vec<crossbeam_channel::Sender<(PeerId, Bytes)>>,
-    /// Bytes waiting in each channel's inbox for the game to read.
-    pub(crate) inbox_bytes: Vec<AtomicUsize>,
-    /// Most bytes one channel's inbox holds ([`SessionBuilder::inbox_limit`]).
-    pub(crate) inbox_limit: usize,
-    pub(crate) stats: RwLock<HashMap<PeerId, PeerStats>>,
-    pub(crate) lobby: RwLock<Option<LobbyInfo>>,
-    pub(crate) event_wake: tokio::sync::Notify,
-    pub(crate) inbox_wake: Vec<tokio::sync::Notify>,
-}
-
-impl Shared {
-    pub(crate) fn emit(&self, event: Event) {
-        let _ = self.events.send(event);
-        self.event_wake.notify_one();
-    }
-
-    /// Hands a message to the game; `false` (and the message dropped) when the channel's
-    /// inbox already holds its limit because the game does not read it.
-    pub(crate) fn deliver(&self, channel: usize, peer: PeerId, data: Bytes) -> bool {
-        let (Some(tx), Some(queued)) = (self.inbox.get(channel), self.inbox_bytes.get(channel))
-        else {
-            return false;
-        };
-        let len = data.len();
-        let admitted = queued
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
-                // One message is always let in, however large: the limit bounds a backlog.
-                (q == 0 || q.saturating_add(len) <= self.inbox_limit).then(|| q.saturating_add(len))
-            })
-            .is_ok();
-        if !admitted {
-            return false;
-        }
-        if tx.send((peer, data)).is_err() {
-            queued.fetch_sub(len, Ordering::AcqRel);
-            return false;
-        }
-        if let Some(wake) = self.inbox_wake.get(channel) {
-            wake.notify_one();
-        }
-        true
-    }
-
-    /// The game took a message of `len` bytes from `channel`'s inbox.
-    fn taken(&self, channel: usize, len: usize) {
-        if let Some(queued) = self.inbox_bytes.get(channel) {
-            let _ = queued.fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
-                Some(q.saturating_sub(len))
-            });
-        }
-    }
-}
+use crate::transport::Driver;
 
 /// Configures and starts a [`Session`].
 #[derive(Debug, Clone)]
 pub struct SessionBuilder {
-    pub(crate) url: String,
-    pub(crate) channels: Vec<ChannelKind>,
-    pub(crate) lobby: LobbyRef,
-    pub(crate) token: Option<String>,
-    pub(crate) player_id: Option<String>,
-    pub(crate) bind: SocketAddr,
-    pub(crate) ice_policy: IcePolicy,
-    pub(crate) extra_ice_servers: Vec<IceServer>,
-    pub(crate) max_message_size: usize,
-    pub(crate) connect_timeout: Duration,
-    pub(crate) silence_timeout: Duration,
-    pub(crate) simulated_loss: f64,
-    pub(crate) tls_roots: Vec<Vec<u8>>,
-    pub(crate) reconnect_window: Duration,
-    pub(crate) relay_wait: Duration,
-    pub(crate) inbox_limit: usize,
-    pub(crate) unreliable_lifetime: Duration,
+    settings: Settings,
 }
-
-/// How long an unreliable message may wait to be sent by default: see
-/// [`SessionBuilder::unreliable_lifetime`].
-pub const DEFAULT_UNRELIABLE_LIFETIME: Duration = Duration::from_millis(500);
-
-/// Bytes one channel's inbox holds by default: see [`SessionBuilder::inbox_limit`].
-pub const DEFAULT_INBOX_LIMIT: usize = 32 << 20;
-
-/// Most channels a session may declare.
-pub const MAX_CHANNELS: usize = 64;
 
 impl SessionBuilder {
     /// Starts a builder for the matchmaker at `url` (e.g. `ws://127.0.0.1:7878/v1`).
     pub fn new(url: impl Into<String>) -> Self {
         Self {
-            url: url.into(),
-            channels: Vec::new(),
-            lobby: LobbyRef::create(8),
-            token: None,
-            player_id: None,
-            bind: SocketAddr::from(([0, 0, 0, 0], 0)),
-            ice_policy: IcePolicy::All,
-            extra_ice_servers: Vec::new(),
-            max_message_size: 1 << 20,
-            connect_timeout: Duration::from_secs(10),
-            silence_timeout: Duration::from_secs(4),
-            simulated_loss: 0.0,
-            tls_roots: Vec::new(),
-            reconnect_window: Duration::from_secs(60),
-            relay_wait: Duration::from_millis(500),
-            inbox_limit: DEFAULT_INBOX_LIMIT,
-            unreliable_lifetime: DEFAULT_UNRELIABLE_LIFETIME,
+            settings: Settings::new(url.into()),
         }
     }
 
     /// Declares the next channel (channel 0, then 1, …). Every peer must declare the same
     /// list in the same order. A session with no channels is fine for voice only.
     pub fn channel(mut self, kind: ChannelKind) -> Self {
-        self.channels.push(kind);
+        self.settings.channels.push(kind);
         self
     }
 
     /// Which lobby to enter (default: create a private lobby for 8).
     pub fn join(mut self, lobby: LobbyRef) -> Self {
-        self.lobby = lobby;
+        self.settings.lobby = lobby;
         self
     }
 
     /// The player token from your backend (see the matchmaker docs).
     pub fn token(mut self, token: impl Into<String>) -> Self {
-        self.token = Some(token.into());
+        self.settings.token = Some(token.into());
         self
     }
 
     /// Dev-mode servers only: the player id to use without a token.
     pub fn player_id(mut self, id: impl Into<String>) -> Self {
-        self.player_id = Some(id.into());
+        self.settings.player_id = Some(id.into());
         self
     }
 
     /// The local UDP address to bind (default `0.0.0.0:0`: every interface, a free port).
     /// Bind a concrete address such as `127.0.0.1:0` to use only that one.
     pub fn bind(mut self, addr: SocketAddr) -> Self {
-        self.bind = addr;
+        self.settings.bind = addr;
         self
     }
 
     /// Direct paths allowed, or relay only.
     pub fn ice_policy(mut self, policy: IcePolicy) -> Self {
-        self.ice_policy = policy;
+        self.settings.ice_policy = policy;
         self
     }
 
     /// ICE servers to use besides the ones the matchmaker hands out.
     pub fn ice_server(mut self, server: IceServer) -> Self {
-        self.extra_ice_servers.push(server);
+        self.settings.extra_ice_servers.push(server);
         self
     }
 
     /// Largest reliable message (default 1 MiB). Unreliable messages are limited to
     /// 16 KiB (they are never fragmented).
     pub fn max_message_size(mut self, bytes: usize) -> Self {
-        self.max_message_size = bytes;
+        self.settings.max_message_size = bytes;
         self
     }
 
@@ -320,7 +97,7 @@ impl SessionBuilder {
     /// [`Error::InboxFull`]: a game that stops reading a channel (or a peer that floods
     /// one) costs bounded memory. A game that reads every frame never reaches it.
     pub fn inbox_limit(mut self, bytes: usize) -> Self {
-        self.inbox_limit = bytes;
+        self.settings.inbox_limit = bytes;
         self
     }
 
@@ -331,27 +108,27 @@ impl SessionBuilder {
     /// is stale long before 500 ms: lower it for fast games, raise it for rare unreliable
     /// messages that are still useful late. Applies to the messages this session sends.
     pub fn unreliable_lifetime(mut self, lifetime: Duration) -> Self {
-        self.unreliable_lifetime = lifetime;
+        self.settings.unreliable_lifetime = lifetime;
         self
     }
 
     /// How long a peer may take to connect before it is reported disconnected (default 10 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
+        self.settings.connect_timeout = timeout;
         self
     }
 
     /// How long a connected peer may stay silent before it is reported disconnected
     /// (default 4 s; the session pings every peer 4 times a second).
     pub fn silence_timeout(mut self, timeout: Duration) -> Self {
-        self.silence_timeout = timeout;
+        self.settings.silence_timeout = timeout;
         self
     }
 
     /// For testing how a game copes with a bad network: drops this fraction (0.0–1.0) of
     /// the datagrams this session sends and receives, at random. Default 0.
     pub fn simulated_loss(mut self, fraction: f64) -> Self {
-        self.simulated_loss = fraction;
+        self.settings.simulated_loss = fraction;
         self
     }
 
@@ -361,7 +138,7 @@ impl SessionBuilder {
     /// relay while a hole is still being punched over a slow link (a relay costs latency and
     /// TURN bandwidth for the whole session). Ignored with [`IcePolicy::RelayOnly`].
     pub fn relay_wait(mut self, wait: Duration) -> Self {
-        self.relay_wait = wait;
+        self.settings.relay_wait = wait;
         self
     }
 
@@ -371,7 +148,7 @@ impl SessionBuilder {
     /// dropped player's lobby place for its `--rejoin-grace-secs` (default 20 s): reconnect
     /// within that to keep the same peer id.
     pub fn reconnect_window(mut self, window: Duration) -> Self {
-        self.reconnect_window = window;
+        self.settings.reconnect_window = window;
         self
     }
 
@@ -379,29 +156,29 @@ impl SessionBuilder {
     /// usual public roots (Mozilla's list, built in). For a TURN server with a self-signed
     /// or private-CA certificate; may be called more than once.
     pub fn tls_root_certificates(mut self, pem: impl Into<Vec<u8>>) -> Self {
-        self.tls_roots.push(pem.into());
+        self.settings.tls_roots.push(pem.into());
         self
     }
 
     fn validate(&self) -> Result<()> {
-        if !self.tls_roots.is_empty() {
-            crate::transport::check_tls_roots(&self.tls_roots).map_err(Error::Config)?;
+        if !self.settings.tls_roots.is_empty() {
+            crate::transport::check_tls_roots(&self.settings.tls_roots).map_err(Error::Config)?;
         }
-        if self.channels.len() > MAX_CHANNELS {
+        if self.settings.channels.len() > MAX_CHANNELS {
             return Err(Error::Config(format!("at most {MAX_CHANNELS} channels")));
         }
-        if !self.url.starts_with("ws://") && !self.url.starts_with("wss://") {
+        if !self.settings.url.starts_with("ws://") && !self.settings.url.starts_with("wss://") {
             return Err(Error::Config(format!(
                 "matchmaker URL {:?} must start with ws:// or wss://",
-                self.url
+                self.settings.url
             )));
         }
-        if !(0.0..=1.0).contains(&self.simulated_loss) {
+        if !(0.0..=1.0).contains(&self.settings.simulated_loss) {
             return Err(Error::Config(
                 "simulated_loss must be between 0 and 1".into(),
             ));
         }
-        if self.max_message_size < FRAGMENT_SIZE {
+        if self.settings.max_message_size < FRAGMENT_SIZE {
             return Err(Error::Config(format!(
                 "max_message_size must be at least {FRAGMENT_SIZE}"
             )));
@@ -410,16 +187,16 @@ impl SessionBuilder {
     }
 
     /// Connects to the matchmaker, enters the lobby and starts connecting to its members.
-    /// Blocks until the lobby is entered (at most about 10 s); peers connect afterwards and
+    /// Blocks until the lobby is entered (at most 25 s); peers connect afterwards and
     /// are announced by [`Event::PeerConnected`].
     pub fn start(self) -> Result<Session> {
         let (session, ready) = self.spawn()?;
-        match ready.recv_timeout(Duration::from_secs(25)) {
+        match ready.recv_timeout(LOBBY_ENTRY_WAIT) {
             Ok(Ok(())) => Ok(session),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(Error::Timeout {
                 what: "entering the lobby",
-                secs: 25,
+                secs: LOBBY_ENTRY_WAIT.as_secs(),
             }),
         }
     }
@@ -428,13 +205,13 @@ impl SessionBuilder {
     pub async fn start_async(self) -> Result<Session> {
         let (session, ready) = self.spawn()?;
         let waited =
-            tokio::task::spawn_blocking(move || ready.recv_timeout(Duration::from_secs(25))).await;
+            tokio::task::spawn_blocking(move || ready.recv_timeout(LOBBY_ENTRY_WAIT)).await;
         match waited {
             Ok(Ok(Ok(()))) => Ok(session),
             Ok(Ok(Err(e))) => Err(e),
             Ok(Err(_)) | Err(_) => Err(Error::Timeout {
                 what: "entering the lobby",
-                secs: 25,
+                secs: LOBBY_ENTRY_WAIT.as_secs(),
             }),
         }
     }
@@ -446,13 +223,13 @@ impl SessionBuilder {
         Ok(PendingSession {
             session: Some(session),
             ready,
-            deadline: std::time::Instant::now() + Duration::from_secs(25),
+            deadline: std::time::Instant::now() + LOBBY_ENTRY_WAIT,
         })
     }
 
     fn spawn(self) -> Result<(Session, crossbeam_channel::Receiver<Result<()>>)> {
         self.validate()?;
-        let n = self.channels.len();
+        let n = self.settings.channels.len();
         let (events_tx, events_rx) = crossbeam_channel::unbounded();
         let (inbox_tx, inbox_rx): (Vec<_>, Vec<_>) =
             (0..n).map(|_| crossbeam_channel::unbounded()).unzip();
@@ -460,7 +237,7 @@ impl SessionBuilder {
             events: events_tx,
             inbox: inbox_tx,
             inbox_bytes: (0..n).map(|_| AtomicUsize::new(0)).collect(),
-            inbox_limit: self.inbox_limit,
+            inbox_limit: self.settings.inbox_limit,
             stats: RwLock::new(HashMap::new()),
             lobby: RwLock::new(None),
             event_wake: tokio::sync::Notify::new(),
@@ -471,7 +248,9 @@ impl SessionBuilder {
         // The identity: once when the lobby is entered, again if a reconnection had to
         // rejoin as a new member.
         let (ident_tx, ident_rx) = crossbeam_channel::unbounded();
-        let config = DriverConfig::from_builder(&self);
+        let channels = self.settings.channels.clone();
+        let max_message_size = self.settings.max_message_size;
+        let settings = self.settings;
         let thread_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("squadlink-net".into())
@@ -487,7 +266,7 @@ impl SessionBuilder {
                     }
                 };
                 runtime.block_on(Driver::run(
-                    config,
+                    settings,
                     thread_shared,
                     cmd_rx,
                     ready_tx,
@@ -499,8 +278,8 @@ impl SessionBuilder {
             })
             .map_err(|e| Error::Io(format!("cannot start the network thread: {e}")))?;
         let session = Session {
-            channels: self.channels,
-            max_message_size: self.max_message_size,
+            channels,
+            max_message_size,
             cmd: cmd_tx,
             shared,
             events: events_rx,
@@ -533,7 +312,7 @@ impl PendingSession {
             }
             Err(crossbeam_channel::TryRecvError::Empty) => Err(Error::Timeout {
                 what: "entering the lobby",
-                secs: 25,
+                secs: LOBBY_ENTRY_WAIT.as_secs(),
             }),
             Err(crossbeam_channel::TryRecvError::Disconnected) => Err(Error::Closed),
         };
@@ -793,7 +572,7 @@ impl Session {
         marker: bool,
         payload: &[u8],
     ) {
-        use crate::transport::media::{Kind, MediaFrame};
+        use crate::media::{Kind, MediaFrame};
         let _ = self.cmd.send(Command::RawRtp {
             to: peer,
             kind: if video { Kind::Video } else { Kind::Audio },
@@ -820,10 +599,10 @@ impl Session {
     /// `MediaLink::send` go to every connected peer, and what peers send arrives on the
     /// returned receiver. A later call replaces the earlier link.
     #[cfg_attr(not(feature = "voice"), allow(dead_code))]
-    pub(crate) fn media_link(&self) -> crate::transport::media::MediaLink {
-        let (tx, rx) = crossbeam_channel::bounded(crate::transport::media::MEDIA_QUEUE);
+    pub(crate) fn media_link(&self) -> crate::bridge::MediaLink {
+        let (tx, rx) = crossbeam_channel::bounded(crate::media::MEDIA_QUEUE);
         let _ = self.cmd.send(Command::AttachMedia(tx));
-        crate::transport::media::MediaLink {
+        crate::bridge::MediaLink {
             cmd: self.cmd.clone(),
             incoming: rx,
         }
@@ -834,10 +613,10 @@ impl Session {
     /// requests and connects) arrives on the returned receiver. A later call replaces the
     /// earlier link.
     #[cfg_attr(not(feature = "video"), allow(dead_code))]
-    pub(crate) fn video_link(&self) -> crate::transport::media::MediaLink {
-        let (tx, rx) = crossbeam_channel::bounded(crate::transport::media::MEDIA_QUEUE);
+    pub(crate) fn video_link(&self) -> crate::bridge::MediaLink {
+        let (tx, rx) = crossbeam_channel::bounded(crate::media::MEDIA_QUEUE);
         let _ = self.cmd.send(Command::AttachVideo(tx));
-        crate::transport::media::MediaLink {
+        crate::bridge::MediaLink {
             cmd: self.cmd.clone(),
             incoming: rx,
         }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::session::PathKind;
+use crate::event::PathKind;
 
 /// What the session knows about its connection to one peer.
 #[derive(Debug, Clone, Default, PartialEq)]

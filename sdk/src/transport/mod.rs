@@ -11,8 +11,8 @@
 //! target in USERNAME (`<our ufrag>:<their ufrag>`); everything else is routed by the
 //! sender's address, learned from remote candidates and from those requests.
 
+pub(crate) mod codecs;
 pub(crate) mod gather;
-pub(crate) mod media;
 pub(crate) mod net;
 pub(crate) mod peer;
 pub(crate) mod stream;
@@ -39,15 +39,17 @@ use squadlink_protocol::{
 use tokio::net::UdpSocket;
 
 use self::gather::{GatherContext, Gathered, Gatherer};
-use self::media::{MediaFrame, MediaIn};
 use self::net::{
     CandidateType, LossStage, host_addresses, local_for, parse_candidate, stun_request_ufrag,
 };
 use self::peer::{PING_EVERY, Peer, PeerSettings, sdp_attribute};
 use self::stream::StreamEvent;
+use crate::bridge::{Command, Shared};
 use crate::channel::{self, ChannelKind};
 use crate::error::{Error, Result};
-use crate::session::{DisconnectReason, Event, IcePolicy, LobbyInfo, SessionBuilder, Shared};
+use crate::event::{DisconnectReason, Event, IcePolicy, LobbyInfo};
+use crate::media::{self, MediaFrame, MediaIn};
+use crate::settings::Settings;
 use crate::signaling::{Joined, LobbyRef, Signaling, SignalingReader, SignalingWriter};
 
 /// Member-data key carrying a member's channel list.
@@ -82,104 +84,6 @@ const MAX_DATAGRAM: usize = 2048;
 /// Whether `pem` root certificates are usable for TURN over TLS (a settings check).
 pub(crate) fn check_tls_roots(pem: &[Vec<u8>]) -> std::result::Result<(), String> {
     stream::tls_config(pem).map(|_| ())
-}
-
-/// What the game asks of the network thread.
-#[cfg_attr(not(any(feature = "voice", feature = "video")), allow(dead_code))]
-pub(crate) enum Command {
-    Send {
-        to: Option<PeerId>,
-        channel: usize,
-        payload: Bytes,
-    },
-    /// An encoded voice frame for every connected peer.
-    Media(MediaFrame),
-    /// Where incoming audio goes from now on (replaces an earlier sink).
-    AttachMedia(crossbeam_channel::Sender<MediaIn>),
-    /// The RTP packets of one video frame, for every connected peer or for one.
-    Video {
-        packets: Vec<MediaFrame>,
-        to: Option<PeerId>,
-    },
-    /// Where incoming video goes from now on (replaces an earlier sink).
-    AttachVideo(crossbeam_channel::Sender<MediaIn>),
-    /// Ask a peer for a video keyframe.
-    KeyframeRequest {
-        peer: PeerId,
-    },
-    /// Drop this fraction of datagrams from now on (testing).
-    SimulatedLoss(f64),
-    /// Tell `peer` how much of its audio we lose.
-    VoiceLoss {
-        peer: PeerId,
-        percent: u8,
-    },
-    /// Close the connection to a peer and refuse it from now on.
-    Disconnect {
-        peer: PeerId,
-    },
-    /// An RTP packet as given on the audio or video track (adversarial testing).
-    #[cfg(feature = "fuzzing")]
-    RawRtp {
-        to: PeerId,
-        kind: media::Kind,
-        payload_type: Option<u8>,
-        frame: MediaFrame,
-    },
-    /// Read nothing but ICE checks from now on, or read again (adversarial testing).
-    #[cfg(feature = "fuzzing")]
-    Deaf(bool),
-    /// Unframed bytes on data channel `index` (adversarial testing).
-    #[cfg(feature = "fuzzing")]
-    Raw {
-        to: PeerId,
-        index: usize,
-        payload: Bytes,
-    },
-    Close,
-}
-
-/// The builder's settings, as the network thread needs them.
-pub(crate) struct DriverConfig {
-    url: String,
-    token: Option<String>,
-    player_id: Option<String>,
-    lobby: LobbyRef,
-    channels: Vec<ChannelKind>,
-    bind: SocketAddr,
-    ice_policy: IcePolicy,
-    extra_ice_servers: Vec<IceServer>,
-    max_message: usize,
-    connect_timeout: Duration,
-    silence_timeout: Duration,
-    loss: f64,
-    tls_roots: Vec<Vec<u8>>,
-    reconnect_window: Duration,
-    relay_wait: Duration,
-    unreliable_lifetime: Duration,
-}
-
-impl DriverConfig {
-    pub(crate) fn from_builder(b: &SessionBuilder) -> Self {
-        Self {
-            url: b.url.clone(),
-            token: b.token.clone(),
-            player_id: b.player_id.clone(),
-            lobby: b.lobby.clone(),
-            channels: b.channels.clone(),
-            bind: b.bind,
-            ice_policy: b.ice_policy,
-            extra_ice_servers: b.extra_ice_servers.clone(),
-            max_message: b.max_message_size,
-            connect_timeout: b.connect_timeout,
-            silence_timeout: b.silence_timeout,
-            loss: b.simulated_loss,
-            tls_roots: b.tls_roots.clone(),
-            reconnect_window: b.reconnect_window,
-            relay_wait: b.relay_wait,
-            unreliable_lifetime: b.unreliable_lifetime,
-        }
-    }
 }
 
 struct Net {
@@ -283,7 +187,7 @@ struct Reconnect {
 }
 
 pub(crate) struct Driver {
-    cfg: DriverConfig,
+    cfg: Settings,
     /// The matchmaker connection; `None` while it is down.
     link: Option<Link>,
     reconnect: Option<Reconnect>,
@@ -335,7 +239,7 @@ pub(crate) struct Driver {
 impl Driver {
     /// The network thread's whole life: join, then serve until closed.
     pub(crate) async fn run(
-        cfg: DriverConfig,
+        cfg: Settings,
         shared: Arc<Shared>,
         mut commands: tokio::sync::mpsc::UnboundedReceiver<Command>,
         ready: crossbeam_channel::Sender<Result<()>>,
@@ -382,7 +286,7 @@ impl Driver {
                 socket,
                 bound,
                 hosts: host_addresses(bound),
-                loss: LossStage::new(cfg.loss),
+                loss: LossStage::new(cfg.simulated_loss),
                 relays: Vec::new(),
                 reflexive: Vec::new(),
                 gatherers: Vec::new(),
@@ -732,7 +636,7 @@ impl Driver {
         let now = Instant::now();
         let settings = PeerSettings {
             channels: &self.cfg.channels,
-            max_message: self.cfg.max_message,
+            max_message: self.cfg.max_message_size,
             relay_only: self.cfg.ice_policy == IcePolicy::RelayOnly,
             relay_wait: self.cfg.relay_wait,
             unreliable_lifetime: self.cfg.unreliable_lifetime,
@@ -743,16 +647,12 @@ impl Driver {
         };
         if offer {
             p.offerer = true;
-            let made = p.pc.create_offer(None).and_then(|o| {
-                p.pc.set_local_description(now, o.clone())?;
-                Ok(o)
-            });
-            match made {
-                Ok(o) => self.outbox.push(ClientMessage::Signal {
+            match p.offer(now) {
+                Ok(sdp) => self.outbox.push(ClientMessage::Signal {
                     to: peer,
-                    data: Signal::Offer { sdp: o.sdp },
+                    data: Signal::Offer { sdp },
                 }),
-                Err(e) => return self.fail(peer, e.to_string()),
+                Err(e) => return self.fail(peer, e),
             }
             self.register_ufrag(&mut p);
             self.add_local_candidates(&mut p);
@@ -1140,17 +1040,13 @@ impl Driver {
         };
         p.restart_at = Some(now);
         p.pc.restart_ice();
-        let made = p.pc.create_offer(None).and_then(|o| {
-            p.pc.set_local_description(now, o.clone())?;
-            Ok(o)
-        });
-        match made {
-            Ok(o) => {
+        match p.offer(now) {
+            Ok(sdp) => {
                 tracing::debug!(peer = %id, "ICE restart");
                 p.stats.ice_restarts += 1;
                 self.outbox.push(ClientMessage::Signal {
                     to: id,
-                    data: Signal::Offer { sdp: o.sdp },
+                    data: Signal::Offer { sdp },
                 });
                 self.register_ufrag(&mut p);
                 self.add_local_candidates(&mut p);
@@ -1420,16 +1316,20 @@ impl Driver {
                         if let Some(sink) = sink {
                             let _ = sink.try_send(MediaIn::Rtp {
                                 peer: id,
-                                seq: packet.header.sequence_number,
-                                timestamp: packet.header.timestamp,
-                                marker: packet.header.marker,
-                                payload: packet.payload,
+                                frame: MediaFrame {
+                                    seq: packet.header.sequence_number,
+                                    timestamp: packet.header.timestamp,
+                                    marker: packet.header.marker,
+                                    payload: packet.payload,
+                                },
                                 arrival: Instant::now(),
                             });
                         }
                     }
                     RTCMessage::RtcpPacket(_track, packets) => {
-                        if packets.iter().any(|p| media::asks_for_keyframe(p.as_ref()))
+                        if packets
+                            .iter()
+                            .any(|p| codecs::asks_for_keyframe(p.as_ref()))
                             && let Some(video) = &self.video
                         {
                             let _ = video.try_send(MediaIn::KeyframeRequest { peer: id });

@@ -4,6 +4,8 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+use crate::stun;
+
 /// Socket buffers we ask the kernel for. Bursts (a reliable transfer, a full lobby's
 /// snapshots) overflow the default ~208 KiB receive buffer on loopback and fast links, and
 /// every overflow is a loss SCTP must recover from. The kernel caps these at
@@ -77,29 +79,13 @@ pub(crate) fn relay_in_disguise(
 /// before the colon (RFC 8445 §7.2.2: `<receiver ufrag>:<sender ufrag>`). `None` for
 /// anything that is not a well-formed Binding request with a USERNAME.
 pub(crate) fn stun_request_ufrag(buf: &[u8]) -> Option<&str> {
-    const BINDING_REQUEST: [u8; 2] = [0x00, 0x01];
-    const MAGIC: [u8; 4] = [0x21, 0x12, 0xA4, 0x42];
     const USERNAME: u16 = 0x0006;
-    if buf.get(0..2)? != BINDING_REQUEST || buf.get(4..8)? != MAGIC {
+    let message = stun::Message::parse(buf)?;
+    if message.kind != stun::BINDING_REQUEST {
         return None;
     }
-    let len = usize::from(u16::from_be_bytes([*buf.get(2)?, *buf.get(3)?]));
-    let attrs = buf.get(20..20 + len)?;
-    let mut at = 0usize;
-    while at + 4 <= attrs.len() {
-        let kind = u16::from_be_bytes([*attrs.get(at)?, *attrs.get(at + 1)?]);
-        let alen = usize::from(u16::from_be_bytes([
-            *attrs.get(at + 2)?,
-            *attrs.get(at + 3)?,
-        ]));
-        let value = attrs.get(at + 4..at + 4 + alen)?;
-        if kind == USERNAME {
-            let text = std::str::from_utf8(value).ok()?;
-            return text.split(':').next();
-        }
-        at += 4 + alen.div_ceil(4) * 4;
-    }
-    None
+    let (_, value) = message.attributes().find(|(kind, _)| *kind == USERNAME)?;
+    std::str::from_utf8(value).ok()?.split(':').next()
 }
 
 /// The address and type of a candidate line (`candidate:F C udp P IP PORT typ TYPE …`).
@@ -187,13 +173,6 @@ impl LossStage {
         self.state ^= self.state << 17;
         self.state < self.threshold
     }
-}
-
-/// A random 32-bit number (SSRCs).
-pub(crate) fn random_u32() -> u32 {
-    let mut bytes = [0u8; 4];
-    let _ = getrandom::fill(&mut bytes);
-    u32::from_ne_bytes(bytes)
 }
 
 #[cfg(test)]

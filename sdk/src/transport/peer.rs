@@ -12,10 +12,11 @@ use rtc::peer_connection::transport::{RTCDtlsRole, RTCIceCandidateInit};
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use squadlink_protocol::PeerId;
 
-use super::media::{self, MediaFrame};
+use super::codecs;
 use super::net::CandidateType;
 use crate::channel::{ChannelKind, Reassembler, SequenceFilter};
-use crate::session::PathKind;
+use crate::event::PathKind;
+use crate::media::{Kind, MediaFrame};
 use crate::stats::PeerStats;
 
 /// Ping period on the control channel.
@@ -159,16 +160,16 @@ impl Peer {
         let mut pc = RTCPeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().build())
             .with_setting_engine(setting_engine)
-            .with_media_engine(media::media_engine()?)
-            .with_interceptor_registry(media::interceptors())
+            .with_media_engine(codecs::media_engine()?)
+            .with_interceptor_registry(codecs::interceptors())
             .build(now)?;
         // Every connection carries an audio and a video track from the start, so voice and
         // video never need a renegotiation; each costs an m-line in the SDP and nothing on
         // the wire until used.
-        let audio_ssrc = super::net::random_u32();
-        let audio_sender = Some(pc.add_track(media::track(media::Kind::Audio, audio_ssrc))?);
-        let video_ssrc = super::net::random_u32();
-        let video_sender = Some(pc.add_track(media::track(media::Kind::Video, video_ssrc))?);
+        let audio_ssrc = crate::media::random_u32();
+        let audio_sender = Some(pc.add_track(codecs::track(Kind::Audio, audio_ssrc))?);
+        let video_ssrc = crate::media::random_u32();
+        let video_sender = Some(pc.add_track(codecs::track(Kind::Video, video_ssrc))?);
         let n = settings.channels.len();
         let mut dcs = Vec::with_capacity(n + 1);
         let control = ChannelKind::Unreliable;
@@ -266,6 +267,17 @@ impl Peer {
         self.stats.pongs_received = 0;
     }
 
+    /// Creates an offer (the first, or an ICE restart's after `restart_ice`) and makes it
+    /// our local description; its SDP, to send to the peer.
+    pub(crate) fn offer(&mut self, now: Instant) -> Result<String, String> {
+        let offer = self.pc.create_offer(None).map_err(|e| e.to_string())?;
+        let sdp = offer.sdp.clone();
+        self.pc
+            .set_local_description(now, offer)
+            .map_err(|e| e.to_string())?;
+        Ok(sdp)
+    }
+
     /// Sends a ping on the control channel (4 a second once connected; while connecting,
     /// it tells the peer our channels are open).
     pub(crate) fn ping(&mut self, now: Instant, epoch: Instant) {
@@ -332,7 +344,7 @@ impl Peer {
     }
 
     /// Sends one RTP payload on our track of `kind` (once connected).
-    pub(crate) fn send_rtp(&mut self, kind: media::Kind, frame: &MediaFrame, now: Instant) {
+    pub(crate) fn send_rtp(&mut self, kind: Kind, frame: &MediaFrame, now: Instant) {
         self.send_rtp_as(kind, frame, None, now);
     }
 
@@ -340,14 +352,14 @@ impl Peer {
     /// the track's own (`None`).
     pub(crate) fn send_rtp_as(
         &mut self,
-        kind: media::Kind,
+        kind: Kind,
         frame: &MediaFrame,
         payload_type: Option<u8>,
         now: Instant,
     ) {
         let (sender_id, ssrc) = match kind {
-            media::Kind::Audio => (self.audio_sender, self.audio_ssrc),
-            media::Kind::Video => (self.video_sender, self.video_ssrc),
+            Kind::Audio => (self.audio_sender, self.audio_ssrc),
+            Kind::Video => (self.video_sender, self.video_ssrc),
         };
         let Some(sender_id) = sender_id else {
             return;
@@ -378,8 +390,8 @@ impl Peer {
         };
         match sender.write_rtp(now, packet) {
             Ok(()) => match kind {
-                media::Kind::Audio => self.stats.voice_packets_sent += 1,
-                media::Kind::Video => self.stats.video_packets_sent += 1,
+                Kind::Audio => self.stats.voice_packets_sent += 1,
+                Kind::Video => self.stats.video_packets_sent += 1,
             },
             Err(e) => tracing::trace!(%e, peer = %self.id, ?kind, "RTP packet not sent"),
         }

@@ -20,7 +20,7 @@ use nokhwa::utils::{
     Resolution,
 };
 
-use super::VideoError;
+use super::error::VideoError;
 use super::frame::I420Frame;
 use super::source::VideoSource;
 use crate::join::{STOP_WAIT, join_within};

@@ -2,7 +2,7 @@
 //! between them and the formats cameras deliver (YUYV, NV12, RGB). Colours are BT.601 with
 //! limited range (16–235), which is what webcams and VP8 use.
 
-use super::VideoError;
+use super::error::VideoError;
 
 /// A picture in I420: a full-size luma plane, then quarter-size U and V planes, with no
 /// padding. Width and height are even.

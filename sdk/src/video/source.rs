@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::VideoError;
+use super::error::VideoError;
 use super::frame::{I420Frame, check_size};
 
 /// A source of pictures, paced by itself (a camera delivers at its rate; a synthetic or file

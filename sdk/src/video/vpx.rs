@@ -1,5 +1,6 @@
-//! VP8 through libvpx (Debian's libvpx-dev, bound by env-libvpx-sys). This file is the only
-//! unsafe code in the crate: each block is one libvpx call on a context this file owns.
+//! VP8 through libvpx (Debian's libvpx-dev, bound by env-libvpx-sys). Every libvpx call is
+//! in this file, each block one call on a context this file owns. (The crate's other unsafe
+//! code: the libopus calls in `voice/opus.rs` and glibc's `malloc_trim` in `memory.rs`.)
 #![allow(unsafe_code)]
 
 use std::ffi::CStr;
@@ -7,7 +8,7 @@ use std::os::raw::{c_int, c_long, c_uint, c_ulong};
 
 use vpx_sys as ffi;
 
-use super::VideoError;
+use super::error::VideoError;
 use super::frame::{I420Frame, check_size};
 
 /// Encoder settings.

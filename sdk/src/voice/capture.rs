@@ -3,7 +3,7 @@
 
 use nnnoiseless::DenoiseState;
 
-use super::FRAME;
+use super::format::{FRAME, SAMPLE_RATE};
 
 /// How the microphone is opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -151,7 +151,7 @@ pub(crate) fn rms_dbfs(frame: &[f32]) -> f32 {
 
 /// Frames of hangover for a duration.
 pub(crate) fn frames_for(duration: std::time::Duration) -> u32 {
-    let frame_ms = (FRAME as u64 * 1000) / u64::from(super::SAMPLE_RATE);
+    let frame_ms = (FRAME as u64 * 1000) / u64::from(SAMPLE_RATE);
     u32::try_from(duration.as_millis() as u64 / frame_ms.max(1)).unwrap_or(u32::MAX)
 }
 

@@ -14,32 +14,15 @@ use std::time::{Duration, Instant};
 
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 
+use super::error::{Direction, VoiceError};
+use super::format::{SAMPLE_RATE, samples_duration};
 use super::io::{AudioSink, AudioSource, BLOCK, RenderFn};
-use super::{SAMPLE_RATE, VoiceError, samples_duration};
 use crate::join::{STOP_WAIT, join_within};
 
 /// The device period we ask for (5 ms): small, so little audio waits in device buffers.
 const PERIOD_FRAMES: u32 = 240;
 /// Ring capacity: 200 ms.
 const RING: usize = 9600 * 2;
-
-/// Which way a device goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    /// A microphone.
-    Input,
-    /// Speakers or headphones.
-    Output,
-}
-
-impl std::fmt::Display for Direction {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Input => "input",
-            Self::Output => "output",
-        })
-    }
-}
 
 /// Counters shared with a device callback.
 #[derive(Debug, Default)]

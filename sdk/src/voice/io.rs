@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::{SAMPLE_RATE, VoiceError};
+use super::error::VoiceError;
+use super::format::SAMPLE_RATE;
 
 /// Stereo frames a paced sink asks for at a time (5 ms).
 pub const BLOCK: usize = 240;

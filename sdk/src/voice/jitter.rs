@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::{FRAME, SAMPLE_RATE, samples_duration};
+use super::format::{FRAME, SAMPLE_RATE, samples_duration};
 
 /// Frames of concealment played after the last packet before the buffer goes idle.
 const CONCEAL_TAIL: u32 = 3;

@@ -30,7 +30,11 @@
 //! locks or blocks); a companion thread does the housekeeping off the audio path.
 
 mod capture;
+mod controls;
 mod device;
+mod error;
+mod events;
+mod format;
 pub(crate) mod io;
 pub(crate) mod jitter;
 mod mixer;
@@ -38,19 +42,21 @@ pub(crate) mod opus;
 mod resample;
 mod reuse;
 mod rx;
+mod tx;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use squadlink_protocol::PeerId;
 
 pub use capture::VoiceMode;
-pub use device::{DeviceCounters, DeviceSink, DeviceSource, Direction, device_names};
+pub use device::{DeviceCounters, DeviceSink, DeviceSource, device_names};
+pub use error::{Direction, VoiceError};
+pub use events::{TransmitStats, VoiceEvent, VoiceStats};
+pub use format::{FRAME, SAMPLE_RATE};
 pub use io::{
     AudioSink, AudioSource, BLOCK, NullSink, RenderFn, SyntheticSource, WavSink, WavSource,
     read_wav_mono_48k,
@@ -59,79 +65,12 @@ pub use jitter::JitterConfig;
 pub use mixer::{Falloff, Listener};
 pub use opus::{FEC_BITRATE, VoiceBandwidth, VoiceDecoder, VoiceEncoder};
 
+use controls::Controls;
+use tx::{FrameOut, Transmitter};
+
 use crate::Session;
+use crate::bridge::MediaLink;
 use crate::join::{STOP_WAIT, join_within};
-use crate::transport::media::{MediaFrame, MediaLink};
-
-/// Voice's sample rate.
-pub const SAMPLE_RATE: u32 = 48_000;
-/// Samples in one 20 ms frame.
-pub const FRAME: usize = 960;
-
-/// How long `samples` last at [`SAMPLE_RATE`].
-pub(crate) fn samples_duration(samples: usize) -> Duration {
-    Duration::from_secs_f64(samples as f64 / f64::from(SAMPLE_RATE))
-}
-
-/// What went wrong with voice.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum VoiceError {
-    /// A sound device is missing or failed.
-    #[error("audio {direction} device: {reason}")]
-    Device {
-        /// Microphone or speakers.
-        direction: Direction,
-        /// What happened and what to do.
-        reason: String,
-    },
-    /// A WAV file could not be read or written.
-    #[error("WAV file {path}: {reason}")]
-    Wav {
-        /// The file.
-        path: PathBuf,
-        /// What went wrong.
-        reason: String,
-    },
-    /// The Opus codec failed.
-    #[error("Opus: {0}")]
-    Codec(String),
-    /// Voice could not start its threads.
-    #[error("voice could not start: {0}")]
-    Start(String),
-}
-
-/// Something that happened in voice chat.
-#[derive(Debug, Clone, PartialEq)]
-pub enum VoiceEvent {
-    /// A peer's voice started playing.
-    SpeakingStarted {
-        /// Who.
-        peer: PeerId,
-    },
-    /// A peer's voice stopped (silence, mute or departure).
-    SpeakingStopped {
-        /// Who.
-        peer: PeerId,
-    },
-    /// We started sending our voice (the gate opened).
-    TransmitStarted,
-    /// We stopped sending our voice.
-    TransmitStopped,
-    /// A device started.
-    DeviceStarted {
-        /// Microphone or speakers.
-        direction: Direction,
-        /// Its name.
-        name: String,
-    },
-    /// A device is missing or failed; voice goes on without it.
-    DeviceUnavailable {
-        /// Microphone or speakers.
-        direction: Direction,
-        /// What happened and what to do.
-        reason: String,
-    },
-}
 
 /// Where the microphone audio comes from.
 pub enum AudioInput {
@@ -241,150 +180,6 @@ impl VoiceConfig {
     }
 }
 
-/// One peer's voice statistics.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct VoiceStats {
-    /// Their voice is playing.
-    pub speaking: bool,
-    /// Time packets wait in the jitter buffer, from arrival to decoding (smoothed).
-    pub jitter_buffer_delay: Duration,
-    /// How late a packet could come and still play, as chosen at the start of the last
-    /// talk spurt (the wait is this rounded up to the next render block).
-    pub target_delay: Duration,
-    /// Interarrival jitter (RFC 3550).
-    pub jitter: Duration,
-    /// RTP packets received.
-    pub packets_received: u64,
-    /// Frames decoded from their own packet.
-    pub decoded: u64,
-    /// Packets that came too late to play.
-    pub late: u64,
-    /// Frames missing at playout time.
-    pub lost: u64,
-    /// Missing frames rebuilt from the next packet's FEC data.
-    pub fec_recovered: u64,
-    /// Frames concealed (PLC), including talk-spurt tails.
-    pub concealed: u64,
-    /// Frames dropped to bring the delay back down.
-    pub dropped_for_delay: u64,
-    /// Loss measured over recent seconds, percent.
-    pub loss_percent: f64,
-    /// Received Opus bitrate, kbit/s (payload).
-    pub kbps: f64,
-}
-
-/// Our own sending statistics.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct TransmitStats {
-    /// Frames captured.
-    pub frames_captured: u64,
-    /// Packets sent.
-    pub packets_sent: u64,
-    /// Opus payload bytes sent.
-    pub bytes_sent: u64,
-    /// The loss FEC is tuned for (the worst any receiver reports), percent.
-    pub fec_loss_percent: u8,
-}
-
-/// Per-peer controls.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct PeerControl {
-    pub(crate) volume: f32,
-    pub(crate) muted: bool,
-    pub(crate) position: Option<[f32; 3]>,
-}
-
-impl Default for PeerControl {
-    fn default() -> Self {
-        Self {
-            volume: 1.0,
-            muted: false,
-            position: None,
-        }
-    }
-}
-
-/// State shared by the handle and the voice threads (never touched by device callbacks).
-pub(crate) struct Controls {
-    mode: AtomicU8,
-    push_to_talk: AtomicBool,
-    self_muted: AtomicBool,
-    transmitting: AtomicBool,
-    pub(crate) reported_loss: AtomicU8,
-    frames_captured: AtomicU64,
-    packets_sent: AtomicU64,
-    bytes_sent: AtomicU64,
-    peers: Mutex<HashMap<PeerId, PeerControl>>,
-    space: Mutex<(Listener, Falloff)>,
-    /// Bumped whenever `peers` or `space` change, so the mixer copies them only then.
-    pub(crate) generation: AtomicU64,
-    pub(crate) stats: Mutex<HashMap<PeerId, VoiceStats>>,
-}
-
-fn mode_code(mode: VoiceMode) -> u8 {
-    match mode {
-        VoiceMode::PushToTalk => 0,
-        VoiceMode::VoiceActivity => 1,
-        VoiceMode::OpenMic => 2,
-    }
-}
-
-fn mode_from(code: u8) -> VoiceMode {
-    match code {
-        0 => VoiceMode::PushToTalk,
-        2 => VoiceMode::OpenMic,
-        _ => VoiceMode::VoiceActivity,
-    }
-}
-
-impl Controls {
-    fn new(mode: VoiceMode) -> Self {
-        Self {
-            mode: AtomicU8::new(mode_code(mode)),
-            push_to_talk: AtomicBool::new(false),
-            self_muted: AtomicBool::new(false),
-            transmitting: AtomicBool::new(false),
-            reported_loss: AtomicU8::new(0),
-            frames_captured: AtomicU64::new(0),
-            packets_sent: AtomicU64::new(0),
-            bytes_sent: AtomicU64::new(0),
-            peers: Mutex::new(HashMap::new()),
-            space: Mutex::new((Listener::default(), Falloff::default())),
-            generation: AtomicU64::new(0),
-            stats: Mutex::new(HashMap::new()),
-        }
-    }
-
-    pub(crate) fn snapshot(&self) -> (HashMap<PeerId, PeerControl>, Listener, Falloff) {
-        let peers = self.peers.lock().map(|p| p.clone()).unwrap_or_default();
-        let (listener, falloff) = self
-            .space
-            .lock()
-            .map(|s| *s)
-            .unwrap_or((Listener::default(), Falloff::default()));
-        (peers, listener, falloff)
-    }
-
-    fn gate_input(&self) -> capture::GateInput {
-        capture::GateInput {
-            mode: mode_from(self.mode.load(Ordering::Relaxed)),
-            push_to_talk: self.push_to_talk.load(Ordering::Relaxed),
-            self_muted: self.self_muted.load(Ordering::Relaxed),
-        }
-    }
-
-    fn update_peer(&self, peer: PeerId, f: impl FnOnce(&mut PeerControl)) {
-        if let Ok(mut peers) = self.peers.lock() {
-            let control = peers.entry(peer).or_default();
-            let before = *control;
-            f(control);
-            if *control != before {
-                self.generation.fetch_add(1, Ordering::Release);
-            }
-        }
-    }
-}
-
 /// Voice chat for one session: capture and send, receive and play.
 ///
 /// Dropping it stops voice (the session goes on).
@@ -422,11 +217,11 @@ impl Voice {
     /// the ids [`Voice::loopback_peer`]`(0..listeners)`. A microphone test for players ("hear
     /// yourself"), and how the benchmark measures latency and CPU without a network.
     pub fn loopback(config: VoiceConfig, listeners: usize) -> Result<Voice, VoiceError> {
-        let (tx, rx) = crossbeam_channel::bounded(crate::transport::media::MEDIA_QUEUE);
+        let (tx, rx) = crossbeam_channel::bounded(crate::media::MEDIA_QUEUE);
         let peers: Vec<PeerId> = (0..listeners).map(Self::loopback_peer).collect();
         // As the session does when a peer connects: its state is made before its voice comes.
         for peer in &peers {
-            let _ = tx.try_send(crate::transport::media::MediaIn::PeerConnected { peer: *peer });
+            let _ = tx.try_send(crate::media::MediaIn::PeerConnected { peer: *peer });
         }
         Self::start_with(FrameOut::Loopback { tx, peers }, rx, None, config)
     }
@@ -438,7 +233,7 @@ impl Voice {
 
     fn start_with(
         out: FrameOut,
-        incoming: crossbeam_channel::Receiver<crate::transport::media::MediaIn>,
+        incoming: crossbeam_channel::Receiver<crate::media::MediaIn>,
         link: Option<MediaLink>,
         config: VoiceConfig,
     ) -> Result<Voice, VoiceError> {
@@ -545,32 +340,32 @@ impl Voice {
 
     /// Changes the mode.
     pub fn set_mode(&self, mode: VoiceMode) {
-        self.controls.mode.store(mode_code(mode), Ordering::Relaxed);
+        self.controls.set_mode(mode);
     }
 
     /// The mode.
     pub fn mode(&self) -> VoiceMode {
-        mode_from(self.controls.mode.load(Ordering::Relaxed))
+        self.controls.mode()
     }
 
     /// Whether the push-to-talk key is held (in [`VoiceMode::PushToTalk`]).
     pub fn set_push_to_talk(&self, held: bool) {
-        self.controls.push_to_talk.store(held, Ordering::Relaxed);
+        self.controls.set_push_to_talk(held);
     }
 
     /// Mutes or unmutes our microphone: nothing is sent while muted.
     pub fn set_self_muted(&self, muted: bool) {
-        self.controls.self_muted.store(muted, Ordering::Relaxed);
+        self.controls.set_self_muted(muted);
     }
 
     /// Whether our microphone is muted.
     pub fn self_muted(&self) -> bool {
-        self.controls.self_muted.load(Ordering::Relaxed)
+        self.controls.self_muted()
     }
 
     /// Whether our voice is being sent right now.
     pub fn transmitting(&self) -> bool {
-        self.controls.transmitting.load(Ordering::Relaxed)
+        self.controls.transmitting()
     }
 
     /// A peer's volume: 0.0 to 2.0 (200 %), default 1.0.
@@ -595,27 +390,17 @@ impl Voice {
 
     /// Where we listen from, and how voices fade with distance.
     pub fn set_listener(&self, listener: Listener, falloff: Falloff) {
-        if let Ok(mut space) = self.controls.space.lock()
-            && *space != (listener, falloff)
-        {
-            *space = (listener, falloff);
-            self.controls.generation.fetch_add(1, Ordering::Release);
-        }
+        self.controls.set_space(listener, falloff);
     }
 
     /// A peer's voice statistics (refreshed 4 times a second while they are heard).
     pub fn stats(&self, peer: PeerId) -> Option<VoiceStats> {
-        self.controls.stats.lock().ok()?.get(&peer).cloned()
+        self.controls.peer_stats(peer)
     }
 
     /// Our sending statistics.
     pub fn transmit_stats(&self) -> TransmitStats {
-        TransmitStats {
-            frames_captured: self.controls.frames_captured.load(Ordering::Relaxed),
-            packets_sent: self.controls.packets_sent.load(Ordering::Relaxed),
-            bytes_sent: self.controls.bytes_sent.load(Ordering::Relaxed),
-            fec_loss_percent: self.controls.reported_loss.load(Ordering::Relaxed),
-        }
+        self.controls.transmit_stats()
     }
 
     /// With [`AudioInput::Manual`]: pushes mono 48 kHz samples; returns how many fitted
@@ -795,186 +580,5 @@ fn keep_device(
             failed = true;
         }
         companion.tick();
-    }
-}
-
-/// Where encoded frames go.
-enum FrameOut {
-    /// To every connected peer of the session.
-    Session(MediaLink),
-    /// Straight back to our own receiver, as these peers.
-    Loopback {
-        tx: crossbeam_channel::Sender<crate::transport::media::MediaIn>,
-        peers: Vec<PeerId>,
-    },
-}
-
-impl FrameOut {
-    fn send(&self, frame: MediaFrame) {
-        match self {
-            Self::Session(link) => {
-                link.send(frame);
-            }
-            Self::Loopback { tx, peers } => {
-                let arrival = Instant::now();
-                for peer in peers {
-                    let _ = tx.try_send(crate::transport::media::MediaIn::Rtp {
-                        peer: *peer,
-                        seq: frame.seq,
-                        timestamp: frame.timestamp,
-                        marker: frame.marker,
-                        payload: frame.payload.clone(),
-                        arrival,
-                    });
-                }
-            }
-        }
-    }
-}
-
-/// Frames sent ahead of the one that opened the voice-activity gate (20 ms): word onsets
-/// the detector needed a moment to notice. The receiver sheds the extra delay in the next
-/// pause.
-const PRE_ROLL: usize = 1;
-
-/// The sending thread's state.
-struct Transmitter {
-    source: Box<dyn AudioSource>,
-    processor: capture::Processor,
-    gate: capture::Gate,
-    encoder: VoiceEncoder,
-    out: FrameOut,
-    controls: Arc<Controls>,
-    events: crossbeam_channel::Sender<VoiceEvent>,
-    stop: Arc<AtomicBool>,
-}
-
-impl Transmitter {
-    fn run(mut self) {
-        let mut frame = vec![0.0f32; FRAME];
-        let mut timestamp = crate::transport::net::random_u32();
-        let mut seq = u16::try_from(crate::transport::net::random_u32() >> 16).unwrap_or(0);
-        let mut sending = false;
-        let mut open = false;
-        // Noise suppression and the encoder are paused while the gate is shut.
-        let mut resting = false;
-        let mut previous: std::collections::VecDeque<(u32, Bytes)> =
-            std::collections::VecDeque::with_capacity(PRE_ROLL + 1);
-        while !self.stop.load(Ordering::Relaxed) {
-            match self.source.read(&mut frame, Duration::from_millis(100)) {
-                Ok(true) => {}
-                Ok(false) => continue,
-                Err(e) => {
-                    tracing::warn!(%e, "microphone lost: voice runs listen-only");
-                    let _ = self.events.try_send(VoiceEvent::DeviceUnavailable {
-                        direction: Direction::Input,
-                        reason: e.to_string(),
-                    });
-                    break;
-                }
-            }
-            self.controls
-                .frames_captured
-                .fetch_add(1, Ordering::Relaxed);
-            let input = self.controls.gate_input();
-            if self.gate.shut(input) {
-                // Nothing can be sent (muted, or push-to-talk released and its hangover over):
-                // skip noise suppression and encoding, most of the sending cost, and start
-                // both afresh when the gate can open again (no stale audio in their delay
-                // lines then).
-                self.gate.decide(input, 0.0);
-                if open {
-                    open = false;
-                    self.controls.transmitting.store(false, Ordering::Relaxed);
-                    let _ = self.events.try_send(VoiceEvent::TransmitStopped);
-                }
-                resting = true;
-                previous.clear();
-                sending = false;
-                timestamp = timestamp.wrapping_add(FRAME as u32);
-                continue;
-            }
-            if resting {
-                resting = false;
-                self.processor.reset();
-                if let Err(e) = self.encoder.reset() {
-                    tracing::debug!(%e, "encoder reset refused");
-                }
-            }
-            let probability = self.processor.process(&mut frame);
-            let now_open = self.gate.decide(input, probability);
-            if now_open != open {
-                open = now_open;
-                self.controls.transmitting.store(open, Ordering::Relaxed);
-                let _ = self.events.try_send(if open {
-                    VoiceEvent::TransmitStarted
-                } else {
-                    VoiceEvent::TransmitStopped
-                });
-            }
-            let loss = self.controls.reported_loss.load(Ordering::Relaxed);
-            if let Err(e) = self.encoder.set_expected_loss(loss) {
-                tracing::debug!(%e, "FEC setting refused");
-            }
-            // Every frame is encoded, sent or not: the encoder's state stays continuous, so
-            // the first frame after the gate opens is clean, and the frame before it can go
-            // out as a pre-roll (word onsets the voice detector needed a frame to notice).
-            let encoded = self.encoder.encode(&frame).map(Bytes::copy_from_slice);
-            let packet = match encoded {
-                // In DTX (silence) nothing is sent, not even comfort-noise updates: a silent
-                // open mic costs nothing, and receivers play silence.
-                Ok(p) if p.len() > 2 && !self.encoder.in_dtx() => Some(p),
-                Ok(_) => None,
-                Err(e) => {
-                    tracing::debug!(%e, "frame not encoded");
-                    None
-                }
-            };
-            match (open, packet) {
-                (true, Some(payload)) => {
-                    let mut marker = !sending;
-                    if !sending {
-                        for (ts, pre) in previous.drain(..) {
-                            self.send(&mut seq, ts, marker, pre);
-                            marker = false;
-                        }
-                    }
-                    self.send(&mut seq, timestamp, marker, payload);
-                    sending = true;
-                }
-                (false, Some(payload)) => {
-                    // Keep the last PRE_ROLL frames, consecutive ones only.
-                    let expected = previous.back().map(|(ts, _)| ts.wrapping_add(FRAME as u32));
-                    if expected.is_some_and(|e| e != timestamp) {
-                        previous.clear();
-                    }
-                    previous.push_back((timestamp, payload));
-                    while previous.len() > PRE_ROLL {
-                        previous.pop_front();
-                    }
-                    sending = false;
-                }
-                (_, None) => {
-                    previous.clear();
-                    sending = false;
-                }
-            }
-            timestamp = timestamp.wrapping_add(FRAME as u32);
-        }
-        self.controls.transmitting.store(false, Ordering::Relaxed);
-    }
-
-    fn send(&self, seq: &mut u16, timestamp: u32, marker: bool, payload: Bytes) {
-        self.controls.packets_sent.fetch_add(1, Ordering::Relaxed);
-        self.controls
-            .bytes_sent
-            .fetch_add(payload.len() as u64, Ordering::Relaxed);
-        self.out.send(MediaFrame {
-            seq: *seq,
-            timestamp,
-            marker,
-            payload,
-        });
-        *seq = seq.wrapping_add(1);
     }
 }

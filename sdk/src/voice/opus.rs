@@ -14,7 +14,8 @@ use std::ptr::NonNull;
 
 use opusic_sys as sys;
 
-use super::{FRAME, SAMPLE_RATE, VoiceError};
+use super::error::VoiceError;
+use super::format::{FRAME, SAMPLE_RATE};
 
 /// The largest Opus packet (RFC 6716).
 const MAX_PACKET: usize = 1275;

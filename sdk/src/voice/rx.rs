@@ -17,12 +17,16 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use squadlink_protocol::PeerId;
 
+use super::controls::{Controls, PeerControl};
+use super::error::VoiceError;
+use super::events::{VoiceEvent, VoiceStats};
+use super::format::{FRAME, SAMPLE_RATE};
 use super::jitter::{Adapt, JitterBuffer, JitterConfig, Next};
 use super::mixer::{Falloff, Listener, limit, mix_into, spatial_gains};
 use super::opus::{VoiceDecoder, codes_above_wideband};
 use super::resample::Upsampler;
-use super::{Controls, FRAME, PeerControl, SAMPLE_RATE, VoiceEvent, VoiceStats};
-use crate::transport::media::{MediaIn, MediaLink};
+use crate::bridge::MediaLink;
+use crate::media::MediaIn;
 
 /// How long after its last packet a peer still counts as speaking.
 const SPEAKING_HOLD: Duration = Duration::from_millis(250);
@@ -222,7 +226,7 @@ pub(crate) struct PeerVoice {
 }
 
 impl PeerVoice {
-    fn new(config: JitterConfig) -> Result<Self, super::VoiceError> {
+    fn new(config: JitterConfig) -> Result<Self, VoiceError> {
         Ok(Self {
             jb: JitterBuffer::new(config),
             decoder16: VoiceDecoder::with_rate(WIDEBAND_RATE)?,
@@ -469,17 +473,14 @@ impl Receiver {
             match item {
                 MediaIn::Rtp {
                     peer,
-                    seq,
-                    timestamp,
-                    marker,
-                    payload,
+                    frame,
                     arrival,
                 } => {
                     let packet = Packet {
-                        seq,
-                        timestamp,
-                        marker,
-                        payload,
+                        seq: frame.seq,
+                        timestamp: frame.timestamp,
+                        marker: frame.marker,
+                        payload: frame.payload,
                         arrival,
                     };
                     match self.peers.get_mut(&peer) {
@@ -733,7 +734,7 @@ impl Companion {
 
     /// Does what the renderer handed over, and prepares what it will need.
     pub(crate) fn tick(&mut self) {
-        let generation = self.controls.generation.load(Ordering::Acquire);
+        let generation = self.controls.generation();
         if self.controls_seen != Some(generation) {
             let (peers, listener, falloff) = self.controls.snapshot();
             let view = Box::new(ControlsView {
@@ -764,9 +765,7 @@ impl Companion {
                     self.installed.remove(&peer);
                     self.reported.remove(&peer);
                     self.publish_reported_loss();
-                    if let Ok(mut stats) = self.controls.stats.lock() {
-                        stats.remove(&peer);
-                    }
+                    self.controls.forget_peer_stats(peer);
                 }
                 Handoff::LossReport(peer, percent) => {
                     self.reported.insert(peer, percent);
@@ -778,10 +777,8 @@ impl Companion {
                     }
                 }
                 Handoff::Stats(peer, stats) => {
-                    if self.installed.contains(&peer)
-                        && let Ok(mut map) = self.controls.stats.lock()
-                    {
-                        map.insert(peer, stats);
+                    if self.installed.contains(&peer) {
+                        self.controls.set_peer_stats(peer, stats);
                     }
                 }
             }
@@ -826,13 +823,14 @@ impl Companion {
 
     fn publish_reported_loss(&self) {
         let max = self.reported.values().copied().max().unwrap_or(0);
-        self.controls.reported_loss.store(max, Ordering::Relaxed);
+        self.controls.set_reported_loss(max);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::MediaFrame;
 
     #[test]
     fn sample_queue_is_first_in_first_out() {
@@ -864,7 +862,7 @@ mod tests {
         use crate::voice::opus::{VoiceBandwidth, VoiceEncoder};
         let (tx, rx) = crossbeam_channel::bounded(1024);
         let (events, _events) = crossbeam_channel::bounded(64);
-        let controls = Arc::new(Controls::new(super::super::VoiceMode::OpenMic));
+        let controls = Arc::new(Controls::new(crate::voice::VoiceMode::OpenMic));
         let (mut receiver, mut companion) =
             receiver(rx, None, controls, events, JitterConfig::default());
         // Peer 1 talks wideband at 1 kHz, peer 2 fullband at 3 kHz and 12 kHz.
@@ -896,10 +894,12 @@ mod tests {
                     let payload = bytes::Bytes::copy_from_slice(encoder.encode(&frame).unwrap());
                     tx.send(MediaIn::Rtp {
                         peer: *peer,
-                        seq: i as u16,
-                        timestamp: (i * FRAME) as u32,
-                        marker: i == 0,
-                        payload,
+                        frame: MediaFrame {
+                            seq: i as u16,
+                            timestamp: (i * FRAME) as u32,
+                            marker: i == 0,
+                            payload,
+                        },
                         arrival: now,
                     })
                     .unwrap();
@@ -985,7 +985,7 @@ mod tests {
         use crate::voice::opus::{VoiceBandwidth, VoiceEncoder};
         let (tx, rx) = crossbeam_channel::bounded(4096);
         let (events, events_rx) = crossbeam_channel::bounded(1024);
-        let controls = Arc::new(Controls::new(super::super::VoiceMode::OpenMic));
+        let controls = Arc::new(Controls::new(crate::voice::VoiceMode::OpenMic));
         let (mut receiver, mut companion) = receiver(
             rx,
             None,
@@ -1048,10 +1048,12 @@ mod tests {
                     for _ in 0..copies {
                         tx.send(MediaIn::Rtp {
                             peer: *peer,
-                            seq: i as u16,
-                            timestamp: (i * FRAME) as u32,
-                            marker: i == 0,
-                            payload: payload.clone(),
+                            frame: MediaFrame {
+                                seq: i as u16,
+                                timestamp: (i * FRAME) as u32,
+                                marker: i == 0,
+                                payload: payload.clone(),
+                            },
                             arrival,
                         })
                         .unwrap();
@@ -1100,11 +1102,10 @@ mod tests {
             .count();
         assert!(started >= 8, "{seen:?}");
         assert!(!receiver.peers.contains_key(&PeerId(8)));
-        let stats = controls.stats.lock().unwrap().clone();
         // Peer 1 sent 300 frames, 3 % of them lost.
-        let one = stats.get(&PeerId(1)).cloned().unwrap_or_default();
+        let one = controls.peer_stats(PeerId(1)).unwrap_or_default();
         assert!(one.decoded > 250 && one.lost > 0, "{one:?}");
-        assert!(!stats.contains_key(&PeerId(8)));
+        assert!(controls.peer_stats(PeerId(8)).is_none());
     }
 
     #[test]

@@ -1,0 +1,74 @@
+//! A session's settings: what [`crate::SessionBuilder`] fills and the network thread reads.
+//! One struct, so a new setting is one field here and one builder method, and nothing is
+//! copied between them.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use squadlink_protocol::IceServer;
+
+use crate::channel::ChannelKind;
+use crate::event::IcePolicy;
+use crate::signaling::LobbyRef;
+
+/// How long an unreliable message may wait to be sent by default: see
+/// [`crate::SessionBuilder::unreliable_lifetime`].
+pub const DEFAULT_UNRELIABLE_LIFETIME: Duration = Duration::from_millis(500);
+
+/// Bytes one channel's inbox holds by default: see [`crate::SessionBuilder::inbox_limit`].
+pub const DEFAULT_INBOX_LIMIT: usize = 32 << 20;
+
+/// Most channels a session may declare.
+pub const MAX_CHANNELS: usize = 64;
+
+/// How long [`crate::SessionBuilder::start`] waits for the lobby to be entered: the matchmaker
+/// connection (its own timeouts: TCP, TLS, WebSocket and `hello`), the join, and the
+/// network thread's start.
+pub(crate) const LOBBY_ENTRY_WAIT: Duration = Duration::from_secs(25);
+
+/// Every setting of a session (see each [`crate::SessionBuilder`] method for its meaning).
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) url: String,
+    pub(crate) channels: Vec<ChannelKind>,
+    pub(crate) lobby: LobbyRef,
+    pub(crate) token: Option<String>,
+    pub(crate) player_id: Option<String>,
+    pub(crate) bind: SocketAddr,
+    pub(crate) ice_policy: IcePolicy,
+    pub(crate) extra_ice_servers: Vec<IceServer>,
+    pub(crate) max_message_size: usize,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) silence_timeout: Duration,
+    pub(crate) simulated_loss: f64,
+    pub(crate) tls_roots: Vec<Vec<u8>>,
+    pub(crate) reconnect_window: Duration,
+    pub(crate) relay_wait: Duration,
+    pub(crate) inbox_limit: usize,
+    pub(crate) unreliable_lifetime: Duration,
+}
+
+impl Settings {
+    /// The defaults, for the matchmaker at `url`.
+    pub(crate) fn new(url: String) -> Self {
+        Self {
+            url,
+            channels: Vec::new(),
+            lobby: LobbyRef::create(8),
+            token: None,
+            player_id: None,
+            bind: SocketAddr::from(([0, 0, 0, 0], 0)),
+            ice_policy: IcePolicy::All,
+            extra_ice_servers: Vec::new(),
+            max_message_size: 1 << 20,
+            connect_timeout: Duration::from_secs(10),
+            silence_timeout: Duration::from_secs(4),
+            simulated_loss: 0.0,
+            tls_roots: Vec::new(),
+            reconnect_window: Duration::from_secs(60),
+            relay_wait: Duration::from_millis(500),
+            inbox_limit: DEFAULT_INBOX_LIMIT,
+            unreliable_lifetime: DEFAULT_UNRELIABLE_LIFETIME,
+        }
+    }
+}
