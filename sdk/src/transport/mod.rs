@@ -13,6 +13,7 @@
 
 pub(crate) mod codecs;
 pub(crate) mod gather;
+mod link;
 pub(crate) mod net;
 pub(crate) mod peer;
 pub(crate) mod stream;
@@ -39,6 +40,7 @@ use squadlink_protocol::{
 use tokio::net::UdpSocket;
 
 use self::gather::{GatherContext, Gathered, Gatherer};
+use self::link::LinkState;
 use self::net::{
     CandidateType, LossStage, host_addresses, local_for, parse_candidate, stun_request_ufrag,
 };
@@ -56,13 +58,8 @@ use crate::signaling::{Joined, LobbyRef, Signaling, SignalingReader, SignalingWr
 const CHANNELS_KEY: &str = "squadlink.channels";
 /// Unreliable messages are dropped when this much is already queued for the peer.
 const UNRELIABLE_QUEUE_LIMIT: usize = 256 * 1024;
-/// The client pings the matchmaker this often; it answers with a pong.
-const SIGNALING_PING_EVERY: Duration = Duration::from_secs(5);
-/// Nothing from the matchmaker for this long means its connection is dead (a half-open
-/// TCP connection, after a network change, can look alive for minutes otherwise).
-const SIGNALING_SILENCE: Duration = Duration::from_secs(12);
-/// Reconnection attempts wait 250 ms, then twice as long each time, up to this.
-const RECONNECT_MAX_BACKOFF: Duration = Duration::from_secs(8);
+/// The longest wait before offering again to a peer whose connection attempt timed out.
+const OFFER_RETRY_MAX_WAIT: Duration = Duration::from_secs(8);
 /// A connected peer silent this long gets an ICE restart (from the side that offered).
 const RESTART_AFTER: Duration = Duration::from_millis(1200);
 /// Restart again at most this often while the peer stays silent.
@@ -173,24 +170,19 @@ impl Net {
 struct Link {
     reader: SignalingReader,
     writer: SignalingWriter,
-    last_heard: Instant,
-    last_ping: Instant,
 }
 
-/// Getting the matchmaker connection back after it dropped.
-struct Reconnect {
-    /// When it dropped.
-    since: Instant,
-    attempt: u32,
-    next_at: Instant,
-    task: Option<tokio::task::JoinHandle<Result<(Signaling, Joined)>>>,
-}
+/// A reconnection attempt under way.
+type Attempt = tokio::task::JoinHandle<Result<(Signaling, Joined)>>;
 
 pub(crate) struct Driver {
     cfg: Settings,
     /// The matchmaker connection; `None` while it is down.
     link: Option<Link>,
-    reconnect: Option<Reconnect>,
+    /// Its liveness and reconnection schedule.
+    link_state: LinkState,
+    /// The reconnection attempt under way, if any.
+    attempt: Option<Attempt>,
     /// The matchmaker instance we joined through: a reconnection to another one (a
     /// restart) must not rejoin by the old lobby code.
     instance: Option<String>,
@@ -281,6 +273,7 @@ impl Driver {
         let mut ice_servers = joined.ice_servers.clone();
         ice_servers.extend(cfg.extra_ice_servers.iter().cloned());
         let (streams_tx, streams) = tokio::sync::mpsc::unbounded_channel();
+        let link_state = LinkState::new(Instant::now(), cfg.reconnect_window);
         let mut driver = Driver {
             net: Net {
                 socket,
@@ -293,7 +286,8 @@ impl Driver {
             },
             cfg,
             link: None,
-            reconnect: None,
+            link_state,
+            attempt: None,
             instance: joined.instance.clone(),
             replaced: false,
             player: joined.player.clone(),
@@ -333,7 +327,7 @@ impl Driver {
         if let Some(link) = driver.link.take() {
             link.writer.close().await;
         }
-        if let Some(task) = driver.reconnect.take().and_then(|r| r.task) {
+        if let Some(task) = driver.attempt.take() {
             task.abort();
         }
         driver.shared.emit(Event::Closed(end));
@@ -341,13 +335,8 @@ impl Driver {
 
     fn attach_link(&mut self, signaling: Signaling) {
         let (reader, writer) = signaling.split();
-        let now = Instant::now();
-        self.link = Some(Link {
-            reader,
-            writer,
-            last_heard: now,
-            last_ping: now,
-        });
+        self.link_state.restored(Instant::now());
+        self.link = Some(Link { reader, writer });
     }
 
     async fn serve(
@@ -394,14 +383,12 @@ impl Driver {
                 Some((id, event)) = self.streams.recv() => self.on_stream_event(id, event),
                 msg = recv_link(&mut self.link) => match msg {
                     Ok(msg) => {
-                        if let Some(link) = &mut self.link {
-                            link.last_heard = Instant::now();
-                        }
+                        self.link_state.heard(Instant::now());
                         self.on_server_message(msg);
                     }
                     Err(err) => self.signaling_lost(err),
                 },
-                joined = reconnect_result(&mut self.reconnect) => {
+                joined = reconnect_result(&mut self.attempt) => {
                     if let Some(end) = self.on_reconnect_result(joined) {
                         return Some(end);
                     }
@@ -416,7 +403,13 @@ impl Driver {
                         return Some(end);
                     }
                 }
-                () = tokio::time::sleep_until(deadline.into()) => self.on_timeouts(Instant::now()),
+                () = tokio::time::sleep_until(deadline.into()) => {
+                    let now = Instant::now();
+                    self.on_timeouts(now);
+                    if let Some(end) = self.signaling_housekeeping(now) {
+                        return Some(end);
+                    }
+                }
             }
         }
     }
@@ -429,7 +422,11 @@ impl Driver {
             .gatherers
             .iter_mut()
             .filter_map(Gatherer::poll_timeout);
-        peers.chain(servers).min().unwrap_or(far)
+        peers
+            .chain(servers)
+            .chain(self.link_state.next_deadline())
+            .min()
+            .unwrap_or(far)
     }
 
     /// Hands queued signaling messages to the writer task (never waits for the network).
@@ -454,62 +451,61 @@ impl Driver {
             return;
         };
         link.writer.abandon();
+        self.link_state.lost(Instant::now(), !self.replaced);
         if self.replaced {
             tracing::warn!(%err, "another connection of this player took our lobby place; not reconnecting");
-            self.shared.emit(Event::MatchmakerLost(err));
-            return;
+        } else {
+            tracing::info!(%err, "matchmaker connection lost; reconnecting");
         }
-        tracing::info!(%err, "matchmaker connection lost; reconnecting");
-        let now = Instant::now();
-        self.reconnect = Some(Reconnect {
-            since: now,
-            attempt: 0,
-            next_at: now + reconnect_backoff(0),
-            task: None,
-        });
         self.shared.emit(Event::MatchmakerLost(err));
     }
 
     /// Pings the matchmaker, notices a silent connection, and starts reconnection
     /// attempts when due. `Some` ends the session.
     fn signaling_housekeeping(&mut self, now: Instant) -> Option<Error> {
-        if let Some(link) = &mut self.link {
-            if now.saturating_duration_since(link.last_heard) > SIGNALING_SILENCE {
-                self.signaling_lost(Error::Timeout {
+        while let Some(due) = self.link_state.poll(now) {
+            match due {
+                link::Due::Ping => {
+                    if let Some(link) = &self.link {
+                        link.writer.send(ClientMessage::Ping { nonce: None });
+                    }
+                }
+                link::Due::Silent => self.signaling_lost(Error::Timeout {
                     what: "waiting for the matchmaker (nothing heard)",
-                    secs: SIGNALING_SILENCE.as_secs(),
-                });
-            } else if now.saturating_duration_since(link.last_ping) >= SIGNALING_PING_EVERY {
-                link.last_ping = now;
-                link.writer.send(ClientMessage::Ping { nonce: None });
+                    secs: link::SILENCE.as_secs(),
+                }),
+                link::Due::Attempt { attempt } => {
+                    let (url, token) = (self.cfg.url.clone(), self.cfg.token.clone());
+                    // With a token the server takes the player id from it; in dev mode we
+                    // name it.
+                    let player = token.is_none().then(|| self.player.0.clone());
+                    let lobby = LobbyRef::Code(self.lobby_code.clone());
+                    let data = self.member_data.clone();
+                    let instance = self.instance.clone();
+                    tracing::debug!(attempt, "reconnecting to the matchmaker");
+                    self.attempt = Some(tokio::spawn(async move {
+                        Signaling::connect_and_join(
+                            &url,
+                            token,
+                            player,
+                            &lobby,
+                            data,
+                            instance.as_deref(),
+                        )
+                        .await
+                    }));
+                }
+                link::Due::GiveUp => {
+                    return Some(Error::Signaling {
+                        url: self.cfg.url.clone(),
+                        reason: format!(
+                            "could not reconnect within {} s (SessionBuilder::reconnect_window)",
+                            self.cfg.reconnect_window.as_secs()
+                        ),
+                    });
+                }
             }
-            return None;
         }
-        let r = self.reconnect.as_mut()?;
-        if r.task.is_some() || now < r.next_at {
-            return None;
-        }
-        if now.saturating_duration_since(r.since) > self.cfg.reconnect_window {
-            return Some(Error::Signaling {
-                url: self.cfg.url.clone(),
-                reason: format!(
-                    "could not reconnect within {} s (SessionBuilder::reconnect_window)",
-                    self.cfg.reconnect_window.as_secs()
-                ),
-            });
-        }
-        r.attempt += 1;
-        let (url, token) = (self.cfg.url.clone(), self.cfg.token.clone());
-        // With a token the server takes the player id from it; in dev mode we name it.
-        let player = token.is_none().then(|| self.player.0.clone());
-        let lobby = LobbyRef::Code(self.lobby_code.clone());
-        let data = self.member_data.clone();
-        let instance = self.instance.clone();
-        tracing::debug!(attempt = r.attempt, "reconnecting to the matchmaker");
-        r.task = Some(tokio::spawn(async move {
-            Signaling::connect_and_join(&url, token, player, &lobby, data, instance.as_deref())
-                .await
-        }));
         None
     }
 
@@ -526,17 +522,15 @@ impl Driver {
                         if *code == squadlink_protocol::ErrorCode::LobbyNotFound);
                 if lobby_gone {
                     tracing::warn!(%err, "the lobby no longer exists; staying with the peers we have");
-                    self.reconnect = None;
+                    self.link_state.stop();
                     self.shared.emit(Event::Error(err));
                     return None;
                 }
-                let r = self.reconnect.as_mut()?;
-                tracing::debug!(%err, attempt = r.attempt, "reconnection attempt failed");
-                r.next_at = now + reconnect_backoff(r.attempt);
+                tracing::debug!(%err, "reconnection attempt failed");
+                self.link_state.attempt_failed(now);
                 return None;
             }
         };
-        self.reconnect = None;
         self.attach_link(signaling);
         let resumed = joined.resumed && joined.me == self.me;
         tracing::info!(resumed, me = %joined.me, "back in the lobby");
@@ -1083,9 +1077,7 @@ impl Driver {
         // than wait for it to fall silent.
         if self.link.is_some() {
             self.signaling_lost(Error::Io("the network changed".into()));
-            if let Some(r) = &mut self.reconnect {
-                r.next_at = Instant::now();
-            }
+            self.link_state.reconnect_now(Instant::now());
         }
         let now = Instant::now();
         let ids: Vec<PeerId> = self.peers.keys().copied().collect();
@@ -1598,7 +1590,7 @@ impl Driver {
                     && p.restart_at
                         .is_none_or(|t| now.saturating_duration_since(t) >= RESTART_EVERY)
             });
-            if restart_due && self.link.is_some() {
+            if restart_due && self.link_state.is_up() {
                 self.ice_restart(id, now);
             }
             let Some(p) = self.peers.get_mut(&id) else {
@@ -1633,14 +1625,14 @@ impl Driver {
         }
         let wait = Duration::from_secs(1)
             .saturating_mul(1 << failed.saturating_sub(1).min(3))
-            .min(RECONNECT_MAX_BACKOFF);
+            .min(OFFER_RETRY_MAX_WAIT);
         tracing::debug!(peer = %id, failed, ?wait, "connection attempt timed out; offering again");
         self.retries.insert(id, (Some(now + wait), failed));
     }
 
     /// Offers again to the peers whose retry is due (once the matchmaker can carry it).
     fn retry_due(&mut self, now: Instant) {
-        if self.link.is_none() {
+        if !self.link_state.is_up() {
             return;
         }
         let due: Vec<PeerId> = self
@@ -1758,31 +1750,13 @@ async fn recv_link(link: &mut Option<Link>) -> Result<ServerMessage> {
 }
 
 /// The running reconnection attempt's result, or never when none runs.
-async fn reconnect_result(reconnect: &mut Option<Reconnect>) -> Result<(Signaling, Joined)> {
-    let Some(task) = reconnect.as_mut().and_then(|r| r.task.as_mut()) else {
+async fn reconnect_result(attempt: &mut Option<Attempt>) -> Result<(Signaling, Joined)> {
+    let Some(task) = attempt.as_mut() else {
         return std::future::pending().await;
     };
     let result = task.await;
-    if let Some(r) = reconnect.as_mut() {
-        r.task = None;
-    }
+    *attempt = None;
     result.unwrap_or_else(|e| Err(Error::Io(format!("the reconnection task failed: {e}"))))
-}
-
-/// How long to wait before reconnection attempt `attempt` (0-based): 250 ms doubling up to
-/// [`RECONNECT_MAX_BACKOFF`], with up to 25 % random jitter so a matchmaker restart is not
-/// met by every client at once.
-fn reconnect_backoff(attempt: u32) -> Duration {
-    let base = Duration::from_millis(250)
-        .saturating_mul(1u32 << attempt.min(6))
-        .min(RECONNECT_MAX_BACKOFF);
-    let mut r = [0u8; 1];
-    let jitter = if getrandom::fill(&mut r).is_ok() {
-        f64::from(r[0]) / 255.0 * 0.25
-    } else {
-        0.0
-    };
-    base.mul_f64(1.0 + jitter)
 }
 
 /// Counts an undecodable frame from `p`, and tells the game on the first one and then at
