@@ -160,6 +160,14 @@ impl SessionBuilder {
         self
     }
 
+    /// Tests: holds each lookup of the ICE servers' addresses back for `delay` (a slow
+    /// resolver).
+    #[cfg(test)]
+    pub(crate) fn resolve_delay(mut self, delay: Duration) -> Self {
+        self.settings.resolve_delay = delay;
+        self
+    }
+
     fn validate(&self) -> Result<()> {
         if !self.settings.tls_roots.is_empty() {
             crate::transport::check_tls_roots(&self.settings.tls_roots).map_err(Error::Config)?;

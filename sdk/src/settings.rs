@@ -46,6 +46,9 @@ pub(crate) struct Settings {
     pub(crate) relay_wait: Duration,
     pub(crate) inbox_limit: usize,
     pub(crate) unreliable_lifetime: Duration,
+    /// Tests only: how long each lookup of the ICE servers' addresses is held back (a slow
+    /// resolver). Zero otherwise.
+    pub(crate) resolve_delay: Duration,
 }
 
 impl Settings {
@@ -69,6 +72,7 @@ impl Settings {
             relay_wait: Duration::from_millis(500),
             inbox_limit: DEFAULT_INBOX_LIMIT,
             unreliable_lifetime: DEFAULT_UNRELIABLE_LIFETIME,
+            resolve_delay: Duration::ZERO,
         }
     }
 }

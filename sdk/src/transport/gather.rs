@@ -54,10 +54,9 @@ pub(crate) struct Gatherer {
     pub(crate) failed: bool,
 }
 
-/// What the gatherers need besides the server list.
+/// What the gatherers need besides the resolved servers.
 pub(crate) struct GatherContext<'a> {
     pub(crate) local: SocketAddr,
-    pub(crate) relay_only: bool,
     /// Extra PEM root certificates for `turns:` servers.
     pub(crate) tls_roots: &'a [Vec<u8>],
     /// Where stream gatherers send what they read.
@@ -65,7 +64,7 @@ pub(crate) struct GatherContext<'a> {
 }
 
 /// One usable ICE server URL.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ParsedUrl {
     turn: bool,
     transport: TurnTransport,
@@ -125,10 +124,73 @@ pub(crate) fn parse_url(url: &str) -> Option<ParsedUrl> {
     })
 }
 
+/// One ICE server URL with its address looked up: what [`Gatherer::from_resolved`] needs.
+#[derive(Debug, Clone)]
+pub(crate) struct Resolved {
+    url: String,
+    parsed: ParsedUrl,
+    creds: (Option<String>, Option<String>),
+    addr: SocketAddr,
+}
+
+/// Looks up the address of every usable URL of `servers`, TURN URLs first (see
+/// [`Gatherer::from_resolved`]); unusable and unresolvable ones are reported, not fatal.
+/// DNS can be slow, so this runs beside the network loop, never inside it; each lookup
+/// waits at most 3 s.
+pub(crate) async fn resolve(
+    servers: Vec<IceServer>,
+    relay_only: bool,
+    ipv4: bool,
+) -> (Vec<Resolved>, Vec<String>) {
+    let mut out = Vec::new();
+    let mut problems = Vec::new();
+    let ordered = servers
+        .iter()
+        .flat_map(|s| s.urls.iter().map(move |u| (s, u)))
+        .filter_map(|(s, u)| parse_url(u).map(|p| (s, u, p)));
+    let (turn, stun): (Vec<_>, Vec<_>) = ordered.partition(|(_, _, p)| p.turn);
+    for (server, url, parsed) in turn.into_iter().chain(stun) {
+        if relay_only && !parsed.turn {
+            continue;
+        }
+        let creds = (server.username.clone(), server.credential.clone());
+        if parsed.turn && (creds.0.is_none() || creds.1.is_none()) {
+            problems.push(format!(
+                "{url}: TURN URL without username/credential, skipped"
+            ));
+            continue;
+        }
+        let looked_up = tokio::time::timeout(
+            RESOLVE_TIMEOUT,
+            tokio::net::lookup_host(parsed.hostport.clone()),
+        )
+        .await;
+        let addr = match looked_up {
+            Ok(Ok(mut addrs)) => addrs.find(|a| a.is_ipv4() == ipv4),
+            _ => None,
+        };
+        let Some(addr) = addr else {
+            problems.push(format!("{url}: cannot resolve {}", parsed.hostport));
+            continue;
+        };
+        out.push(Resolved {
+            url: url.clone(),
+            parsed,
+            creds,
+            addr,
+        });
+    }
+    (out, problems)
+}
+
 impl Gatherer {
-    /// Clients for every usable URL of `servers`; unusable ones are reported, not fatal.
-    pub(crate) async fn from_servers(
-        servers: &[IceServer],
+    /// Clients for every resolved URL, in order; what cannot start is reported, not fatal.
+    /// One UDP client per server address: a TURN client also finds the server-reflexive
+    /// address, and two clients on one 5-tuple would steal each other's responses (and
+    /// coturn allows one allocation per 5-tuple), so a STUN URL whose server a TURN URL
+    /// already covers is skipped.
+    pub(crate) fn from_resolved(
+        resolved: Vec<Resolved>,
         ctx: &GatherContext<'_>,
         now: Instant,
     ) -> (Vec<Gatherer>, Vec<String>) {
@@ -139,91 +201,63 @@ impl Gatherer {
             Err(e) => return (out, vec![format!("no crypto provider for STUN/TURN: {e}")]),
         };
         let mut tls: Option<Arc<rustls::ClientConfig>> = None;
-        // One UDP client per server address: a TURN client also finds the server-reflexive
-        // address, and two clients on one 5-tuple would steal each other's responses (and
-        // coturn allows one allocation per 5-tuple). So TURN URLs first, then STUN URLs
-        // for servers not already covered.
         let mut udp_servers: Vec<SocketAddr> = Vec::new();
-        let ordered = servers
-            .iter()
-            .flat_map(|s| s.urls.iter().map(move |u| (s, u)))
-            .filter_map(|(s, u)| parse_url(u).map(|p| (s, u, p)));
-        let (turn, stun): (Vec<_>, Vec<_>) = ordered.partition(|(_, _, p)| p.turn);
-        for (server, url, parsed) in turn.into_iter().chain(stun) {
-            {
-                if ctx.relay_only && !parsed.turn {
+        for Resolved {
+            url,
+            parsed,
+            creds,
+            addr,
+        } in resolved
+        {
+            if parsed.transport == TurnTransport::Udp {
+                if udp_servers.contains(&addr) {
+                    tracing::debug!(%url, "server already used over UDP by another URL");
                     continue;
                 }
-                let creds = (server.username.clone(), server.credential.clone());
-                if parsed.turn && (creds.0.is_none() || creds.1.is_none()) {
-                    problems.push(format!(
-                        "{url}: TURN URL without username/credential, skipped"
-                    ));
-                    continue;
-                }
-                let resolved = tokio::time::timeout(
-                    RESOLVE_TIMEOUT,
-                    tokio::net::lookup_host(parsed.hostport.clone()),
-                )
-                .await;
-                let addr = match resolved {
-                    Ok(Ok(mut addrs)) => addrs.find(|a| a.is_ipv4() == ctx.local.is_ipv4()),
-                    _ => None,
-                };
-                let Some(addr) = addr else {
-                    problems.push(format!("{url}: cannot resolve {}", parsed.hostport));
-                    continue;
-                };
-                if parsed.transport == TurnTransport::Udp {
-                    if udp_servers.contains(&addr) {
-                        tracing::debug!(%url, "server already used over UDP by another URL");
+                udp_servers.push(addr);
+            }
+            let link = match parsed.transport {
+                TurnTransport::Udp => None,
+                TurnTransport::Tcp => Some(None),
+                TurnTransport::Tls => {
+                    let config = match &tls {
+                        Some(c) => Arc::clone(c),
+                        None => match tls_config(ctx.tls_roots) {
+                            Ok(c) => Arc::clone(tls.insert(c)),
+                            Err(e) => {
+                                problems.push(format!("{url}: {e}"));
+                                continue;
+                            }
+                        },
+                    };
+                    let Ok(name) = ServerName::try_from(parsed.host.clone()) else {
+                        problems.push(format!(
+                            "{url}: {} is not a valid TLS server name",
+                            parsed.host
+                        ));
                         continue;
-                    }
-                    udp_servers.push(addr);
+                    };
+                    Some(Some((name, config)))
                 }
-                let link = match parsed.transport {
-                    TurnTransport::Udp => None,
-                    TurnTransport::Tcp => Some(None),
-                    TurnTransport::Tls => {
-                        let config = match &tls {
-                            Some(c) => Arc::clone(c),
-                            None => match tls_config(ctx.tls_roots) {
-                                Ok(c) => Arc::clone(tls.insert(c)),
-                                Err(e) => {
-                                    problems.push(format!("{url}: {e}"));
-                                    continue;
-                                }
-                            },
-                        };
-                        let Ok(name) = ServerName::try_from(parsed.host.clone()) else {
-                            problems.push(format!(
-                                "{url}: {} is not a valid TLS server name",
-                                parsed.host
-                            ));
-                            continue;
-                        };
-                        Some(Some((name, config)))
-                    }
-                };
-                let id = out.len() as u64;
-                let link = link.map(|tls| StreamLink::spawn(id, addr, tls, ctx.streams.clone()));
-                let started = Self::start(
-                    url,
-                    addr,
-                    (parsed.turn, parsed.transport),
-                    creds,
-                    ctx.local,
-                    Arc::clone(&provider),
-                    now,
-                );
-                match started {
-                    Ok(mut g) => {
-                        g.link = link;
-                        g.id = id;
-                        out.push(g);
-                    }
-                    Err(e) => problems.push(format!("{url}: {e}")),
+            };
+            let id = out.len() as u64;
+            let link = link.map(|tls| StreamLink::spawn(id, addr, tls, ctx.streams.clone()));
+            let started = Self::start(
+                &url,
+                addr,
+                (parsed.turn, parsed.transport),
+                creds,
+                ctx.local,
+                Arc::clone(&provider),
+                now,
+            );
+            match started {
+                Ok(mut g) => {
+                    g.link = link;
+                    g.id = id;
+                    out.push(g);
                 }
+                Err(e) => problems.push(format!("{url}: {e}")),
             }
         }
         (out, problems)

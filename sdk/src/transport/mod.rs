@@ -17,6 +17,8 @@ mod link;
 pub(crate) mod net;
 pub(crate) mod peer;
 pub(crate) mod stream;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -174,6 +176,8 @@ struct Link {
 
 /// A reconnection attempt under way.
 type Attempt = tokio::task::JoinHandle<Result<(Signaling, Joined)>>;
+/// A lookup of the ICE servers' addresses under way: what resolved, and the problems.
+type Lookup = tokio::task::JoinHandle<(Vec<gather::Resolved>, Vec<String>)>;
 
 pub(crate) struct Driver {
     cfg: Settings,
@@ -183,6 +187,8 @@ pub(crate) struct Driver {
     link_state: LinkState,
     /// The reconnection attempt under way, if any.
     attempt: Option<Attempt>,
+    /// The lookup of the ICE servers' addresses under way, if any.
+    resolving: Option<Lookup>,
     /// The matchmaker instance we joined through: a reconnection to another one (a
     /// restart) must not rejoin by the old lobby code.
     instance: Option<String>,
@@ -288,6 +294,7 @@ impl Driver {
             link: None,
             link_state,
             attempt: None,
+            resolving: None,
             instance: joined.instance.clone(),
             replaced: false,
             player: joined.player.clone(),
@@ -317,7 +324,7 @@ impl Driver {
             deaf: false,
         };
         tracing::debug!(me = %driver.me, code = %joined.lobby.code, hosts = ?driver.net.hosts, "lobby entered");
-        driver.start_gathering().await;
+        driver.start_gathering();
         driver.on_lobby_entered(&joined.lobby);
         let _ = ready.send(Ok(()));
         driver.attach_link(signaling);
@@ -328,6 +335,9 @@ impl Driver {
             link.writer.close().await;
         }
         if let Some(task) = driver.attempt.take() {
+            task.abort();
+        }
+        if let Some(task) = driver.resolving.take() {
             task.abort();
         }
         driver.shared.emit(Event::Closed(end));
@@ -388,6 +398,7 @@ impl Driver {
                     }
                     Err(err) => self.signaling_lost(err),
                 },
+                (resolved, problems) = lookup_result(&mut self.resolving) => self.on_resolved(resolved, problems),
                 joined = reconnect_result(&mut self.attempt) => {
                     if let Some(end) = self.on_reconnect_result(joined) {
                         return Some(end);
@@ -395,7 +406,7 @@ impl Driver {
                 }
                 _ = tick.tick() => {
                     let now = Instant::now();
-                    self.check_addresses(now).await;
+                    self.check_addresses(now);
                     self.housekeeping(now);
                     // A fresh clock: a network change just now made a reconnection due at
                     // once, and it must not wait for the next tick.
@@ -752,16 +763,35 @@ impl Driver {
     }
 
     /// Creates the gatherers for the ICE servers we were given.
-    async fn start_gathering(&mut self) {
+    /// Looks up the ICE servers' addresses beside the loop (DNS can take seconds); the
+    /// clients start when the answer comes ([`Driver::on_resolved`]). A lookup still running
+    /// from before (the network changed again) is dropped.
+    fn start_gathering(&mut self) {
+        if let Some(old) = self.resolving.take() {
+            old.abort();
+        }
+        let relay_only = self.cfg.ice_policy == IcePolicy::RelayOnly;
+        let ipv4 = self.net.primary_host().is_ipv4();
+        let servers = self.ice_servers.clone();
+        let delay = self.cfg.resolve_delay;
+        self.resolving = Some(tokio::spawn(async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            gather::resolve(servers, relay_only, ipv4).await
+        }));
+    }
+
+    /// The ICE servers' addresses are known: start a STUN or TURN client for each.
+    fn on_resolved(&mut self, resolved: Vec<gather::Resolved>, mut problems: Vec<String>) {
         let relay_only = self.cfg.ice_policy == IcePolicy::RelayOnly;
         let ctx = GatherContext {
             local: self.net.primary_host(),
-            relay_only,
             tls_roots: &self.cfg.tls_roots,
             streams: self.streams_tx.clone(),
         };
-        let (gatherers, problems) =
-            Gatherer::from_servers(&self.ice_servers, &ctx, Instant::now()).await;
+        let (gatherers, more) = Gatherer::from_resolved(resolved, &ctx, Instant::now());
+        problems.extend(more);
         for problem in problems {
             self.shared.emit(Event::Error(Error::IceServer(problem)));
         }
@@ -1052,27 +1082,27 @@ impl Driver {
     }
 
     /// Looks for a network change once every [`ADDRESS_CHECK_EVERY`].
-    async fn check_addresses(&mut self, now: Instant) {
+    fn check_addresses(&mut self, now: Instant) {
         if now.saturating_duration_since(self.last_address_check) < ADDRESS_CHECK_EVERY {
             return;
         }
         self.last_address_check = now;
         let hosts = host_addresses(self.net.bound);
         if !hosts.is_empty() && hosts != self.net.hosts {
-            self.on_network_change(hosts).await;
+            self.on_network_change(hosts);
         }
     }
 
     /// Our addresses changed (another network, a new lease): gather candidates again,
     /// reconnect to the matchmaker from the new address, and restart ICE with every peer.
-    async fn on_network_change(&mut self, hosts: Vec<SocketAddr>) {
+    fn on_network_change(&mut self, hosts: Vec<SocketAddr>) {
         tracing::info!(old = ?self.net.hosts, new = ?hosts, "network changed");
         self.net.hosts = hosts;
         self.net.reflexive.clear();
         self.net.relays.clear();
         self.net.gatherers.clear();
         self.turn_failures.clear();
-        self.start_gathering().await;
+        self.start_gathering();
         // The matchmaker connection was made from the old address: replace it now rather
         // than wait for it to fall silent.
         if self.link.is_some() {
@@ -1747,6 +1777,21 @@ async fn recv_link(link: &mut Option<Link>) -> Result<ServerMessage> {
         Some(link) => link.reader.recv().await,
         None => std::future::pending().await,
     }
+}
+
+/// The running lookup's result, or never when none runs.
+async fn lookup_result(lookup: &mut Option<Lookup>) -> (Vec<gather::Resolved>, Vec<String>) {
+    let Some(task) = lookup.as_mut() else {
+        return std::future::pending().await;
+    };
+    let result = task.await;
+    *lookup = None;
+    result.unwrap_or_else(|e| {
+        (
+            Vec::new(),
+            vec![format!("the ICE server lookup failed: {e}")],
+        )
+    })
 }
 
 /// The running reconnection attempt's result, or never when none runs.
