@@ -16,6 +16,7 @@ pub(crate) mod gather;
 mod link;
 pub(crate) mod net;
 pub(crate) mod peer;
+mod retry;
 pub(crate) mod stream;
 #[cfg(test)]
 mod tests;
@@ -47,6 +48,7 @@ use self::net::{
     CandidateType, LossStage, host_addresses, local_for, parse_candidate, stun_request_ufrag,
 };
 use self::peer::{PING_EVERY, Peer, PeerSettings, sdp_attribute};
+use self::retry::Retries;
 use self::stream::StreamEvent;
 use crate::bridge::{Command, Shared};
 use crate::channel::{self, ChannelKind};
@@ -60,8 +62,6 @@ use crate::signaling::{Joined, LobbyRef, Signaling, SignalingReader, SignalingWr
 const CHANNELS_KEY: &str = "squadlink.channels";
 /// Unreliable messages are dropped when this much is already queued for the peer.
 const UNRELIABLE_QUEUE_LIMIT: usize = 256 * 1024;
-/// The longest wait before offering again to a peer whose connection attempt timed out.
-const OFFER_RETRY_MAX_WAIT: Duration = Duration::from_secs(8);
 /// A connected peer silent this long gets an ICE restart (from the side that offered).
 const RESTART_AFTER: Duration = Duration::from_millis(1200);
 /// Restart again at most this often while the peer stays silent.
@@ -228,7 +228,7 @@ pub(crate) struct Driver {
     shunned_players: HashSet<PlayerId>,
     /// Peers we offered to whose connection attempt timed out: when to offer again
     /// (`None` while an attempt is under way) and how many attempts failed so far.
-    retries: HashMap<PeerId, (Option<Instant>, u32)>,
+    retries: Retries,
     /// Adversarial testing: read nothing but ICE checks (a peer that never reads).
     #[cfg(feature = "fuzzing")]
     deaf: bool,
@@ -319,7 +319,7 @@ impl Driver {
             turn_failures: Vec::new(),
             shunned: HashSet::new(),
             shunned_players: HashSet::new(),
-            retries: HashMap::new(),
+            retries: Retries::default(),
             #[cfg(feature = "fuzzing")]
             deaf: false,
         };
@@ -417,6 +417,7 @@ impl Driver {
                 () = tokio::time::sleep_until(deadline.into()) => {
                     let now = Instant::now();
                     self.on_timeouts(now);
+                    self.retry_due(now);
                     if let Some(end) = self.signaling_housekeeping(now) {
                         return Some(end);
                     }
@@ -436,6 +437,13 @@ impl Driver {
         peers
             .chain(servers)
             .chain(self.link_state.next_deadline())
+            // Offers go out only while the matchmaker link is up.
+            .chain(
+                self.link_state
+                    .is_up()
+                    .then(|| self.retries.next_deadline())
+                    .flatten(),
+            )
             .min()
             .unwrap_or(far)
     }
@@ -458,10 +466,13 @@ impl Driver {
 
     /// The matchmaker connection failed: keep the peers, start reconnecting.
     fn signaling_lost(&mut self, err: Error) {
-        let Some(link) = self.link.take() else {
+        let link = self.link.take();
+        if link.is_none() && !self.link_state.is_up() {
             return;
-        };
-        link.writer.abandon();
+        }
+        if let Some(link) = link {
+            link.writer.abandon();
+        }
         self.link_state.lost(Instant::now(), !self.replaced);
         if self.replaced {
             tracing::warn!(%err, "another connection of this player took our lobby place; not reconnecting");
@@ -1375,7 +1386,7 @@ impl Driver {
         }
         if p.ready() {
             p.on_connected(now);
-            self.retries.remove(&id);
+            self.retries.forget(id);
             if let Some(video) = &self.video {
                 let _ = video.try_send(MediaIn::PeerConnected { peer: id });
             }
@@ -1637,27 +1648,22 @@ impl Driver {
             self.publish_stats(id);
         }
         for (id, reason, offer_again) in gone {
-            let failed = self.retries.get(&id).map_or(0, |r| r.1) + 1;
             self.disconnect(id, reason);
             if offer_again {
-                self.schedule_retry(id, failed, now);
+                self.schedule_retry(id, now);
             }
         }
     }
 
-    /// A connection we offered timed out (10 % loss on a path can take a DTLS or SCTP
-    /// handshake past the connect timeout): while the peer is in the lobby, offer again
-    /// after 1 s, then 2, 4 and every 8 s. The answering side needs nothing: a new offer
-    /// makes it a new connection.
-    fn schedule_retry(&mut self, id: PeerId, failed: u32, now: Instant) {
+    /// A connection we offered timed out: while the peer is in the lobby (and not
+    /// disconnected by the game), offer again later (see `retry.rs`).
+    fn schedule_retry(&mut self, id: PeerId, now: Instant) {
         if !self.lobby_members.contains_key(&id) || self.shunned.contains(&id) {
+            self.retries.forget(id);
             return;
         }
-        let wait = Duration::from_secs(1)
-            .saturating_mul(1 << failed.saturating_sub(1).min(3))
-            .min(OFFER_RETRY_MAX_WAIT);
-        tracing::debug!(peer = %id, failed, ?wait, "connection attempt timed out; offering again");
-        self.retries.insert(id, (Some(now + wait), failed));
+        let wait = self.retries.failed(id, now);
+        tracing::debug!(peer = %id, ?wait, "connection attempt timed out; offering again");
     }
 
     /// Offers again to the peers whose retry is due (once the matchmaker can carry it).
@@ -1665,22 +1671,11 @@ impl Driver {
         if !self.link_state.is_up() {
             return;
         }
-        let due: Vec<PeerId> = self
-            .retries
-            .iter()
-            .filter(|(_, (at, _))| at.is_some_and(|t| t <= now))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in due {
-            if let Some(entry) = self.retries.get_mut(&id) {
-                entry.0 = None;
-            }
+        for id in self.retries.due(now) {
             match self.lobby_members.get(&id).cloned() {
                 Some(data) if !self.peers.contains_key(&id) => self.connect_to(id, &data, true),
                 Some(_) => {}
-                None => {
-                    self.retries.remove(&id);
-                }
+                None => self.retries.forget(id),
             }
         }
     }
@@ -1745,7 +1740,10 @@ impl Driver {
 
     /// Forgets a peer, closing its connection; announces it once.
     fn disconnect(&mut self, id: PeerId, reason: DisconnectReason) {
-        self.retries.remove(&id);
+        // A timed-out attempt keeps its count of failures for the next offer's wait.
+        if reason != DisconnectReason::ConnectTimeout {
+            self.retries.forget(id);
+        }
         if !self.close_peer(id) {
             return;
         }
