@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use bytes::Bytes;
 use squadlink_protocol::PeerId;
 
+use crate::conditioner::NetworkConditions;
 use crate::event::{Event, LobbyInfo};
 #[cfg(feature = "fuzzing")]
 use crate::media::Kind;
@@ -100,6 +101,8 @@ pub(crate) enum Command {
     },
     /// Drop this fraction of datagrams from now on (testing).
     SimulatedLoss(f64),
+    /// Put what is received through this simulated path from now on (testing).
+    SimulatedNetwork(NetworkConditions),
     /// Tell `peer` how much of its audio we lose.
     VoiceLoss {
         peer: PeerId,

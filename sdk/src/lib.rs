@@ -36,6 +36,7 @@
 mod bridge;
 mod channel;
 pub mod codec;
+pub mod conditioner;
 mod error;
 mod event;
 #[cfg(any(test, feature = "fuzzing"))]
@@ -65,6 +66,7 @@ pub mod voice;
 pub const LOG_FILTER: &str = "rtc=error";
 
 pub use channel::{Channel, ChannelKind};
+pub use conditioner::NetworkConditions;
 pub use error::{Error, Result};
 pub use event::{DisconnectReason, Event, IcePolicy, LobbyInfo, PathKind};
 pub use session::{PendingSession, Session, SessionBuilder};

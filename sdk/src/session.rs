@@ -18,6 +18,7 @@ use squadlink_protocol::{IceServer, PeerId, PlayerId};
 
 use crate::bridge::{Command, Shared};
 use crate::channel::{Channel, ChannelKind, FRAGMENT_SIZE};
+use crate::conditioner::NetworkConditions;
 use crate::error::{Error, Result};
 use crate::event::{Event, IcePolicy, LobbyInfo};
 use crate::join::{STOP_WAIT, join_within};
@@ -132,6 +133,16 @@ impl SessionBuilder {
         self
     }
 
+    /// For testing how a game copes with a bad network: every datagram this session
+    /// receives goes through a simulated path first (latency, jitter, loss, duplication,
+    /// reordering, a bandwidth cap; see [`NetworkConditions`]). Two sessions with 75 ms
+    /// each see a 150 ms round trip between them. Datagrams of TURN over TCP or TLS are not
+    /// delayed. Default: a perfect path.
+    pub fn simulated_network(mut self, conditions: NetworkConditions) -> Self {
+        self.settings.simulated_network = conditions;
+        self
+    }
+
     /// How long a working relayed path waits for a direct one before ICE settles on it
     /// (default 500 ms). Direct paths are nominated the moment they work, so this only
     /// delays players who need a relay; shorter connects them sooner but may settle on the
@@ -179,6 +190,12 @@ impl SessionBuilder {
             return Err(Error::Config(format!(
                 "matchmaker URL {:?} must start with ws:// or wss://",
                 self.settings.url
+            )));
+        }
+        if !self.settings.simulated_network.is_valid() {
+            return Err(Error::Config(format!(
+                "simulated_network: every fraction must be between 0 and 1 and a bandwidth above 0 ({:?})",
+                self.settings.simulated_network
             )));
         }
         if !(0.0..=1.0).contains(&self.settings.simulated_loss) {
@@ -538,6 +555,17 @@ impl Session {
     /// testing the handshake under loss.
     pub fn set_simulated_loss(&self, fraction: f64) {
         let _ = self.cmd.send(Command::SimulatedLoss(fraction));
+    }
+
+    /// Changes the simulated path of what this session receives from now on (see
+    /// [`SessionBuilder::simulated_network`]); datagrams already on their way keep theirs.
+    /// Invalid conditions (a fraction outside 0–1) are ignored with a warning.
+    pub fn set_simulated_network(&self, conditions: NetworkConditions) {
+        if !conditions.is_valid() {
+            tracing::warn!(?conditions, "invalid simulated network conditions ignored");
+            return;
+        }
+        let _ = self.cmd.send(Command::SimulatedNetwork(conditions));
     }
 
     /// Closes the connection to `peer` and refuses it for the rest of this session: its

@@ -8,6 +8,7 @@ use std::time::Duration;
 use squadlink_protocol::IceServer;
 
 use crate::channel::ChannelKind;
+use crate::conditioner::NetworkConditions;
 use crate::event::IcePolicy;
 use crate::signaling::LobbyRef;
 
@@ -41,6 +42,7 @@ pub(crate) struct Settings {
     pub(crate) connect_timeout: Duration,
     pub(crate) silence_timeout: Duration,
     pub(crate) simulated_loss: f64,
+    pub(crate) simulated_network: NetworkConditions,
     pub(crate) tls_roots: Vec<Vec<u8>>,
     pub(crate) reconnect_window: Duration,
     pub(crate) relay_wait: Duration,
@@ -67,6 +69,7 @@ impl Settings {
             connect_timeout: Duration::from_secs(10),
             silence_timeout: Duration::from_secs(4),
             simulated_loss: 0.0,
+            simulated_network: NetworkConditions::default(),
             tls_roots: Vec::new(),
             reconnect_window: Duration::from_secs(60),
             relay_wait: Duration::from_millis(500),

@@ -16,7 +16,9 @@ use std::collections::BTreeSet;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use squadlink::{Channel, ChannelKind, DisconnectReason, Error, Event, LobbyRef, Session};
+use squadlink::{
+    Channel, ChannelKind, DisconnectReason, Error, Event, LobbyRef, NetworkConditions, Session,
+};
 use support::{ALL_KINDS, code, collect, connected, matchmaker, num, numbers, session, wait_for};
 
 const GAME: [ChannelKind; 2] = [
@@ -481,4 +483,46 @@ async fn a_player_that_rejoins_within_the_grace_gets_its_peer_id_back() {
     );
     signal(&second, "-KILL");
     let _ = second.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_a_simulated_bad_path_the_round_trip_grows_and_reliable_messages_still_arrive_in_order()
+ {
+    let mm = matchmaker().await;
+    // Each side receives through 75 ms ± 10 ms, 5 % loss, 2 % duplicates, 5 % reordered.
+    let bad = NetworkConditions::latency(Duration::from_millis(75))
+        .with_jitter(Duration::from_millis(10))
+        .with_loss(0.05)
+        .with_duplicate(0.02)
+        .with_reorder(0.05);
+    let start = |lobby: LobbyRef| {
+        Session::builder(mm.url())
+            .bind("127.0.0.1:0".parse().unwrap())
+            .channel(GAME[0])
+            .channel(GAME[1])
+            .simulated_network(bad)
+            .join(lobby)
+            .start_async()
+    };
+    let a = start(LobbyRef::create(2)).await.unwrap();
+    let b = start(LobbyRef::Code(code(&a))).await.unwrap();
+    let bid = connected(&a, 1).await[0];
+    connected(&b, 1).await;
+    for i in 0..50u32 {
+        a.send(bid, Channel(1), &i.to_be_bytes()).unwrap();
+    }
+    let got = collect(&b, Channel(1), 50, Duration::from_secs(20)).await;
+    let order: Vec<u32> = got.iter().map(|(_, m)| num(m)).collect();
+    assert_eq!(order, (0..50).collect::<Vec<_>>());
+    // Pings cross the path twice: at least 2 × (75 − 10) ms. (A lower bound only: a busy
+    // machine can add to it, never take from it.)
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let rtt = loop {
+        if let Some(rtt) = a.stats(bid).and_then(|s| s.rtt) {
+            break rtt;
+        }
+        assert!(Instant::now() < deadline, "no round trip measured");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(rtt >= Duration::from_millis(130), "{rtt:?}");
 }

@@ -52,6 +52,7 @@ use self::retry::Retries;
 use self::stream::StreamEvent;
 use crate::bridge::{Command, Shared};
 use crate::channel::{self, ChannelKind};
+use crate::conditioner::Conditioner;
 use crate::error::{Error, Result};
 use crate::event::{DisconnectReason, Event, IcePolicy, LobbyInfo};
 use crate::media::{self, MediaFrame, MediaIn};
@@ -189,6 +190,9 @@ pub(crate) struct Driver {
     attempt: Option<Attempt>,
     /// The lookup of the ICE servers' addresses under way, if any.
     resolving: Option<Lookup>,
+    /// The simulated network what we receive goes through (testing; a perfect path
+    /// otherwise, which the datagrams skip).
+    inbound: Conditioner<(Bytes, SocketAddr)>,
     /// The matchmaker instance we joined through: a reconnection to another one (a
     /// restart) must not rejoin by the old lobby code.
     instance: Option<String>,
@@ -280,6 +284,9 @@ impl Driver {
         ice_servers.extend(cfg.extra_ice_servers.iter().cloned());
         let (streams_tx, streams) = tokio::sync::mpsc::unbounded_channel();
         let link_state = LinkState::new(Instant::now(), cfg.reconnect_window);
+        let seed =
+            u64::from(crate::media::random_u32()) << 32 | u64::from(crate::media::random_u32());
+        let inbound = Conditioner::new(cfg.simulated_network, seed);
         let mut driver = Driver {
             net: Net {
                 socket,
@@ -295,6 +302,7 @@ impl Driver {
             link_state,
             attempt: None,
             resolving: None,
+            inbound,
             instance: joined.instance.clone(),
             replaced: false,
             player: joined.player.clone(),
@@ -369,6 +377,7 @@ impl Driver {
                     Some(Command::AttachVideo(sink)) => self.attach_video(sink),
                     Some(Command::KeyframeRequest { peer }) => self.on_keyframe_request(peer),
                     Some(Command::SimulatedLoss(fraction)) => self.net.loss = net::LossStage::new(fraction),
+                    Some(Command::SimulatedNetwork(conditions)) => self.inbound.set_conditions(conditions),
                     Some(Command::VoiceLoss { peer, percent }) => self.on_voice_loss(peer, percent),
                     #[cfg(feature = "fuzzing")]
                     Some(Command::Raw { to, index, payload }) => self.on_raw(to, index, payload),
@@ -381,13 +390,14 @@ impl Driver {
                 },
                 received = self.net.socket.recv_from(&mut buf) => {
                     if let Ok((n, from)) = received {
-                        self.on_datagram(buf.get(..n).unwrap_or(&[]), from);
+                        self.received(buf.get(..n).unwrap_or(&[]), from);
                         for _ in 1..READ_BATCH {
                             match self.net.socket.try_recv_from(&mut buf) {
-                                Ok((n, from)) => self.on_datagram(buf.get(..n).unwrap_or(&[]), from),
+                                Ok((n, from)) => self.received(buf.get(..n).unwrap_or(&[]), from),
                                 Err(_) => break,
                             }
                         }
+                        self.release_inbound(Instant::now());
                     }
                 }
                 Some((id, event)) = self.streams.recv() => self.on_stream_event(id, event),
@@ -416,6 +426,7 @@ impl Driver {
                 }
                 () = tokio::time::sleep_until(deadline.into()) => {
                     let now = Instant::now();
+                    self.release_inbound(now);
                     self.on_timeouts(now);
                     self.retry_due(now);
                     if let Some(end) = self.signaling_housekeeping(now) {
@@ -437,6 +448,7 @@ impl Driver {
         peers
             .chain(servers)
             .chain(self.link_state.next_deadline())
+            .chain(self.inbound.next_release())
             // Offers go out only while the matchmaker link is up.
             .chain(
                 self.link_state
@@ -1160,6 +1172,27 @@ impl Driver {
         }
         if let Some(data) = self.lobby_members.get(&from).cloned() {
             self.connect_to(from, &data, false);
+        }
+    }
+
+    /// A datagram from the socket: handled now, or after its trip through the simulated
+    /// network when one is set.
+    fn received(&mut self, data: &[u8], from: SocketAddr) {
+        if self.inbound.is_idle_and_perfect() {
+            self.on_datagram(data, from);
+        } else {
+            self.inbound.push(
+                Instant::now(),
+                data.len(),
+                (Bytes::copy_from_slice(data), from),
+            );
+        }
+    }
+
+    /// Handles the datagrams whose simulated trip is over.
+    fn release_inbound(&mut self, now: Instant) {
+        while let Some((data, from)) = self.inbound.pop_due(now) {
+            self.on_datagram(&data, from);
         }
     }
 
