@@ -1892,10 +1892,8 @@ fn on_message(
             misbehaved(p, shared, now);
             return;
         }
-        if let Some(reply) = p.on_control(&data, now)
-            && let Some(mut ch) = p.pc.data_channel(dc)
-        {
-            let _ = ch.send(now, reply);
+        if let Some(reply) = p.on_control(&data, now) {
+            p.send_frame(p.control(), reply, now);
         }
         return;
     }
