@@ -283,9 +283,189 @@ impl Reassembler {
     }
 }
 
+/// What became of a received frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Received {
+    /// A whole message, for the game.
+    Message(Bytes),
+    /// A part of a reliable message; more is to come.
+    Incomplete,
+    /// A sequenced message older than the newest one already delivered: dropped.
+    Stale,
+    /// A frame that cannot be decoded: dropped, and counted as the peer's misbehaviour.
+    Malformed(FrameError),
+    /// No such channel.
+    NoChannel,
+}
+
+/// One peer's framing for every channel of a session, as a component with its own state:
+/// what goes out (sequence numbers, reliable message ids) and what comes in (the stale
+/// filter of each sequenced channel, the reassembly of each reliable one).
+pub(crate) struct Framing {
+    kinds: Vec<ChannelKind>,
+    seq_out: Vec<u32>,
+    next_msg_id: u32,
+    filters: Vec<SequenceFilter>,
+    reassembly: Vec<Reassembler>,
+}
+
+impl Framing {
+    /// Framing for channels of `kinds`, reliable messages up to `max_message` bytes.
+    pub(crate) fn new(kinds: &[ChannelKind], max_message: usize) -> Self {
+        let n = kinds.len();
+        Self {
+            kinds: kinds.to_vec(),
+            seq_out: vec![0; n],
+            next_msg_id: 0,
+            filters: (0..n).map(|_| SequenceFilter::default()).collect(),
+            reassembly: (0..n).map(|_| Reassembler::new(max_message)).collect(),
+        }
+    }
+
+    /// The frames that carry `payload` on channel `index` (several for a large reliable
+    /// message); `None` for no such channel.
+    pub(crate) fn frame(&mut self, index: usize, payload: &[u8]) -> Option<Vec<BytesMut>> {
+        match self.kinds.get(index)? {
+            ChannelKind::Unreliable => Some(vec![BytesMut::from(payload)]),
+            ChannelKind::UnreliableSequenced => {
+                let seq = self.seq_out.get_mut(index)?;
+                *seq = seq.wrapping_add(1);
+                Some(vec![encode_sequenced(*seq, payload)])
+            }
+            ChannelKind::ReliableOrdered | ChannelKind::ReliableUnordered => {
+                self.next_msg_id = self.next_msg_id.wrapping_add(1);
+                Some(encode_reliable(self.next_msg_id, payload))
+            }
+        }
+    }
+
+    /// Takes a frame received on channel `index`. Also returns how many unfinished reliable
+    /// messages were dropped to make room (oldest first, at most [`MAX_PARTIALS`] kept).
+    pub(crate) fn receive(&mut self, index: usize, frame: Bytes) -> (Received, u64) {
+        let Some(kind) = self.kinds.get(index) else {
+            return (Received::NoChannel, 0);
+        };
+        match kind {
+            ChannelKind::Unreliable => (Received::Message(frame), 0),
+            ChannelKind::UnreliableSequenced => {
+                let Some((seq, _)) = decode_sequenced(&frame) else {
+                    return (Received::Malformed(FrameError::Truncated), 0);
+                };
+                let fresh = self.filters.get_mut(index).is_some_and(|f| f.accept(seq));
+                if fresh {
+                    (Received::Message(frame.slice(4..)), 0)
+                } else {
+                    (Received::Stale, 0)
+                }
+            }
+            ChannelKind::ReliableOrdered | ChannelKind::ReliableUnordered => {
+                let Some(r) = self.reassembly.get_mut(index) else {
+                    return (Received::NoChannel, 0);
+                };
+                let result = r.push(frame);
+                let evicted = r.take_evicted();
+                let received = match result {
+                    Ok(Some(message)) => Received::Message(message),
+                    Ok(None) => Received::Incomplete,
+                    Err(e) => Received::Malformed(e),
+                };
+                (received, evicted)
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn kinds() -> Vec<ChannelKind> {
+        vec![
+            ChannelKind::Unreliable,
+            ChannelKind::UnreliableSequenced,
+            ChannelKind::ReliableOrdered,
+        ]
+    }
+
+    /// Sends `payload` on `index` from one framing into another; what came out.
+    fn relay(from: &mut Framing, to: &mut Framing, index: usize, payload: &[u8]) -> Vec<Received> {
+        from.frame(index, payload)
+            .unwrap()
+            .into_iter()
+            .map(|f| to.receive(index, f.freeze()).0)
+            .collect()
+    }
+
+    #[test]
+    fn framing_carries_each_kind_across_and_refuses_unknown_channels() {
+        let (mut a, mut b) = (
+            Framing::new(&kinds(), 1 << 20),
+            Framing::new(&kinds(), 1 << 20),
+        );
+        for index in 0..3 {
+            let got = relay(&mut a, &mut b, index, b"state");
+            assert_eq!(got, vec![Received::Message(Bytes::from_static(b"state"))]);
+        }
+        assert!(a.frame(3, b"x").is_none());
+        assert_eq!(
+            b.receive(3, Bytes::from_static(b"x")).0,
+            Received::NoChannel
+        );
+    }
+
+    #[test]
+    fn framing_drops_a_sequenced_message_older_than_the_newest() {
+        let (mut a, mut b) = (
+            Framing::new(&kinds(), 1 << 20),
+            Framing::new(&kinds(), 1 << 20),
+        );
+        let old = a.frame(1, b"old").unwrap().remove(0).freeze();
+        let new = a.frame(1, b"new").unwrap().remove(0).freeze();
+        assert_eq!(
+            b.receive(1, new).0,
+            Received::Message(Bytes::from_static(b"new"))
+        );
+        assert_eq!(b.receive(1, old).0, Received::Stale);
+        assert!(matches!(
+            b.receive(1, Bytes::from_static(b"ab")).0,
+            Received::Malformed(_)
+        ));
+    }
+
+    #[test]
+    fn framing_splits_a_large_reliable_message_and_puts_it_back_together() {
+        let (mut a, mut b) = (
+            Framing::new(&kinds(), 1 << 20),
+            Framing::new(&kinds(), 1 << 20),
+        );
+        let big: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+        let got = relay(&mut a, &mut b, 2, &big);
+        assert_eq!(got.len(), big.len().div_ceil(FRAGMENT_SIZE));
+        assert!(
+            got[..got.len() - 1]
+                .iter()
+                .all(|r| *r == Received::Incomplete)
+        );
+        assert_eq!(got.last(), Some(&Received::Message(Bytes::from(big))));
+    }
+
+    #[test]
+    fn framing_counts_unfinished_reliable_messages_it_drops() {
+        let (mut a, mut b) = (
+            Framing::new(&kinds(), 1 << 20),
+            Framing::new(&kinds(), 1 << 20),
+        );
+        let big = vec![7u8; 3 * FRAGMENT_SIZE];
+        let mut dropped = 0;
+        for _ in 0..MAX_PARTIALS + 3 {
+            // Only the first fragment of each message arrives.
+            let first = a.frame(2, &big).unwrap().remove(0).freeze();
+            let (got, evicted) = b.receive(2, first);
+            assert_eq!(got, Received::Incomplete);
+            dropped += evicted;
+        }
+        assert_eq!(dropped, 3);
+    }
 
     #[test]
     fn sequence_filter_drops_stale_and_survives_wraparound() {

@@ -51,7 +51,7 @@ use self::peer::{PING_EVERY, Peer, PeerSettings, sdp_attribute};
 use self::retry::Retries;
 use self::stream::StreamEvent;
 use crate::bridge::{Command, Shared};
-use crate::channel::{self, ChannelKind};
+use crate::channel::{self, Received};
 use crate::conditioner::Conditioner;
 use crate::error::{Error, Result};
 use crate::event::{DisconnectReason, Event, IcePolicy, LobbyInfo};
@@ -1363,7 +1363,6 @@ impl Driver {
                         p,
                         &self.shared,
                         self.media.as_ref(),
-                        &self.cfg.channels,
                         dc,
                         msg.data.freeze(),
                         now,
@@ -1490,19 +1489,8 @@ impl Driver {
             let Some(dc_id) = p.dcs.get(channel).copied() else {
                 continue;
             };
-            let frames = match kind {
-                ChannelKind::Unreliable => vec![BytesMut::from(payload)],
-                ChannelKind::UnreliableSequenced => {
-                    let Some(seq) = p.seq_out.get_mut(channel) else {
-                        continue;
-                    };
-                    *seq = seq.wrapping_add(1);
-                    vec![channel::encode_sequenced(*seq, payload)]
-                }
-                ChannelKind::ReliableOrdered | ChannelKind::ReliableUnordered => {
-                    p.next_msg_id = p.next_msg_id.wrapping_add(1);
-                    channel::encode_reliable(p.next_msg_id, payload)
-                }
+            let Some(frames) = p.framing.frame(channel, payload) else {
+                continue;
             };
             let Some(mut dc) = p.pc.data_channel(dc_id) else {
                 continue;
@@ -1869,7 +1857,6 @@ fn on_message(
     p: &mut Peer,
     shared: &Shared,
     media: Option<&crossbeam_channel::Sender<MediaIn>>,
-    channels: &[ChannelKind],
     dc: rtc::data_channel::RTCDataChannelId,
     data: Bytes,
     now: Instant,
@@ -1897,45 +1884,19 @@ fn on_message(
         }
         return;
     }
-    let Some(kind) = channels.get(index).copied() else {
-        return;
-    };
-    let message = match kind {
-        ChannelKind::Unreliable => Some(data),
-        ChannelKind::UnreliableSequenced => match channel::decode_sequenced(&data) {
-            Some((seq, _)) => {
-                let fresh = p.filters.get_mut(index).is_some_and(|f| f.accept(seq));
-                if fresh {
-                    Some(data.slice(4..))
-                } else {
-                    p.stats.dropped_stale += 1;
-                    None
-                }
-            }
-            None => {
-                misbehaved(p, shared, now);
-                None
-            }
-        },
-        ChannelKind::ReliableOrdered | ChannelKind::ReliableUnordered => {
-            let pushed = p.reassembly.get_mut(index).map(|r| {
-                let result = r.push(data);
-                (result, r.take_evicted())
-            });
-            match pushed {
-                Some((result, evicted)) => {
-                    p.stats.partials_dropped += evicted;
-                    match result {
-                        Ok(done) => done,
-                        Err(e) => {
-                            tracing::debug!(%e, peer = %p.id, "bad frame");
-                            misbehaved(p, shared, now);
-                            None
-                        }
-                    }
-                }
-                None => None,
-            }
+    let (received, evicted) = p.framing.receive(index, data);
+    p.stats.partials_dropped += evicted;
+    let message = match received {
+        Received::Message(message) => Some(message),
+        Received::Incomplete | Received::NoChannel => None,
+        Received::Stale => {
+            p.stats.dropped_stale += 1;
+            None
+        }
+        Received::Malformed(e) => {
+            tracing::debug!(%e, peer = %p.id, "bad frame");
+            misbehaved(p, shared, now);
+            None
         }
     };
     if let Some(message) = message {

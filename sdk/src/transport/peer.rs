@@ -14,7 +14,7 @@ use squadlink_protocol::PeerId;
 
 use super::codecs;
 use super::net::CandidateType;
-use crate::channel::{ChannelKind, Reassembler, SequenceFilter};
+use crate::channel::{ChannelKind, Framing};
 use crate::event::PathKind;
 use crate::media::{Kind, MediaFrame};
 use crate::stats::PeerStats;
@@ -71,10 +71,8 @@ pub(crate) struct Peer {
     /// Telling the game its send buffer to this peer is full.
     pub(crate) told_send_full: Throttle,
     pub(crate) remote_types: HashMap<SocketAddr, CandidateType>,
-    pub(crate) seq_out: Vec<u32>,
-    pub(crate) filters: Vec<SequenceFilter>,
-    pub(crate) reassembly: Vec<Reassembler>,
-    pub(crate) next_msg_id: u32,
+    /// Framing of every channel, both ways.
+    pub(crate) framing: Framing,
     pub(crate) last_heard: Instant,
     /// The pair the latest DTLS, SCTP or media datagram went over: the selected pair.
     pub(crate) last_pair: Option<(SocketAddr, SocketAddr)>,
@@ -216,12 +214,7 @@ impl Peer {
             told_unread: Throttle::default(),
             told_send_full: Throttle::default(),
             remote_types: HashMap::new(),
-            seq_out: vec![0; n],
-            filters: (0..n).map(|_| SequenceFilter::default()).collect(),
-            reassembly: (0..n)
-                .map(|_| Reassembler::new(settings.max_message))
-                .collect(),
-            next_msg_id: 0,
+            framing: Framing::new(settings.channels, settings.max_message),
             last_heard: now,
             last_pair: None,
             ping_seq: 0,
