@@ -31,10 +31,7 @@ use rtc::peer_connection::event::{RTCDataChannelEvent, RTCPeerConnectionEvent};
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
-use rtc::peer_connection::transport::{
-    CandidateConfig, CandidateHostConfig, CandidateRelayConfig, CandidateServerReflexiveConfig,
-    RTCIceCandidate, RTCIceCandidateInit,
-};
+use rtc::peer_connection::transport::RTCIceCandidateInit;
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use squadlink_protocol::{
@@ -733,59 +730,14 @@ impl Driver {
                 .map_or(0, stream::TurnTransport::relay_priority),
             _ => 0,
         };
-        let base_config = CandidateConfig {
-            network: "udp".into(),
-            address: addr.ip().to_string(),
-            port: addr.port(),
-            component: 1,
-            priority,
-            ..Default::default()
-        };
-        let made = match kind {
-            CandidateType::Host => CandidateHostConfig {
-                base_config,
-                ..Default::default()
-            }
-            .new_candidate_host(),
-            CandidateType::Srflx | CandidateType::Prflx => CandidateServerReflexiveConfig {
-                base_config,
-                rel_addr: base.ip().to_string(),
-                rel_port: base.port(),
-                url: None,
-            }
-            .new_candidate_server_reflexive(),
-            CandidateType::Relay => CandidateRelayConfig {
-                base_config,
-                rel_addr: base.ip().to_string(),
-                rel_port: base.port(),
-                ..Default::default()
-            }
-            .new_candidate_relay(),
+        if let Some(candidate) = p.add_local_candidate(kind, addr, base, priority) {
+            self.outbox.push(ClientMessage::Signal {
+                to: p.id,
+                data: candidate,
+            });
         }
-        .and_then(|c| RTCIceCandidate::from(&c).to_json());
-        let init = match made {
-            Ok(init) => init,
-            Err(e) => {
-                tracing::warn!(%e, %addr, "could not make a local candidate");
-                return;
-            }
-        };
-        if let Err(e) = p.pc.add_local_candidate(init.clone()) {
-            tracing::warn!(%e, "could not add a local candidate");
-            return;
-        }
-        self.outbox.push(ClientMessage::Signal {
-            to: p.id,
-            data: Signal::Candidate {
-                candidate: init.candidate,
-                sdp_mid: init.sdp_mid,
-                sdp_mline_index: init.sdp_mline_index,
-                username_fragment: init.username_fragment,
-            },
-        });
     }
 
-    /// Creates the gatherers for the ICE servers we were given.
     /// Looks up the ICE servers' addresses beside the loop (DNS can take seconds); the
     /// clients start when the answer comes ([`Driver::on_resolved`]). A lookup still running
     /// from before (the network changed again) is dropped.

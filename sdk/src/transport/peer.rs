@@ -8,9 +8,12 @@ use bytes::{BufMut, BytesMut};
 use rtc::data_channel::{RTCDataChannelId, RTCDataChannelInit};
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
-use rtc::peer_connection::transport::{RTCDtlsRole, RTCIceCandidateInit};
+use rtc::peer_connection::transport::{
+    CandidateConfig, CandidateHostConfig, CandidateRelayConfig, CandidateServerReflexiveConfig,
+    RTCDtlsRole, RTCIceCandidate, RTCIceCandidateInit,
+};
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
-use squadlink_protocol::PeerId;
+use squadlink_protocol::{PeerId, Signal};
 
 use super::codecs;
 use super::net::CandidateType;
@@ -269,6 +272,64 @@ impl Peer {
             .set_local_description(now, offer)
             .map_err(|e| e.to_string())?;
         Ok(sdp)
+    }
+
+    /// Adds one of our candidates (`kind` at `addr`, found from `base`; `priority` 0 for
+    /// the engine's usual formula) to the connection; the signal that tells the peer of it.
+    pub(crate) fn add_local_candidate(
+        &mut self,
+        kind: CandidateType,
+        addr: SocketAddr,
+        base: SocketAddr,
+        priority: u32,
+    ) -> Option<Signal> {
+        let base_config = CandidateConfig {
+            network: "udp".into(),
+            address: addr.ip().to_string(),
+            port: addr.port(),
+            component: 1,
+            priority,
+            ..Default::default()
+        };
+        let made = match kind {
+            CandidateType::Host => CandidateHostConfig {
+                base_config,
+                ..Default::default()
+            }
+            .new_candidate_host(),
+            CandidateType::Srflx | CandidateType::Prflx => CandidateServerReflexiveConfig {
+                base_config,
+                rel_addr: base.ip().to_string(),
+                rel_port: base.port(),
+                url: None,
+            }
+            .new_candidate_server_reflexive(),
+            CandidateType::Relay => CandidateRelayConfig {
+                base_config,
+                rel_addr: base.ip().to_string(),
+                rel_port: base.port(),
+                ..Default::default()
+            }
+            .new_candidate_relay(),
+        }
+        .and_then(|c| RTCIceCandidate::from(&c).to_json());
+        let init = match made {
+            Ok(init) => init,
+            Err(e) => {
+                tracing::warn!(%e, %addr, "could not make a local candidate");
+                return None;
+            }
+        };
+        if let Err(e) = self.pc.add_local_candidate(init.clone()) {
+            tracing::warn!(%e, "could not add a local candidate");
+            return None;
+        }
+        Some(Signal::Candidate {
+            candidate: init.candidate,
+            sdp_mid: init.sdp_mid,
+            sdp_mline_index: init.sdp_mline_index,
+            username_fragment: init.username_fragment,
+        })
     }
 
     /// Sends a ping on the control channel (4 a second once connected; while connecting,
