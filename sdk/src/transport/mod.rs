@@ -29,7 +29,6 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use rtc::peer_connection::event::{RTCDataChannelEvent, RTCPeerConnectionEvent};
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
-use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::peer_connection::transport::RTCIceCandidateInit;
 use rtc::sansio::Protocol;
@@ -929,50 +928,21 @@ impl Driver {
             return;
         };
         let result: std::result::Result<(), String> = match data {
-            Signal::Offer { sdp } => {
-                let restart = p.remote_set;
-                if restart {
-                    p.restart_at = Some(now);
-                    tracing::debug!(peer = %from, "answering an ICE restart");
-                }
-                p.remote_fingerprint = fingerprint;
-                let answered = RTCSessionDescription::offer(sdp)
-                    .and_then(|offer| p.pc.set_remote_description(now, offer))
-                    .and_then(|()| p.pc.create_answer(None))
-                    .and_then(|answer| {
-                        p.pc.set_local_description(now, answer.clone())?;
-                        Ok(answer)
+            Signal::Offer { sdp } => match p.accept_offer(sdp, fingerprint, now) {
+                Ok(answer) => {
+                    self.outbox.push(ClientMessage::Signal {
+                        to: from,
+                        data: Signal::Answer { sdp: answer },
                     });
-                match answered {
-                    Ok(answer) => {
-                        p.remote_set = true;
-                        self.outbox.push(ClientMessage::Signal {
-                            to: from,
-                            data: Signal::Answer { sdp: answer.sdp },
-                        });
-                        self.register_ufrag(&mut p);
-                        self.add_local_candidates(&mut p);
-                        let applied = apply_pending(&mut p);
-                        replay_early(&mut p, now);
-                        applied
-                    }
-                    Err(e) => Err(e.to_string()),
+                    self.register_ufrag(&mut p);
+                    self.add_local_candidates(&mut p);
+                    p.remote_description_applied(now)
                 }
-            }
-            Signal::Answer { sdp } => {
-                p.remote_fingerprint = fingerprint;
-                match RTCSessionDescription::answer(sdp)
-                    .and_then(|answer| p.pc.set_remote_description(now, answer))
-                {
-                    Ok(()) => {
-                        p.remote_set = true;
-                        let applied = apply_pending(&mut p);
-                        replay_early(&mut p, now);
-                        applied
-                    }
-                    Err(e) => Err(e.to_string()),
-                }
-            }
+                Err(e) => Err(e),
+            },
+            Signal::Answer { sdp } => p
+                .accept_answer(sdp, fingerprint, now)
+                .and_then(|()| p.remote_description_applied(now)),
             Signal::Candidate {
                 candidate,
                 sdp_mid,
@@ -992,19 +962,13 @@ impl Driver {
                             }
                             self.net.flush_gatherer(i);
                         }
-                        let init = RTCIceCandidateInit {
+                        p.add_remote_candidate(RTCIceCandidateInit {
                             candidate,
                             sdp_mid,
                             sdp_mline_index,
                             username_fragment,
                             ..Default::default()
-                        };
-                        if p.remote_set {
-                            p.pc.add_remote_candidate(init).map_err(|e| e.to_string())
-                        } else {
-                            p.pending_remote.push(init);
-                            Ok(())
-                        }
+                        })
                     }
                     // Unusable here (TCP, unparsable, or direct while relay-only): skip.
                     _ => Ok(()),
@@ -1785,23 +1749,6 @@ fn misbehaved(p: &mut Peer, shared: &Shared, now: Instant) {
             frame_errors: p.stats.frame_errors,
         });
     }
-}
-
-/// Hands ICE the datagrams that arrived before the peer's description.
-fn replay_early(p: &mut Peer, now: Instant) {
-    for mut input in std::mem::take(&mut p.early) {
-        input.now = now;
-        if let Err(e) = p.pc.handle_read(input) {
-            tracing::debug!(%e, peer = %p.id, "early datagram rejected");
-        }
-    }
-}
-
-fn apply_pending(p: &mut Peer) -> std::result::Result<(), String> {
-    for c in std::mem::take(&mut p.pending_remote) {
-        p.pc.add_remote_candidate(c).map_err(|e| e.to_string())?;
-    }
-    Ok(())
 }
 
 /// One data-channel message: unframe it and hand it to the game (or answer a ping).

@@ -8,11 +8,13 @@ use bytes::{BufMut, BytesMut};
 use rtc::data_channel::{RTCDataChannelId, RTCDataChannelInit};
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::transport::{
     CandidateConfig, CandidateHostConfig, CandidateRelayConfig, CandidateServerReflexiveConfig,
     RTCDtlsRole, RTCIceCandidate, RTCIceCandidateInit,
 };
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::sansio::Protocol;
 use squadlink_protocol::{PeerId, Signal};
 
 use super::codecs;
@@ -272,6 +274,73 @@ impl Peer {
             .set_local_description(now, offer)
             .map_err(|e| e.to_string())?;
         Ok(sdp)
+    }
+
+    /// Takes the peer's offer (the first, an ICE restart's, or a new connection's) and
+    /// answers it; the answer's SDP, to send. `fingerprint` is the offer's DTLS one.
+    pub(crate) fn accept_offer(
+        &mut self,
+        sdp: String,
+        fingerprint: Option<String>,
+        now: Instant,
+    ) -> Result<String, String> {
+        if self.remote_set {
+            self.restart_at = Some(now);
+            tracing::debug!(peer = %self.id, "answering an ICE restart");
+        }
+        self.remote_fingerprint = fingerprint;
+        let answer = RTCSessionDescription::offer(sdp)
+            .and_then(|offer| self.pc.set_remote_description(now, offer))
+            .and_then(|()| self.pc.create_answer(None))
+            .map_err(|e| e.to_string())?;
+        let sdp = answer.sdp.clone();
+        self.pc
+            .set_local_description(now, answer)
+            .map_err(|e| e.to_string())?;
+        self.remote_set = true;
+        Ok(sdp)
+    }
+
+    /// Takes the peer's answer to our offer.
+    pub(crate) fn accept_answer(
+        &mut self,
+        sdp: String,
+        fingerprint: Option<String>,
+        now: Instant,
+    ) -> Result<(), String> {
+        self.remote_fingerprint = fingerprint;
+        RTCSessionDescription::answer(sdp)
+            .and_then(|answer| self.pc.set_remote_description(now, answer))
+            .map_err(|e| e.to_string())?;
+        self.remote_set = true;
+        Ok(())
+    }
+
+    /// The peer's description is set: its candidates that came first are added, and its
+    /// connectivity checks that came first are handed to ICE.
+    pub(crate) fn remote_description_applied(&mut self, now: Instant) -> Result<(), String> {
+        for c in std::mem::take(&mut self.pending_remote) {
+            self.pc.add_remote_candidate(c).map_err(|e| e.to_string())?;
+        }
+        for mut input in std::mem::take(&mut self.early) {
+            input.now = now;
+            if let Err(e) = self.pc.handle_read(input) {
+                tracing::debug!(%e, peer = %self.id, "early datagram rejected");
+            }
+        }
+        Ok(())
+    }
+
+    /// One of the peer's candidates: added now, or kept until its description is set.
+    pub(crate) fn add_remote_candidate(&mut self, init: RTCIceCandidateInit) -> Result<(), String> {
+        if self.remote_set {
+            self.pc
+                .add_remote_candidate(init)
+                .map_err(|e| e.to_string())
+        } else {
+            self.pending_remote.push(init);
+            Ok(())
+        }
     }
 
     /// Adds one of our candidates (`kind` at `addr`, found from `base`; `priority` 0 for
