@@ -27,9 +27,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use rtc::peer_connection::event::{RTCDataChannelEvent, RTCPeerConnectionEvent};
-use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
-use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::peer_connection::transport::RTCIceCandidateInit;
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
@@ -43,7 +40,7 @@ use self::link::LinkState;
 use self::net::{
     CandidateType, LossStage, host_addresses, local_for, parse_candidate, stun_request_ufrag,
 };
-use self::peer::{PING_EVERY, Peer, PeerSettings, sdp_attribute};
+use self::peer::{EngineEvent, PING_EVERY, Peer, PeerSettings, sdp_attribute};
 use self::retry::Retries;
 use self::stream::StreamEvent;
 use crate::bridge::{Command, Shared};
@@ -1247,85 +1244,40 @@ impl Driver {
 
     /// Drains one peer connection until it has nothing more to say.
     fn pump(&mut self, id: PeerId, now: Instant) {
-        let mut all_open_now = false;
         let mut failed: Option<String> = None;
         let mut closed = false;
         let Some(p) = self.peers.get_mut(&id) else {
             return;
         };
+        let mut out = Vec::new();
         for _ in 0..1_000 {
-            let mut progressed = false;
-            let mut had_event = false;
-            while let Some(event) = p.pc.poll_event() {
-                progressed = true;
-                had_event = true;
+            let mut progressed = p.step(now, self.epoch, &mut out);
+            for event in out.drain(..) {
                 match event {
-                    RTCPeerConnectionEvent::OnDataChannel(RTCDataChannelEvent::OnOpen(dc)) => {
-                        all_open_now |= p.on_open(dc);
+                    EngineEvent::Message { index, data } => {
+                        on_message(p, &self.shared, self.media.as_ref(), index, data, now);
                     }
-                    RTCPeerConnectionEvent::OnDataChannel(RTCDataChannelEvent::OnClose(_)) => {
-                        closed |= p.connected_at.is_some();
-                    }
-                    RTCPeerConnectionEvent::OnConnectionStateChangeEvent(
-                        RTCPeerConnectionState::Failed,
-                    ) => failed = Some("the peer connection failed".into()),
-                    _ => {}
-                }
-            }
-            while let Some(TaggedRTCMessage { message, .. }) = p.pc.poll_read() {
-                progressed = true;
-                match message {
-                    RTCMessage::DataChannelMessage(dc, msg) => on_message(
-                        p,
-                        &self.shared,
-                        self.media.as_ref(),
-                        dc,
-                        msg.data.freeze(),
-                        now,
-                    ),
-                    RTCMessage::RtpPacket(_track, packet) => {
-                        p.last_heard = now;
-                        let video = packet.header.payload_type == media::VP8_PAYLOAD_TYPE;
-                        let sink = if video {
-                            p.stats.video_packets_received += 1;
-                            p.remote_video_ssrc = Some(packet.header.ssrc);
-                            self.video.as_ref()
-                        } else {
-                            p.stats.voice_packets_received += 1;
-                            self.media.as_ref()
+                    EngineEvent::Rtp { kind, frame } => {
+                        let sink = match kind {
+                            media::Kind::Video => self.video.as_ref(),
+                            media::Kind::Audio => self.media.as_ref(),
                         };
                         if let Some(sink) = sink {
                             let _ = sink.try_send(MediaIn::Rtp {
                                 peer: id,
-                                frame: MediaFrame {
-                                    seq: packet.header.sequence_number,
-                                    timestamp: packet.header.timestamp,
-                                    marker: packet.header.marker,
-                                    payload: packet.payload,
-                                },
+                                frame,
                                 arrival: Instant::now(),
                             });
                         }
                     }
-                    RTCMessage::RtcpPacket(_track, packets) => {
-                        if packets
-                            .iter()
-                            .any(|p| codecs::asks_for_keyframe(p.as_ref()))
-                            && let Some(video) = &self.video
-                        {
+                    EngineEvent::KeyframeRequest => {
+                        if let Some(video) = &self.video {
                             let _ = video.try_send(MediaIn::KeyframeRequest { peer: id });
                         }
                     }
-                    _ => {}
+                    EngineEvent::Failed(reason) => failed = Some(reason),
+                    EngineEvent::Closed => closed = true,
                 }
-            }
-            if had_event && let Err(e) = p.pc.handle_timeout(now) {
-                tracing::debug!(%e, "timeout handling failed");
-            }
-            if all_open_now {
-                // Tell the peer at once; it counts us connected when it hears this.
-                all_open_now = false;
-                p.ping(now, self.epoch);
             }
             progressed |= self.net.drain_writes(p);
             if !progressed {
@@ -1756,13 +1708,10 @@ fn on_message(
     p: &mut Peer,
     shared: &Shared,
     media: Option<&crossbeam_channel::Sender<MediaIn>>,
-    dc: rtc::data_channel::RTCDataChannelId,
+    index: usize,
     data: Bytes,
     now: Instant,
 ) {
-    let Some(index) = p.dc_index.get(&dc).copied() else {
-        return;
-    };
     p.last_heard = now;
     if index == p.control() {
         if let Some(percent) = Peer::parse_voice_loss(&data) {

@@ -4,11 +4,14 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use rtc::data_channel::{RTCDataChannelId, RTCDataChannelInit};
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::event::{RTCDataChannelEvent, RTCPeerConnectionEvent};
+use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::peer_connection::transport::{
     CandidateConfig, CandidateHostConfig, CandidateRelayConfig, CandidateServerReflexiveConfig,
     RTCDtlsRole, RTCIceCandidate, RTCIceCandidateInit,
@@ -21,7 +24,7 @@ use super::codecs;
 use super::net::CandidateType;
 use crate::channel::{ChannelKind, Framing};
 use crate::event::PathKind;
-use crate::media::{Kind, MediaFrame};
+use crate::media::{Kind, MediaFrame, VP8_PAYLOAD_TYPE};
 use crate::stats::PeerStats;
 
 /// Ping period on the control channel.
@@ -34,6 +37,20 @@ const PING: u8 = 1;
 const PONG: u8 = 2;
 /// "This much of your audio is lost here": one byte, 0–100 (%).
 const VOICE_LOSS: u8 = 3;
+
+/// What the engine has for the session after a step, in our terms.
+pub(crate) enum EngineEvent {
+    /// A data-channel message on channel `index` (the control channel is the last).
+    Message { index: usize, data: Bytes },
+    /// An RTP packet on the peer's audio or video track.
+    Rtp { kind: Kind, frame: MediaFrame },
+    /// The peer asked for a video keyframe (RTCP PLI or FIR).
+    KeyframeRequest,
+    /// The connection failed.
+    Failed(String),
+    /// A data channel of a connected peer closed.
+    Closed,
+}
 
 pub(crate) struct Peer {
     pub(crate) id: PeerId,
@@ -274,6 +291,88 @@ impl Peer {
             .set_local_description(now, offer)
             .map_err(|e| e.to_string())?;
         Ok(sdp)
+    }
+
+    /// Drives the engine once: its events, then what it has read (with `handle_timeout`
+    /// after events, which is where it queues handshake packets). Whether anything came
+    /// out; what did is added to `out`. The caller sends the engine's datagrams and calls
+    /// again until nothing comes out.
+    pub(crate) fn step(
+        &mut self,
+        now: Instant,
+        epoch: Instant,
+        out: &mut Vec<EngineEvent>,
+    ) -> bool {
+        let mut progressed = false;
+        let mut had_event = false;
+        let mut all_open_now = false;
+        while let Some(event) = self.pc.poll_event() {
+            progressed = true;
+            had_event = true;
+            match event {
+                RTCPeerConnectionEvent::OnDataChannel(RTCDataChannelEvent::OnOpen(dc)) => {
+                    all_open_now |= self.on_open(dc);
+                }
+                RTCPeerConnectionEvent::OnDataChannel(RTCDataChannelEvent::OnClose(_))
+                    if self.connected_at.is_some() =>
+                {
+                    out.push(EngineEvent::Closed);
+                }
+                RTCPeerConnectionEvent::OnConnectionStateChangeEvent(
+                    RTCPeerConnectionState::Failed,
+                ) => out.push(EngineEvent::Failed("the peer connection failed".into())),
+                _ => {}
+            }
+        }
+        while let Some(TaggedRTCMessage { message, .. }) = self.pc.poll_read() {
+            progressed = true;
+            match message {
+                RTCMessage::DataChannelMessage(dc, msg) => {
+                    if let Some(index) = self.dc_index.get(&dc).copied() {
+                        out.push(EngineEvent::Message {
+                            index,
+                            data: msg.data.freeze(),
+                        });
+                    }
+                }
+                RTCMessage::RtpPacket(_track, packet) => {
+                    self.last_heard = now;
+                    let kind = if packet.header.payload_type == VP8_PAYLOAD_TYPE {
+                        self.stats.video_packets_received += 1;
+                        self.remote_video_ssrc = Some(packet.header.ssrc);
+                        Kind::Video
+                    } else {
+                        self.stats.voice_packets_received += 1;
+                        Kind::Audio
+                    };
+                    out.push(EngineEvent::Rtp {
+                        kind,
+                        frame: MediaFrame {
+                            seq: packet.header.sequence_number,
+                            timestamp: packet.header.timestamp,
+                            marker: packet.header.marker,
+                            payload: packet.payload,
+                        },
+                    });
+                }
+                RTCMessage::RtcpPacket(_track, packets)
+                    if packets
+                        .iter()
+                        .any(|p| codecs::asks_for_keyframe(p.as_ref())) =>
+                {
+                    out.push(EngineEvent::KeyframeRequest);
+                }
+                _ => {}
+            }
+        }
+        if had_event && let Err(e) = self.pc.handle_timeout(now) {
+            tracing::debug!(%e, "timeout handling failed");
+        }
+        if all_open_now {
+            // Tell the peer at once; it counts us connected when it hears this.
+            self.ping(now, epoch);
+        }
+        progressed
     }
 
     /// Takes the peer's offer (the first, an ICE restart's, or a new connection's) and
