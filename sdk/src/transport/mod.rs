@@ -27,9 +27,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use rtc::peer_connection::transport::RTCIceCandidateInit;
-use rtc::sansio::Protocol;
-use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use squadlink_protocol::{
     ClientMessage, IceServer, Lobby, PeerId, PlayerId, Properties, ServerMessage, Signal,
 };
@@ -40,7 +37,7 @@ use self::link::LinkState;
 use self::net::{
     CandidateType, LossStage, host_addresses, local_for, parse_candidate, stun_request_ufrag,
 };
-use self::peer::{EngineEvent, PING_EVERY, Peer, PeerSettings, sdp_attribute};
+use self::peer::{EngineEvent, PING_EVERY, Peer, PeerSettings, Sent, sdp_attribute};
 use self::retry::Retries;
 use self::stream::StreamEvent;
 use crate::bridge::{Command, Shared};
@@ -116,10 +113,9 @@ impl Net {
     /// Sends everything the peer connection has queued; whether there was anything.
     fn drain_writes(&mut self, peer: &mut Peer) -> bool {
         let mut any = false;
-        while let Some(out) = peer.pc.poll_write() {
+        while let Some((data, from, to)) = peer.poll_transmit() {
             any = true;
-            let (from, to) = (out.transport.local_addr, out.transport.peer_addr);
-            self.send(peer, &out.message, from, to);
+            self.send(peer, &data, from, to);
         }
         any
     }
@@ -432,7 +428,7 @@ impl Driver {
 
     fn next_deadline(&mut self) -> Instant {
         let far = Instant::now() + Duration::from_secs(3600);
-        let peers = self.peers.values_mut().filter_map(|p| p.pc.poll_timeout());
+        let peers = self.peers.values_mut().filter_map(|p| p.poll_timeout());
         let servers = self
             .net
             .gatherers
@@ -959,13 +955,12 @@ impl Driver {
                             }
                             self.net.flush_gatherer(i);
                         }
-                        p.add_remote_candidate(RTCIceCandidateInit {
+                        p.add_remote_candidate(
                             candidate,
                             sdp_mid,
                             sdp_mline_index,
                             username_fragment,
-                            ..Default::default()
-                        })
+                        )
                     }
                     // Unusable here (TCP, unparsable, or direct while relay-only): skip.
                     _ => Ok(()),
@@ -998,8 +993,7 @@ impl Driver {
         let Some(mut p) = self.peers.remove(&id) else {
             return;
         };
-        p.restart_at = Some(now);
-        p.pc.restart_ice();
+        p.restart_ice(now);
         match p.offer(now) {
             Ok(sdp) => {
                 tracing::debug!(peer = %id, "ICE restart");
@@ -1165,30 +1159,9 @@ impl Driver {
         let Some(p) = self.peers.get_mut(&id) else {
             return;
         };
-        p.stats.packets_received += 1;
-        p.stats.bytes_received += data.len() as u64;
-        let input = TaggedBytesMut {
-            now,
-            transport: TransportContext {
-                local_addr: local,
-                peer_addr: from,
-                ecn: None,
-                transport_protocol: TransportProtocol::UDP,
-            },
-            message: BytesMut::from(data),
-        };
-        if !p.remote_set {
-            // Its checks can overtake its description (which comes through the matchmaker):
-            // keep them for then, rather than have ICE fail them for want of a password.
-            if p.early.len() < peer::EARLY_DATAGRAMS {
-                p.early.push(input);
-            }
-            return;
+        if p.handle_datagram(now, local, from, data) {
+            self.pump(id, now);
         }
-        if let Err(e) = p.pc.handle_read(input) {
-            tracing::debug!(%e, peer = %id, "datagram rejected");
-        }
-        self.pump(id, now);
     }
 
     /// Whether a connectivity check from `from` for `id` comes from a TURN relay whose
@@ -1230,13 +1203,11 @@ impl Driver {
         let due: Vec<PeerId> = self
             .peers
             .iter_mut()
-            .filter_map(|(id, p)| p.pc.poll_timeout().is_some_and(|t| t <= now).then_some(*id))
+            .filter_map(|(id, p)| p.poll_timeout().is_some_and(|t| t <= now).then_some(*id))
             .collect();
         for id in due {
-            if let Some(p) = self.peers.get_mut(&id)
-                && let Err(e) = p.pc.handle_timeout(now)
-            {
-                tracing::debug!(%e, peer = %id, "timeout handling failed");
+            if let Some(p) = self.peers.get_mut(&id) {
+                p.handle_timeout(now);
             }
             self.pump(id, now);
         }
@@ -1354,40 +1325,28 @@ impl Driver {
             if p.connected_at.is_none() {
                 continue;
             }
-            let Some(dc_id) = p.dcs.get(channel).copied() else {
-                continue;
+            let limit = if kind.is_reliable() {
+                RELIABLE_QUEUE_LIMIT
+            } else {
+                UNRELIABLE_QUEUE_LIMIT
             };
-            let Some(frames) = p.framing.frame(channel, payload) else {
-                continue;
-            };
-            let Some(mut dc) = p.pc.data_channel(dc_id) else {
-                continue;
-            };
-            let queued = dc.outstanding_bytes();
-            if !kind.is_reliable() && queued > UNRELIABLE_QUEUE_LIMIT {
-                p.stats.dropped_congested += 1;
-                continue;
-            }
-            if kind.is_reliable() && queued > RELIABLE_QUEUE_LIMIT {
-                p.stats.refused_send_buffer_full += 1;
-                if p.told_send_full.due(now) {
-                    self.shared.emit(Event::Error(Error::SendBufferFull {
-                        peer: id,
-                        channel: crate::Channel(channel),
-                    }));
+            match p.send_message(channel, payload, limit, now) {
+                Sent::Yes => p.stats.messages_sent += 1,
+                Sent::QueueFull if kind.is_reliable() => {
+                    p.stats.refused_send_buffer_full += 1;
+                    if p.told_send_full.due(now) {
+                        self.shared.emit(Event::Error(Error::SendBufferFull {
+                            peer: id,
+                            channel: crate::Channel(channel),
+                        }));
+                    }
+                    continue;
                 }
-                continue;
-            }
-            let mut sent = true;
-            for frame in frames {
-                if let Err(e) = dc.send(now, frame) {
-                    tracing::debug!(%e, peer = %id, channel, "send failed");
-                    sent = false;
-                    break;
+                Sent::QueueFull => {
+                    p.stats.dropped_congested += 1;
+                    continue;
                 }
-            }
-            if sent {
-                p.stats.messages_sent += 1;
+                Sent::No => {}
             }
             self.pump(id, now);
         }
@@ -1528,11 +1487,7 @@ impl Driver {
             };
             p.ping(now, self.epoch);
             p.update_loss(now);
-            let dcs = p.dcs.clone();
-            p.stats.send_queue_bytes = dcs
-                .iter()
-                .filter_map(|d| p.pc.data_channel(*d).map(|dc| dc.outstanding_bytes()))
-                .sum();
+            p.stats.send_queue_bytes = p.queued_bytes();
             self.pump(id, now);
             self.publish_stats(id);
         }
@@ -1603,7 +1558,7 @@ impl Driver {
         let Some(mut p) = self.peers.remove(&id) else {
             return false;
         };
-        let _ = p.pc.close();
+        p.close();
         let _ = self.net.drain_writes(&mut p);
         self.by_ufrag.remove(&p.ufrag);
         self.by_addr.retain(|_, v| *v != id);
@@ -1651,7 +1606,7 @@ impl Driver {
         let ids: Vec<PeerId> = self.peers.keys().copied().collect();
         for id in ids {
             if let Some(mut p) = self.peers.remove(&id) {
-                let _ = p.pc.close();
+                p.close();
                 let _ = self.net.drain_writes(&mut p);
             }
         }

@@ -18,6 +18,7 @@ use rtc::peer_connection::transport::{
 };
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use squadlink_protocol::{PeerId, Signal};
 
 use super::codecs;
@@ -50,6 +51,17 @@ pub(crate) enum EngineEvent {
     Failed(String),
     /// A data channel of a connected peer closed.
     Closed,
+}
+
+/// What became of a message handed to [`Peer::send_message`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sent {
+    /// Framed and queued for the peer.
+    Yes,
+    /// Not sent: the channel's queue already holds more than the limit.
+    QueueFull,
+    /// Not sent: no such channel, or it is closed.
+    No,
 }
 
 pub(crate) struct Peer {
@@ -293,6 +305,114 @@ impl Peer {
         Ok(sdp)
     }
 
+    /// A datagram from `from` that arrived on `local`. Whether the engine took it (and so
+    /// should be stepped): the peer's first checks can overtake its description, which
+    /// comes through the matchmaker, and wait for it (at most [`EARLY_DATAGRAMS`]) rather
+    /// than have ICE fail them for want of a password.
+    pub(crate) fn handle_datagram(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        from: SocketAddr,
+        data: &[u8],
+    ) -> bool {
+        self.stats.packets_received += 1;
+        self.stats.bytes_received += data.len() as u64;
+        let input = TaggedBytesMut {
+            now,
+            transport: TransportContext {
+                local_addr: local,
+                peer_addr: from,
+                ecn: None,
+                transport_protocol: TransportProtocol::UDP,
+            },
+            message: BytesMut::from(data),
+        };
+        if !self.remote_set {
+            if self.early.len() < EARLY_DATAGRAMS {
+                self.early.push(input);
+            }
+            return false;
+        }
+        if let Err(e) = self.pc.handle_read(input) {
+            tracing::debug!(%e, peer = %self.id, "datagram rejected");
+        }
+        true
+    }
+
+    /// The next datagram the engine wants sent: its bytes, and from and to which address.
+    pub(crate) fn poll_transmit(&mut self) -> Option<(BytesMut, SocketAddr, SocketAddr)> {
+        let out = self.pc.poll_write()?;
+        Some((
+            out.message,
+            out.transport.local_addr,
+            out.transport.peer_addr,
+        ))
+    }
+
+    /// When the engine next needs [`Peer::handle_timeout`].
+    pub(crate) fn poll_timeout(&mut self) -> Option<Instant> {
+        self.pc.poll_timeout()
+    }
+
+    /// The engine's timers up to `now`.
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        if let Err(e) = self.pc.handle_timeout(now) {
+            tracing::debug!(%e, peer = %self.id, "timeout handling failed");
+        }
+    }
+
+    /// Starts an ICE restart (new credentials; the next offer carries them).
+    pub(crate) fn restart_ice(&mut self, now: Instant) {
+        self.restart_at = Some(now);
+        self.pc.restart_ice();
+    }
+
+    /// Frames `payload` for channel `index` and queues it, unless that channel's queue
+    /// already holds more than `limit` bytes.
+    pub(crate) fn send_message(
+        &mut self,
+        index: usize,
+        payload: &[u8],
+        limit: usize,
+        now: Instant,
+    ) -> Sent {
+        let Some(dc_id) = self.dcs.get(index).copied() else {
+            return Sent::No;
+        };
+        let Some(frames) = self.framing.frame(index, payload) else {
+            return Sent::No;
+        };
+        let Some(mut dc) = self.pc.data_channel(dc_id) else {
+            return Sent::No;
+        };
+        if dc.outstanding_bytes() > limit {
+            return Sent::QueueFull;
+        }
+        for frame in frames {
+            if let Err(e) = dc.send(now, frame) {
+                tracing::debug!(%e, peer = %self.id, index, "send failed");
+                return Sent::No;
+            }
+        }
+        Sent::Yes
+    }
+
+    /// Bytes queued on every data channel, not yet acknowledged.
+    pub(crate) fn queued_bytes(&mut self) -> usize {
+        let dcs = self.dcs.clone();
+        dcs.iter()
+            .filter_map(|d| self.pc.data_channel(*d).map(|dc| dc.outstanding_bytes()))
+            .sum()
+    }
+
+    /// Closes the connection (its goodbye datagrams are then in [`Peer::poll_transmit`]).
+    pub(crate) fn close(&mut self) {
+        if let Err(e) = self.pc.close() {
+            tracing::debug!(%e, peer = %self.id, "close failed");
+        }
+    }
+
     /// Drives the engine once: its events, then what it has read (with `handle_timeout`
     /// after events, which is where it queues handshake packets). Whether anything came
     /// out; what did is added to `out`. The caller sends the engine's datagrams and calls
@@ -431,7 +551,20 @@ impl Peer {
     }
 
     /// One of the peer's candidates: added now, or kept until its description is set.
-    pub(crate) fn add_remote_candidate(&mut self, init: RTCIceCandidateInit) -> Result<(), String> {
+    pub(crate) fn add_remote_candidate(
+        &mut self,
+        candidate: String,
+        sdp_mid: Option<String>,
+        sdp_mline_index: Option<u16>,
+        username_fragment: Option<String>,
+    ) -> Result<(), String> {
+        let init = RTCIceCandidateInit {
+            candidate,
+            sdp_mid,
+            sdp_mline_index,
+            username_fragment,
+            ..Default::default()
+        };
         if self.remote_set {
             self.pc
                 .add_remote_candidate(init)
