@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::channel::{self, Reassembler, SequenceFilter};
-use crate::transport::{gather, net, peer, stream};
+use crate::transport::{control, gather, net, peer, stream};
 
 /// Cuts `data` into records: a length byte, then that many bytes (the last may be short).
 /// Lets one input describe a sequence of frames or packets.
@@ -110,8 +110,7 @@ pub fn sequenced(data: &[u8]) {
 /// Control channel frames: ping/pong and voice loss reports.
 pub fn control(data: &[u8]) {
     for frame in records(data) {
-        let _ = peer::parse_control(frame);
-        if let Some(percent) = peer::Peer::parse_voice_loss(frame) {
+        if let Some(control::Control::VoiceLoss(percent)) = control::parse(frame) {
             assert!(percent <= 100);
         }
     }
@@ -375,7 +374,7 @@ mod tests {
         put(
             "control",
             "ping_pong_loss",
-            &join(&[&ping, &pong, &peer::Peer::voice_loss_frame(12)]),
+            &join(&[&ping, &pong, &control::voice_loss(12)]),
         );
         let sdp = "v=0\r\no=- 4611 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\nc=IN IP4 0.0.0.0\r\na=ice-ufrag:Xq3B\r\na=ice-pwd:5HxO2kq3x9yLw7o1\r\na=fingerprint:sha-256 4A:AD:B9:B1:3F:82:18:3B:54:02:12:DF:3E:5D:49:6B:19:E5:7C:AB:4A:AD:B9:B1:3F:82:18:3B:54:02:12:DF\r\na=setup:actpass\r\na=mid:0\r\na=sctp-port:5000\r\na=max-message-size:65536\r\na=candidate:1 1 udp 2130706431 192.0.2.10 50000 typ host\r\na=candidate:2 1 udp 1694498815 203.0.113.7 61000 typ srflx raddr 0.0.0.0 rport 0\r\n";
         put("signaling_text", "offer", sdp.as_bytes());

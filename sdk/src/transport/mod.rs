@@ -12,6 +12,7 @@
 //! sender's address, learned from remote candidates and from those requests.
 
 pub(crate) mod codecs;
+pub(crate) mod control;
 pub(crate) mod gather;
 mod link;
 pub(crate) mod net;
@@ -32,12 +33,13 @@ use squadlink_protocol::{
 };
 use tokio::net::UdpSocket;
 
+use self::control::{Control, PING_EVERY};
 use self::gather::{GatherContext, Gathered, Gatherer};
 use self::link::LinkState;
 use self::net::{
     CandidateType, LossStage, host_addresses, local_for, parse_candidate, stun_request_ufrag,
 };
-use self::peer::{EngineEvent, PING_EVERY, Peer, PeerSettings, Sent, sdp_attribute};
+use self::peer::{EngineEvent, Peer, PeerSettings, Sent, sdp_attribute};
 use self::retry::Retries;
 use self::stream::StreamEvent;
 use crate::bridge::{Command, Shared};
@@ -1433,7 +1435,7 @@ impl Driver {
     fn on_voice_loss(&mut self, id: PeerId, percent: u8) {
         let now = Instant::now();
         if let Some(p) = self.peers.get_mut(&id) {
-            p.send_frame(p.control(), Peer::voice_loss_frame(percent), now);
+            p.send_frame(p.control(), control::voice_loss(percent), now);
         }
         self.pump(id, now);
     }
@@ -1669,21 +1671,21 @@ fn on_message(
 ) {
     p.last_heard = now;
     if index == p.control() {
-        if let Some(percent) = Peer::parse_voice_loss(&data) {
-            if let Some(media) = media {
-                let _ = media.try_send(MediaIn::LossReport {
-                    peer: p.id,
-                    percent,
-                });
+        match control::parse(&data) {
+            Some(Control::VoiceLoss(percent)) => {
+                if let Some(media) = media {
+                    let _ = media.try_send(MediaIn::LossReport {
+                        peer: p.id,
+                        percent,
+                    });
+                }
             }
-            return;
-        }
-        if peer::parse_control(&data).is_none() {
-            misbehaved(p, shared, now);
-            return;
-        }
-        if let Some(reply) = p.on_control(&data, now) {
-            p.send_frame(p.control(), reply, now);
+            Some(other) => {
+                if let Some(reply) = p.on_control(other, now) {
+                    p.send_frame(p.control(), reply, now);
+                }
+            }
+            None => misbehaved(p, shared, now),
         }
         return;
     }

@@ -1,10 +1,10 @@
 //! One peer connection: the `rtc` peer connection, its channels, framing state and pings.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use rtc::data_channel::{RTCDataChannelId, RTCDataChannelInit};
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
@@ -22,22 +22,15 @@ use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use squadlink_protocol::{PeerId, Signal};
 
 use super::codecs;
+use super::control::{self, Control, Pinger};
 use super::net::CandidateType;
 use crate::channel::{ChannelKind, Framing};
 use crate::event::PathKind;
 use crate::media::{Kind, MediaFrame, VP8_PAYLOAD_TYPE};
 use crate::stats::PeerStats;
 
-/// Ping period on the control channel.
-pub(crate) const PING_EVERY: Duration = Duration::from_millis(250);
 /// Datagrams held for a peer whose description has not arrived yet.
 pub(crate) const EARLY_DATAGRAMS: usize = 16;
-/// Pings remembered for the loss figure (10 s).
-const LOSS_WINDOW: usize = 40;
-const PING: u8 = 1;
-const PONG: u8 = 2;
-/// "This much of your audio is lost here": one byte, 0–100 (%).
-const VOICE_LOSS: u8 = 3;
 
 /// What the engine has for the session after a step, in our terms.
 pub(crate) enum EngineEvent {
@@ -110,9 +103,8 @@ pub(crate) struct Peer {
     pub(crate) last_heard: Instant,
     /// The pair the latest DTLS, SCTP or media datagram went over: the selected pair.
     pub(crate) last_pair: Option<(SocketAddr, SocketAddr)>,
-    ping_seq: u32,
-    pings: VecDeque<(u32, Instant, bool)>,
-    srtt: Option<Duration>,
+    /// Our pings and what their pongs measure.
+    pinger: Pinger,
     pub(crate) stats: PeerStats,
     /// Our audio track's sender and SSRC.
     audio_sender: Option<rtc::rtp_transceiver::RTCRtpSenderId>,
@@ -251,9 +243,7 @@ impl Peer {
             framing: Framing::new(settings.channels, settings.max_message),
             last_heard: now,
             last_pair: None,
-            ping_seq: 0,
-            pings: VecDeque::new(),
-            srtt: None,
+            pinger: Pinger::default(),
             stats: PeerStats::default(),
             audio_sender,
             audio_ssrc,
@@ -289,7 +279,7 @@ impl Peer {
         self.connected_at = Some(now);
         self.last_heard = now;
         self.unannounced = true;
-        self.pings.clear();
+        self.pinger.forget_window();
         self.stats.pings_sent = 0;
         self.stats.pongs_received = 0;
     }
@@ -777,114 +767,36 @@ impl Peer {
         }
     }
 
-    /// A voice loss report frame: `percent` of this peer's audio is lost here.
-    pub(crate) fn voice_loss_frame(percent: u8) -> BytesMut {
-        let mut out = BytesMut::with_capacity(2);
-        out.put_u8(VOICE_LOSS);
-        out.put_u8(percent.min(100));
-        out
-    }
-
-    /// A voice loss report in a control frame, if that is what it is.
-    pub(crate) fn parse_voice_loss(frame: &[u8]) -> Option<u8> {
-        match frame {
-            [VOICE_LOSS, percent, ..] => Some((*percent).min(100)),
-            _ => None,
-        }
-    }
-
     /// A ping frame to send now.
     pub(crate) fn make_ping(&mut self, now: Instant, epoch: Instant) -> BytesMut {
-        self.ping_seq = self.ping_seq.wrapping_add(1);
-        self.pings.push_back((self.ping_seq, now, false));
-        while self.pings.len() > LOSS_WINDOW {
-            self.pings.pop_front();
-        }
         self.stats.pings_sent += 1;
-        control_frame(PING, self.ping_seq, micros(now, epoch))
+        self.pinger.ping(now, epoch)
     }
 
-    /// Handles a control frame; returns a reply to send, if any.
-    pub(crate) fn on_control(&mut self, frame: &[u8], now: Instant) -> Option<BytesMut> {
-        let control = parse_control(frame)?;
+    /// Handles a ping or pong from the peer (its channels are open, so it can take what we
+    /// send); returns a reply to send, if any.
+    pub(crate) fn on_control(&mut self, control: Control, now: Instant) -> Option<BytesMut> {
         self.heard_control = true;
         match control {
-            Control::Ping { seq, stamp } => Some(control_frame(PONG, seq, stamp)),
+            Control::Ping { seq, stamp } => Some(control::pong(seq, stamp)),
             Control::Pong { seq } => {
-                if let Some(entry) = self
-                    .pings
-                    .iter_mut()
-                    .find(|(s, _, answered)| *s == seq && !answered)
-                {
-                    entry.2 = true;
-                    let sample = now.saturating_duration_since(entry.1);
+                if self.pinger.on_pong(seq, now).is_some() {
                     self.stats.pongs_received += 1;
-                    self.stats.rtt_last = Some(sample);
-                    let srtt = match self.srtt {
-                        None => sample,
-                        Some(s) => (s * 7 + sample) / 8,
-                    };
-                    self.srtt = Some(srtt);
-                    self.stats.rtt = Some(srtt);
+                    self.stats.rtt_last = self.pinger.last_rtt();
+                    self.stats.rtt = self.pinger.rtt();
                 }
                 None
             }
+            Control::VoiceLoss(_) => None,
         }
     }
 
     /// Loss over the ping window, counting only pings old enough to have been answered.
     pub(crate) fn update_loss(&mut self, now: Instant) {
-        let grace =
-            self.srtt.unwrap_or(Duration::from_millis(100)) * 3 + Duration::from_millis(100);
-        let settled: Vec<bool> = self
-            .pings
-            .iter()
-            .filter(|(_, sent, _)| now.saturating_duration_since(*sent) > grace)
-            .map(|(_, _, answered)| *answered)
-            .collect();
-        if !settled.is_empty() {
-            let lost = settled.iter().filter(|a| !**a).count();
-            self.stats.loss = lost as f64 / settled.len() as f64;
+        if let Some(loss) = self.pinger.loss(now) {
+            self.stats.loss = loss;
         }
     }
-}
-
-fn micros(now: Instant, epoch: Instant) -> u64 {
-    u64::try_from(now.saturating_duration_since(epoch).as_micros()).unwrap_or(u64::MAX)
-}
-
-/// A ping or pong on the control channel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Control {
-    /// Answer with a pong carrying the same sequence number and stamp.
-    Ping { seq: u32, stamp: u64 },
-    /// The answer to our ping `seq`.
-    Pong { seq: u32 },
-}
-
-/// Reads a ping or pong frame: tag, `u32` sequence number, `u64` stamp (big-endian).
-/// Anything else (another tag, too short) is `None`; longer frames are read up to there.
-pub(crate) fn parse_control(frame: &[u8]) -> Option<Control> {
-    let (&tag, rest) = frame.split_first()?;
-    let (seq, rest) = rest.split_first_chunk::<4>()?;
-    let stamp = rest.first_chunk::<8>()?;
-    let seq = u32::from_be_bytes(*seq);
-    match tag {
-        PING => Some(Control::Ping {
-            seq,
-            stamp: u64::from_be_bytes(*stamp),
-        }),
-        PONG => Some(Control::Pong { seq }),
-        _ => None,
-    }
-}
-
-fn control_frame(tag: u8, seq: u32, stamp: u64) -> BytesMut {
-    let mut out = BytesMut::with_capacity(13);
-    out.put_u8(tag);
-    out.put_u32(seq);
-    out.put_u64(stamp);
-    out
 }
 
 /// The value of the first `a=NAME:` line of an SDP (session or media level).
