@@ -683,7 +683,6 @@ impl Driver {
     /// Adds every candidate known so far to a peer whose local description is set, and
     /// trickles them to it. Candidates found later are added by `add_candidate_to_all`.
     fn add_local_candidates(&mut self, p: &mut Peer) {
-        p.local_set = true;
         let relay_only = self.cfg.ice_policy == IcePolicy::RelayOnly;
         let mut known: Vec<(CandidateType, SocketAddr)> = Vec::new();
         if !relay_only {
@@ -705,7 +704,7 @@ impl Driver {
         let ids: Vec<PeerId> = self.peers.keys().copied().collect();
         for id in ids {
             if let Some(mut p) = self.peers.remove(&id) {
-                if p.local_set {
+                if p.has_local_description() {
                     self.add_candidate(&mut p, kind, addr);
                 }
                 self.peers.insert(id, p);
@@ -1047,7 +1046,7 @@ impl Driver {
             let Some(p) = self.peers.get_mut(&id) else {
                 continue;
             };
-            if p.connected_at.is_none() {
+            if !p.is_connected() {
                 continue;
             }
             if p.offerer {
@@ -1065,9 +1064,9 @@ impl Driver {
     /// or it offers after we resumed our own membership. The old connection gives way.
     fn prepare_for_offer(&mut self, from: PeerId, fingerprint: Option<&str>) {
         let keep = self.peers.get(&from).is_some_and(|p| {
-            let fresh_answerer = !p.local_set && !p.remote_set;
+            let fresh_answerer = p.awaits_first_offer();
             // The same DTLS identity: an ICE restart of this very connection.
-            let restart = p.remote_set
+            let restart = p.has_remote_description()
                 && fingerprint.is_some()
                 && p.remote_fingerprint.as_deref() == fingerprint;
             fresh_answerer || restart
@@ -1279,7 +1278,7 @@ impl Driver {
         let Some(p) = self.peers.get_mut(&id) else {
             return;
         };
-        let Some(opened) = p.connected_at.filter(|_| p.unannounced) else {
+        let Some(opened) = p.unannounced_since() else {
             return;
         };
         let path = match p.path(&self.net.relays) {
@@ -1287,7 +1286,7 @@ impl Driver {
             None if now.saturating_duration_since(opened) >= GRACE => crate::PathKind::Srflx,
             None => return,
         };
-        p.unannounced = false;
+        p.announced();
         p.stats.connected = true;
         p.stats.path = Some(path);
         p.stats.selected_pair = p.last_pair.map(|(l, r)| (l.to_string(), r.to_string()));
@@ -1315,7 +1314,7 @@ impl Driver {
             None => self
                 .peers
                 .iter()
-                .filter(|(_, p)| p.connected_at.is_some())
+                .filter(|(_, p)| p.is_connected())
                 .map(|(id, _)| *id)
                 .collect(),
         };
@@ -1324,7 +1323,7 @@ impl Driver {
             let Some(p) = self.peers.get_mut(&id) else {
                 continue;
             };
-            if p.connected_at.is_none() {
+            if !p.is_connected() {
                 continue;
             }
             let limit = if kind.is_reliable() {
@@ -1358,7 +1357,7 @@ impl Driver {
     fn connected_ids(&self, to: Option<PeerId>) -> Vec<PeerId> {
         self.peers
             .iter()
-            .filter(|(id, p)| p.connected_at.is_some() && to.is_none_or(|t| t == **id))
+            .filter(|(id, p)| p.is_connected() && to.is_none_or(|t| t == **id))
             .map(|(id, _)| *id)
             .collect()
     }
@@ -1449,20 +1448,19 @@ impl Driver {
             let Some(p) = self.peers.get_mut(&id) else {
                 continue;
             };
-            match p.connected_at {
-                None if now.saturating_duration_since(p.created) > self.cfg.connect_timeout => {
+            match p.is_connected() {
+                false if now.saturating_duration_since(p.created) > self.cfg.connect_timeout => {
                     gone.push((id, DisconnectReason::ConnectTimeout, p.offerer));
                     continue;
                 }
-                Some(_)
-                    if now.saturating_duration_since(p.last_heard) > self.cfg.silence_timeout
-                        && p.restart_at
-                            .is_none_or(|t| now.saturating_duration_since(t) >= RESTART_WINDOW) =>
+                true if now.saturating_duration_since(p.last_heard) > self.cfg.silence_timeout
+                    && p.restart_at
+                        .is_none_or(|t| now.saturating_duration_since(t) >= RESTART_WINDOW) =>
                 {
                     gone.push((id, DisconnectReason::Silent, false));
                     continue;
                 }
-                None => {
+                false => {
                     // Our channels are open, the peer's not known to be: keep telling it.
                     if p.all_open() {
                         p.ping(now, self.epoch);
@@ -1470,9 +1468,9 @@ impl Driver {
                     }
                     continue;
                 }
-                Some(_) => {}
+                true => {}
             }
-            if p.unannounced {
+            if p.unannounced_since().is_some() {
                 self.announce(id, now);
             }
             let restart_due = self.peers.get(&id).is_some_and(|p| {
@@ -1544,10 +1542,7 @@ impl Driver {
 
     /// Closes a peer's connection for a new one: announced only if it was connected.
     fn retire(&mut self, id: PeerId, reason: DisconnectReason) {
-        let was_connected = self
-            .peers
-            .get(&id)
-            .is_some_and(|p| p.connected_at.is_some());
+        let was_connected = self.peers.get(&id).is_some_and(Peer::is_connected);
         if was_connected {
             self.disconnect(id, reason);
         } else {

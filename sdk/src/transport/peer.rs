@@ -57,6 +57,16 @@ pub(crate) enum Sent {
     No,
 }
 
+/// Where a peer connection stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Negotiating, or our channels open while the peer's are not known to be.
+    Connecting,
+    /// Both ends' channels are open, since `since`; `announced` once the game was told
+    /// (when the path is known).
+    Connected { since: Instant, announced: bool },
+}
+
 pub(crate) struct Peer {
     pub(crate) id: PeerId,
     /// Our current ICE username fragment (from our local description; it changes on an ICE
@@ -69,10 +79,10 @@ pub(crate) struct Peer {
     /// The DTLS fingerprint in the peer's description: an offer with the same one is an
     /// ICE restart of this connection, a different one a new connection (it rejoined).
     pub(crate) remote_fingerprint: Option<String>,
-    pub(crate) pc: RTCPeerConnection,
+    pc: RTCPeerConnection,
     /// Data channel ids: the user's channels in order, then the control channel.
-    pub(crate) dcs: Vec<RTCDataChannelId>,
-    pub(crate) dc_index: HashMap<RTCDataChannelId, usize>,
+    dcs: Vec<RTCDataChannelId>,
+    dc_index: HashMap<RTCDataChannelId, usize>,
     open: Vec<bool>,
     /// A control frame came from the peer: its channels are open, so what we send now
     /// reaches it. (A message that arrives before the receiver's own SCTP handshake
@@ -80,17 +90,16 @@ pub(crate) struct Peer {
     /// not count a peer connected, nor send to it, on our channels' opening alone.)
     heard_control: bool,
     pub(crate) created: Instant,
-    pub(crate) connected_at: Option<Instant>,
+    /// Connecting, or connected (and whether the game was told).
+    phase: Phase,
     /// Our local description is set, so local candidates can be added.
-    pub(crate) local_set: bool,
-    /// Connected, but not announced yet: waiting to learn the remote candidate's type.
-    pub(crate) unannounced: bool,
-    pub(crate) remote_set: bool,
-    pub(crate) pending_remote: Vec<RTCIceCandidateInit>,
+    local_set: bool,
+    remote_set: bool,
+    pending_remote: Vec<RTCIceCandidateInit>,
     /// Datagrams (the peer's first connectivity checks) that arrived before its description:
     /// ICE cannot answer them without its credentials, so they wait for it (at most
     /// [`EARLY_DATAGRAMS`]).
-    pub(crate) early: Vec<rtc::shared::TaggedBytesMut>,
+    early: Vec<rtc::shared::TaggedBytesMut>,
     /// Telling the game this peer sends undecodable frames.
     pub(crate) told_misbehaviour: Throttle,
     /// Telling the game its messages are dropped because a channel is not read.
@@ -113,7 +122,7 @@ pub(crate) struct Peer {
     video_sender: Option<rtc::rtp_transceiver::RTCRtpSenderId>,
     video_ssrc: u32,
     /// The SSRC of the peer's video, once a packet of it came (PLI names it).
-    pub(crate) remote_video_ssrc: Option<u32>,
+    remote_video_ssrc: Option<u32>,
 }
 
 /// Tells the game of a recurring problem the first time, then at most once a second.
@@ -230,8 +239,7 @@ impl Peer {
             heard_control: false,
             dcs,
             created: now,
-            connected_at: None,
-            unannounced: false,
+            phase: Phase::Connecting,
             local_set: false,
             remote_set: false,
             pending_remote: Vec::new(),
@@ -267,18 +275,58 @@ impl Peer {
         self.open.iter().all(|o| *o)
     }
 
+    /// Both ends' channels are open.
+    pub(crate) fn is_connected(&self) -> bool {
+        matches!(self.phase, Phase::Connected { .. })
+    }
+
+    /// Connected, and the game not told yet: since when.
+    pub(crate) fn unannounced_since(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Connected {
+                since,
+                announced: false,
+            } => Some(since),
+            _ => None,
+        }
+    }
+
+    /// The game was told this peer is connected.
+    pub(crate) fn announced(&mut self) {
+        if let Phase::Connected { announced, .. } = &mut self.phase {
+            *announced = true;
+        }
+    }
+
+    /// Our local description is set (so our candidates can be added).
+    pub(crate) fn has_local_description(&self) -> bool {
+        self.local_set
+    }
+
+    /// Neither description is set: we are waiting to answer the peer's first offer.
+    pub(crate) fn awaits_first_offer(&self) -> bool {
+        !self.local_set && !self.remote_set
+    }
+
+    /// The peer's description is set.
+    pub(crate) fn has_remote_description(&self) -> bool {
+        self.remote_set
+    }
+
     /// Not connected yet, but both ends' channels are open: connected from now on.
     pub(crate) fn ready(&self) -> bool {
-        self.connected_at.is_none() && self.all_open() && self.heard_control
+        self.phase == Phase::Connecting && self.all_open() && self.heard_control
     }
 
     /// Both ends' channels are open: connected (announced once its path is known). The
     /// pings sent while connecting told the peer we were ready; the ones it could not take
     /// yet are not loss, so the count starts here.
     pub(crate) fn on_connected(&mut self, now: Instant) {
-        self.connected_at = Some(now);
+        self.phase = Phase::Connected {
+            since: now,
+            announced: false,
+        };
         self.last_heard = now;
-        self.unannounced = true;
         self.pinger.forget_window();
         self.stats.pings_sent = 0;
         self.stats.pongs_received = 0;
@@ -292,6 +340,7 @@ impl Peer {
         self.pc
             .set_local_description(now, offer)
             .map_err(|e| e.to_string())?;
+        self.local_set = true;
         Ok(sdp)
     }
 
@@ -424,7 +473,7 @@ impl Peer {
                     all_open_now |= self.on_open(dc);
                 }
                 RTCPeerConnectionEvent::OnDataChannel(RTCDataChannelEvent::OnClose(_))
-                    if self.connected_at.is_some() =>
+                    if self.is_connected() =>
                 {
                     out.push(EngineEvent::Closed);
                 }
@@ -506,6 +555,7 @@ impl Peer {
         self.pc
             .set_local_description(now, answer)
             .map_err(|e| e.to_string())?;
+        self.local_set = true;
         self.remote_set = true;
         Ok(sdp)
     }
