@@ -18,6 +18,7 @@ mod link;
 pub(crate) mod net;
 pub(crate) mod peer;
 mod retry;
+pub(crate) mod rtc_engine;
 pub(crate) mod stream;
 #[cfg(test)]
 mod tests;
@@ -39,8 +40,9 @@ use self::link::LinkState;
 use self::net::{
     CandidateType, LossStage, host_addresses, local_for, parse_candidate, stun_request_ufrag,
 };
-use self::peer::{EngineEvent, Peer, PeerSettings, Sent, sdp_attribute};
+use self::peer::Peer;
 use self::retry::Retries;
+use self::rtc_engine::{EngineEvent, PeerSettings, Sent, sdp_attribute};
 use self::stream::StreamEvent;
 use crate::bridge::{Command, Shared};
 use crate::channel::{self, Received};
@@ -1249,6 +1251,8 @@ impl Driver {
                     }
                     EngineEvent::Failed(reason) => failed = Some(reason),
                     EngineEvent::Closed => closed = true,
+                    // Handled by the peer (it pings at once).
+                    EngineEvent::AllOpen => {}
                 }
             }
             progressed |= self.net.drain_writes(p);

@@ -1,0 +1,635 @@
+//! The WebRTC engine behind a peer: webrtc-rs's sans-IO `rtc` peer connection, with our
+//! data channels (pre-negotiated, the control channel last) and our audio and video
+//! tracks. It speaks to the rest of the transport in our terms only: descriptions and
+//! candidates as strings, datagrams in and out, messages by channel index, RTP as
+//! [`MediaFrame`], [`EngineEvent`]s out. This is the seam a second engine (the browser's
+//! `RTCPeerConnection`) will fill; see docs/architecture.md.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use rtc::data_channel::{RTCDataChannelId, RTCDataChannelInit};
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::event::{RTCDataChannelEvent, RTCPeerConnectionEvent};
+use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::peer_connection::transport::{
+    CandidateConfig, CandidateHostConfig, CandidateRelayConfig, CandidateServerReflexiveConfig,
+    RTCDtlsRole, RTCIceCandidate, RTCIceCandidateInit,
+};
+use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use squadlink_protocol::{PeerId, Signal};
+
+use super::codecs;
+use super::net::CandidateType;
+use crate::channel::ChannelKind;
+use crate::media::{Kind, MediaFrame, VP8_PAYLOAD_TYPE};
+
+/// Datagrams held for a peer whose description has not arrived yet.
+pub(crate) const EARLY_DATAGRAMS: usize = 16;
+
+/// What the engine has for the session after a step, in our terms.
+pub(crate) enum EngineEvent {
+    /// A data-channel message on channel `index` (the control channel is the last).
+    Message { index: usize, data: Bytes },
+    /// An RTP packet on the peer's audio or video track.
+    Rtp { kind: Kind, frame: MediaFrame },
+    /// The peer asked for a video keyframe (RTCP PLI or FIR).
+    KeyframeRequest,
+    /// All our data channels are open (this step opened the last).
+    AllOpen,
+    /// The connection failed.
+    Failed(String),
+    /// A data channel closed.
+    Closed,
+}
+
+/// What became of frames handed to [`RtcEngine::send`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sent {
+    /// Queued for the peer.
+    Yes,
+    /// Not sent: the channel's queue already holds more than the limit.
+    QueueFull,
+    /// Not sent: no such channel, or it is closed.
+    No,
+}
+
+/// How to set up a peer connection.
+pub(crate) struct PeerSettings<'a> {
+    pub(crate) channels: &'a [ChannelKind],
+    pub(crate) max_message: usize,
+    pub(crate) relay_only: bool,
+    /// How long a working relay pair waits for a direct one before it is nominated.
+    pub(crate) relay_wait: Duration,
+    /// How long an unreliable message may wait or be retransmitted before it is dropped.
+    pub(crate) unreliable_lifetime: Duration,
+}
+
+/// One peer connection in `rtc`.
+pub(crate) struct RtcEngine {
+    /// For logs.
+    id: PeerId,
+    pc: RTCPeerConnection,
+    /// Data channel ids: the user's channels in order, then the control channel.
+    dcs: Vec<RTCDataChannelId>,
+    dc_index: HashMap<RTCDataChannelId, usize>,
+    open: Vec<bool>,
+    /// Our local description is set, so local candidates can be added.
+    local_set: bool,
+    remote_set: bool,
+    pending_remote: Vec<RTCIceCandidateInit>,
+    /// Datagrams (the peer's first connectivity checks) that arrived before its description:
+    /// ICE cannot answer them without its credentials, so they wait for it (at most
+    /// [`EARLY_DATAGRAMS`]).
+    early: Vec<TaggedBytesMut>,
+    /// Our audio track's sender and SSRC.
+    audio_sender: Option<rtc::rtp_transceiver::RTCRtpSenderId>,
+    audio_ssrc: u32,
+    /// Our video track's sender and SSRC.
+    video_sender: Option<rtc::rtp_transceiver::RTCRtpSenderId>,
+    video_ssrc: u32,
+    /// The SSRC of the peer's video, once a packet of it came (PLI names it).
+    remote_video_ssrc: Option<u32>,
+}
+
+impl RtcEngine {
+    /// A connection to peer `id` with `settings`' channels, not negotiated yet.
+    pub(crate) fn new(
+        id: PeerId,
+        settings: &PeerSettings<'_>,
+        now: Instant,
+    ) -> Result<Self, rtc::shared::error::Error> {
+        let relay_wait = if settings.relay_only {
+            Duration::ZERO
+        } else {
+            settings.relay_wait
+        };
+        let setting_engine = SettingEngineBuilder::new()
+            // Random ICE credentials per description: an ICE restart needs new ones.
+            // After a restart only the candidates of the new network are offered.
+            .with_discard_local_candidates_during_ice_restart(true)
+            // Keep-alives every 500 ms; ICE reports disconnected after 2 s of silence. Our
+            // own pings decide when a peer is gone (silence timeout), and ICE must not give
+            // up ("failed") while an ICE restart can still bring the peer back.
+            .with_ice_timeouts(
+                Some(Duration::from_secs(2)),
+                Some(Duration::from_secs(20)),
+                Some(Duration::from_millis(500)),
+            )
+            // Connectivity checks every 25 ms while connecting (the default is 200 ms).
+            .with_ice_connection_attempts(Some(Duration::from_millis(25)), Some(40))
+            // A peer-reflexive or server-reflexive pair that works is a direct path: nominate
+            // it at once. (The answerer's UDP check routinely outruns its own candidate
+            // through the matchmaker, making it peer-reflexive first; waiting cost 100 ms.)
+            // Only relay pairs wait, so a direct path can still win.
+            .with_srflx_acceptance_min_wait(Some(Duration::ZERO))
+            .with_prflx_acceptance_min_wait(Some(Duration::ZERO))
+            .with_relay_acceptance_min_wait(Some(relay_wait))
+            // The answerer is the DTLS server (`a=setup:passive`). Then the side that sends the
+            // ClientHello (the offerer) always has the answer already; the default answerer
+            // client races the answer through the matchmaker, and a lost race costs the 1 s
+            // DTLS retransmission timer.
+            .with_answering_dtls_role(RTCDtlsRole::Server)
+            .build();
+        let mut pc = RTCPeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_setting_engine(setting_engine)
+            .with_media_engine(codecs::media_engine()?)
+            .with_interceptor_registry(codecs::interceptors())
+            .build(now)?;
+        // Every connection carries an audio and a video track from the start, so voice and
+        // video never need a renegotiation; each costs an m-line in the SDP and nothing on
+        // the wire until used.
+        let audio_ssrc = crate::media::random_u32();
+        let audio_sender = Some(pc.add_track(codecs::track(Kind::Audio, audio_ssrc))?);
+        let video_ssrc = crate::media::random_u32();
+        let video_sender = Some(pc.add_track(codecs::track(Kind::Video, video_ssrc))?);
+        let n = settings.channels.len();
+        let mut dcs = Vec::with_capacity(n + 1);
+        let control = ChannelKind::Unreliable;
+        for (i, kind) in settings
+            .channels
+            .iter()
+            .chain(std::iter::once(&control))
+            .enumerate()
+        {
+            let init = RTCDataChannelInit {
+                ordered: kind.ordered(),
+                max_packet_life_time: kind.lifetime_ms(settings.unreliable_lifetime),
+                negotiated: Some(u16::try_from(i).unwrap_or(u16::MAX)),
+                ..Default::default()
+            };
+            let label = if i == n {
+                "squadlink-control".to_string()
+            } else {
+                format!("squadlink-{i}")
+            };
+            let dc = pc.create_data_channel(&label, Some(init))?;
+            dcs.push(dc.id());
+        }
+        let dc_index = dcs.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        Ok(Self {
+            id,
+            pc,
+            open: vec![false; dcs.len()],
+            dc_index,
+            dcs,
+            local_set: false,
+            remote_set: false,
+            pending_remote: Vec::new(),
+            early: Vec::new(),
+            audio_sender,
+            audio_ssrc,
+            video_sender,
+            video_ssrc,
+            remote_video_ssrc: None,
+        })
+    }
+
+    /// Marks a data channel open; whether that made all of ours open.
+    fn on_open(&mut self, dc: RTCDataChannelId) -> bool {
+        let was = self.all_open();
+        if let Some(slot) = self.dc_index.get(&dc).and_then(|i| self.open.get_mut(*i)) {
+            *slot = true;
+        }
+        !was && self.all_open()
+    }
+
+    /// All our channels to the peer are open.
+    pub(crate) fn all_open(&self) -> bool {
+        self.open.iter().all(|o| *o)
+    }
+
+    /// Our local description is set (so our candidates can be added).
+    pub(crate) fn has_local_description(&self) -> bool {
+        self.local_set
+    }
+
+    /// Neither description is set: we are waiting to answer the peer's first offer.
+    pub(crate) fn awaits_first_offer(&self) -> bool {
+        !self.local_set && !self.remote_set
+    }
+
+    /// The peer's description is set.
+    pub(crate) fn has_remote_description(&self) -> bool {
+        self.remote_set
+    }
+
+    /// Creates an offer (the first, or an ICE restart's after `restart_ice`) and makes it
+    /// our local description; its SDP, to send to the peer.
+    pub(crate) fn offer(&mut self, now: Instant) -> Result<String, String> {
+        let offer = self.pc.create_offer(None).map_err(|e| e.to_string())?;
+        let sdp = offer.sdp.clone();
+        self.pc
+            .set_local_description(now, offer)
+            .map_err(|e| e.to_string())?;
+        self.local_set = true;
+        Ok(sdp)
+    }
+
+    /// Takes the peer's offer (the first, an ICE restart's, or a new connection's) and
+    /// answers it; the answer's SDP, to send.
+    pub(crate) fn accept_offer(&mut self, sdp: String, now: Instant) -> Result<String, String> {
+        let answer = RTCSessionDescription::offer(sdp)
+            .and_then(|offer| self.pc.set_remote_description(now, offer))
+            .and_then(|()| self.pc.create_answer(None))
+            .map_err(|e| e.to_string())?;
+        let sdp = answer.sdp.clone();
+        self.pc
+            .set_local_description(now, answer)
+            .map_err(|e| e.to_string())?;
+        self.local_set = true;
+        self.remote_set = true;
+        Ok(sdp)
+    }
+
+    /// Takes the peer's answer to our offer.
+    pub(crate) fn accept_answer(&mut self, sdp: String, now: Instant) -> Result<(), String> {
+        RTCSessionDescription::answer(sdp)
+            .and_then(|answer| self.pc.set_remote_description(now, answer))
+            .map_err(|e| e.to_string())?;
+        self.remote_set = true;
+        Ok(())
+    }
+
+    /// The peer's description is set: its candidates that came first are added, and its
+    /// connectivity checks that came first are handed to ICE.
+    pub(crate) fn remote_description_applied(&mut self, now: Instant) -> Result<(), String> {
+        for c in std::mem::take(&mut self.pending_remote) {
+            self.pc.add_remote_candidate(c).map_err(|e| e.to_string())?;
+        }
+        for mut input in std::mem::take(&mut self.early) {
+            input.now = now;
+            if let Err(e) = self.pc.handle_read(input) {
+                tracing::debug!(%e, peer = %self.id, "early datagram rejected");
+            }
+        }
+        Ok(())
+    }
+
+    /// One of the peer's candidates: added now, or kept until its description is set.
+    pub(crate) fn add_remote_candidate(
+        &mut self,
+        candidate: String,
+        sdp_mid: Option<String>,
+        sdp_mline_index: Option<u16>,
+        username_fragment: Option<String>,
+    ) -> Result<(), String> {
+        let init = RTCIceCandidateInit {
+            candidate,
+            sdp_mid,
+            sdp_mline_index,
+            username_fragment,
+            ..Default::default()
+        };
+        if self.remote_set {
+            self.pc
+                .add_remote_candidate(init)
+                .map_err(|e| e.to_string())
+        } else {
+            self.pending_remote.push(init);
+            Ok(())
+        }
+    }
+
+    /// Adds one of our candidates (`kind` at `addr`, found from `base`; `priority` 0 for
+    /// the engine's usual formula) to the connection; the signal that tells the peer of it.
+    pub(crate) fn add_local_candidate(
+        &mut self,
+        kind: CandidateType,
+        addr: SocketAddr,
+        base: SocketAddr,
+        priority: u32,
+    ) -> Option<Signal> {
+        let base_config = CandidateConfig {
+            network: "udp".into(),
+            address: addr.ip().to_string(),
+            port: addr.port(),
+            component: 1,
+            priority,
+            ..Default::default()
+        };
+        let made = match kind {
+            CandidateType::Host => CandidateHostConfig {
+                base_config,
+                ..Default::default()
+            }
+            .new_candidate_host(),
+            CandidateType::Srflx | CandidateType::Prflx => CandidateServerReflexiveConfig {
+                base_config,
+                rel_addr: base.ip().to_string(),
+                rel_port: base.port(),
+                url: None,
+            }
+            .new_candidate_server_reflexive(),
+            CandidateType::Relay => CandidateRelayConfig {
+                base_config,
+                rel_addr: base.ip().to_string(),
+                rel_port: base.port(),
+                ..Default::default()
+            }
+            .new_candidate_relay(),
+        }
+        .and_then(|c| RTCIceCandidate::from(&c).to_json());
+        let init = match made {
+            Ok(init) => init,
+            Err(e) => {
+                tracing::warn!(%e, %addr, "could not make a local candidate");
+                return None;
+            }
+        };
+        if let Err(e) = self.pc.add_local_candidate(init.clone()) {
+            tracing::warn!(%e, "could not add a local candidate");
+            return None;
+        }
+        Some(Signal::Candidate {
+            candidate: init.candidate,
+            sdp_mid: init.sdp_mid,
+            sdp_mline_index: init.sdp_mline_index,
+            username_fragment: init.username_fragment,
+        })
+    }
+
+    /// A datagram from `from` that arrived on `local`. Whether the engine took it (and so
+    /// should be stepped): the peer's first checks can overtake its description, which
+    /// comes through the matchmaker, and wait for it (at most [`EARLY_DATAGRAMS`]) rather
+    /// than have ICE fail them for want of a password.
+    pub(crate) fn handle_datagram(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        from: SocketAddr,
+        data: &[u8],
+    ) -> bool {
+        let input = TaggedBytesMut {
+            now,
+            transport: TransportContext {
+                local_addr: local,
+                peer_addr: from,
+                ecn: None,
+                transport_protocol: TransportProtocol::UDP,
+            },
+            message: BytesMut::from(data),
+        };
+        if !self.remote_set {
+            if self.early.len() < EARLY_DATAGRAMS {
+                self.early.push(input);
+            }
+            return false;
+        }
+        if let Err(e) = self.pc.handle_read(input) {
+            tracing::debug!(%e, peer = %self.id, "datagram rejected");
+        }
+        true
+    }
+
+    /// The next datagram the engine wants sent: its bytes, and from and to which address.
+    pub(crate) fn poll_transmit(&mut self) -> Option<(BytesMut, SocketAddr, SocketAddr)> {
+        let out = self.pc.poll_write()?;
+        Some((
+            out.message,
+            out.transport.local_addr,
+            out.transport.peer_addr,
+        ))
+    }
+
+    /// When the engine next needs [`Peer::handle_timeout`].
+    pub(crate) fn poll_timeout(&mut self) -> Option<Instant> {
+        self.pc.poll_timeout()
+    }
+
+    /// The engine's timers up to `now`.
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        if let Err(e) = self.pc.handle_timeout(now) {
+            tracing::debug!(%e, peer = %self.id, "timeout handling failed");
+        }
+    }
+
+    /// Starts an ICE restart (new credentials; the next offer carries them).
+    pub(crate) fn restart_ice(&mut self) {
+        self.pc.restart_ice();
+    }
+
+    /// Queues `frames` on data channel `index`, unless its queue already holds more than
+    /// `limit` bytes.
+    pub(crate) fn send(
+        &mut self,
+        index: usize,
+        frames: Vec<BytesMut>,
+        limit: usize,
+        now: Instant,
+    ) -> Sent {
+        let Some(dc_id) = self.dcs.get(index).copied() else {
+            return Sent::No;
+        };
+        let Some(mut dc) = self.pc.data_channel(dc_id) else {
+            return Sent::No;
+        };
+        if dc.outstanding_bytes() > limit {
+            return Sent::QueueFull;
+        }
+        for frame in frames {
+            if let Err(e) = dc.send(now, frame) {
+                tracing::debug!(%e, peer = %self.id, index, "send failed");
+                return Sent::No;
+            }
+        }
+        Sent::Yes
+    }
+
+    /// Sends one frame as it is on data channel `index` (the control channel is the last);
+    /// a frame that cannot be sent is dropped (the channel closed, or the peer is gone).
+    pub(crate) fn send_frame(&mut self, index: usize, frame: BytesMut, now: Instant) {
+        if let Some(dc_id) = self.dcs.get(index).copied()
+            && let Some(mut dc) = self.pc.data_channel(dc_id)
+            && let Err(e) = dc.send(now, frame)
+        {
+            tracing::trace!(%e, peer = %self.id, index, "frame not sent");
+        }
+    }
+
+    /// Bytes queued on every data channel, not yet acknowledged.
+    pub(crate) fn queued_bytes(&mut self) -> usize {
+        let dcs = self.dcs.clone();
+        dcs.iter()
+            .filter_map(|d| self.pc.data_channel(*d).map(|dc| dc.outstanding_bytes()))
+            .sum()
+    }
+
+    /// Closes the connection (its goodbye datagrams are then in [`Peer::poll_transmit`]).
+    pub(crate) fn close(&mut self) {
+        if let Err(e) = self.pc.close() {
+            tracing::debug!(%e, peer = %self.id, "close failed");
+        }
+    }
+
+    /// Drives the engine once: its events, then what it has read (with `handle_timeout`
+    /// after events, which is where it queues handshake packets). Whether anything came
+    /// out; what did is added to `out`. The caller sends the engine's datagrams and calls
+    /// again until nothing comes out.
+    pub(crate) fn step(&mut self, now: Instant, out: &mut Vec<EngineEvent>) -> bool {
+        let mut progressed = false;
+        let mut had_event = false;
+        let mut all_open_now = false;
+        while let Some(event) = self.pc.poll_event() {
+            progressed = true;
+            had_event = true;
+            match event {
+                RTCPeerConnectionEvent::OnDataChannel(RTCDataChannelEvent::OnOpen(dc)) => {
+                    all_open_now |= self.on_open(dc);
+                }
+                RTCPeerConnectionEvent::OnDataChannel(RTCDataChannelEvent::OnClose(_)) => {
+                    out.push(EngineEvent::Closed);
+                }
+                RTCPeerConnectionEvent::OnConnectionStateChangeEvent(
+                    RTCPeerConnectionState::Failed,
+                ) => out.push(EngineEvent::Failed("the peer connection failed".into())),
+                _ => {}
+            }
+        }
+        while let Some(TaggedRTCMessage { message, .. }) = self.pc.poll_read() {
+            progressed = true;
+            match message {
+                RTCMessage::DataChannelMessage(dc, msg) => {
+                    if let Some(index) = self.dc_index.get(&dc).copied() {
+                        out.push(EngineEvent::Message {
+                            index,
+                            data: msg.data.freeze(),
+                        });
+                    }
+                }
+                RTCMessage::RtpPacket(_track, packet) => {
+                    let kind = if packet.header.payload_type == VP8_PAYLOAD_TYPE {
+                        self.remote_video_ssrc = Some(packet.header.ssrc);
+                        Kind::Video
+                    } else {
+                        Kind::Audio
+                    };
+                    out.push(EngineEvent::Rtp {
+                        kind,
+                        frame: MediaFrame {
+                            seq: packet.header.sequence_number,
+                            timestamp: packet.header.timestamp,
+                            marker: packet.header.marker,
+                            payload: packet.payload,
+                        },
+                    });
+                }
+                RTCMessage::RtcpPacket(_track, packets)
+                    if packets
+                        .iter()
+                        .any(|p| codecs::asks_for_keyframe(p.as_ref())) =>
+                {
+                    out.push(EngineEvent::KeyframeRequest);
+                }
+                _ => {}
+            }
+        }
+        if had_event && let Err(e) = self.pc.handle_timeout(now) {
+            tracing::debug!(%e, "timeout handling failed");
+        }
+        if all_open_now {
+            out.push(EngineEvent::AllOpen);
+        }
+        progressed
+    }
+
+    /// Our ICE username fragment, from our current local description.
+    pub(crate) fn local_ufrag(&self) -> Option<String> {
+        sdp_attribute(&self.pc.local_description()?.sdp, "ice-ufrag")
+    }
+
+    /// The control channel's index in `dcs`.
+    pub(crate) fn control(&self) -> usize {
+        self.dcs.len().saturating_sub(1)
+    }
+
+    /// Sends one RTP payload on our track of `kind`, with `payload_type` in the header
+    /// (adversarial testing) or the track's own (`None`); whether it went out.
+    pub(crate) fn send_rtp_as(
+        &mut self,
+        kind: Kind,
+        frame: &MediaFrame,
+        payload_type: Option<u8>,
+        now: Instant,
+    ) -> bool {
+        let (sender_id, ssrc) = match kind {
+            Kind::Audio => (self.audio_sender, self.audio_ssrc),
+            Kind::Video => (self.video_sender, self.video_ssrc),
+        };
+        let Some(sender_id) = sender_id else {
+            return false;
+        };
+        let Some(mut sender) = self.pc.rtp_sender(sender_id) else {
+            return false;
+        };
+        let Some(track_type) = sender
+            .get_parameters()
+            .rtp_parameters
+            .codecs
+            .first()
+            .map(|c| c.payload_type)
+        else {
+            return false;
+        };
+        let packet = rtc::rtp::packet::Packet {
+            header: rtc::rtp::header::Header {
+                version: 2,
+                marker: frame.marker,
+                payload_type: payload_type.unwrap_or(track_type),
+                sequence_number: frame.seq,
+                timestamp: frame.timestamp,
+                ssrc,
+                ..Default::default()
+            },
+            payload: frame.payload.clone(),
+        };
+        match sender.write_rtp(now, packet) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::trace!(%e, peer = %self.id, ?kind, "RTP packet not sent");
+                false
+            }
+        }
+    }
+
+    /// Asks the peer for a video keyframe with an RTCP picture loss indication.
+    pub(crate) fn send_pli(&mut self, now: Instant) {
+        let Some(media_ssrc) = self.remote_video_ssrc else {
+            return;
+        };
+        let receivers: Vec<_> = self.pc.get_receivers().collect();
+        for id in receivers {
+            let Some(mut receiver) = self.pc.rtp_receiver(id) else {
+                continue;
+            };
+            if receiver.track().kind() != rtc::rtp_transceiver::rtp_sender::RtpCodecKind::Video {
+                continue;
+            }
+            let pli =
+                rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication {
+                    sender_ssrc: self.video_ssrc,
+                    media_ssrc,
+                };
+            if let Err(e) = receiver.write_rtcp(now, vec![Box::new(pli)]) {
+                tracing::debug!(%e, peer = %self.id, "keyframe request not sent");
+            }
+            return;
+        }
+    }
+}
+
+/// The value of the first `a=NAME:` line of an SDP (session or media level).
+pub(crate) fn sdp_attribute(sdp: &str, name: &str) -> Option<String> {
+    let prefix = format!("a={name}:");
+    sdp.lines()
+        .find_map(|l| l.trim().strip_prefix(prefix.as_str()))
+        .map(|v| v.trim().to_string())
+}
