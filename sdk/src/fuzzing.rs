@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::channel::{self, Reassembler, SequenceFilter};
-use crate::transport::{control, gather, net, rtc_engine, stream};
+use crate::transport::{control, engine, gather, net, stream};
 
 /// Cuts `data` into records: a length byte, then that many bytes (the last may be short).
 /// Lets one input describe a sequence of frames or packets.
@@ -123,8 +123,8 @@ pub fn signaling_text(data: &[u8]) {
         let _ = net::parse_candidate(line);
         let _ = gather::parse_url(line);
     }
-    let _ = rtc_engine::sdp_attribute(&text, "fingerprint");
-    let _ = rtc_engine::sdp_attribute(&text, "ice-ufrag");
+    let _ = engine::sdp_attribute(&text, "fingerprint");
+    let _ = engine::sdp_attribute(&text, "ice-ufrag");
 }
 
 /// STUN from the network: the Binding request's USERNAME (which peer a check is for), the

@@ -13,6 +13,7 @@
 
 pub(crate) mod codecs;
 pub(crate) mod control;
+pub(crate) mod engine;
 pub(crate) mod gather;
 mod link;
 pub(crate) mod net;
@@ -35,6 +36,7 @@ use squadlink_protocol::{
 use tokio::net::UdpSocket;
 
 use self::control::{Control, PING_EVERY};
+use self::engine::{EngineEvent, PeerSettings, Sent, sdp_attribute};
 use self::gather::{GatherContext, Gathered, Gatherer};
 use self::link::LinkState;
 use self::net::{
@@ -42,7 +44,6 @@ use self::net::{
 };
 use self::peer::Peer;
 use self::retry::Retries;
-use self::rtc_engine::{EngineEvent, PeerSettings, Sent, sdp_attribute};
 use self::stream::StreamEvent;
 use crate::bridge::{Command, Shared};
 use crate::channel::{self, Received};

@@ -10,8 +10,9 @@ use bytes::BytesMut;
 use squadlink_protocol::{PeerId, Signal};
 
 use super::control::{self, Control, Pinger};
+use super::engine::{Engine, EngineEvent, PeerSettings, Sent};
 use super::net::CandidateType;
-use super::rtc_engine::{EngineEvent, PeerSettings, RtcEngine, Sent};
+use super::rtc_engine::RtcEngine;
 use crate::channel::Framing;
 use crate::event::PathKind;
 use crate::media::{Kind, MediaFrame};
@@ -40,7 +41,7 @@ pub(crate) struct Peer {
     /// ICE restart of this connection, a different one a new connection (it rejoined).
     pub(crate) remote_fingerprint: Option<String>,
     /// The WebRTC engine carrying this connection.
-    engine: RtcEngine,
+    engine: Box<dyn Engine>,
     /// A control frame came from the peer: its channels are open, so what we send now
     /// reaches it. (A message that arrives before the receiver's own SCTP handshake
     /// completed is acknowledged by SCTP and then dropped by the WebRTC stack: we must
@@ -95,7 +96,7 @@ impl Peer {
             offerer: false,
             restart_at: None,
             remote_fingerprint: None,
-            engine: RtcEngine::new(id, settings, now)?,
+            engine: Box::new(RtcEngine::new(id, settings, now)?),
             heard_control: false,
             created: now,
             phase: Phase::Connecting,

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use rtc::data_channel::{RTCDataChannelId, RTCDataChannelInit};
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
@@ -27,50 +27,13 @@ use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use squadlink_protocol::{PeerId, Signal};
 
 use super::codecs;
+use super::engine::{Engine, EngineEvent, PeerSettings, Sent, sdp_attribute};
 use super::net::CandidateType;
 use crate::channel::ChannelKind;
 use crate::media::{Kind, MediaFrame, VP8_PAYLOAD_TYPE};
 
 /// Datagrams held for a peer whose description has not arrived yet.
 pub(crate) const EARLY_DATAGRAMS: usize = 16;
-
-/// What the engine has for the session after a step, in our terms.
-pub(crate) enum EngineEvent {
-    /// A data-channel message on channel `index` (the control channel is the last).
-    Message { index: usize, data: Bytes },
-    /// An RTP packet on the peer's audio or video track.
-    Rtp { kind: Kind, frame: MediaFrame },
-    /// The peer asked for a video keyframe (RTCP PLI or FIR).
-    KeyframeRequest,
-    /// All our data channels are open (this step opened the last).
-    AllOpen,
-    /// The connection failed.
-    Failed(String),
-    /// A data channel closed.
-    Closed,
-}
-
-/// What became of frames handed to [`RtcEngine::send`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Sent {
-    /// Queued for the peer.
-    Yes,
-    /// Not sent: the channel's queue already holds more than the limit.
-    QueueFull,
-    /// Not sent: no such channel, or it is closed.
-    No,
-}
-
-/// How to set up a peer connection.
-pub(crate) struct PeerSettings<'a> {
-    pub(crate) channels: &'a [ChannelKind],
-    pub(crate) max_message: usize,
-    pub(crate) relay_only: bool,
-    /// How long a working relay pair waits for a direct one before it is nominated.
-    pub(crate) relay_wait: Duration,
-    /// How long an unreliable message may wait or be retransmitted before it is dropped.
-    pub(crate) unreliable_lifetime: Duration,
-}
 
 /// One peer connection in `rtc`.
 pub(crate) struct RtcEngine {
@@ -201,30 +164,26 @@ impl RtcEngine {
         }
         !was && self.all_open()
     }
+}
 
-    /// All our channels to the peer are open.
-    pub(crate) fn all_open(&self) -> bool {
+impl Engine for RtcEngine {
+    fn all_open(&self) -> bool {
         self.open.iter().all(|o| *o)
     }
 
-    /// Our local description is set (so our candidates can be added).
-    pub(crate) fn has_local_description(&self) -> bool {
+    fn has_local_description(&self) -> bool {
         self.local_set
     }
 
-    /// Neither description is set: we are waiting to answer the peer's first offer.
-    pub(crate) fn awaits_first_offer(&self) -> bool {
+    fn awaits_first_offer(&self) -> bool {
         !self.local_set && !self.remote_set
     }
 
-    /// The peer's description is set.
-    pub(crate) fn has_remote_description(&self) -> bool {
+    fn has_remote_description(&self) -> bool {
         self.remote_set
     }
 
-    /// Creates an offer (the first, or an ICE restart's after `restart_ice`) and makes it
-    /// our local description; its SDP, to send to the peer.
-    pub(crate) fn offer(&mut self, now: Instant) -> Result<String, String> {
+    fn offer(&mut self, now: Instant) -> Result<String, String> {
         let offer = self.pc.create_offer(None).map_err(|e| e.to_string())?;
         let sdp = offer.sdp.clone();
         self.pc
@@ -234,9 +193,7 @@ impl RtcEngine {
         Ok(sdp)
     }
 
-    /// Takes the peer's offer (the first, an ICE restart's, or a new connection's) and
-    /// answers it; the answer's SDP, to send.
-    pub(crate) fn accept_offer(&mut self, sdp: String, now: Instant) -> Result<String, String> {
+    fn accept_offer(&mut self, sdp: String, now: Instant) -> Result<String, String> {
         let answer = RTCSessionDescription::offer(sdp)
             .and_then(|offer| self.pc.set_remote_description(now, offer))
             .and_then(|()| self.pc.create_answer(None))
@@ -250,8 +207,7 @@ impl RtcEngine {
         Ok(sdp)
     }
 
-    /// Takes the peer's answer to our offer.
-    pub(crate) fn accept_answer(&mut self, sdp: String, now: Instant) -> Result<(), String> {
+    fn accept_answer(&mut self, sdp: String, now: Instant) -> Result<(), String> {
         RTCSessionDescription::answer(sdp)
             .and_then(|answer| self.pc.set_remote_description(now, answer))
             .map_err(|e| e.to_string())?;
@@ -259,9 +215,7 @@ impl RtcEngine {
         Ok(())
     }
 
-    /// The peer's description is set: its candidates that came first are added, and its
-    /// connectivity checks that came first are handed to ICE.
-    pub(crate) fn remote_description_applied(&mut self, now: Instant) -> Result<(), String> {
+    fn remote_description_applied(&mut self, now: Instant) -> Result<(), String> {
         for c in std::mem::take(&mut self.pending_remote) {
             self.pc.add_remote_candidate(c).map_err(|e| e.to_string())?;
         }
@@ -274,8 +228,7 @@ impl RtcEngine {
         Ok(())
     }
 
-    /// One of the peer's candidates: added now, or kept until its description is set.
-    pub(crate) fn add_remote_candidate(
+    fn add_remote_candidate(
         &mut self,
         candidate: String,
         sdp_mid: Option<String>,
@@ -299,9 +252,7 @@ impl RtcEngine {
         }
     }
 
-    /// Adds one of our candidates (`kind` at `addr`, found from `base`; `priority` 0 for
-    /// the engine's usual formula) to the connection; the signal that tells the peer of it.
-    pub(crate) fn add_local_candidate(
+    fn add_local_candidate(
         &mut self,
         kind: CandidateType,
         addr: SocketAddr,
@@ -357,11 +308,7 @@ impl RtcEngine {
         })
     }
 
-    /// A datagram from `from` that arrived on `local`. Whether the engine took it (and so
-    /// should be stepped): the peer's first checks can overtake its description, which
-    /// comes through the matchmaker, and wait for it (at most [`EARLY_DATAGRAMS`]) rather
-    /// than have ICE fail them for want of a password.
-    pub(crate) fn handle_datagram(
+    fn handle_datagram(
         &mut self,
         now: Instant,
         local: SocketAddr,
@@ -390,8 +337,7 @@ impl RtcEngine {
         true
     }
 
-    /// The next datagram the engine wants sent: its bytes, and from and to which address.
-    pub(crate) fn poll_transmit(&mut self) -> Option<(BytesMut, SocketAddr, SocketAddr)> {
+    fn poll_transmit(&mut self) -> Option<(BytesMut, SocketAddr, SocketAddr)> {
         let out = self.pc.poll_write()?;
         Some((
             out.message,
@@ -400,32 +346,21 @@ impl RtcEngine {
         ))
     }
 
-    /// When the engine next needs [`Peer::handle_timeout`].
-    pub(crate) fn poll_timeout(&mut self) -> Option<Instant> {
+    fn poll_timeout(&mut self) -> Option<Instant> {
         self.pc.poll_timeout()
     }
 
-    /// The engine's timers up to `now`.
-    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+    fn handle_timeout(&mut self, now: Instant) {
         if let Err(e) = self.pc.handle_timeout(now) {
             tracing::debug!(%e, peer = %self.id, "timeout handling failed");
         }
     }
 
-    /// Starts an ICE restart (new credentials; the next offer carries them).
-    pub(crate) fn restart_ice(&mut self) {
+    fn restart_ice(&mut self) {
         self.pc.restart_ice();
     }
 
-    /// Queues `frames` on data channel `index`, unless its queue already holds more than
-    /// `limit` bytes.
-    pub(crate) fn send(
-        &mut self,
-        index: usize,
-        frames: Vec<BytesMut>,
-        limit: usize,
-        now: Instant,
-    ) -> Sent {
+    fn send(&mut self, index: usize, frames: Vec<BytesMut>, limit: usize, now: Instant) -> Sent {
         let Some(dc_id) = self.dcs.get(index).copied() else {
             return Sent::No;
         };
@@ -444,9 +379,7 @@ impl RtcEngine {
         Sent::Yes
     }
 
-    /// Sends one frame as it is on data channel `index` (the control channel is the last);
-    /// a frame that cannot be sent is dropped (the channel closed, or the peer is gone).
-    pub(crate) fn send_frame(&mut self, index: usize, frame: BytesMut, now: Instant) {
+    fn send_frame(&mut self, index: usize, frame: BytesMut, now: Instant) {
         if let Some(dc_id) = self.dcs.get(index).copied()
             && let Some(mut dc) = self.pc.data_channel(dc_id)
             && let Err(e) = dc.send(now, frame)
@@ -455,26 +388,20 @@ impl RtcEngine {
         }
     }
 
-    /// Bytes queued on every data channel, not yet acknowledged.
-    pub(crate) fn queued_bytes(&mut self) -> usize {
+    fn queued_bytes(&mut self) -> usize {
         let dcs = self.dcs.clone();
         dcs.iter()
             .filter_map(|d| self.pc.data_channel(*d).map(|dc| dc.outstanding_bytes()))
             .sum()
     }
 
-    /// Closes the connection (its goodbye datagrams are then in [`Peer::poll_transmit`]).
-    pub(crate) fn close(&mut self) {
+    fn close(&mut self) {
         if let Err(e) = self.pc.close() {
             tracing::debug!(%e, peer = %self.id, "close failed");
         }
     }
 
-    /// Drives the engine once: its events, then what it has read (with `handle_timeout`
-    /// after events, which is where it queues handshake packets). Whether anything came
-    /// out; what did is added to `out`. The caller sends the engine's datagrams and calls
-    /// again until nothing comes out.
-    pub(crate) fn step(&mut self, now: Instant, out: &mut Vec<EngineEvent>) -> bool {
+    fn step(&mut self, now: Instant, out: &mut Vec<EngineEvent>) -> bool {
         let mut progressed = false;
         let mut had_event = false;
         let mut all_open_now = false;
@@ -541,19 +468,15 @@ impl RtcEngine {
         progressed
     }
 
-    /// Our ICE username fragment, from our current local description.
-    pub(crate) fn local_ufrag(&self) -> Option<String> {
+    fn local_ufrag(&self) -> Option<String> {
         sdp_attribute(&self.pc.local_description()?.sdp, "ice-ufrag")
     }
 
-    /// The control channel's index in `dcs`.
-    pub(crate) fn control(&self) -> usize {
+    fn control(&self) -> usize {
         self.dcs.len().saturating_sub(1)
     }
 
-    /// Sends one RTP payload on our track of `kind`, with `payload_type` in the header
-    /// (adversarial testing) or the track's own (`None`); whether it went out.
-    pub(crate) fn send_rtp_as(
+    fn send_rtp_as(
         &mut self,
         kind: Kind,
         frame: &MediaFrame,
@@ -600,8 +523,7 @@ impl RtcEngine {
         }
     }
 
-    /// Asks the peer for a video keyframe with an RTCP picture loss indication.
-    pub(crate) fn send_pli(&mut self, now: Instant) {
+    fn send_pli(&mut self, now: Instant) {
         let Some(media_ssrc) = self.remote_video_ssrc else {
             return;
         };
@@ -624,12 +546,4 @@ impl RtcEngine {
             return;
         }
     }
-}
-
-/// The value of the first `a=NAME:` line of an SDP (session or media level).
-pub(crate) fn sdp_attribute(sdp: &str, name: &str) -> Option<String> {
-    let prefix = format!("a={name}:");
-    sdp.lines()
-        .find_map(|l| l.trim().strip_prefix(prefix.as_str()))
-        .map(|v| v.trim().to_string())
 }

@@ -1,0 +1,175 @@
+//! The engine seam: what the session needs of a WebRTC engine, in our terms only
+//! (descriptions and candidates as strings, datagrams in and out, messages by channel
+//! index, RTP as [`MediaFrame`], [`EngineEvent`]s out). `RtcEngine` (webrtc-rs's `rtc`) is
+//! the native one; the browser's `RTCPeerConnection` is the next (issue 16). A `Peer`
+//! holds its engine behind this trait and never sees the engine's own types.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use squadlink_protocol::Signal;
+
+use super::net::CandidateType;
+use crate::channel::ChannelKind;
+use crate::media::{Kind, MediaFrame};
+
+/// What the engine has for the session after a step, in our terms.
+pub(crate) enum EngineEvent {
+    /// A data-channel message on channel `index` (the control channel is the last).
+    Message { index: usize, data: Bytes },
+    /// An RTP packet on the peer's audio or video track.
+    Rtp { kind: Kind, frame: MediaFrame },
+    /// The peer asked for a video keyframe (RTCP PLI or FIR).
+    KeyframeRequest,
+    /// All our data channels are open (this step opened the last).
+    AllOpen,
+    /// The connection failed.
+    Failed(String),
+    /// A data channel closed.
+    Closed,
+}
+
+/// What became of frames handed to [`Engine::send`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sent {
+    /// Queued for the peer.
+    Yes,
+    /// Not sent: the channel's queue already holds more than the limit.
+    QueueFull,
+    /// Not sent: no such channel, or it is closed.
+    No,
+}
+
+/// How to set up a peer connection.
+pub(crate) struct PeerSettings<'a> {
+    pub(crate) channels: &'a [ChannelKind],
+    pub(crate) max_message: usize,
+    pub(crate) relay_only: bool,
+    /// How long a working relay pair waits for a direct one before it is nominated.
+    pub(crate) relay_wait: Duration,
+    /// How long an unreliable message may wait or be retransmitted before it is dropped.
+    pub(crate) unreliable_lifetime: Duration,
+}
+
+/// A WebRTC engine carrying one peer connection: pre-negotiated data channels (the
+/// session's channels in order, then the control channel) and an audio and a video track.
+/// Time is always an argument.
+pub(crate) trait Engine {
+    /// All our channels to the peer are open.
+    fn all_open(&self) -> bool;
+
+    /// Our local description is set (so our candidates can be added).
+    fn has_local_description(&self) -> bool;
+
+    /// Neither description is set: we are waiting to answer the peer's first offer.
+    fn awaits_first_offer(&self) -> bool;
+
+    /// The peer's description is set.
+    fn has_remote_description(&self) -> bool;
+
+    /// Creates an offer (the first, or an ICE restart's after `restart_ice`) and makes it
+    /// our local description; its SDP, to send to the peer.
+    fn offer(&mut self, now: Instant) -> Result<String, String>;
+
+    /// Takes the peer's offer (the first, an ICE restart's, or a new connection's) and
+    /// answers it; the answer's SDP, to send.
+    fn accept_offer(&mut self, sdp: String, now: Instant) -> Result<String, String>;
+
+    /// Takes the peer's answer to our offer.
+    fn accept_answer(&mut self, sdp: String, now: Instant) -> Result<(), String>;
+
+    /// The peer's description is set: its candidates that came first are added, and its
+    /// connectivity checks that came first are handed to ICE.
+    fn remote_description_applied(&mut self, now: Instant) -> Result<(), String>;
+
+    /// One of the peer's candidates: added now, or kept until its description is set.
+    fn add_remote_candidate(
+        &mut self,
+        candidate: String,
+        sdp_mid: Option<String>,
+        sdp_mline_index: Option<u16>,
+        username_fragment: Option<String>,
+    ) -> Result<(), String>;
+
+    /// Adds one of our candidates (`kind` at `addr`, found from `base`; `priority` 0 for
+    /// the engine's usual formula) to the connection; the signal that tells the peer of it.
+    fn add_local_candidate(
+        &mut self,
+        kind: CandidateType,
+        addr: SocketAddr,
+        base: SocketAddr,
+        priority: u32,
+    ) -> Option<Signal>;
+
+    /// A datagram from `from` that arrived on `local`. Whether the engine took it (and so
+    /// should be stepped): the peer's first checks can overtake its description, which
+    /// comes through the matchmaker, and wait for it (at most [`EARLY_DATAGRAMS`]) rather
+    /// than have ICE fail them for want of a password.
+    fn handle_datagram(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        from: SocketAddr,
+        data: &[u8],
+    ) -> bool;
+
+    /// The next datagram the engine wants sent: its bytes, and from and to which address.
+    fn poll_transmit(&mut self) -> Option<(BytesMut, SocketAddr, SocketAddr)>;
+
+    /// When the engine next needs [`Peer::handle_timeout`].
+    fn poll_timeout(&mut self) -> Option<Instant>;
+
+    /// The engine's timers up to `now`.
+    fn handle_timeout(&mut self, now: Instant);
+
+    /// Starts an ICE restart (new credentials; the next offer carries them).
+    fn restart_ice(&mut self);
+
+    /// Queues `frames` on data channel `index`, unless its queue already holds more than
+    /// `limit` bytes.
+    fn send(&mut self, index: usize, frames: Vec<BytesMut>, limit: usize, now: Instant) -> Sent;
+
+    /// Sends one frame as it is on data channel `index` (the control channel is the last);
+    /// a frame that cannot be sent is dropped (the channel closed, or the peer is gone).
+    fn send_frame(&mut self, index: usize, frame: BytesMut, now: Instant);
+
+    /// Bytes queued on every data channel, not yet acknowledged.
+    fn queued_bytes(&mut self) -> usize;
+
+    /// Closes the connection (its goodbye datagrams are then in [`Peer::poll_transmit`]).
+    fn close(&mut self);
+
+    /// Drives the engine once: its events, then what it has read (with `handle_timeout`
+    /// after events, which is where it queues handshake packets). Whether anything came
+    /// out; what did is added to `out`. The caller sends the engine's datagrams and calls
+    /// again until nothing comes out.
+    fn step(&mut self, now: Instant, out: &mut Vec<EngineEvent>) -> bool;
+
+    /// Our ICE username fragment, from our current local description.
+    fn local_ufrag(&self) -> Option<String>;
+
+    /// The control channel's index in `dcs`.
+    fn control(&self) -> usize;
+
+    /// Sends one RTP payload on our track of `kind`, with `payload_type` in the header
+    /// (adversarial testing) or the track's own (`None`); whether it went out.
+    fn send_rtp_as(
+        &mut self,
+        kind: Kind,
+        frame: &MediaFrame,
+        payload_type: Option<u8>,
+        now: Instant,
+    ) -> bool;
+
+    /// Asks the peer for a video keyframe with an RTCP picture loss indication.
+    fn send_pli(&mut self, now: Instant);
+}
+
+/// The value of the first `a=NAME:` line of an SDP (session or media level).
+pub(crate) fn sdp_attribute(sdp: &str, name: &str) -> Option<String> {
+    let prefix = format!("a={name}:");
+    sdp.lines()
+        .find_map(|l| l.trim().strip_prefix(prefix.as_str()))
+        .map(|v| v.trim().to_string())
+}
