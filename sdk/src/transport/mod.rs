@@ -19,6 +19,7 @@ mod link;
 pub(crate) mod net;
 pub(crate) mod peer;
 mod retry;
+mod routes;
 pub(crate) mod rtc_engine;
 pub(crate) mod stream;
 #[cfg(test)]
@@ -39,11 +40,10 @@ use self::control::{Control, PING_EVERY};
 use self::engine::{EngineEvent, PeerSettings, Sent, sdp_attribute};
 use self::gather::{GatherContext, Gathered, Gatherer};
 use self::link::LinkState;
-use self::net::{
-    CandidateType, LossStage, host_addresses, local_for, parse_candidate, stun_request_ufrag,
-};
+use self::net::{CandidateType, LossStage, host_addresses, local_for, parse_candidate};
 use self::peer::Peer;
 use self::retry::Retries;
+use self::routes::{Route, Routes};
 use self::stream::StreamEvent;
 use crate::bridge::{Command, Shared};
 use crate::channel::{self, Received};
@@ -206,8 +206,8 @@ pub(crate) struct Driver {
     me: PeerId,
     channel_list: String,
     peers: HashMap<PeerId, Peer>,
-    by_ufrag: HashMap<String, PeerId>,
-    by_addr: HashMap<SocketAddr, PeerId>,
+    /// Which peer each datagram on the socket is for.
+    routes: Routes,
     outbox: Vec<ClientMessage>,
     epoch: Instant,
     ice_servers: Vec<IceServer>,
@@ -309,8 +309,7 @@ impl Driver {
             me: joined.me,
             channel_list,
             peers: HashMap::new(),
-            by_ufrag: HashMap::new(),
-            by_addr: HashMap::new(),
+            routes: Routes::default(),
             outbox: Vec::new(),
             epoch: Instant::now(),
             ice_servers,
@@ -952,7 +951,7 @@ impl Driver {
                         if !p.stats.remote_candidate_types.contains(&kind.name()) {
                             p.stats.remote_candidate_types.push(kind.name());
                         }
-                        self.by_addr.entry(addr).or_insert(from);
+                        self.routes.expect(addr, from);
                         for i in 0..self.net.gatherers.len() {
                             if let Some(g) = self.net.gatherers.get_mut(i) {
                                 g.permit(now, addr);
@@ -985,8 +984,7 @@ impl Driver {
             return;
         };
         if ufrag != p.ufrag {
-            self.by_ufrag.remove(&p.ufrag);
-            self.by_ufrag.insert(ufrag.clone(), p.id);
+            self.routes.set_ufrag(&p.ufrag, &ufrag, p.id);
             p.ufrag = ufrag;
         }
     }
@@ -1142,23 +1140,20 @@ impl Driver {
         if self.deaf && data.first().is_some_and(|b| *b > 3) {
             return;
         }
-        let target = match stun_request_ufrag(data) {
-            Some(ufrag) => {
-                let id = self.by_ufrag.get(ufrag).copied();
-                if let Some(id) = id {
-                    if self.relay_in_disguise(id, from) {
-                        tracing::debug!(%from, peer = %id, "check from an unannounced relay address dropped");
-                        return;
-                    }
-                    self.by_addr.insert(from, id);
+        let id = match self.routes.route(data, from) {
+            Route::Check(id) => {
+                if self.relay_in_disguise(id, from) {
+                    tracing::debug!(%from, peer = %id, "check from an unannounced relay address dropped");
+                    return;
                 }
+                self.routes.confirm(from, id);
                 id
             }
-            None => self.by_addr.get(&from).copied(),
-        };
-        let Some(id) = target else {
-            tracing::trace!(%from, len = data.len(), "datagram for no peer");
-            return;
+            Route::Known(id) => id,
+            Route::Unknown => {
+                tracing::trace!(%from, len = data.len(), "datagram for no peer");
+                return;
+            }
         };
         let Some(p) = self.peers.get_mut(&id) else {
             return;
@@ -1562,8 +1557,7 @@ impl Driver {
         };
         p.close();
         let _ = self.net.drain_writes(&mut p);
-        self.by_ufrag.remove(&p.ufrag);
-        self.by_addr.retain(|_, v| *v != id);
+        self.routes.forget(id, &p.ufrag);
         true
     }
 
