@@ -30,7 +30,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use squadlink_protocol::{
     ClientMessage, IceServer, Lobby, PeerId, PlayerId, Properties, ServerMessage, Signal,
 };
@@ -1409,7 +1409,7 @@ impl Driver {
     fn on_raw(&mut self, id: PeerId, index: usize, payload: Bytes) {
         let now = Instant::now();
         if let Some(p) = self.peers.get_mut(&id) {
-            p.send_frame(index, BytesMut::from(payload.as_ref()), now);
+            p.send_frame(index, bytes::BytesMut::from(payload.as_ref()), now);
         }
         self.pump(id, now);
     }
