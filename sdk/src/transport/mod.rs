@@ -184,6 +184,8 @@ pub(crate) struct Driver {
     attempt: Option<Attempt>,
     /// The lookup of the ICE servers' addresses under way, if any.
     resolving: Option<Lookup>,
+    /// The engine events of the peer being pumped (kept for its capacity).
+    engine_events: Vec<EngineEvent>,
     /// The simulated network what we receive goes through (testing; a perfect path
     /// otherwise, which the datagrams skip).
     inbound: Conditioner<(Bytes, SocketAddr)>,
@@ -297,6 +299,7 @@ impl Driver {
             attempt: None,
             resolving: None,
             inbound,
+            engine_events: Vec::new(),
             instance: joined.instance.clone(),
             replaced: false,
             player: joined.player.clone(),
@@ -1216,10 +1219,12 @@ impl Driver {
     fn pump(&mut self, id: PeerId, now: Instant) {
         let mut failed: Option<String> = None;
         let mut closed = false;
+        // One buffer for the engine's events, reused from pump to pump.
+        let mut out = std::mem::take(&mut self.engine_events);
         let Some(p) = self.peers.get_mut(&id) else {
+            self.engine_events = out;
             return;
         };
-        let mut out = Vec::new();
         for _ in 0..1_000 {
             let mut progressed = p.step(now, self.epoch, &mut out);
             for event in out.drain(..) {
@@ -1256,6 +1261,7 @@ impl Driver {
                 break;
             }
         }
+        self.engine_events = out;
         if p.ready() {
             p.on_connected(now);
             self.retries.forget(id);
