@@ -104,6 +104,8 @@ const MAX_QUEUE_DELAY: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub(crate) struct Conditioner<T> {
     conditions: NetworkConditions,
+    /// The conditions change nothing (kept, as it is asked for every datagram).
+    perfect: bool,
     rng: SplitMix64,
     /// Datagrams in flight, by release time (then arrival order).
     in_flight: BinaryHeap<Reverse<(Instant, u64, Slot<T>)>>,
@@ -138,6 +140,7 @@ impl<T: Clone> Conditioner<T> {
     pub(crate) fn new(conditions: NetworkConditions, seed: u64) -> Self {
         Self {
             conditions,
+            perfect: conditions.is_perfect(),
             rng: SplitMix64(seed),
             in_flight: BinaryHeap::new(),
             next_serial: 0,
@@ -148,11 +151,12 @@ impl<T: Clone> Conditioner<T> {
     /// Changes the conditions for datagrams from now on (those in flight keep theirs).
     pub(crate) fn set_conditions(&mut self, conditions: NetworkConditions) {
         self.conditions = conditions;
+        self.perfect = conditions.is_perfect();
     }
 
     /// Whether the path changes anything (and nothing is in flight).
     pub(crate) fn is_idle_and_perfect(&self) -> bool {
-        self.in_flight.is_empty() && self.conditions.is_perfect()
+        self.perfect && self.in_flight.is_empty()
     }
 
     /// A datagram of `size` bytes enters the path at `now`.

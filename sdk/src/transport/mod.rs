@@ -226,8 +226,7 @@ pub(crate) struct Driver {
     /// never connected again, by peer id or by player id.
     shunned: HashSet<PeerId>,
     shunned_players: HashSet<PlayerId>,
-    /// Peers we offered to whose connection attempt timed out: when to offer again
-    /// (`None` while an attempt is under way) and how many attempts failed so far.
+    /// Peers we offered to whose connection attempt timed out, offered to again later.
     retries: Retries,
     /// Adversarial testing: read nothing but ICE checks (a peer that never reads).
     #[cfg(feature = "fuzzing")]
@@ -1226,13 +1225,14 @@ impl Driver {
             return;
         };
         for _ in 0..1_000 {
-            let mut progressed = p.step(now, self.epoch, &mut out);
+            let mut progressed = p.step(now, &mut out);
             for event in out.drain(..) {
                 match event {
                     EngineEvent::Message { index, data } => {
                         on_message(p, &self.shared, self.media.as_ref(), index, data, now);
                     }
                     EngineEvent::Rtp { kind, frame } => {
+                        p.heard_rtp(kind, now);
                         let sink = match kind {
                             media::Kind::Video => self.video.as_ref(),
                             media::Kind::Audio => self.media.as_ref(),
@@ -1251,9 +1251,9 @@ impl Driver {
                         }
                     }
                     EngineEvent::Failed(reason) => failed = Some(reason),
-                    EngineEvent::Closed => closed = true,
-                    // Handled by the peer (it pings at once).
-                    EngineEvent::AllOpen => {}
+                    EngineEvent::Closed => closed |= p.is_connected(),
+                    // Tell the peer at once; it counts us connected when it hears this.
+                    EngineEvent::AllOpen => p.ping(now, self.epoch),
                 }
             }
             progressed |= self.net.drain_writes(p);

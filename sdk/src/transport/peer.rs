@@ -295,42 +295,18 @@ impl Peer {
         self.engine.close();
     }
 
-    /// Drives the engine once and keeps what concerns this peer (RTP counts, the time
-    /// it was last heard, a ping the moment all our channels open); what is for the loop
-    /// is added to `out`. Whether anything came out.
-    pub(crate) fn step(
-        &mut self,
-        now: Instant,
-        epoch: Instant,
-        out: &mut Vec<EngineEvent>,
-    ) -> bool {
-        let from = out.len();
-        let progressed = self.engine.step(now, out);
-        let mut i = from;
-        while i < out.len() {
-            match out.get(i) {
-                Some(EngineEvent::Rtp { kind, .. }) => {
-                    self.last_heard = now;
-                    match kind {
-                        Kind::Video => self.stats.video_packets_received += 1,
-                        Kind::Audio => self.stats.voice_packets_received += 1,
-                    }
-                }
-                Some(EngineEvent::AllOpen) => {
-                    out.remove(i);
-                    // Tell the peer at once; it counts us connected when it hears this.
-                    self.ping(now, epoch);
-                    continue;
-                }
-                Some(EngineEvent::Closed) if !self.is_connected() => {
-                    out.remove(i);
-                    continue;
-                }
-                _ => {}
-            }
-            i += 1;
+    /// Drives the engine once; what came out is added to `out`. Whether anything did.
+    pub(crate) fn step(&mut self, now: Instant, out: &mut Vec<EngineEvent>) -> bool {
+        self.engine.step(now, out)
+    }
+
+    /// An RTP packet of `kind` came from the peer at `now`.
+    pub(crate) fn heard_rtp(&mut self, kind: Kind, now: Instant) {
+        self.last_heard = now;
+        match kind {
+            Kind::Video => self.stats.video_packets_received += 1,
+            Kind::Audio => self.stats.voice_packets_received += 1,
         }
-        progressed
     }
 
     /// Sends a ping on the control channel (4 a second once connected; while connecting,
