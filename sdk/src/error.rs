@@ -122,5 +122,14 @@ pub enum Error {
     Closed,
 }
 
+impl Error {
+    /// Whether this says the lobby we try to rejoin no longer exists (the matchmaker
+    /// restarted, or dropped the lobby): then there is nothing to go back to.
+    pub(crate) fn means_lobby_gone(&self) -> bool {
+        matches!(self, Error::MatchmakerRestarted { .. })
+            || matches!(self, Error::Matchmaker { code, .. } if *code == ErrorCode::LobbyNotFound)
+    }
+}
+
 /// Shorthand for results with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -322,9 +322,10 @@ impl Gatherer {
         &self.url
     }
 
-    /// The stream to this gatherer's server, for TCP and TLS.
-    pub(crate) fn link(&self) -> Option<&StreamLink> {
-        self.link.as_ref()
+    /// Takes the stream to this gatherer's server (TCP and TLS): the I/O shell keeps it
+    /// and writes what the gatherer queues for it.
+    pub(crate) fn take_link(&mut self) -> Option<StreamLink> {
+        self.link.take()
     }
 
     /// Whether datagrams from `from` on the UDP socket are this gatherer's.

@@ -11,6 +11,7 @@ use squadlink_protocol::{PeerId, Signal};
 
 use super::control::{self, Control, Pinger};
 use super::engine::{Engine, EngineEvent, PeerSettings, Sent};
+use super::liveness::Facts;
 use super::net::CandidateType;
 use super::rtc_engine::RtcEngine;
 use crate::channel::Framing;
@@ -110,6 +111,18 @@ impl Peer {
             pinger: Pinger::default(),
             stats: PeerStats::default(),
         })
+    }
+
+    /// What the liveness rules judge this connection by.
+    pub(crate) fn facts(&self) -> Facts {
+        Facts {
+            connected: self.is_connected(),
+            offerer: self.offerer,
+            all_open: self.all_open(),
+            created: self.created,
+            last_heard: self.last_heard,
+            restart_at: self.restart_at,
+        }
     }
 
     /// All our channels to the peer are open.

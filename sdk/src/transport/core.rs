@@ -1,0 +1,827 @@
+//! The session core: the logic of one session as a state machine with time as an input.
+//!
+//! It takes what happens — datagrams, matchmaker messages, the game's commands, resolved
+//! ICE servers, the clock — as method arguments and answers through [`Out`]: datagrams to
+//! send, messages for the matchmaker, requests for slow work ([`Request`]), and the
+//! events, messages and stats the game reads. It has no socket, no task, no DNS and reads
+//! no clock; the native shell (`transport/mod.rs`) feeds it and carries out what it asks.
+//!
+//! Its state lives in components that own it: our lobby place ([`Membership`]), our ICE
+//! candidates and the STUN/TURN clients ([`Candidates`]), the peer table ([`Peers`]), the
+//! matchmaker link's liveness ([`LinkState`]) and the offers made again ([`Retries`]).
+//! What is left here is the decisions between them: whom to connect to, who offers, ICE
+//! restarts, liveness, and what follows the matchmaker's loss and return.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use squadlink_protocol::{
+    ClientMessage, ErrorCode, IceServer, Lobby, PeerId, PlayerId, ServerMessage, Signal,
+};
+
+use super::candidates::{Candidates, Found};
+use super::control;
+use super::engine::{PeerSettings, sdp_attribute};
+use super::gather::Gatherer;
+use super::link::{self, LinkState};
+use super::liveness::{self, Timeouts, Verdict};
+use super::membership::{Admission, Membership};
+use super::net::{CandidateType, parse_candidate};
+use super::output::{Out, Request};
+use super::peer::Peer;
+use super::peers::Peers;
+use super::retry::Retries;
+use super::stream::StreamEvent;
+use crate::channel;
+use crate::error::Error;
+use crate::event::{DisconnectReason, Event, IcePolicy};
+use crate::media::{self, MediaFrame, MediaIn};
+use crate::settings::Settings;
+
+/// Who we are in the lobby just entered.
+pub(crate) struct Entered<'a> {
+    pub(crate) me: PeerId,
+    pub(crate) player: PlayerId,
+    pub(crate) lobby: &'a Lobby,
+    /// The matchmaker instance that said `welcome`.
+    pub(crate) instance: Option<String>,
+    /// The ICE servers the matchmaker handed out (the game's own are added).
+    pub(crate) ice_servers: Vec<IceServer>,
+}
+
+/// One session's logic.
+pub(crate) struct Core {
+    cfg: Settings,
+    membership: Membership,
+    cands: Candidates,
+    peers: Peers,
+    /// The matchmaker link's liveness and reconnection schedule.
+    link: LinkState,
+    /// Peers we offered to whose connection attempt timed out, offered to again later.
+    retries: Retries,
+    ice_servers: Vec<IceServer>,
+    out: Out,
+}
+
+impl Core {
+    /// The core of a session that just entered a lobby through a link that is up, with
+    /// its socket bound at `bound` (host addresses `hosts`). It asks for the ICE servers
+    /// to be looked up and offers to every member already there.
+    pub(crate) fn new(
+        cfg: Settings,
+        entered: Entered<'_>,
+        (bound, hosts): (SocketAddr, Vec<SocketAddr>),
+        out: Out,
+        now: Instant,
+    ) -> Self {
+        let mut ice_servers = entered.ice_servers;
+        ice_servers.extend(cfg.extra_ice_servers.iter().cloned());
+        let relay_only = cfg.ice_policy == IcePolicy::RelayOnly;
+        let membership = Membership::new(
+            entered.me,
+            entered.player,
+            entered.lobby.code.clone(),
+            channel::describe(&cfg.channels),
+            entered.instance,
+        );
+        let link = LinkState::new(now, cfg.reconnect_window);
+        let mut core = Self {
+            membership,
+            cands: Candidates::new(bound, hosts, relay_only),
+            peers: Peers::new(now),
+            link,
+            retries: Retries::default(),
+            ice_servers,
+            out,
+            cfg,
+        };
+        tracing::debug!(me = %core.membership.me(), code = %core.membership.code(), hosts = ?core.cands.hosts(), "lobby entered");
+        core.start_gathering();
+        core.lobby_entered(entered.lobby, now);
+        core
+    }
+
+    /// What the core wants done; the shell drains it after every input.
+    pub(crate) fn out(&mut self) -> &mut Out {
+        &mut self.out
+    }
+
+    /// The settings the session was built with.
+    pub(crate) fn settings(&self) -> &Settings {
+        &self.cfg
+    }
+
+    /// Our host addresses as last known.
+    pub(crate) fn hosts(&self) -> &[SocketAddr] {
+        self.cands.hosts()
+    }
+
+    /// The host address STUN/TURN clients use as theirs.
+    pub(crate) fn primary_host(&self) -> SocketAddr {
+        self.cands.primary_host()
+    }
+
+    /// When the core next needs [`Core::handle_timeout`] (or [`Core::poll_link`]).
+    pub(crate) fn poll_timeout(&mut self) -> Option<Instant> {
+        let retry = self
+            .link
+            .is_up()
+            .then(|| self.retries.next_deadline())
+            .flatten();
+        [
+            self.peers.poll_timeout(),
+            self.cands.poll_timeout(),
+            self.link.next_deadline(),
+            // Offers go out only while the matchmaker link is up.
+            retry,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Serves the engines and STUN/TURN clients whose timers are due, and offers again
+    /// where a retry is due.
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        let found = self.cands.handle_timeout(now, &mut self.out);
+        self.on_found(found, now);
+        for id in self.peers.handle_timeout(now) {
+            self.pump(id, now);
+        }
+        self.retry_due(now);
+    }
+
+    // ----- the matchmaker link -------------------------------------------------------
+
+    /// The matchmaker connection failed (the shell has dropped it): keep the peers, start
+    /// reconnecting.
+    pub(crate) fn link_lost(&mut self, now: Instant, err: Error) {
+        if !self.link.is_up() {
+            return;
+        }
+        let replaced = self.membership.is_replaced();
+        self.link.lost(now, !replaced);
+        if replaced {
+            tracing::warn!(%err, "another connection of this player took our lobby place; not reconnecting");
+        } else {
+            tracing::info!(%err, "matchmaker connection lost; reconnecting");
+        }
+        self.out.emit(Event::MatchmakerLost(err));
+    }
+
+    /// The link fell silent or must be replaced: the shell drops it.
+    fn abandon_link(&mut self, now: Instant, err: Error) {
+        if self.link.is_up() {
+            self.out.request(Request::AbandonLink);
+        }
+        self.link_lost(now, err);
+    }
+
+    /// Pings the matchmaker, notices a silent connection, and asks for reconnection
+    /// attempts when due. `Some` ends the session.
+    pub(crate) fn poll_link(&mut self, now: Instant) -> Option<Error> {
+        while let Some(due) = self.link.poll(now) {
+            match due {
+                link::Due::Ping => {
+                    if self.link.is_up() {
+                        self.out
+                            .tell_matchmaker(ClientMessage::Ping { nonce: None });
+                    }
+                }
+                link::Due::Silent => self.abandon_link(
+                    now,
+                    Error::Timeout {
+                        what: "waiting for the matchmaker (nothing heard)",
+                        secs: link::SILENCE.as_secs(),
+                    },
+                ),
+                link::Due::Attempt { attempt } => {
+                    tracing::debug!(attempt, "reconnecting to the matchmaker");
+                    let rejoin = self.membership.rejoin(attempt, self.cfg.token.is_none());
+                    self.out.request(rejoin);
+                }
+                link::Due::GiveUp => {
+                    return Some(Error::Signaling {
+                        url: self.cfg.url.clone(),
+                        reason: format!(
+                            "could not reconnect within {} s (SessionBuilder::reconnect_window)",
+                            self.cfg.reconnect_window.as_secs()
+                        ),
+                    });
+                }
+            }
+        }
+        None
+    }
+
+    /// A message from the matchmaker.
+    pub(crate) fn handle_server_message(&mut self, now: Instant, msg: ServerMessage) {
+        self.link.heard(now);
+        match msg {
+            ServerMessage::PeerJoined { peer, .. } => {
+                self.on_member(peer.peer_id, &peer.player_id, &peer.data, false, now);
+            }
+            ServerMessage::PeerLeft { peer_id, .. } => {
+                self.disconnect(peer_id, DisconnectReason::Left, now);
+            }
+            ServerMessage::LobbyState { lobby } => self.publish_lobby(&lobby),
+            ServerMessage::Signal { from, data } => self.on_signal(from, data, now),
+            ServerMessage::Error { code, message, .. } => {
+                if code == ErrorCode::Replaced {
+                    self.membership.set_replaced();
+                }
+                self.out
+                    .emit(Event::Error(Error::Matchmaker { code, message }));
+            }
+            _ => {}
+        }
+    }
+
+    /// A reconnection attempt failed.
+    pub(crate) fn rejoin_failed(&mut self, now: Instant, err: Error) {
+        // The lobby is gone (say the matchmaker restarted and lost it): the peers we have
+        // keep working, but there is nothing to go back to.
+        if err.means_lobby_gone() {
+            tracing::warn!(%err, "the lobby no longer exists; staying with the peers we have");
+            self.link.stop();
+            self.out.emit(Event::Error(err));
+            return;
+        }
+        tracing::debug!(%err, "reconnection attempt failed");
+        self.link.attempt_failed(now);
+    }
+
+    /// A reconnection attempt got us back into the lobby (the shell attached the link) as
+    /// `me`; `resumed`: under our old place.
+    pub(crate) fn rejoined(
+        &mut self,
+        now: Instant,
+        (me, player): (PeerId, PlayerId),
+        resumed: bool,
+        lobby: &Lobby,
+    ) {
+        self.link.restored(now);
+        let resumed = resumed && me == self.membership.me();
+        tracing::info!(resumed, %me, "back in the lobby");
+        if resumed {
+            self.publish_lobby(lobby);
+            // Members who left while we were away are gone; members who joined meanwhile
+            // offered to us into the void: offer to them ourselves.
+            for p in self.peers.ids() {
+                if !lobby.members.iter().any(|m| m.peer_id == p) {
+                    self.disconnect(p, DisconnectReason::Left, now);
+                }
+            }
+            for m in &lobby.members {
+                if m.peer_id != me && !self.peers.contains(m.peer_id) {
+                    self.on_member(m.peer_id, &m.player_id, &m.data, true, now);
+                }
+            }
+        } else {
+            // Our place had expired: we are a new member with a new id. Start over.
+            self.out.clear_signals();
+            for p in self.peers.ids() {
+                self.disconnect(p, DisconnectReason::Left, now);
+            }
+            self.out.identity(me, player.clone());
+            self.membership.joined_again(me, player, lobby.code.clone());
+            self.lobby_entered(lobby, now);
+        }
+        self.out.emit(Event::MatchmakerRestored { resumed });
+    }
+
+    fn publish_lobby(&mut self, lobby: &Lobby) {
+        let info = self.membership.update(lobby);
+        if let Ok(mut slot) = self.out.shared.lobby.write() {
+            *slot = Some(info.clone());
+        }
+        self.out.emit(Event::LobbyChanged(info));
+    }
+
+    /// We just joined: everyone already there joined earlier, so we offer to each.
+    fn lobby_entered(&mut self, lobby: &Lobby, now: Instant) {
+        self.publish_lobby(lobby);
+        let me = self.membership.me();
+        for m in &lobby.members {
+            if m.peer_id != me {
+                self.on_member(m.peer_id, &m.player_id, &m.data, true, now);
+            }
+        }
+    }
+
+    /// A member to connect to. `offer`: we joined later, so we send the offer.
+    fn on_member(
+        &mut self,
+        peer: PeerId,
+        player: &PlayerId,
+        data: &squadlink_protocol::Properties,
+        offer: bool,
+        now: Instant,
+    ) {
+        match self.membership.admit(peer, player, data) {
+            Admission::Shunned => {
+                tracing::debug!(%peer, "a disconnected player is in the lobby again: not connected");
+            }
+            Admission::Mismatch(err) => {
+                self.out.emit(Event::PeerJoined {
+                    peer,
+                    player: player.clone(),
+                });
+                self.channel_mismatch(peer, err);
+            }
+            Admission::Connect => {
+                self.out.emit(Event::PeerJoined {
+                    peer,
+                    player: player.clone(),
+                });
+                self.connect_to(peer, offer, now);
+            }
+        }
+    }
+
+    fn channel_mismatch(&mut self, peer: PeerId, err: Error) {
+        self.out.emit(Event::Error(err));
+        self.out.emit(Event::PeerDisconnected {
+            peer,
+            reason: DisconnectReason::ChannelMismatch,
+        });
+    }
+
+    // ----- negotiation ---------------------------------------------------------------
+
+    /// Starts a peer connection to lobby member `peer` (as offerer or answerer).
+    fn connect_to(&mut self, peer: PeerId, offer: bool, now: Instant) {
+        let settings = PeerSettings {
+            channels: &self.cfg.channels,
+            max_message: self.cfg.max_message_size,
+            relay_only: self.cfg.ice_policy == IcePolicy::RelayOnly,
+            relay_wait: self.cfg.relay_wait,
+            unreliable_lifetime: self.cfg.unreliable_lifetime,
+        };
+        let mut p = match Peer::new(peer, &settings, now) {
+            Ok(p) => p,
+            Err(e) => return self.fail(peer, e.to_string(), now),
+        };
+        let offered = if offer {
+            p.offerer = true;
+            match p.offer(now) {
+                Ok(sdp) => Some(sdp),
+                Err(e) => return self.fail(peer, e, now),
+            }
+        } else {
+            None
+        };
+        self.peers.insert(p);
+        if let Some(sdp) = offered {
+            self.out.signal(peer, Signal::Offer { sdp });
+            self.peers.described(peer, &self.cands, &mut self.out);
+        }
+        self.pump(peer, now);
+    }
+
+    /// A candidate of ours found after the peers' descriptions were set: to every peer.
+    fn add_candidate_to_all(&mut self, kind: CandidateType, addr: SocketAddr, now: Instant) {
+        for id in self.peers.ids() {
+            self.peers
+                .add_candidate(id, (kind, addr), &self.cands, &mut self.out);
+            self.pump(id, now);
+        }
+    }
+
+    /// Asks for the ICE servers' addresses (DNS can take seconds, so it happens beside
+    /// the loop); the clients come back through [`Core::gatherers_ready`].
+    fn start_gathering(&mut self) {
+        self.out.request(Request::Resolve {
+            servers: self.ice_servers.clone(),
+            relay_only: self.cfg.ice_policy == IcePolicy::RelayOnly,
+            ipv4: self.cands.primary_host().is_ipv4(),
+        });
+    }
+
+    /// The ICE servers' addresses are known and a STUN or TURN client started for each.
+    pub(crate) fn gatherers_ready(&mut self, gatherers: Vec<Gatherer>, problems: Vec<String>) {
+        self.cands
+            .gatherers_ready(gatherers, problems, &mut self.out);
+    }
+
+    /// Bytes (or the end) from the TURN-over-TCP/TLS stream of client `id`.
+    pub(crate) fn handle_stream(&mut self, now: Instant, id: u64, event: StreamEvent) {
+        let found = self.cands.handle_stream(now, id, event, &mut self.out);
+        self.on_found(found, now);
+    }
+
+    /// Acts on what the STUN/TURN clients found: new candidates, relayed data.
+    fn on_found(&mut self, found: Vec<Found>, now: Instant) {
+        for found in found {
+            match found {
+                Found::Local {
+                    kind,
+                    addr,
+                    gatherer,
+                } => {
+                    if kind == CandidateType::Relay {
+                        let remotes = self.peers.remote_addresses();
+                        self.cands
+                            .permit_on(gatherer, now, remotes.into_iter(), &mut self.out);
+                    }
+                    self.add_candidate_to_all(kind, addr, now);
+                }
+                Found::Data {
+                    relayed,
+                    from,
+                    data,
+                } => self.deliver(&data, from, relayed, now),
+            }
+        }
+    }
+
+    fn on_signal(&mut self, from: PeerId, data: Signal, now: Instant) {
+        if self.membership.is_shunned(from) {
+            tracing::trace!(%from, "signal from a disconnected peer ignored");
+            return;
+        }
+        let relay_only = self.cfg.ice_policy == IcePolicy::RelayOnly;
+        let fingerprint = match &data {
+            Signal::Offer { sdp } | Signal::Answer { sdp } => sdp_attribute(sdp, "fingerprint"),
+            _ => None,
+        };
+        if matches!(data, Signal::Offer { .. }) {
+            self.prepare_for_offer(from, fingerprint.as_deref(), now);
+        }
+        if !self.peers.contains(from) {
+            tracing::debug!(%from, "signal from a peer we do not connect to");
+            return;
+        }
+        let result = match data {
+            Signal::Offer { sdp } => self.answer(from, sdp, fingerprint, now),
+            Signal::Answer { sdp } => self.peers.get_mut(from).map_or(Ok(()), |p| {
+                p.accept_answer(sdp, fingerprint, now)
+                    .and_then(|()| p.remote_description_applied(now))
+            }),
+            Signal::Candidate {
+                candidate,
+                sdp_mid,
+                sdp_mline_index,
+                username_fragment,
+            } => match parse_candidate(&candidate) {
+                Some((addr, kind)) if !relay_only || kind == CandidateType::Relay => {
+                    self.peers.remote_candidate(from, addr, kind);
+                    self.cands.permit(now, addr, &mut self.out);
+                    self.peers.get_mut(from).map_or(Ok(()), |p| {
+                        p.add_remote_candidate(
+                            candidate,
+                            sdp_mid,
+                            sdp_mline_index,
+                            username_fragment,
+                        )
+                    })
+                }
+                // Unusable here (TCP, unparsable, or direct while relay-only): skip.
+                _ => Ok(()),
+            },
+            Signal::EndOfCandidates | Signal::Opaque { .. } => Ok(()),
+        };
+        match result {
+            Ok(()) => self.pump(from, now),
+            Err(reason) => self.fail(from, reason, now),
+        }
+    }
+
+    /// Answers an offer from `from`.
+    fn answer(
+        &mut self,
+        from: PeerId,
+        sdp: String,
+        fingerprint: Option<String>,
+        now: Instant,
+    ) -> Result<(), String> {
+        let Some(p) = self.peers.get_mut(from) else {
+            return Ok(());
+        };
+        let answer = p.accept_offer(sdp, fingerprint, now)?;
+        self.out.signal(from, Signal::Answer { sdp: answer });
+        self.peers.described(from, &self.cands, &mut self.out);
+        self.peers
+            .get_mut(from)
+            .map_or(Ok(()), |p| p.remote_description_applied(now))
+    }
+
+    /// An offer from `from` starts a new connection when it is not the one we were waiting
+    /// for: the member rejoined (a new process under its old peer id, within the
+    /// matchmaker's rejoin grace), or it came back to the lobby after we had given it up,
+    /// or it offers after we resumed our own membership. The old connection gives way.
+    fn prepare_for_offer(&mut self, from: PeerId, fingerprint: Option<&str>, now: Instant) {
+        let keep = self.peers.get(from).is_some_and(|p| {
+            let fresh_answerer = p.awaits_first_offer();
+            // The same DTLS identity: an ICE restart of this very connection.
+            let restart = p.has_remote_description()
+                && fingerprint.is_some()
+                && p.remote_fingerprint.as_deref() == fingerprint;
+            fresh_answerer || restart
+        });
+        if keep {
+            return;
+        }
+        if self.peers.contains(from) {
+            tracing::debug!(peer = %from, "a new offer replaces the connection");
+            self.retire(from, DisconnectReason::Rejoined, now);
+        }
+        if let Some(data) = self.membership.member(from).cloned() {
+            match self.membership.check_channels(from, &data) {
+                Admission::Connect => self.connect_to(from, false, now),
+                Admission::Mismatch(err) => self.channel_mismatch(from, err),
+                Admission::Shunned => {}
+            }
+        }
+    }
+
+    /// Restarts ICE with `id` (we offered first, so we offer again): new credentials, the
+    /// candidates of our current network, the same DTLS and SCTP sessions.
+    fn ice_restart(&mut self, id: PeerId, now: Instant) {
+        let Some(p) = self.peers.get_mut(id) else {
+            return;
+        };
+        p.restart_ice(now);
+        match p.offer(now) {
+            Ok(sdp) => {
+                tracing::debug!(peer = %id, "ICE restart");
+                p.stats.ice_restarts += 1;
+                self.out.signal(id, Signal::Offer { sdp });
+                self.peers.described(id, &self.cands, &mut self.out);
+            }
+            Err(e) => tracing::debug!(%e, peer = %id, "ICE restart offer failed"),
+        }
+        self.pump(id, now);
+    }
+
+    /// Our addresses changed (another network, a new lease): gather candidates again,
+    /// reconnect to the matchmaker from the new address, and restart ICE with every peer.
+    pub(crate) fn network_changed(&mut self, now: Instant, hosts: Vec<SocketAddr>) {
+        tracing::info!(old = ?self.cands.hosts(), new = ?hosts, "network changed");
+        self.cands.network_changed(hosts);
+        self.start_gathering();
+        // The matchmaker connection was made from the old address: replace it now rather
+        // than wait for it to fall silent.
+        if self.link.is_up() {
+            self.abandon_link(now, Error::Io("the network changed".into()));
+            self.link.reconnect_now(now);
+        }
+        for id in self.peers.ids() {
+            let Some(p) = self.peers.get_mut(id) else {
+                continue;
+            };
+            if !p.is_connected() {
+                continue;
+            }
+            if p.offerer {
+                self.ice_restart(id, now);
+            } else {
+                // The offerer restarts once it notices; we give it the time.
+                p.restart_at = Some(now);
+            }
+        }
+    }
+
+    // ----- datagrams -----------------------------------------------------------------
+
+    /// A datagram on the socket.
+    pub(crate) fn handle_datagram(&mut self, now: Instant, data: &[u8], from: SocketAddr) {
+        if let Some(found) = self.cands.handle_udp(now, data, from, &mut self.out) {
+            self.on_found(found, now);
+            return;
+        }
+        let Some(local) = self.cands.local_for(from) else {
+            return;
+        };
+        self.deliver(data, from, local, now);
+    }
+
+    /// Hands a datagram that arrived on `local` (a host or relayed address) to its peer.
+    fn deliver(&mut self, data: &[u8], from: SocketAddr, local: SocketAddr, now: Instant) {
+        if let Some(id) = self
+            .peers
+            .handle_datagram(now, data, from, local, &self.cands)
+        {
+            self.pump(id, now);
+        }
+    }
+
+    /// Drains one peer connection until it has nothing more to say, and acts on what it
+    /// said.
+    fn pump(&mut self, id: PeerId, now: Instant) {
+        let pumped = self.peers.pump(id, now, &mut self.cands, &mut self.out);
+        if pumped.connected {
+            self.retries.forget(id);
+        }
+        if let Some(reason) = pumped.end {
+            self.disconnect(id, reason, now);
+        }
+    }
+
+    // ----- the game's commands -------------------------------------------------------
+
+    /// Sends a message on `channel` to `to`, or to every connected peer.
+    pub(crate) fn send(
+        &mut self,
+        now: Instant,
+        to: Option<PeerId>,
+        channel: usize,
+        payload: &[u8],
+    ) {
+        let Some(kind) = self.cfg.channels.get(channel).copied() else {
+            return;
+        };
+        for id in self
+            .peers
+            .send(now, to, (channel, kind), payload, &self.out)
+        {
+            self.pump(id, now);
+        }
+    }
+
+    /// Sends a voice frame to every connected peer.
+    pub(crate) fn send_voice(&mut self, now: Instant, frame: &MediaFrame) {
+        let frames = std::slice::from_ref(frame);
+        for id in self.peers.send_rtp(now, media::Kind::Audio, frames, None) {
+            self.pump(id, now);
+        }
+    }
+
+    /// Sends a video frame's packets to every connected peer (or to `to`).
+    pub(crate) fn send_video(&mut self, now: Instant, packets: &[MediaFrame], to: Option<PeerId>) {
+        for id in self.peers.send_rtp(now, media::Kind::Video, packets, to) {
+            self.pump(id, now);
+        }
+    }
+
+    /// The voice pipeline started: what peers send goes to `sink`.
+    pub(crate) fn attach_voice(&mut self, sink: crossbeam_channel::Sender<MediaIn>) {
+        self.out.media = Some(sink);
+    }
+
+    /// A video pipeline attached: it hears of the peers already connected (each needs a
+    /// keyframe).
+    pub(crate) fn attach_video(&mut self, sink: crossbeam_channel::Sender<MediaIn>) {
+        for id in self.peers.connected_ids(None) {
+            let _ = sink.try_send(MediaIn::PeerConnected { peer: id });
+        }
+        self.out.video = Some(sink);
+    }
+
+    /// Asks a peer for a keyframe (RTCP PLI).
+    pub(crate) fn request_keyframe(&mut self, now: Instant, id: PeerId) {
+        if let Some(p) = self.peers.get_mut(id) {
+            p.send_pli(now);
+            self.pump(id, now);
+        }
+    }
+
+    /// Tells one peer how much of its audio we lose, on the control channel.
+    pub(crate) fn report_voice_loss(&mut self, now: Instant, id: PeerId, percent: u8) {
+        if let Some(p) = self.peers.get_mut(id) {
+            p.send_frame(p.control(), control::voice_loss(percent), now);
+        }
+        self.pump(id, now);
+    }
+
+    /// Adversarial testing: does `act` to peer `id`'s connection (unframed bytes, RTP as
+    /// given) and drains it.
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn tamper(&mut self, now: Instant, id: PeerId, act: impl FnOnce(&mut Peer)) {
+        if let Some(p) = self.peers.get_mut(id) {
+            act(p);
+        }
+        self.pump(id, now);
+    }
+
+    /// Adversarial testing: read nothing but ICE checks (a peer that never reads).
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn set_deaf(&mut self, deaf: bool) {
+        self.peers.deaf = deaf;
+    }
+
+    /// The game disconnects `id` for good (and its player, if the lobby names it).
+    pub(crate) fn shun(&mut self, now: Instant, id: PeerId) {
+        self.membership.shun(id);
+        self.disconnect(id, DisconnectReason::ClosedHere, now);
+    }
+
+    // ----- liveness ------------------------------------------------------------------
+
+    /// The periodic round: timeouts, ICE restarts, pings, loss and stats.
+    pub(crate) fn tick(&mut self, now: Instant) {
+        self.retry_due(now);
+        let timeouts = Timeouts {
+            connect: self.cfg.connect_timeout,
+            silence: self.cfg.silence_timeout,
+        };
+        // Who goes, why, and whether we offer again (a connection we offered timed out).
+        let mut gone = Vec::new();
+        for id in self.peers.ids() {
+            let Some(p) = self.peers.get(id) else {
+                continue;
+            };
+            let restart = match liveness::judge(&p.facts(), now, timeouts) {
+                Verdict::Wait => continue,
+                Verdict::TellReady => {
+                    self.peers.ping(id, now);
+                    self.pump(id, now);
+                    continue;
+                }
+                Verdict::ConnectTimeout { offer_again } => {
+                    gone.push((id, DisconnectReason::ConnectTimeout, offer_again));
+                    continue;
+                }
+                Verdict::Silent => {
+                    gone.push((id, DisconnectReason::Silent, false));
+                    continue;
+                }
+                Verdict::Alive { restart } => restart,
+            };
+            self.peers.announce(id, now, &self.cands, &self.out);
+            if restart && self.link.is_up() {
+                self.ice_restart(id, now);
+            }
+            self.peers.ping(id, now);
+            if let Some(p) = self.peers.get_mut(id) {
+                p.update_loss(now);
+                p.stats.send_queue_bytes = p.queued_bytes();
+            }
+            self.pump(id, now);
+            self.peers.publish_stats(id, &self.out);
+        }
+        for (id, reason, offer_again) in gone {
+            self.disconnect(id, reason, now);
+            if offer_again {
+                self.schedule_retry(id, now);
+            }
+        }
+    }
+
+    /// A connection we offered timed out: while the peer is in the lobby (and not
+    /// disconnected by the game), offer again later (see `retry.rs`).
+    fn schedule_retry(&mut self, id: PeerId, now: Instant) {
+        if self.membership.member(id).is_none() || self.membership.is_shunned(id) {
+            self.retries.forget(id);
+            return;
+        }
+        let wait = self.retries.failed(id, now);
+        tracing::debug!(peer = %id, ?wait, "connection attempt timed out; offering again");
+    }
+
+    /// Offers again to the peers whose retry is due (once the matchmaker can carry it).
+    fn retry_due(&mut self, now: Instant) {
+        if !self.link.is_up() {
+            return;
+        }
+        for id in self.retries.due(now) {
+            match self.membership.member(id) {
+                Some(_) if !self.peers.contains(id) => self.connect_to(id, true, now),
+                Some(_) => {}
+                None => self.retries.forget(id),
+            }
+        }
+    }
+
+    fn fail(&mut self, peer: PeerId, reason: String, now: Instant) {
+        self.out.emit(Event::Error(Error::WebRtc {
+            peer,
+            reason: reason.clone(),
+        }));
+        self.disconnect(peer, DisconnectReason::Failed(reason), now);
+    }
+
+    /// Closes a peer's connection for a new one: announced only if it was connected.
+    fn retire(&mut self, id: PeerId, reason: DisconnectReason, now: Instant) {
+        if self.peers.get(id).is_some_and(Peer::is_connected) {
+            self.disconnect(id, reason, now);
+        } else {
+            self.peers.remove(id, now, &mut self.cands, &mut self.out);
+        }
+    }
+
+    /// Forgets a peer, closing its connection; announces it once.
+    fn disconnect(&mut self, id: PeerId, reason: DisconnectReason, now: Instant) {
+        // A timed-out attempt keeps its count of failures for the next offer's wait.
+        if reason != DisconnectReason::ConnectTimeout {
+            self.retries.forget(id);
+        }
+        if !self.peers.remove(id, now, &mut self.cands, &mut self.out) {
+            return;
+        }
+        if let Ok(mut stats) = self.out.shared.stats.write() {
+            stats.remove(&id);
+        }
+        self.out.give_voice(MediaIn::PeerGone { peer: id });
+        self.out.give_video(MediaIn::PeerGone { peer: id });
+        tracing::debug!(peer = %id, ?reason, "disconnected");
+        self.out.emit(Event::PeerDisconnected { peer: id, reason });
+    }
+
+    /// The session ends: every peer connection is closed (their goodbyes go out).
+    pub(crate) fn shutdown(&mut self, now: Instant) {
+        for id in self.peers.ids() {
+            self.peers.remove(id, now, &mut self.cands, &mut self.out);
+        }
+    }
+}

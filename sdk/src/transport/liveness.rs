@@ -1,0 +1,204 @@
+//! Whether a peer is still there: the connect timeout, the silence timeout and when the
+//! offerer restarts ICE, as a pure judgement of what is known about the peer at a time.
+
+use std::time::{Duration, Instant};
+
+/// A connected peer silent this long gets an ICE restart (from the side that offered).
+pub(crate) const RESTART_AFTER: Duration = Duration::from_millis(1200);
+/// Restart again at most this often while the peer stays silent.
+pub(crate) const RESTART_EVERY: Duration = Duration::from_secs(4);
+/// While a restart is under way the silence timeout waits this long instead.
+pub(crate) const RESTART_WINDOW: Duration = Duration::from_secs(15);
+
+/// The session's timeouts (`SessionBuilder::connect_timeout`, `silence_timeout`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timeouts {
+    pub(crate) connect: Duration,
+    pub(crate) silence: Duration,
+}
+
+/// What is known about one peer connection.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Facts {
+    /// Both ends' channels are open.
+    pub(crate) connected: bool,
+    /// We sent the first offer (so we restart ICE, and offer again after a timeout).
+    pub(crate) offerer: bool,
+    /// Our channels are open.
+    pub(crate) all_open: bool,
+    pub(crate) created: Instant,
+    pub(crate) last_heard: Instant,
+    /// When the latest ICE restart began.
+    pub(crate) restart_at: Option<Instant>,
+}
+
+/// What to do about a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Still connecting: wait.
+    Wait,
+    /// Still connecting, our channels open but the peer's not known to be: tell it (ping).
+    TellReady,
+    /// It did not connect in time. `offer_again`: we offered, so we try again later.
+    ConnectTimeout { offer_again: bool },
+    /// Connected, but silent past the silence timeout with no restart under way.
+    Silent,
+    /// Connected; `restart`: silent long enough for the offerer to restart ICE.
+    Alive { restart: bool },
+}
+
+/// Judges `peer` at `now`.
+pub(crate) fn judge(peer: &Facts, now: Instant, timeouts: Timeouts) -> Verdict {
+    if !peer.connected {
+        return if now.saturating_duration_since(peer.created) > timeouts.connect {
+            Verdict::ConnectTimeout {
+                offer_again: peer.offerer,
+            }
+        } else if peer.all_open {
+            Verdict::TellReady
+        } else {
+            Verdict::Wait
+        };
+    }
+    let silent = now.saturating_duration_since(peer.last_heard);
+    let since_restart = peer.restart_at.map(|t| now.saturating_duration_since(t));
+    if silent > timeouts.silence && since_restart.is_none_or(|t| t >= RESTART_WINDOW) {
+        return Verdict::Silent;
+    }
+    Verdict::Alive {
+        restart: peer.offerer
+            && silent >= RESTART_AFTER
+            && since_restart.is_none_or(|t| t >= RESTART_EVERY),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TIMEOUTS: Timeouts = Timeouts {
+        connect: Duration::from_secs(10),
+        silence: Duration::from_secs(4),
+    };
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn connected(t0: Instant, offerer: bool) -> Facts {
+        Facts {
+            connected: true,
+            offerer,
+            all_open: true,
+            created: t0,
+            last_heard: t0,
+            restart_at: None,
+        }
+    }
+
+    fn connecting(t0: Instant, offerer: bool, all_open: bool) -> Facts {
+        Facts {
+            connected: false,
+            all_open,
+            ..connected(t0, offerer)
+        }
+    }
+
+    #[test]
+    fn a_connection_that_does_not_come_up_in_time_is_offered_again_only_by_the_offerer() {
+        let t0 = Instant::now();
+        let late = t0 + TIMEOUTS.connect + ms(1);
+        assert_eq!(
+            judge(&connecting(t0, true, false), late, TIMEOUTS),
+            Verdict::ConnectTimeout { offer_again: true }
+        );
+        assert_eq!(
+            judge(&connecting(t0, false, true), late, TIMEOUTS),
+            Verdict::ConnectTimeout { offer_again: false }
+        );
+        assert_eq!(
+            judge(
+                &connecting(t0, true, false),
+                t0 + TIMEOUTS.connect,
+                TIMEOUTS
+            ),
+            Verdict::Wait
+        );
+    }
+
+    #[test]
+    fn while_connecting_with_our_channels_open_the_peer_is_told() {
+        let t0 = Instant::now();
+        assert_eq!(
+            judge(&connecting(t0, false, true), t0 + ms(100), TIMEOUTS),
+            Verdict::TellReady
+        );
+    }
+
+    #[test]
+    fn the_offerer_restarts_ice_after_a_short_silence_and_the_answerer_waits() {
+        let t0 = Instant::now();
+        let quiet = t0 + RESTART_AFTER;
+        assert_eq!(
+            judge(&connected(t0, true), quiet - ms(1), TIMEOUTS),
+            Verdict::Alive { restart: false }
+        );
+        assert_eq!(
+            judge(&connected(t0, true), quiet, TIMEOUTS),
+            Verdict::Alive { restart: true }
+        );
+        assert_eq!(
+            judge(&connected(t0, false), quiet, TIMEOUTS),
+            Verdict::Alive { restart: false }
+        );
+    }
+
+    #[test]
+    fn restarts_are_spaced_while_the_peer_stays_silent() {
+        let t0 = Instant::now();
+        let restarted = t0 + RESTART_AFTER;
+        let peer = Facts {
+            restart_at: Some(restarted),
+            ..connected(t0, true)
+        };
+        assert_eq!(
+            judge(&peer, restarted + RESTART_EVERY - ms(1), TIMEOUTS),
+            Verdict::Alive { restart: false }
+        );
+        assert_eq!(
+            judge(&peer, restarted + RESTART_EVERY, TIMEOUTS),
+            Verdict::Alive { restart: true }
+        );
+    }
+
+    #[test]
+    fn a_silent_peer_goes_after_the_silence_timeout() {
+        let t0 = Instant::now();
+        assert_eq!(
+            judge(
+                &connected(t0, false),
+                t0 + TIMEOUTS.silence + ms(1),
+                TIMEOUTS
+            ),
+            Verdict::Silent
+        );
+    }
+
+    #[test]
+    fn a_restart_under_way_holds_off_the_silence_timeout_for_its_window() {
+        let t0 = Instant::now();
+        let restarted = t0 + RESTART_AFTER;
+        let peer = Facts {
+            restart_at: Some(restarted),
+            ..connected(t0, false)
+        };
+        assert_eq!(
+            judge(&peer, t0 + TIMEOUTS.silence + ms(1), TIMEOUTS),
+            Verdict::Alive { restart: false }
+        );
+        assert_eq!(
+            judge(&peer, restarted + RESTART_WINDOW, TIMEOUTS),
+            Verdict::Silent
+        );
+    }
+}

@@ -1,0 +1,262 @@
+//! Our place in the lobby: who we are, what we told the others about us, what they told us
+//! about them, and whom the game disconnected for good.
+//!
+//! Pure state with no clock and no I/O; the session core asks it whether to connect to a
+//! member and what to rejoin with after losing the matchmaker.
+
+use std::collections::{HashMap, HashSet};
+
+use squadlink_protocol::{Lobby, PeerId, PlayerId, Properties};
+
+use super::output::Request;
+use crate::error::Error;
+use crate::event::LobbyInfo;
+
+/// Member-data key carrying a member's channel list.
+pub(crate) const CHANNELS_KEY: &str = "squadlink.channels";
+
+/// Whether to connect to a member.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Admission {
+    /// Connect.
+    Connect,
+    /// The game disconnected this peer (or its player) for good.
+    Shunned,
+    /// Its channel list differs from ours: no connection can carry both.
+    Mismatch(Error),
+}
+
+/// Our lobby membership.
+#[derive(Debug)]
+pub(crate) struct Membership {
+    me: PeerId,
+    player: PlayerId,
+    code: String,
+    /// What we tell the others about us (our channel list).
+    data: Properties,
+    channel_list: String,
+    /// Every member's player id and data (their channel lists), as last heard.
+    members: HashMap<PeerId, (PlayerId, Properties)>,
+    /// The matchmaker instance we joined through: a reconnection to another one (a
+    /// restart) must not rejoin by the old lobby code.
+    instance: Option<String>,
+    /// The matchmaker closed our link with `replaced`: another connection of this player
+    /// holds the lobby place now, so we do not reconnect (the two would take turns).
+    replaced: bool,
+    /// Peers the game disconnected, by peer id and by player id: never connected again.
+    shunned: HashSet<PeerId>,
+    shunned_players: HashSet<PlayerId>,
+}
+
+impl Membership {
+    /// The member data we join with for `channel_list`.
+    pub(crate) fn member_data(channel_list: &str) -> Properties {
+        [(CHANNELS_KEY.to_string(), channel_list.to_string())].into()
+    }
+
+    pub(crate) fn new(
+        me: PeerId,
+        player: PlayerId,
+        code: String,
+        channel_list: String,
+        instance: Option<String>,
+    ) -> Self {
+        Self {
+            me,
+            player,
+            code,
+            data: Self::member_data(&channel_list),
+            channel_list,
+            members: HashMap::new(),
+            instance,
+            replaced: false,
+            shunned: HashSet::new(),
+            shunned_players: HashSet::new(),
+        }
+    }
+
+    pub(crate) fn me(&self) -> PeerId {
+        self.me
+    }
+
+    pub(crate) fn code(&self) -> &str {
+        &self.code
+    }
+
+    /// Our membership expired while we were away: we joined again as a new member.
+    pub(crate) fn joined_again(&mut self, me: PeerId, player: PlayerId, code: String) {
+        self.me = me;
+        self.player = player;
+        self.code = code;
+    }
+
+    /// The request for reconnection attempt `attempt`: back into our lobby by its code,
+    /// as ourselves. `named`: no token, so we name our player id (dev mode); with a token
+    /// the server takes it from there.
+    pub(crate) fn rejoin(&self, attempt: u32, named: bool) -> Request {
+        Request::Reconnect {
+            attempt,
+            player: named.then(|| self.player.clone()),
+            code: self.code.clone(),
+            data: self.data.clone(),
+            instance: self.instance.clone(),
+        }
+    }
+
+    /// The matchmaker said another connection of this player took our place.
+    pub(crate) fn set_replaced(&mut self) {
+        self.replaced = true;
+    }
+
+    pub(crate) fn is_replaced(&self) -> bool {
+        self.replaced
+    }
+
+    /// The lobby as the matchmaker sent it: remembered, and turned into what the game sees.
+    pub(crate) fn update(&mut self, lobby: &Lobby) -> LobbyInfo {
+        self.members = lobby
+            .members
+            .iter()
+            .map(|m| (m.peer_id, (m.player_id.clone(), m.data.clone())))
+            .collect();
+        LobbyInfo {
+            code: lobby.code.clone(),
+            host: lobby.host,
+            members: lobby
+                .members
+                .iter()
+                .map(|m| (m.peer_id, m.player_id.clone()))
+                .collect(),
+        }
+    }
+
+    /// A member is in the lobby with `data`: whether to connect to it.
+    pub(crate) fn admit(
+        &mut self,
+        peer: PeerId,
+        player: &PlayerId,
+        data: &Properties,
+    ) -> Admission {
+        self.members.insert(peer, (player.clone(), data.clone()));
+        if self.shunned_players.contains(player) || self.shunned.contains(&peer) {
+            // A new peer id of a player the game disconnected stays disconnected.
+            self.shunned.insert(peer);
+            return Admission::Shunned;
+        }
+        self.check_channels(peer, data)
+    }
+
+    /// Whether `data`'s channel list matches ours.
+    pub(crate) fn check_channels(&self, peer: PeerId, data: &Properties) -> Admission {
+        let theirs = data.get(CHANNELS_KEY).cloned().unwrap_or_default();
+        if theirs == self.channel_list {
+            Admission::Connect
+        } else {
+            Admission::Mismatch(Error::ChannelMismatch {
+                peer,
+                ours: self.channel_list.clone(),
+                theirs,
+            })
+        }
+    }
+
+    /// The member data `peer` last announced, while it is in the lobby.
+    pub(crate) fn member(&self, peer: PeerId) -> Option<&Properties> {
+        self.members.get(&peer).map(|(_, data)| data)
+    }
+
+    /// The game disconnects `peer` (and its player, while it is a member) for good.
+    pub(crate) fn shun(&mut self, peer: PeerId) {
+        self.shunned.insert(peer);
+        if let Some((player, _)) = self.members.get(&peer) {
+            self.shunned_players.insert(player.clone());
+        }
+    }
+
+    pub(crate) fn is_shunned(&self, peer: PeerId) -> bool {
+        self.shunned.contains(&peer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use squadlink_protocol::Member;
+
+    use super::*;
+
+    fn membership() -> Membership {
+        Membership::new(
+            PeerId(1),
+            PlayerId("me".into()),
+            "ABCD".into(),
+            "reliable,unreliable".into(),
+            None,
+        )
+    }
+
+    fn data(channels: &str) -> Properties {
+        Membership::member_data(channels)
+    }
+
+    #[test]
+    fn a_member_with_our_channels_is_connected_to() {
+        let mut m = membership();
+        let admitted = m.admit(
+            PeerId(2),
+            &PlayerId("b".into()),
+            &data("reliable,unreliable"),
+        );
+        assert_eq!(admitted, Admission::Connect);
+        assert_eq!(m.member(PeerId(2)), Some(&data("reliable,unreliable")));
+    }
+
+    #[test]
+    fn a_member_with_other_channels_is_a_mismatch_naming_both_lists() {
+        let mut m = membership();
+        let Admission::Mismatch(Error::ChannelMismatch { peer, ours, theirs }) =
+            m.admit(PeerId(2), &PlayerId("b".into()), &data("reliable"))
+        else {
+            panic!("expected a mismatch");
+        };
+        assert_eq!(peer, PeerId(2));
+        assert_eq!(ours, "reliable,unreliable");
+        assert_eq!(theirs, "reliable");
+    }
+
+    #[test]
+    fn a_shunned_player_stays_shunned_under_a_new_peer_id() {
+        let mut m = membership();
+        let b = PlayerId("b".into());
+        m.admit(PeerId(2), &b, &data("reliable,unreliable"));
+        m.shun(PeerId(2));
+        let admitted = m.admit(PeerId(7), &b, &data("reliable,unreliable"));
+        assert_eq!(admitted, Admission::Shunned);
+        assert!(m.is_shunned(PeerId(7)));
+        // Its signals are ignored from now on, but it is still a lobby member.
+        assert!(m.member(PeerId(7)).is_some());
+    }
+
+    #[test]
+    fn a_lobby_update_replaces_the_members_and_names_the_host() {
+        let mut m = membership();
+        m.admit(PeerId(9), &PlayerId("gone".into()), &data("x"));
+        let lobby = Lobby {
+            code: "ABCD".into(),
+            host: PeerId(1),
+            max_members: 4,
+            public: false,
+            properties: Properties::new(),
+            members: vec![Member {
+                peer_id: PeerId(3),
+                player_id: PlayerId("c".into()),
+                data: data("reliable,unreliable"),
+            }],
+            version: 1,
+        };
+        let info = m.update(&lobby);
+        assert_eq!(info.host, PeerId(1));
+        assert_eq!(info.members, vec![(PeerId(3), PlayerId("c".into()))]);
+        assert!(m.member(PeerId(9)).is_none());
+        assert!(m.member(PeerId(3)).is_some());
+    }
+}

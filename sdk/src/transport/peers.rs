@@ -1,0 +1,502 @@
+//! The peer table: every peer connection, which peer a datagram is for, and the drive of
+//! one connection's engine (what comes out of it goes to the game, the media pipelines or
+//! the wire through [`Out`]).
+//!
+//! It owns the peers and the routes; time comes in as an argument. What to do about a
+//! peer (connect, restart, disconnect) is the session core's decision: this table tells it
+//! what happened ([`Pumped`]).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use squadlink_protocol::PeerId;
+
+use super::candidates::Candidates;
+use super::control::{self, Control};
+use super::engine::{EngineEvent, Sent};
+use super::net::{self, CandidateType};
+use super::output::Out;
+use super::peer::Peer;
+use super::routes::{Route, Routes};
+use crate::bridge::Shared;
+use crate::channel::{ChannelKind, Received};
+use crate::error::Error;
+use crate::event::{DisconnectReason, Event, PathKind};
+use crate::media::{self, MediaFrame, MediaIn};
+
+/// Most engine steps in one pump (each step drains what it can; this only bounds a
+/// pathological engine).
+const MAX_STEPS: usize = 1_000;
+/// Unreliable messages are dropped when this much is already queued for the peer.
+const UNRELIABLE_QUEUE_LIMIT: usize = 256 * 1024;
+/// Reliable sends fail with `SendBufferFull` past this.
+const RELIABLE_QUEUE_LIMIT: usize = 16 * 1024 * 1024;
+/// A connected peer whose remote address is only peer-reflexive is announced after this.
+const ANNOUNCE_GRACE: Duration = Duration::from_millis(300);
+
+/// What one pump of a peer's engine found that the core must act on.
+#[derive(Debug, Default)]
+pub(crate) struct Pumped {
+    /// Both ends' channels opened just now.
+    pub(crate) connected: bool,
+    /// The connection ended (failed, or the peer closed it).
+    pub(crate) end: Option<DisconnectReason>,
+}
+
+/// The peers and the routes to them.
+pub(crate) struct Peers {
+    map: HashMap<PeerId, Peer>,
+    /// Which peer each datagram on the socket is for.
+    routes: Routes,
+    /// The engine events of the peer being pumped (kept for its capacity).
+    events: Vec<EngineEvent>,
+    /// Ping timestamps count from here.
+    epoch: Instant,
+    /// Adversarial testing: read nothing but ICE checks (a peer that never reads).
+    #[cfg(feature = "fuzzing")]
+    pub(crate) deaf: bool,
+}
+
+impl Peers {
+    pub(crate) fn new(epoch: Instant) -> Self {
+        Self {
+            map: HashMap::new(),
+            routes: Routes::default(),
+            events: Vec::new(),
+            epoch,
+            #[cfg(feature = "fuzzing")]
+            deaf: false,
+        }
+    }
+
+    pub(crate) fn get(&self, id: PeerId) -> Option<&Peer> {
+        self.map.get(&id)
+    }
+
+    pub(crate) fn get_mut(&mut self, id: PeerId) -> Option<&mut Peer> {
+        self.map.get_mut(&id)
+    }
+
+    pub(crate) fn contains(&self, id: PeerId) -> bool {
+        self.map.contains_key(&id)
+    }
+
+    pub(crate) fn insert(&mut self, peer: Peer) {
+        self.map.insert(peer.id, peer);
+    }
+
+    /// Every peer's id.
+    pub(crate) fn ids(&self) -> Vec<PeerId> {
+        self.map.keys().copied().collect()
+    }
+
+    /// The connected peers, or just `to` if it is one of them.
+    pub(crate) fn connected_ids(&self, to: Option<PeerId>) -> Vec<PeerId> {
+        self.map
+            .iter()
+            .filter(|(id, p)| p.is_connected() && to.is_none_or(|t| t == **id))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Every address the peers announced candidates at.
+    pub(crate) fn remote_addresses(&self) -> Vec<SocketAddr> {
+        self.map
+            .values()
+            .flat_map(|p| p.remote_types.keys().copied())
+            .collect()
+    }
+
+    /// Sends a ping to `id` on its control channel.
+    pub(crate) fn ping(&mut self, id: PeerId, now: Instant) {
+        if let Some(p) = self.map.get_mut(&id) {
+            p.ping(now, self.epoch);
+        }
+    }
+
+    /// Queues a message on `channel` (of `kind`) for `to`, or for every connected peer;
+    /// the peers whose engine took it (pump each). A full queue drops an unreliable
+    /// message and refuses a reliable one (the game is told, at most once a second).
+    pub(crate) fn send(
+        &mut self,
+        now: Instant,
+        to: Option<PeerId>,
+        (channel, kind): (usize, ChannelKind),
+        payload: &[u8],
+        out: &Out,
+    ) -> Vec<PeerId> {
+        let limit = if kind.is_reliable() {
+            RELIABLE_QUEUE_LIMIT
+        } else {
+            UNRELIABLE_QUEUE_LIMIT
+        };
+        let mut took = self.connected_ids(to);
+        took.retain(|id| {
+            let Some(p) = self.map.get_mut(id) else {
+                return false;
+            };
+            match p.send_message(channel, payload, limit, now) {
+                Sent::Yes => p.stats.messages_sent += 1,
+                Sent::QueueFull if kind.is_reliable() => {
+                    p.stats.refused_send_buffer_full += 1;
+                    if p.told_send_full.due(now) {
+                        out.emit(Event::Error(Error::SendBufferFull {
+                            peer: *id,
+                            channel: crate::Channel(channel),
+                        }));
+                    }
+                    return false;
+                }
+                Sent::QueueFull => {
+                    p.stats.dropped_congested += 1;
+                    return false;
+                }
+                Sent::No => {}
+            }
+            true
+        });
+        took
+    }
+
+    /// Sends RTP packets on our track of `kind` to `to`, or to every connected peer; the
+    /// peers sent to (pump each).
+    pub(crate) fn send_rtp(
+        &mut self,
+        now: Instant,
+        kind: media::Kind,
+        packets: &[MediaFrame],
+        to: Option<PeerId>,
+    ) -> Vec<PeerId> {
+        let ids = self.connected_ids(to);
+        for id in &ids {
+            if let Some(p) = self.map.get_mut(id) {
+                for packet in packets {
+                    p.send_rtp(kind, packet, now);
+                }
+            }
+        }
+        ids
+    }
+
+    /// `id` has a new local description (an offer or answer of ours): STUN requests for
+    /// its ICE username fragment are routed to it, and every candidate we know is added to
+    /// it and trickled to the peer.
+    pub(crate) fn described(&mut self, id: PeerId, cands: &Candidates, out: &mut Out) {
+        let Some(p) = self.map.get_mut(&id) else {
+            return;
+        };
+        if let Some(ufrag) = p.local_ufrag()
+            && ufrag != p.ufrag
+        {
+            self.routes.set_ufrag(&p.ufrag, &ufrag, id);
+            p.ufrag = ufrag;
+        }
+        for candidate in cands.known() {
+            self.add_candidate(id, candidate, cands, out);
+        }
+    }
+
+    /// Adds our candidate to `id` once its local description is set, and trickles it.
+    pub(crate) fn add_candidate(
+        &mut self,
+        id: PeerId,
+        (kind, addr): (CandidateType, SocketAddr),
+        cands: &Candidates,
+        out: &mut Out,
+    ) {
+        let Some(p) = self.map.get_mut(&id) else {
+            return;
+        };
+        if !p.has_local_description() {
+            return;
+        }
+        let base = cands.hosts().first().copied().unwrap_or(addr);
+        let priority = cands.priority(kind, addr);
+        if let Some(candidate) = p.add_local_candidate(kind, addr, base, priority) {
+            out.signal(id, candidate);
+        }
+    }
+
+    /// `id` announced a candidate at `addr` of `kind`.
+    pub(crate) fn remote_candidate(&mut self, id: PeerId, addr: SocketAddr, kind: CandidateType) {
+        let Some(p) = self.map.get_mut(&id) else {
+            return;
+        };
+        p.remote_types.insert(addr, kind);
+        if !p.stats.remote_candidate_types.contains(&kind.name()) {
+            p.stats.remote_candidate_types.push(kind.name());
+        }
+        self.routes.expect(addr, id);
+    }
+
+    /// Hands a datagram that arrived on our address `local` to its peer; the peer's id when
+    /// it took it (then pump it).
+    pub(crate) fn handle_datagram(
+        &mut self,
+        now: Instant,
+        data: &[u8],
+        from: SocketAddr,
+        local: SocketAddr,
+        cands: &Candidates,
+    ) -> Option<PeerId> {
+        // STUN starts with two zero bits; DTLS (and the SCTP in it) and SRTP do not.
+        #[cfg(feature = "fuzzing")]
+        if self.deaf && data.first().is_some_and(|b| *b > 3) {
+            return None;
+        }
+        let id = match self.routes.route(data, from) {
+            Route::Check(id) => {
+                if self.relay_in_disguise(id, from, cands) {
+                    tracing::debug!(%from, peer = %id, "check from an unannounced relay address dropped");
+                    return None;
+                }
+                self.routes.confirm(from, id);
+                id
+            }
+            Route::Known(id) => id,
+            Route::Unknown => {
+                tracing::trace!(%from, len = data.len(), "datagram for no peer");
+                return None;
+            }
+        };
+        let p = self.map.get_mut(&id)?;
+        p.handle_datagram(now, local, from, data).then_some(id)
+    }
+
+    /// Whether a connectivity check from `from` for `id` comes from a TURN relay whose
+    /// candidate has not arrived yet (see [`net::relay_in_disguise`]).
+    fn relay_in_disguise(&self, id: PeerId, from: SocketAddr, cands: &Candidates) -> bool {
+        let Some(p) = self.map.get(&id) else {
+            return false;
+        };
+        let announced_relays = self.map.values().flat_map(|q| {
+            q.remote_types
+                .iter()
+                .filter(|(_, t)| **t == CandidateType::Relay)
+                .map(|(a, _)| a.ip())
+        });
+        net::relay_in_disguise(
+            from,
+            &p.remote_types,
+            cands.hosts(),
+            cands.turn_servers().chain(announced_relays),
+        )
+    }
+
+    /// When the earliest engine needs [`Peers::handle_timeout`].
+    pub(crate) fn poll_timeout(&mut self) -> Option<Instant> {
+        self.map.values_mut().filter_map(Peer::poll_timeout).min()
+    }
+
+    /// Serves the engines whose timers are due; their ids (pump each).
+    pub(crate) fn handle_timeout(&mut self, now: Instant) -> Vec<PeerId> {
+        let mut due = Vec::new();
+        for (id, p) in &mut self.map {
+            if p.poll_timeout().is_some_and(|t| t <= now) {
+                p.handle_timeout(now);
+                due.push(*id);
+            }
+        }
+        due
+    }
+
+    /// Drains one peer's engine until it has nothing more to say: messages to the game,
+    /// media to the pipelines, datagrams to the wire.
+    pub(crate) fn pump(
+        &mut self,
+        id: PeerId,
+        now: Instant,
+        cands: &mut Candidates,
+        out: &mut Out,
+    ) -> Pumped {
+        let mut pumped = Pumped::default();
+        let Some(p) = self.map.get_mut(&id) else {
+            return pumped;
+        };
+        let events = &mut self.events;
+        for _ in 0..MAX_STEPS {
+            let mut progressed = p.step(now, events);
+            for event in events.drain(..) {
+                match event {
+                    EngineEvent::Message { index, data } => on_message(p, out, index, data, now),
+                    EngineEvent::Rtp { kind, frame } => {
+                        p.heard_rtp(kind, now);
+                        let msg = MediaIn::Rtp {
+                            peer: id,
+                            frame,
+                            arrival: Instant::now(),
+                        };
+                        match kind {
+                            media::Kind::Video => out.give_video(msg),
+                            media::Kind::Audio => out.give_voice(msg),
+                        }
+                    }
+                    EngineEvent::KeyframeRequest => {
+                        out.give_video(MediaIn::KeyframeRequest { peer: id });
+                    }
+                    EngineEvent::Failed(reason) => {
+                        pumped.end = Some(DisconnectReason::Failed(reason));
+                    }
+                    EngineEvent::Closed if p.is_connected() && pumped.end.is_none() => {
+                        pumped.end = Some(DisconnectReason::Left);
+                    }
+                    EngineEvent::Closed => {}
+                    // Tell the peer at once; it counts us connected when it hears this.
+                    EngineEvent::AllOpen => p.ping(now, self.epoch),
+                }
+            }
+            progressed |= drain_writes(p, now, cands, out);
+            if !progressed {
+                break;
+            }
+        }
+        if p.ready() {
+            p.on_connected(now);
+            pumped.connected = true;
+            out.give_video(MediaIn::PeerConnected { peer: id });
+        }
+        self.announce(id, now, cands, out);
+        pumped
+    }
+
+    /// Announces a connected peer once its path is known (or after a short grace, when the
+    /// remote address is only peer-reflexive). Sending works from the moment it connected.
+    pub(crate) fn announce(&mut self, id: PeerId, now: Instant, cands: &Candidates, out: &Out) {
+        let Some(p) = self.map.get_mut(&id) else {
+            return;
+        };
+        let Some(opened) = p.unannounced_since() else {
+            return;
+        };
+        let path = match p.path(cands.relays()) {
+            Some(path) => path,
+            None if now.saturating_duration_since(opened) >= ANNOUNCE_GRACE => PathKind::Srflx,
+            None => return,
+        };
+        p.announced();
+        p.stats.connected = true;
+        p.stats.path = Some(path);
+        p.stats.selected_pair = p.last_pair.map(|(l, r)| (l.to_string(), r.to_string()));
+        p.stats.selected_pair_types = p.pair_types(cands.relays());
+        p.stats.relay_transport = p
+            .last_pair
+            .and_then(|(local, _)| cands.relay_transport(local))
+            .map(super::stream::TurnTransport::name);
+        let connect_time = opened.saturating_duration_since(p.created);
+        tracing::debug!(peer = %id, ?connect_time, path = path.name(), "connected");
+        self.publish_stats(id, out);
+        out.emit(Event::PeerConnected {
+            peer: id,
+            path,
+            connect_time,
+        });
+    }
+
+    /// Puts `id`'s stats where the game reads them.
+    pub(crate) fn publish_stats(&self, id: PeerId, out: &Out) {
+        if let Some(p) = self.map.get(&id)
+            && let Ok(mut stats) = out.shared.stats.write()
+        {
+            stats.insert(id, p.stats.clone());
+        }
+    }
+
+    /// Closes a peer's connection and forgets how to route to it; whether there was one.
+    pub(crate) fn remove(
+        &mut self,
+        id: PeerId,
+        now: Instant,
+        cands: &mut Candidates,
+        out: &mut Out,
+    ) -> bool {
+        let Some(mut p) = self.map.remove(&id) else {
+            return false;
+        };
+        p.close();
+        drain_writes(&mut p, now, cands, out);
+        self.routes.forget(id, &p.ufrag);
+        true
+    }
+}
+
+/// Sends everything the peer's engine has queued; whether there was anything.
+fn drain_writes(p: &mut Peer, now: Instant, cands: &mut Candidates, out: &mut Out) -> bool {
+    let mut any = false;
+    while let Some((data, from, to)) = p.poll_transmit() {
+        any = true;
+        // DTLS, SCTP and media go only over the selected pair; STUN (first byte 0–3) also
+        // checks the others, so it does not tell which pair is in use.
+        if data.first().is_some_and(|b| *b > 3) {
+            p.last_pair = Some((from, to));
+        }
+        p.stats.packets_sent += 1;
+        p.stats.bytes_sent += data.len() as u64;
+        cands.send(now, data, from, to, out);
+    }
+    any
+}
+
+/// Counts an undecodable frame from `p`, and tells the game on the first one and then at
+/// most once a second.
+fn misbehaved(p: &mut Peer, shared: &Shared, now: Instant) {
+    p.stats.frame_errors += 1;
+    if p.told_misbehaviour.due(now) {
+        shared.emit(Event::PeerMisbehaved {
+            peer: p.id,
+            frame_errors: p.stats.frame_errors,
+        });
+    }
+}
+
+/// One data-channel message: unframe it and hand it to the game (or answer a ping).
+fn on_message(p: &mut Peer, out: &Out, index: usize, data: Bytes, now: Instant) {
+    p.last_heard = now;
+    let shared = &out.shared;
+    if index == p.control() {
+        match control::parse(&data) {
+            Some(Control::VoiceLoss(percent)) => {
+                out.give_voice(MediaIn::LossReport {
+                    peer: p.id,
+                    percent,
+                });
+            }
+            Some(other) => {
+                if let Some(reply) = p.on_control(other, now) {
+                    p.send_frame(p.control(), reply, now);
+                }
+            }
+            None => misbehaved(p, shared, now),
+        }
+        return;
+    }
+    let (received, evicted) = p.framing.receive(index, data);
+    p.stats.partials_dropped += evicted;
+    let message = match received {
+        Received::Message(message) => Some(message),
+        Received::Incomplete | Received::NoChannel => None,
+        Received::Stale => {
+            p.stats.dropped_stale += 1;
+            None
+        }
+        Received::Malformed(e) => {
+            tracing::debug!(%e, peer = %p.id, "bad frame");
+            misbehaved(p, shared, now);
+            None
+        }
+    };
+    if let Some(message) = message {
+        p.stats.messages_received += 1;
+        if !shared.deliver(index, p.id, message) {
+            p.stats.dropped_unread += 1;
+            if p.told_unread.due(now) {
+                shared.emit(Event::Error(Error::InboxFull {
+                    peer: p.id,
+                    channel: crate::Channel(index),
+                    limit: shared.inbox_limit,
+                }));
+            }
+        }
+    }
+}
