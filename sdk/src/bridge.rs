@@ -32,7 +32,33 @@ pub(crate) struct Shared {
     pub(crate) inbox_wake: Vec<tokio::sync::Notify>,
 }
 
+/// The game's ends of [`Shared`]: the event queue and one inbox per channel.
+pub(crate) struct GameEnds {
+    pub(crate) events: crossbeam_channel::Receiver<Event>,
+    pub(crate) inbox: Vec<crossbeam_channel::Receiver<(PeerId, Bytes)>>,
+}
+
 impl Shared {
+    /// A bridge for `channels` channels whose inboxes hold up to `inbox_limit` bytes each;
+    /// the game keeps the other ends.
+    pub(crate) fn new(channels: usize, inbox_limit: usize) -> (Self, GameEnds) {
+        let (events_tx, events) = crossbeam_channel::unbounded();
+        let (inbox_tx, inbox): (Vec<_>, Vec<_>) = (0..channels)
+            .map(|_| crossbeam_channel::unbounded())
+            .unzip();
+        let shared = Self {
+            events: events_tx,
+            inbox: inbox_tx,
+            inbox_bytes: (0..channels).map(|_| AtomicUsize::new(0)).collect(),
+            inbox_limit,
+            stats: RwLock::new(HashMap::new()),
+            lobby: RwLock::new(None),
+            event_wake: tokio::sync::Notify::new(),
+            inbox_wake: (0..channels).map(|_| tokio::sync::Notify::new()).collect(),
+        };
+        (shared, GameEnds { events, inbox })
+    }
+
     pub(crate) fn emit(&self, event: Event) {
         let _ = self.events.send(event);
         self.event_wake.notify_one();

@@ -4,10 +4,8 @@
 //! one UDP socket, the matchmaker connection). The game talks to it through channels and
 //! never blocks on the network.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicUsize;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -255,19 +253,8 @@ impl SessionBuilder {
     fn spawn(self) -> Result<(Session, crossbeam_channel::Receiver<Result<()>>)> {
         self.validate()?;
         let n = self.settings.channels.len();
-        let (events_tx, events_rx) = crossbeam_channel::unbounded();
-        let (inbox_tx, inbox_rx): (Vec<_>, Vec<_>) =
-            (0..n).map(|_| crossbeam_channel::unbounded()).unzip();
-        let shared = Arc::new(Shared {
-            events: events_tx,
-            inbox: inbox_tx,
-            inbox_bytes: (0..n).map(|_| AtomicUsize::new(0)).collect(),
-            inbox_limit: self.settings.inbox_limit,
-            stats: RwLock::new(HashMap::new()),
-            lobby: RwLock::new(None),
-            event_wake: tokio::sync::Notify::new(),
-            inbox_wake: (0..n).map(|_| tokio::sync::Notify::new()).collect(),
-        });
+        let (shared, ends) = Shared::new(n, self.settings.inbox_limit);
+        let shared = Arc::new(shared);
         let (cmd_tx, cmd_rx) = tokio::sync::mpsc::unbounded_channel();
         let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
         // The identity: once when the lobby is entered, again if a reconnection had to
@@ -307,8 +294,8 @@ impl SessionBuilder {
             max_message_size,
             cmd: cmd_tx,
             shared,
-            events: events_rx,
-            inbox: inbox_rx,
+            events: ends.events,
+            inbox: ends.inbox,
             ident: ident_rx,
             me: std::sync::Mutex::new(None),
             thread: Some(thread),

@@ -577,7 +577,7 @@ impl Core {
                 self.ice_restart(id, now);
             } else {
                 // The offerer restarts once it notices; we give it the time.
-                p.restart_at = Some(now);
+                p.restart_began(now);
             }
         }
     }

@@ -30,6 +30,9 @@ pub(crate) struct Facts {
     pub(crate) last_heard: Instant,
     /// When the latest ICE restart began.
     pub(crate) restart_at: Option<Instant>,
+    /// When the first ICE restart since the peer was last heard began (the restart
+    /// window counts from it, so restarts every few seconds cannot hold off the verdict).
+    pub(crate) first_restart: Option<Instant>,
 }
 
 /// What to do about a peer.
@@ -61,10 +64,16 @@ pub(crate) fn judge(peer: &Facts, now: Instant, timeouts: Timeouts) -> Verdict {
         };
     }
     let silent = now.saturating_duration_since(peer.last_heard);
-    let since_restart = peer.restart_at.map(|t| now.saturating_duration_since(t));
-    if silent > timeouts.silence && since_restart.is_none_or(|t| t >= RESTART_WINDOW) {
+    let since = |t: Instant| now.saturating_duration_since(t);
+    if silent > timeouts.silence
+        && peer
+            .first_restart
+            .map(since)
+            .is_none_or(|t| t >= RESTART_WINDOW)
+    {
         return Verdict::Silent;
     }
+    let since_restart = peer.restart_at.map(since);
     Verdict::Alive {
         restart: peer.offerer
             && silent >= RESTART_AFTER
@@ -93,6 +102,7 @@ mod tests {
             created: t0,
             last_heard: t0,
             restart_at: None,
+            first_restart: None,
         }
     }
 
@@ -159,6 +169,7 @@ mod tests {
         let restarted = t0 + RESTART_AFTER;
         let peer = Facts {
             restart_at: Some(restarted),
+            first_restart: Some(restarted),
             ..connected(t0, true)
         };
         assert_eq!(
@@ -190,6 +201,7 @@ mod tests {
         let restarted = t0 + RESTART_AFTER;
         let peer = Facts {
             restart_at: Some(restarted),
+            first_restart: Some(restarted),
             ..connected(t0, false)
         };
         assert_eq!(
@@ -198,6 +210,22 @@ mod tests {
         );
         assert_eq!(
             judge(&peer, restarted + RESTART_WINDOW, TIMEOUTS),
+            Verdict::Silent
+        );
+    }
+
+    #[test]
+    fn restarts_every_few_seconds_do_not_hold_off_the_silence_verdict_past_the_window() {
+        let t0 = Instant::now();
+        let first = t0 + RESTART_AFTER;
+        // The offerer restarts again every RESTART_EVERY; the window counts from the first.
+        let peer = Facts {
+            restart_at: Some(first + RESTART_EVERY * 3),
+            first_restart: Some(first),
+            ..connected(t0, true)
+        };
+        assert_eq!(
+            judge(&peer, first + RESTART_WINDOW, TIMEOUTS),
             Verdict::Silent
         );
     }

@@ -33,6 +33,8 @@ mod peers;
 mod retry;
 mod routes;
 pub(crate) mod rtc_engine;
+#[cfg(test)]
+mod sim;
 pub(crate) mod stream;
 #[cfg(test)]
 mod tests;

@@ -37,7 +37,10 @@ pub(crate) struct Peer {
     /// We sent the first offer, so we also start ICE restarts.
     pub(crate) offerer: bool,
     /// When the latest ICE restart began (we sent or answered a restart offer).
-    pub(crate) restart_at: Option<Instant>,
+    restart_at: Option<Instant>,
+    /// When the first ICE restart since the peer was last heard began: the restart window
+    /// counts from here, however many restarts follow.
+    first_restart: Option<Instant>,
     /// The DTLS fingerprint in the peer's description: an offer with the same one is an
     /// ICE restart of this connection, a different one a new connection (it rejoined).
     pub(crate) remote_fingerprint: Option<String>,
@@ -96,6 +99,7 @@ impl Peer {
             ufrag: String::new(),
             offerer: false,
             restart_at: None,
+            first_restart: None,
             remote_fingerprint: None,
             engine: Box::new(RtcEngine::new(id, settings, now)?),
             heard_control: false,
@@ -122,6 +126,7 @@ impl Peer {
             created: self.created,
             last_heard: self.last_heard,
             restart_at: self.restart_at,
+            first_restart: self.first_restart.filter(|t| *t >= self.last_heard),
         }
     }
 
@@ -202,7 +207,7 @@ impl Peer {
         now: Instant,
     ) -> Result<String, String> {
         if self.engine.has_remote_description() {
-            self.restart_at = Some(now);
+            self.restart_began(now);
             tracing::debug!(peer = %self.id, "answering an ICE restart");
         }
         self.remote_fingerprint = fingerprint;
@@ -279,8 +284,17 @@ impl Peer {
 
     /// Starts an ICE restart (new credentials; the next offer carries them).
     pub(crate) fn restart_ice(&mut self, now: Instant) {
-        self.restart_at = Some(now);
+        self.restart_began(now);
         self.engine.restart_ice();
+    }
+
+    /// An ICE restart begins now (ours, the peer's, or one we wait for after a network
+    /// change).
+    pub(crate) fn restart_began(&mut self, now: Instant) {
+        if self.first_restart.is_none_or(|t| t < self.last_heard) {
+            self.first_restart = Some(now);
+        }
+        self.restart_at = Some(now);
     }
 
     /// Frames `payload` for channel `index` and queues it, unless that channel's queue

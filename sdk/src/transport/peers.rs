@@ -326,7 +326,7 @@ impl Peers {
                         let msg = MediaIn::Rtp {
                             peer: id,
                             frame,
-                            arrival: Instant::now(),
+                            arrival: now,
                         };
                         match kind {
                             media::Kind::Video => out.give_video(msg),
