@@ -1,15 +1,16 @@
 //! Session cores connected in memory, in virtual time: no socket, no matchmaker process,
-//! no clock. The first piece of the in-memory network (issue 15, point 5): each core's
-//! datagrams reach the other after the link's one-way delay (or are lost), and its signals
-//! go through a stand-in matchmaker that relays them after two one-way delays (client →
-//! server → client). Time jumps from one deadline to the next, so a connection that takes
+//! no clock. The in-memory network of issue 15, point 5: each core's datagrams reach the
+//! others through a [`Conditioner`] (one-way latency, jitter, loss, duplication,
+//! reordering, a bandwidth cap; seeded), and its signals go through a stand-in matchmaker
+//! that relays them reliably after two one-way latencies (client → server → client) and
+//! answers its pings. Time jumps from one deadline to the next, so a connection that takes
 //! seconds of simulated time takes milliseconds to run.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use squadlink_protocol::{
     ClientMessage, Lobby, Member, PeerId, PlayerId, Properties, ServerMessage,
 };
@@ -19,6 +20,7 @@ use super::membership::Membership;
 use super::output::{Out, Request, Via};
 use crate::bridge::{GameEnds, Shared};
 use crate::channel::{self, ChannelKind};
+use crate::conditioner::{Conditioner, NetworkConditions};
 use crate::event::Event;
 use crate::settings::Settings;
 
@@ -27,7 +29,7 @@ const TICK: Duration = Duration::from_millis(250);
 
 /// What arrives at a core.
 enum Delivery {
-    Datagram { data: BytesMut, from: SocketAddr },
+    Datagram { data: Bytes, from: SocketAddr },
     Server(ServerMessage),
 }
 
@@ -51,6 +53,8 @@ pub(crate) struct Node {
     addr: SocketAddr,
     me: PeerId,
     ends: GameEnds,
+    /// The path datagrams to this node take.
+    inbound: Conditioner<(Bytes, SocketAddr)>,
     next_tick: Instant,
     /// Every event the game would have seen, in order.
     pub(crate) events: Vec<Event>,
@@ -81,10 +85,10 @@ pub(crate) struct SimNet {
     pub(crate) nodes: Vec<Node>,
     pub(crate) now: Instant,
     pub(crate) start: Instant,
-    one_way: Duration,
-    /// Datagrams lost, as a share of 2^64.
-    loss_threshold: u64,
-    rng: u64,
+    /// Every link's conditions (the matchmaker's path takes their latency only).
+    conditions: NetworkConditions,
+    seed: u64,
+    /// Matchmaker messages on their way.
     in_flight: Vec<InFlight>,
     serial: u64,
     channels: Vec<ChannelKind>,
@@ -96,17 +100,16 @@ pub(crate) struct SimNet {
 }
 
 impl SimNet {
-    /// An empty lobby over links with `one_way` delay and `loss` (0..1) of datagrams
-    /// lost each way; `seed` fixes which.
-    pub(crate) fn new(channels: &[ChannelKind], one_way: Duration, loss: f64, seed: u64) -> Self {
+    /// An empty lobby whose members' datagrams travel under `conditions`; `seed` fixes
+    /// the randomness.
+    pub(crate) fn new(channels: &[ChannelKind], conditions: NetworkConditions, seed: u64) -> Self {
         let start = Instant::now();
         Self {
             nodes: Vec::new(),
             now: start,
             start,
-            one_way,
-            loss_threshold: (loss.clamp(0.0, 1.0) * u64::MAX as f64) as u64,
-            rng: seed | 1,
+            conditions,
+            seed,
             in_flight: Vec::new(),
             serial: 0,
             channels: channels.to_vec(),
@@ -143,7 +146,7 @@ impl SimNet {
                 code: self.lobby.code.clone(),
                 peer: member.clone(),
             };
-            self.send(to, self.one_way, Delivery::Server(msg));
+            self.send(to, self.conditions.latency, Delivery::Server(msg));
         }
         let mut settings = Settings::new("ws://in-memory".into());
         settings.channels = self.channels.clone();
@@ -158,11 +161,13 @@ impl SimNet {
             ice_servers: Vec::new(),
         };
         let core = Core::new(settings, entered, (addr, vec![addr]), out, self.now);
+        let inbound = Conditioner::new(self.conditions, self.seed.wrapping_add(i as u64 * 7919));
         self.nodes.push(Node {
             core,
             addr,
             me,
             ends,
+            inbound,
             next_tick: self.now + TICK,
             events: Vec::new(),
             event_times: Vec::new(),
@@ -170,9 +175,12 @@ impl SimNet {
         i
     }
 
-    /// Changes the share of datagrams lost from now on.
-    pub(crate) fn set_loss(&mut self, loss: f64) {
-        self.loss_threshold = (loss.clamp(0.0, 1.0) * u64::MAX as f64) as u64;
+    /// Changes every link's conditions for datagrams sent from now on.
+    pub(crate) fn set_conditions(&mut self, conditions: NetworkConditions) {
+        self.conditions = conditions;
+        for node in &mut self.nodes {
+            node.inbound.set_conditions(conditions);
+        }
     }
 
     /// How many signals the stand-in matchmaker relayed that `which` matches.
@@ -217,7 +225,10 @@ impl SimNet {
         let nodes = self
             .nodes
             .iter_mut()
-            .flat_map(|n| n.core.poll_timeout().into_iter().chain([n.next_tick]))
+            .flat_map(|n| {
+                let timers = n.core.poll_timeout().into_iter().chain([n.next_tick]);
+                timers.chain(n.inbound.next_release())
+            })
             .min();
         arrivals.into_iter().chain(nodes).min()
     }
@@ -251,6 +262,27 @@ impl SimNet {
             }
             self.carry_out();
         }
+        for i in 0..self.nodes.len() {
+            while let Some((data, from)) =
+                self.nodes.get_mut(i).and_then(|n| n.inbound.pop_due(now))
+            {
+                if self.trace {
+                    let what = Delivery::Datagram {
+                        data: data.clone(),
+                        from,
+                    };
+                    eprintln!(
+                        "{:>7.1} ms  -> node {i}  {}",
+                        now.saturating_duration_since(self.start).as_secs_f64() * 1e3,
+                        describe(&what)
+                    );
+                }
+                if let Some(node) = self.nodes.get_mut(i) {
+                    node.core.handle_datagram(now, &data, from);
+                }
+                self.carry_out();
+            }
+        }
         for node in &mut self.nodes {
             if node.core.poll_timeout().is_some_and(|t| t <= now) {
                 node.core.handle_timeout(now);
@@ -279,7 +311,13 @@ impl SimNet {
             }
             while let Some(t) = node.core.out().poll_transmit() {
                 if let Via::Udp(to) = t.via {
-                    sends.push((Target::Addr(to), Delivery::Datagram { data: t.data, from }));
+                    sends.push((
+                        Target::Addr(to),
+                        Delivery::Datagram {
+                            data: t.data.freeze(),
+                            from,
+                        },
+                    ));
                 }
             }
             let signals: Vec<ClientMessage> = node.core.out().drain_signals().collect();
@@ -304,21 +342,20 @@ impl SimNet {
                     _ => {}
                 }
             }
+            let now = self.now;
             for (to, what) in sends {
-                let (target, delay) = match to {
-                    Target::Addr(addr) => {
-                        if self.lose() {
-                            continue;
+                match (to, what) {
+                    (Target::Addr(addr), Delivery::Datagram { data, from }) => {
+                        if let Some(n) = self.nodes.iter_mut().find(|n| n.addr == addr) {
+                            n.inbound.push(now, data.len(), (data, from));
                         }
-                        (self.nodes.iter().position(|n| n.addr == addr), self.one_way)
                     }
-                    Target::Peer(peer) => (
-                        self.nodes.iter().position(|n| n.me == peer),
-                        self.one_way * 2,
-                    ),
-                };
-                if let Some(target) = target {
-                    self.send(target, delay, what);
+                    (Target::Peer(peer), what) => {
+                        if let Some(target) = self.nodes.iter().position(|n| n.me == peer) {
+                            self.send(target, self.conditions.latency * 2, what);
+                        }
+                    }
+                    (Target::Addr(_), Delivery::Server(_)) => {}
                 }
             }
         }
@@ -332,17 +369,6 @@ impl SimNet {
             to,
             what,
         });
-    }
-
-    /// Whether the next datagram is lost (xorshift64).
-    fn lose(&mut self) -> bool {
-        if self.loss_threshold == 0 {
-            return false;
-        }
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        self.rng < self.loss_threshold
     }
 }
 
@@ -395,7 +421,7 @@ mod tests {
     /// both ends). Virtual time makes the count exact; more is a round trip we added.
     #[test]
     fn two_cores_connect_in_memory_in_nine_and_a_half_round_trips() {
-        let mut net = SimNet::new(&CHANNELS, ONE_WAY, 0.0, 1);
+        let mut net = SimNet::new(&CHANNELS, NetworkConditions::latency(ONE_WAY), 1);
         net.join();
         let t0 = net.now;
         net.join();
@@ -409,7 +435,11 @@ mod tests {
     #[test]
     fn a_reliable_message_sent_on_connect_arrives_under_loss_for_every_seed() {
         for seed in 1..=8 {
-            let mut net = SimNet::new(&CHANNELS, ONE_WAY, 0.05, seed);
+            let mut net = SimNet::new(
+                &CHANNELS,
+                NetworkConditions::latency(ONE_WAY).with_loss(0.05),
+                seed,
+            );
             net.join();
             net.join();
             assert!(
@@ -438,12 +468,12 @@ mod tests {
 
     #[test]
     fn a_peer_that_falls_silent_is_restarted_then_reported_silent_when_the_restart_window_ends() {
-        let mut net = SimNet::new(&CHANNELS, ONE_WAY, 0.0, 3);
+        let mut net = SimNet::new(&CHANNELS, NetworkConditions::latency(ONE_WAY), 3);
         net.join();
         net.join();
         assert!(net.run_until(Duration::from_secs(10), both_connected));
         // Every datagram lost from now on; the matchmaker still carries signals.
-        net.set_loss(1.0);
+        net.set_conditions(NetworkConditions::latency(ONE_WAY).with_loss(1.0));
         let cut = net.elapsed();
         let gone = |n: &Node| {
             n.events
@@ -476,5 +506,51 @@ mod tests {
             offers >= 2,
             "{offers} offers (the first and at least one restart)"
         );
+    }
+
+    /// The reliable-ordered channel's promise under a bad path: 150 ms round trip with
+    /// ±20 ms jitter, 5 % loss, 1 % duplicates and 3 % reordered, a burst of messages
+    /// (some split into fragments) arrives whole, once and in order, for every seed.
+    #[test]
+    fn over_a_bad_path_a_reliable_burst_arrives_whole_and_in_order_for_every_seed() {
+        let path = NetworkConditions::latency(Duration::from_millis(75))
+            .with_jitter(Duration::from_millis(20))
+            .with_loss(0.05)
+            .with_duplicate(0.01)
+            .with_reorder(0.03);
+        let message = |i: usize| -> Vec<u8> {
+            // Every seventh one is 40,000 bytes: three fragments.
+            let len = if i.is_multiple_of(7) { 40_000 } else { 200 };
+            (0..len).map(|k| (i + k) as u8).collect()
+        };
+        for seed in 1..=6 {
+            let mut net = SimNet::new(&CHANNELS, path, seed);
+            net.join();
+            net.join();
+            assert!(
+                net.run_until(Duration::from_secs(60), both_connected),
+                "seed {seed}: not connected"
+            );
+            let now = net.now;
+            if let Some(a) = net.nodes.first_mut() {
+                for i in 0..30 {
+                    a.core.send(now, None, 0, &message(i));
+                }
+            }
+            let mut got = Vec::new();
+            net.run_until(Duration::from_secs(30), |net| {
+                if let Some(b) = net.nodes.get(1) {
+                    got.extend(b.received(0).into_iter().map(|(_, m)| m));
+                }
+                got.len() >= 30
+            });
+            assert_eq!(got.len(), 30, "seed {seed}: {} of 30 arrived", got.len());
+            for (i, m) in got.iter().enumerate() {
+                assert!(
+                    m.as_ref() == message(i).as_slice(),
+                    "seed {seed}: message {i} differs"
+                );
+            }
+        }
     }
 }
