@@ -29,8 +29,13 @@ const TICK: Duration = Duration::from_millis(250);
 
 /// What arrives at a core.
 enum Delivery {
-    Datagram { data: Bytes, from: SocketAddr },
+    Datagram {
+        data: Bytes,
+        from: SocketAddr,
+    },
     Server(ServerMessage),
+    /// A reconnection attempt got back into the lobby under the old place.
+    Rejoined,
 }
 
 /// Where an output goes: a datagram to an address, a signal to a peer (through the
@@ -52,6 +57,9 @@ pub(crate) struct Node {
     pub(crate) core: Core,
     addr: SocketAddr,
     me: PeerId,
+    player: PlayerId,
+    /// The matchmaker link is up.
+    link_up: bool,
     ends: GameEnds,
     /// The path datagrams to this node take.
     inbound: Conditioner<(Bytes, SocketAddr)>,
@@ -155,7 +163,7 @@ impl SimNet {
         let out = Out::new(Arc::new(shared), ident);
         let entered = Entered {
             me,
-            player,
+            player: player.clone(),
             lobby: &self.lobby,
             instance: None,
             ice_servers: Vec::new(),
@@ -166,6 +174,8 @@ impl SimNet {
             core,
             addr,
             me,
+            player,
+            link_up: true,
             ends,
             inbound,
             next_tick: self.now + TICK,
@@ -180,6 +190,26 @@ impl SimNet {
         self.conditions = conditions;
         for node in &mut self.nodes {
             node.inbound.set_conditions(conditions);
+        }
+    }
+
+    /// Node `i`'s matchmaker connection drops now (its reconnection rejoins).
+    pub(crate) fn cut_link(&mut self, i: usize) {
+        let now = self.now;
+        if let Some(node) = self.nodes.get_mut(i) {
+            node.link_up = false;
+            let cut = crate::error::Error::Io("cut by the simulation".into());
+            node.core.link_lost(now, cut);
+        }
+    }
+
+    /// Node `i` moves to another address (another network): what is sent to the old one
+    /// is lost.
+    pub(crate) fn move_node(&mut self, i: usize, to: SocketAddr) {
+        let now = self.now;
+        if let Some(node) = self.nodes.get_mut(i) {
+            node.addr = to;
+            node.core.network_changed(now, vec![to]);
         }
     }
 
@@ -258,7 +288,14 @@ impl SimNet {
             };
             match f.what {
                 Delivery::Datagram { data, from } => node.core.handle_datagram(now, &data, from),
+                // Nothing reaches a node whose link is down.
+                Delivery::Server(_) if !node.link_up => {}
                 Delivery::Server(msg) => node.core.handle_server_message(now, msg),
+                Delivery::Rejoined => {
+                    node.link_up = true;
+                    let me = (node.me, node.player.clone());
+                    node.core.rejoined(now, me, true, &self.lobby);
+                }
             }
             self.carry_out();
         }
@@ -303,10 +340,14 @@ impl SimNet {
                 continue;
             };
             let (from, me) = (node.addr, node.me);
+            let mut rejoin = false;
             while let Some(request) = node.core.out().poll_request() {
-                // No ICE servers here; the matchmaker never drops.
-                if let Request::Resolve { .. } = request {
-                    node.core.gatherers_ready(Vec::new(), Vec::new());
+                match request {
+                    // No ICE servers here.
+                    Request::Resolve { .. } => node.core.gatherers_ready(Vec::new(), Vec::new()),
+                    Request::AbandonLink => node.link_up = false,
+                    // Back in, under the old place (within the rejoin grace).
+                    Request::Reconnect { .. } => rejoin = true,
                 }
             }
             while let Some(t) = node.core.out().poll_transmit() {
@@ -320,7 +361,12 @@ impl SimNet {
                     ));
                 }
             }
-            let signals: Vec<ClientMessage> = node.core.out().drain_signals().collect();
+            // While the link is down the shell keeps the signals (as the native one does).
+            let signals: Vec<ClientMessage> = if node.link_up {
+                node.core.out().drain_signals().collect()
+            } else {
+                Vec::new()
+            };
             let at = self.now.saturating_duration_since(self.start);
             for event in node.ends.events.try_iter() {
                 node.events.push(event);
@@ -343,6 +389,10 @@ impl SimNet {
                 }
             }
             let now = self.now;
+            if rejoin {
+                // Connect, hello and join: three round trips to the matchmaker.
+                self.send(i, self.conditions.latency * 6, Delivery::Rejoined);
+            }
             for (to, what) in sends {
                 match (to, what) {
                     (Target::Addr(addr), Delivery::Datagram { data, from }) => {
@@ -355,7 +405,7 @@ impl SimNet {
                             self.send(target, self.conditions.latency * 2, what);
                         }
                     }
-                    (Target::Addr(_), Delivery::Server(_)) => {}
+                    (Target::Addr(_), _) => {}
                 }
             }
         }
@@ -394,6 +444,7 @@ fn describe(what: &Delivery) -> String {
             _ => "signal: other".into(),
         },
         Delivery::Server(_) => "matchmaker: lobby event".into(),
+        Delivery::Rejoined => "matchmaker: rejoined".into(),
     }
 }
 
@@ -551,6 +602,88 @@ mod tests {
                     "seed {seed}: message {i} differs"
                 );
             }
+        }
+    }
+
+    fn disconnected(net: &SimNet) -> bool {
+        net.nodes.iter().any(|n| {
+            n.events
+                .iter()
+                .any(|e| matches!(e, Event::PeerDisconnected { .. }))
+        })
+    }
+
+    /// Sends `text` from node `from` to node `to` on the reliable channel and runs until
+    /// it arrives (within 10 s).
+    fn message_arrives(net: &mut SimNet, from: usize, to: usize, text: &[u8]) -> bool {
+        let now = net.now;
+        if let Some(a) = net.nodes.get_mut(from) {
+            a.core.send(now, None, 0, text);
+        }
+        let mut got = Vec::new();
+        net.run_until(Duration::from_secs(10), |net| {
+            if let Some(b) = net.nodes.get(to) {
+                got.extend(b.received(0).into_iter().map(|(_, m)| m));
+            }
+            got.iter().any(|m| m.as_ref() == text)
+        })
+    }
+
+    #[test]
+    fn losing_the_matchmaker_keeps_the_peers_and_resumes_the_lobby_for_every_seed() {
+        for seed in 1..=4 {
+            let path = NetworkConditions::latency(ONE_WAY).with_loss(0.02);
+            let mut net = SimNet::new(&CHANNELS, path, seed);
+            net.join();
+            net.join();
+            assert!(net.run_until(Duration::from_secs(30), both_connected));
+            net.cut_link(0);
+            let restored = |net: &SimNet| {
+                net.nodes.first().is_some_and(|n| {
+                    n.events
+                        .iter()
+                        .any(|e| matches!(e, Event::MatchmakerRestored { resumed: true }))
+                })
+            };
+            assert!(
+                net.run_until(Duration::from_secs(30), restored),
+                "seed {seed}"
+            );
+            assert!(!disconnected(&net), "seed {seed}: a peer was dropped");
+            assert!(
+                message_arrives(&mut net, 1, 0, b"still here"),
+                "seed {seed}"
+            );
+        }
+    }
+
+    #[test]
+    fn after_a_network_change_ice_restarts_and_the_peers_stay_connected_for_every_seed() {
+        for seed in 1..=4 {
+            let path = NetworkConditions::latency(ONE_WAY).with_loss(0.02);
+            let mut net = SimNet::new(&CHANNELS, path, seed);
+            net.join();
+            net.join();
+            assert!(net.run_until(Duration::from_secs(30), both_connected));
+            let offers_before =
+                net.signals_relayed(|s| matches!(s, squadlink_protocol::Signal::Offer { .. }));
+            // The later joiner offered, so it restarts ICE at once from its new address.
+            net.move_node(1, SocketAddr::from(([10, 0, 1, 2], 6000)));
+            assert!(
+                !net.run_until(Duration::from_secs(8), disconnected),
+                "seed {seed}: dropped"
+            );
+            let offers =
+                net.signals_relayed(|s| matches!(s, squadlink_protocol::Signal::Offer { .. }));
+            assert!(offers > offers_before, "seed {seed}: no restart offer");
+            assert!(
+                message_arrives(&mut net, 0, 1, b"found you"),
+                "seed {seed}: to the moved one"
+            );
+            assert!(
+                message_arrives(&mut net, 1, 0, b"moved"),
+                "seed {seed}: from the moved one"
+            );
         }
     }
 }
