@@ -60,6 +60,8 @@ pub(crate) struct Node {
     player: PlayerId,
     /// The matchmaker link is up.
     link_up: bool,
+    /// The process was killed: it neither hears nor says anything more.
+    dead: bool,
     ends: GameEnds,
     /// The path datagrams to this node take.
     inbound: Conditioner<(Bytes, SocketAddr)>,
@@ -138,6 +140,12 @@ impl SimNet {
     /// A new member joins now: it entered the lobby (and offers to everyone there); the
     /// others hear of it one one-way delay later. Its index.
     pub(crate) fn join(&mut self) -> usize {
+        let channels = self.channels.clone();
+        self.join_with(&channels)
+    }
+
+    /// [`SimNet::join`] with a channel list of its own.
+    pub(crate) fn join_with(&mut self, channels: &[ChannelKind]) -> usize {
         let i = self.nodes.len();
         let me = PeerId(i as u64 + 1);
         let player = PlayerId(format!("player{}", i + 1));
@@ -145,7 +153,7 @@ impl SimNet {
         let member = Member {
             peer_id: me,
             player_id: player.clone(),
-            data: Membership::member_data(&channel::describe(&self.channels)),
+            data: Membership::member_data(&channel::describe(channels)),
         };
         self.lobby.members.push(member.clone());
         self.lobby.version += 1;
@@ -157,8 +165,8 @@ impl SimNet {
             self.send(to, self.conditions.latency, Delivery::Server(msg));
         }
         let mut settings = Settings::new("ws://in-memory".into());
-        settings.channels = self.channels.clone();
-        let (shared, ends) = Shared::new(self.channels.len(), settings.inbox_limit);
+        settings.channels = channels.to_vec();
+        let (shared, ends) = Shared::new(channels.len(), settings.inbox_limit);
         let (ident, _) = crossbeam_channel::unbounded();
         let out = Out::new(Arc::new(shared), ident);
         let entered = Entered {
@@ -176,6 +184,7 @@ impl SimNet {
             me,
             player,
             link_up: true,
+            dead: false,
             ends,
             inbound,
             next_tick: self.now + TICK,
@@ -190,6 +199,13 @@ impl SimNet {
         self.conditions = conditions;
         for node in &mut self.nodes {
             node.inbound.set_conditions(conditions);
+        }
+    }
+
+    /// Node `i`'s process dies now, without a word to anyone.
+    pub(crate) fn kill(&mut self, i: usize) {
+        if let Some(node) = self.nodes.get_mut(i) {
+            node.dead = true;
         }
     }
 
@@ -255,6 +271,7 @@ impl SimNet {
         let nodes = self
             .nodes
             .iter_mut()
+            .filter(|n| !n.dead)
             .flat_map(|n| {
                 let timers = n.core.poll_timeout().into_iter().chain([n.next_tick]);
                 timers.chain(n.inbound.next_release())
@@ -283,7 +300,7 @@ impl SimNet {
                     describe(&f.what)
                 );
             }
-            let Some(node) = self.nodes.get_mut(f.to) else {
+            let Some(node) = self.nodes.get_mut(f.to).filter(|n| !n.dead) else {
                 continue;
             };
             match f.what {
@@ -300,8 +317,11 @@ impl SimNet {
             self.carry_out();
         }
         for i in 0..self.nodes.len() {
-            while let Some((data, from)) =
-                self.nodes.get_mut(i).and_then(|n| n.inbound.pop_due(now))
+            while let Some((data, from)) = self
+                .nodes
+                .get_mut(i)
+                .filter(|n| !n.dead)
+                .and_then(|n| n.inbound.pop_due(now))
             {
                 if self.trace {
                     let what = Delivery::Datagram {
@@ -320,7 +340,7 @@ impl SimNet {
                 self.carry_out();
             }
         }
-        for node in &mut self.nodes {
+        for node in self.nodes.iter_mut().filter(|n| !n.dead) {
             if node.core.poll_timeout().is_some_and(|t| t <= now) {
                 node.core.handle_timeout(now);
             }
@@ -336,7 +356,7 @@ impl SimNet {
     fn carry_out(&mut self) {
         for i in 0..self.nodes.len() {
             let mut sends = Vec::new();
-            let Some(node) = self.nodes.get_mut(i) else {
+            let Some(node) = self.nodes.get_mut(i).filter(|n| !n.dead) else {
                 continue;
             };
             let (from, me) = (node.addr, node.me);
@@ -685,5 +705,73 @@ mod tests {
                 "seed {seed}: from the moved one"
             );
         }
+    }
+
+    #[test]
+    fn a_channel_list_mismatch_is_an_error_on_both_sides_and_nothing_is_offered() {
+        let mut net = SimNet::new(&CHANNELS, NetworkConditions::latency(ONE_WAY), 5);
+        net.join();
+        net.join_with(&[ChannelKind::ReliableOrdered]);
+        let both_told = |net: &SimNet| {
+            net.nodes.iter().all(|n| {
+                let error = n
+                    .events
+                    .iter()
+                    .any(|e| matches!(e, Event::Error(crate::Error::ChannelMismatch { .. })));
+                let gone = n.events.iter().any(|e| {
+                    matches!(
+                        e,
+                        Event::PeerDisconnected {
+                            reason: crate::DisconnectReason::ChannelMismatch,
+                            ..
+                        }
+                    )
+                });
+                error && gone
+            })
+        };
+        assert!(net.run_until(Duration::from_secs(5), both_told));
+        net.run_until(Duration::from_secs(5), |_| false);
+        assert_eq!(net.signals_relayed(|_| true), 0, "nothing is negotiated");
+        assert!(!net.nodes.iter().any(|n| {
+            n.events
+                .iter()
+                .any(|e| matches!(e, Event::PeerConnected { .. }))
+        }));
+    }
+
+    #[test]
+    fn a_killed_peer_is_reported_silent_and_the_others_keep_talking() {
+        let mut net = SimNet::new(&CHANNELS, NetworkConditions::latency(ONE_WAY), 9);
+        for _ in 0..3 {
+            net.join();
+        }
+        let mesh = |net: &SimNet| {
+            net.nodes.iter().all(|n| {
+                net.nodes
+                    .iter()
+                    .filter(|m| m.me != n.me)
+                    .all(|m| n.connected_to(m.me))
+            })
+        };
+        assert!(net.run_until(Duration::from_secs(30), mesh));
+        net.kill(2);
+        let dead = net.nodes.get(2).map(|n| n.me);
+        let reported = |net: &SimNet| {
+            net.nodes.iter().take(2).all(|n| {
+                n.events.iter().any(|e| {
+                    matches!(e, Event::PeerDisconnected { peer, reason: crate::DisconnectReason::Silent } if Some(*peer) == dead)
+                })
+            })
+        };
+        assert!(net.run_until(Duration::from_secs(30), reported));
+        assert!(message_arrives(&mut net, 0, 1, b"just us"));
+        assert!(message_arrives(&mut net, 1, 0, b"just us two"));
+        let lost = net.nodes.iter().take(2).any(|n| {
+            n.events
+                .iter()
+                .any(|e| matches!(e, Event::PeerDisconnected { peer, .. } if Some(*peer) != dead))
+        });
+        assert!(!lost, "only the killed peer goes");
     }
 }
