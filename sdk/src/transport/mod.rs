@@ -352,6 +352,21 @@ impl Driver {
                 }
             }
         }
+        self.send_datagrams();
+        match &self.link {
+            Some(link) => {
+                for msg in self.core.out().drain_signals() {
+                    link.writer.send(msg);
+                }
+            }
+            None => self.core.out().trim_signals(OUTBOX_LIMIT),
+        }
+    }
+
+    /// Sends the datagrams the core has queued (with the simulated-loss stage). Called
+    /// after every datagram read as well, so that what it caused (acknowledgements, the
+    /// next handshake flight) leaves at once rather than after the rest of the batch.
+    fn send_datagrams(&mut self) {
         while let Some(transmit) = self.core.out().poll_transmit() {
             match transmit.via {
                 Via::Udp(to) => {
@@ -371,14 +386,6 @@ impl Driver {
                     }
                 }
             }
-        }
-        match &self.link {
-            Some(link) => {
-                for msg in self.core.out().drain_signals() {
-                    link.writer.send(msg);
-                }
-            }
-            None => self.core.out().trim_signals(OUTBOX_LIMIT),
         }
     }
 
@@ -471,6 +478,7 @@ impl Driver {
         }
         if self.inbound.is_idle_and_perfect() {
             self.core.handle_datagram(Instant::now(), data, from);
+            self.send_datagrams();
         } else {
             self.inbound.push(
                 Instant::now(),
@@ -484,6 +492,7 @@ impl Driver {
     fn release_inbound(&mut self, now: Instant) {
         while let Some((data, from)) = self.inbound.pop_due(now) {
             self.core.handle_datagram(now, &data, from);
+            self.send_datagrams();
         }
     }
 }
