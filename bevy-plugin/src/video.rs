@@ -173,6 +173,8 @@ fn video_events(mut chat: ResMut<VideoChat>) {
                 warn!("squadlink: video source ended: {reason}");
                 chat.problems.push(reason);
             }
+            // Events added in later versions of the SDK.
+            _ => {}
         }
     }
 }

@@ -234,6 +234,8 @@ fn voice_events(
                 warn!("squadlink: no voice {direction} device: {reason}");
                 chat.problems.push(format!("{direction}: {reason}"));
             }
+            // Events added in later versions of the SDK.
+            _ => {}
         }
     }
 }

@@ -74,6 +74,7 @@ impl NatReport {
 
 /// Why a probe could not finish.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum NatError {
     /// No answer from the server at all: UDP is blocked, or the server is down.
     #[error(

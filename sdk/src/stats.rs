@@ -6,6 +6,7 @@ use crate::event::PathKind;
 
 /// What the session knows about its connection to one peer.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct PeerStats {
     /// All channels are open.
     pub connected: bool,

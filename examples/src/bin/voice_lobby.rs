@@ -200,6 +200,7 @@ fn run(args: Args) -> Result<(), String> {
                     eprintln!("voice_lobby: no {direction} device: {reason}");
                     devices.push(json!({"direction": direction.to_string(), "error": reason}));
                 }
+                other => eprintln!("voice_lobby: {other:?}"),
             }
         }
         if ENTER_PRESSES.swap(0, std::sync::atomic::Ordering::Relaxed) % 2 == 1 {

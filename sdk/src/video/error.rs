@@ -2,6 +2,7 @@
 
 /// What can go wrong with video.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum VideoError {
     /// A picture or setting of the wrong shape.
     #[error("bad picture format: {0}")]

@@ -34,6 +34,7 @@ impl std::fmt::Debug for VideoFrame {
 
 /// Video received from one peer.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[non_exhaustive]
 pub struct VideoStats {
     /// Frames decoded per second (over the last second).
     pub fps: f64,
@@ -55,6 +56,7 @@ pub struct VideoStats {
 
 /// Video we send.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[non_exhaustive]
 pub struct SendStats {
     /// Frames encoded and sent.
     pub frames_sent: u64,
@@ -70,6 +72,7 @@ pub struct SendStats {
 
 /// Something that happened to the video.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum VideoEvent {
     /// A source started sending.
     SourceStarted {

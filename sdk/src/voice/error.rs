@@ -22,6 +22,7 @@ impl std::fmt::Display for Direction {
 
 /// What went wrong with voice.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum VoiceError {
     /// A sound device is missing or failed.
     #[error("audio {direction} device: {reason}")]

@@ -8,6 +8,7 @@ use super::error::Direction;
 
 /// Something that happened in voice chat.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum VoiceEvent {
     /// A peer's voice started playing.
     SpeakingStarted {
@@ -41,6 +42,7 @@ pub enum VoiceEvent {
 
 /// One peer's voice statistics.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct VoiceStats {
     /// Their voice is playing.
     pub speaking: bool,
@@ -73,6 +75,7 @@ pub struct VoiceStats {
 
 /// Our own sending statistics.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct TransmitStats {
     /// Frames captured.
     pub frames_captured: u64,

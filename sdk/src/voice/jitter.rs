@@ -80,6 +80,7 @@ pub(crate) enum Adapt {
 
 /// Counters kept by the buffer.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[non_exhaustive]
 pub struct JitterStats {
     /// Packets that came after their playout time (dropped).
     pub late: u64,
