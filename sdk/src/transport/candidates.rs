@@ -2,9 +2,10 @@
 //! server-reflexive, relayed) and the STUN/TURN clients that find the last two.
 //!
 //! It owns the clients and what they found, takes time and their input as arguments, and
-//! says what it found as [`Found`] values; datagrams for the servers and for peers through
+//! says what it found as [`Found`] values (polled); datagrams for the servers and for peers through
 //! a relay go into [`Out`]. The browser engine gathers by itself and needs none of this.
 
+use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
@@ -48,6 +49,9 @@ pub(crate) struct Candidates {
     turn_failures: Vec<String>,
     /// Only relayed candidates are offered (`IcePolicy::RelayOnly`).
     relay_only: bool,
+    /// What the clients found, for [`Candidates::poll_found`] (kept for its capacity: a
+    /// relayed datagram passes through here).
+    found: VecDeque<Found>,
 }
 
 impl Candidates {
@@ -60,6 +64,7 @@ impl Candidates {
             gatherers: Vec::new(),
             turn_failures: Vec::new(),
             relay_only,
+            found: VecDeque::new(),
         }
     }
 
@@ -173,22 +178,26 @@ impl Candidates {
         self.turn_failures.clear();
     }
 
-    /// A datagram on the socket from one of our STUN/TURN servers: what it brought, or
-    /// `None` when it is not from one (it is a peer's).
+    /// A datagram on the socket from one of our STUN/TURN servers (what it brought is
+    /// then ready in [`Candidates::poll_found`]); `false` when it is not from one (it is a
+    /// peer's).
     pub(crate) fn handle_udp(
         &mut self,
         now: Instant,
         data: &[u8],
         from: SocketAddr,
         out: &mut Out,
-    ) -> Option<Vec<Found>> {
-        let i = self.gatherers.iter().position(|g| g.owns_udp_from(from))?;
+    ) -> bool {
+        let Some(i) = self.gatherers.iter().position(|g| g.owns_udp_from(from)) else {
+            return false;
+        };
         let local = self.local_for(from).unwrap_or(from);
         if let Some(g) = self.gatherers.get_mut(i) {
             g.handle_read(data, local, now);
         }
         self.flush(i, out);
-        Some(self.poll_found(out))
+        self.collect_found(out);
+        true
     }
 
     /// Bytes (or the end) from the TURN-over-TCP/TLS stream of client `id`.
@@ -198,9 +207,9 @@ impl Candidates {
         id: u64,
         event: StreamEvent,
         out: &mut Out,
-    ) -> Vec<Found> {
+    ) {
         let Some(i) = self.gatherers.iter().position(|g| g.id == id) else {
-            return Vec::new();
+            return;
         };
         match event {
             StreamEvent::Frame(frame) => {
@@ -209,12 +218,11 @@ impl Candidates {
                     g.handle_read(&frame, local, now);
                 }
                 self.flush(i, out);
-                self.poll_found(out)
+                self.collect_found(out);
             }
             StreamEvent::Closed(reason) => {
                 let url = self.gatherers.get(i).map(Gatherer::url).unwrap_or_default();
                 self.turn_failed(i, format!("{url}: {reason}"), out);
-                Vec::new()
             }
         }
     }
@@ -227,8 +235,8 @@ impl Candidates {
             .min()
     }
 
-    /// Serves the clients whose timers are due; what they found.
-    pub(crate) fn handle_timeout(&mut self, now: Instant, out: &mut Out) -> Vec<Found> {
+    /// Serves the clients whose timers are due.
+    pub(crate) fn handle_timeout(&mut self, now: Instant, out: &mut Out) {
         for i in 0..self.gatherers.len() {
             if let Some(g) = self.gatherers.get_mut(i)
                 && g.poll_timeout().is_some_and(|t| t <= now)
@@ -237,7 +245,12 @@ impl Candidates {
                 self.flush(i, out);
             }
         }
-        self.poll_found(out)
+        self.collect_found(out);
+    }
+
+    /// The next thing the clients found that concerns the peers.
+    pub(crate) fn poll_found(&mut self) -> Option<Found> {
+        self.found.pop_front()
     }
 
     /// Lets `peer` reach our relayed addresses (a TURN permission on every allocation).
@@ -266,9 +279,9 @@ impl Candidates {
         self.flush(i, out);
     }
 
-    /// What every client found since the last call; new addresses are recorded here.
-    fn poll_found(&mut self, out: &mut Out) -> Vec<Found> {
-        let mut found = Vec::new();
+    /// Queues what every client found since the last call; new addresses are recorded
+    /// here.
+    fn collect_found(&mut self, out: &mut Out) {
         for i in 0..self.gatherers.len() {
             while let Some(gathered) = self.gatherers.get_mut(i).and_then(Gatherer::poll_gathered) {
                 match gathered {
@@ -276,7 +289,7 @@ impl Candidates {
                         let known = self.hosts.contains(&addr) || self.reflexive.contains(&addr);
                         if !self.relay_only && !known {
                             self.reflexive.push(addr);
-                            found.push(Found::Local {
+                            self.found.push_back(Found::Local {
                                 kind: CandidateType::Srflx,
                                 addr,
                                 gatherer: i,
@@ -286,7 +299,7 @@ impl Candidates {
                     Gathered::Relayed(addr) => {
                         tracing::debug!(%addr, "TURN allocation ready");
                         self.relays.push(addr);
-                        found.push(Found::Local {
+                        self.found.push_back(Found::Local {
                             kind: CandidateType::Relay,
                             addr,
                             gatherer: i,
@@ -296,7 +309,7 @@ impl Candidates {
                         relayed,
                         from,
                         data,
-                    } => found.push(Found::Data {
+                    } => self.found.push_back(Found::Data {
                         relayed,
                         from,
                         data,
@@ -306,7 +319,6 @@ impl Candidates {
             }
             self.flush(i, out);
         }
-        found
     }
 
     /// A TURN server could not be used. Each failure is logged; the game hears of it only

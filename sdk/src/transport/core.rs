@@ -143,8 +143,8 @@ impl Core {
     /// Serves the engines and STUN/TURN clients whose timers are due, and offers again
     /// where a retry is due.
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
-        let found = self.cands.handle_timeout(now, &mut self.out);
-        self.on_found(found, now);
+        self.cands.handle_timeout(now, &mut self.out);
+        self.on_found(now);
         for id in self.peers.handle_timeout(now) {
             self.pump(id, now);
         }
@@ -197,7 +197,7 @@ impl Core {
                 ),
                 link::Due::Attempt { attempt } => {
                     tracing::debug!(attempt, "reconnecting to the matchmaker");
-                    let rejoin = self.membership.rejoin(attempt, self.cfg.token.is_none());
+                    let rejoin = self.membership.rejoin(self.cfg.token.is_none());
                     self.out.request(rejoin);
                 }
                 link::Due::GiveUp => {
@@ -406,13 +406,13 @@ impl Core {
 
     /// Bytes (or the end) from the TURN-over-TCP/TLS stream of client `id`.
     pub(crate) fn handle_stream(&mut self, now: Instant, id: u64, event: StreamEvent) {
-        let found = self.cands.handle_stream(now, id, event, &mut self.out);
-        self.on_found(found, now);
+        self.cands.handle_stream(now, id, event, &mut self.out);
+        self.on_found(now);
     }
 
     /// Acts on what the STUN/TURN clients found: new candidates, relayed data.
-    fn on_found(&mut self, found: Vec<Found>, now: Instant) {
-        for found in found {
+    fn on_found(&mut self, now: Instant) {
+        while let Some(found) = self.cands.poll_found() {
             match found {
                 Found::Local {
                     kind,
@@ -586,8 +586,8 @@ impl Core {
 
     /// A datagram on the socket.
     pub(crate) fn handle_datagram(&mut self, now: Instant, data: &[u8], from: SocketAddr) {
-        if let Some(found) = self.cands.handle_udp(now, data, from, &mut self.out) {
-            self.on_found(found, now);
+        if self.cands.handle_udp(now, data, from, &mut self.out) {
+            self.on_found(now);
             return;
         }
         let Some(local) = self.cands.local_for(from) else {

@@ -90,12 +90,11 @@ impl Membership {
         self.code = code;
     }
 
-    /// The request for reconnection attempt `attempt`: back into our lobby by its code,
+    /// The request for a reconnection attempt: back into our lobby by its code,
     /// as ourselves. `named`: no token, so we name our player id (dev mode); with a token
     /// the server takes it from there.
-    pub(crate) fn rejoin(&self, attempt: u32, named: bool) -> Request {
+    pub(crate) fn rejoin(&self, named: bool) -> Request {
         Request::Reconnect {
-            attempt,
             player: named.then(|| self.player.clone()),
             code: self.code.clone(),
             data: self.data.clone(),

@@ -322,7 +322,6 @@ impl Driver {
                     ipv4,
                 } => self.resolve(servers, relay_only, ipv4),
                 Request::Reconnect {
-                    attempt,
                     player,
                     code,
                     data,
@@ -332,7 +331,6 @@ impl Driver {
                         self.core.settings().url.clone(),
                         self.core.settings().token.clone(),
                     );
-                    tracing::trace!(attempt, "reconnection attempt started");
                     self.attempt = Some(tokio::spawn(async move {
                         Signaling::connect_and_join(
                             &url,

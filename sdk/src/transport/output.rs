@@ -47,7 +47,6 @@ pub(crate) enum Request {
     /// Connect to the matchmaker again and rejoin the lobby by `code`; the outcome comes
     /// back through `Core::rejoined` or `Core::rejoin_failed`.
     Reconnect {
-        attempt: u32,
         /// Named in dev mode (no token); with a token the server takes it from there.
         player: Option<PlayerId>,
         code: String,

@@ -27,22 +27,12 @@ use crate::settings::Settings;
 /// The periodic round of every core (the shell's interval).
 const TICK: Duration = Duration::from_millis(250);
 
-/// What arrives at a core.
+/// What the stand-in matchmaker delivers to a core (datagrams take the nodes'
+/// conditioners instead).
 enum Delivery {
-    Datagram {
-        data: Bytes,
-        from: SocketAddr,
-    },
     Server(ServerMessage),
     /// A reconnection attempt got back into the lobby under the old place.
     Rejoined,
-}
-
-/// Where an output goes: a datagram to an address, a signal to a peer (through the
-/// stand-in matchmaker).
-enum Target {
-    Addr(SocketAddr),
-    Peer(PeerId),
 }
 
 struct InFlight {
@@ -292,19 +282,11 @@ impl SimNet {
             .map(|(k, _)| k)
         {
             let f = self.in_flight.swap_remove(k);
-            if self.trace {
-                eprintln!(
-                    "{:>7.1} ms  -> node {}  {}",
-                    now.saturating_duration_since(self.start).as_secs_f64() * 1e3,
-                    f.to,
-                    describe(&f.what)
-                );
-            }
+            self.trace(f.to, || describe(&f.what));
             let Some(node) = self.nodes.get_mut(f.to).filter(|n| !n.dead) else {
                 continue;
             };
             match f.what {
-                Delivery::Datagram { data, from } => node.core.handle_datagram(now, &data, from),
                 // Nothing reaches a node whose link is down.
                 Delivery::Server(_) if !node.link_up => {}
                 Delivery::Server(msg) => node.core.handle_server_message(now, msg),
@@ -323,17 +305,7 @@ impl SimNet {
                 .filter(|n| !n.dead)
                 .and_then(|n| n.inbound.pop_due(now))
             {
-                if self.trace {
-                    let what = Delivery::Datagram {
-                        data: data.clone(),
-                        from,
-                    };
-                    eprintln!(
-                        "{:>7.1} ms  -> node {i}  {}",
-                        now.saturating_duration_since(self.start).as_secs_f64() * 1e3,
-                        describe(&what)
-                    );
-                }
+                self.trace(i, || describe_datagram(&data));
                 if let Some(node) = self.nodes.get_mut(i) {
                     node.core.handle_datagram(now, &data, from);
                 }
@@ -352,10 +324,19 @@ impl SimNet {
         }
     }
 
+    /// Prints a delivery to node `to` (`SQUADLINK_SIM_TRACE=1`).
+    fn trace(&self, to: usize, what: impl FnOnce() -> String) {
+        if self.trace {
+            let ms = self.now.saturating_duration_since(self.start).as_secs_f64() * 1e3;
+            eprintln!("{ms:>7.1} ms  -> node {to}  {}", what());
+        }
+    }
+
     /// Takes every core's outputs onto the wire.
     fn carry_out(&mut self) {
         for i in 0..self.nodes.len() {
-            let mut sends = Vec::new();
+            let mut datagrams = Vec::new();
+            let mut to_peers = Vec::new();
             let Some(node) = self.nodes.get_mut(i).filter(|n| !n.dead) else {
                 continue;
             };
@@ -372,13 +353,7 @@ impl SimNet {
             }
             while let Some(t) = node.core.out().poll_transmit() {
                 if let Via::Udp(to) = t.via {
-                    sends.push((
-                        Target::Addr(to),
-                        Delivery::Datagram {
-                            data: t.data.freeze(),
-                            from,
-                        },
-                    ));
+                    datagrams.push((to, t.data.freeze()));
                 }
             }
             // While the link is down the shell keeps the signals (as the native one does).
@@ -397,13 +372,10 @@ impl SimNet {
                     ClientMessage::Signal { to, data } => {
                         self.relayed.push(data.clone());
                         let relayed = ServerMessage::Signal { from: me, data };
-                        sends.push((Target::Peer(to), Delivery::Server(relayed)));
+                        to_peers.push((to, Delivery::Server(relayed)));
                     }
                     ClientMessage::Ping { nonce } => {
-                        sends.push((
-                            Target::Peer(me),
-                            Delivery::Server(ServerMessage::Pong { nonce }),
-                        ));
+                        to_peers.push((me, Delivery::Server(ServerMessage::Pong { nonce })));
                     }
                     _ => {}
                 }
@@ -413,19 +385,14 @@ impl SimNet {
                 // Connect, hello and join: three round trips to the matchmaker.
                 self.send(i, self.conditions.latency * 6, Delivery::Rejoined);
             }
-            for (to, what) in sends {
-                match (to, what) {
-                    (Target::Addr(addr), Delivery::Datagram { data, from }) => {
-                        if let Some(n) = self.nodes.iter_mut().find(|n| n.addr == addr) {
-                            n.inbound.push(now, data.len(), (data, from));
-                        }
-                    }
-                    (Target::Peer(peer), what) => {
-                        if let Some(target) = self.nodes.iter().position(|n| n.me == peer) {
-                            self.send(target, self.conditions.latency * 2, what);
-                        }
-                    }
-                    (Target::Addr(_), _) => {}
+            for (addr, data) in datagrams {
+                if let Some(n) = self.nodes.iter_mut().find(|n| n.addr == addr) {
+                    n.inbound.push(now, data.len(), (data, from));
+                }
+            }
+            for (peer, what) in to_peers {
+                if let Some(target) = self.nodes.iter().position(|n| n.me == peer) {
+                    self.send(target, self.conditions.latency * 2, what);
                 }
             }
         }
@@ -442,19 +409,20 @@ impl SimNet {
     }
 }
 
-/// What a delivery is, for the trace: the protocol a datagram carries (by its first
-/// byte, RFC 7983) or the matchmaker message.
+/// A datagram, for the trace: the protocol it carries (by its first byte, RFC 7983).
+fn describe_datagram(data: &[u8]) -> String {
+    let kind = match data.first() {
+        Some(0..=3) => "STUN",
+        Some(20..=63) => "DTLS",
+        Some(128..=191) => "RTP/RTCP",
+        _ => "other",
+    };
+    format!("{kind} {} B", data.len())
+}
+
+/// A matchmaker delivery, for the trace.
 fn describe(what: &Delivery) -> String {
     match what {
-        Delivery::Datagram { data, .. } => {
-            let kind = match data.first() {
-                Some(0..=3) => "STUN",
-                Some(20..=63) => "DTLS",
-                Some(128..=191) => "RTP/RTCP",
-                _ => "other",
-            };
-            format!("{kind} {} B", data.len())
-        }
         Delivery::Server(ServerMessage::Signal { data, .. }) => match data {
             squadlink_protocol::Signal::Offer { .. } => "signal: offer".into(),
             squadlink_protocol::Signal::Answer { .. } => "signal: answer".into(),
@@ -476,6 +444,19 @@ mod tests {
     const CHANNELS: [ChannelKind; 2] = [ChannelKind::ReliableOrdered, ChannelKind::Unreliable];
     /// A 50 ms round trip.
     const ONE_WAY: Duration = Duration::from_millis(25);
+
+    /// Two members joined over `path`, connected at both ends (within `limit`).
+    fn connected_pair(path: NetworkConditions, seed: u64, limit: Duration) -> SimNet {
+        let mut net = SimNet::new(&CHANNELS, path, seed);
+        net.join();
+        net.join();
+        assert!(
+            net.run_until(limit, both_connected),
+            "seed {seed}: not connected after {:?}",
+            net.elapsed()
+        );
+        net
+    }
 
     fn both_connected(net: &SimNet) -> bool {
         let (Some(a), Some(b)) = (net.nodes.first(), net.nodes.get(1)) else {
@@ -506,18 +487,8 @@ mod tests {
     #[test]
     fn a_reliable_message_sent_on_connect_arrives_under_loss_for_every_seed() {
         for seed in 1..=8 {
-            let mut net = SimNet::new(
-                &CHANNELS,
-                NetworkConditions::latency(ONE_WAY).with_loss(0.05),
-                seed,
-            );
-            net.join();
-            net.join();
-            assert!(
-                net.run_until(Duration::from_secs(60), both_connected),
-                "seed {seed}: not connected after {:?}",
-                net.elapsed()
-            );
+            let path = NetworkConditions::latency(ONE_WAY).with_loss(0.05);
+            let mut net = connected_pair(path, seed, Duration::from_secs(60));
             let now = net.now;
             if let Some(a) = net.nodes.first_mut() {
                 a.core.send(now, None, 0, b"hello through loss");
@@ -539,10 +510,8 @@ mod tests {
 
     #[test]
     fn a_peer_that_falls_silent_is_restarted_then_reported_silent_when_the_restart_window_ends() {
-        let mut net = SimNet::new(&CHANNELS, NetworkConditions::latency(ONE_WAY), 3);
-        net.join();
-        net.join();
-        assert!(net.run_until(Duration::from_secs(10), both_connected));
+        let path = NetworkConditions::latency(ONE_WAY);
+        let mut net = connected_pair(path, 3, Duration::from_secs(10));
         // Every datagram lost from now on; the matchmaker still carries signals.
         net.set_conditions(NetworkConditions::latency(ONE_WAY).with_loss(1.0));
         let cut = net.elapsed();
@@ -595,13 +564,7 @@ mod tests {
             (0..len).map(|k| (i + k) as u8).collect()
         };
         for seed in 1..=6 {
-            let mut net = SimNet::new(&CHANNELS, path, seed);
-            net.join();
-            net.join();
-            assert!(
-                net.run_until(Duration::from_secs(60), both_connected),
-                "seed {seed}: not connected"
-            );
+            let mut net = connected_pair(path, seed, Duration::from_secs(60));
             let now = net.now;
             if let Some(a) = net.nodes.first_mut() {
                 for i in 0..30 {
@@ -653,10 +616,7 @@ mod tests {
     fn losing_the_matchmaker_keeps_the_peers_and_resumes_the_lobby_for_every_seed() {
         for seed in 1..=4 {
             let path = NetworkConditions::latency(ONE_WAY).with_loss(0.02);
-            let mut net = SimNet::new(&CHANNELS, path, seed);
-            net.join();
-            net.join();
-            assert!(net.run_until(Duration::from_secs(30), both_connected));
+            let mut net = connected_pair(path, seed, Duration::from_secs(30));
             net.cut_link(0);
             let restored = |net: &SimNet| {
                 net.nodes.first().is_some_and(|n| {
@@ -681,10 +641,7 @@ mod tests {
     fn after_a_network_change_ice_restarts_and_the_peers_stay_connected_for_every_seed() {
         for seed in 1..=4 {
             let path = NetworkConditions::latency(ONE_WAY).with_loss(0.02);
-            let mut net = SimNet::new(&CHANNELS, path, seed);
-            net.join();
-            net.join();
-            assert!(net.run_until(Duration::from_secs(30), both_connected));
+            let mut net = connected_pair(path, seed, Duration::from_secs(30));
             let offers_before =
                 net.signals_relayed(|s| matches!(s, squadlink_protocol::Signal::Offer { .. }));
             // The later joiner offered, so it restarts ICE at once from its new address.
