@@ -9,10 +9,10 @@ scripts/setup.sh bench
 source scripts/env.sh
 which=${1:-all}
 if [[ $which == all || $which == matchmaker ]]; then
-  cargo run --release --locked -p squadlink-examples --bin bench_matchmaker -- --write-docs docs/performance.md
+  cargo run --release --locked -p squadlink-bench --bin bench_matchmaker -- --write-docs docs/performance.md
 fi
 if [[ $which == all || $which == transport ]]; then
-  cargo run --release --locked -p squadlink-examples --bin bench_transport -- --write-docs docs/performance.md
+  cargo run --release --locked -p squadlink-bench --bin bench_transport -- --write-docs docs/performance.md
 fi
 if [[ $which == all || $which == voice ]]; then
   # PESQ-WB (ITU-T P.862.2) comes from the PyPI package `pesq`, in a virtualenv of our own.
@@ -23,17 +23,17 @@ if [[ $which == all || $which == voice ]]; then
     "$venv/bin/pip" install -q pesq numpy
   fi
   SQUADLINK_PESQ_PYTHON="$venv/bin/python3" \
-    cargo run --release --locked -p squadlink-examples --bin bench_voice -- --write-docs docs/performance.md
+    cargo run --release --locked -p squadlink-bench --bin bench_voice -- --write-docs docs/performance.md
 fi
 if [[ $which == all || $which == video ]]; then
-  cargo run --release --locked -p squadlink-examples --bin bench_video -- --write-docs docs/performance.md
+  cargo run --release --locked -p squadlink-bench --bin bench_video -- --write-docs docs/performance.md
 fi
 if [[ $which == all || $which == soak ]]; then
-  cargo run --release --locked -p squadlink-examples --bin bench_soak -- --write-docs docs/performance.md
+  cargo run --release --locked -p squadlink-bench --bin bench_soak -- --write-docs docs/performance.md
 fi
 if [[ $which == all || $which == nat ]]; then
   # The NAT lab runs nat_check and the matchmaker inside network namespaces.
   cargo build --release --locked -p squadlink-matchmaker
-  cargo build --release --locked -p squadlink-examples --bin nat_check --bin bench_nat
+  cargo build --release --locked -p squadlink-bench --bin nat_check --bin bench_nat
   "$CARGO_TARGET_DIR/release/bench_nat" --write-docs docs/networking.md
 fi

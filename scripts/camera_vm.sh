@@ -26,7 +26,7 @@ fi
 work=${1:-$CARGO_TARGET_DIR/camera-vm}
 rm -rf "$work" && mkdir -p "$work/root"
 echo "== building camera_check (feature webcam)"
-cargo build --locked -q -p squadlink-examples --features webcam --bin camera_check
+cargo build --locked -q -p squadlink-bench --features webcam --bin camera_check
 bin=$CARGO_TARGET_DIR/debug/camera_check
 
 echo "== making the initramfs (busybox, vivid and its dependencies, camera_check and its libraries)"

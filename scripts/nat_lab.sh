@@ -12,6 +12,6 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh test
 source scripts/env.sh
 if [[ ${1:-} == --hold ]]; then
-  exec cargo test --locked -p squadlink-examples --test nat_lab hold -- --ignored --nocapture
+  exec cargo test --locked -p squadlink-bench --test nat_lab hold -- --ignored --nocapture
 fi
-exec cargo test --locked -p squadlink-examples --test nat_lab -- --nocapture
+exec cargo test --locked -p squadlink-bench --test nat_lab -- --nocapture

@@ -14,9 +14,11 @@
 //! fn main() {
 //!     App::new()
 //!         .add_plugins(MinimalPlugins)
-//!         .add_plugins(SquadlinkPlugin::new("ws://127.0.0.1:7878/v1")
-//!             .channel(ChannelKind::UnreliableSequenced) // channel 0
-//!             .join(LobbyRef::create(4)))
+//!         .add_plugins(SquadlinkPlugin::new(
+//!             SessionBuilder::new("ws://127.0.0.1:7878/v1")
+//!                 .channel(ChannelKind::UnreliableSequenced) // channel 0
+//!                 .join(LobbyRef::create(4)),
+//!         ))
 //!         .add_squadlink_message::<Position>(Channel(0))
 //!         .add_observer(|on: On<PeerConnected>| info!("{} joined via {:?}", on.peer, on.path))
 //!         .add_systems(Update, (send, receive).run_if(in_lobby))
@@ -36,7 +38,9 @@
 //! ```
 //!
 //! The session runs its own network thread; the plugin's systems only poll it, so none of
-//! them ever blocks a frame.
+//! them ever blocks a frame. The [`Squadlink`] resource joins, leaves and switches lobbies
+//! at run time; [`Squadlink::use_session`] takes a session started elsewhere, such as one on
+//! `squadlink::testing::TestNet`, so whole Apps can be tested together in memory.
 //!
 //! Voice chat (cargo feature `voice`, on by default) is [`voice::VoiceChatPlugin`]: a
 //! [`voice::VoiceChat`] resource, and `Speaking`, `VoiceVolume` and `Muted` components on
@@ -56,11 +60,12 @@ pub mod voice;
 pub use messages::{Outgoing, Received, SquadlinkAppExt, Target};
 pub use plugin::{
     Lobby, Peer, PeerConnected, PeerDisconnected, PeerInterrupted, PeerMisbehaved, PeerPath,
-    PeerStats, Reconnecting, SquadlinkError, SquadlinkLobbyChanged, SquadlinkPlugin,
+    PeerStats, Reconnecting, Squadlink, SquadlinkError, SquadlinkLobbyChanged, SquadlinkPlugin,
     SquadlinkSession, SquadlinkSet, SquadlinkStatus, in_lobby,
 };
 pub use squadlink::{
     Channel, ChannelKind, DisconnectReason, IcePolicy, LobbyRef, PathKind, PeerId, PlayerId,
+    SessionBuilder,
 };
 
 /// Everything a game usually needs, in one `use`.
@@ -77,7 +82,8 @@ pub mod prelude {
     pub use crate::{
         Channel, ChannelKind, DisconnectReason, Lobby, LobbyRef, Outgoing, PathKind, Peer,
         PeerConnected, PeerDisconnected, PeerInterrupted, PeerMisbehaved, PeerPath, PeerStats,
-        Received, Reconnecting, SquadlinkAppExt, SquadlinkError, SquadlinkLobbyChanged,
-        SquadlinkPlugin, SquadlinkSession, SquadlinkSet, SquadlinkStatus, Target, in_lobby,
+        Received, Reconnecting, SessionBuilder, Squadlink, SquadlinkAppExt, SquadlinkError,
+        SquadlinkLobbyChanged, SquadlinkPlugin, SquadlinkSession, SquadlinkSet, SquadlinkStatus,
+        Target, in_lobby,
     };
 }

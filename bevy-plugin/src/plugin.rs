@@ -1,70 +1,107 @@
-//! The plugin: starts the session, keeps one entity per connected peer, mirrors lobby and
-//! stats into the world, and turns session events into observer events.
+//! The plugin: starts, switches and ends sessions, keeps one entity per connected peer,
+//! mirrors lobby and stats into the world, and turns session events into observer events.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 
 use bevy::prelude::*;
 use squadlink::{
-    ChannelKind, DisconnectReason, Event as NetEvent, IcePolicy, LobbyRef, PathKind, PeerId,
-    PendingSession, PlayerId, Session, SessionBuilder,
+    DisconnectReason, Event as NetEvent, PathKind, PeerId, PendingSession, PlayerId, Session,
+    SessionBuilder,
 };
 
-/// Adds Squadlink to an app. Configure it like a [`SessionBuilder`]; the session starts in
-/// `Startup` without blocking, and [`SquadlinkStatus`] tells how far it got.
-#[derive(Clone)]
+/// Adds Squadlink to an app: peers as entities, lobby and stats in the world, typed
+/// messages, and the [`Squadlink`] resource to join, leave and switch lobbies at run time.
+///
+/// Give it the [`SessionBuilder`] of the session to start (it starts in the first frame,
+/// without blocking, and [`SquadlinkStatus`] tells how far it got), or start with none
+/// ([`SquadlinkPlugin::idle`]) and join from a menu with [`Squadlink::join`].
+#[derive(Clone, Default)]
 pub struct SquadlinkPlugin {
-    builder: SessionBuilder,
+    builder: Option<SessionBuilder>,
 }
 
 impl SquadlinkPlugin {
-    /// A plugin for the matchmaker at `url` (e.g. `ws://127.0.0.1:7878/v1`).
-    pub fn new(url: impl Into<String>) -> Self {
+    /// A plugin that starts this session: channels, lobby, token and every other setting
+    /// are the builder's.
+    ///
+    /// ```no_run
+    /// use bevy_squadlink::prelude::*;
+    ///
+    /// let plugin = SquadlinkPlugin::new(
+    ///     SessionBuilder::new("ws://127.0.0.1:7878/v1")
+    ///         .channel(ChannelKind::UnreliableSequenced)
+    ///         .join(LobbyRef::create(4)),
+    /// );
+    /// ```
+    pub fn new(builder: SessionBuilder) -> Self {
         Self {
-            builder: SessionBuilder::new(url),
+            builder: Some(builder),
         }
     }
 
-    /// Declares the next channel (0, 1, …); every player must declare the same list.
-    pub fn channel(mut self, kind: ChannelKind) -> Self {
-        self.builder = self.builder.channel(kind);
-        self
+    /// A plugin with no session yet: join one later with [`Squadlink::join`] (or hand it
+    /// one with [`Squadlink::use_session`]).
+    pub fn idle() -> Self {
+        Self::default()
+    }
+}
+
+/// Joins, leaves and switches lobbies at run time. The request takes effect at the start of
+/// the next frame's [`SquadlinkSet::Receive`].
+///
+/// ```no_run
+/// use bevy::prelude::*;
+/// use bevy_squadlink::prelude::*;
+///
+/// /// What the game's lobby menu chose this frame.
+/// #[derive(Resource, Default)]
+/// struct MenuChoice {
+///     join: Option<String>,
+///     quit: bool,
+/// }
+///
+/// fn follow_the_menu(mut squadlink: ResMut<Squadlink>, mut menu: ResMut<MenuChoice>) {
+///     if let Some(code) = menu.join.take() {
+///         squadlink.join(
+///             SessionBuilder::new("ws://127.0.0.1:7878/v1")
+///                 .channel(ChannelKind::UnreliableSequenced)
+///                 .join(LobbyRef::Code(code)),
+///         );
+///     }
+///     if std::mem::take(&mut menu.quit) {
+///         squadlink.leave();
+///     }
+/// }
+/// ```
+#[derive(Resource, Default)]
+pub struct Squadlink {
+    requests: Vec<Request>,
+    pending: Option<PendingSession>,
+}
+
+enum Request {
+    Join(Box<SessionBuilder>),
+    Use(Session),
+    Leave,
+}
+
+impl Squadlink {
+    /// Starts a session with `builder`, leaving the current one first (switching lobbies).
+    pub fn join(&mut self, builder: SessionBuilder) {
+        self.requests.push(Request::Join(Box::new(builder)));
     }
 
-    /// Which lobby to enter (default: create a private lobby for 8).
-    pub fn join(mut self, lobby: LobbyRef) -> Self {
-        self.builder = self.builder.join(lobby);
-        self
+    /// Uses a session started elsewhere (such as one on `squadlink::testing::TestNet`),
+    /// leaving the current one first.
+    pub fn use_session(&mut self, session: Session) {
+        self.requests.push(Request::Use(session));
     }
 
-    /// The local UDP address (default: every interface, a free port).
-    pub fn bind(mut self, addr: SocketAddr) -> Self {
-        self.builder = self.builder.bind(addr);
-        self
-    }
-
-    /// The player token from your backend.
-    pub fn token(mut self, token: impl Into<String>) -> Self {
-        self.builder = self.builder.token(token);
-        self
-    }
-
-    /// Dev-mode matchmakers only: the player id to use without a token.
-    pub fn player_id(mut self, id: impl Into<String>) -> Self {
-        self.builder = self.builder.player_id(id);
-        self
-    }
-
-    /// Direct paths allowed (default), or relay only.
-    pub fn ice_policy(mut self, policy: IcePolicy) -> Self {
-        self.builder = self.builder.ice_policy(policy);
-        self
-    }
-
-    /// Any other session setting, applied to the underlying builder.
-    pub fn configure(mut self, f: impl FnOnce(SessionBuilder) -> SessionBuilder) -> Self {
-        self.builder = f(self.builder);
-        self
+    /// Leaves the lobby: the session closes, every peer entity is despawned (after
+    /// [`PeerDisconnected`] with [`DisconnectReason::ClosedHere`]), [`Lobby`] and
+    /// [`SquadlinkSession`] are removed, and [`SquadlinkStatus`] becomes `NotStarted`.
+    pub fn leave(&mut self) {
+        self.requests.push(Request::Leave);
     }
 }
 
@@ -86,7 +123,7 @@ pub(crate) struct Pump;
 /// How far the session got.
 #[derive(Resource, Debug, Clone, PartialEq, Eq, Default)]
 pub enum SquadlinkStatus {
-    /// Not started yet (before `Startup`).
+    /// No session: none started yet, or the game left ([`Squadlink::leave`]).
     #[default]
     NotStarted,
     /// Connecting to the matchmaker and entering the lobby.
@@ -207,59 +244,100 @@ pub struct SquadlinkError(pub squadlink::Error);
 #[derive(Resource, Default)]
 pub(crate) struct PeerEntities(pub(crate) HashMap<PeerId, Entity>);
 
-#[derive(Resource)]
-struct Starter {
-    builder: Option<SessionBuilder>,
-    pending: Option<PendingSession>,
-}
-
 impl Plugin for SquadlinkPlugin {
     fn build(&self, app: &mut App) {
-        app.insert_resource(Starter {
-            builder: Some(self.builder.clone()),
-            pending: None,
-        })
-        .init_resource::<SquadlinkStatus>()
-        .init_resource::<PeerEntities>()
-        .configure_sets(PreUpdate, SquadlinkSet::Receive)
-        .configure_sets(PostUpdate, SquadlinkSet::Send)
-        .add_systems(Startup, start_session)
-        .add_systems(
-            PreUpdate,
-            (poll_start, pump_events, refresh_stats)
-                .chain()
-                .in_set(SquadlinkSet::Receive)
-                .in_set(Pump),
-        );
+        let mut squadlink = Squadlink::default();
+        if let Some(builder) = &self.builder {
+            squadlink.join(builder.clone());
+        }
+        app.insert_resource(squadlink)
+            .init_resource::<SquadlinkStatus>()
+            .init_resource::<PeerEntities>()
+            .configure_sets(PreUpdate, SquadlinkSet::Receive)
+            .configure_sets(PostUpdate, SquadlinkSet::Send)
+            .add_systems(
+                PreUpdate,
+                (apply_requests, poll_start, pump_events, refresh_stats)
+                    .chain()
+                    .in_set(SquadlinkSet::Receive)
+                    .in_set(Pump),
+            );
     }
 }
 
-fn start_session(mut starter: ResMut<Starter>, mut status: ResMut<SquadlinkStatus>) {
-    let Some(builder) = starter.builder.take() else {
+fn apply_requests(
+    mut commands: Commands,
+    mut squadlink: ResMut<Squadlink>,
+    mut status: ResMut<SquadlinkStatus>,
+    mut peers: ResMut<PeerEntities>,
+    session: Option<Res<SquadlinkSession>>,
+) {
+    if squadlink.requests.is_empty() {
         return;
-    };
-    match builder.start_background() {
-        Ok(pending) => {
-            starter.pending = Some(pending);
-            *status = SquadlinkStatus::Connecting;
+    }
+    // Each request ends what came before it; the last one stands.
+    let mut current = session.is_some();
+    for request in std::mem::take(&mut squadlink.requests) {
+        if current || squadlink.pending.is_some() {
+            end_session(&mut commands, &mut squadlink, &mut peers);
+            *status = SquadlinkStatus::NotStarted;
+            current = false;
         }
-        Err(e) => {
-            error!("squadlink: {e}");
-            *status = SquadlinkStatus::Failed(e.to_string());
+        match request {
+            Request::Leave => {}
+            Request::Use(session) => {
+                commands.insert_resource(SquadlinkSession(session));
+                *status = SquadlinkStatus::InLobby;
+                current = true;
+            }
+            Request::Join(builder) => match builder.start_background() {
+                Ok(pending) => {
+                    squadlink.pending = Some(pending);
+                    *status = SquadlinkStatus::Connecting;
+                }
+                Err(e) => {
+                    error!("squadlink: {e}");
+                    *status = SquadlinkStatus::Failed(e.to_string());
+                    commands.trigger(SquadlinkError(e));
+                }
+            },
         }
+    }
+}
+
+/// Ends the session (or the one still starting): its peers' entities go, and so do the
+/// resources that described it. The session closes on a thread of its own, so the frame
+/// does not wait for its goodbyes.
+fn end_session(commands: &mut Commands, squadlink: &mut Squadlink, peers: &mut PeerEntities) {
+    if let Some(pending) = squadlink.pending.take() {
+        std::thread::spawn(move || drop(pending));
+    }
+    commands.queue(|world: &mut World| {
+        if let Some(SquadlinkSession(session)) = world.remove_resource::<SquadlinkSession>() {
+            std::thread::spawn(move || session.close());
+        }
+        world.remove_resource::<Lobby>();
+    });
+    for (peer, entity) in peers.0.drain() {
+        commands.trigger(PeerDisconnected {
+            entity,
+            peer,
+            reason: DisconnectReason::ClosedHere,
+        });
+        commands.entity(entity).despawn();
     }
 }
 
 fn poll_start(
     mut commands: Commands,
-    mut starter: ResMut<Starter>,
+    mut squadlink: ResMut<Squadlink>,
     mut status: ResMut<SquadlinkStatus>,
 ) {
-    let Some(pending) = starter.pending.as_mut() else {
+    let Some(pending) = squadlink.pending.as_mut() else {
         return;
     };
     let Some(result) = pending.poll() else { return };
-    starter.pending = None;
+    squadlink.pending = None;
     match result {
         Ok(session) => {
             info!("squadlink: in lobby {:?}", session.lobby().map(|l| l.code));

@@ -7,7 +7,9 @@
 //!
 //! App::new()
 //!     .add_plugins(MinimalPlugins)
-//!     .add_plugins(SquadlinkPlugin::new("ws://127.0.0.1:7878/v1").join(LobbyRef::create(4)))
+//!     .add_plugins(SquadlinkPlugin::new(
+//!         SessionBuilder::new("ws://127.0.0.1:7878/v1").join(LobbyRef::create(4)),
+//!     ))
 //!     .add_plugins(VideoChatPlugin::test_pattern())
 //!     .add_systems(Update, new_feeds)
 //!     .run();
@@ -25,7 +27,7 @@
 //! Each decoded frame's RGBA buffer is moved into the `Image` (no copy on the way; the
 //! decoder thread already converted it from I420), and Bevy uploads it once.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bevy::image::{Image, ToExtents};
@@ -35,30 +37,46 @@ use squadlink::video::{Video, VideoEvent};
 
 use crate::plugin::{Peer, PeerConnected, Pump, SquadlinkSession, SquadlinkSet};
 
-/// Adds video to a [`crate::SquadlinkPlugin`] app. Video starts once the session is in its
-/// lobby; peers' video is received whatever this one sends.
+/// Makes the video settings of each new session.
+type ConfigFn = Arc<dyn Fn() -> VideoConfig + Send + Sync>;
+
+/// Adds video to a [`crate::SquadlinkPlugin`] app. Video starts once a session is in its
+/// lobby, stops when the game leaves it, and starts again with the next session (see
+/// [`VideoChatPlugin::each_session`]); peers' video is received whatever this one sends.
 pub struct VideoChatPlugin {
     config: Mutex<Option<VideoConfig>>,
+    each: Option<ConfigFn>,
 }
 
 impl Default for VideoChatPlugin {
-    /// Receives peers' video and sends none.
+    /// Receives peers' video and sends none, in every session.
     fn default() -> Self {
-        Self::new(VideoConfig::default())
+        Self::each_session(VideoConfig::default)
     }
 }
 
 impl VideoChatPlugin {
-    /// Video with these settings (what to send, size, frame rate, bitrate).
+    /// Video with these settings (what to send, size, frame rate, bitrate) for the first
+    /// session. A config can hold a source of the game's own, which cannot be copied: for
+    /// video in later sessions too, use [`VideoChatPlugin::each_session`].
     pub fn new(config: VideoConfig) -> Self {
         Self {
             config: Mutex::new(Some(config)),
+            each: None,
         }
     }
 
-    /// Sends the synthetic test pattern (320 × 240, 15 fps).
+    /// Video in every session, with the settings `make` returns when one starts.
+    pub fn each_session(make: impl Fn() -> VideoConfig + Send + Sync + 'static) -> Self {
+        Self {
+            config: Mutex::new(None),
+            each: Some(Arc::new(make)),
+        }
+    }
+
+    /// Sends the synthetic test pattern (320 × 240, 15 fps), in every session.
     pub fn test_pattern() -> Self {
-        Self::new(VideoConfig::default().input(VideoInput::TestPattern))
+        Self::each_session(|| VideoConfig::default().input(VideoInput::TestPattern))
     }
 }
 
@@ -68,6 +86,7 @@ pub struct VideoChat {
     problems: Vec<String>,
     video: Option<Video>,
     pending: Mutex<Option<VideoConfig>>,
+    each: Option<ConfigFn>,
 }
 
 impl VideoChat {
@@ -116,16 +135,12 @@ pub struct PeerVideoStats(pub VideoStats);
 
 impl Plugin for VideoChatPlugin {
     fn build(&self, app: &mut App) {
-        let pending = self
-            .config
-            .lock()
-            .ok()
-            .and_then(|mut c| c.take())
-            .unwrap_or_default();
+        let pending = self.config.lock().ok().and_then(|mut c| c.take());
         app.insert_resource(VideoChat {
             problems: Vec::new(),
             video: None,
-            pending: Mutex::new(Some(pending)),
+            pending: Mutex::new(pending),
+            each: self.each.clone(),
         })
         .add_observer(add_video_components)
         .add_systems(
@@ -143,11 +158,18 @@ fn add_video_components(on: On<PeerConnected>, mut commands: Commands) {
 }
 
 fn start_video(mut chat: ResMut<VideoChat>, session: Option<Res<SquadlinkSession>>) {
+    // The session it ran on is gone, or replaced: video stops with it.
+    let renewed = session.as_ref().is_none_or(|s| s.is_added());
+    if renewed && let Some(video) = chat.video.take() {
+        info!("squadlink: video stopped with its session");
+        std::thread::spawn(move || video.stop());
+    }
     if chat.video.is_some() {
         return;
     }
     let Some(session) = session else { return };
-    let Some(config) = chat.pending.lock().ok().and_then(|mut p| p.take()) else {
+    let pending = chat.pending.lock().ok().and_then(|mut p| p.take());
+    let Some(config) = pending.or_else(|| chat.each.as_ref().map(|make| make())) else {
         return;
     };
     match Video::start(&session, config) {

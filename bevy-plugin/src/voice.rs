@@ -7,7 +7,9 @@
 //!
 //! App::new()
 //!     .add_plugins(MinimalPlugins)
-//!     .add_plugins(SquadlinkPlugin::new("ws://127.0.0.1:7878/v1").join(LobbyRef::create(4)))
+//!     .add_plugins(SquadlinkPlugin::new(
+//!         SessionBuilder::new("ws://127.0.0.1:7878/v1").join(LobbyRef::create(4)),
+//!     ))
 //!     .add_plugins(VoiceChatPlugin::default().mode(VoiceMode::PushToTalk))
 //!     .add_systems(Update, |mut voice: ResMut<VoiceChat>| voice.push_to_talk = true)
 //!     .run();
@@ -21,7 +23,7 @@
 //! that engine's buffering to the 40-odd ms the pipeline takes, and tie voice to Bevy's
 //! audio feature and device.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use bevy::prelude::*;
 pub use squadlink::voice::{AudioInput, AudioOutput, VoiceMode};
@@ -29,33 +31,54 @@ use squadlink::voice::{Falloff, Listener, Voice, VoiceConfig, VoiceEvent, VoiceS
 
 use crate::plugin::{Peer, PeerConnected, PeerEntities, Pump, SquadlinkSession, SquadlinkSet};
 
-/// Adds voice chat to a [`crate::SquadlinkPlugin`] app. Voice starts once the session is in
-/// its lobby. A missing microphone or speaker is reported in [`VoiceChat::problems`] and
-/// voice runs without it.
+/// Makes the voice settings of each new session.
+type ConfigFn = Arc<dyn Fn() -> VoiceConfig + Send + Sync>;
+
+/// Adds voice chat to a [`crate::SquadlinkPlugin`] app. Voice starts once a session is in
+/// its lobby, stops when the game leaves it, and starts again with the next session (see
+/// [`VoiceChatPlugin::each_session`]). A missing microphone or speaker is reported in
+/// [`VoiceChat::problems`] and voice runs without it.
 pub struct VoiceChatPlugin {
     config: Mutex<Option<VoiceConfig>>,
+    each: Option<ConfigFn>,
 }
 
 impl Default for VoiceChatPlugin {
+    /// The default devices, for every session.
     fn default() -> Self {
-        Self::new(VoiceConfig::default())
+        Self::each_session(VoiceConfig::default)
     }
 }
 
 impl VoiceChatPlugin {
-    /// Voice with these settings (devices, bitrate, noise suppression, …).
+    /// Voice with these settings (devices, bitrate, noise suppression, …) for the first
+    /// session. A config can hold a source of the game's own, which cannot be copied: for
+    /// voice in later sessions too (after [`crate::Squadlink::join`]), use
+    /// [`VoiceChatPlugin::each_session`].
     pub fn new(config: VoiceConfig) -> Self {
         Self {
             config: Mutex::new(Some(config)),
+            each: None,
+        }
+    }
+
+    /// Voice in every session, with the settings `make` returns when one starts.
+    pub fn each_session(make: impl Fn() -> VoiceConfig + Send + Sync + 'static) -> Self {
+        Self {
+            config: Mutex::new(None),
+            each: Some(Arc::new(make)),
         }
     }
 
     /// How the microphone opens (default: voice activity).
-    pub fn mode(self, mode: VoiceMode) -> Self {
+    pub fn mode(mut self, mode: VoiceMode) -> Self {
         if let Ok(mut c) = self.config.lock()
             && let Some(config) = c.take()
         {
             *c = Some(config.mode(mode));
+        }
+        if let Some(make) = self.each.take() {
+            self.each = Some(Arc::new(move || make().mode(mode)));
         }
         self
     }
@@ -75,6 +98,7 @@ pub struct VoiceChat {
     problems: Vec<String>,
     voice: Option<Voice>,
     pending: Mutex<Option<VoiceConfig>>,
+    each: Option<ConfigFn>,
 }
 
 impl VoiceChat {
@@ -88,7 +112,7 @@ impl VoiceChat {
         &self.problems
     }
 
-    /// Whether voice is running (the session is in its lobby).
+    /// Whether voice is running (a session is in its lobby).
     pub fn running(&self) -> bool {
         self.voice.is_some()
     }
@@ -137,13 +161,12 @@ pub struct SpeakingChanged {
 
 impl Plugin for VoiceChatPlugin {
     fn build(&self, app: &mut App) {
-        let (pending, mode) = match self.config.lock().ok().and_then(|mut c| c.take()) {
-            Some(config) => {
-                let mode = config.mode;
-                (Some(config), mode)
-            }
-            None => (Some(VoiceConfig::default()), VoiceMode::default()),
-        };
+        let pending = self.config.lock().ok().and_then(|mut c| c.take());
+        let mode = pending
+            .as_ref()
+            .map(|c| c.mode)
+            .or_else(|| self.each.as_ref().map(|make| make().mode))
+            .unwrap_or_default();
         app.insert_resource(VoiceChat {
             mode,
             push_to_talk: false,
@@ -152,6 +175,7 @@ impl Plugin for VoiceChatPlugin {
             problems: Vec::new(),
             voice: None,
             pending: Mutex::new(pending),
+            each: self.each.clone(),
         })
         .add_message::<SpeakingChanged>()
         .add_observer(add_voice_components)
@@ -180,11 +204,18 @@ fn add_voice_components(on: On<PeerConnected>, mut commands: Commands) {
 }
 
 fn start_voice(mut chat: ResMut<VoiceChat>, session: Option<Res<SquadlinkSession>>) {
+    // The session it ran on is gone, or replaced: voice stops with it.
+    let renewed = session.as_ref().is_none_or(|s| s.is_added());
+    if renewed && let Some(voice) = chat.voice.take() {
+        info!("squadlink: voice chat stopped with its session");
+        std::thread::spawn(move || voice.stop());
+    }
     if chat.voice.is_some() {
         return;
     }
     let Some(session) = session else { return };
-    let Some(config) = chat.pending.lock().ok().and_then(|mut p| p.take()) else {
+    let pending = chat.pending.lock().ok().and_then(|mut p| p.take());
+    let Some(config) = pending.or_else(|| chat.each.as_ref().map(|make| make())) else {
         return;
     };
     match Voice::start(&session, config) {

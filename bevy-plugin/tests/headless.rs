@@ -1,6 +1,8 @@
-//! Three headless Bevy apps (MinimalPlugins) in one process, through a real embedded
-//! matchmaker and real WebRTC on loopback, stepped with `app.update()`: peer entities appear
-//! on connect, typed messages arrive on the right entity, entities go on disconnect.
+//! Headless Bevy apps (MinimalPlugins) in one process, through a real embedded matchmaker
+//! and real WebRTC on loopback, stepped with `app.update()`: peer entities appear on
+//! connect, typed messages arrive on the right entity, entities go on disconnect, a game
+//! leaves and joins another lobby at run time; and apps whose sessions are on
+//! `squadlink::testing::TestNet`, stepped in simulated time.
 
 // Test code: a failed expectation should panic, loudly.
 #![allow(
@@ -29,16 +31,23 @@ struct Seen {
     chats: Vec<(Entity, PeerId, Chat)>,
 }
 
+/// The session settings every test app uses, in `lobby` of the matchmaker at `url`.
+fn builder(url: &str, lobby: LobbyRef) -> SessionBuilder {
+    SessionBuilder::new(url)
+        .bind("127.0.0.1:0".parse().unwrap())
+        .channel(ChannelKind::UnreliableSequenced)
+        .channel(ChannelKind::ReliableOrdered)
+        .join(lobby)
+}
+
 fn app(url: &str, lobby: LobbyRef) -> App {
+    app_with(SquadlinkPlugin::new(builder(url, lobby)))
+}
+
+fn app_with(plugin: SquadlinkPlugin) -> App {
     let mut app = App::new();
     app.add_plugins(MinimalPlugins)
-        .add_plugins(
-            SquadlinkPlugin::new(url)
-                .bind("127.0.0.1:0".parse().unwrap())
-                .channel(ChannelKind::UnreliableSequenced)
-                .channel(ChannelKind::ReliableOrdered)
-                .join(lobby),
-        )
+        .add_plugins(plugin)
         .add_squadlink_message::<Pos>(Channel(0))
         .add_squadlink_message::<Chat>(Channel(1))
         .init_resource::<Seen>()
@@ -385,4 +394,101 @@ fn a_rejoining_player_gets_its_entity_back() {
     );
     second.kill().unwrap();
     let _ = second.wait();
+}
+
+/// A game leaves its lobby and joins another at run time (`Squadlink::leave`, `join`): its
+/// peer entities go with `ClosedHere`, the other side sees it leave, and in the new lobby it
+/// connects to the member there.
+#[test]
+fn a_game_leaves_its_lobby_and_joins_another_at_run_time() {
+    let (_rt, mm) = matchmaker();
+    let url = mm.url();
+    let mut a = app(&url, LobbyRef::create(2));
+    step_until(&mut [&mut a], |apps| {
+        apps[0].world().get_resource::<Lobby>().is_some()
+    });
+    let first = a.world().resource::<Lobby>().code.clone();
+    let mut b = app(&url, LobbyRef::Code(first.clone()));
+    step_until(&mut [&mut a, &mut b], |apps| {
+        apps.iter_mut().all(|app| peers(app).len() == 1)
+    });
+    let aid = me(&a);
+
+    a.world_mut().resource_mut::<Squadlink>().leave();
+    step_until(&mut [&mut a, &mut b], |apps| {
+        peers(apps[0]).is_empty() && peers(apps[1]).is_empty()
+    });
+    assert_eq!(
+        *a.world().resource::<SquadlinkStatus>(),
+        SquadlinkStatus::NotStarted
+    );
+    assert!(a.world().get_resource::<Lobby>().is_none());
+    assert!(a.world().get_resource::<SquadlinkSession>().is_none());
+    assert_eq!(b.world().resource::<Seen>().disconnected, [aid]);
+
+    // Another lobby, with C in it.
+    let mut c = app(&url, LobbyRef::create(2));
+    step_until(&mut [&mut c], |apps| {
+        apps[0].world().get_resource::<Lobby>().is_some()
+    });
+    let second = c.world().resource::<Lobby>().code.clone();
+    assert_ne!(first, second);
+    a.world_mut()
+        .resource_mut::<Squadlink>()
+        .join(builder(&url, LobbyRef::Code(second.clone())));
+    step_until(&mut [&mut a, &mut b, &mut c], |apps| {
+        peers(apps[0]).len() == 1 && peers(apps[2]).len() == 1
+    });
+    assert_eq!(a.world().resource::<Lobby>().code, second);
+    assert_eq!(peers(&mut a)[0].id, me(&c));
+    assert!(peers(&mut b).is_empty(), "B stays alone in the first lobby");
+}
+
+/// Whole apps in memory: sessions on a `TestNet` (100 ms round trip, 5 % loss) handed to
+/// idle plugins, the network advanced one 16 ms frame before each round of updates. Peer
+/// entities appear and a typed reliable message arrives, in simulated time.
+#[test]
+fn apps_with_sessions_on_a_test_net_connect_and_exchange_typed_messages() {
+    use squadlink::NetworkConditions;
+    use squadlink::testing::TestNet;
+
+    let net = TestNet::new(NetworkConditions::latency(Duration::from_millis(50)).with_loss(0.05));
+    let mut apps: Vec<App> = (0..2)
+        .map(|_| {
+            let mut app = app_with(SquadlinkPlugin::idle());
+            let session = net
+                .join(builder("ws://unused", LobbyRef::create(2)))
+                .unwrap();
+            app.world_mut()
+                .resource_mut::<Squadlink>()
+                .use_session(session);
+            app
+        })
+        .collect();
+    let frame = Duration::from_millis(16);
+    let step = |apps: &mut [App], done: &dyn Fn(&mut [App]) -> bool| {
+        for _ in 0..2000 {
+            if done(apps) {
+                return;
+            }
+            net.advance(frame);
+            for app in apps.iter_mut() {
+                app.update();
+            }
+        }
+        panic!("not reached in {:?} of simulated time", net.elapsed());
+    };
+    step(&mut apps, &|apps| {
+        apps.iter_mut().all(|app| peers(app).len() == 1)
+    });
+    let aid = me(&apps[0]);
+    apps[0]
+        .world_mut()
+        .write_message(Outgoing::to_all(Chat("in memory".into())));
+    step(&mut apps, &|apps| {
+        !apps[1].world().resource::<Seen>().chats.is_empty()
+    });
+    let (_, peer, chat) = apps[1].world().resource::<Seen>().chats[0].clone();
+    assert_eq!((peer, chat), (aid, Chat("in memory".into())));
+    assert!(net.elapsed() < Duration::from_secs(10));
 }

@@ -1,9 +1,7 @@
-//! Shared pieces of the Squadlink examples and benchmark binaries.
+//! Shared pieces of the Squadlink examples.
 //!
-//! The binaries themselves live in `src/bin/`; each one's header says what it shows and how
-//! to run it.
-
-pub mod bench;
+//! The examples themselves live in `src/bin/`; each one's header says what it shows and how
+//! to run it. Benchmarks and hardware checks are in the `squadlink-bench` crate (`bench/`).
 
 /// Logs to stderr through `tracing`, filtered by `RUST_LOG` (default: warnings, without the
 /// WebRTC engine's own, see [`squadlink::LOG_FILTER`]; `RUST_LOG=squadlink=debug` shows the

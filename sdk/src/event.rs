@@ -1,5 +1,6 @@
 //! The public vocabulary of a session: what happens ([`Event`]), why a peer is gone
-//! ([`DisconnectReason`]), how it is reached ([`PathKind`]), the lobby as last heard
+//! ([`DisconnectReason`]), how it is reached ([`PathKind`], [`CandidateKind`],
+//! [`RelayTransport`]), the lobby as last heard
 //! ([`LobbyInfo`]) and the ICE policy. A leaf: the session, the transport and the stats
 //! all speak it, and it imports none of them.
 
@@ -27,6 +28,53 @@ impl PathKind {
             Self::Host => "host",
             Self::Srflx => "srflx",
             Self::Relay => "relay",
+        }
+    }
+}
+
+/// An ICE candidate's type: where the address comes from (the `typ` field of a candidate).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CandidateKind {
+    /// An address of the peer's own network interface.
+    Host,
+    /// Its address as a STUN server saw it (server-reflexive: the NAT's mapping).
+    Srflx,
+    /// An address learned from a connectivity check (peer-reflexive).
+    Prflx,
+    /// An address on a TURN relay.
+    Relay,
+}
+
+impl CandidateKind {
+    /// The name a candidate's `typ` field uses: `host`, `srflx`, `prflx` or `relay`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Host => "host",
+            Self::Srflx => "srflx",
+            Self::Prflx => "prflx",
+            Self::Relay => "relay",
+        }
+    }
+}
+
+/// How our end of a relayed path reaches its TURN server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RelayTransport {
+    /// TURN over UDP (`turn:` URLs).
+    Udp,
+    /// TURN over TCP (`turn:…?transport=tcp`), for networks that block outbound UDP.
+    Tcp,
+    /// TURN over TLS (`turns:` URLs), for networks that allow only TLS.
+    Tls,
+}
+
+impl RelayTransport {
+    /// `udp`, `tcp` or `tls`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Udp => "udp",
+            Self::Tcp => "tcp",
+            Self::Tls => "tls",
         }
     }
 }

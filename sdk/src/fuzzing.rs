@@ -179,7 +179,7 @@ pub fn vp8_rtp(data: &[u8]) {
 /// frames are [`records16`].
 #[cfg(feature = "video")]
 pub fn vp8_decode(data: &[u8]) {
-    let Ok(mut decoder) = crate::video::Vp8Decoder::new() else {
+    let Ok(mut decoder) = crate::video::measure::Vp8Decoder::new() else {
         return;
     };
     for frame in records16(data) {
@@ -192,7 +192,7 @@ pub fn vp8_decode(data: &[u8]) {
 /// Opus packets into our decoder (libopus), with FEC and concealment in between.
 #[cfg(feature = "voice")]
 pub fn opus_decode(data: &[u8]) {
-    let Ok(mut decoder) = crate::voice::VoiceDecoder::with_rate(16_000) else {
+    let Ok(mut decoder) = crate::voice::measure::VoiceDecoder::with_rate(16_000) else {
         return;
     };
     let mut out = [0f32; 320];
@@ -440,13 +440,13 @@ mod tests {
         put("typed", "message", &typed);
 
         // VP8: real frames from libvpx, and their RTP packets.
-        let settings = crate::video::Vp8Settings {
+        let settings = crate::video::measure::Vp8Settings {
             width: 64,
             height: 48,
             fps: 15,
             bitrate_kbps: 100,
         };
-        let mut encoder = crate::video::Vp8Encoder::new(settings).unwrap();
+        let mut encoder = crate::video::measure::Vp8Encoder::new(settings).unwrap();
         let pattern = crate::video::TestPattern::new(64, 48, 15).unwrap();
         let mut frames = Vec::new();
         for n in 0..4 {
@@ -482,9 +482,11 @@ mod tests {
         put("y4m", "two_frames", &y4m);
 
         // Opus: real packets from libopus (a tone), and the same with timestamps.
-        let mut encoder =
-            crate::voice::VoiceEncoder::new(24_000, crate::voice::VoiceBandwidth::Wideband)
-                .unwrap();
+        let mut encoder = crate::voice::measure::VoiceEncoder::new(
+            24_000,
+            crate::voice::VoiceBandwidth::Wideband,
+        )
+        .unwrap();
         let mut opus = Vec::new();
         for n in 0..6 {
             let frame: Vec<f32> = (0..960)

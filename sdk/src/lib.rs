@@ -51,6 +51,7 @@ mod settings;
 mod signaling;
 mod stats;
 mod stun;
+pub mod testing;
 mod transport;
 #[cfg(feature = "video")]
 pub mod video;
@@ -68,7 +69,9 @@ pub const LOG_FILTER: &str = "rtc=error";
 pub use channel::{Channel, ChannelKind};
 pub use conditioner::NetworkConditions;
 pub use error::{Error, Result};
-pub use event::{DisconnectReason, Event, IcePolicy, LobbyInfo, PathKind};
+pub use event::{
+    CandidateKind, DisconnectReason, Event, IcePolicy, LobbyInfo, PathKind, RelayTransport,
+};
 pub use session::{PendingSession, Session, SessionBuilder};
 pub use settings::{DEFAULT_INBOX_LIMIT, DEFAULT_UNRELIABLE_LIFETIME, MAX_CHANNELS};
 pub use signaling::LobbyRef;

@@ -178,17 +178,22 @@ impl SessionBuilder {
     }
 
     fn validate(&self) -> Result<()> {
-        if !self.settings.tls_roots.is_empty() {
-            crate::transport::check_tls_roots(&self.settings.tls_roots).map_err(Error::Config)?;
-        }
-        if self.settings.channels.len() > MAX_CHANNELS {
-            return Err(Error::Config(format!("at most {MAX_CHANNELS} channels")));
-        }
         if !self.settings.url.starts_with("ws://") && !self.settings.url.starts_with("wss://") {
             return Err(Error::Config(format!(
                 "matchmaker URL {:?} must start with ws:// or wss://",
                 self.settings.url
             )));
+        }
+        self.validate_settings()
+    }
+
+    /// Everything but the matchmaker URL.
+    fn validate_settings(&self) -> Result<()> {
+        if !self.settings.tls_roots.is_empty() {
+            crate::transport::check_tls_roots(&self.settings.tls_roots).map_err(Error::Config)?;
+        }
+        if self.settings.channels.len() > MAX_CHANNELS {
+            return Err(Error::Config(format!("at most {MAX_CHANNELS} channels")));
         }
         if !self.settings.simulated_network.is_valid() {
             return Err(Error::Config(format!(
@@ -252,18 +257,8 @@ impl SessionBuilder {
 
     fn spawn(self) -> Result<(Session, crossbeam_channel::Receiver<Result<()>>)> {
         self.validate()?;
-        let n = self.settings.channels.len();
-        let (shared, ends) = Shared::new(n, self.settings.inbox_limit);
-        let shared = Arc::new(shared);
-        let (cmd_tx, cmd_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (mut session, net) = self.split();
         let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
-        // The identity: once when the lobby is entered, again if a reconnection had to
-        // rejoin as a new member.
-        let (ident_tx, ident_rx) = crossbeam_channel::unbounded();
-        let channels = self.settings.channels.clone();
-        let max_message_size = self.settings.max_message_size;
-        let settings = self.settings;
-        let thread_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("squadlink-net".into())
             .spawn(move || {
@@ -278,30 +273,68 @@ impl SessionBuilder {
                     }
                 };
                 runtime.block_on(Driver::run(
-                    settings,
-                    thread_shared,
-                    cmd_rx,
+                    net.settings,
+                    net.shared,
+                    net.commands,
                     ready_tx,
-                    ident_tx,
+                    net.ident,
                 ));
                 drop(runtime);
                 // The session's state is gone: give its pages back (see `memory`).
                 crate::memory::give_back();
             })
             .map_err(|e| Error::Io(format!("cannot start the network thread: {e}")))?;
+        session.thread = Some(thread);
+        Ok((session, ready_rx))
+    }
+
+    /// Checks the settings for a session on [`crate::testing::TestNet`] (the matchmaker URL
+    /// is not used there) and splits it.
+    pub(crate) fn in_memory(self) -> Result<(Session, NetworkSide)> {
+        self.validate_settings()?;
+        Ok(self.split())
+    }
+
+    /// The game's handle (with no network thread yet) and the side a shell drives.
+    fn split(self) -> (Session, NetworkSide) {
+        let n = self.settings.channels.len();
+        let (shared, ends) = Shared::new(n, self.settings.inbox_limit);
+        let shared = Arc::new(shared);
+        let (cmd_tx, cmd_rx) = tokio::sync::mpsc::unbounded_channel();
+        // The identity: once when the lobby is entered, again if a reconnection had to
+        // rejoin as a new member.
+        let (ident_tx, ident_rx) = crossbeam_channel::unbounded();
         let session = Session {
-            channels,
-            max_message_size,
+            channels: self.settings.channels.clone(),
+            max_message_size: self.settings.max_message_size,
             cmd: cmd_tx,
-            shared,
+            shared: Arc::clone(&shared),
             events: ends.events,
             inbox: ends.inbox,
             ident: ident_rx,
             me: std::sync::Mutex::new(None),
-            thread: Some(thread),
+            thread: None,
         };
-        Ok((session, ready_rx))
+        let net = NetworkSide {
+            settings: self.settings,
+            shared,
+            commands: cmd_rx,
+            ident: ident_tx,
+        };
+        (session, net)
     }
+}
+
+/// The network's side of a new session: what a shell (the native loop, or the in-memory
+/// network of [`crate::testing`]) drives.
+pub(crate) struct NetworkSide {
+    pub(crate) settings: Settings,
+    /// The game's side of the bridge, which the core writes.
+    pub(crate) shared: Arc<Shared>,
+    /// The game's commands.
+    pub(crate) commands: tokio::sync::mpsc::UnboundedReceiver<Command>,
+    /// Where the session's identity goes once it is known.
+    pub(crate) ident: crossbeam_channel::Sender<(PeerId, PlayerId)>,
 }
 
 /// A session that is still entering its lobby; see [`SessionBuilder::start_background`].

@@ -1,8 +1,9 @@
 //! Per-peer statistics, refreshed by the network thread several times a second.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::event::PathKind;
+use crate::event::{CandidateKind, PathKind, RelayTransport};
 
 /// What the session knows about its connection to one peer.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -53,16 +54,15 @@ pub struct PeerStats {
     /// Bytes queued for this peer and not yet acknowledged (all channels).
     pub send_queue_bytes: usize,
     /// The selected local and remote candidate addresses.
-    pub selected_pair: Option<(String, String)>,
-    /// The selected pair's candidate types, local and remote: `host`, `srflx`, `prflx` or
-    /// `relay`.
-    pub selected_pair_types: Option<(&'static str, &'static str)>,
-    /// How our end of a relayed path reaches its TURN server: `udp`, `tcp` or `tls`
-    /// (`None` when the selected pair does not use our relay).
-    pub relay_transport: Option<&'static str>,
-    /// The candidate types this peer signaled to us, each once, in arrival order: from a
-    /// relay-only peer, only `relay` (its own addresses never reach us).
-    pub remote_candidate_types: Vec<&'static str>,
+    pub selected_pair: Option<(SocketAddr, SocketAddr)>,
+    /// The selected pair's candidate kinds, local and remote.
+    pub selected_pair_types: Option<(CandidateKind, CandidateKind)>,
+    /// How our end of a relayed path reaches its TURN server (`None` when the selected pair
+    /// does not use our relay).
+    pub relay_transport: Option<RelayTransport>,
+    /// The candidate kinds this peer signaled to us, each once, in arrival order: from a
+    /// relay-only peer, only [`CandidateKind::Relay`] (its own addresses never reach us).
+    pub remote_candidate_types: Vec<CandidateKind>,
     /// Voice RTP packets sent to this peer.
     pub voice_packets_sent: u64,
     /// Voice RTP packets received from this peer.

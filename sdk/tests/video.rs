@@ -13,7 +13,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use squadlink::video::{TestPattern, Video, VideoConfig, VideoEvent, VideoInput, psnr_rgba};
+use squadlink::video::measure::{capture_log, psnr_rgba};
+use squadlink::video::{TestPattern, Video, VideoConfig, VideoEvent, VideoInput};
 use squadlink::{LobbyRef, PeerId, Session, SessionBuilder};
 use support::{code, connected, matchmaker};
 
@@ -43,7 +44,7 @@ struct Seen {
 async fn watch(
     video: &Video,
     sender: PeerId,
-    log: &squadlink::video::CaptureLog,
+    log: &squadlink::video::measure::CaptureLog,
     n: usize,
     within: Duration,
 ) -> Seen {
@@ -71,9 +72,9 @@ async fn watch(
 
 /// Starts video in `session` sending the test pattern; returns it with the pattern's
 /// capture times.
-fn send_pattern(session: &Session) -> (Video, squadlink::video::CaptureLog) {
+fn send_pattern(session: &Session) -> (Video, squadlink::video::measure::CaptureLog) {
     let pattern = TestPattern::new(W, H, 15).unwrap();
-    let log = pattern.capture_log();
+    let log = capture_log(&pattern);
     let video = Video::start(
         session,
         VideoConfig::default().input(VideoInput::Source(Box::new(pattern))),

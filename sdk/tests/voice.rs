@@ -87,13 +87,13 @@ async fn talk(name: &str, sender_loss: f64) -> Outcome {
             Instant::now() < deadline,
             "the speech never finished playing"
         );
-        fec_tuned_for = fec_tuned_for.max(talker.transmit_stats().fec_loss_percent);
+        fec_tuned_for = fec_tuned_for.max(talker.send_stats().fec_loss_percent);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(800)).await;
     let peer_a = a.id().unwrap();
     let stats = listener.stats(peer_a).expect("voice stats for the talker");
-    let sent = talker.transmit_stats();
+    let sent = talker.send_stats();
     assert!(sent.packets_sent > 100, "{sent:?}");
     let listener_events = listener.poll_events();
     talker.stop();
@@ -170,7 +170,7 @@ async fn speech_survives_five_percent_loss() {
 /// envelope correlation, the packets sent while the key was up, and the speaker's
 /// callbacks.
 fn through_emulated_cards(push_to_talk: bool) -> (f32, u64, u64) {
-    use squadlink::voice::{DeviceSink, DeviceSource};
+    use squadlink::voice::measure::{emulated_microphone, emulated_speaker};
     use std::sync::{Arc, Mutex};
 
     let dir = workdir(if push_to_talk {
@@ -180,13 +180,13 @@ fn through_emulated_cards(push_to_talk: bool) -> (f32, u64, u64) {
     });
     let speech = speech_fixture(&dir);
     let (input, rate) = read_mono(&speech);
-    let mut samples = squadlink::voice::read_wav_mono_48k(&speech).unwrap();
+    let mut samples = squadlink::voice::measure::read_wav_mono_48k(&speech).unwrap();
     let lead_in = if push_to_talk { 96_000 } else { 0 };
     samples.splice(0..0, std::iter::repeat_n(0.0, lead_in));
     let seconds = samples.len() as f64 / 48_000.0;
     let start = Instant::now() + Duration::from_millis(100);
     let mut pos = 0;
-    let mic = DeviceSource::emulated(240, start, move |_, buf| {
+    let mic = emulated_microphone(240, start, move |_, buf| {
         for s in buf.iter_mut() {
             *s = samples.get(pos).copied().unwrap_or(0.0);
             pos += 1;
@@ -195,7 +195,7 @@ fn through_emulated_cards(push_to_talk: bool) -> (f32, u64, u64) {
     .unwrap();
     let heard = Arc::new(Mutex::new(Vec::new()));
     let ear = Arc::clone(&heard);
-    let speaker = DeviceSink::emulated(240, start + Duration::from_micros(1700), move |_, b| {
+    let speaker = emulated_speaker(240, start + Duration::from_micros(1700), move |_, b| {
         let mut heard = ear.lock().unwrap();
         heard.extend(b.chunks_exact(2).map(|f| 0.5 * (f[0] + f[1])));
     })
@@ -217,7 +217,7 @@ fn through_emulated_cards(push_to_talk: bool) -> (f32, u64, u64) {
     let mut sent_with_key_up = 0;
     if push_to_talk {
         std::thread::sleep(Duration::from_secs(1) + Duration::from_millis(100));
-        sent_with_key_up = voice.transmit_stats().packets_sent;
+        sent_with_key_up = voice.send_stats().packets_sent;
         voice.set_push_to_talk(true);
         std::thread::sleep(Duration::from_secs_f64(seconds - 1.0));
     } else {

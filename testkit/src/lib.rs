@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 
 pub mod audio;
 pub mod netlab;
+pub mod run;
+
+pub use run::{run_json, run_json_env};
 
 /// A port free on loopback for both UDP and TCP right now.
 pub fn free_port() -> u16 {

@@ -24,17 +24,12 @@ pub struct Position {
 pub struct Ping;
 
 /// The plugin with the arena's channels, and the arena's message types registered.
-pub fn add_arena_networking(
-    app: &mut App,
-    url: String,
-    lobby: LobbyRef,
-    configure: impl FnOnce(SquadlinkPlugin) -> SquadlinkPlugin,
-) {
-    let plugin = SquadlinkPlugin::new(url)
+pub fn add_arena_networking(app: &mut App, url: String, lobby: LobbyRef) {
+    let builder = SessionBuilder::new(url)
         .channel(ChannelKind::UnreliableSequenced)
         .channel(ChannelKind::ReliableOrdered)
         .join(lobby);
-    app.add_plugins(configure(plugin))
+    app.add_plugins(SquadlinkPlugin::new(builder))
         .add_squadlink_message::<Position>(POSITIONS)
         .add_squadlink_message::<Ping>(PINGS);
 }

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use serde_json::json;
 use squadlink::{Channel, ChannelKind, Event, IcePolicy, LobbyRef, PathKind, PeerId, Session};
-use squadlink_examples::bench::Percentiles;
 
 /// Squadlink quickstart: N players in one lobby, 60 Hz state and reliable events.
 #[derive(Parser, Debug, Clone)]
@@ -228,12 +227,12 @@ fn summarize(args: &Args, reports: &[Report]) -> bool {
         .iter()
         .flat_map(|r| r.connect_ms.iter().map(|ms| (ms * 1e6) as u64))
         .collect();
-    let connect = Percentiles::of_nanos(&connect);
+    let connect = Summary::of_nanos(connect);
     let rtts: Vec<u64> = reports
         .iter()
         .flat_map(|r| r.rtt_ns.iter().copied())
         .collect();
-    let rtt = Percentiles::of_nanos(&rtts);
+    let rtt = Summary::of_nanos(rtts);
     let count = |k: PathKind| {
         reports
             .iter()
@@ -253,7 +252,7 @@ fn summarize(args: &Args, reports: &[Report]) -> bool {
         "peer"
     );
     for (r, id) in reports.iter().zip(&ids) {
-        let mine = Percentiles::of_nanos(&r.rtt_ns);
+        let mine = Summary::of_nanos(r.rtt_ns.clone());
         let loss = r.loss.iter().copied().fold(0.0, f64::max);
         let path = r.paths.first().map_or("-", |p| p.name());
         eprintln!(
@@ -294,6 +293,28 @@ fn summarize(args: &Args, reports: &[Report]) -> bool {
         println!("{out}");
     }
     all_connected
+}
+
+/// The median, 99th percentile (nearest rank) and largest of samples in nanoseconds, in µs.
+struct Summary {
+    p50_us: f64,
+    p99_us: f64,
+    max_us: f64,
+}
+
+impl Summary {
+    fn of_nanos(mut samples: Vec<u64>) -> Self {
+        samples.sort_unstable();
+        let rank = |q: f64| {
+            let i = ((q * samples.len() as f64).ceil() as usize).max(1) - 1;
+            samples.get(i).copied().unwrap_or(0) as f64 / 1e3
+        };
+        Self {
+            p50_us: rank(0.5),
+            p99_us: rank(0.99),
+            max_us: samples.last().copied().unwrap_or(0) as f64 / 1e3,
+        }
+    }
 }
 
 fn round2(v: f64) -> f64 {

@@ -221,7 +221,7 @@ fn run(args: Args) -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(20));
     }
 
-    let sent = voice.transmit_stats();
+    let sent = voice.send_stats();
     let mut per_peer = Vec::new();
     for peer in &peers {
         if let Some(s) = voice.stats(*peer) {

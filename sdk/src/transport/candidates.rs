@@ -12,18 +12,19 @@ use std::time::Instant;
 use bytes::BytesMut;
 
 use super::gather::{Gathered, Gatherer};
-use super::net::{CandidateType, local_for};
+use super::net::local_for;
 use super::output::{Out, Via};
-use super::stream::{StreamEvent, TurnTransport};
+use super::stream::StreamEvent;
 use crate::error::Error;
 use crate::event::Event;
+use crate::event::{CandidateKind, RelayTransport};
 
 /// What the clients found that concerns the peers.
 #[derive(Debug)]
 pub(crate) enum Found {
     /// A new local candidate of ours, from client `gatherer`.
     Local {
-        kind: CandidateType,
+        kind: CandidateKind,
         addr: SocketAddr,
         gatherer: usize,
     },
@@ -84,29 +85,29 @@ impl Candidates {
     }
 
     /// Every candidate known so far, in the order they are offered.
-    pub(crate) fn known(&self) -> Vec<(CandidateType, SocketAddr)> {
+    pub(crate) fn known(&self) -> Vec<(CandidateKind, SocketAddr)> {
         let mut known = Vec::new();
         if !self.relay_only {
-            known.extend(self.hosts.iter().map(|h| (CandidateType::Host, *h)));
-            known.extend(self.reflexive.iter().map(|r| (CandidateType::Srflx, *r)));
+            known.extend(self.hosts.iter().map(|h| (CandidateKind::Host, *h)));
+            known.extend(self.reflexive.iter().map(|r| (CandidateKind::Srflx, *r)));
         }
-        known.extend(self.relays.iter().map(|r| (CandidateType::Relay, *r)));
+        known.extend(self.relays.iter().map(|r| (CandidateKind::Relay, *r)));
         known
     }
 
     /// The ICE priority offset for a candidate: relays reached over UDP before TCP before
     /// TLS; others by rtc's usual formula (0).
-    pub(crate) fn priority(&self, kind: CandidateType, addr: SocketAddr) -> u32 {
+    pub(crate) fn priority(&self, kind: CandidateKind, addr: SocketAddr) -> u32 {
         match kind {
-            CandidateType::Relay => self
+            CandidateKind::Relay => self
                 .relay_transport(addr)
-                .map_or(0, TurnTransport::relay_priority),
+                .map_or(0, RelayTransport::relay_priority),
             _ => 0,
         }
     }
 
     /// How the TURN allocation with relayed address `relayed` reaches its server.
-    pub(crate) fn relay_transport(&self, relayed: SocketAddr) -> Option<TurnTransport> {
+    pub(crate) fn relay_transport(&self, relayed: SocketAddr) -> Option<RelayTransport> {
         self.gatherers
             .iter()
             .find(|g| g.relayed == Some(relayed))
@@ -290,7 +291,7 @@ impl Candidates {
                         if !self.relay_only && !known {
                             self.reflexive.push(addr);
                             self.found.push_back(Found::Local {
-                                kind: CandidateType::Srflx,
+                                kind: CandidateKind::Srflx,
                                 addr,
                                 gatherer: i,
                             });
@@ -300,7 +301,7 @@ impl Candidates {
                         tracing::debug!(%addr, "TURN allocation ready");
                         self.relays.push(addr);
                         self.found.push_back(Found::Local {
-                            kind: CandidateType::Relay,
+                            kind: CandidateKind::Relay,
                             addr,
                             gatherer: i,
                         });
@@ -354,8 +355,8 @@ impl Candidates {
             return;
         };
         let via = match g.transport {
-            TurnTransport::Udp => Via::Udp(g.server),
-            TurnTransport::Tcp | TurnTransport::Tls => Via::Stream(g.id),
+            RelayTransport::Udp => Via::Udp(g.server),
+            RelayTransport::Tcp | RelayTransport::Tls => Via::Stream(g.id),
         };
         while let Some(data) = g.poll_write() {
             out.transmit(via, data);

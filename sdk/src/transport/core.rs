@@ -26,7 +26,7 @@ use super::gather::Gatherer;
 use super::link::{self, LinkState};
 use super::liveness::{self, Timeouts, Verdict};
 use super::membership::{Admission, Membership};
-use super::net::{CandidateType, parse_candidate};
+use super::net::parse_candidate;
 use super::output::{Out, Request};
 use super::peer::Peer;
 use super::peers::Peers;
@@ -34,6 +34,7 @@ use super::retry::Retries;
 use super::stream::StreamEvent;
 use crate::channel;
 use crate::error::Error;
+use crate::event::CandidateKind;
 use crate::event::{DisconnectReason, Event, IcePolicy};
 use crate::media::{self, MediaFrame, MediaIn};
 use crate::settings::Settings;
@@ -380,7 +381,7 @@ impl Core {
     }
 
     /// A candidate of ours found after the peers' descriptions were set: to every peer.
-    fn add_candidate_to_all(&mut self, kind: CandidateType, addr: SocketAddr, now: Instant) {
+    fn add_candidate_to_all(&mut self, kind: CandidateKind, addr: SocketAddr, now: Instant) {
         for id in self.peers.ids() {
             self.peers
                 .add_candidate(id, (kind, addr), &self.cands, &mut self.out);
@@ -419,7 +420,7 @@ impl Core {
                     addr,
                     gatherer,
                 } => {
-                    if kind == CandidateType::Relay {
+                    if kind == CandidateKind::Relay {
                         let remotes = self.peers.remote_addresses();
                         self.cands
                             .permit_on(gatherer, now, remotes.into_iter(), &mut self.out);
@@ -464,7 +465,7 @@ impl Core {
                 sdp_mline_index,
                 username_fragment,
             } => match parse_candidate(&candidate) {
-                Some((addr, kind)) if !relay_only || kind == CandidateType::Relay => {
+                Some((addr, kind)) if !relay_only || kind == CandidateKind::Relay => {
                     self.peers.remote_candidate(from, addr, kind);
                     self.cands.permit(now, addr, &mut self.out);
                     self.peers.get_mut(from).map_or(Ok(()), |p| {

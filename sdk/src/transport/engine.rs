@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use squadlink_protocol::Signal;
 
-use super::net::CandidateType;
 use crate::channel::ChannelKind;
+use crate::event::CandidateKind;
 use crate::media::{Kind, MediaFrame};
 
 /// What the engine has for the session after a step, in our terms.
@@ -55,7 +55,7 @@ pub(crate) struct PeerSettings<'a> {
 /// A WebRTC engine carrying one peer connection: pre-negotiated data channels (the
 /// session's channels in order, then the control channel) and an audio and a video track.
 /// Time is always an argument.
-pub(crate) trait Engine {
+pub(crate) trait Engine: Send {
     /// All our channels to the peer are open.
     fn all_open(&self) -> bool;
 
@@ -96,7 +96,7 @@ pub(crate) trait Engine {
     /// the engine's usual formula) to the connection; the signal that tells the peer of it.
     fn add_local_candidate(
         &mut self,
-        kind: CandidateType,
+        kind: CandidateKind,
         addr: SocketAddr,
         base: SocketAddr,
         priority: u32,

@@ -20,7 +20,8 @@ use rustls_pki_types::ServerName;
 use squadlink_protocol::IceServer;
 use tokio::sync::mpsc;
 
-use super::stream::{StreamEvent, StreamLink, TurnTransport, tls_config};
+use super::stream::{StreamEvent, StreamLink, tls_config};
+use crate::event::RelayTransport;
 
 /// What an ICE server gave us, or failed to.
 #[derive(Debug)]
@@ -44,7 +45,7 @@ pub(crate) struct Gatherer {
     url: String,
     client: Client,
     turn: bool,
-    pub(crate) transport: TurnTransport,
+    pub(crate) transport: RelayTransport,
     /// The TCP/TLS stream, for those transports.
     link: Option<StreamLink>,
     /// Tags this gatherer's stream events.
@@ -67,7 +68,7 @@ pub(crate) struct GatherContext<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ParsedUrl {
     turn: bool,
-    transport: TurnTransport,
+    transport: RelayTransport,
     host: String,
     hostport: String,
 }
@@ -96,10 +97,10 @@ pub(crate) fn parse_url(url: &str) -> Option<ParsedUrl> {
         .any(|kv| kv.eq_ignore_ascii_case("transport=udp"));
     let transport = match (turn, tls, tcp, udp) {
         (_, true, _, true) => return None, // TURN over DTLS
-        (_, true, _, false) => TurnTransport::Tls,
-        (true, false, true, _) => TurnTransport::Tcp,
+        (_, true, _, false) => RelayTransport::Tls,
+        (true, false, true, _) => RelayTransport::Tcp,
         (false, _, true, _) => return None, // STUN over TCP finds no UDP mapping
-        _ => TurnTransport::Udp,
+        _ => RelayTransport::Udp,
     };
     let has_port = hostport
         .rsplit_once(':')
@@ -209,7 +210,7 @@ impl Gatherer {
             addr,
         } in resolved
         {
-            if parsed.transport == TurnTransport::Udp {
+            if parsed.transport == RelayTransport::Udp {
                 if udp_servers.contains(&addr) {
                     tracing::debug!(%url, "server already used over UDP by another URL");
                     continue;
@@ -217,9 +218,9 @@ impl Gatherer {
                 udp_servers.push(addr);
             }
             let link = match parsed.transport {
-                TurnTransport::Udp => None,
-                TurnTransport::Tcp => Some(None),
-                TurnTransport::Tls => {
+                RelayTransport::Udp => None,
+                RelayTransport::Tcp => Some(None),
+                RelayTransport::Tls => {
                     let config = match &tls {
                         Some(c) => Arc::clone(c),
                         None => match tls_config(ctx.tls_roots) {
@@ -266,7 +267,7 @@ impl Gatherer {
     fn start(
         url: &str,
         server: SocketAddr,
-        (turn, transport): (bool, TurnTransport),
+        (turn, transport): (bool, RelayTransport),
         (username, password): (Option<String>, Option<String>),
         local: SocketAddr,
         provider: Arc<dyn rtc::crypto::RTCCryptoProvider>,
@@ -280,7 +281,7 @@ impl Gatherer {
                 String::new()
             },
             local_addr: local,
-            transport_protocol: if transport == TurnTransport::Udp {
+            transport_protocol: if transport == RelayTransport::Udp {
                 TransportProtocol::UDP
             } else {
                 TransportProtocol::TCP
@@ -294,7 +295,7 @@ impl Gatherer {
         };
         let mut client = Client::new(config, provider)?;
         // Over a stream, a Binding would only find our TCP mapping: no use to UDP ICE.
-        if transport == TurnTransport::Udp {
+        if transport == RelayTransport::Udp {
             client.send_binding_request(now)?;
         }
         if turn {
@@ -330,7 +331,7 @@ impl Gatherer {
 
     /// Whether datagrams from `from` on the UDP socket are this gatherer's.
     pub(crate) fn owns_udp_from(&self, from: SocketAddr) -> bool {
-        self.transport == TurnTransport::Udp && self.server == from
+        self.transport == RelayTransport::Udp && self.server == from
     }
 
     pub(crate) fn handle_read(&mut self, data: &[u8], local: SocketAddr, now: Instant) {
@@ -340,7 +341,7 @@ impl Gatherer {
                 local_addr: local,
                 peer_addr: self.server,
                 ecn: None,
-                transport_protocol: if self.transport == TurnTransport::Udp {
+                transport_protocol: if self.transport == RelayTransport::Udp {
                     TransportProtocol::UDP
                 } else {
                     TransportProtocol::TCP
@@ -440,13 +441,13 @@ impl Gatherer {
 mod tests {
     use super::*;
 
-    fn parsed(url: &str) -> Option<(bool, TurnTransport, String)> {
+    fn parsed(url: &str) -> Option<(bool, RelayTransport, String)> {
         parse_url(url).map(|p| (p.turn, p.transport, p.hostport))
     }
 
     #[test]
     fn urls() {
-        use TurnTransport::*;
+        use RelayTransport::*;
         assert_eq!(
             parsed("stun:127.0.0.1:3478"),
             Some((false, Udp, "127.0.0.1:3478".into()))

@@ -19,6 +19,7 @@
 
 mod candidates;
 pub(crate) mod codecs;
+mod commands;
 pub(crate) mod control;
 mod core;
 pub(crate) mod engine;
@@ -33,8 +34,7 @@ mod peers;
 mod retry;
 mod routes;
 pub(crate) mod rtc_engine;
-#[cfg(test)]
-mod sim;
+pub(crate) mod sim;
 pub(crate) mod stream;
 #[cfg(test)]
 mod tests;
@@ -47,6 +47,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::net::UdpSocket;
 
+use self::commands::ForShell;
 use self::control::PING_EVERY;
 use self::core::{Core, Entered};
 use self::gather::{GatherContext, Gatherer};
@@ -277,38 +278,11 @@ impl Driver {
     }
 
     fn on_command(&mut self, cmd: Command) {
-        let now = Instant::now();
-        let core = &mut self.core;
-        match cmd {
-            Command::Send {
-                to,
-                channel,
-                payload,
-            } => core.send(now, to, channel, &payload),
-            Command::Media(frame) => core.send_voice(now, &frame),
-            Command::AttachMedia(sink) => core.attach_voice(sink),
-            Command::Video { packets, to } => core.send_video(now, &packets, to),
-            Command::AttachVideo(sink) => core.attach_video(sink),
-            Command::KeyframeRequest { peer } => core.request_keyframe(now, peer),
-            Command::SimulatedLoss(fraction) => self.loss = LossStage::new(fraction),
-            Command::SimulatedNetwork(conditions) => self.inbound.set_conditions(conditions),
-            Command::VoiceLoss { peer, percent } => core.report_voice_loss(now, peer, percent),
-            #[cfg(feature = "fuzzing")]
-            Command::Raw { to, index, payload } => core.tamper(now, to, |p| {
-                p.send_frame(index, bytes::BytesMut::from(payload.as_ref()), now);
-            }),
-            #[cfg(feature = "fuzzing")]
-            Command::RawRtp {
-                to,
-                kind,
-                payload_type,
-                frame,
-            } => core.tamper(now, to, |p| p.send_rtp_as(kind, &frame, payload_type, now)),
-            #[cfg(feature = "fuzzing")]
-            Command::Deaf(deaf) => core.set_deaf(deaf),
-            Command::Disconnect { peer } => core.shun(now, peer),
-            // Handled by the loop.
-            Command::Close => {}
+        match commands::apply(&mut self.core, Instant::now(), cmd) {
+            Some(ForShell::SimulatedLoss(fraction)) => self.loss = LossStage::new(fraction),
+            Some(ForShell::SimulatedNetwork(conditions)) => self.inbound.set_conditions(conditions),
+            // Handled by the loop, before this.
+            Some(ForShell::Close) | None => {}
         }
     }
 

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+use crate::event::CandidateKind;
 use crate::stun;
 
 /// Socket buffers we ask the kernel for. Bursts (a reliable transfer, a full lobby's
@@ -27,27 +28,6 @@ pub(crate) fn bind_udp(addr: SocketAddr) -> std::io::Result<tokio::net::UdpSocke
     tokio::net::UdpSocket::from_std(socket.into())
 }
 
-/// An ICE candidate's type, as written in its `typ` field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum CandidateType {
-    Host,
-    Srflx,
-    Prflx,
-    Relay,
-}
-
-impl CandidateType {
-    /// The name an SDP `typ` field uses.
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            CandidateType::Host => "host",
-            CandidateType::Srflx => "srflx",
-            CandidateType::Prflx => "prflx",
-            CandidateType::Relay => "relay",
-        }
-    }
-}
-
 /// Whether a connectivity check from `from` would make `rtc` learn a peer's TURN relay
 /// address as peer-reflexive, ahead of the relay candidate still on its way through the
 /// matchmaker. Such a pair skips the relay wait (peer-reflexive pairs are nominated at once)
@@ -62,7 +42,7 @@ impl CandidateType {
 /// server-reflexive candidate of the peer.
 pub(crate) fn relay_in_disguise(
     from: SocketAddr,
-    known: &HashMap<SocketAddr, CandidateType>,
+    known: &HashMap<SocketAddr, CandidateKind>,
     own_hosts: &[SocketAddr],
     mut relay_ips: impl Iterator<Item = IpAddr>,
 ) -> bool {
@@ -71,7 +51,7 @@ pub(crate) fn relay_in_disguise(
         && !own_hosts.iter().any(|h| h.ip() == ip)
         && !known
             .iter()
-            .any(|(a, t)| a.ip() == ip && *t != CandidateType::Relay)
+            .any(|(a, t)| a.ip() == ip && *t != CandidateKind::Relay)
         && relay_ips.any(|r| r == ip)
 }
 
@@ -89,7 +69,7 @@ pub(crate) fn stun_request_ufrag(buf: &[u8]) -> Option<&str> {
 }
 
 /// The address and type of a candidate line (`candidate:F C udp P IP PORT typ TYPE …`).
-pub(crate) fn parse_candidate(line: &str) -> Option<(SocketAddr, CandidateType)> {
+pub(crate) fn parse_candidate(line: &str) -> Option<(SocketAddr, CandidateKind)> {
     let line = line.strip_prefix("a=").unwrap_or(line);
     let mut fields = line.split_ascii_whitespace();
     let _foundation = fields.next()?;
@@ -105,10 +85,10 @@ pub(crate) fn parse_candidate(line: &str) -> Option<(SocketAddr, CandidateType)>
         return None;
     }
     let kind = match fields.next()? {
-        "host" => CandidateType::Host,
-        "srflx" => CandidateType::Srflx,
-        "prflx" => CandidateType::Prflx,
-        "relay" => CandidateType::Relay,
+        "host" => CandidateKind::Host,
+        "srflx" => CandidateKind::Srflx,
+        "prflx" => CandidateKind::Prflx,
+        "relay" => CandidateKind::Relay,
         _ => return None,
     };
     Some((SocketAddr::new(ip, port), kind))
@@ -188,8 +168,8 @@ mod tests {
         let turn: IpAddr = "203.0.113.1".parse().unwrap();
         let own = [addr("10.2.0.2:4000")];
         let mut known = HashMap::new();
-        known.insert(addr("203.0.113.11:5000"), CandidateType::Srflx);
-        known.insert(addr("10.1.0.2:5000"), CandidateType::Host);
+        known.insert(addr("203.0.113.11:5000"), CandidateKind::Srflx);
+        known.insert(addr("10.1.0.2:5000"), CandidateKind::Host);
         let from_relay = addr("203.0.113.1:50282");
         // The relay candidate has not come: held back.
         assert!(relay_in_disguise(
@@ -199,7 +179,7 @@ mod tests {
             [turn].into_iter()
         ));
         // It has: a known relay pair, which waits its turn inside ICE.
-        known.insert(from_relay, CandidateType::Relay);
+        known.insert(from_relay, CandidateKind::Relay);
         assert!(!relay_in_disguise(
             from_relay,
             &known,
@@ -242,7 +222,7 @@ mod tests {
         // A peer that announced a host or srflx candidate on the TURN server's IP.
         let own = [addr("10.2.0.2:4000")];
         let mut known = HashMap::new();
-        known.insert(addr("203.0.113.1:6000"), CandidateType::Srflx);
+        known.insert(addr("203.0.113.1:6000"), CandidateKind::Srflx);
         let turn: IpAddr = "203.0.113.1".parse().unwrap();
         assert!(!relay_in_disguise(
             addr("203.0.113.1:6001"),
@@ -258,12 +238,12 @@ mod tests {
             parse_candidate("candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host").unwrap();
         assert_eq!(
             (addr, kind),
-            ("127.0.0.1:50000".parse().unwrap(), CandidateType::Host)
+            ("127.0.0.1:50000".parse().unwrap(), CandidateKind::Host)
         );
         let relay = parse_candidate(
             "candidate:2 1 UDP 16777215 10.0.0.5 61000 typ relay raddr 0.0.0.0 rport 0",
         );
-        assert_eq!(relay.map(|r| r.1), Some(CandidateType::Relay));
+        assert_eq!(relay.map(|r| r.1), Some(CandidateKind::Relay));
         for bad in [
             "",
             "candidate:1 1 tcp 1 1.2.3.4 5 typ host",

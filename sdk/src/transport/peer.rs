@@ -12,9 +12,9 @@ use squadlink_protocol::{PeerId, Signal};
 use super::control::{self, Control, Pinger};
 use super::engine::{Engine, EngineEvent, PeerSettings, Sent};
 use super::liveness::Facts;
-use super::net::CandidateType;
 use super::rtc_engine::RtcEngine;
 use crate::channel::Framing;
+use crate::event::CandidateKind;
 use crate::event::PathKind;
 use crate::media::{Kind, MediaFrame};
 use crate::stats::PeerStats;
@@ -60,7 +60,7 @@ pub(crate) struct Peer {
     pub(crate) told_unread: Throttle,
     /// Telling the game its send buffer to this peer is full.
     pub(crate) told_send_full: Throttle,
-    pub(crate) remote_types: HashMap<SocketAddr, CandidateType>,
+    pub(crate) remote_types: HashMap<SocketAddr, CandidateKind>,
     /// Framing of every channel, both ways.
     pub(crate) framing: Framing,
     pub(crate) last_heard: Instant,
@@ -245,7 +245,7 @@ impl Peer {
     /// Adds one of our candidates; the signal that tells the peer of it.
     pub(crate) fn add_local_candidate(
         &mut self,
-        kind: CandidateType,
+        kind: CandidateKind,
         addr: SocketAddr,
         base: SocketAddr,
         priority: u32,
@@ -360,9 +360,9 @@ impl Peer {
             return Some(PathKind::Relay);
         }
         match self.remote_types.get(&remote)? {
-            CandidateType::Host => Some(PathKind::Host),
-            CandidateType::Relay => Some(PathKind::Relay),
-            CandidateType::Srflx | CandidateType::Prflx => Some(PathKind::Srflx),
+            CandidateKind::Host => Some(PathKind::Host),
+            CandidateKind::Relay => Some(PathKind::Relay),
+            CandidateKind::Srflx | CandidateKind::Prflx => Some(PathKind::Srflx),
         }
     }
 
@@ -370,19 +370,19 @@ impl Peer {
     pub(crate) fn pair_types(
         &self,
         relay_addrs: &[SocketAddr],
-    ) -> Option<(&'static str, &'static str)> {
+    ) -> Option<(CandidateKind, CandidateKind)> {
         let (local, remote) = self.last_pair?;
         let local = if relay_addrs.contains(&local) {
-            "relay"
+            CandidateKind::Relay
         } else {
-            "host"
+            CandidateKind::Host
         };
-        let remote = match self.remote_types.get(&remote) {
-            Some(CandidateType::Host) => "host",
-            Some(CandidateType::Srflx) => "srflx",
-            Some(CandidateType::Relay) => "relay",
-            Some(CandidateType::Prflx) | None => "prflx",
-        };
+        // An address the peer never announced was learned from its checks.
+        let remote = self
+            .remote_types
+            .get(&remote)
+            .copied()
+            .unwrap_or(CandidateKind::Prflx);
         Some((local, remote))
     }
 

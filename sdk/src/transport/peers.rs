@@ -16,13 +16,14 @@ use squadlink_protocol::PeerId;
 use super::candidates::Candidates;
 use super::control::{self, Control};
 use super::engine::{EngineEvent, Sent};
-use super::net::{self, CandidateType};
+use super::net;
 use super::output::Out;
 use super::peer::Peer;
 use super::routes::{Route, Routes};
 use crate::bridge::Shared;
 use crate::channel::{ChannelKind, Received};
 use crate::error::Error;
+use crate::event::CandidateKind;
 use crate::event::{DisconnectReason, Event, PathKind};
 use crate::media::{self, MediaFrame, MediaIn};
 
@@ -202,7 +203,7 @@ impl Peers {
     pub(crate) fn add_candidate(
         &mut self,
         id: PeerId,
-        (kind, addr): (CandidateType, SocketAddr),
+        (kind, addr): (CandidateKind, SocketAddr),
         cands: &Candidates,
         out: &mut Out,
     ) {
@@ -220,13 +221,13 @@ impl Peers {
     }
 
     /// `id` announced a candidate at `addr` of `kind`.
-    pub(crate) fn remote_candidate(&mut self, id: PeerId, addr: SocketAddr, kind: CandidateType) {
+    pub(crate) fn remote_candidate(&mut self, id: PeerId, addr: SocketAddr, kind: CandidateKind) {
         let Some(p) = self.map.get_mut(&id) else {
             return;
         };
         p.remote_types.insert(addr, kind);
-        if !p.stats.remote_candidate_types.contains(&kind.name()) {
-            p.stats.remote_candidate_types.push(kind.name());
+        if !p.stats.remote_candidate_types.contains(&kind) {
+            p.stats.remote_candidate_types.push(kind);
         }
         self.routes.expect(addr, id);
     }
@@ -274,7 +275,7 @@ impl Peers {
         let announced_relays = self.map.values().flat_map(|q| {
             q.remote_types
                 .iter()
-                .filter(|(_, t)| **t == CandidateType::Relay)
+                .filter(|(_, t)| **t == CandidateKind::Relay)
                 .map(|(a, _)| a.ip())
         });
         net::relay_in_disguise(
@@ -378,12 +379,11 @@ impl Peers {
         p.announced();
         p.stats.connected = true;
         p.stats.path = Some(path);
-        p.stats.selected_pair = p.last_pair.map(|(l, r)| (l.to_string(), r.to_string()));
+        p.stats.selected_pair = p.last_pair;
         p.stats.selected_pair_types = p.pair_types(cands.relays());
         p.stats.relay_transport = p
             .last_pair
-            .and_then(|(local, _)| cands.relay_transport(local))
-            .map(super::stream::TurnTransport::name);
+            .and_then(|(local, _)| cands.relay_transport(local));
         let connect_time = opened.saturating_duration_since(p.created);
         tracing::debug!(peer = %id, ?connect_time, path = path.name(), "connected");
         self.publish_stats(id, out);

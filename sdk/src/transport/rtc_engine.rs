@@ -28,8 +28,8 @@ use squadlink_protocol::{PeerId, Signal};
 
 use super::codecs;
 use super::engine::{Engine, EngineEvent, PeerSettings, Sent, sdp_attribute};
-use super::net::CandidateType;
 use crate::channel::ChannelKind;
+use crate::event::CandidateKind;
 use crate::media::{Kind, MediaFrame, VP8_PAYLOAD_TYPE};
 
 /// Datagrams held for a peer whose description has not arrived yet.
@@ -254,7 +254,7 @@ impl Engine for RtcEngine {
 
     fn add_local_candidate(
         &mut self,
-        kind: CandidateType,
+        kind: CandidateKind,
         addr: SocketAddr,
         base: SocketAddr,
         priority: u32,
@@ -268,19 +268,19 @@ impl Engine for RtcEngine {
             ..Default::default()
         };
         let made = match kind {
-            CandidateType::Host => CandidateHostConfig {
+            CandidateKind::Host => CandidateHostConfig {
                 base_config,
                 ..Default::default()
             }
             .new_candidate_host(),
-            CandidateType::Srflx | CandidateType::Prflx => CandidateServerReflexiveConfig {
+            CandidateKind::Srflx | CandidateKind::Prflx => CandidateServerReflexiveConfig {
                 base_config,
                 rel_addr: base.ip().to_string(),
                 rel_port: base.port(),
                 url: None,
             }
             .new_candidate_server_reflexive(),
-            CandidateType::Relay => CandidateRelayConfig {
+            CandidateKind::Relay => CandidateRelayConfig {
                 base_config,
                 rel_addr: base.ip().to_string(),
                 rel_port: base.port(),

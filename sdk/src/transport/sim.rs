@@ -1,10 +1,15 @@
 //! Session cores connected in memory, in virtual time: no socket, no matchmaker process,
-//! no clock. The in-memory network of issue 15, point 5: each core's datagrams reach the
-//! others through a [`Conditioner`] (one-way latency, jitter, loss, duplication,
-//! reordering, a bandwidth cap; seeded), and its signals go through a stand-in matchmaker
-//! that relays them reliably after two one-way latencies (client → server → client) and
-//! answers its pings. Time jumps from one deadline to the next, so a connection that takes
+//! no clock. Each core's datagrams reach the others through a [`Conditioner`] (one-way
+//! latency, jitter, loss, duplication, reordering, a bandwidth cap; seeded), and its
+//! signals go through a stand-in matchmaker that relays them reliably after two one-way
+//! latencies (client → server → client), answers its pings and tells the others when a
+//! member leaves. Time jumps from one deadline to the next, so a connection that takes
 //! seconds of simulated time takes milliseconds to run.
+//!
+//! A node is a bare core (the unit tests below read its events and inboxes) or the
+//! network side of a game's [`crate::Session`] ([`SimNet::join_session`]; the public
+//! [`crate::testing::TestNet`]), whose commands it applies at the simulated time they are
+//! found.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,13 +20,17 @@ use squadlink_protocol::{
     ClientMessage, Lobby, Member, PeerId, PlayerId, Properties, ServerMessage,
 };
 
+use super::commands::{self, ForShell};
 use super::core::{Core, Entered};
 use super::membership::Membership;
 use super::output::{Out, Request, Via};
-use crate::bridge::{GameEnds, Shared};
-use crate::channel::{self, ChannelKind};
+use crate::bridge::{Command, GameEnds, Shared};
+use crate::channel;
+#[cfg(test)]
+use crate::channel::ChannelKind;
 use crate::conditioner::{Conditioner, NetworkConditions};
 use crate::event::Event;
+use crate::session::NetworkSide;
 use crate::settings::Settings;
 
 /// The periodic round of every core (the shell's interval).
@@ -50,9 +59,14 @@ pub(crate) struct Node {
     player: PlayerId,
     /// The matchmaker link is up.
     link_up: bool,
-    /// The process was killed: it neither hears nor says anything more.
+    /// The process was killed, or the session closed: it neither hears nor says anything
+    /// more.
     dead: bool,
-    ends: GameEnds,
+    /// A bare core's game side (read by the tests); `None` for a session's, which the
+    /// game holds.
+    ends: Option<GameEnds>,
+    /// A session's commands.
+    commands: Option<tokio::sync::mpsc::UnboundedReceiver<Command>>,
     /// The path datagrams to this node take.
     inbound: Conditioner<(Bytes, SocketAddr)>,
     next_tick: Instant,
@@ -63,6 +77,7 @@ pub(crate) struct Node {
 }
 
 impl Node {
+    #[cfg(test)]
     /// Whether the game was told `peer` connected.
     pub(crate) fn connected_to(&self, peer: PeerId) -> bool {
         self.events
@@ -70,11 +85,12 @@ impl Node {
             .any(|e| matches!(e, Event::PeerConnected { peer: p, .. } if *p == peer))
     }
 
+    #[cfg(test)]
     /// The messages received on `channel` so far (drained).
     pub(crate) fn received(&self, channel: usize) -> Vec<(PeerId, Bytes)> {
         self.ends
-            .inbox
-            .get(channel)
+            .as_ref()
+            .and_then(|ends| ends.inbox.get(channel))
             .map(|rx| rx.try_iter().collect())
             .unwrap_or_default()
     }
@@ -91,6 +107,7 @@ pub(crate) struct SimNet {
     /// Matchmaker messages on their way.
     in_flight: Vec<InFlight>,
     serial: u64,
+    #[cfg(test)]
     channels: Vec<ChannelKind>,
     lobby: Lobby,
     /// Print every delivery (`SQUADLINK_SIM_TRACE=1`).
@@ -102,7 +119,7 @@ pub(crate) struct SimNet {
 impl SimNet {
     /// An empty lobby whose members' datagrams travel under `conditions`; `seed` fixes
     /// the randomness.
-    pub(crate) fn new(channels: &[ChannelKind], conditions: NetworkConditions, seed: u64) -> Self {
+    pub(crate) fn new(conditions: NetworkConditions, seed: u64) -> Self {
         let start = Instant::now();
         Self {
             nodes: Vec::new(),
@@ -112,7 +129,8 @@ impl SimNet {
             seed,
             in_flight: Vec::new(),
             serial: 0,
-            channels: channels.to_vec(),
+            #[cfg(test)]
+            channels: Vec::new(),
             trace: std::env::var_os("SQUADLINK_SIM_TRACE").is_some(),
             relayed: Vec::new(),
             lobby: Lobby {
@@ -127,6 +145,19 @@ impl SimNet {
         }
     }
 
+    /// [`SimNet::new`], for bare cores that join with `channels` ([`SimNet::join`]).
+    #[cfg(test)]
+    pub(crate) fn with_channels(
+        channels: &[ChannelKind],
+        conditions: NetworkConditions,
+        seed: u64,
+    ) -> Self {
+        let mut net = Self::new(conditions, seed);
+        net.channels = channels.to_vec();
+        net
+    }
+
+    #[cfg(test)]
     /// A new member joins now: it entered the lobby (and offers to everyone there); the
     /// others hear of it one one-way delay later. Its index.
     pub(crate) fn join(&mut self) -> usize {
@@ -134,17 +165,52 @@ impl SimNet {
         self.join_with(&channels)
     }
 
+    #[cfg(test)]
     /// [`SimNet::join`] with a channel list of its own.
     pub(crate) fn join_with(&mut self, channels: &[ChannelKind]) -> usize {
+        let mut settings = Settings::new("ws://in-memory".into());
+        settings.channels = channels.to_vec();
+        let (shared, ends) = Shared::new(channels.len(), settings.inbox_limit);
+        let (ident, _) = crossbeam_channel::unbounded();
+        self.add(settings, Arc::new(shared), ident, Some(ends), None)
+    }
+
+    /// A game's session joins now (see [`SimNet::join`]). Its index.
+    pub(crate) fn join_session(&mut self, side: NetworkSide) -> usize {
+        let NetworkSide {
+            settings,
+            shared,
+            commands,
+            ident,
+        } = side;
+        self.add(settings, shared, ident, None, Some(commands))
+    }
+
+    fn add(
+        &mut self,
+        settings: Settings,
+        shared: Arc<Shared>,
+        ident: crossbeam_channel::Sender<(PeerId, PlayerId)>,
+        ends: Option<GameEnds>,
+        commands: Option<tokio::sync::mpsc::UnboundedReceiver<Command>>,
+    ) -> usize {
         let i = self.nodes.len();
         let me = PeerId(i as u64 + 1);
-        let player = PlayerId(format!("player{}", i + 1));
-        let addr = SocketAddr::from(([10, 0, 0, i as u8 + 1], 5000));
+        let player = PlayerId(
+            settings
+                .player_id
+                .clone()
+                .unwrap_or_else(|| format!("player{}", i + 1)),
+        );
+        let addr = SocketAddr::from(([10, 0, (i / 250) as u8, (i % 250) as u8 + 1], 5000));
         let member = Member {
             peer_id: me,
             player_id: player.clone(),
-            data: Membership::member_data(&channel::describe(channels)),
+            data: Membership::member_data(&channel::describe(&settings.channels)),
         };
+        if self.lobby.members.is_empty() {
+            self.lobby.host = me;
+        }
         self.lobby.members.push(member.clone());
         self.lobby.version += 1;
         for to in 0..self.nodes.len() {
@@ -154,11 +220,8 @@ impl SimNet {
             };
             self.send(to, self.conditions.latency, Delivery::Server(msg));
         }
-        let mut settings = Settings::new("ws://in-memory".into());
-        settings.channels = channels.to_vec();
-        let (shared, ends) = Shared::new(channels.len(), settings.inbox_limit);
-        let (ident, _) = crossbeam_channel::unbounded();
-        let out = Out::new(Arc::new(shared), ident);
+        let _ = ident.send((me, player.clone()));
+        let out = Out::new(shared, ident);
         let entered = Entered {
             me,
             player: player.clone(),
@@ -176,12 +239,89 @@ impl SimNet {
             link_up: true,
             dead: false,
             ends,
+            commands,
             inbound,
             next_tick: self.now + TICK,
             events: Vec::new(),
             event_times: Vec::new(),
         });
         i
+    }
+
+    /// Node `i`'s session closes now: its connections say goodbye, it leaves the lobby
+    /// (the others hear of it one one-way delay later), and its game sees
+    /// [`Event::Closed`].
+    fn leave(&mut self, i: usize) {
+        let now = self.now;
+        let Some(node) = self.nodes.get_mut(i).filter(|n| !n.dead) else {
+            return;
+        };
+        node.core.shutdown(now);
+        let me = node.me;
+        self.carry_out();
+        if let Some(node) = self.nodes.get_mut(i) {
+            node.core.out().emit(Event::Closed(None));
+            node.dead = true;
+        }
+        self.lobby.members.retain(|m| m.peer_id != me);
+        self.lobby.version += 1;
+        let host_left = self.lobby.host == me;
+        if let Some(first) = self.lobby.members.first().filter(|_| host_left) {
+            self.lobby.host = first.peer_id;
+        }
+        for to in 0..self.nodes.len() {
+            let left = ServerMessage::PeerLeft {
+                code: self.lobby.code.clone(),
+                peer_id: me,
+                reason: squadlink_protocol::LeaveReason::Left,
+            };
+            self.send(to, self.conditions.latency, Delivery::Server(left));
+            if host_left {
+                let lobby = self.lobby.clone();
+                self.send(
+                    to,
+                    self.conditions.latency,
+                    Delivery::Server(ServerMessage::LobbyState { lobby }),
+                );
+            }
+        }
+    }
+
+    /// Applies the commands the games gave since the last look, at the current time.
+    fn take_commands(&mut self) {
+        let now = self.now;
+        let mut closing = Vec::new();
+        for (i, node) in self.nodes.iter_mut().enumerate().filter(|(_, n)| !n.dead) {
+            let Some(commands) = node.commands.as_mut() else {
+                continue;
+            };
+            loop {
+                let cmd = match commands.try_recv() {
+                    Ok(cmd) => cmd,
+                    Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
+                    // The session is gone without a word: it closes.
+                    Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => Command::Close,
+                };
+                match commands::apply(&mut node.core, now, cmd) {
+                    Some(ForShell::SimulatedNetwork(conditions)) => {
+                        node.inbound.set_conditions(conditions);
+                    }
+                    Some(ForShell::SimulatedLoss(fraction)) => {
+                        let mut conditions = node.inbound.conditions();
+                        conditions.loss = fraction;
+                        node.inbound.set_conditions(conditions);
+                    }
+                    Some(ForShell::Close) => {
+                        closing.push(i);
+                        break;
+                    }
+                    None => {}
+                }
+            }
+        }
+        for i in closing {
+            self.leave(i);
+        }
     }
 
     /// Changes every link's conditions for datagrams sent from now on.
@@ -192,6 +332,7 @@ impl SimNet {
         }
     }
 
+    #[cfg(test)]
     /// Node `i`'s process dies now, without a word to anyone.
     pub(crate) fn kill(&mut self, i: usize) {
         if let Some(node) = self.nodes.get_mut(i) {
@@ -199,6 +340,7 @@ impl SimNet {
         }
     }
 
+    #[cfg(test)]
     /// Node `i`'s matchmaker connection drops now (its reconnection rejoins).
     pub(crate) fn cut_link(&mut self, i: usize) {
         let now = self.now;
@@ -209,6 +351,7 @@ impl SimNet {
         }
     }
 
+    #[cfg(test)]
     /// Node `i` moves to another address (another network): what is sent to the old one
     /// is lost.
     pub(crate) fn move_node(&mut self, i: usize, to: SocketAddr) {
@@ -219,6 +362,7 @@ impl SimNet {
         }
     }
 
+    #[cfg(test)]
     /// How many signals the stand-in matchmaker relayed that `which` matches.
     pub(crate) fn signals_relayed(
         &self,
@@ -232,6 +376,7 @@ impl SimNet {
         self.now.saturating_duration_since(self.start)
     }
 
+    #[cfg(test)]
     /// Runs until `done` holds (`true`) or `limit` of simulated time has passed (`false`).
     pub(crate) fn run_until(
         &mut self,
@@ -240,20 +385,32 @@ impl SimNet {
     ) -> bool {
         let end = self.now + limit;
         loop {
-            self.carry_out();
+            self.settle();
             if done(self) {
                 return true;
             }
-            let Some(next) = self.next_deadline() else {
-                return false;
-            };
-            if next > end {
-                self.now = end;
+            if !self.step_towards(end) {
                 return false;
             }
-            self.now = self.now.max(next);
-            self.step();
         }
+    }
+
+    /// Takes the games' commands and carries out what the cores want now.
+    pub(crate) fn settle(&mut self) {
+        self.take_commands();
+        self.carry_out();
+    }
+
+    /// Moves time to the next deadline and handles what is due then; when nothing is due
+    /// before `end`, moves time to `end` and returns `false`.
+    pub(crate) fn step_towards(&mut self, end: Instant) -> bool {
+        let Some(next) = self.next_deadline().filter(|next| *next <= end) else {
+            self.now = self.now.max(end);
+            return false;
+        };
+        self.now = self.now.max(next);
+        self.step();
+        true
     }
 
     fn next_deadline(&mut self) -> Option<Instant> {
@@ -363,9 +520,11 @@ impl SimNet {
                 Vec::new()
             };
             let at = self.now.saturating_duration_since(self.start);
-            for event in node.ends.events.try_iter() {
-                node.events.push(event);
-                node.event_times.push(at);
+            if let Some(ends) = &node.ends {
+                for event in ends.events.try_iter() {
+                    node.events.push(event);
+                    node.event_times.push(at);
+                }
             }
             for msg in signals {
                 match msg {
@@ -447,7 +606,7 @@ mod tests {
 
     /// Two members joined over `path`, connected at both ends (within `limit`).
     fn connected_pair(path: NetworkConditions, seed: u64, limit: Duration) -> SimNet {
-        let mut net = SimNet::new(&CHANNELS, path, seed);
+        let mut net = SimNet::with_channels(&CHANNELS, path, seed);
         net.join();
         net.join();
         assert!(
@@ -473,7 +632,7 @@ mod tests {
     /// both ends). Virtual time makes the count exact; more is a round trip we added.
     #[test]
     fn two_cores_connect_in_memory_in_nine_and_a_half_round_trips() {
-        let mut net = SimNet::new(&CHANNELS, NetworkConditions::latency(ONE_WAY), 1);
+        let mut net = SimNet::with_channels(&CHANNELS, NetworkConditions::latency(ONE_WAY), 1);
         net.join();
         let t0 = net.now;
         net.join();
@@ -666,7 +825,7 @@ mod tests {
 
     #[test]
     fn a_channel_list_mismatch_is_an_error_on_both_sides_and_nothing_is_offered() {
-        let mut net = SimNet::new(&CHANNELS, NetworkConditions::latency(ONE_WAY), 5);
+        let mut net = SimNet::with_channels(&CHANNELS, NetworkConditions::latency(ONE_WAY), 5);
         net.join();
         net.join_with(&[ChannelKind::ReliableOrdered]);
         let both_told = |net: &SimNet| {
@@ -699,7 +858,7 @@ mod tests {
 
     #[test]
     fn a_killed_peer_is_reported_silent_and_the_others_keep_talking() {
-        let mut net = SimNet::new(&CHANNELS, NetworkConditions::latency(ONE_WAY), 9);
+        let mut net = SimNet::with_channels(&CHANNELS, NetworkConditions::latency(ONE_WAY), 9);
         for _ in 0..3 {
             net.join();
         }

@@ -16,30 +16,16 @@ use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-/// How a TURN client reaches its server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum TurnTransport {
-    Udp,
-    Tcp,
-    Tls,
-}
+use crate::event::RelayTransport;
 
-impl TurnTransport {
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            TurnTransport::Udp => "udp",
-            TurnTransport::Tcp => "tcp",
-            TurnTransport::Tls => "tls",
-        }
-    }
-
+impl RelayTransport {
     /// ICE local preference of a relay candidate reached this way: UDP first (no head-of-line
     /// blocking), then TCP, then TLS (RFC 8445 §5.1.2.1 leaves the choice to us).
     pub(crate) fn relay_priority(self) -> u32 {
         let local_preference: u32 = match self {
-            TurnTransport::Udp => 65_535,
-            TurnTransport::Tcp => 32_767,
-            TurnTransport::Tls => 16_383,
+            RelayTransport::Udp => 65_535,
+            RelayTransport::Tcp => 32_767,
+            RelayTransport::Tls => 16_383,
         };
         // Type preference 0 (relay), component 1.
         (local_preference << 8) | 255
@@ -304,8 +290,12 @@ mod tests {
 
     #[test]
     fn relay_priorities_order_udp_tcp_tls() {
-        let [u, t, s] = [TurnTransport::Udp, TurnTransport::Tcp, TurnTransport::Tls]
-            .map(TurnTransport::relay_priority);
+        let [u, t, s] = [
+            RelayTransport::Udp,
+            RelayTransport::Tcp,
+            RelayTransport::Tls,
+        ]
+        .map(RelayTransport::relay_priority);
         assert!(u > t && t > s);
         assert!(u < 1 << 24, "relay type preference is 0");
     }

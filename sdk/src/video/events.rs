@@ -54,13 +54,16 @@ pub struct VideoStats {
     pub height: u32,
 }
 
-/// Video we send.
+/// Video we send ([`crate::video::Video::send_stats`]). The counters share their names with
+/// voice's [`crate::voice::SendStats`]: `frames_sent`, `packets_sent`, `bytes_sent`.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 #[non_exhaustive]
 pub struct SendStats {
     /// Frames encoded and sent.
     pub frames_sent: u64,
-    /// Of those, keyframes.
+    /// RTP packets sent (a frame takes one or more; each peer gets a copy, counted once).
+    pub packets_sent: u64,
+    /// Of the frames, keyframes.
     pub keyframes_sent: u64,
     /// Bytes of VP8 sent (one copy; each peer gets one).
     pub bytes_sent: u64,

@@ -27,6 +27,7 @@ mod error;
 mod events;
 mod frame;
 mod input;
+pub mod measure;
 pub(crate) mod rtp;
 mod rx;
 mod shared;
@@ -43,17 +44,17 @@ use std::time::Duration;
 use squadlink_protocol::PeerId;
 
 #[cfg(feature = "webcam")]
-pub use camera::{Camera, CameraChoice, CameraInfo, cameras, closest_format, to_i420};
+pub use camera::{Camera, CameraChoice, CameraInfo, cameras};
 pub use error::VideoError;
 pub use events::{SendStats, VideoEvent, VideoFrame, VideoStats};
-pub use frame::{I420Frame, psnr, psnr_rgba};
+pub use frame::I420Frame;
 pub use input::VideoInput;
-pub use source::{CaptureLog, TestPattern, VideoSource, Y4mSource};
-pub use vpx::{EncodedFrame, Vp8Decoder, Vp8Encoder, Vp8Settings};
+pub use source::{TestPattern, VideoSource, Y4mSource};
 
 use rx::Receiver;
 use shared::Shared;
 use tx::Sender;
+use vpx::Vp8Settings;
 
 use crate::Session;
 use crate::join::{STOP_WAIT, join_within};

@@ -117,7 +117,7 @@ impl TestPattern {
     }
 
     /// A handle on the capture times of the frames, by counter.
-    pub fn capture_log(&self) -> CaptureLog {
+    pub(crate) fn capture_log(&self) -> CaptureLog {
         CaptureLog(Arc::clone(&self.captured))
     }
 

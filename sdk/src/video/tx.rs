@@ -141,6 +141,7 @@ impl Sender {
                 })
                 .collect();
             picture_id = (picture_id + 1) & 0x7fff;
+            let packet_count = packets.len() as u64;
             if !self.link.send_video(packets, None) {
                 break; // the session is closed
             }
@@ -149,6 +150,7 @@ impl Sender {
             window.3 += 1;
             if let Ok(mut stats) = self.shared.send.lock() {
                 stats.frames_sent += 1;
+                stats.packets_sent += packet_count;
                 stats.keyframes_sent += u64::from(encoded.keyframe);
                 stats.bytes_sent += encoded.data.len() as u64;
                 let elapsed = window.0.elapsed();

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use squadlink_protocol::PeerId;
 
 use super::capture::{GateInput, VoiceMode};
-use super::events::{TransmitStats, VoiceStats};
+use super::events::{SendStats, VoiceStats};
 use super::mixer::{Falloff, Listener};
 
 /// Per-peer controls.
@@ -156,10 +156,12 @@ impl Controls {
         self.bytes_sent.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
-    pub(crate) fn transmit_stats(&self) -> TransmitStats {
-        TransmitStats {
+    pub(crate) fn send_stats(&self) -> SendStats {
+        let packets_sent = self.packets_sent.load(Ordering::Relaxed);
+        SendStats {
             frames_captured: self.frames_captured.load(Ordering::Relaxed),
-            packets_sent: self.packets_sent.load(Ordering::Relaxed),
+            frames_sent: packets_sent,
+            packets_sent,
             bytes_sent: self.bytes_sent.load(Ordering::Relaxed),
             fec_loss_percent: self.reported_loss(),
         }

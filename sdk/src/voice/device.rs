@@ -570,7 +570,7 @@ impl DeviceSource {
     /// a thread delivers `period` mono frames every period, in real time from `start`, as a
     /// sound card's callback would. `capture` fills each period just captured, given the
     /// time of its first sample. Everything past the callback is the real device code.
-    pub fn emulated(
+    pub(crate) fn emulated(
         period: usize,
         start: Instant,
         mut capture: impl FnMut(Instant, &mut [f32]) + Send + 'static,
@@ -697,7 +697,7 @@ impl DeviceSink {
     /// thread takes `period` stereo frames from the ring every period, in real time from
     /// `start`, as a sound card's callback would, and hands each block to `played` with the
     /// time its first frame plays. Everything before the callback is the real device code.
-    pub fn emulated(
+    pub(crate) fn emulated(
         period: usize,
         start: Instant,
         mut played: impl FnMut(Instant, &[f32]) + Send + 'static,

@@ -73,15 +73,19 @@ pub struct VoiceStats {
     pub kbps: f64,
 }
 
-/// Our own sending statistics.
+/// Voice we send ([`crate::voice::Voice::send_stats`]). The counters share their names with
+/// video's [`crate::video::SendStats`]: `frames_sent`, `packets_sent`, `bytes_sent`.
 #[derive(Debug, Clone, Default, PartialEq)]
 #[non_exhaustive]
-pub struct TransmitStats {
-    /// Frames captured.
+pub struct SendStats {
+    /// Frames captured from the source (20 ms each), sent or not: the gate (push-to-talk,
+    /// voice activity) decides which are sent.
     pub frames_captured: u64,
-    /// Packets sent.
+    /// Frames encoded and sent.
+    pub frames_sent: u64,
+    /// RTP packets sent (one per frame; each peer gets a copy, counted once).
     pub packets_sent: u64,
-    /// Opus payload bytes sent.
+    /// Bytes of Opus sent (one copy).
     pub bytes_sent: u64,
     /// The loss FEC is tuned for (the worst any receiver reports), percent.
     pub fec_loss_percent: u8,

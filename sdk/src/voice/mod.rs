@@ -37,6 +37,7 @@ mod events;
 mod format;
 pub(crate) mod io;
 pub(crate) mod jitter;
+pub mod measure;
 mod mixer;
 pub(crate) mod opus;
 mod resample;
@@ -55,17 +56,17 @@ use squadlink_protocol::PeerId;
 pub use capture::VoiceMode;
 pub use device::{DeviceCounters, DeviceSink, DeviceSource, device_names};
 pub use error::{Direction, VoiceError};
-pub use events::{TransmitStats, VoiceEvent, VoiceStats};
+pub use events::{SendStats, VoiceEvent, VoiceStats};
 pub use format::{FRAME, SAMPLE_RATE};
 pub use io::{
     AudioSink, AudioSource, BLOCK, NullSink, RenderFn, SyntheticSource, WavSink, WavSource,
-    read_wav_mono_48k,
 };
 pub use jitter::JitterConfig;
 pub use mixer::{Falloff, Listener};
-pub use opus::{FEC_BITRATE, VoiceBandwidth, VoiceDecoder, VoiceEncoder};
+pub use opus::VoiceBandwidth;
 
 use controls::Controls;
+use opus::VoiceEncoder;
 use tx::{FrameOut, Transmitter};
 
 use crate::Session;
@@ -398,9 +399,10 @@ impl Voice {
         self.controls.peer_stats(peer)
     }
 
-    /// Our sending statistics.
-    pub fn transmit_stats(&self) -> TransmitStats {
-        self.controls.transmit_stats()
+    /// What we have sent: frames captured and sent, packets, bytes, and the loss FEC is
+    /// tuned for.
+    pub fn send_stats(&self) -> SendStats {
+        self.controls.send_stats()
     }
 
     /// With [`AudioInput::Manual`]: pushes mono 48 kHz samples; returns how many fitted

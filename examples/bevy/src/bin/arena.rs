@@ -115,7 +115,7 @@ fn main() -> AppExit {
                 ..default()
             }),
     );
-    add_arena_networking(&mut app, url, lobby, |p| p);
+    add_arena_networking(&mut app, url, lobby);
     let input = match &args.voice_input {
         Some(path) => AudioInput::Wav(path.clone()),
         None => AudioInput::Default,

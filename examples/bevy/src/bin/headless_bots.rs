@@ -43,7 +43,7 @@ struct Phase(f32);
 fn bot_app(url: String, lobby: LobbyRef, phase: f32) -> App {
     let mut app = App::new();
     app.add_plugins(MinimalPlugins);
-    add_arena_networking(&mut app, url, lobby, |p| p);
+    add_arena_networking(&mut app, url, lobby);
     app.init_resource::<Tally>()
         .insert_resource(Phase(phase))
         .add_observer(|_: On<PeerConnected>, mut t: ResMut<Tally>| t.peers_seen += 1)

@@ -3,7 +3,7 @@
 //! real WebRTC. Prints JSON; `--write-docs docs/performance.md` records the figures.
 //!
 //! Run: `scripts/bench.sh voice` (sets up the PESQ virtualenv), or
-//! `cargo run --release -p squadlink-examples --bin bench_voice`.
+//! `cargo run --release -p squadlink-bench --bin bench_voice`.
 //!
 //! Latency is measured without a network, through `Voice::loopback`, with the SDK's own
 //! device code (`DeviceSource`/`DeviceSink`) on emulated sound cards: a thread stands in for
@@ -19,14 +19,15 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use serde::Serialize;
+use squadlink::voice::measure::{
+    VoiceDecoder, VoiceEncoder, emulated_microphone, emulated_speaker, read_wav_mono_48k,
+};
 use squadlink::voice::{
-    AudioInput, AudioOutput, DeviceSink, DeviceSource, SyntheticSource, Voice, VoiceBandwidth,
-    VoiceConfig, VoiceDecoder, VoiceEncoder, VoiceMode, WavSource, read_wav_mono_48k,
+    AudioInput, AudioOutput, SyntheticSource, Voice, VoiceBandwidth, VoiceConfig, VoiceMode,
+    WavSource,
 };
 
-use squadlink_examples::bench::{
-    lobby_pair, median, percentile, udp_baseline, update_docs_section,
-};
+use squadlink_bench::{lobby_pair, median, percentile, udp_baseline, update_docs_section};
 use squadlink_testkit::audio::{envelope_match, fine_delay, speech_fixture};
 
 type Res<T> = Result<T, String>;
@@ -161,7 +162,7 @@ fn main() -> std::process::ExitCode {
         background_load();
         return std::process::ExitCode::SUCCESS;
     }
-    squadlink_examples::bench::run_main(run(args))
+    squadlink_bench::run_main(run(args))
 }
 
 async fn run(args: Args) -> Res<()> {
@@ -356,7 +357,7 @@ fn bitrates(report: &mut Report, speech_path: &Path) -> Res<()> {
     )
     .map_err(|e| e.to_string())?;
     wait_flag(&finished, Duration::from_secs(60))?;
-    let s = voice.transmit_stats();
+    let s = voice.send_stats();
     voice.stop();
     let secs = s.packets_sent as f64 * 0.02;
     report.kbps_speaking_payload = s.bytes_sent as f64 * 8.0 / secs.max(0.02) / 1000.0;
@@ -375,7 +376,7 @@ fn bitrates(report: &mut Report, speech_path: &Path) -> Res<()> {
         )
         .map_err(|e| e.to_string())?;
         std::thread::sleep(Duration::from_secs_f64(silent_secs));
-        let s = voice.transmit_stats();
+        let s = voice.send_stats();
         voice.stop();
         let payload = s.bytes_sent as f64 * 8.0 / silent_secs / 1000.0;
         let wire = (s.bytes_sent as f64 + s.packets_sent as f64 * WIRE_OVERHEAD) * 8.0
@@ -474,7 +475,7 @@ fn latency_run(
     let heard = Arc::new(Mutex::new(Heard::default()));
     let (mic, _) = playing_mic(signal, mic_start)?;
     let ear = Arc::clone(&heard);
-    let speaker = DeviceSink::emulated(PERIOD, mic_start + phase, move |at, stereo| {
+    let speaker = emulated_speaker(PERIOD, mic_start + phase, move |at, stereo| {
         if let Ok(mut h) = ear.lock() {
             h.block(at, stereo);
         }
@@ -693,11 +694,14 @@ impl Drop for BackgroundLoad {
 fn playing_mic(
     samples: Vec<f32>,
     start: Instant,
-) -> Res<(DeviceSource, Arc<std::sync::atomic::AtomicBool>)> {
+) -> Res<(
+    squadlink::voice::DeviceSource,
+    Arc<std::sync::atomic::AtomicBool>,
+)> {
     let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let done = Arc::clone(&finished);
     let mut pos = 0usize;
-    let mic = DeviceSource::emulated(PERIOD, start, move |_, buf| {
+    let mic = emulated_microphone(PERIOD, start, move |_, buf| {
         for s in buf.iter_mut() {
             *s = samples.get(pos).copied().unwrap_or(0.0);
             pos += 1;
@@ -730,7 +734,7 @@ fn cpu(
     let speech = read_wav_mono_48k(speech_path).map_err(|e| e.to_string())?;
     let start = Instant::now() + Duration::from_millis(50);
     let (source, finished) = playing_mic(speech, start)?;
-    let speaker = DeviceSink::emulated(PERIOD, start, |_, _| {}).map_err(|e| e.to_string())?;
+    let speaker = emulated_speaker(PERIOD, start, |_, _| {}).map_err(|e| e.to_string())?;
     let device = speaker.counters();
     let before = cpu_time()?;
     let t = Instant::now();

@@ -9,8 +9,8 @@
 //!    tls) and the connect time; then it checks that reliable and unreliable messages flow
 //!    both ways.
 //!
-//! Run: `cargo run -p squadlink-examples --bin nat_check -- --stun stun.example.com:3478`
-//!      `cargo run -p squadlink-examples --bin nat_check -- --matchmaker ws://HOST:7878/v1 --create 2`
+//! Run: `cargo run -p squadlink-bench --bin nat_check -- --stun stun.example.com:3478`
+//!      `cargo run -p squadlink-bench --bin nat_check -- --matchmaker ws://HOST:7878/v1 --create 2`
 //!      (then the other player: `--join CODE`). `--json` prints one JSON object per line;
 //!      `--relay-only` connects only through TURN; `--stay S` keeps talking for S more
 //!      seconds (ten reliable messages a second) and reports gaps, reconnections and ICE
@@ -25,7 +25,9 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use serde_json::{Value, json};
 use squadlink::nat::{self, ProbeSettings};
-use squadlink::{Channel, ChannelKind, Event, IcePolicy, LobbyRef, PeerId, Session};
+use squadlink::{
+    Channel, ChannelKind, Event, IcePolicy, LobbyRef, PeerId, RelayTransport, Session,
+};
 
 /// Reports the local NAT's behaviour and the path chosen to each peer.
 #[derive(Parser, Debug)]
@@ -63,7 +65,7 @@ struct Args {
 }
 
 fn main() {
-    squadlink_examples::init_logging();
+    squadlink_bench::init_logging();
     let args = Args::parse();
     let out = Out { json: args.json };
     let mut ok = true;
@@ -218,10 +220,14 @@ fn meet(url: &str, args: &Args, out: &Out) -> Result<bool, String> {
                             "peer": peer.to_string(),
                             "path": path.name(),
                             "connect_ms": connect_time.as_secs_f64() * 1000.0,
-                            "pair": stats.selected_pair,
-                            "pair_types": stats.selected_pair_types,
-                            "relay_transport": stats.relay_transport,
-                            "remote_candidate_types": stats.remote_candidate_types,
+                            "pair": stats.selected_pair.map(|(l, r)| [l.to_string(), r.to_string()]),
+                            "pair_types": stats.selected_pair_types.map(|(l, r)| [l.name(), r.name()]),
+                            "relay_transport": stats.relay_transport.map(RelayTransport::name),
+                            "remote_candidate_types": stats
+                                .remote_candidate_types
+                                .iter()
+                                .map(|k| k.name())
+                                .collect::<Vec<_>>(),
                         }),
                         &format!(
                             "peer {peer}: {} in {:.0} ms, pair {:?} {:?}{}",
@@ -231,7 +237,7 @@ fn meet(url: &str, args: &Args, out: &Out) -> Result<bool, String> {
                             stats.selected_pair,
                             stats
                                 .relay_transport
-                                .map(|t| format!(", relay over {t}"))
+                                .map(|t| format!(", relay over {}", t.name()))
                                 .unwrap_or_default()
                         ),
                     );

@@ -3,8 +3,8 @@
 //! call would, then prints what it saw as one JSON line. Exits non-zero if no frame came.
 //!
 //! Run (needs the `webcam` feature, which needs libclang to build):
-//!   cargo run -p squadlink-examples --features webcam --bin camera_check
-//!   cargo run -p squadlink-examples --features webcam --bin camera_check -- --camera "HD Pro" --frames 60
+//!   cargo run -p squadlink-bench --features webcam --bin camera_check
+//!   cargo run -p squadlink-bench --features webcam --bin camera_check -- --camera "HD Pro" --frames 60
 //!
 //! `scripts/camera_vm.sh` runs it inside a small VM whose kernel has the `vivid` virtual
 //! camera, which is how the capture path is tested on machines without a camera.
@@ -14,9 +14,8 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use serde::Serialize;
-use squadlink::video::{
-    Camera, CameraChoice, VideoSource, Vp8Decoder, Vp8Encoder, Vp8Settings, cameras, psnr,
-};
+use squadlink::video::measure::{Vp8Decoder, Vp8Encoder, Vp8Settings, psnr};
+use squadlink::video::{Camera, CameraChoice, VideoSource, cameras};
 
 #[derive(Parser, Debug)]
 #[command(about = "Open a webcam, capture and VP8-code some frames, print a JSON summary")]

@@ -3,7 +3,7 @@
 //! the raw UDP round trip measured in the same run. Prints JSON; `--write-docs FILE` records
 //! the figures in FILE between `<!-- bench:video:begin/end -->`.
 //!
-//! Run: `scripts/bench.sh video` (or `cargo run --release -p squadlink-examples --bin
+//! Run: `scripts/bench.sh video` (or `cargo run --release -p squadlink-bench --bin
 //! bench_video`).
 //!
 //! The source is the test pattern with sensor-like noise (± 6 luma levels): a clean
@@ -15,11 +15,11 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use serde::Serialize;
-use squadlink::video::{
-    I420Frame, TestPattern, Video, VideoConfig, VideoInput, Vp8Decoder, Vp8Encoder, Vp8Settings,
-    psnr, psnr_rgba,
+use squadlink::video::measure::{
+    Vp8Decoder, Vp8Encoder, Vp8Settings, capture_log, psnr, psnr_rgba,
 };
-use squadlink_examples::bench::{lobby_pair, run_main, udp_baseline, update_docs_section};
+use squadlink::video::{I420Frame, TestPattern, Video, VideoConfig, VideoInput};
+use squadlink_bench::{lobby_pair, run_main, udp_baseline, update_docs_section};
 
 type Res<T> = Result<T, String>;
 
@@ -81,7 +81,7 @@ fn main() -> std::process::ExitCode {
 
 /// The nearest-rank `q` quantile of `sorted`, NaN when it is empty.
 fn percentile(sorted: &[f64], q: f64) -> f64 {
-    squadlink_examples::bench::percentile(sorted, q).unwrap_or(f64::NAN)
+    squadlink_bench::percentile(sorted, q).unwrap_or(f64::NAN)
 }
 
 fn mean(v: &[f64]) -> f64 {
@@ -163,7 +163,7 @@ async fn glass_to_glass(seconds: u64) -> Res<GlassToGlass> {
     let pattern = TestPattern::new(w, h, 15)
         .map_err(|e| e.to_string())?
         .with_noise(NOISE);
-    let log = pattern.capture_log();
+    let log = capture_log(&pattern);
     let reference = TestPattern::new(w, h, 15)
         .map_err(|e| e.to_string())?
         .with_noise(NOISE);

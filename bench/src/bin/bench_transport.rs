@@ -7,7 +7,7 @@
 //! Prints one JSON object on stdout and a table on stderr; `--write-docs docs/performance.md`
 //! records the figures. Needs coturn for the relay figures (scripts/setup.sh installs it).
 //!
-//! Run: `cargo run --release -p squadlink-examples --bin bench_transport`
+//! Run: `cargo run --release -p squadlink-bench --bin bench_transport`
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use serde_json::json;
 use squadlink::{Channel, ChannelKind, Event, IcePolicy, LobbyRef, PeerId, Session};
-use squadlink_examples::bench::{Percentiles, rss_bytes, udp_baseline, update_docs_section};
+use squadlink_bench::{Percentiles, rss_bytes, udp_baseline, update_docs_section};
 
 #[derive(Parser, Debug)]
 #[command(about = "Squadlink transport benchmark (prints JSON)")]
@@ -215,7 +215,7 @@ async fn blast_unreliable(a: &Session, b: &Session, n: usize) -> Res<(u64, u64)>
 }
 
 fn main() -> std::process::ExitCode {
-    squadlink_examples::bench::run_main(run(Args::parse()))
+    squadlink_bench::run_main(run(Args::parse()))
 }
 
 async fn run(args: Args) -> Res<()> {

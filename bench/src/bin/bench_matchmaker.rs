@@ -7,7 +7,7 @@
 //! `--serve-child`) so its memory is measured alone. Prints one JSON object on stdout and a
 //! table on stderr; `--write-docs docs/performance.md` records the figures there.
 //!
-//! Run: `cargo run --release -p squadlink-examples --bin bench_matchmaker`
+//! Run: `cargo run --release -p squadlink-bench --bin bench_matchmaker`
 //! (or `scripts/bench.sh matchmaker`).
 
 use std::collections::HashMap;
@@ -21,7 +21,7 @@ use clap::Parser;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
-use squadlink_examples::bench::{Percentiles, rss_bytes_of, udp_baseline, update_docs_section};
+use squadlink_bench::{Percentiles, rss_bytes_of, udp_baseline, update_docs_section};
 use squadlink_protocol::{ClientMessage, ErrorCode, PeerId, ServerMessage, Signal};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;

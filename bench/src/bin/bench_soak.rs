@@ -15,7 +15,7 @@
 //! Prints progress every 30 s on stderr and one JSON object on stdout;
 //! `--write-docs docs/performance.md` records the figures.
 //!
-//! Run: `cargo run --release -p squadlink-examples --bin bench_soak` (or
+//! Run: `cargo run --release -p squadlink-bench --bin bench_soak` (or
 //! `scripts/bench.sh soak`); `-- --seconds 60` for a short run.
 
 use std::collections::{HashMap, HashSet};
@@ -25,7 +25,7 @@ use clap::Parser;
 use serde_json::json;
 use squadlink::voice::{AudioInput, AudioOutput, Voice, VoiceConfig, VoiceMode};
 use squadlink::{Channel, ChannelKind, Event, LobbyRef, PeerId, Session};
-use squadlink_examples::bench::{
+use squadlink_bench::{
     fd_count, heap_bytes, local_matchmaker, rss_bytes, thread_count, update_docs_section,
 };
 use squadlink_protocol::ErrorCode;
@@ -675,7 +675,7 @@ async fn run(args: Args) -> Res<()> {
     let no_growth = !rss.grew(0.10) && !fds.grew(0.05) && !threads.grew(0.05);
     let mut connect_ms = tally.connect_ms.clone();
     connect_ms.sort_by(f64::total_cmp);
-    let connect_p50 = squadlink_examples::bench::percentile(&connect_ms, 0.5).unwrap_or(0.0);
+    let connect_p50 = squadlink_bench::percentile(&connect_ms, 0.5).unwrap_or(0.0);
     let connect_max = connect_ms.last().copied().unwrap_or(0.0);
     let result = json!({
         "benchmark": "soak",
@@ -787,5 +787,5 @@ async fn run(args: Args) -> Res<()> {
 }
 
 fn main() -> std::process::ExitCode {
-    squadlink_examples::bench::run_main(run(Args::parse()))
+    squadlink_bench::run_main(run(Args::parse()))
 }

@@ -244,7 +244,7 @@ fn relay_only_leaks_no_address() {
 }
 
 /// For poking at the lab by hand: builds it, prints its namespaces and holds it for
-/// SQUADLINK_LAB_HOLD seconds. `cargo test -p squadlink-examples --test nat_lab hold -- --ignored --nocapture`
+/// SQUADLINK_LAB_HOLD seconds. `cargo test -p squadlink-bench --test nat_lab hold -- --ignored --nocapture`
 #[test]
 #[ignore = "manual: holds the lab open for exploration"]
 fn hold() {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Parser;
 use serde::Serialize;
-use squadlink_examples::bench::{median, run_main, udp_baseline, update_docs_section};
+use squadlink_bench::{median, run_main, udp_baseline, update_docs_section};
 use squadlink_testkit::netlab::{Matrix, Nat, PairOutcome, cheapest_path, pairs};
 
 /// Connects every pair of network kinds in the NAT lab and times it.

@@ -1,8 +1,15 @@
-//! Helpers every benchmark binary uses: the physical baseline (raw UDP round trip on
-//! loopback), percentiles, and recording figures in `docs/performance.md`.
+//! Squadlink's benchmarks and hardware checks (`src/bin/`), kept apart from `examples/` so
+//! that the examples hold only what a game developer copies from. Each binary's header says
+//! what it measures and how to run it; `scripts/bench.sh` runs them and records the figures in
+//! `docs/performance.md`.
+//!
+//! This library holds what every benchmark uses: the physical baseline (raw UDP round trip
+//! on loopback), percentiles, and recording figures in `docs/performance.md`.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
+
+pub use squadlink_examples::init_logging;
 
 /// Summary of a latency sample, in microseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

@@ -1,0 +1,163 @@
+//! `squadlink::testing::TestNet`: real sessions (core, WebRTC engine, channels) connected in
+//! memory, in simulated time. What a game relies on when it tests its netcode there: the
+//! conditions it sets are the conditions its sessions see, leaving is seen by the others,
+//! and a seed replays a run exactly.
+
+// Test code: a failed expectation should panic, loudly.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::time::Duration;
+
+use squadlink::testing::TestNet;
+use squadlink::{
+    Channel, ChannelKind, DisconnectReason, Event, NetworkConditions, PeerId, Session,
+    SessionBuilder,
+};
+
+const EVENTS: Channel = Channel(0);
+const STATE: Channel = Channel(1);
+
+fn builder() -> SessionBuilder {
+    Session::builder("ws://not-used")
+        .channel(ChannelKind::ReliableOrdered)
+        .channel(ChannelKind::Unreliable)
+}
+
+/// `n` sessions joined to `net`, each connected to all the others within 20 s.
+fn mesh(net: &TestNet, n: usize) -> Vec<Session> {
+    let sessions: Vec<Session> = (0..n).map(|_| net.join(builder()).unwrap()).collect();
+    let all = net.run_until(Duration::from_secs(20), || {
+        sessions.iter().all(|s| s.connected_peers().len() == n - 1)
+    });
+    assert!(all, "not all connected after {:?}", net.elapsed());
+    sessions
+}
+
+/// Sends 50 state messages a second for `seconds` from `from`, and an event every 10th;
+/// what `to` received: (events in order, state messages).
+fn play(net: &TestNet, from: &Session, to: &Session, seconds: u32) -> (Vec<u32>, usize) {
+    let (mut events, mut state) = (Vec::new(), 0);
+    for i in 0..seconds * 50 {
+        from.broadcast(STATE, &i.to_be_bytes()).unwrap();
+        if i % 10 == 0 {
+            from.broadcast(EVENTS, &i.to_be_bytes()).unwrap();
+        }
+        net.advance(Duration::from_millis(20));
+        state += to.receive(STATE).count();
+        events.extend(
+            to.receive(EVENTS)
+                .map(|(_, b)| u32::from_be_bytes(b[..4].try_into().unwrap())),
+        );
+    }
+    net.advance(Duration::from_secs(3));
+    events.extend(
+        to.receive(EVENTS)
+            .map(|(_, b)| u32::from_be_bytes(b[..4].try_into().unwrap())),
+    );
+    state += to.receive(STATE).count();
+    (events, state)
+}
+
+#[test]
+fn the_round_trip_a_game_sees_is_the_latency_it_set() {
+    let net = TestNet::new(NetworkConditions::latency(Duration::from_millis(75)));
+    let s = mesh(&net, 2);
+    net.advance(Duration::from_secs(3));
+    let peer = s[1].id().unwrap();
+    let rtt = s[0].stats(peer).unwrap().rtt.unwrap();
+    // Two one-way trips of 75 ms; pings are answered at once, in simulated time.
+    assert!(
+        rtt >= Duration::from_millis(150) && rtt < Duration::from_millis(160),
+        "rtt {rtt:?}"
+    );
+}
+
+#[test]
+fn under_150_ms_and_5_percent_loss_events_all_arrive_in_order_and_state_mostly() {
+    let net = TestNet::seeded(
+        NetworkConditions::latency(Duration::from_millis(75))
+            .with_jitter(Duration::from_millis(10))
+            .with_loss(0.05),
+        7,
+    );
+    let s = mesh(&net, 2);
+    let (events, state) = play(&net, &s[0], &s[1], 10);
+    let sent: Vec<u32> = (0..500).step_by(10).collect();
+    assert_eq!(events, sent, "every event, once, in order");
+    // 500 state messages over a lossy path: most arrive, not all.
+    assert!(state < 500, "{state} of 500: the path should lose some");
+    assert!(state > 430, "{state} of 500 arrived at 5 % loss");
+    let stats = s[0].stats(s[1].id().unwrap()).unwrap();
+    assert!(stats.loss > 0.0, "the session measures the loss: {stats:?}");
+}
+
+#[test]
+fn the_same_seed_replays_the_same_run() {
+    let run = |seed| {
+        let net = TestNet::seeded(
+            NetworkConditions::latency(Duration::from_millis(40)).with_loss(0.1),
+            seed,
+        );
+        let s = mesh(&net, 2);
+        let (_, state) = play(&net, &s[0], &s[1], 4);
+        (net.elapsed(), state)
+    };
+    assert_eq!(run(3), run(3));
+}
+
+#[test]
+fn a_session_that_closes_leaves_and_the_next_member_becomes_host() {
+    let net = TestNet::new(NetworkConditions::latency(Duration::from_millis(20)));
+    let mut s = mesh(&net, 3);
+    let host = s[0].id().unwrap();
+    assert_eq!(s[1].lobby().unwrap().host, host);
+    let _ = s[1].poll_events().count();
+    s.remove(0).close();
+    let left = |s: &Session| -> Option<PeerId> {
+        s.poll_events().find_map(|e| match e {
+            Event::PeerDisconnected {
+                peer,
+                reason: DisconnectReason::Left,
+            } => Some(peer),
+            _ => None,
+        })
+    };
+    let mut seen = None;
+    assert!(net.run_until(Duration::from_secs(2), || {
+        seen = seen.or_else(|| left(&s[0]));
+        seen.is_some()
+    }));
+    assert_eq!(seen, Some(host));
+    net.advance(Duration::from_millis(100));
+    for session in &s {
+        let lobby = session.lobby().unwrap();
+        assert_eq!(lobby.members.len(), 2);
+        assert_eq!(lobby.host, s[0].id().unwrap(), "the next in join order");
+        assert_eq!(session.connected_peers().len(), 1);
+    }
+}
+
+#[test]
+fn a_session_can_worsen_its_own_path_at_run_time() {
+    let net = TestNet::new(NetworkConditions::default());
+    let s = mesh(&net, 2);
+    s[1].set_simulated_network(NetworkConditions::latency(Duration::from_millis(100)));
+    net.advance(Duration::from_secs(4));
+    let rtt = s[0].stats(s[1].id().unwrap()).unwrap().rtt.unwrap();
+    assert!(rtt >= Duration::from_millis(95), "rtt {rtt:?}");
+}
+
+#[test]
+fn settings_a_real_session_refuses_are_refused_here_too() {
+    let net = TestNet::new(NetworkConditions::default());
+    let too_many = (0..300).fold(builder(), |b, _| b.channel(ChannelKind::Unreliable));
+    assert!(matches!(
+        net.join(too_many),
+        Err(squadlink::Error::Config(_))
+    ));
+}
