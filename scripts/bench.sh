@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the benchmark binaries in release mode and records their figures in
 # docs/performance.md (the NAT matrix: docs/networking.md).
-# Usage: scripts/bench.sh [matchmaker|transport|voice|video|soak|nat]; nat needs root.
+# Usage: scripts/bench.sh [matchmaker|transport|connect|voice|video|soak|nat]; nat needs root.
 # soak takes 10 minutes (bench_soak --seconds N for another length).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +13,9 @@ if [[ $which == all || $which == matchmaker ]]; then
 fi
 if [[ $which == all || $which == transport ]]; then
   cargo run --release --locked -p squadlink-bench --bin bench_transport -- --write-docs docs/performance.md
+fi
+if [[ $which == all || $which == connect ]]; then
+  cargo run --release --locked -p squadlink-bench --bin bench_connect_rtt -- --write-docs docs/performance.md
 fi
 if [[ $which == all || $which == voice ]]; then
   # PESQ-WB (ITU-T P.862.2) comes from the PyPI package `pesq`, in a virtualenv of our own.

@@ -102,3 +102,22 @@ fn transport_bench_runs_small_and_accounts_for_every_message() {
     );
     assert!(j["relay"]["rtt_us"]["p50"].as_f64().unwrap() > 0.0);
 }
+
+/// Runs the connect-in-round-trips benchmark with one seed and checks its rows: every
+/// configuration connected, and without loss the count is the one the session core's unit
+/// test pins (round trips of simulated time do not depend on the machine).
+#[test]
+fn connect_rtt_bench_connects_every_row() {
+    let _serial = serial();
+    let (j, _) =
+        squadlink_testkit::run_json(env!("CARGO_BIN_EXE_bench_connect_rtt"), &["--seeds", "1"]);
+    let rows = j["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 8);
+    for row in rows {
+        let median = row["median"].as_f64().unwrap();
+        assert!(median.is_finite() && median > 0.0, "{row}");
+        if row["loss"].as_f64() == Some(0.0) && row["rtt_ms"].as_u64() != Some(20) {
+            assert_eq!(median, 9.5, "{row}");
+        }
+    }
+}

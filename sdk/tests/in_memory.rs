@@ -161,3 +161,24 @@ fn settings_a_real_session_refuses_are_refused_here_too() {
         Err(squadlink::Error::Config(_))
     ));
 }
+
+/// A lost DTLS flight is sent again after the engine's retransmission timer (1 s), not
+/// after the session's connect timeout (10 s) and a new offer: `rtc`'s handshake used to
+/// stall on the peer's repetitions of its previous flight (`transport/dtls_repeats.rs`).
+/// Nine seeds at 5 % loss on a 50 ms path; before the fix two of them took 234 round trips.
+#[test]
+fn a_lost_handshake_flight_costs_a_retransmission_not_a_new_connection() {
+    for seed in 1..=9 {
+        let rtt = Duration::from_millis(50);
+        let net = TestNet::seeded(NetworkConditions::latency(rtt / 2).with_loss(0.05), seed);
+        let s = [net.join(builder()).unwrap(), net.join(builder()).unwrap()];
+        assert!(net.run_until(Duration::from_secs(30), || {
+            s.iter().all(|s| s.connected_peers().len() == 1)
+        }));
+        let round_trips = net.elapsed().as_secs_f64() / rtt.as_secs_f64();
+        assert!(
+            round_trips < 100.0,
+            "seed {seed}: {round_trips:.1} round trips"
+        );
+    }
+}

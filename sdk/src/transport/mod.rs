@@ -22,6 +22,7 @@ pub(crate) mod codecs;
 mod commands;
 pub(crate) mod control;
 mod core;
+mod dtls_repeats;
 pub(crate) mod engine;
 pub(crate) mod gather;
 mod link;

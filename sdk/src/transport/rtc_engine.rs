@@ -27,6 +27,7 @@ use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use squadlink_protocol::{PeerId, Signal};
 
 use super::codecs;
+use super::dtls_repeats::Repeats;
 use super::engine::{Engine, EngineEvent, PeerSettings, Sent, sdp_attribute};
 use crate::channel::ChannelKind;
 use crate::event::CandidateKind;
@@ -60,6 +61,8 @@ pub(crate) struct RtcEngine {
     video_ssrc: u32,
     /// The SSRC of the peer's video, once a packet of it came (PLI names it).
     remote_video_ssrc: Option<u32>,
+    /// The DTLS handshake messages handed to `pc`, to hold back repetitions that stall it.
+    repeats: Repeats,
 }
 
 impl RtcEngine {
@@ -153,6 +156,7 @@ impl RtcEngine {
             video_sender,
             video_ssrc,
             remote_video_ssrc: None,
+            repeats: Repeats::default(),
         })
     }
 
@@ -330,6 +334,10 @@ impl Engine for RtcEngine {
                 self.early.push(input);
             }
             return false;
+        }
+        if !self.repeats.pass(data) {
+            tracing::trace!(peer = %self.id, "a repeated DTLS flight held back (dtls_repeats.rs)");
+            return true;
         }
         if let Err(e) = self.pc.handle_read(input) {
             tracing::debug!(%e, peer = %self.id, "datagram rejected");
