@@ -20,7 +20,7 @@ use squadlink_protocol::{
 };
 
 use super::candidates::{Candidates, Found};
-use super::control;
+use super::control::{self, PING_EVERY};
 use super::engine::{PeerSettings, sdp_attribute};
 use super::gather::Gatherer;
 use super::link::{self, LinkState};
@@ -62,6 +62,8 @@ pub(crate) struct Core {
     retries: Retries,
     ice_servers: Vec<IceServer>,
     out: Out,
+    /// When the next periodic round ([`Core::round`]) is due.
+    next_round: Instant,
 }
 
 impl Core {
@@ -95,6 +97,7 @@ impl Core {
             ice_servers,
             out,
             cfg,
+            next_round: now + PING_EVERY,
         };
         tracing::debug!(me = %core.membership.me(), code = %core.membership.code(), hosts = ?core.cands.hosts(), "lobby entered");
         core.start_gathering();
@@ -135,14 +138,15 @@ impl Core {
             self.link.next_deadline(),
             // Offers go out only while the matchmaker link is up.
             retry,
+            Some(self.next_round),
         ]
         .into_iter()
         .flatten()
         .min()
     }
 
-    /// Serves the engines and STUN/TURN clients whose timers are due, and offers again
-    /// where a retry is due.
+    /// Serves the engines and STUN/TURN clients whose timers are due, offers again where
+    /// a retry is due, and runs the periodic round when it is due.
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
         self.cands.handle_timeout(now, &mut self.out);
         self.on_found(now);
@@ -150,6 +154,10 @@ impl Core {
             self.pump(id, now);
         }
         self.retry_due(now);
+        if now >= self.next_round {
+            self.next_round = now + PING_EVERY;
+            self.round(now);
+        }
     }
 
     // ----- the matchmaker link -------------------------------------------------------
@@ -709,8 +717,9 @@ impl Core {
 
     // ----- liveness ------------------------------------------------------------------
 
-    /// The periodic round: timeouts, ICE restarts, pings, loss and stats.
-    pub(crate) fn tick(&mut self, now: Instant) {
+    /// The periodic round, every [`PING_EVERY`]: timeouts, ICE restarts, pings, loss and
+    /// stats.
+    fn round(&mut self, now: Instant) {
         self.retry_due(now);
         let timeouts = Timeouts {
             connect: self.cfg.connect_timeout,

@@ -49,7 +49,6 @@ use bytes::Bytes;
 use tokio::net::UdpSocket;
 
 use self::commands::ForShell;
-use self::control::PING_EVERY;
 use self::core::{Core, Entered};
 use self::gather::{GatherContext, Gatherer};
 use self::membership::Membership;
@@ -118,7 +117,6 @@ pub(crate) struct Driver {
     /// What those streams read, tagged with their client's id.
     streams: tokio::sync::mpsc::UnboundedReceiver<(u64, StreamEvent)>,
     streams_tx: tokio::sync::mpsc::UnboundedSender<(u64, StreamEvent)>,
-    last_address_check: Instant,
 }
 
 impl Driver {
@@ -192,7 +190,6 @@ impl Driver {
             stream_links: HashMap::new(),
             streams,
             streams_tx,
-            last_address_check: now,
         };
         let _ = ready.send(Ok(()));
         driver.carry_out();
@@ -216,8 +213,8 @@ impl Driver {
         commands: &mut tokio::sync::mpsc::UnboundedReceiver<Command>,
     ) -> Option<Error> {
         let mut buf = vec![0u8; MAX_DATAGRAM];
-        let mut tick = tokio::time::interval(PING_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut address_check = tokio::time::interval(ADDRESS_CHECK_EVERY);
+        address_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             self.carry_out();
             let deadline = self.next_deadline();
@@ -256,12 +253,10 @@ impl Driver {
                 },
                 (resolved, problems) = lookup_result(&mut self.resolving) => self.on_resolved(resolved, problems),
                 joined = reconnect_result(&mut self.attempt) => self.on_reconnect_result(joined),
-                _ = tick.tick() => {
-                    let now = Instant::now();
-                    self.check_addresses(now);
-                    self.core.tick(now);
+                _ = address_check.tick() => {
+                    self.check_addresses(Instant::now());
                     // A fresh clock: a network change just now made a reconnection due at
-                    // once, and it must not wait for the next tick.
+                    // once, and it must not wait for the next check.
                     if let Some(end) = self.core.poll_link(Instant::now()) {
                         return Some(end);
                     }
@@ -429,12 +424,8 @@ impl Driver {
         }
     }
 
-    /// Looks for a network change once every [`ADDRESS_CHECK_EVERY`].
+    /// Looks for a network change (every [`ADDRESS_CHECK_EVERY`]).
     fn check_addresses(&mut self, now: Instant) {
-        if now.saturating_duration_since(self.last_address_check) < ADDRESS_CHECK_EVERY {
-            return;
-        }
-        self.last_address_check = now;
         let hosts = host_addresses(self.bound);
         if !hosts.is_empty() && hosts != self.core.hosts() {
             // The old TURN streams were made from the old address.

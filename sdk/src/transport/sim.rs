@@ -33,9 +33,6 @@ use crate::event::Event;
 use crate::session::NetworkSide;
 use crate::settings::Settings;
 
-/// The periodic round of every core (the shell's interval).
-const TICK: Duration = Duration::from_millis(250);
-
 /// What the stand-in matchmaker delivers to a core (datagrams take the nodes'
 /// conditioners instead).
 enum Delivery {
@@ -69,7 +66,6 @@ pub(crate) struct Node {
     commands: Option<tokio::sync::mpsc::UnboundedReceiver<Command>>,
     /// The path datagrams to this node take.
     inbound: Conditioner<(Bytes, SocketAddr)>,
-    next_tick: Instant,
     /// Every event the game would have seen, in order.
     pub(crate) events: Vec<Event>,
     /// When each of `events` came out (simulated time since the start).
@@ -241,7 +237,6 @@ impl SimNet {
             ends,
             commands,
             inbound,
-            next_tick: self.now + TICK,
             events: Vec::new(),
             event_times: Vec::new(),
         });
@@ -420,8 +415,10 @@ impl SimNet {
             .iter_mut()
             .filter(|n| !n.dead)
             .flat_map(|n| {
-                let timers = n.core.poll_timeout().into_iter().chain([n.next_tick]);
-                timers.chain(n.inbound.next_release())
+                n.core
+                    .poll_timeout()
+                    .into_iter()
+                    .chain(n.inbound.next_release())
             })
             .min();
         arrivals.into_iter().chain(nodes).min()
@@ -474,10 +471,6 @@ impl SimNet {
                 node.core.handle_timeout(now);
             }
             let _ = node.core.poll_link(now);
-            if node.next_tick <= now {
-                node.core.tick(now);
-                node.next_tick = now + TICK;
-            }
         }
     }
 
@@ -686,7 +679,9 @@ mod tests {
         }));
         // Silent once the restart window (from the first restart, 1.2 s after the cut) is
         // over, at the next periodic round: the silence verdict, not ICE giving up.
-        let by = liveness::RESTART_AFTER + liveness::RESTART_WINDOW + 2 * TICK;
+        let by = liveness::RESTART_AFTER
+            + liveness::RESTART_WINDOW
+            + 2 * super::super::control::PING_EVERY;
         for n in &net.nodes {
             let (event, after) = gone(n).unwrap_or_default();
             eprintln!("{}: {event} {after:?} after the cut", n.me);
