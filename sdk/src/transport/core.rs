@@ -372,7 +372,7 @@ impl Core {
             Err(e) => return self.fail(peer, e.to_string(), now),
         };
         let offered = if offer {
-            p.offerer = true;
+            p.make_offerer();
             match p.offer(now) {
                 Ok(sdp) => Some(sdp),
                 Err(e) => return self.fail(peer, e, now),
@@ -523,9 +523,7 @@ impl Core {
         let keep = self.peers.get(from).is_some_and(|p| {
             let fresh_answerer = p.awaits_first_offer();
             // The same DTLS identity: an ICE restart of this very connection.
-            let restart = p.has_remote_description()
-                && fingerprint.is_some()
-                && p.remote_fingerprint.as_deref() == fingerprint;
+            let restart = p.has_remote_description() && p.same_identity(fingerprint);
             fresh_answerer || restart
         });
         if keep {
@@ -554,7 +552,7 @@ impl Core {
         match p.offer(now) {
             Ok(sdp) => {
                 tracing::debug!(peer = %id, "ICE restart");
-                p.stats.ice_restarts += 1;
+                p.count_ice_restart();
                 self.out.signal(id, Signal::Offer { sdp });
                 self.peers.described(id, &self.cands, &mut self.out);
             }
@@ -582,7 +580,7 @@ impl Core {
             if !p.is_connected() {
                 continue;
             }
-            if p.offerer {
+            if p.is_offerer() {
                 self.ice_restart(id, now);
             } else {
                 // The offerer restarts once it notices; we give it the time.
@@ -755,7 +753,7 @@ impl Core {
             self.peers.ping(id, now);
             if let Some(p) = self.peers.get_mut(id) {
                 p.update_loss(now);
-                p.stats.send_queue_bytes = p.queued_bytes();
+                p.count_queued();
             }
             self.pump(id, now);
             self.peers.publish_stats(id, &self.out);

@@ -6,16 +6,15 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use squadlink_protocol::{PeerId, Signal};
 
 use super::control::{self, Control, Pinger};
 use super::engine::{Engine, EngineEvent, PeerSettings, Sent};
 use super::liveness::Facts;
 use super::rtc_engine::RtcEngine;
-use crate::channel::Framing;
-use crate::event::CandidateKind;
-use crate::event::PathKind;
+use crate::channel::{Framing, Received};
+use crate::event::{CandidateKind, PathKind, RelayTransport};
 use crate::media::{Kind, MediaFrame};
 use crate::stats::PeerStats;
 
@@ -33,9 +32,9 @@ pub(crate) struct Peer {
     pub(crate) id: PeerId,
     /// Our current ICE username fragment (from our local description; it changes on an ICE
     /// restart). Empty until the local description is set.
-    pub(crate) ufrag: String,
+    ufrag: String,
     /// We sent the first offer, so we also start ICE restarts.
-    pub(crate) offerer: bool,
+    offerer: bool,
     /// When the latest ICE restart began (we sent or answered a restart offer).
     restart_at: Option<Instant>,
     /// When the first ICE restart since the peer was last heard began: the restart window
@@ -43,7 +42,7 @@ pub(crate) struct Peer {
     first_restart: Option<Instant>,
     /// The DTLS fingerprint in the peer's description: an offer with the same one is an
     /// ICE restart of this connection, a different one a new connection (it rejoined).
-    pub(crate) remote_fingerprint: Option<String>,
+    remote_fingerprint: Option<String>,
     /// The WebRTC engine carrying this connection.
     engine: Box<dyn Engine>,
     /// A control frame came from the peer: its channels are open, so what we send now
@@ -51,24 +50,37 @@ pub(crate) struct Peer {
     /// completed is acknowledged by SCTP and then dropped by the WebRTC stack: we must
     /// not count a peer connected, nor send to it, on our channels' opening alone.)
     heard_control: bool,
-    pub(crate) created: Instant,
+    created: Instant,
     /// Connecting, or connected (and whether the game was told).
     phase: Phase,
     /// Telling the game this peer sends undecodable frames.
-    pub(crate) told_misbehaviour: Throttle,
+    told_misbehaviour: Throttle,
     /// Telling the game its messages are dropped because a channel is not read.
-    pub(crate) told_unread: Throttle,
+    told_unread: Throttle,
     /// Telling the game its send buffer to this peer is full.
-    pub(crate) told_send_full: Throttle,
-    pub(crate) remote_types: HashMap<SocketAddr, CandidateKind>,
+    told_send_full: Throttle,
+    remote_types: HashMap<SocketAddr, CandidateKind>,
     /// Framing of every channel, both ways.
-    pub(crate) framing: Framing,
-    pub(crate) last_heard: Instant,
+    framing: Framing,
+    last_heard: Instant,
     /// The pair the latest DTLS, SCTP or media datagram went over: the selected pair.
-    pub(crate) last_pair: Option<(SocketAddr, SocketAddr)>,
+    last_pair: Option<(SocketAddr, SocketAddr)>,
     /// Our pings and what their pongs measure.
     pinger: Pinger,
-    pub(crate) stats: PeerStats,
+    stats: PeerStats,
+}
+
+/// What a data-channel message from the peer comes to ([`Peer::on_message`]).
+pub(crate) enum Inbound {
+    /// A whole game message on this channel.
+    Message(usize, Bytes),
+    /// The peer's report of how much of our voice it loses, percent.
+    VoiceLoss(u8),
+    /// An undecodable frame (counted); `Some(frame errors so far)` when the game is to be
+    /// told (the first time, then at most once a second).
+    Misbehaved(Option<u64>),
+    /// Nothing for anyone: a ping answered, a fragment kept, a stale message dropped.
+    Nothing,
 }
 
 /// Tells the game of a recurring problem the first time, then at most once a second.
@@ -448,6 +460,153 @@ impl Peer {
     }
 
     /// Loss over the ping window, counting only pings old enough to have been answered.
+    /// One data-channel message: heard from the peer, unframed, counted.
+    pub(crate) fn on_message(&mut self, index: usize, data: Bytes, now: Instant) -> Inbound {
+        self.last_heard = now;
+        if index == self.control() {
+            return match control::parse(&data) {
+                Some(Control::VoiceLoss(percent)) => Inbound::VoiceLoss(percent),
+                Some(other) => {
+                    if let Some(reply) = self.on_control(other, now) {
+                        self.send_frame(self.control(), reply, now);
+                    }
+                    Inbound::Nothing
+                }
+                None => self.misbehaved(now),
+            };
+        }
+        let (received, evicted) = self.framing.receive(index, data);
+        self.stats.partials_dropped += evicted;
+        match received {
+            Received::Message(message) => {
+                self.stats.messages_received += 1;
+                Inbound::Message(index, message)
+            }
+            Received::Incomplete | Received::NoChannel => Inbound::Nothing,
+            Received::Stale => {
+                self.stats.dropped_stale += 1;
+                Inbound::Nothing
+            }
+            Received::Malformed(e) => {
+                tracing::debug!(%e, peer = %self.id, "bad frame");
+                self.misbehaved(now)
+            }
+        }
+    }
+
+    fn misbehaved(&mut self, now: Instant) -> Inbound {
+        self.stats.frame_errors += 1;
+        let tell = self.told_misbehaviour.due(now);
+        Inbound::Misbehaved(tell.then_some(self.stats.frame_errors))
+    }
+
+    /// A message of this peer's was dropped because the game's inbox was full; whether to
+    /// tell the game now.
+    pub(crate) fn dropped_unread(&mut self, now: Instant) -> bool {
+        self.stats.dropped_unread += 1;
+        self.told_unread.due(now)
+    }
+
+    /// Counts what became of a message the game sent; for a reliable message the send
+    /// buffer refused, whether to tell the game now.
+    pub(crate) fn count_send(&mut self, sent: Sent, reliable: bool, now: Instant) -> bool {
+        match sent {
+            Sent::Yes => self.stats.messages_sent += 1,
+            Sent::QueueFull if reliable => {
+                self.stats.refused_send_buffer_full += 1;
+                return self.told_send_full.due(now);
+            }
+            Sent::QueueFull => self.stats.dropped_congested += 1,
+            Sent::No => {}
+        }
+        false
+    }
+
+    /// A datagram of this connection's goes out from `from` to `to`.
+    pub(crate) fn transmitted(&mut self, data: &[u8], from: SocketAddr, to: SocketAddr) {
+        // DTLS, SCTP and media go only over the selected pair; STUN (first byte 0–3) also
+        // checks the others, so it does not tell which pair is in use.
+        if data.first().is_some_and(|b| *b > 3) {
+            self.last_pair = Some((from, to));
+        }
+        self.stats.packets_sent += 1;
+        self.stats.bytes_sent += data.len() as u64;
+    }
+
+    /// The game is told the peer is connected over `path`: the stats say so too, with
+    /// the selected pair (`relay_addrs` are our relayed addresses; `relay_transport` says
+    /// how our end reaches the TURN server of one). How long it took since the connection
+    /// was made.
+    pub(crate) fn connected_over(
+        &mut self,
+        path: PathKind,
+        relay_addrs: &[SocketAddr],
+        relay_transport: impl FnOnce(SocketAddr) -> Option<RelayTransport>,
+        opened: Instant,
+    ) -> Duration {
+        self.announced();
+        self.stats.connected = true;
+        self.stats.path = Some(path);
+        self.stats.selected_pair = self.last_pair;
+        self.stats.selected_pair_types = self.pair_types(relay_addrs);
+        self.stats.relay_transport = self.last_pair.and_then(|(local, _)| relay_transport(local));
+        opened.saturating_duration_since(self.created)
+    }
+
+    /// The peer announced a candidate at `addr` of `kind`.
+    pub(crate) fn remote_candidate(&mut self, addr: SocketAddr, kind: CandidateKind) {
+        self.remote_types.insert(addr, kind);
+        if !self.stats.remote_candidate_types.contains(&kind) {
+            self.stats.remote_candidate_types.push(kind);
+        }
+    }
+
+    /// The addresses the peer announced, with their kinds.
+    pub(crate) fn remote_candidates(&self) -> &HashMap<SocketAddr, CandidateKind> {
+        &self.remote_types
+    }
+
+    /// Our ICE username fragment as routes know it (empty before our first description).
+    pub(crate) fn routed_ufrag(&self) -> &str {
+        &self.ufrag
+    }
+
+    /// Our ICE username fragment changed to `ufrag`; the one routes knew before.
+    pub(crate) fn set_routed_ufrag(&mut self, ufrag: String) -> String {
+        std::mem::replace(&mut self.ufrag, ufrag)
+    }
+
+    /// We sent the first offer: we start ICE restarts too.
+    pub(crate) fn is_offerer(&self) -> bool {
+        self.offerer
+    }
+
+    /// We are sending the first offer.
+    pub(crate) fn make_offerer(&mut self) {
+        self.offerer = true;
+    }
+
+    /// Whether `fingerprint` is the DTLS identity of the peer's description: an offer with
+    /// it is an ICE restart of this very connection.
+    pub(crate) fn same_identity(&self, fingerprint: Option<&str>) -> bool {
+        fingerprint.is_some() && self.remote_fingerprint.as_deref() == fingerprint
+    }
+
+    /// The peer's statistics as last counted.
+    pub(crate) fn stats(&self) -> &PeerStats {
+        &self.stats
+    }
+
+    /// We started an ICE restart.
+    pub(crate) fn count_ice_restart(&mut self) {
+        self.stats.ice_restarts += 1;
+    }
+
+    /// The bytes still queued to the peer, into the stats.
+    pub(crate) fn count_queued(&mut self) {
+        self.stats.send_queue_bytes = self.queued_bytes();
+    }
+
     pub(crate) fn update_loss(&mut self, now: Instant) {
         if let Some(loss) = self.pinger.loss(now) {
             self.stats.loss = loss;

@@ -14,14 +14,12 @@ use bytes::Bytes;
 use squadlink_protocol::PeerId;
 
 use super::candidates::Candidates;
-use super::control::{self, Control};
 use super::engine::{EngineEvent, Sent};
 use super::net;
 use super::output::Out;
-use super::peer::Peer;
+use super::peer::{Inbound, Peer};
 use super::routes::{Route, Routes};
-use crate::bridge::Shared;
-use crate::channel::{ChannelKind, Received};
+use crate::channel::ChannelKind;
 use crate::error::Error;
 use crate::event::CandidateKind;
 use crate::event::{DisconnectReason, Event, PathKind};
@@ -106,7 +104,7 @@ impl Peers {
     pub(crate) fn remote_addresses(&self) -> Vec<SocketAddr> {
         self.map
             .values()
-            .flat_map(|p| p.remote_types.keys().copied())
+            .flat_map(|p| p.remote_candidates().keys().copied())
             .collect()
     }
 
@@ -138,25 +136,14 @@ impl Peers {
             let Some(p) = self.map.get_mut(id) else {
                 return false;
             };
-            match p.send_message(channel, payload, limit, now) {
-                Sent::Yes => p.stats.messages_sent += 1,
-                Sent::QueueFull if kind.is_reliable() => {
-                    p.stats.refused_send_buffer_full += 1;
-                    if p.told_send_full.due(now) {
-                        out.emit(Event::Error(Error::SendBufferFull {
-                            peer: *id,
-                            channel: crate::Channel(channel),
-                        }));
-                    }
-                    return false;
-                }
-                Sent::QueueFull => {
-                    p.stats.dropped_congested += 1;
-                    return false;
-                }
-                Sent::No => {}
+            let sent = p.send_message(channel, payload, limit, now);
+            if p.count_send(sent, kind.is_reliable(), now) {
+                out.emit(Event::Error(Error::SendBufferFull {
+                    peer: *id,
+                    channel: crate::Channel(channel),
+                }));
             }
-            true
+            sent != Sent::QueueFull
         });
         took
     }
@@ -189,10 +176,10 @@ impl Peers {
             return;
         };
         if let Some(ufrag) = p.local_ufrag()
-            && ufrag != p.ufrag
+            && ufrag != p.routed_ufrag()
         {
-            self.routes.set_ufrag(&p.ufrag, &ufrag, id);
-            p.ufrag = ufrag;
+            self.routes.set_ufrag(p.routed_ufrag(), &ufrag, id);
+            p.set_routed_ufrag(ufrag);
         }
         for candidate in cands.known() {
             self.add_candidate(id, candidate, cands, out);
@@ -225,10 +212,7 @@ impl Peers {
         let Some(p) = self.map.get_mut(&id) else {
             return;
         };
-        p.remote_types.insert(addr, kind);
-        if !p.stats.remote_candidate_types.contains(&kind) {
-            p.stats.remote_candidate_types.push(kind);
-        }
+        p.remote_candidate(addr, kind);
         self.routes.expect(addr, id);
     }
 
@@ -273,14 +257,14 @@ impl Peers {
             return false;
         };
         let announced_relays = self.map.values().flat_map(|q| {
-            q.remote_types
+            q.remote_candidates()
                 .iter()
                 .filter(|(_, t)| **t == CandidateKind::Relay)
                 .map(|(a, _)| a.ip())
         });
         net::relay_in_disguise(
             from,
-            &p.remote_types,
+            p.remote_candidates(),
             cands.hosts(),
             cands.turn_servers().chain(announced_relays),
         )
@@ -376,15 +360,12 @@ impl Peers {
             None if now.saturating_duration_since(opened) >= ANNOUNCE_GRACE => PathKind::Srflx,
             None => return,
         };
-        p.announced();
-        p.stats.connected = true;
-        p.stats.path = Some(path);
-        p.stats.selected_pair = p.last_pair;
-        p.stats.selected_pair_types = p.pair_types(cands.relays());
-        p.stats.relay_transport = p
-            .last_pair
-            .and_then(|(local, _)| cands.relay_transport(local));
-        let connect_time = opened.saturating_duration_since(p.created);
+        let connect_time = p.connected_over(
+            path,
+            cands.relays(),
+            |local| cands.relay_transport(local),
+            opened,
+        );
         tracing::debug!(peer = %id, ?connect_time, path = path.name(), "connected");
         self.publish_stats(id, out);
         out.emit(Event::PeerConnected {
@@ -399,7 +380,7 @@ impl Peers {
         if let Some(p) = self.map.get(&id)
             && let Ok(mut stats) = out.shared.stats.write()
         {
-            stats.insert(id, p.stats.clone());
+            stats.insert(id, p.stats().clone());
         }
     }
 
@@ -416,7 +397,7 @@ impl Peers {
         };
         p.close();
         drain_writes(&mut p, now, cands, out);
-        self.routes.forget(id, &p.ufrag);
+        self.routes.forget(id, p.routed_ufrag());
         true
     }
 }
@@ -426,77 +407,33 @@ fn drain_writes(p: &mut Peer, now: Instant, cands: &mut Candidates, out: &mut Ou
     let mut any = false;
     while let Some((data, from, to)) = p.poll_transmit() {
         any = true;
-        // DTLS, SCTP and media go only over the selected pair; STUN (first byte 0–3) also
-        // checks the others, so it does not tell which pair is in use.
-        if data.first().is_some_and(|b| *b > 3) {
-            p.last_pair = Some((from, to));
-        }
-        p.stats.packets_sent += 1;
-        p.stats.bytes_sent += data.len() as u64;
+        p.transmitted(&data, from, to);
         cands.send(now, data, from, to, out);
     }
     any
 }
 
-/// Counts an undecodable frame from `p`, and tells the game on the first one and then at
-/// most once a second.
-fn misbehaved(p: &mut Peer, shared: &Shared, now: Instant) {
-    p.stats.frame_errors += 1;
-    if p.told_misbehaviour.due(now) {
-        shared.emit(Event::PeerMisbehaved {
-            peer: p.id,
-            frame_errors: p.stats.frame_errors,
-        });
-    }
-}
-
-/// One data-channel message: unframe it and hand it to the game (or answer a ping).
+/// One data-channel message from `p`, to the game (or to the voice pipeline).
 fn on_message(p: &mut Peer, out: &Out, index: usize, data: Bytes, now: Instant) {
-    p.last_heard = now;
     let shared = &out.shared;
-    if index == p.control() {
-        match control::parse(&data) {
-            Some(Control::VoiceLoss(percent)) => {
-                out.give_voice(MediaIn::LossReport {
-                    peer: p.id,
-                    percent,
-                });
-            }
-            Some(other) => {
-                if let Some(reply) = p.on_control(other, now) {
-                    p.send_frame(p.control(), reply, now);
-                }
-            }
-            None => misbehaved(p, shared, now),
-        }
-        return;
-    }
-    let (received, evicted) = p.framing.receive(index, data);
-    p.stats.partials_dropped += evicted;
-    let message = match received {
-        Received::Message(message) => Some(message),
-        Received::Incomplete | Received::NoChannel => None,
-        Received::Stale => {
-            p.stats.dropped_stale += 1;
-            None
-        }
-        Received::Malformed(e) => {
-            tracing::debug!(%e, peer = %p.id, "bad frame");
-            misbehaved(p, shared, now);
-            None
-        }
-    };
-    if let Some(message) = message {
-        p.stats.messages_received += 1;
-        if !shared.deliver(index, p.id, message) {
-            p.stats.dropped_unread += 1;
-            if p.told_unread.due(now) {
+    match p.on_message(index, data, now) {
+        Inbound::Message(channel, message) => {
+            if !shared.deliver(channel, p.id, message) && p.dropped_unread(now) {
                 shared.emit(Event::Error(Error::InboxFull {
                     peer: p.id,
-                    channel: crate::Channel(index),
+                    channel: crate::Channel(channel),
                     limit: shared.inbox_limit,
                 }));
             }
         }
+        Inbound::VoiceLoss(percent) => out.give_voice(MediaIn::LossReport {
+            peer: p.id,
+            percent,
+        }),
+        Inbound::Misbehaved(Some(frame_errors)) => shared.emit(Event::PeerMisbehaved {
+            peer: p.id,
+            frame_errors,
+        }),
+        Inbound::Misbehaved(None) | Inbound::Nothing => {}
     }
 }
