@@ -5,17 +5,18 @@
 //! drains it.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
-use squadlink_protocol::PeerId;
+use squadlink_protocol::{PeerId, PlayerId};
 
 use crate::conditioner::NetworkConditions;
 use crate::event::{Event, LobbyInfo};
 #[cfg(feature = "fuzzing")]
 use crate::media::Kind;
 use crate::media::{MediaFrame, MediaIn};
+use crate::settings::Settings;
 use crate::stats::PeerStats;
 
 /// What the network thread shares with the game.
@@ -99,6 +100,18 @@ impl Shared {
             });
         }
     }
+}
+
+/// The network's side of a new session: what a shell (the native network thread, or the
+/// in-memory network of `testing::TestNet`) drives.
+pub(crate) struct NetworkSide {
+    pub(crate) settings: Settings,
+    /// The game's side of the bridge, which the core writes.
+    pub(crate) shared: Arc<Shared>,
+    /// The game's commands.
+    pub(crate) commands: tokio::sync::mpsc::UnboundedReceiver<Command>,
+    /// Where the session's identity goes once it is known.
+    pub(crate) ident: crossbeam_channel::Sender<(PeerId, PlayerId)>,
 }
 
 /// What the game asks of the network thread.

@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use squadlink_protocol::{IceServer, PeerId, PlayerId};
 
-use crate::bridge::{Command, Shared};
+use crate::bridge::{Command, NetworkSide, Shared};
 use crate::channel::{Channel, ChannelKind, FRAGMENT_SIZE};
 use crate::conditioner::NetworkConditions;
 use crate::error::{Error, Result};
@@ -288,7 +288,7 @@ impl SessionBuilder {
         Ok((session, ready_rx))
     }
 
-    /// Checks the settings for a session on [`crate::testing::TestNet`] (the matchmaker URL
+    /// Checks the settings for a session on the in-memory network (`testing::TestNet`; the matchmaker URL
     /// is not used there) and splits it.
     pub(crate) fn in_memory(self) -> Result<(Session, NetworkSide)> {
         self.validate_settings()?;
@@ -323,18 +323,6 @@ impl SessionBuilder {
         };
         (session, net)
     }
-}
-
-/// The network's side of a new session: what a shell (the native loop, or the in-memory
-/// network of [`crate::testing`]) drives.
-pub(crate) struct NetworkSide {
-    pub(crate) settings: Settings,
-    /// The game's side of the bridge, which the core writes.
-    pub(crate) shared: Arc<Shared>,
-    /// The game's commands.
-    pub(crate) commands: tokio::sync::mpsc::UnboundedReceiver<Command>,
-    /// Where the session's identity goes once it is known.
-    pub(crate) ident: crossbeam_channel::Sender<(PeerId, PlayerId)>,
 }
 
 /// A session that is still entering its lobby; see [`SessionBuilder::start_background`].

@@ -140,7 +140,7 @@ impl Peers {
             if p.count_send(sent, kind.is_reliable(), now) {
                 out.emit(Event::Error(Error::SendBufferFull {
                     peer: *id,
-                    channel: crate::Channel(channel),
+                    channel: crate::channel::Channel(channel),
                 }));
             }
             sent != Sent::QueueFull
@@ -421,7 +421,7 @@ fn on_message(p: &mut Peer, out: &Out, index: usize, data: Bytes, now: Instant) 
             if !shared.deliver(channel, p.id, message) && p.dropped_unread(now) {
                 shared.emit(Event::Error(Error::InboxFull {
                     peer: p.id,
-                    channel: crate::Channel(channel),
+                    channel: crate::channel::Channel(channel),
                     limit: shared.inbox_limit,
                 }));
             }

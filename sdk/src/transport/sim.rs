@@ -7,8 +7,8 @@
 //! seconds of simulated time takes milliseconds to run.
 //!
 //! A node is a bare core (the unit tests below read its events and inboxes) or the
-//! network side of a game's [`crate::Session`] ([`SimNet::join_session`]; the public
-//! [`crate::testing::TestNet`]), whose commands it applies at the simulated time they are
+//! network side of a game's `Session` ([`SimNet::join_session`]; the public
+//! `testing::TestNet`), whose commands it applies at the simulated time they are
 //! found.
 
 use std::net::SocketAddr;
@@ -24,13 +24,12 @@ use super::commands::{self, ForShell};
 use super::core::{Core, Entered};
 use super::membership::Membership;
 use super::output::{Out, Request, Via};
-use crate::bridge::{Command, GameEnds, Shared};
+use crate::bridge::{Command, GameEnds, NetworkSide, Shared};
 use crate::channel;
 #[cfg(test)]
 use crate::channel::ChannelKind;
 use crate::conditioner::{Conditioner, NetworkConditions};
 use crate::event::Event;
-use crate::session::NetworkSide;
 use crate::settings::Settings;
 
 /// What the stand-in matchmaker delivers to a core (datagrams take the nodes'
@@ -825,15 +824,14 @@ mod tests {
         net.join_with(&[ChannelKind::ReliableOrdered]);
         let both_told = |net: &SimNet| {
             net.nodes.iter().all(|n| {
-                let error = n
-                    .events
-                    .iter()
-                    .any(|e| matches!(e, Event::Error(crate::Error::ChannelMismatch { .. })));
+                let error = n.events.iter().any(|e| {
+                    matches!(e, Event::Error(crate::error::Error::ChannelMismatch { .. }))
+                });
                 let gone = n.events.iter().any(|e| {
                     matches!(
                         e,
                         Event::PeerDisconnected {
-                            reason: crate::DisconnectReason::ChannelMismatch,
+                            reason: crate::event::DisconnectReason::ChannelMismatch,
                             ..
                         }
                     )
@@ -871,7 +869,7 @@ mod tests {
         let reported = |net: &SimNet| {
             net.nodes.iter().take(2).all(|n| {
                 n.events.iter().any(|e| {
-                    matches!(e, Event::PeerDisconnected { peer, reason: crate::DisconnectReason::Silent } if Some(*peer) == dead)
+                    matches!(e, Event::PeerDisconnected { peer, reason: crate::event::DisconnectReason::Silent } if Some(*peer) == dead)
                 })
             })
         };
