@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 pub use squadlink_examples::init_logging;
 
 /// Summary of a latency sample, in microseconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct Percentiles {
     /// Number of samples.
     pub count: usize,
