@@ -118,7 +118,8 @@ impl SessionBuilder {
     }
 
     /// How long a connected peer may stay silent before it is reported disconnected
-    /// (default 4 s; the session pings every peer 4 times a second).
+    /// (default 4 s; both ends ping each other twice a second, so each hears from the
+    /// other about 4 times a second).
     pub fn silence_timeout(mut self, timeout: Duration) -> Self {
         self.settings.silence_timeout = timeout;
         self

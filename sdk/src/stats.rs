@@ -13,7 +13,7 @@ pub struct PeerStats {
     pub connected: bool,
     /// How the peer is reached, once connected.
     pub path: Option<PathKind>,
-    /// Round-trip time, smoothed (from the session's own pings, 4 per second).
+    /// Round-trip time, smoothed (from the session's own pings, 2 per second).
     pub rtt: Option<Duration>,
     /// The latest round-trip sample.
     pub rtt_last: Option<Duration>,
@@ -21,7 +21,7 @@ pub struct PeerStats {
     pub pings_sent: u64,
     /// Pings answered.
     pub pongs_received: u64,
-    /// Fraction of the last 40 pings (10 s) not answered.
+    /// Fraction of the last 20 pings (10 s) not answered.
     pub loss: f64,
     /// Datagrams sent to and received from this peer (all protocols: ICE, DTLS, SCTP).
     pub packets_sent: u64,

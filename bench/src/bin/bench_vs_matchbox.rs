@@ -36,13 +36,13 @@ struct Args {
     /// Rounds of connecting an 8-peer mesh (per library).
     #[arg(long, default_value_t = 5)]
     mesh_rounds: usize,
-    /// Sequential 64-byte round trips.
+    /// Sequential 64-byte round trips (0: skip).
     #[arg(long, default_value_t = 2000)]
     pings: usize,
-    /// Seconds of reliable throughput.
+    /// Seconds of reliable throughput (0: skip).
     #[arg(long, default_value_t = 3.0)]
     throughput_seconds: f64,
-    /// Seconds the idle mesh is measured.
+    /// Seconds the idle mesh is measured (0: skip).
     #[arg(long, default_value_t = 5.0)]
     idle_seconds: f64,
     /// Measure only this library (no table): for looking into one figure.
@@ -604,14 +604,18 @@ fn measure(servers: &mut Servers, lib: Lib, args: &Args) -> Result<Side, String>
         let r = round(servers, lib, 8, ("connect", "connect"), 0.0)?;
         side.connect_8_ms.extend(connect_ms(&r));
     }
-    if args.pings == 0 {
+    if args.pings > 0 {
+        let r = round(servers, lib, 2, ("ping", "serve"), args.pings as f64)?;
+        let rtts = r.first().and_then(|r| r.rtt_ns.clone()).unwrap_or_default();
+        side.rtt_us = Percentiles::of_nanos(&rtts);
+    }
+    if args.throughput_seconds > 0.0 {
+        let r = round(servers, lib, 2, ("send", "serve"), args.throughput_seconds)?;
+        side.reliable_mib_per_s = r.first().and_then(|r| r.mib_per_s).unwrap_or(0.0);
+    }
+    if args.idle_seconds <= 0.0 {
         return Ok(side);
     }
-    let r = round(servers, lib, 2, ("ping", "serve"), args.pings as f64)?;
-    let rtts = r.first().and_then(|r| r.rtt_ns.clone()).unwrap_or_default();
-    side.rtt_us = Percentiles::of_nanos(&rtts);
-    let r = round(servers, lib, 2, ("send", "serve"), args.throughput_seconds)?;
-    side.reliable_mib_per_s = r.first().and_then(|r| r.mib_per_s).unwrap_or(0.0);
     let r = round(servers, lib, 8, ("idle", "idle"), args.idle_seconds)?;
     let cpu: Vec<f64> = r.iter().filter_map(|r| r.cpu_percent).collect();
     let rss: Vec<f64> = r

@@ -13,14 +13,14 @@
 //! restarts, liveness, and what follows the matchmaker's loss and return.
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use squadlink_protocol::{
     ClientMessage, ErrorCode, IceServer, Lobby, PeerId, PlayerId, ServerMessage, Signal,
 };
 
 use super::candidates::{Candidates, Found};
-use super::control::{self, PING_EVERY};
+use super::control;
 use super::engine::{PeerSettings, sdp_attribute};
 use super::gather::Gatherer;
 use super::link::{self, LinkState};
@@ -38,6 +38,9 @@ use crate::event::CandidateKind;
 use crate::event::{DisconnectReason, Event, IcePolicy};
 use crate::media::{self, MediaFrame, MediaIn};
 use crate::settings::Settings;
+
+/// The periodic round's period: liveness verdicts, pings when due, loss and stats.
+pub(crate) const ROUND: Duration = Duration::from_millis(250);
 
 /// Who we are in the lobby just entered.
 pub(crate) struct Entered<'a> {
@@ -97,7 +100,7 @@ impl Core {
             ice_servers,
             out,
             cfg,
-            next_round: now + PING_EVERY,
+            next_round: now + ROUND,
         };
         tracing::debug!(me = %core.membership.me(), code = %core.membership.code(), hosts = ?core.cands.hosts(), "lobby entered");
         core.start_gathering();
@@ -155,7 +158,7 @@ impl Core {
         }
         self.retry_due(now);
         if now >= self.next_round {
-            self.next_round = now + PING_EVERY;
+            self.next_round = now + ROUND;
             self.round(now);
         }
     }
@@ -715,8 +718,8 @@ impl Core {
 
     // ----- liveness ------------------------------------------------------------------
 
-    /// The periodic round, every [`PING_EVERY`]: timeouts, ICE restarts, pings, loss and
-    /// stats.
+    /// The periodic round, every [`ROUND`]: timeouts, ICE restarts, pings (when due),
+    /// loss and stats.
     fn round(&mut self, now: Instant) {
         self.retry_due(now);
         let timeouts = Timeouts {
@@ -750,7 +753,7 @@ impl Core {
             if restart && self.link.is_up() {
                 self.ice_restart(id, now);
             }
-            self.peers.ping(id, now);
+            self.peers.ping_if_due(id, now);
             if let Some(p) = self.peers.get_mut(id) {
                 p.update_loss(now);
                 p.count_queued();

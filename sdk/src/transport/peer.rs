@@ -348,11 +348,18 @@ impl Peer {
         }
     }
 
-    /// Sends a ping on the control channel (4 a second once connected; while connecting,
-    /// it tells the peer our channels are open).
+    /// Sends a ping on the control channel (while connecting, it tells the peer our
+    /// channels are open).
     pub(crate) fn ping(&mut self, now: Instant, epoch: Instant) {
         let ping = self.make_ping(now, epoch);
         self.send_frame(self.control(), ping, now);
+    }
+
+    /// Sends a ping if one is due ([`control::PING_EVERY`] after the last).
+    pub(crate) fn ping_if_due(&mut self, now: Instant, epoch: Instant) {
+        if self.pinger.due(now) {
+            self.ping(now, epoch);
+        }
     }
 
     /// Sends one frame as it is on data channel `index` (the control channel is the last);

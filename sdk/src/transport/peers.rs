@@ -115,6 +115,13 @@ impl Peers {
         }
     }
 
+    /// Pings `id` if a ping is due.
+    pub(crate) fn ping_if_due(&mut self, id: PeerId, now: Instant) {
+        if let Some(p) = self.map.get_mut(&id) {
+            p.ping_if_due(now, self.epoch);
+        }
+    }
+
     /// Queues a message on `channel` (of `kind`) for `to`, or for every connected peer;
     /// the peers whose engine took it (pump each). A full queue drops an unreliable
     /// message and refuses a reliable one (the game is told, at most once a second).

@@ -678,9 +678,7 @@ mod tests {
         }));
         // Silent once the restart window (from the first restart, 1.2 s after the cut) is
         // over, at the next periodic round: the silence verdict, not ICE giving up.
-        let by = liveness::RESTART_AFTER
-            + liveness::RESTART_WINDOW
-            + 2 * super::super::control::PING_EVERY;
+        let by = liveness::RESTART_AFTER + liveness::RESTART_WINDOW + 2 * super::super::core::ROUND;
         for n in &net.nodes {
             let (event, after) = gone(n).unwrap_or_default();
             eprintln!("{}: {event} {after:?} after the cut", n.me);
