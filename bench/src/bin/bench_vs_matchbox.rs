@@ -592,18 +592,33 @@ struct Side {
     reliable_mib_per_s: f64,
     idle_cpu_percent_per_player: f64,
     idle_rss_kib_per_player: f64,
+    /// Rounds in which some player did not connect within 30 s (left out of the figures).
+    failed_rounds: usize,
 }
 
 fn measure(servers: &mut Servers, lib: Lib, args: &Args) -> Result<Side, String> {
     let mut side = Side::default();
+    let mut failed = 0;
+    let mut tally = |outcome: Result<Vec<Report>, String>, into: &mut Vec<f64>| match outcome {
+        Ok(r) => into.extend(connect_ms(&r)),
+        Err(e) => {
+            eprintln!("{lib:?}: a round failed: {e}");
+            failed += 1;
+        }
+    };
     for _ in 0..args.pair_rounds {
-        let r = round(servers, lib, 2, ("connect", "connect"), 0.0)?;
-        side.connect_2_ms.extend(connect_ms(&r));
+        tally(
+            round(servers, lib, 2, ("connect", "connect"), 0.0),
+            &mut side.connect_2_ms,
+        );
     }
     for _ in 0..args.mesh_rounds {
-        let r = round(servers, lib, 8, ("connect", "connect"), 0.0)?;
-        side.connect_8_ms.extend(connect_ms(&r));
+        tally(
+            round(servers, lib, 8, ("connect", "connect"), 0.0),
+            &mut side.connect_8_ms,
+        );
     }
+    side.failed_rounds = failed;
     if args.pings > 0 {
         let r = round(servers, lib, 2, ("ping", "serve"), args.pings as f64)?;
         let rtts = r.first().and_then(|r| r.rtt_ns.clone()).unwrap_or_default();
@@ -616,7 +631,14 @@ fn measure(servers: &mut Servers, lib: Lib, args: &Args) -> Result<Side, String>
     if args.idle_seconds <= 0.0 {
         return Ok(side);
     }
-    let r = round(servers, lib, 8, ("idle", "idle"), args.idle_seconds)?;
+    let r = match round(servers, lib, 8, ("idle", "idle"), args.idle_seconds) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{lib:?}: the idle mesh failed: {e}");
+            side.failed_rounds += 1;
+            return Ok(side);
+        }
+    };
     let cpu: Vec<f64> = r.iter().filter_map(|r| r.cpu_percent).collect();
     let rss: Vec<f64> = r
         .iter()
@@ -729,6 +751,10 @@ fn coordinator(args: &Args) -> Result<(), String> {
         theirs.idle_cpu_percent_per_player,
         "% of a core",
         true,
+    );
+    table += &format!(
+        "| rounds with a player not connected within 30 s (left out) | {} | {} | |\n",
+        ours.failed_rounds, theirs.failed_rounds
     );
     table += &row(
         "idle 8-peer mesh, RSS per player",
