@@ -13,7 +13,7 @@
 //! restarts, liveness, and what follows the matchmaker's loss and return.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use squadlink_protocol::{
     ClientMessage, ErrorCode, IceServer, Lobby, PeerId, PlayerId, ServerMessage, Signal,
@@ -21,12 +21,11 @@ use squadlink_protocol::{
 
 use super::candidates::{Candidates, Found};
 use super::control;
-use super::engine::{PeerSettings, sdp_attribute};
+use super::engine::{MakeEngine, PeerSettings, sdp_attribute};
 use super::gather::Gatherer;
 use super::link::{self, LinkState};
-use super::liveness::{self, Timeouts, Verdict};
-use super::membership::{Admission, Membership};
-use super::net::parse_candidate;
+use super::liveness::{self, ROUND, Timeouts, Verdict};
+use super::membership::{Admission, Entered, Membership};
 use super::output::{Out, Request};
 use super::peer::Peer;
 use super::peers::Peers;
@@ -39,20 +38,6 @@ use crate::event::{DisconnectReason, Event, IcePolicy};
 use crate::media::{self, MediaFrame, MediaIn};
 use crate::settings::Settings;
 
-/// The periodic round's period: liveness verdicts, pings when due, loss and stats.
-pub(crate) const ROUND: Duration = Duration::from_millis(250);
-
-/// Who we are in the lobby just entered.
-pub(crate) struct Entered<'a> {
-    pub(crate) me: PeerId,
-    pub(crate) player: PlayerId,
-    pub(crate) lobby: &'a Lobby,
-    /// The matchmaker instance that said `welcome`.
-    pub(crate) instance: Option<String>,
-    /// The ICE servers the matchmaker handed out (the game's own are added).
-    pub(crate) ice_servers: Vec<IceServer>,
-}
-
 /// One session's logic.
 pub(crate) struct Core {
     cfg: Settings,
@@ -64,6 +49,8 @@ pub(crate) struct Core {
     /// Peers we offered to whose connection attempt timed out, offered to again later.
     retries: Retries,
     ice_servers: Vec<IceServer>,
+    /// The shell's WebRTC engine, made for each new peer connection.
+    make_engine: MakeEngine,
     out: Out,
     /// When the next periodic round ([`Core::round`]) is due.
     next_round: Instant,
@@ -71,13 +58,14 @@ pub(crate) struct Core {
 
 impl Core {
     /// The core of a session that just entered a lobby through a link that is up, with
-    /// its socket bound at `bound` (host addresses `hosts`). It asks for the ICE servers
-    /// to be looked up and offers to every member already there.
+    /// its socket bound at `bound` (host addresses `hosts`), its peer connections carried
+    /// by engines `make_engine` makes. It asks for the ICE servers to be looked up and
+    /// offers to every member already there.
     pub(crate) fn new(
         cfg: Settings,
         entered: Entered<'_>,
         (bound, hosts): (SocketAddr, Vec<SocketAddr>),
-        out: Out,
+        (make_engine, out): (MakeEngine, Out),
         now: Instant,
     ) -> Self {
         let mut ice_servers = entered.ice_servers;
@@ -98,6 +86,7 @@ impl Core {
             link,
             retries: Retries::default(),
             ice_servers,
+            make_engine,
             out,
             cfg,
             next_round: now + ROUND,
@@ -303,11 +292,7 @@ impl Core {
     }
 
     fn publish_lobby(&mut self, lobby: &Lobby) {
-        let info = self.membership.update(lobby);
-        if let Ok(mut slot) = self.out.shared.lobby.write() {
-            *slot = Some(info.clone());
-        }
-        self.out.emit(Event::LobbyChanged(info));
+        self.out.publish_lobby(self.membership.update(lobby));
     }
 
     /// We just joined: everyone already there joined earlier, so we offer to each.
@@ -339,7 +324,7 @@ impl Core {
                     peer,
                     player: player.clone(),
                 });
-                self.channel_mismatch(peer, err);
+                self.out.channel_mismatch(peer, err);
             }
             Admission::Connect => {
                 self.out.emit(Event::PeerJoined {
@@ -351,28 +336,14 @@ impl Core {
         }
     }
 
-    fn channel_mismatch(&mut self, peer: PeerId, err: Error) {
-        self.out.emit(Event::Error(err));
-        self.out.emit(Event::PeerDisconnected {
-            peer,
-            reason: DisconnectReason::ChannelMismatch,
-        });
-    }
-
     // ----- negotiation ---------------------------------------------------------------
 
     /// Starts a peer connection to lobby member `peer` (as offerer or answerer).
     fn connect_to(&mut self, peer: PeerId, offer: bool, now: Instant) {
-        let settings = PeerSettings {
-            channels: &self.cfg.channels,
-            max_message: self.cfg.max_message_size,
-            relay_only: self.cfg.ice_policy == IcePolicy::RelayOnly,
-            relay_wait: self.cfg.relay_wait,
-            unreliable_lifetime: self.cfg.unreliable_lifetime,
-        };
-        let mut p = match Peer::new(peer, &settings, now) {
-            Ok(p) => p,
-            Err(e) => return self.fail(peer, e.to_string(), now),
+        let settings = PeerSettings::of(&self.cfg);
+        let mut p = match (self.make_engine)(peer, &settings, now) {
+            Ok(engine) => Peer::new(peer, engine, &settings, now),
+            Err(e) => return self.fail(peer, e, now),
         };
         let offered = if offer {
             p.make_offerer();
@@ -475,22 +446,16 @@ impl Core {
                 sdp_mid,
                 sdp_mline_index,
                 username_fragment,
-            } => match parse_candidate(&candidate) {
-                Some((addr, kind)) if !relay_only || kind == CandidateKind::Relay => {
-                    self.peers.remote_candidate(from, addr, kind);
-                    self.cands.permit(now, addr, &mut self.out);
-                    self.peers.get_mut(from).map_or(Ok(()), |p| {
-                        p.add_remote_candidate(
-                            candidate,
-                            sdp_mid,
-                            sdp_mline_index,
-                            username_fragment,
-                        )
+            } => {
+                let init = (candidate, sdp_mid, sdp_mline_index, username_fragment);
+                self.peers
+                    .remote_candidate(from, init, relay_only)
+                    .map(|taken| {
+                        if let Some(addr) = taken {
+                            self.cands.permit(now, addr, &mut self.out);
+                        }
                     })
-                }
-                // Unusable here (TCP, unparsable, or direct while relay-only): skip.
-                _ => Ok(()),
-            },
+            }
             Signal::EndOfCandidates | Signal::Opaque { .. } => Ok(()),
         };
         match result {
@@ -539,7 +504,7 @@ impl Core {
         if let Some(data) = self.membership.member(from).cloned() {
             match self.membership.check_channels(from, &data) {
                 Admission::Connect => self.connect_to(from, false, now),
-                Admission::Mismatch(err) => self.channel_mismatch(from, err),
+                Admission::Mismatch(err) => self.out.channel_mismatch(from, err),
                 Admission::Shunned => {}
             }
         }
@@ -820,13 +785,8 @@ impl Core {
         if !self.peers.remove(id, now, &mut self.cands, &mut self.out) {
             return;
         }
-        if let Ok(mut stats) = self.out.shared.stats.write() {
-            stats.remove(&id);
-        }
-        self.out.give_voice(MediaIn::PeerGone { peer: id });
-        self.out.give_video(MediaIn::PeerGone { peer: id });
         tracing::debug!(peer = %id, ?reason, "disconnected");
-        self.out.emit(Event::PeerDisconnected { peer: id, reason });
+        self.out.peer_gone(id, reason);
     }
 
     /// The session ends: every peer connection is closed (their goodbyes go out).

@@ -2,17 +2,19 @@
 //! (descriptions and candidates as strings, datagrams in and out, messages by channel
 //! index, RTP as [`MediaFrame`], [`EngineEvent`]s out). `RtcEngine` (webrtc-rs's `rtc`) is
 //! the native one; the browser's `RTCPeerConnection` is the next (issue 16). A `Peer`
-//! holds its engine behind this trait and never sees the engine's own types.
+//! holds its engine behind this trait and never sees the engine's own types; the shell
+//! chooses the engine and hands the core a [`MakeEngine`], so the core never names one.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use squadlink_protocol::Signal;
+use squadlink_protocol::{PeerId, Signal};
 
 use crate::channel::ChannelKind;
-use crate::event::CandidateKind;
+use crate::event::{CandidateKind, IcePolicy};
 use crate::media::{Kind, MediaFrame};
+use crate::settings::Settings;
 
 /// What the engine has for the session after a step, in our terms.
 pub(crate) enum EngineEvent {
@@ -41,6 +43,12 @@ pub(crate) enum Sent {
     No,
 }
 
+/// Makes the engine for a new connection to a peer: the shell's choice, given to the core
+/// (`Core::new`); the native shell and the in-memory network give `RtcEngine::make`.
+/// An error says why the engine could not be set up (the connection then fails).
+pub(crate) type MakeEngine =
+    fn(PeerId, &PeerSettings<'_>, Instant) -> Result<Box<dyn Engine>, String>;
+
 /// How to set up a peer connection.
 pub(crate) struct PeerSettings<'a> {
     pub(crate) channels: &'a [ChannelKind],
@@ -50,6 +58,19 @@ pub(crate) struct PeerSettings<'a> {
     pub(crate) relay_wait: Duration,
     /// How long an unreliable message may wait or be retransmitted before it is dropped.
     pub(crate) unreliable_lifetime: Duration,
+}
+
+impl<'a> PeerSettings<'a> {
+    /// What the session's settings ask of each peer connection.
+    pub(crate) fn of(cfg: &'a Settings) -> Self {
+        Self {
+            channels: &cfg.channels,
+            max_message: cfg.max_message_size,
+            relay_only: cfg.ice_policy == IcePolicy::RelayOnly,
+            relay_wait: cfg.relay_wait,
+            unreliable_lifetime: cfg.unreliable_lifetime,
+        }
+    }
 }
 
 /// A WebRTC engine carrying one peer connection: pre-negotiated data channels (the

@@ -3,6 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+/// The session's periodic round: these verdicts, pings when due, loss and stats.
+pub(crate) const ROUND: Duration = Duration::from_millis(250);
 /// A connected peer silent this long gets an ICE restart (from the side that offered).
 pub(crate) const RESTART_AFTER: Duration = Duration::from_millis(1200);
 /// Restart again at most this often while the peer stays silent.

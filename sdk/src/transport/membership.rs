@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use squadlink_protocol::{Lobby, PeerId, PlayerId, Properties};
+use squadlink_protocol::{IceServer, Lobby, PeerId, PlayerId, Properties};
 
 use super::output::Request;
 use crate::error::Error;
@@ -24,6 +24,17 @@ pub(crate) enum Admission {
     Shunned,
     /// Its channel list differs from ours: no connection can carry both.
     Mismatch(Error),
+}
+
+/// Who we are in the lobby just entered.
+pub(crate) struct Entered<'a> {
+    pub(crate) me: PeerId,
+    pub(crate) player: PlayerId,
+    pub(crate) lobby: &'a Lobby,
+    /// The matchmaker instance that said `welcome`.
+    pub(crate) instance: Option<String>,
+    /// The ICE servers the matchmaker handed out (the game's own are added).
+    pub(crate) ice_servers: Vec<IceServer>,
 }
 
 /// Our lobby membership.

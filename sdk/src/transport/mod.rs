@@ -49,11 +49,12 @@ use bytes::Bytes;
 use tokio::net::UdpSocket;
 
 use self::commands::ForShell;
-use self::core::{Core, Entered};
+use self::core::Core;
 use self::gather::{GatherContext, Gatherer};
-use self::membership::Membership;
+use self::membership::{Entered, Membership};
 use self::net::{LossStage, host_addresses};
 use self::output::{Request, Via};
+use self::rtc_engine::RtcEngine;
 use self::stream::{StreamEvent, StreamLink};
 use crate::bridge::{Command, Shared};
 use crate::conditioner::Conditioner;
@@ -177,7 +178,13 @@ impl Driver {
             ice_servers: joined.ice_servers.clone(),
         };
         let out = output::Out::new(shared, ident);
-        let core = Core::new(cfg, entered, (bound, host_addresses(bound)), out, now);
+        let core = Core::new(
+            cfg,
+            entered,
+            (bound, host_addresses(bound)),
+            (RtcEngine::make, out),
+            now,
+        );
         let mut driver = Driver {
             core,
             socket,

@@ -15,7 +15,8 @@ use bytes::BytesMut;
 use squadlink_protocol::{ClientMessage, IceServer, PeerId, PlayerId, Properties, Signal};
 
 use crate::bridge::Shared;
-use crate::event::Event;
+use crate::error::Error;
+use crate::event::{DisconnectReason, Event, LobbyInfo};
 use crate::media::MediaIn;
 
 /// Where a datagram goes.
@@ -133,6 +134,34 @@ impl Out {
         if let Some(video) = &self.video {
             let _ = video.try_send(msg);
         }
+    }
+
+    /// The lobby as it stands now: for `Session::lobby` and as an event.
+    pub(crate) fn publish_lobby(&self, info: LobbyInfo) {
+        if let Ok(mut slot) = self.shared.lobby.write() {
+            *slot = Some(info.clone());
+        }
+        self.emit(Event::LobbyChanged(info));
+    }
+
+    /// A member we cannot connect to: its channel list differs from ours (`err` says how).
+    pub(crate) fn channel_mismatch(&self, peer: PeerId, err: Error) {
+        self.emit(Event::Error(err));
+        self.emit(Event::PeerDisconnected {
+            peer,
+            reason: DisconnectReason::ChannelMismatch,
+        });
+    }
+
+    /// A peer connection is gone for `reason`: its stats go, the media pipelines forget
+    /// it, and the game is told.
+    pub(crate) fn peer_gone(&self, peer: PeerId, reason: DisconnectReason) {
+        if let Ok(mut stats) = self.shared.stats.write() {
+            stats.remove(&peer);
+        }
+        self.give_voice(MediaIn::PeerGone { peer });
+        self.give_video(MediaIn::PeerGone { peer });
+        self.emit(Event::PeerDisconnected { peer, reason });
     }
 
     /// The next datagram to send.

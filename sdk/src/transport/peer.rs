@@ -1,6 +1,6 @@
 //! One peer, as the session sees it: where its connection stands, its pings, framing,
 //! candidate types, stats and throttled reports, around the engine that carries it
-//! (`rtc_engine.rs`).
+//! (behind the seam of `engine.rs`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -12,7 +12,6 @@ use squadlink_protocol::{PeerId, Signal};
 use super::control::{self, Control, Pinger};
 use super::engine::{Engine, EngineEvent, PeerSettings, Sent};
 use super::liveness::Facts;
-use super::rtc_engine::RtcEngine;
 use crate::channel::{Framing, Received};
 use crate::event::{CandidateKind, PathKind, RelayTransport};
 use crate::media::{Kind, MediaFrame};
@@ -101,19 +100,21 @@ impl Throttle {
 }
 
 impl Peer {
+    /// A connection to `id` carried by `engine`, not negotiated yet.
     pub(crate) fn new(
         id: PeerId,
+        engine: Box<dyn Engine>,
         settings: &PeerSettings<'_>,
         now: Instant,
-    ) -> Result<Self, rtc::shared::error::Error> {
-        Ok(Self {
+    ) -> Self {
+        Self {
             id,
             ufrag: String::new(),
             offerer: false,
             restart_at: None,
             first_restart: None,
             remote_fingerprint: None,
-            engine: Box::new(RtcEngine::new(id, settings, now)?),
+            engine,
             heard_control: false,
             created: now,
             phase: Phase::Connecting,
@@ -126,7 +127,7 @@ impl Peer {
             last_pair: None,
             pinger: Pinger::default(),
             stats: PeerStats::default(),
-        })
+        }
     }
 
     /// What the liveness rules judge this connection by.

@@ -15,7 +15,7 @@ use squadlink_protocol::PeerId;
 
 use super::candidates::Candidates;
 use super::engine::{EngineEvent, Sent};
-use super::net;
+use super::net::{self, parse_candidate};
 use super::output::Out;
 use super::peer::{Inbound, Peer};
 use super::routes::{Route, Routes};
@@ -24,6 +24,10 @@ use crate::error::Error;
 use crate::event::CandidateKind;
 use crate::event::{DisconnectReason, Event, PathKind};
 use crate::media::{self, MediaFrame, MediaIn};
+
+/// A remote candidate as signaled: its `candidate:` line, `sdpMid`, `sdpMLineIndex` and
+/// username fragment.
+pub(crate) type RemoteCandidate = (String, Option<String>, Option<u16>, Option<String>);
 
 /// Most engine steps in one pump (each step drains what it can; this only bounds a
 /// pathological engine).
@@ -214,13 +218,28 @@ impl Peers {
         }
     }
 
-    /// `id` announced a candidate at `addr` of `kind`.
-    pub(crate) fn remote_candidate(&mut self, id: PeerId, addr: SocketAddr, kind: CandidateKind) {
+    /// `id` announced a candidate (its `candidate` line, mid, m-line index and ufrag): the
+    /// connection gets it if it is usable here. Its address, to let through our TURN
+    /// relays, when it was taken; an error when the engine refused it.
+    pub(crate) fn remote_candidate(
+        &mut self,
+        id: PeerId,
+        (candidate, sdp_mid, sdp_mline_index, username_fragment): RemoteCandidate,
+        relay_only: bool,
+    ) -> Result<Option<SocketAddr>, String> {
         let Some(p) = self.map.get_mut(&id) else {
-            return;
+            return Ok(None);
         };
-        p.remote_candidate(addr, kind);
-        self.routes.expect(addr, id);
+        match parse_candidate(&candidate) {
+            Some((addr, kind)) if !relay_only || kind == CandidateKind::Relay => {
+                p.remote_candidate(addr, kind);
+                self.routes.expect(addr, id);
+                p.add_remote_candidate(candidate, sdp_mid, sdp_mline_index, username_fragment)?;
+                Ok(Some(addr))
+            }
+            // Unusable here (TCP, unparsable, or direct while relay-only): skipped.
+            _ => Ok(None),
+        }
     }
 
     /// Hands a datagram that arrived on our address `local` to its peer; the peer's id when

@@ -66,6 +66,17 @@ pub(crate) struct RtcEngine {
 }
 
 impl RtcEngine {
+    /// The native engine for a new connection (a [`super::engine::MakeEngine`]).
+    pub(crate) fn make(
+        id: PeerId,
+        settings: &PeerSettings<'_>,
+        now: Instant,
+    ) -> Result<Box<dyn Engine>, String> {
+        Ok(Box::new(
+            Self::new(id, settings, now).map_err(|e| e.to_string())?,
+        ))
+    }
+
     /// A connection to peer `id` with `settings`' channels, not negotiated yet.
     pub(crate) fn new(
         id: PeerId,

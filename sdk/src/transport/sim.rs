@@ -21,9 +21,10 @@ use squadlink_protocol::{
 };
 
 use super::commands::{self, ForShell};
-use super::core::{Core, Entered};
-use super::membership::Membership;
+use super::core::Core;
+use super::membership::{Entered, Membership};
 use super::output::{Out, Request, Via};
+use super::rtc_engine::RtcEngine;
 use crate::bridge::{Command, GameEnds, NetworkSide, Shared};
 use crate::channel;
 #[cfg(test)]
@@ -224,7 +225,13 @@ impl SimNet {
             instance: None,
             ice_servers: Vec::new(),
         };
-        let core = Core::new(settings, entered, (addr, vec![addr]), out, self.now);
+        let core = Core::new(
+            settings,
+            entered,
+            (addr, vec![addr]),
+            (RtcEngine::make, out),
+            self.now,
+        );
         let inbound = Conditioner::new(self.conditions, self.seed.wrapping_add(i as u64 * 7919));
         self.nodes.push(Node {
             core,
@@ -678,7 +685,7 @@ mod tests {
         }));
         // Silent once the restart window (from the first restart, 1.2 s after the cut) is
         // over, at the next periodic round: the silence verdict, not ICE giving up.
-        let by = liveness::RESTART_AFTER + liveness::RESTART_WINDOW + 2 * super::super::core::ROUND;
+        let by = liveness::RESTART_AFTER + liveness::RESTART_WINDOW + 2 * liveness::ROUND;
         for n in &net.nodes {
             let (event, after) = gone(n).unwrap_or_default();
             eprintln!("{}: {event} {after:?} after the cut", n.me);

@@ -30,6 +30,7 @@
 //! locks or blocks); a companion thread does the housekeeping off the audio path.
 
 mod capture;
+mod clock;
 mod controls;
 mod device;
 mod error;
@@ -37,12 +38,14 @@ mod events;
 mod format;
 pub(crate) mod io;
 pub(crate) mod jitter;
+mod loss;
 pub mod measure;
 mod mixer;
 pub(crate) mod opus;
 mod resample;
 mod reuse;
 mod rx;
+mod samples;
 mod tx;
 
 use std::path::PathBuf;

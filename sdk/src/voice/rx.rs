@@ -22,9 +22,11 @@ use super::error::VoiceError;
 use super::events::{VoiceEvent, VoiceStats};
 use super::format::{FRAME, SAMPLE_RATE};
 use super::jitter::{Adapt, JitterBuffer, JitterConfig, Next};
+use super::loss::LossMeter;
 use super::mixer::{Falloff, Listener, limit, mix_into, spatial_gains};
 use super::opus::{VoiceDecoder, codes_above_wideband};
 use super::resample::Upsampler;
+use super::samples::SampleQueue;
 use crate::bridge::MediaLink;
 use crate::media::MediaIn;
 
@@ -37,8 +39,6 @@ const REPORT_EVERY: Duration = Duration::from_secs(1);
 /// How often per-peer statistics are published.
 const STATS_EVERY: Duration = Duration::from_millis(250);
 
-/// Intervals the loss figure is taken over (5 s).
-const LOSS_INTERVALS: usize = 5;
 /// Where wideband voices are decoded and mixed; the mix is then interpolated to 48 kHz.
 const WIDEBAND_RATE: u32 = 16_000;
 /// 48 kHz samples per wideband sample.
@@ -55,144 +55,6 @@ const HANDOFF_QUEUE: usize = 8192;
 const SETUP_QUEUE: usize = 256;
 /// Stereo frames one pass of the renderer makes at most; longer requests take several.
 const MAX_RENDER: usize = 4096;
-/// Samples a peer's queue holds at most: the longest silence the jitter buffer asks for
-/// (its 200 ms bound, at 48 kHz) and a few frames, twice over for compaction.
-const PCM_CAPACITY: usize = 32_768;
-
-/// Loss measured from RTP sequence numbers, over the last few report intervals.
-#[derive(Debug)]
-struct LossMeter {
-    highest: Option<(u16, i64)>,
-    base: Option<i64>,
-    received: u64,
-    /// (expected, lost) of recent intervals.
-    window: std::collections::VecDeque<(i64, i64)>,
-    /// Loss fraction over the window.
-    smoothed: f64,
-}
-
-impl Default for LossMeter {
-    fn default() -> Self {
-        Self {
-            highest: None,
-            base: None,
-            received: 0,
-            // Allocated once: the window never grows past its intervals.
-            window: std::collections::VecDeque::with_capacity(LOSS_INTERVALS + 1),
-            smoothed: 0.0,
-        }
-    }
-}
-
-impl LossMeter {
-    fn on_packet(&mut self, seq: u16) {
-        let ext = match self.highest {
-            None => i64::from(seq),
-            Some((last, ext)) => ext + i64::from(seq.wrapping_sub(last) as i16),
-        };
-        if self.highest.is_none_or(|(_, e)| ext > e) {
-            self.highest = Some((seq, ext));
-        }
-        if self.base.is_none() {
-            self.base = Some(ext - 1);
-        }
-        self.received += 1;
-    }
-
-    /// Closes an interval: the percentage lost in it, if packets were expected.
-    fn close_interval(&mut self) -> Option<u8> {
-        let (_, highest) = self.highest?;
-        let base = self.base?;
-        let expected = highest - base;
-        if expected <= 0 {
-            return None;
-        }
-        let lost = (expected - i64::try_from(self.received).unwrap_or(i64::MAX)).max(0);
-        self.window.push_back((expected, lost));
-        while self.window.len() > LOSS_INTERVALS {
-            self.window.pop_front();
-        }
-        let (e, l) = self
-            .window
-            .iter()
-            .fold((0i64, 0i64), |(e, l), (we, wl)| (e + we, l + wl));
-        self.smoothed = l as f64 / e.max(1) as f64;
-        self.base = Some(highest);
-        self.received = 0;
-        Some(
-            (lost as f64 / expected as f64 * 100.0)
-                .round()
-                .clamp(0.0, 100.0) as u8,
-        )
-    }
-
-    /// The loss to tell the sender, percent: the window's figure, at least 1 when any
-    /// packet was lost.
-    fn report_percent(&self) -> u8 {
-        let p = (self.smoothed * 100.0).round().clamp(0.0, 100.0) as u8;
-        if self.smoothed > 0.0 { p.max(1) } else { p }
-    }
-}
-
-/// Decoded samples waiting to be mixed: a vector read from the front, compacted now and
-/// then (cheaper than a deque sample by sample). Allocated once: what would not fit is
-/// dropped (it cannot happen within the jitter buffer's bounds).
-#[derive(Debug)]
-struct SampleQueue {
-    data: Vec<f32>,
-    start: usize,
-}
-
-impl Default for SampleQueue {
-    fn default() -> Self {
-        Self {
-            data: Vec::with_capacity(PCM_CAPACITY),
-            start: 0,
-        }
-    }
-}
-
-impl SampleQueue {
-    fn len(&self) -> usize {
-        self.data.len() - self.start
-    }
-
-    fn clear(&mut self) {
-        self.data.clear();
-        self.start = 0;
-    }
-
-    /// Makes room for `n` more samples if it can; how many fit.
-    fn room_for(&mut self, n: usize) -> usize {
-        if self.start > 0
-            && (self.start >= self.data.len() / 2 || self.data.len() + n > self.data.capacity())
-        {
-            self.data.drain(..self.start);
-            self.start = 0;
-        }
-        n.min(self.data.capacity() - self.data.len())
-    }
-
-    fn push(&mut self, samples: &[f32]) {
-        let n = self.room_for(samples.len());
-        self.data.extend_from_slice(samples.get(..n).unwrap_or(&[]));
-    }
-
-    fn push_zeros(&mut self, n: usize) {
-        let n = self.room_for(n);
-        self.data.resize(self.data.len() + n, 0.0);
-    }
-
-    /// Moves up to `n` samples to `out` (the renderer's has room for a whole render).
-    fn take_into(&mut self, n: usize, out: &mut Vec<f32>) {
-        let end = (self.start + n).min(self.data.len());
-        out.extend_from_slice(self.data.get(self.start..end).unwrap_or(&[]));
-        self.start = end;
-        if self.start == self.data.len() {
-            self.clear();
-        }
-    }
-}
 
 /// One RTP packet of a voice, as the network thread stamped it.
 pub(crate) struct Packet {
@@ -272,7 +134,7 @@ impl PeerVoice {
             fec_recovered: s.fec_recovered,
             concealed: s.concealed,
             dropped_for_delay: s.dropped_for_delay,
-            loss_percent: self.loss.smoothed * 100.0,
+            loss_percent: self.loss.fraction() * 100.0,
             kbps: self.kbps,
         }
     }
@@ -704,7 +566,7 @@ impl Receiver {
                 pv.kbps = pv.bytes_window as f64 * 8.0 / 1000.0 / elapsed.as_secs_f64().max(0.001);
                 pv.bytes_window = 0;
                 if pv.loss.close_interval().is_some() {
-                    pv.jb.set_loss(pv.loss.smoothed);
+                    pv.jb.set_loss(pv.loss.fraction());
                     // Over 5 s, not 1: FEC tuned for more loss than there is costs quality
                     // (libopus 1.3 at 32 kbit/s, 5 % loss: PESQ-WB 3.42 tuned for 5 %, 2.73
                     // tuned for 20 %).
@@ -831,19 +693,6 @@ impl Companion {
 mod tests {
     use super::*;
     use crate::media::MediaFrame;
-
-    #[test]
-    fn sample_queue_is_first_in_first_out() {
-        let mut q = SampleQueue::default();
-        q.push(&[1.0, 2.0, 3.0]);
-        q.push_zeros(2);
-        let mut out = Vec::new();
-        q.take_into(2, &mut out);
-        q.push(&[4.0]);
-        q.take_into(10, &mut out);
-        assert_eq!(out, vec![1.0, 2.0, 3.0, 0.0, 0.0, 4.0]);
-        assert_eq!(q.len(), 0);
-    }
 
     /// The amplitude of `hz` in the left channel of interleaved 48 kHz stereo.
     fn level(stereo: &[f32], hz: f64) -> f64 {
@@ -1106,20 +955,5 @@ mod tests {
         let one = controls.peer_stats(PeerId(1)).unwrap_or_default();
         assert!(one.decoded > 250 && one.lost > 0, "{one:?}");
         assert!(controls.peer_stats(PeerId(8)).is_none());
-    }
-
-    #[test]
-    fn loss_meter_counts_gaps_across_wrap() {
-        let mut m = LossMeter::default();
-        for s in [65_530u16, 65_531, 65_533, 65_534, 65_535, 0, 2, 3] {
-            m.on_packet(s);
-        }
-        // 65530..=3 is 10 packets, 8 arrived.
-        assert_eq!(m.close_interval(), Some(20));
-        assert_eq!(m.close_interval(), None);
-        m.on_packet(4);
-        assert_eq!(m.close_interval(), Some(0));
-        // Over the window: 2 lost of 11 expected.
-        assert_eq!(m.report_percent(), 18);
     }
 }
