@@ -88,6 +88,115 @@ pub async fn udp_loopback_rtt(rounds: usize) -> std::io::Result<Percentiles> {
     Ok(Percentiles::of_nanos(&samples))
 }
 
+/// One end of [`udp_handoff_rtt`]: a UDP socket served by a network thread of its own (a
+/// tokio current-thread runtime, as Squadlink's shell is), which sends what the
+/// application's task hands it and hands it back what arrives, through channels.
+struct HandoffEnd {
+    send: tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
+    received: tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl HandoffEnd {
+    /// Serves `socket` (sending to `to`) until the sending side of the end is dropped.
+    fn start(socket: std::net::UdpSocket, to: std::net::SocketAddr) -> std::io::Result<Self> {
+        socket.set_nonblocking(true)?;
+        let (send, mut outgoing) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+        let (deliver, received) = tokio::sync::mpsc::unbounded_channel();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let thread = std::thread::Builder::new()
+            .name("handoff-net".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let Ok(socket) = tokio::net::UdpSocket::from_std(socket) else {
+                        return;
+                    };
+                    let mut buf = [0u8; 2048];
+                    loop {
+                        tokio::select! {
+                            out = outgoing.recv() => match out {
+                                Some(data) => {
+                                    let _ = socket.send_to(&data, to).await;
+                                }
+                                None => return,
+                            },
+                            got = socket.recv_from(&mut buf) => {
+                                if let Ok((n, _)) = got {
+                                    let _ = deliver.send(buf.get(..n).unwrap_or(&[]).to_vec());
+                                }
+                            }
+                        }
+                    }
+                });
+            })?;
+        Ok(Self {
+            send,
+            received,
+            thread,
+        })
+    }
+
+    fn stop(self) {
+        drop(self.send);
+        let _ = self.thread.join();
+    }
+}
+
+/// Measures `rounds` sequential round trips of a 64-byte UDP datagram between two ends on
+/// 127.0.0.1 that each keep their socket on a network thread of their own and hand every
+/// datagram to and from the application's task through channels: four thread hand-offs
+/// per round trip, as in any library with a network thread (Squadlink's and matchbox's
+/// players alike), and no WebRTC. The floor such a library's round trip stands on; the
+/// rest is the library's own work (DTLS, SCTP, framing).
+pub async fn udp_handoff_rtt(rounds: usize) -> std::io::Result<Percentiles> {
+    let a = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    let b = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    let (a_addr, b_addr) = (a.local_addr()?, b.local_addr()?);
+    let mut a = HandoffEnd::start(a, b_addr)?;
+    let HandoffEnd {
+        send: echo_send,
+        received: mut echo_received,
+        thread: echo_thread,
+    } = HandoffEnd::start(b, a_addr)?;
+    let wait = Duration::from_secs(1);
+    // Ended by abort, which drops its sender and so ends its network thread.
+    let echo = tokio::spawn(async move {
+        while let Some(data) = echo_received.recv().await {
+            if echo_send.send(data).is_err() {
+                break;
+            }
+        }
+    });
+    let mut samples = Vec::with_capacity(rounds);
+    for i in 0..rounds {
+        let mut payload = vec![0u8; 64];
+        if let Some(head) = payload.get_mut(..8) {
+            head.copy_from_slice(&(i as u64).to_le_bytes());
+        }
+        let t = Instant::now();
+        if a.send.send(payload.clone()).is_err() {
+            break;
+        }
+        loop {
+            match tokio::time::timeout(wait, a.received.recv()).await {
+                Ok(Some(got)) if got == payload => {
+                    samples.push(u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX));
+                    break;
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
+    }
+    a.stop();
+    echo.abort();
+    let _ = echo.await;
+    let _ = echo_thread.join();
+    Ok(Percentiles::of_nanos(&samples))
+}
+
 /// Runs a benchmark's async body on a 2-worker tokio runtime; prints an error and fails
 /// the process if it returns one.
 pub fn run_main<F>(body: F) -> std::process::ExitCode

@@ -118,6 +118,9 @@ struct Report {
     started_us: Option<u64>,
     /// Wall clock when connected to every other player.
     connected_us: Option<u64>,
+    /// CPU time of the process (all threads) at `started_us` and at `connected_us`, ns.
+    started_cpu_ns: Option<u64>,
+    connected_cpu_ns: Option<u64>,
     code: Option<String>,
     rtt_ns: Option<Vec<u64>>,
     mib_per_s: Option<f64>,
@@ -273,6 +276,7 @@ async fn open_squadlink(args: &PlayerArgs, report: &mut Report) -> Result<Squadl
         None => LobbyRef::create(u8::try_from(args.peers).map_err(|_| "at most 255 players")?),
     };
     report.started_us = Some(wall_us());
+    report.started_cpu_ns = Some(cpu_ns());
     let session = SessionBuilder::new(&args.url)
         .bind(([127, 0, 0, 1], 0).into())
         .channel(ChannelKind::Unreliable)
@@ -293,6 +297,7 @@ async fn open_squadlink(args: &PlayerArgs, report: &mut Report) -> Result<Squadl
 
 fn open_matchbox(args: &PlayerArgs, report: &mut Report) -> MatchboxNet {
     report.started_us = Some(wall_us());
+    report.started_cpu_ns = Some(cpu_ns());
     // No ICE server: matchbox's default is Google's STUN servers, and a benchmark on
     // loopback reaches no other address (Squadlink's matchmaker here hands out none either).
     let no_servers = matchbox_socket::RtcIceServerConfig {
@@ -336,6 +341,7 @@ async fn wait_connected(net: &mut impl Net, peers: usize) -> Result<(), String> 
 async fn play(net: &mut impl Net, args: &PlayerArgs, report: &mut Report) -> Result<(), String> {
     wait_connected(net, args.peers).await?;
     report.connected_us = Some(wall_us());
+    report.connected_cpu_ns = Some(cpu_ns());
     match args.task {
         // Stay a moment, so that the others see this one connected before it leaves.
         Task::Connect => {
@@ -577,6 +583,15 @@ fn round(
     running.into_iter().map(Running::finish).collect()
 }
 
+/// CPU time all players spent from their start to being connected, in ms.
+fn connect_cpu_ms(reports: &[Report]) -> f64 {
+    reports
+        .iter()
+        .filter_map(|r| Some(r.connected_cpu_ns?.saturating_sub(r.started_cpu_ns?)))
+        .sum::<u64>() as f64
+        / 1e6
+}
+
 /// From the last player's start to the last one connected, in ms.
 fn connect_ms(reports: &[Report]) -> Option<f64> {
     let last_start = reports.iter().filter_map(|r| r.started_us).max()?;
@@ -588,6 +603,8 @@ fn connect_ms(reports: &[Report]) -> Option<f64> {
 struct Side {
     connect_2_ms: Vec<f64>,
     connect_8_ms: Vec<f64>,
+    /// CPU time all 8 players spent connecting, per mesh round (ms).
+    connect_8_cpu_ms: Vec<f64>,
     rtt_us: Percentiles,
     reliable_mib_per_s: f64,
     idle_cpu_percent_per_player: f64,
@@ -600,10 +617,14 @@ fn measure(servers: &mut Servers, lib: Lib, args: &Args) -> Result<Side, String>
     let mut side = Side::default();
     let mut failed = 0;
     let mut tally = |outcome: Result<Vec<Report>, String>, into: &mut Vec<f64>| match outcome {
-        Ok(r) => into.extend(connect_ms(&r)),
+        Ok(r) => {
+            into.extend(connect_ms(&r));
+            Some(connect_cpu_ms(&r))
+        }
         Err(e) => {
             eprintln!("{lib:?}: a round failed: {e}");
             failed += 1;
+            None
         }
     };
     for _ in 0..args.pair_rounds {
@@ -613,10 +634,11 @@ fn measure(servers: &mut Servers, lib: Lib, args: &Args) -> Result<Side, String>
         );
     }
     for _ in 0..args.mesh_rounds {
-        tally(
+        let cpu = tally(
             round(servers, lib, 8, ("connect", "connect"), 0.0),
             &mut side.connect_8_ms,
         );
+        side.connect_8_cpu_ms.extend(cpu);
     }
     side.failed_rounds = failed;
     if args.pings > 0 {
@@ -680,11 +702,21 @@ fn coordinator(args: &Args) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let mut servers = runtime.block_on(start_servers())?;
     let udp = runtime.block_on(squadlink_bench::udp_baseline())?;
+    let handoff = runtime
+        .block_on(squadlink_bench::udp_handoff_rtt(2_000))
+        .map_err(|e| format!("UDP with hand-offs: {e}"))?;
+    eprintln!(
+        "UDP through a network thread at each end, RTT p50 {:.1} µs",
+        handoff.p50_us
+    );
     // The coordinator's runtime serves the signaling while the players run.
     let _guard = runtime.enter();
     if let Some(lib) = args.only {
         let side = measure(&mut servers, lib, args)?;
-        println!("{}", json!({ "udp_rtt_us": udp, "side": side }));
+        println!(
+            "{}",
+            json!({ "udp_rtt_us": udp, "udp_handoff_rtt_us": handoff, "side": side })
+        );
         return Ok(());
     }
     let ours = measure(&mut servers, Lib::Squadlink, args)?;
@@ -721,6 +753,13 @@ fn coordinator(args: &Args) -> Result<(), String> {
         "connect 8-peer mesh, worst",
         p(&ours.connect_8_ms, 1.0),
         p(&theirs.connect_8_ms, 1.0),
+        "ms",
+        true,
+    );
+    table += &row(
+        "connect 8-peer mesh, CPU of all 8 players, p50",
+        p(&ours.connect_8_cpu_ms, 0.5),
+        p(&theirs.connect_8_cpu_ms, 0.5),
         "ms",
         true,
     );
@@ -765,10 +804,13 @@ fn coordinator(args: &Args) -> Result<(), String> {
     );
     let body = format!(
         "`bench_vs_matchbox`, each player its own process, signaling servers in the \
-         coordinator; raw UDP round trip in the same run: p50 {:.1} µs. Connect: {} pair \
-         rounds and {} mesh rounds per library, from the last player's start to the last \
-         one connected. Advantage above 1 means Squadlink is better.\n\n{table}",
-        udp.p50_us, args.pair_rounds, args.mesh_rounds
+         coordinator; raw UDP round trip in the same run: p50 {:.1} µs, and {:.1} µs \
+         through a network thread at each end (four thread hand-offs, no WebRTC: the \
+         floor of a library with a network thread). Connect: {} pair rounds and {} mesh \
+         rounds per library, from the last player's start to the last one connected; the \
+         CPU row sums what the 8 players' processes spent from their start to connected \
+         (2 cores here). Advantage above 1 means Squadlink is better.\n\n{table}",
+        udp.p50_us, handoff.p50_us, args.pair_rounds, args.mesh_rounds
     );
     eprint!("{body}");
     if let Some(path) = &args.write_docs {
@@ -776,7 +818,7 @@ fn coordinator(args: &Args) -> Result<(), String> {
     }
     println!(
         "{}",
-        json!({ "udp_rtt_us": udp, "squadlink": ours, "matchbox": theirs })
+        json!({ "udp_rtt_us": udp, "udp_handoff_rtt_us": handoff, "squadlink": ours, "matchbox": theirs })
     );
     Ok(())
 }
