@@ -321,10 +321,20 @@ impl Engine for RtcEngine {
             tracing::warn!(%e, "could not add a local candidate");
             return None;
         }
+        // `rtc` leaves the mid empty; a browser's `addIceCandidate` needs a real one. Every
+        // m-line is bundled, so the candidate belongs to the first (docs/wire.md §3).
+        let first_mid = self
+            .pc
+            .local_description()
+            .and_then(|d| sdp_attribute(&d.sdp, "mid"));
+        let (sdp_mid, sdp_mline_index) = match first_mid {
+            Some(mid) => (Some(mid), Some(0)),
+            None => (init.sdp_mid, init.sdp_mline_index),
+        };
         Some(Signal::Candidate {
             candidate: init.candidate,
-            sdp_mid: init.sdp_mid,
-            sdp_mline_index: init.sdp_mline_index,
+            sdp_mid,
+            sdp_mline_index,
             username_fragment: init.username_fragment,
         })
     }
@@ -570,5 +580,38 @@ impl Engine for RtcEngine {
             }
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_local_candidate_is_signaled_with_the_first_m_lines_mid() {
+        let now = Instant::now();
+        let channels = [ChannelKind::ReliableOrdered];
+        let settings = PeerSettings {
+            channels: &channels,
+            max_message: 1 << 20,
+            relay_only: false,
+            relay_wait: Duration::from_millis(500),
+            unreliable_lifetime: Duration::from_millis(500),
+        };
+        let mut engine = RtcEngine::new(PeerId(1), &settings, now).unwrap();
+        let offer = engine.offer(now).unwrap();
+        let first_mid = sdp_attribute(&offer, "mid").unwrap();
+        assert!(!first_mid.is_empty());
+        let addr = SocketAddr::from(([127, 0, 0, 1], 40_000));
+        let Some(Signal::Candidate {
+            sdp_mid,
+            sdp_mline_index,
+            ..
+        }) = engine.add_local_candidate(CandidateKind::Host, addr, addr, 0)
+        else {
+            panic!("no candidate signal");
+        };
+        assert_eq!(sdp_mid.as_deref(), Some(first_mid.as_str()));
+        assert_eq!(sdp_mline_index, Some(0));
     }
 }
