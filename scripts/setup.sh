@@ -30,6 +30,7 @@ TEST=(
   pulseaudio pulseaudio-utils  # voice tests: a PulseAudio daemon with null sinks
   espeak-ng sox                # voice tests and benchmark: speech fixtures made at test time
   libclang-dev                 # webcam feature: nokhwa's V4L2 bindings are made by bindgen
+  chromium                     # browser tests: a real browser peer in the lobby (headless)
 )
 case $purpose in
   demo) PACKAGES=("${DEMO[@]}") ;;

@@ -404,6 +404,7 @@ fn pump_events(
                     reason,
                     DisconnectReason::Left
                         | DisconnectReason::ChannelMismatch
+                        | DisconnectReason::Incompatible
                         | DisconnectReason::ClosedHere
                 ) || !in_lobby;
                 if gone {

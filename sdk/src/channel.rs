@@ -85,6 +85,11 @@ pub(crate) const FRAGMENT_SIZE: usize = 16 * 1024;
 const TAG_WHOLE: u8 = 0;
 const TAG_FRAGMENT: u8 = 1;
 const FRAGMENT_HEADER: usize = 1 + 4 + 2 + 2;
+/// The largest frame the wire contract has on any channel: a fragment's header and a full
+/// body (a whole message's tag and body, or a sequence number and a 16 KiB payload, are
+/// smaller). Advertised as the SCTP `max-message-size`, so a browser refuses a larger
+/// message at `send` instead of sending what the contract does not take.
+pub(crate) const MAX_FRAME: usize = FRAGMENT_HEADER + FRAGMENT_SIZE;
 /// Partly received messages kept per channel at once; the oldest is dropped past this.
 pub(crate) const MAX_PARTIALS: usize = 8;
 

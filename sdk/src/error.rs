@@ -59,6 +59,30 @@ pub enum Error {
         /// Theirs.
         theirs: String,
     },
+    /// A peer announced another version of the peer wire contract (`docs/wire.md`). Both
+    /// sides report this; they do not connect.
+    #[error(
+        "{peer} speaks Squadlink wire version {theirs}, this session speaks {ours}; players must run releases with the same wire version (docs/wire.md)"
+    )]
+    WireVersion {
+        /// The other peer.
+        peer: PeerId,
+        /// Our wire version.
+        ours: String,
+        /// Theirs.
+        theirs: String,
+    },
+    /// A peer refused to connect to us, saying why (a peer that checks compatibility on
+    /// its own side, such as a browser peer).
+    #[error("{peer} refused to connect ({reason}): {message}")]
+    PeerRefused {
+        /// The other peer.
+        peer: PeerId,
+        /// Its reason code (`channel_mismatch`, `wire_version`).
+        reason: String,
+        /// What it said.
+        message: String,
+    },
     /// No channel with that index was declared.
     #[error("{0:?} was not declared (declare channels with SessionBuilder::channel)")]
     UnknownChannel(Channel),

@@ -95,6 +95,9 @@ pub enum DisconnectReason {
     Failed(String),
     /// The channel lists differ; see [`Error::ChannelMismatch`].
     ChannelMismatch,
+    /// The peers cannot talk: their wire versions differ ([`Error::WireVersion`]), or
+    /// the peer refused us ([`Error::PeerRefused`]).
+    Incompatible,
     /// This session closed it with [`crate::Session::disconnect`].
     ClosedHere,
     /// It reconnected under the same peer id (a restarted game within the matchmaker's

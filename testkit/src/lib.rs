@@ -13,6 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod audio;
+pub mod browser;
 pub mod netlab;
 pub mod run;
 

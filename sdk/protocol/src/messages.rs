@@ -86,6 +86,15 @@ pub enum Signal {
     },
     /// The sender has no more candidates for this ICE generation.
     EndOfCandidates,
+    /// The sender will not connect to the receiver, and says why: the receiver stops
+    /// waiting for it and tells its user.
+    Refused {
+        /// Why, as a code: `channel_mismatch` (the channel lists differ) or
+        /// `wire_version` (the peer wire contracts differ); see `docs/wire.md`.
+        reason: String,
+        /// What differs and what to do, for a person.
+        message: String,
+    },
     /// Anything else the two clients agree on; the server does not look inside.
     Opaque {
         /// Free-form payload.
@@ -552,6 +561,21 @@ mod tests {
         assert_eq!(msg, Ok(expected.clone()));
         let again = expected.to_json().map(|t| ClientMessage::from_json(&t));
         assert!(matches!(again, Ok(Ok(m)) if m == expected));
+    }
+
+    #[test]
+    fn a_refusal_signal_reads_as_documented() {
+        let text = r#"{"type":"signal","to":9,"data":{"kind":"refused","reason":"channel_mismatch","message":"my channels are [a], yours are [b]"}}"#;
+        assert_eq!(
+            ClientMessage::from_json(text),
+            Ok(ClientMessage::Signal {
+                to: PeerId(9),
+                data: Signal::Refused {
+                    reason: "channel_mismatch".into(),
+                    message: "my channels are [a], yours are [b]".into(),
+                },
+            })
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
-//! The hidden control channel's protocol: pings, pongs and voice-loss reports, and what the
-//! pings measure (round trip, loss). `Pinger` is a component with its own state; time is
-//! an argument. Frames: a 1-byte tag, then for PING and PONG a `u32` sequence number and a
-//! `u64` stamp (big-endian; a pong echoes its ping's), for VOICE_LOSS one byte, 0–100 (%).
+//! The hidden control channel's protocol: pings, pongs, voice-loss reports and goodbyes,
+//! and what the pings measure (round trip, loss). `Pinger` is a component with its own
+//! state; time is an argument. Frames: a 1-byte tag, then for PING and PONG a `u32`
+//! sequence number and a `u64` stamp (big-endian; a pong echoes its ping's), for
+//! VOICE_LOSS one byte, 0–100 (%), for BYE nothing.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -23,6 +24,8 @@ const PING: u8 = 1;
 const PONG: u8 = 2;
 /// "This much of your audio is lost here".
 const VOICE_LOSS: u8 = 3;
+/// "I am closing: close your data channels" (see [`Control::Bye`]).
+const BYE: u8 = 4;
 
 /// A control frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,12 +36,18 @@ pub(crate) enum Control {
     Pong { seq: u32 },
     /// The peer loses this much (0–100 %) of our audio.
     VoiceLoss(u8),
+    /// The peer's session is ending: close our data channels (a stream reset each), so
+    /// that both ends see them close rather than fail when the connection goes.
+    Bye,
 }
 
 /// Reads a control frame. Anything else (another tag, too short) is `None`; longer frames
 /// are read up to what their tag needs.
 pub(crate) fn parse(frame: &[u8]) -> Option<Control> {
     let (&tag, rest) = frame.split_first()?;
+    if tag == BYE {
+        return Some(Control::Bye);
+    }
     if tag == VOICE_LOSS {
         return rest.first().map(|p| Control::VoiceLoss((*p).min(100)));
     }
@@ -66,6 +75,11 @@ pub(crate) fn voice_loss(percent: u8) -> BytesMut {
     out.put_u8(VOICE_LOSS);
     out.put_u8(percent.min(100));
     out
+}
+
+/// A goodbye: our session is ending, the peer closes its data channels.
+pub(crate) fn bye() -> BytesMut {
+    BytesMut::from(&[BYE][..])
 }
 
 fn frame(tag: u8, seq: u32, stamp: u64) -> BytesMut {
@@ -181,6 +195,7 @@ mod tests {
         assert_eq!(parse(&pong(1, 5_000)), Some(Control::Pong { seq: 1 }));
         assert_eq!(parse(&voice_loss(12)), Some(Control::VoiceLoss(12)));
         assert_eq!(parse(&voice_loss(250)), Some(Control::VoiceLoss(100)));
+        assert_eq!(parse(&bye()), Some(Control::Bye));
         assert_eq!(parse(&[]), None);
         assert_eq!(parse(&[PING, 0, 0]), None);
         assert_eq!(parse(&[9; 13]), None);

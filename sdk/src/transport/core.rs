@@ -24,7 +24,7 @@ use super::control;
 use super::engine::{MakeEngine, PeerSettings, sdp_attribute};
 use super::gather::Gatherer;
 use super::link::{self, LinkState};
-use super::liveness::{self, ROUND, Timeouts, Verdict};
+use super::liveness::{ROUND, Timeouts, Verdict};
 use super::membership::{Admission, Entered, Membership};
 use super::output::{Out, Request};
 use super::peer::Peer;
@@ -54,6 +54,8 @@ pub(crate) struct Core {
     out: Out,
     /// When the next periodic round ([`Core::round`]) is due.
     next_round: Instant,
+    /// The session is ending ([`Core::begin_shutdown`]): timers only drive the engines.
+    closing: bool,
 }
 
 impl Core {
@@ -90,6 +92,7 @@ impl Core {
             out,
             cfg,
             next_round: now + ROUND,
+            closing: false,
         };
         tracing::debug!(me = %core.membership.me(), code = %core.membership.code(), hosts = ?core.cands.hosts(), "lobby entered");
         core.start_gathering();
@@ -119,6 +122,13 @@ impl Core {
 
     /// When the core next needs [`Core::handle_timeout`] (or [`Core::poll_link`]).
     pub(crate) fn poll_timeout(&mut self) -> Option<Instant> {
+        if self.closing {
+            // Only the engines and STUN/TURN clients still run (see `begin_shutdown`).
+            return [self.peers.poll_timeout(), self.cands.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min();
+        }
         let retry = self
             .link
             .is_up()
@@ -144,6 +154,9 @@ impl Core {
         self.on_found(now);
         for id in self.peers.handle_timeout(now) {
             self.pump(id, now);
+        }
+        if self.closing {
+            return;
         }
         self.retry_due(now);
         if now >= self.next_round {
@@ -324,7 +337,7 @@ impl Core {
                     peer,
                     player: player.clone(),
                 });
-                self.out.channel_mismatch(peer, err);
+                self.out.incompatible(peer, err);
             }
             Admission::Connect => {
                 self.out.emit(Event::PeerJoined {
@@ -423,6 +436,10 @@ impl Core {
             tracing::trace!(%from, "signal from a disconnected peer ignored");
             return;
         }
+        if let Signal::Refused { reason, message } = data {
+            self.on_refused(from, reason, message, now);
+            return;
+        }
         let relay_only = self.cfg.ice_policy == IcePolicy::RelayOnly;
         let fingerprint = match &data {
             Signal::Offer { sdp } | Signal::Answer { sdp } => sdp_attribute(sdp, "fingerprint"),
@@ -456,12 +473,25 @@ impl Core {
                         }
                     })
             }
-            Signal::EndOfCandidates | Signal::Opaque { .. } => Ok(()),
+            Signal::EndOfCandidates | Signal::Opaque { .. } | Signal::Refused { .. } => Ok(()),
         };
         match result {
             Ok(()) => self.pump(from, now),
             Err(reason) => self.fail(from, reason, now),
         }
+    }
+
+    /// `from` will not connect to us. Unless we refused it first (then the game knows),
+    /// the game is told what it said, and any connection to it ends.
+    fn on_refused(&mut self, from: PeerId, reason: String, message: String, now: Instant) {
+        if self.membership.incompatible(from) {
+            tracing::debug!(%from, %reason, "the peer refused us too");
+            return;
+        }
+        let connected = self.peers.get(from).is_some_and(Peer::is_connected);
+        self.peers.remove(from, now, &mut self.cands, &mut self.out);
+        self.retries.forget(from);
+        self.out.refused(from, reason, message, connected);
     }
 
     /// Answers an offer from `from`.
@@ -502,9 +532,9 @@ impl Core {
             self.retire(from, DisconnectReason::Rejoined, now);
         }
         if let Some(data) = self.membership.member(from).cloned() {
-            match self.membership.check_channels(from, &data) {
+            match self.membership.check_compatible(from, &data) {
                 Admission::Connect => self.connect_to(from, false, now),
-                Admission::Mismatch(err) => self.out.channel_mismatch(from, err),
+                Admission::Mismatch(err) => self.out.incompatible(from, err),
                 Admission::Shunned => {}
             }
         }
@@ -587,6 +617,13 @@ impl Core {
         let pumped = self.peers.pump(id, now, &mut self.cands, &mut self.out);
         if pumped.connected {
             self.retries.forget(id);
+            if let Some(sdp) = self
+                .peers
+                .get_mut(id)
+                .and_then(|p| p.offer_missing_media(now))
+            {
+                self.out.signal(id, Signal::Offer { sdp });
+            }
         }
         if let Some(reason) = pumped.end {
             self.disconnect(id, reason, now);
@@ -693,38 +730,21 @@ impl Core {
         };
         // Who goes, why, and whether we offer again (a connection we offered timed out).
         let mut gone = Vec::new();
-        for id in self.peers.ids() {
-            let Some(p) = self.peers.get(id) else {
-                continue;
-            };
-            let restart = match liveness::judge(&p.facts(), now, timeouts) {
+        for (id, verdict) in self.peers.round(now, timeouts, &self.cands, &self.out) {
+            match verdict {
                 Verdict::Wait => continue,
-                Verdict::TellReady => {
-                    self.peers.ping(id, now);
-                    self.pump(id, now);
-                    continue;
-                }
                 Verdict::ConnectTimeout { offer_again } => {
                     gone.push((id, DisconnectReason::ConnectTimeout, offer_again));
-                    continue;
                 }
-                Verdict::Silent => {
-                    gone.push((id, DisconnectReason::Silent, false));
-                    continue;
+                Verdict::Silent => gone.push((id, DisconnectReason::Silent, false)),
+                Verdict::TellReady => self.pump(id, now),
+                Verdict::Alive { restart } => {
+                    if restart && self.link.is_up() {
+                        self.ice_restart(id, now);
+                    }
+                    self.pump(id, now);
                 }
-                Verdict::Alive { restart } => restart,
-            };
-            self.peers.announce(id, now, &self.cands, &self.out);
-            if restart && self.link.is_up() {
-                self.ice_restart(id, now);
             }
-            self.peers.ping_if_due(id, now);
-            if let Some(p) = self.peers.get_mut(id) {
-                p.update_loss(now);
-                p.count_queued();
-            }
-            self.pump(id, now);
-            self.peers.publish_stats(id, &self.out);
         }
         for (id, reason, offer_again) in gone {
             self.disconnect(id, reason, now);
@@ -787,6 +807,23 @@ impl Core {
         }
         tracing::debug!(peer = %id, ?reason, "disconnected");
         self.out.peer_gone(id, reason);
+    }
+
+    /// The session is ending: every peer is asked to close the data channels
+    /// ([`Peers::say_goodbye`]); from now on timers only drive the engines. The shell
+    /// serves datagrams and timers until [`Core::channels_closed`] (or a short wait is
+    /// over), then calls [`Core::shutdown`].
+    pub(crate) fn begin_shutdown(&mut self, now: Instant) {
+        self.closing = true;
+        self.peers.say_goodbye(now);
+        for id in self.peers.ids() {
+            self.pump(id, now);
+        }
+    }
+
+    /// Whether every peer asked has closed its data channels.
+    pub(crate) fn channels_closed(&self) -> bool {
+        self.peers.channels_closed()
     }
 
     /// The session ends: every peer connection is closed (their goodbyes go out).

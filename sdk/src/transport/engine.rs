@@ -159,7 +159,18 @@ pub(crate) trait Engine: Send {
     fn queued_bytes(&mut self) -> usize;
 
     /// Closes the connection (its goodbye datagrams are then in [`Peer::poll_transmit`]).
+    /// An open SCTP association is aborted: close the channels first
+    /// ([`Engine::close_channels`]) for the peer to see them close rather than fail.
     fn close(&mut self);
+
+    /// Starts closing every open data channel the polite way (an SCTP stream reset each),
+    /// so that the peer sees each channel close, not fail. (The engine stops reading a
+    /// channel it closes, so the peer's own reset may wait on data it sent meanwhile: the
+    /// side that leaves asks the other to close instead, see [`super::control::Control::Bye`].)
+    fn close_channels(&mut self);
+
+    /// Whether no data channel is open: each was closed both ways (or never opened).
+    fn channels_closed(&self) -> bool;
 
     /// Drives the engine once: its events, then what it has read (with `handle_timeout`
     /// after events, which is where it queues handshake packets). Whether anything came
@@ -187,10 +198,36 @@ pub(crate) trait Engine: Send {
     fn send_pli(&mut self, now: Instant);
 }
 
+/// Whether `sdp` has an m-line of media `kind` (`audio`, `video`, `application`) that is
+/// not rejected (port 0).
+pub(crate) fn has_media_line(sdp: &str, kind: &str) -> bool {
+    sdp.lines().any(|line| {
+        line.strip_prefix("m=")
+            .and_then(|rest| rest.strip_prefix(kind))
+            .and_then(|rest| rest.split_ascii_whitespace().next())
+            .is_some_and(|port| port != "0")
+    })
+}
+
 /// The value of the first `a=NAME:` line of an SDP (session or media level).
 pub(crate) fn sdp_attribute(sdp: &str, name: &str) -> Option<String> {
     let prefix = format!("a={name}:");
     sdp.lines()
         .find_map(|l| l.trim().strip_prefix(prefix.as_str()))
         .map(|v| v.trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_lines_are_found_by_kind_and_a_rejected_one_does_not_count() {
+        let sdp = "v=0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:0\r\nm=audio 0 UDP/TLS/RTP/SAVPF 111\r\n";
+        assert!(has_media_line(sdp, "application"));
+        assert!(!has_media_line(sdp, "audio"), "port 0: rejected");
+        assert!(!has_media_line(sdp, "video"));
+        assert!(has_media_line("m=video 9 UDP/TLS/RTP/SAVPF 96\n", "video"));
+        assert!(!has_media_line("a=m=audio 9\r\n", "audio"));
+    }
 }

@@ -14,6 +14,11 @@ use crate::event::LobbyInfo;
 
 /// Member-data key carrying a member's channel list.
 pub(crate) const CHANNELS_KEY: &str = "squadlink.channels";
+/// Member-data key carrying the version of the peer wire contract a member speaks.
+pub(crate) const WIRE_KEY: &str = "squadlink.wire";
+/// The version of the peer wire contract (`docs/wire.md`) this SDK speaks. A member
+/// without [`WIRE_KEY`] predates the key and speaks version 1.
+pub(crate) const WIRE_VERSION: &str = "1";
 
 /// Whether to connect to a member.
 #[derive(Debug, PartialEq)]
@@ -22,7 +27,8 @@ pub(crate) enum Admission {
     Connect,
     /// The game disconnected this peer (or its player) for good.
     Shunned,
-    /// Its channel list differs from ours: no connection can carry both.
+    /// Its channel list or wire version differs from ours: no connection can carry both
+    /// ([`Error::ChannelMismatch`] or [`Error::WireVersion`] says how).
     Mismatch(Error),
 }
 
@@ -62,7 +68,11 @@ pub(crate) struct Membership {
 impl Membership {
     /// The member data we join with for `channel_list`.
     pub(crate) fn member_data(channel_list: &str) -> Properties {
-        [(CHANNELS_KEY.to_string(), channel_list.to_string())].into()
+        [
+            (CHANNELS_KEY.to_string(), channel_list.to_string()),
+            (WIRE_KEY.to_string(), WIRE_VERSION.to_string()),
+        ]
+        .into()
     }
 
     pub(crate) fn new(
@@ -153,11 +163,19 @@ impl Membership {
             self.shunned.insert(peer);
             return Admission::Shunned;
         }
-        self.check_channels(peer, data)
+        self.check_compatible(peer, data)
     }
 
-    /// Whether `data`'s channel list matches ours.
-    pub(crate) fn check_channels(&self, peer: PeerId, data: &Properties) -> Admission {
+    /// Whether `data`'s wire version and channel list match ours.
+    pub(crate) fn check_compatible(&self, peer: PeerId, data: &Properties) -> Admission {
+        let wire = data.get(WIRE_KEY).map_or(WIRE_VERSION, String::as_str);
+        if wire != WIRE_VERSION {
+            return Admission::Mismatch(Error::WireVersion {
+                peer,
+                ours: WIRE_VERSION.to_string(),
+                theirs: wire.to_string(),
+            });
+        }
         let theirs = data.get(CHANNELS_KEY).cloned().unwrap_or_default();
         if theirs == self.channel_list {
             Admission::Connect
@@ -168,6 +186,12 @@ impl Membership {
                 theirs,
             })
         }
+    }
+
+    /// Whether `peer` is a member we cannot connect to (and so refused ourselves).
+    pub(crate) fn incompatible(&self, peer: PeerId) -> bool {
+        self.member(peer)
+            .is_some_and(|data| self.check_compatible(peer, data) != Admission::Connect)
     }
 
     /// The member data `peer` last announced, while it is in the lobby.
@@ -231,6 +255,37 @@ mod tests {
         assert_eq!(peer, PeerId(2));
         assert_eq!(ours, "reliable,unreliable");
         assert_eq!(theirs, "reliable");
+    }
+
+    #[test]
+    fn a_member_speaking_another_wire_version_is_a_mismatch_naming_both_versions() {
+        let mut m = membership();
+        let mut theirs = data("reliable,unreliable");
+        theirs.insert(WIRE_KEY.into(), "2".into());
+        let admitted = m.admit(PeerId(2), &PlayerId("b".into()), &theirs);
+        assert_eq!(
+            admitted,
+            Admission::Mismatch(Error::WireVersion {
+                peer: PeerId(2),
+                ours: WIRE_VERSION.into(),
+                theirs: "2".into()
+            })
+        );
+    }
+
+    #[test]
+    fn a_member_without_a_wire_version_speaks_version_1() {
+        let mut m = membership();
+        let mut theirs = data("reliable,unreliable");
+        theirs.remove(WIRE_KEY);
+        let admitted = m.admit(PeerId(2), &PlayerId("b".into()), &theirs);
+        assert_eq!(admitted, Admission::Connect);
+        assert_eq!(
+            Membership::member_data("x")
+                .get(WIRE_KEY)
+                .map(String::as_str),
+            Some("1")
+        );
     }
 
     #[test]

@@ -54,6 +54,7 @@ use self::gather::{GatherContext, Gatherer};
 use self::membership::{Entered, Membership};
 use self::net::{LossStage, host_addresses};
 use self::output::{Request, Via};
+use self::peers::CLOSE_WAIT;
 use self::rtc_engine::RtcEngine;
 use self::stream::{StreamEvent, StreamLink};
 use crate::bridge::{Command, Shared};
@@ -201,6 +202,8 @@ impl Driver {
         let _ = ready.send(Ok(()));
         driver.carry_out();
         let end = driver.serve(&mut commands).await;
+        driver.core.begin_shutdown(Instant::now());
+        driver.close_channels().await;
         driver.core.shutdown(Instant::now());
         driver.carry_out();
         if let Some(link) = driver.link.take() {
@@ -275,6 +278,38 @@ impl Driver {
                     if let Some(end) = self.core.poll_link(now) {
                         return Some(end);
                     }
+                }
+            }
+        }
+    }
+
+    /// Serves datagrams and timers while the peers close the data channels (the session
+    /// is ending; see [`Core::begin_shutdown`]), for at most [`CLOSE_WAIT`]; commands and
+    /// the matchmaker wait.
+    async fn close_channels(&mut self) {
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        let give_up = Instant::now() + CLOSE_WAIT;
+        loop {
+            self.carry_out();
+            if self.core.channels_closed() {
+                return;
+            }
+            if Instant::now() >= give_up {
+                tracing::debug!("a peer did not close its channels in time; aborting");
+                return;
+            }
+            let deadline = self.next_deadline().min(give_up);
+            tokio::select! {
+                received = self.socket.recv_from(&mut buf) => {
+                    if let Ok((n, from)) = received {
+                        self.received(buf.get(..n).unwrap_or(&[]), from);
+                        self.release_inbound(Instant::now());
+                    }
+                }
+                () = tokio::time::sleep_until(deadline.into()) => {
+                    let now = Instant::now();
+                    self.release_inbound(now);
+                    self.core.handle_timeout(now);
                 }
             }
         }

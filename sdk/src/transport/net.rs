@@ -68,18 +68,34 @@ pub(crate) fn stun_request_ufrag(buf: &[u8]) -> Option<&str> {
     std::str::from_utf8(value).ok()?.split(':').next()
 }
 
-/// The address and type of a candidate line (`candidate:F C udp P IP PORT typ TYPE …`).
-pub(crate) fn parse_candidate(line: &str) -> Option<(SocketAddr, CandidateKind)> {
+/// What a candidate line offers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CandidateLine {
+    /// A UDP candidate at an IP address, with its type.
+    Udp(SocketAddr, CandidateKind),
+    /// A UDP host candidate behind an mDNS name (`….local`: a browser hiding its
+    /// address), with its port. The address itself turns up in the peer's checks
+    /// (peer-reflexive); the port tells that it is this host candidate.
+    Hidden {
+        /// The mDNS name.
+        name: String,
+        /// Its port.
+        port: u16,
+    },
+    /// A TCP candidate: unused, the SDK's ICE runs over UDP.
+    Tcp,
+}
+
+/// What a candidate line (`candidate:F C udp P ADDRESS PORT typ TYPE …`) offers; `None`
+/// when it is not a well-formed candidate line.
+pub(crate) fn parse_candidate(line: &str) -> Option<CandidateLine> {
     let line = line.strip_prefix("a=").unwrap_or(line);
     let mut fields = line.split_ascii_whitespace();
     let _foundation = fields.next()?;
     let _component = fields.next()?;
     let protocol = fields.next()?;
-    if !protocol.eq_ignore_ascii_case("udp") {
-        return None;
-    }
     let _priority = fields.next()?;
-    let ip: IpAddr = fields.next()?.parse().ok()?;
+    let address = fields.next()?;
     let port: u16 = fields.next()?.parse().ok()?;
     if fields.next()? != "typ" {
         return None;
@@ -91,7 +107,43 @@ pub(crate) fn parse_candidate(line: &str) -> Option<(SocketAddr, CandidateKind)>
         "relay" => CandidateKind::Relay,
         _ => return None,
     };
-    Some((SocketAddr::new(ip, port), kind))
+    if protocol.eq_ignore_ascii_case("tcp") {
+        return Some(CandidateLine::Tcp);
+    }
+    if !protocol.eq_ignore_ascii_case("udp") {
+        return None;
+    }
+    match address.parse::<IpAddr>() {
+        Ok(ip) => Some(CandidateLine::Udp(SocketAddr::new(ip, port), kind)),
+        Err(_) if kind == CandidateKind::Host && is_mdns_name(address) => {
+            Some(CandidateLine::Hidden {
+                name: address.to_string(),
+                port,
+            })
+        }
+        Err(_) => None,
+    }
+}
+
+/// Whether `name` is an mDNS host name (RFC 6762: a name under `.local`), as browsers put
+/// in place of their host addresses.
+fn is_mdns_name(name: &str) -> bool {
+    name.len() > ".local".len()
+        && name
+            .get(name.len() - ".local".len()..)
+            .is_some_and(|tail| tail.eq_ignore_ascii_case(".local"))
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+/// Whether `ip` can be a host address of a peer on our own machine or network (loopback,
+/// private, link-local or unique-local): where a hidden host candidate can really be.
+pub(crate) fn is_local_network(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local(),
+        IpAddr::V6(v6) => v6.is_loopback() || v6.is_unicast_link_local() || v6.is_unique_local(),
+    }
 }
 
 /// The addresses to announce as host candidates for a socket bound to `bound`: the bound
@@ -234,23 +286,65 @@ mod tests {
 
     #[test]
     fn parses_candidates() {
-        let (addr, kind) =
-            parse_candidate("candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host").unwrap();
         assert_eq!(
-            (addr, kind),
-            ("127.0.0.1:50000".parse().unwrap(), CandidateKind::Host)
+            parse_candidate("candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host"),
+            Some(CandidateLine::Udp(
+                "127.0.0.1:50000".parse().unwrap(),
+                CandidateKind::Host
+            ))
         );
         let relay = parse_candidate(
             "candidate:2 1 UDP 16777215 10.0.0.5 61000 typ relay raddr 0.0.0.0 rport 0",
         );
-        assert_eq!(relay.map(|r| r.1), Some(CandidateKind::Relay));
+        assert!(matches!(
+            relay,
+            Some(CandidateLine::Udp(_, CandidateKind::Relay))
+        ));
         for bad in [
             "",
-            "candidate:1 1 tcp 1 1.2.3.4 5 typ host",
             "candidate:1 1 udp 1 x 5 typ host",
             "candidate:1 1 udp 1 1.2.3.4 5 typ weird",
+            "candidate:1 1 sctp 1 1.2.3.4 5 typ host",
+            // A name that is not mDNS, and an mDNS name on a type other than host.
+            "candidate:1 1 udp 1 example.com 5 typ host",
+            "candidate:1 1 udp 1 a.local 5 typ srflx",
         ] {
             assert!(parse_candidate(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_mdns_host_candidate_is_hidden_and_a_tcp_one_is_tcp() {
+        assert_eq!(
+            parse_candidate(
+                "candidate:3 1 udp 2113937151 5b0a7a49-1c5e-4f8e-9d2a-0c3b1f6e7a88.local 54321 typ host generation 0"
+            ),
+            Some(CandidateLine::Hidden {
+                name: "5b0a7a49-1c5e-4f8e-9d2a-0c3b1f6e7a88.local".into(),
+                port: 54321
+            })
+        );
+        assert_eq!(
+            parse_candidate("candidate:4 1 tcp 1518280447 192.0.2.1 9 typ host tcptype active"),
+            Some(CandidateLine::Tcp)
+        );
+    }
+
+    #[test]
+    fn only_loopback_private_and_link_local_addresses_are_local_network() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "192.168.0.9",
+            "169.254.1.1",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+        ] {
+            assert!(is_local_network(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["203.0.113.7", "8.8.8.8", "2001:db8::1"] {
+            assert!(!is_local_network(ip.parse().unwrap()), "{ip}");
         }
     }
 

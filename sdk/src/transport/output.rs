@@ -144,13 +144,65 @@ impl Out {
         self.emit(Event::LobbyChanged(info));
     }
 
-    /// A member we cannot connect to: its channel list differs from ours (`err` says how).
-    pub(crate) fn channel_mismatch(&self, peer: PeerId, err: Error) {
-        self.emit(Event::Error(err));
-        self.emit(Event::PeerDisconnected {
+    /// A member we cannot connect to: its channel list or wire version differs from ours
+    /// (`err` says how). The game is told, and so is the member (a `refused` signal), so
+    /// that it does not wait for us.
+    pub(crate) fn incompatible(&mut self, peer: PeerId, err: Error) {
+        let (code, message, reason) = match &err {
+            Error::ChannelMismatch { ours, theirs, .. } => (
+                "channel_mismatch",
+                format!(
+                    "my channels are [{ours}], yours are [{theirs}]; every player must declare the same channels in the same order (docs/wire.md §1)"
+                ),
+                DisconnectReason::ChannelMismatch,
+            ),
+            Error::WireVersion { ours, theirs, .. } => (
+                "wire_version",
+                format!(
+                    "I speak wire version {ours}, you announced {theirs}; players must run releases with the same wire version (docs/wire.md §1)"
+                ),
+                DisconnectReason::Incompatible,
+            ),
+            other => (
+                "incompatible",
+                other.to_string(),
+                DisconnectReason::Incompatible,
+            ),
+        };
+        self.signal(
             peer,
-            reason: DisconnectReason::ChannelMismatch,
-        });
+            Signal::Refused {
+                reason: code.to_string(),
+                message,
+            },
+        );
+        self.emit(Event::Error(err));
+        self.emit(Event::PeerDisconnected { peer, reason });
+    }
+
+    /// `peer` refused to connect to us for `reason` (it said `message`); its connection,
+    /// if any, is gone (`was_connected`: one the game knew).
+    pub(crate) fn refused(
+        &self,
+        peer: PeerId,
+        reason: String,
+        message: String,
+        was_connected: bool,
+    ) {
+        tracing::warn!(%peer, %reason, %message, "the peer refused to connect");
+        self.emit(Event::Error(Error::PeerRefused {
+            peer,
+            reason,
+            message,
+        }));
+        if was_connected {
+            self.peer_gone(peer, DisconnectReason::Incompatible);
+        } else {
+            self.emit(Event::PeerDisconnected {
+                peer,
+                reason: DisconnectReason::Incompatible,
+            });
+        }
     }
 
     /// A peer connection is gone for `reason`: its stats go, the media pipelines forget

@@ -2,7 +2,7 @@
 //! candidate types, stats and throttled reports, around the engine that carries it
 //! (behind the seam of `engine.rs`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -10,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 use squadlink_protocol::{PeerId, Signal};
 
 use super::control::{self, Control, Pinger};
-use super::engine::{Engine, EngineEvent, PeerSettings, Sent};
+use super::engine::{Engine, EngineEvent, PeerSettings, Sent, has_media_line};
 use super::liveness::Facts;
 use crate::channel::{Framing, Received};
 use crate::event::{CandidateKind, PathKind, RelayTransport};
@@ -59,6 +59,12 @@ pub(crate) struct Peer {
     /// Telling the game its send buffer to this peer is full.
     told_send_full: Throttle,
     remote_types: HashMap<SocketAddr, CandidateKind>,
+    /// Ports of host candidates the peer hid behind mDNS names (browsers do).
+    hidden_host_ports: HashSet<u16>,
+    /// We are closing the data channels (the session ends).
+    closing_channels: bool,
+    /// The peer's offer lacked audio or video: we offer them once connected.
+    media_offer_due: bool,
     /// Framing of every channel, both ways.
     framing: Framing,
     last_heard: Instant,
@@ -122,6 +128,9 @@ impl Peer {
             told_unread: Throttle::default(),
             told_send_full: Throttle::default(),
             remote_types: HashMap::new(),
+            hidden_host_ports: HashSet::new(),
+            closing_channels: false,
+            media_offer_due: false,
             framing: Framing::new(settings.channels, settings.max_message),
             last_heard: now,
             last_pair: None,
@@ -211,6 +220,25 @@ impl Peer {
         self.engine.offer(now)
     }
 
+    /// When the peer's offer lacked audio or video (a browser that added only data
+    /// channels) and the connection is up: our offer with both media lines, once, so that
+    /// voice and video work whichever side offered first.
+    pub(crate) fn offer_missing_media(&mut self, now: Instant) -> Option<String> {
+        if !std::mem::take(&mut self.media_offer_due) {
+            return None;
+        }
+        match self.engine.offer(now) {
+            Ok(sdp) => {
+                tracing::debug!(peer = %self.id, "offering the audio and video the peer's offer lacked");
+                Some(sdp)
+            }
+            Err(e) => {
+                tracing::warn!(peer = %self.id, %e, "could not offer the media the peer's offer lacked");
+                None
+            }
+        }
+    }
+
     /// Takes the peer's offer (the first, an ICE restart's, or a new connection's) and
     /// answers it; the answer's SDP, to send. `fingerprint` is the offer's DTLS one.
     pub(crate) fn accept_offer(
@@ -224,6 +252,7 @@ impl Peer {
             tracing::debug!(peer = %self.id, "answering an ICE restart");
         }
         self.remote_fingerprint = fingerprint;
+        self.media_offer_due = !has_media_line(&sdp, "audio") || !has_media_line(&sdp, "video");
         self.engine.accept_offer(sdp, now)
     }
 
@@ -335,6 +364,28 @@ impl Peer {
         self.engine.close();
     }
 
+    /// Our session is ending: asks the peer to close the data channels ([`Control::Bye`]);
+    /// the channels closing from then on are not the peer leaving.
+    pub(crate) fn say_goodbye(&mut self, now: Instant) {
+        self.closing_channels = true;
+        self.send_frame(self.control(), control::bye(), now);
+    }
+
+    /// Whether no data channel is open any more (each closed both ways, or never open).
+    pub(crate) fn channels_closed(&self) -> bool {
+        self.engine.channels_closed()
+    }
+
+    /// Whether every data channel is open (the peer may not have heard us yet).
+    pub(crate) fn channels_open(&self) -> bool {
+        self.engine.all_open()
+    }
+
+    /// Whether we are closing the data channels ourselves.
+    pub(crate) fn closing_channels(&self) -> bool {
+        self.closing_channels
+    }
+
     /// Drives the engine once; what came out is added to `out`. Whether anything did.
     pub(crate) fn step(&mut self, now: Instant, out: &mut Vec<EngineEvent>) -> bool {
         self.engine.step(now, out)
@@ -379,7 +430,7 @@ impl Peer {
         if relay_addrs.contains(&local) {
             return Some(PathKind::Relay);
         }
-        match self.remote_types.get(&remote)? {
+        match self.remote_kind(remote)? {
             CandidateKind::Host => Some(PathKind::Host),
             CandidateKind::Relay => Some(PathKind::Relay),
             CandidateKind::Srflx | CandidateKind::Prflx => Some(PathKind::Srflx),
@@ -398,11 +449,7 @@ impl Peer {
             CandidateKind::Host
         };
         // An address the peer never announced was learned from its checks.
-        let remote = self
-            .remote_types
-            .get(&remote)
-            .copied()
-            .unwrap_or(CandidateKind::Prflx);
+        let remote = self.remote_kind(remote).unwrap_or(CandidateKind::Prflx);
         Some((local, remote))
     }
 
@@ -464,6 +511,13 @@ impl Peer {
                 None
             }
             Control::VoiceLoss(_) => None,
+            Control::Bye => {
+                // The peer leaves: our resets close the channels on both ends; their
+                // closing then ends the connection here (as the peer leaving).
+                tracing::debug!(peer = %self.id, "the peer says goodbye: closing our channels");
+                self.engine.close_channels();
+                None
+            }
         }
     }
 
@@ -566,6 +620,25 @@ impl Peer {
         self.remote_types.insert(addr, kind);
         if !self.stats.remote_candidate_types.contains(&kind) {
             self.stats.remote_candidate_types.push(kind);
+        }
+    }
+
+    /// The peer announced a host candidate behind an mDNS name, at `port`.
+    pub(crate) fn hidden_host_candidate(&mut self, port: u16) {
+        self.hidden_host_ports.insert(port);
+    }
+
+    /// What kind of candidate the peer's address `addr` is: as announced, or a host one
+    /// hidden behind an mDNS name (the port of one, at an address of our own network).
+    fn remote_kind(&self, addr: SocketAddr) -> Option<CandidateKind> {
+        match self.remote_types.get(&addr) {
+            Some(kind) => Some(*kind),
+            None if self.hidden_host_ports.contains(&addr.port())
+                && super::net::is_local_network(addr.ip()) =>
+            {
+                Some(CandidateKind::Host)
+            }
+            None => None,
         }
     }
 

@@ -15,7 +15,8 @@ use squadlink_protocol::PeerId;
 
 use super::candidates::Candidates;
 use super::engine::{EngineEvent, Sent};
-use super::net::{self, parse_candidate};
+use super::liveness::{self, Timeouts, Verdict};
+use super::net::{self, CandidateLine, parse_candidate};
 use super::output::Out;
 use super::peer::{Inbound, Peer};
 use super::routes::{Route, Routes};
@@ -25,6 +26,10 @@ use crate::event::CandidateKind;
 use crate::event::{DisconnectReason, Event, PathKind};
 use crate::media::{self, MediaFrame, MediaIn};
 
+/// The longest an ending session waits for its peers to close their data channels (one
+/// round trip, normally; a peer that ignores the goodbye is waited for this long) before
+/// it aborts the connections anyway.
+pub(crate) const CLOSE_WAIT: Duration = Duration::from_millis(500);
 /// A remote candidate as signaled: its `candidate:` line, `sdpMid`, `sdpMLineIndex` and
 /// username fragment.
 pub(crate) type RemoteCandidate = (String, Option<String>, Option<u16>, Option<String>);
@@ -112,18 +117,40 @@ impl Peers {
             .collect()
     }
 
-    /// Sends a ping to `id` on its control channel.
-    pub(crate) fn ping(&mut self, id: PeerId, now: Instant) {
-        if let Some(p) = self.map.get_mut(&id) {
-            p.ping(now, self.epoch);
+    /// The periodic round's judgement of every peer (see `liveness.rs`), with the upkeep
+    /// that needs no one else done: a peer ready to connect is pinged (it counts us
+    /// connected when it hears us); a live one is announced once its path is known,
+    /// pinged when due, and its loss and stats are brought up to date. The core acts on
+    /// the rest (timeouts, silence, ICE restarts) and pumps the peers.
+    pub(crate) fn round(
+        &mut self,
+        now: Instant,
+        timeouts: Timeouts,
+        cands: &Candidates,
+        out: &Out,
+    ) -> Vec<(PeerId, Verdict)> {
+        let mut verdicts = Vec::with_capacity(self.map.len());
+        for id in self.ids() {
+            let Some(p) = self.map.get_mut(&id) else {
+                continue;
+            };
+            let verdict = liveness::judge(&p.facts(), now, timeouts);
+            match verdict {
+                Verdict::TellReady => p.ping(now, self.epoch),
+                Verdict::Alive { .. } => {
+                    self.announce(id, now, cands, out);
+                    if let Some(p) = self.map.get_mut(&id) {
+                        p.ping_if_due(now, self.epoch);
+                        p.update_loss(now);
+                        p.count_queued();
+                    }
+                    self.publish_stats(id, out);
+                }
+                _ => {}
+            }
+            verdicts.push((id, verdict));
         }
-    }
-
-    /// Pings `id` if a ping is due.
-    pub(crate) fn ping_if_due(&mut self, id: PeerId, now: Instant) {
-        if let Some(p) = self.map.get_mut(&id) {
-            p.ping_if_due(now, self.epoch);
-        }
+        verdicts
     }
 
     /// Queues a message on `channel` (of `kind`) for `to`, or for every connected peer;
@@ -231,14 +258,28 @@ impl Peers {
             return Ok(None);
         };
         match parse_candidate(&candidate) {
-            Some((addr, kind)) if !relay_only || kind == CandidateKind::Relay => {
+            Some(CandidateLine::Udp(addr, kind)) if !relay_only || kind == CandidateKind::Relay => {
                 p.remote_candidate(addr, kind);
                 self.routes.expect(addr, id);
                 p.add_remote_candidate(candidate, sdp_mid, sdp_mline_index, username_fragment)?;
                 Ok(Some(addr))
             }
-            // Unusable here (TCP, unparsable, or direct while relay-only): skipped.
-            _ => Ok(None),
+            Some(CandidateLine::Hidden { name, port }) if !relay_only => {
+                // We cannot resolve mDNS names (multicast on the LAN); the address comes in
+                // the peer's own checks, and the port tells the path is this host one.
+                tracing::debug!(peer = %id, %name, port, "mDNS host candidate: its address is learned from the peer's checks");
+                p.hidden_host_candidate(port);
+                Ok(None)
+            }
+            Some(CandidateLine::Tcp) => {
+                tracing::debug!(peer = %id, "TCP candidate skipped: the SDK's ICE is UDP (TCP-only networks use TURN over TCP or TLS)");
+                Ok(None)
+            }
+            // Direct while relay-only, or not a candidate line: skipped.
+            _ => {
+                tracing::debug!(peer = %id, %candidate, relay_only, "candidate skipped");
+                Ok(None)
+            }
         }
     }
 
@@ -350,7 +391,9 @@ impl Peers {
                     EngineEvent::Failed(reason) => {
                         pumped.end = Some(DisconnectReason::Failed(reason));
                     }
-                    EngineEvent::Closed if p.is_connected() && pumped.end.is_none() => {
+                    EngineEvent::Closed
+                        if p.is_connected() && !p.closing_channels() && pumped.end.is_none() =>
+                    {
                         pumped.end = Some(DisconnectReason::Left);
                     }
                     EngineEvent::Closed => {}
@@ -408,6 +451,24 @@ impl Peers {
         {
             stats.insert(id, p.stats().clone());
         }
+    }
+
+    /// Our session is ending: asks every peer with open channels to close them (a BYE on
+    /// the control channel; the peer resets each channel, and so both ends see them close
+    /// rather than fail on the abort that closing the connection sends).
+    pub(crate) fn say_goodbye(&mut self, now: Instant) {
+        // Channels may be open on a peer not yet counted connected (it has not heard us).
+        for p in self.map.values_mut().filter(|p| p.channels_open()) {
+            p.say_goodbye(now);
+        }
+    }
+
+    /// Whether every peer we said goodbye to has closed its channels.
+    pub(crate) fn channels_closed(&self) -> bool {
+        self.map
+            .values()
+            .filter(|p| p.closing_channels())
+            .all(Peer::channels_closed)
     }
 
     /// Closes a peer's connection and forgets how to route to it; whether there was one.

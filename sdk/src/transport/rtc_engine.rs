@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use rtc::data_channel::{RTCDataChannelId, RTCDataChannelInit};
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
-use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::configuration::setting_engine::{
+    SctpMaxMessageSize, SettingEngineBuilder,
+};
 use rtc::peer_connection::event::{RTCDataChannelEvent, RTCPeerConnectionEvent};
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::sdp::RTCSessionDescription;
@@ -120,6 +122,10 @@ impl RtcEngine {
             // client races the answer through the matchmaker, and a lost race costs the 1 s
             // DTLS retransmission timer.
             .with_answering_dtls_role(RTCDtlsRole::Server)
+            // `a=max-message-size`: the largest frame of the wire contract (docs/wire.md §9).
+            .with_sctp_max_message_size(SctpMaxMessageSize::Bounded(
+                u32::try_from(crate::channel::MAX_FRAME).unwrap_or(u32::MAX),
+            ))
             .build();
         let mut pc = RTCPeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().build())
@@ -436,6 +442,23 @@ impl Engine for RtcEngine {
         }
     }
 
+    fn channels_closed(&self) -> bool {
+        self.open.iter().all(|open| !*open)
+    }
+
+    fn close_channels(&mut self) {
+        for (id, open) in self.dcs.iter().zip(&self.open) {
+            if !*open {
+                continue;
+            }
+            if let Some(mut dc) = self.pc.data_channel(*id)
+                && let Err(e) = dc.close()
+            {
+                tracing::debug!(%e, peer = %self.id, "closing a data channel failed");
+            }
+        }
+    }
+
     fn step(&mut self, now: Instant, out: &mut Vec<EngineEvent>) -> bool {
         let mut progressed = false;
         let mut had_event = false;
@@ -447,7 +470,10 @@ impl Engine for RtcEngine {
                 RTCPeerConnectionEvent::OnDataChannel(RTCDataChannelEvent::OnOpen(dc)) => {
                     all_open_now |= self.on_open(dc);
                 }
-                RTCPeerConnectionEvent::OnDataChannel(RTCDataChannelEvent::OnClose(_)) => {
+                RTCPeerConnectionEvent::OnDataChannel(RTCDataChannelEvent::OnClose(dc)) => {
+                    if let Some(slot) = self.dc_index.get(&dc).and_then(|i| self.open.get_mut(*i)) {
+                        *slot = false;
+                    }
                     out.push(EngineEvent::Closed);
                 }
                 RTCPeerConnectionEvent::OnConnectionStateChangeEvent(

@@ -24,6 +24,7 @@ use super::commands::{self, ForShell};
 use super::core::Core;
 use super::membership::{Entered, Membership};
 use super::output::{Out, Request, Via};
+use super::peers::CLOSE_WAIT;
 use super::rtc_engine::RtcEngine;
 use crate::bridge::{Command, GameEnds, NetworkSide, Shared};
 use crate::channel;
@@ -64,6 +65,9 @@ pub(crate) struct Node {
     ends: Option<GameEnds>,
     /// A session's commands.
     commands: Option<tokio::sync::mpsc::UnboundedReceiver<Command>>,
+    /// The session is closing: it said goodbye and waits, until then at the latest, for
+    /// its peers to close the channels (as the native shell does).
+    closing: Option<Instant>,
     /// The path datagrams to this node take.
     inbound: Conditioner<(Bytes, SocketAddr)>,
     /// Every event the game would have seen, in order.
@@ -242,11 +246,40 @@ impl SimNet {
             dead: false,
             ends,
             commands,
+            closing: None,
             inbound,
             events: Vec::new(),
             event_times: Vec::new(),
         });
         i
+    }
+
+    /// Node `i`'s session begins to close: it asks its peers to close the channels, and
+    /// leaves once they did or [`CLOSE_WAIT`] is over ([`SimNet::finish_closing`]).
+    fn begin_leaving(&mut self, i: usize) {
+        let now = self.now;
+        if let Some(node) = self.nodes.get_mut(i).filter(|n| !n.dead) {
+            node.core.begin_shutdown(now);
+            node.closing = Some(now + CLOSE_WAIT);
+        }
+        self.carry_out();
+    }
+
+    /// The closing sessions whose peers closed the channels, or whose wait is over, leave.
+    fn finish_closing(&mut self) {
+        let now = self.now;
+        let done: Vec<usize> = (0..self.nodes.len())
+            .filter(|i| {
+                self.nodes.get(*i).is_some_and(|n| {
+                    !n.dead
+                        && n.closing
+                            .is_some_and(|until| now >= until || n.core.channels_closed())
+                })
+            })
+            .collect();
+        for i in done {
+            self.leave(i);
+        }
     }
 
     /// Node `i`'s session closes now: its connections say goodbye, it leaves the lobby
@@ -292,7 +325,12 @@ impl SimNet {
     fn take_commands(&mut self) {
         let now = self.now;
         let mut closing = Vec::new();
-        for (i, node) in self.nodes.iter_mut().enumerate().filter(|(_, n)| !n.dead) {
+        for (i, node) in self
+            .nodes
+            .iter_mut()
+            .enumerate()
+            .filter(|(_, n)| !n.dead && n.closing.is_none())
+        {
             let Some(commands) = node.commands.as_mut() else {
                 continue;
             };
@@ -321,7 +359,7 @@ impl SimNet {
             }
         }
         for i in closing {
-            self.leave(i);
+            self.begin_leaving(i);
         }
     }
 
@@ -331,6 +369,12 @@ impl SimNet {
         for node in &mut self.nodes {
             node.inbound.set_conditions(conditions);
         }
+    }
+
+    #[cfg(test)]
+    /// Node `i`'s session closes, as [`crate::Session::close`] does.
+    pub(crate) fn close(&mut self, i: usize) {
+        self.begin_leaving(i);
     }
 
     #[cfg(test)]
@@ -400,6 +444,7 @@ impl SimNet {
     pub(crate) fn settle(&mut self) {
         self.take_commands();
         self.carry_out();
+        self.finish_closing();
     }
 
     /// Moves time to the next deadline and handles what is due then; when nothing is due
@@ -425,6 +470,7 @@ impl SimNet {
                     .poll_timeout()
                     .into_iter()
                     .chain(n.inbound.next_release())
+                    .chain(n.closing)
             })
             .min();
         arrivals.into_iter().chain(nodes).min()
@@ -823,7 +869,8 @@ mod tests {
     }
 
     #[test]
-    fn a_channel_list_mismatch_is_an_error_on_both_sides_and_nothing_is_offered() {
+    fn a_channel_list_mismatch_is_an_error_on_both_sides_each_tells_the_other_and_nothing_is_offered()
+     {
         let mut net = SimNet::with_channels(&CHANNELS, NetworkConditions::latency(ONE_WAY), 5);
         net.join();
         net.join_with(&[ChannelKind::ReliableOrdered]);
@@ -846,12 +893,56 @@ mod tests {
         };
         assert!(net.run_until(Duration::from_secs(5), both_told));
         net.run_until(Duration::from_secs(5), |_| false);
-        assert_eq!(net.signals_relayed(|_| true), 0, "nothing is negotiated");
+        let refusals = |s: &squadlink_protocol::Signal| {
+            matches!(
+                s,
+                squadlink_protocol::Signal::Refused { reason, .. } if reason == "channel_mismatch"
+            )
+        };
+        assert_eq!(
+            net.signals_relayed(refusals),
+            2,
+            "each side tells the other"
+        );
+        assert_eq!(
+            net.signals_relayed(|s| !refusals(s)),
+            0,
+            "nothing is negotiated"
+        );
         assert!(!net.nodes.iter().any(|n| {
             n.events
                 .iter()
                 .any(|e| matches!(e, Event::PeerConnected { .. }))
         }));
+    }
+
+    #[test]
+    fn a_closing_session_says_goodbye_and_leaves_once_its_peer_closed_the_channels() {
+        let mut net = SimNet::with_channels(&CHANNELS, NetworkConditions::latency(ONE_WAY), 3);
+        net.join();
+        net.join();
+        assert!(net.run_until(Duration::from_secs(10), both_connected));
+        let t0 = net.now;
+        net.close(1);
+        let leaver = net.nodes.get(1).map(|n| n.me);
+        assert!(net.run_until(Duration::from_secs(5), |n| {
+            n.nodes.get(1).is_some_and(|n| n.dead)
+        }));
+        // The goodbye and the peer's resets take about two round trips, not the wait for a
+        // peer that ignores goodbyes.
+        let took = net.now.saturating_duration_since(t0);
+        assert!(took < CLOSE_WAIT, "left after {took:?}");
+        assert!(
+            took >= 2 * ONE_WAY,
+            "left after {took:?}, before the peer could answer"
+        );
+        // The other side closed the channels when told, and took the peer as gone then.
+        let gone_at = net.nodes.first().and_then(|n| {
+            n.events.iter().zip(&n.event_times).find_map(|(e, at)| {
+                matches!(e, Event::PeerDisconnected { peer, reason: crate::event::DisconnectReason::Left } if Some(*peer) == leaver).then_some(*at)
+            })
+        });
+        assert!(gone_at.is_some(), "the peer saw it leave");
     }
 
     #[test]

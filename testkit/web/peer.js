@@ -1,0 +1,481 @@
+// A Squadlink peer in plain browser JavaScript, written from docs/wire.md and
+// docs/protocol.md alone: the browser's own WebSocket and RTCPeerConnection, no SDP munging.
+// It is the browser side of Squadlink's browser tests (testkit/src/browser.rs drives it):
+// it takes commands from GET /poll and reports what happens to POST /event.
+//
+// Commands ({"do": ...}):
+//   join     {url, player, code | max_members, channels, media, wire, lifetime_ms,
+//             relay_only, check}  join (or create) a lobby and connect to its members
+//   send     {peer, channel, size, seed}  a patterned message on a channel
+//   describe {peer}   transceivers, m-lines, SCTP limit and the candidate pair in use
+//   refuse   {peer, reason, message}  a `refused` signal
+//   leave    {}       leave the lobby politely and close every connection
+//   close    {}       close every connection and the matchmaker link at once
+//   mic      {}       send the microphone (getUserMedia) on every connection
+//   camera   {}       send the camera likewise
+// Events ({"event": ...}): ready, joined, connected, message, channel_error,
+// channel_close, bye, peer_left, refused, offer, local_candidate, track, media, described,
+// mm_error, mm_closed, exception.
+"use strict";
+
+const WIRE_VERSION = "1";
+const PING = 1, PONG = 2, BYE = 4;
+const WHOLE = 0, FRAGMENT = 1;
+const BODY = 16384;
+
+// Reports go one after the other, so the test sees them in the order they happened.
+let reports = Promise.resolve();
+function post(event) {
+  event.t = Math.round(performance.now() * 10) / 10;
+  const body = JSON.stringify(event);
+  reports = reports.then(() => fetch("/event", { method: "POST", body })).catch(() => {});
+  return reports;
+}
+window.addEventListener("error", (e) => post({ event: "exception", message: String(e.message), stack: String(e.error && e.error.stack) }));
+window.addEventListener("unhandledrejection", (e) => post({ event: "exception", message: String(e.reason), stack: String(e.reason && e.reason.stack) }));
+
+// The test's pattern: byte i of a message is (seed + 31 i) mod 251; a receiver reports the
+// length and the FNV-1a hash, which the test computes the same way.
+function pattern(size, seed) {
+  const b = new Uint8Array(size);
+  for (let i = 0; i < size; i++) b[i] = (seed + 31 * i) % 251;
+  return b;
+}
+function fnv1a(bytes) {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < bytes.length; i++) {
+    h ^= bytes[i];
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h >>> 0;
+}
+
+const KINDS = {
+  unreliable: { ordered: false, lifetime: true, framing: "none" },
+  unreliable_sequenced: { ordered: false, lifetime: true, framing: "sequenced" },
+  reliable_ordered: { ordered: true, lifetime: false, framing: "reliable" },
+  reliable_unordered: { ordered: false, lifetime: false, framing: "reliable" },
+};
+
+const state = {
+  ws: null, me: null, code: null, opts: null, iceServers: [],
+  rid: 1, peers: new Map(), members: new Map(), media: [],
+};
+
+function mm(msg) {
+  if (state.ws && state.ws.readyState === WebSocket.OPEN) state.ws.send(JSON.stringify(msg));
+}
+function signal(to, data) { mm({ type: "signal", to, data }); }
+
+function fingerprint(sdp) {
+  const m = /a=fingerprint:([^\r\n]+)/.exec(sdp);
+  return m ? m[1].trim() : null;
+}
+function mlines(sdp) {
+  return sdp.split(/\r?\n/).filter((l) => l.startsWith("m=")).map((l) => l.slice(2).split(" ")[0]);
+}
+
+// One connection to one peer (section 2 of wire.md).
+class Conn {
+  constructor(peer, offerer) {
+    this.peer = peer;
+    this.offerer = offerer;
+    this.remoteFingerprint = null;
+    this.pending = [];
+    this.opened = 0;
+    this.announced = false;
+    this.closed = false;
+    this.seqOut = new Map();
+    this.seqIn = new Map();
+    this.partial = new Map();
+    this.nextId = 1;
+    this.pingSeq = 0;
+    this.pc = new RTCPeerConnection({
+      iceServers: state.iceServers,
+      iceTransportPolicy: state.opts.relay_only ? "relay" : "all",
+    });
+    const kinds = state.opts.channels.split(",");
+    const lifetime = state.opts.lifetime_ms || 500;
+    this.channels = kinds.map((k, i) => this.channel(`squadlink-${i}`, i, KINDS[k] || KINDS.unreliable, lifetime, k));
+    this.control = this.channel("squadlink-control", kinds.length, KINDS.unreliable, lifetime, "control");
+    this.pc.onicecandidate = (e) => {
+      if (e.candidate) {
+        post({ event: "local_candidate", peer, candidate: e.candidate.candidate });
+        signal(peer, {
+          kind: "candidate",
+          candidate: e.candidate.candidate,
+          sdp_mid: e.candidate.sdpMid,
+          sdp_mline_index: e.candidate.sdpMLineIndex,
+          username_fragment: e.candidate.usernameFragment,
+        });
+      } else {
+        signal(peer, { kind: "end_of_candidates" });
+      }
+    };
+    this.pc.ontrack = (e) => {
+      post({ event: "track", peer, kind: e.track.kind });
+    };
+    for (const track of state.media) this.pc.addTrack(track);
+    if (offerer && state.opts.media) {
+      if (!state.media.some((t) => t.kind === "audio")) this.pc.addTransceiver("audio", { direction: "sendrecv" });
+      if (!state.media.some((t) => t.kind === "video")) this.pc.addTransceiver("video", { direction: "sendrecv" });
+    }
+    this.pinger = setInterval(() => this.ping(), 500);
+  }
+
+  channel(label, id, kind, lifetime, name) {
+    const init = { negotiated: true, id, ordered: kind.ordered };
+    if (kind.lifetime) init.maxPacketLifeTime = lifetime;
+    const dc = this.pc.createDataChannel(label, init);
+    dc.binaryType = "arraybuffer";
+    dc.onopen = () => {
+      this.opened++;
+      this.ping();
+      this.maybeAnnounce();
+    };
+    dc.onerror = (e) => post({ event: "channel_error", peer: this.peer, channel: id, error: String(e.error && e.error.message) });
+    dc.onclose = () => post({ event: "channel_close", peer: this.peer, channel: id });
+    dc.onmessage = (e) => this.received(id, name, kind, new Uint8Array(e.data));
+    return dc;
+  }
+
+  maybeAnnounce() {
+    if (!this.announced && this.opened === this.channels.length + 1 && this.heard) {
+      this.announced = true;
+      post({ event: "connected", peer: this.peer });
+    }
+  }
+
+  async offer() {
+    await this.pc.setLocalDescription();
+    signal(this.peer, { kind: "offer", sdp: this.pc.localDescription.sdp });
+  }
+
+  async onOffer(sdp) {
+    this.remoteFingerprint = fingerprint(sdp);
+    post({ event: "offer", peer: this.peer, mlines: mlines(sdp) });
+    await this.pc.setRemoteDescription({ type: "offer", sdp });
+    await this.flushCandidates();
+    await this.pc.setLocalDescription();
+    signal(this.peer, { kind: "answer", sdp: this.pc.localDescription.sdp });
+  }
+
+  async onAnswer(sdp) {
+    this.remoteFingerprint = fingerprint(sdp);
+    await this.pc.setRemoteDescription({ type: "answer", sdp });
+    await this.flushCandidates();
+  }
+
+  async onCandidate(c) {
+    const init = { candidate: c.candidate, sdpMid: c.sdp_mid, sdpMLineIndex: c.sdp_mline_index, usernameFragment: c.username_fragment };
+    if (!this.pc.remoteDescription) {
+      this.pending.push(init);
+      return;
+    }
+    await this.pc.addIceCandidate(init).catch((e) => console.log("candidate refused", e));
+  }
+
+  async flushCandidates() {
+    const pending = this.pending;
+    this.pending = [];
+    for (const c of pending) await this.pc.addIceCandidate(c).catch((e) => console.log("candidate refused", e));
+  }
+
+  ping() {
+    if (this.control.readyState !== "open") return;
+    const f = new DataView(new ArrayBuffer(13));
+    f.setUint8(0, PING);
+    f.setUint32(1, this.pingSeq++);
+    f.setBigUint64(5, BigInt(Math.round(performance.now() * 1000)));
+    this.control.send(f.buffer);
+  }
+
+  received(id, name, kind, bytes) {
+    if (name === "control") {
+      this.heard = true;
+      this.maybeAnnounce();
+      if (bytes[0] === PING && bytes.length >= 13) {
+        const pong = bytes.slice(0, 13);
+        pong[0] = PONG;
+        this.control.send(pong);
+      } else if (bytes[0] === BYE) {
+        // The peer is leaving: close every channel (each end then sees it close).
+        post({ event: "bye", peer: this.peer });
+        for (const dc of this.channels.concat([this.control])) dc.close();
+      }
+      return;
+    }
+    let payload = bytes;
+    if (kind.framing === "sequenced") {
+      if (bytes.length < 4) return;
+      const seq = new DataView(bytes.buffer, bytes.byteOffset).getUint32(0);
+      const last = this.seqIn.get(id);
+      if (last !== undefined && ((seq - last) >>> 0) >= 0x80000000) return;
+      if (last !== undefined && seq === last) return;
+      this.seqIn.set(id, seq);
+      payload = bytes.subarray(4);
+    } else if (kind.framing === "reliable") {
+      if (bytes[0] === WHOLE) {
+        payload = bytes.subarray(1);
+      } else if (bytes[0] === FRAGMENT && bytes.length >= 9) {
+        const v = new DataView(bytes.buffer, bytes.byteOffset);
+        const msg = v.getUint32(1), index = v.getUint16(5), count = v.getUint16(7);
+        const key = `${id}/${msg}`;
+        let p = this.partial.get(key);
+        if (!p) {
+          p = { parts: new Array(count), got: 0 };
+          this.partial.set(key, p);
+        }
+        if (index >= count || p.parts[index]) return;
+        p.parts[index] = bytes.slice(9);
+        if (++p.got < count) return;
+        this.partial.delete(key);
+        const total = p.parts.reduce((n, part) => n + part.length, 0);
+        payload = new Uint8Array(total);
+        let at = 0;
+        for (const part of p.parts) {
+          payload.set(part, at);
+          at += part.length;
+        }
+      } else {
+        return;
+      }
+    }
+    post({ event: "message", peer: this.peer, channel: id, len: payload.length, sum: fnv1a(payload) });
+  }
+
+  send(channel, bytes) {
+    const dc = this.channels[channel];
+    const kind = KINDS[state.opts.channels.split(",")[channel]];
+    if (kind.framing === "none") {
+      dc.send(bytes);
+    } else if (kind.framing === "sequenced") {
+      const seq = (this.seqOut.get(channel) || 0) + 1;
+      this.seqOut.set(channel, seq);
+      const f = new Uint8Array(4 + bytes.length);
+      new DataView(f.buffer).setUint32(0, seq);
+      f.set(bytes, 4);
+      dc.send(f);
+    } else if (bytes.length <= BODY) {
+      const f = new Uint8Array(1 + bytes.length);
+      f[0] = WHOLE;
+      f.set(bytes, 1);
+      dc.send(f);
+    } else {
+      const id = this.nextId++;
+      const count = Math.ceil(bytes.length / BODY);
+      for (let i = 0; i < count; i++) {
+        const body = bytes.subarray(i * BODY, Math.min(bytes.length, (i + 1) * BODY));
+        const f = new Uint8Array(9 + body.length);
+        const v = new DataView(f.buffer);
+        v.setUint8(0, FRAGMENT);
+        v.setUint32(1, id);
+        v.setUint16(5, i);
+        v.setUint16(7, count);
+        f.set(body, 9);
+        dc.send(f);
+      }
+    }
+  }
+
+  async describe() {
+    let path = null;
+    const stats = await this.pc.getStats();
+    stats.forEach((s) => {
+      if (s.type === "transport" && s.selectedCandidatePairId) {
+        const pair = stats.get(s.selectedCandidatePairId);
+        const local = pair && stats.get(pair.localCandidateId);
+        const remote = pair && stats.get(pair.remoteCandidateId);
+        path = { local: local && local.candidateType, remote: remote && remote.candidateType };
+      }
+    });
+    let rtp = {};
+    stats.forEach((s) => {
+      if (s.type === "inbound-rtp") rtp[s.kind] = { packets: s.packetsReceived, frames: s.framesDecoded };
+    });
+    return {
+      peer: this.peer,
+      transceivers: this.pc.getTransceivers().map((t) => ({ kind: t.receiver.track.kind, mid: t.mid, direction: t.direction, current: t.currentDirection })),
+      local_mlines: this.pc.localDescription ? mlines(this.pc.localDescription.sdp) : [],
+      remote_mlines: this.pc.remoteDescription ? mlines(this.pc.remoteDescription.sdp) : [],
+      max_message_size: this.pc.sctp ? this.pc.sctp.maxMessageSize : null,
+      path,
+      rtp,
+    };
+  }
+
+  close() {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.pinger);
+    this.pc.close();
+  }
+}
+
+function connectTo(peer, offerer) {
+  const old = state.peers.get(peer);
+  if (old) old.close();
+  const c = new Conn(peer, offerer);
+  state.peers.set(peer, c);
+  if (offerer) c.offer();
+  return c;
+}
+
+// Whether a member can be connected to (wire.md section 1), when the test asks the page to
+// check like a careful implementer would.
+function compatible(member) {
+  if (!state.opts.check) return true;
+  const data = member.data || {};
+  return data["squadlink.channels"] === state.opts.channels;
+}
+
+async function onSignal(from, data) {
+  let c = state.peers.get(from);
+  switch (data.kind) {
+    case "offer":
+      if (c && c.remoteFingerprint && c.remoteFingerprint !== fingerprint(data.sdp)) c = null;
+      if (!c) c = connectTo(from, false);
+      await c.onOffer(data.sdp);
+      break;
+    case "answer":
+      if (c) await c.onAnswer(data.sdp);
+      break;
+    case "candidate":
+      if (c) await c.onCandidate(data);
+      break;
+    case "end_of_candidates":
+      break;
+    case "refused":
+      post({ event: "refused", peer: from, reason: data.reason, message: data.message });
+      break;
+    default:
+      post({ event: "signal", peer: from, data });
+  }
+}
+
+function onMatchmaker(msg) {
+  switch (msg.type) {
+    case "welcome":
+      state.me = msg.peer_id;
+      const data = { "squadlink.channels": state.opts.channels };
+      if (state.opts.wire !== null) data["squadlink.wire"] = state.opts.wire || WIRE_VERSION;
+      if (state.opts.code) {
+        mm({ type: "join_lobby", rid: state.rid++, code: state.opts.code, member_data: data });
+      } else {
+        mm({ type: "create_lobby", rid: state.rid++, max_members: state.opts.max_members || 8, member_data: data });
+      }
+      break;
+    case "lobby_joined":
+      state.code = msg.lobby.code;
+      state.iceServers = msg.ice_servers || [];
+      post({ event: "joined", me: state.me, code: state.code, members: msg.lobby.members.map((m) => m.peer_id) });
+      // The later joiner offers: we offer to everyone already there.
+      for (const m of msg.lobby.members) {
+        state.members.set(m.peer_id, m);
+        if (m.peer_id !== state.me && compatible(m)) connectTo(m.peer_id, true);
+      }
+      break;
+    case "peer_joined":
+      state.members.set(msg.peer.peer_id, msg.peer);
+      break;
+    case "peer_left": {
+      const c = state.peers.get(msg.peer_id);
+      post({ event: "peer_left", peer: msg.peer_id, reason: msg.reason });
+      if (c) c.close();
+      state.peers.delete(msg.peer_id);
+      break;
+    }
+    case "signal":
+      onSignal(msg.from, msg.data).catch((e) => post({ event: "exception", message: `signal ${msg.data.kind}: ${e}`, stack: String(e.stack) }));
+      break;
+    case "ice_servers":
+      state.iceServers = msg.ice_servers || [];
+      break;
+    case "error":
+      post({ event: "mm_error", code: msg.code, message: msg.message });
+      break;
+  }
+}
+
+async function media(kind) {
+  const stream = await navigator.mediaDevices.getUserMedia(kind === "audio" ? { audio: true } : { video: { width: 320, height: 240 } });
+  for (const track of stream.getTracks()) {
+    state.media.push(track);
+    for (const c of state.peers.values()) {
+      const t = c.pc.getTransceivers().find((t) => t.receiver.track.kind === track.kind);
+      if (t) {
+        t.direction = "sendrecv";
+        await t.sender.replaceTrack(track);
+      }
+    }
+  }
+  post({ event: "media", kind });
+}
+
+async function run(cmd) {
+  switch (cmd.do) {
+    case "join":
+      state.opts = cmd;
+      state.ws = new WebSocket(cmd.url);
+      state.ws.onopen = () => mm({ type: "hello", rid: state.rid++, player_id: cmd.player });
+      state.ws.onmessage = (e) => onMatchmaker(JSON.parse(e.data));
+      state.ws.onclose = (e) => post({ event: "mm_closed", code: e.code, reason: e.reason });
+      break;
+    case "send": {
+      const c = state.peers.get(cmd.peer);
+      if (!c) throw new Error(`send: no connection to ${cmd.peer}`);
+      c.send(cmd.channel, pattern(cmd.size, cmd.seed || 0));
+      post({ event: "sent", peer: cmd.peer, channel: cmd.channel, size: cmd.size });
+      break;
+    }
+    case "refuse":
+      signal(cmd.peer, { kind: "refused", reason: cmd.reason, message: cmd.message });
+      break;
+    case "describe": {
+      const c = state.peers.get(cmd.peer);
+      post(Object.assign({ event: "described" }, c ? await c.describe() : { peer: cmd.peer, missing: true }));
+      break;
+    }
+    case "leave":
+      mm({ type: "leave_lobby", rid: state.rid++ });
+      for (const c of state.peers.values()) c.close();
+      state.peers.clear();
+      post({ event: "left" });
+      break;
+    case "close":
+      for (const c of state.peers.values()) c.close();
+      state.peers.clear();
+      if (state.ws) state.ws.close();
+      post({ event: "closed" });
+      break;
+    case "mic":
+      await media("audio");
+      break;
+    case "camera":
+      await media("video");
+      break;
+    default:
+      throw new Error(`unknown command ${cmd.do}`);
+  }
+}
+
+async function poll() {
+  for (;;) {
+    let commands = [];
+    try {
+      commands = await (await fetch("/poll")).json();
+    } catch (e) {
+      await new Promise((r) => setTimeout(r, 200));
+      continue;
+    }
+    for (const cmd of commands) {
+      try {
+        await run(cmd);
+      } catch (e) {
+        post({ event: "exception", message: `${cmd.do}: ${e}`, stack: String(e.stack) });
+      }
+    }
+  }
+}
+
+post({ event: "ready", agent: navigator.userAgent }).then(poll);
