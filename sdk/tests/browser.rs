@@ -438,3 +438,304 @@ fn the_advertised_sctp_message_size_is_the_contracts_largest_frame() {
     let d = browser.wait_event("a description", WAIT, |e| e["event"] == "described");
     assert_eq!(d["max_message_size"], 16_384 + 9, "{d}");
 }
+
+/// Two browsers under the relay-only policy connect through coturn with the TURN
+/// credentials the matchmaker hands out, and talk both ways.
+#[test]
+fn two_browsers_connect_relay_only_through_coturn() {
+    let coturn = squadlink_testkit::Coturn::start(&["relay-secret"]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mm = rt.block_on(async {
+        squadlink_matchmaker::Server::bind(squadlink_matchmaker::Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            turn_urls: vec![coturn.turn_url()],
+            turn_secrets: vec!["relay-secret".into()],
+            ..squadlink_matchmaker::Config::default()
+        })
+        .await
+        .unwrap()
+    });
+    let kinds = [ChannelKind::Unreliable, ChannelKind::ReliableOrdered];
+    let mut first = Browser::start(BrowserOptions::default());
+    let mut create = join_cmd(&mm.url(), None, &kinds);
+    create["relay_only"] = json!(true);
+    create["player"] = json!("first");
+    first.command(create);
+    let code = first.wait_event("creating a lobby", WAIT, |e| e["event"] == "joined")["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut second = Browser::start(BrowserOptions::default());
+    let mut join = join_cmd(&mm.url(), Some(&code), &kinds);
+    join["relay_only"] = json!(true);
+    join["player"] = json!("second");
+    second.command(join);
+    let to_first = peer_of(&second.wait_event("a connection", WAIT, |e| e["event"] == "connected"));
+    let to_second = peer_of(&first.wait_event("a connection", WAIT, |e| e["event"] == "connected"));
+    for (browser, peer) in [(&mut first, to_second), (&mut second, to_first)] {
+        browser.command(json!({"do": "describe", "peer": peer.0}));
+        let d = browser.wait_event("a description", WAIT, |e| e["event"] == "described");
+        assert_eq!(
+            d["path"]["local"],
+            "relay",
+            "{d}\ncoturn log:\n{}",
+            coturn.log()
+        );
+        assert_eq!(d["path"]["remote"], "relay", "{d}");
+    }
+    first.command(
+        json!({"do": "send", "peer": to_second.0, "channel": 1, "size": 50_000, "seed": 3}),
+    );
+    let got = second.wait_event("a message through the relay", WAIT, |e| {
+        e["event"] == "message" && e["channel"] == 1
+    });
+    assert_eq!(got["sum"], fnv1a(&pattern(50_000, 3)));
+    second.command(json!({"do": "send", "peer": to_first.0, "channel": 1, "size": 900, "seed": 4}));
+    let got = first.wait_event("a message back through the relay", WAIT, |e| {
+        e["event"] == "message" && e["channel"] == 1
+    });
+    assert_eq!(got["sum"], fnv1a(&pattern(900, 4)));
+    drop((first, second));
+    rt.block_on(mm.shutdown()).unwrap();
+}
+
+/// The browser's microphone (Chromium's fake capture playing a speech WAV once) reaches a
+/// native player's voice output: the recording's level envelope follows the speech.
+#[cfg(feature = "voice")]
+#[test]
+fn a_browsers_microphone_is_heard_by_a_native_player() {
+    use squadlink::voice::{AudioInput, AudioOutput, Voice, VoiceConfig};
+    use squadlink_testkit::audio::{envelope_match, read_mono, speech_fixture};
+
+    let dir = std::env::temp_dir().join(format!("squadlink-browser-voice-{}", std::process::id()));
+    let speech = speech_fixture(&dir);
+    let heard = dir.join("heard.wav");
+    let rig = Rig::new();
+    let native = rig.native(LobbyRef::create(2), &ALL_KINDS);
+    let listener = Voice::start(
+        &native,
+        VoiceConfig::default()
+            .input(AudioInput::None)
+            .output(AudioOutput::Wav(heard.clone())),
+    )
+    .unwrap();
+    let mut browser = Browser::start(BrowserOptions {
+        flags: vec![
+            "--use-fake-ui-for-media-stream".into(),
+            "--use-fake-device-for-media-stream".into(),
+            // Played once from the start of capture (`%noloop`).
+            format!(
+                "--use-file-for-fake-audio-capture={}%noloop",
+                speech.display()
+            ),
+        ],
+        ..BrowserOptions::default()
+    });
+    browser.command(join_cmd(
+        &rig.url(),
+        Some(&support::code(&native)),
+        &ALL_KINDS,
+    ));
+    browser.wait_event("a connection", WAIT, |e| e["event"] == "connected");
+    let browser_id = browser_id_of(&browser);
+    browser.command(json!({"do": "mic"}));
+    browser.wait_event("the microphone", WAIT, |e| e["event"] == "media");
+    // The speech lasts about 10 s; what comes after it is silence.
+    let (input, rate) = read_mono(&speech);
+    let length = Duration::from_secs_f64(input.len() as f64 / f64::from(rate));
+    std::thread::sleep(length + Duration::from_secs(2));
+    let stats = listener
+        .stats(browser_id)
+        .expect("voice stats of the browser");
+    listener.stop();
+    let (output, out_rate) = read_mono(&heard);
+    assert_eq!(out_rate, 48_000);
+    let (correlation, delay) = envelope_match(&input, &output, rate, Duration::from_secs(3));
+    eprintln!("browser → native voice: correlation {correlation:.3}, delay {delay:?}, {stats:?}");
+    assert!(stats.decoded > 200, "{stats:?}");
+    assert!(correlation > 0.8, "correlation {correlation}, {stats:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A native player's voice (a speech WAV as its microphone) is heard in the browser: what
+/// the page records of the peer's audio track (Web Audio) follows the speech.
+#[cfg(feature = "voice")]
+#[test]
+fn a_native_players_voice_is_heard_in_the_browser() {
+    use squadlink::voice::{AudioInput, AudioOutput, Voice, VoiceConfig, VoiceMode, WavSource};
+    use squadlink_testkit::audio::{envelope_match, read_mono, speech_fixture};
+
+    let dir = std::env::temp_dir().join(format!("squadlink-browser-hear-{}", std::process::id()));
+    let speech = speech_fixture(&dir);
+    let rig = Rig::new();
+    let native = rig.native(LobbyRef::create(2), &ALL_KINDS);
+    let mut browser = Browser::start(BrowserOptions {
+        flags: vec!["--autoplay-policy=no-user-gesture-required".into()],
+        ..BrowserOptions::default()
+    });
+    browser.command(join_cmd(
+        &rig.url(),
+        Some(&support::code(&native)),
+        &ALL_KINDS,
+    ));
+    let native_id =
+        peer_of(&browser.wait_event("a connection", WAIT, |e| e["event"] == "connected"));
+    let (input, rate) = read_mono(&speech);
+    let length = Duration::from_secs_f64(input.len() as f64 / f64::from(rate));
+    browser.command(
+        json!({"do": "record", "peer": native_id.0, "seconds": length.as_secs_f64() + 2.0}),
+    );
+    browser.wait_event("recording", WAIT, |e| e["event"] == "recording");
+    let talker = Voice::start(
+        &native,
+        VoiceConfig::default()
+            .mode(VoiceMode::OpenMic)
+            .input(AudioInput::Source(Box::new(
+                WavSource::open(&speech).unwrap(),
+            )))
+            .output(AudioOutput::None),
+    )
+    .unwrap();
+    let recorded = browser.wait_event("the recording", length + WAIT, |e| e["event"] == "recorded");
+    let sent = talker.send_stats();
+    talker.stop();
+    let (output, out_rate) = squadlink_testkit::browser::recorded_pcm(&recorded);
+    assert_eq!(out_rate, 48_000);
+    let (correlation, delay) = envelope_match(&input, &output, rate, Duration::from_secs(3));
+    eprintln!(
+        "native → browser voice: correlation {correlation:.3}, delay {delay:?}, sent {sent:?}"
+    );
+    assert!(sent.packets_sent > 200, "{sent:?}");
+    assert!(
+        correlation > 0.8,
+        "correlation {correlation}, sent {sent:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The browser's camera (Chromium's fake capture playing a Y4M of the SDK's test pattern)
+/// reaches a native player as decoded frames; each frame's drawn counter names the pattern
+/// frame it shows, and the PSNR against that frame is measured.
+#[cfg(feature = "video")]
+#[test]
+fn a_browsers_camera_reaches_a_native_player_as_decoded_frames() {
+    use squadlink::video::measure::psnr_rgba;
+    use squadlink::video::{TestPattern, Video, VideoConfig};
+    use std::io::Write as _;
+
+    const W: u32 = 320;
+    const H: u32 = 240;
+    let dir = std::env::temp_dir().join(format!("squadlink-browser-camera-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let y4m = dir.join("pattern.y4m");
+    let pattern = TestPattern::new(W, H, 15).unwrap();
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&y4m).unwrap());
+        write!(f, "YUV4MPEG2 W{W} H{H} F15:1 Ip A1:1 C420jpeg\n").unwrap();
+        for n in 0..90 {
+            f.write_all(b"FRAME\n").unwrap();
+            f.write_all(pattern.draw(n).as_bytes()).unwrap();
+        }
+    }
+    let rig = Rig::new();
+    let native = rig.native(LobbyRef::create(2), &ALL_KINDS);
+    let video = Video::start(&native, VideoConfig::default()).unwrap();
+    let mut browser = Browser::start(BrowserOptions {
+        flags: vec![
+            "--use-fake-ui-for-media-stream".into(),
+            "--use-fake-device-for-media-stream".into(),
+            format!("--use-file-for-fake-video-capture={}", y4m.display()),
+        ],
+        ..BrowserOptions::default()
+    });
+    browser.command(join_cmd(
+        &rig.url(),
+        Some(&support::code(&native)),
+        &ALL_KINDS,
+    ));
+    browser.wait_event("a connection", WAIT, |e| e["event"] == "connected");
+    let browser_id = browser_id_of(&browser);
+    browser.command(json!({"do": "camera"}));
+    browser.wait_event("the camera", WAIT, |e| e["event"] == "media");
+    let (mut psnr, mut other_sizes, mut unreadable) = (Vec::new(), 0, 0);
+    let deadline = Instant::now() + WAIT;
+    while psnr.len() < 40 && Instant::now() < deadline {
+        let Some(frame) = video.take_frame(browser_id) else {
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        };
+        if (frame.width, frame.height) != (W, H) {
+            other_sizes += 1;
+            continue;
+        }
+        match TestPattern::read_counter(W, H, &frame.rgba) {
+            Some(n) => psnr.push(psnr_rgba(&pattern.draw(n).to_rgba(), &frame.rgba).unwrap()),
+            None => unreadable += 1,
+        }
+    }
+    let stats = video.stats(browser_id);
+    psnr.sort_by(f64::total_cmp);
+    eprintln!(
+        "browser → native video: {} frames at {W}×{H} (PSNR median {:.1} dB, min {:.1}), {other_sizes} at other sizes, {unreadable} unreadable; {stats:?}",
+        psnr.len(),
+        psnr.get(psnr.len() / 2).copied().unwrap_or(0.0),
+        psnr.first().copied().unwrap_or(0.0),
+    );
+    assert!(
+        psnr.len() >= 40,
+        "only {} frames at {W}×{H}; {stats:?}",
+        psnr.len()
+    );
+    assert!(
+        psnr[psnr.len() / 2] >= 28.0,
+        "PSNR median {:.1} dB",
+        psnr[psnr.len() / 2]
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A native player's video (the test pattern) is decoded in the browser.
+#[cfg(feature = "video")]
+#[test]
+fn a_native_players_video_is_decoded_in_the_browser() {
+    use squadlink::video::{TestPattern, Video, VideoConfig, VideoInput};
+
+    let rig = Rig::new();
+    let native = rig.native(LobbyRef::create(2), &ALL_KINDS);
+    let mut browser = Browser::start(BrowserOptions::default());
+    browser.command(join_cmd(
+        &rig.url(),
+        Some(&support::code(&native)),
+        &ALL_KINDS,
+    ));
+    let native_id =
+        peer_of(&browser.wait_event("a connection", WAIT, |e| e["event"] == "connected"));
+    let pattern = TestPattern::new(320, 240, 15).unwrap();
+    let video = Video::start(
+        &native,
+        VideoConfig::default().input(VideoInput::Source(Box::new(pattern))),
+    )
+    .unwrap();
+    let deadline = Instant::now() + WAIT;
+    let last = loop {
+        browser.command(json!({"do": "describe", "peer": native_id.0}));
+        let d = browser.wait_event("a description", WAIT, |e| e["event"] == "described");
+        if d["rtp"]["video"]["frames"].as_u64().unwrap_or(0) >= 30 || Instant::now() > deadline {
+            break d;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let sent = video.send_stats();
+    video.stop();
+    let rtp = &last["rtp"]["video"];
+    assert!(
+        rtp["frames"].as_u64().unwrap_or(0) >= 30,
+        "{last}; sent {sent:?}"
+    );
+    assert_eq!(
+        (rtp["width"].as_u64(), rtp["height"].as_u64()),
+        (Some(320), Some(240)),
+        "{last}"
+    );
+    assert_eq!(rtp["codec"], "video/VP8", "{last}");
+}

@@ -248,6 +248,21 @@ impl Drop for Browser {
 
 /// The last `lines` lines of Chromium's log that say something about the page (its
 /// complaints about the missing D-Bus are left out).
+/// The samples of a page's `recorded` event (16-bit PCM, base64, mono) as f32, and their
+/// rate.
+pub fn recorded_pcm(event: &Value) -> (Vec<f32>, u32) {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(event["pcm"].as_str().expect("a recording"))
+        .expect("base64 PCM");
+    let samples = bytes
+        .chunks_exact(2)
+        .map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32768.0)
+        .collect();
+    let rate = event["rate"].as_u64().expect("a rate") as u32;
+    (samples, rate)
+}
+
 fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text
         .lines()

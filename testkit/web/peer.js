@@ -12,6 +12,7 @@
 //   leave    {}       leave the lobby politely and close every connection
 //   close    {}       close every connection and the matchmaker link at once
 //   mic      {}       send the microphone (getUserMedia) on every connection
+//   record   {peer, seconds}  record the peer's audio (reported as `recorded`, 16-bit PCM)
 //   camera   {}       send the camera likewise
 // Events ({"event": ...}): ready, joined, connected, message, channel_error,
 // channel_close, bye, peer_left, refused, offer, local_candidate, track, media, described,
@@ -291,7 +292,7 @@ class Conn {
     });
     let rtp = {};
     stats.forEach((s) => {
-      if (s.type === "inbound-rtp") rtp[s.kind] = { packets: s.packetsReceived, frames: s.framesDecoded };
+      if (s.type === "inbound-rtp") rtp[s.kind] = { packets: s.packetsReceived, frames: s.framesDecoded, width: s.frameWidth, height: s.frameHeight, codec: s.codecId && stats.get(s.codecId) ? stats.get(s.codecId).mimeType : null };
     });
     return {
       peer: this.peer,
@@ -398,7 +399,10 @@ function onMatchmaker(msg) {
 }
 
 async function media(kind) {
-  const stream = await navigator.mediaDevices.getUserMedia(kind === "audio" ? { audio: true } : { video: { width: 320, height: 240 } });
+  // No echo cancelling, noise suppression or gain control: the test compares what was
+  // captured with what the other side heard.
+  const audio = { echoCancellation: false, noiseSuppression: false, autoGainControl: false };
+  const stream = await navigator.mediaDevices.getUserMedia(kind === "audio" ? { audio } : { video: { width: 320, height: 240, frameRate: 15 } });
   for (const track of stream.getTracks()) {
     state.media.push(track);
     for (const c of state.peers.values()) {
@@ -410,6 +414,42 @@ async function media(kind) {
     }
   }
   post({ event: "media", kind });
+}
+
+// Records `seconds` of the audio coming from `peer` (Web Audio at 48 kHz) and reports it
+// as 16-bit PCM in base64. (Chrome only feeds a remote track to Web Audio while a media
+// element plays it too, so a muted one does.)
+async function record(peer, seconds) {
+  const c = state.peers.get(peer);
+  if (!c) throw new Error(`record: no connection to ${peer}`);
+  const receiver = c.pc.getReceivers().find((r) => r.track.kind === "audio");
+  if (!receiver) throw new Error("record: no audio receiver");
+  const stream = new MediaStream([receiver.track]);
+  const element = new Audio();
+  element.muted = true;
+  element.srcObject = stream;
+  element.play().catch(() => {});
+  const ctx = new AudioContext({ sampleRate: 48000 });
+  await ctx.resume();
+  const source = ctx.createMediaStreamSource(stream);
+  const tap = ctx.createScriptProcessor(4096, 1, 1);
+  const chunks = [];
+  tap.onaudioprocess = (e) => chunks.push(new Float32Array(e.inputBuffer.getChannelData(0)));
+  source.connect(tap);
+  tap.connect(ctx.destination);
+  post({ event: "recording", peer });
+  await new Promise((r) => setTimeout(r, seconds * 1000));
+  tap.disconnect();
+  source.disconnect();
+  await ctx.close();
+  const n = chunks.reduce((sum, ch) => sum + ch.length, 0);
+  const pcm = new Int16Array(n);
+  let at = 0;
+  for (const ch of chunks) for (const s of ch) pcm[at++] = Math.max(-32768, Math.min(32767, Math.round(s * 32767)));
+  const bytes = new Uint8Array(pcm.buffer);
+  let text = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+  post({ event: "recorded", peer, rate: 48000, samples: n, pcm: btoa(text) });
 }
 
 async function run(cmd) {
@@ -450,6 +490,9 @@ async function run(cmd) {
       break;
     case "mic":
       await media("audio");
+      break;
+    case "record":
+      record(cmd.peer, cmd.seconds).catch((e) => post({ event: "exception", message: `record: ${e}`, stack: String(e.stack) }));
       break;
     case "camera":
       await media("video");
