@@ -631,7 +631,7 @@ fn a_browsers_camera_reaches_a_native_player_as_decoded_frames() {
     let pattern = TestPattern::new(W, H, 15).unwrap();
     {
         let mut f = std::io::BufWriter::new(std::fs::File::create(&y4m).unwrap());
-        write!(f, "YUV4MPEG2 W{W} H{H} F15:1 Ip A1:1 C420jpeg\n").unwrap();
+        writeln!(f, "YUV4MPEG2 W{W} H{H} F15:1 Ip A1:1 C420jpeg").unwrap();
         for n in 0..90 {
             f.write_all(b"FRAME\n").unwrap();
             f.write_all(pattern.draw(n).as_bytes()).unwrap();
