@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the benchmark binaries in release mode and records their figures in
 # docs/performance.md (the NAT matrix: docs/networking.md).
-# Usage: scripts/bench.sh [matchmaker|transport|connect|matchbox|voice|video|soak|nat]; nat
+# Usage: scripts/bench.sh [matchmaker|transport|connect|matchbox|browser|voice|video|soak|nat]; nat
 # needs root; matchbox builds matchbox's crates (feature `matchbox` of squadlink-bench).
 # soak takes 10 minutes (bench_soak --seconds N for another length).
 set -euo pipefail
@@ -20,6 +20,10 @@ if [[ $which == all || $which == connect ]]; then
 fi
 if [[ $which == all || $which == matchbox ]]; then
   cargo run --release --locked -p squadlink-bench --features matchbox --bin bench_vs_matchbox -- --write-docs docs/performance.md
+fi
+if [[ $which == all || $which == browser ]]; then
+  # Headless Chromium (Debian's chromium, installed by setup.sh) as the browser peer.
+  cargo run --release --locked -p squadlink-bench --bin bench_browser -- --write-docs docs/performance.md
 fi
 if [[ $which == all || $which == voice ]]; then
   # PESQ-WB (ITU-T P.862.2) comes from the PyPI package `pesq`, in a virtualenv of our own.

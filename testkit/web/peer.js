@@ -13,6 +13,8 @@
 //   close    {}       close every connection and the matchmaker link at once
 //   mic      {}       send the microphone (getUserMedia) on every connection
 //   record   {peer, seconds}  record the peer's audio (reported as `recorded`, 16-bit PCM)
+//   echo     {on}     send back whatever arrives on unreliable channels
+//   rtt      {peer, channel, count}  sequential 64-byte round trips (reported as `rtt`)
 //   camera   {}       send the camera likewise
 // Events ({"event": ...}): ready, joined, connected, message, channel_error,
 // channel_close, bye, peer_left, refused, offer, local_candidate, track, media, described,
@@ -61,6 +63,9 @@ const KINDS = {
 const state = {
   ws: null, me: null, code: null, opts: null, iceServers: [],
   rid: 1, peers: new Map(), members: new Map(), media: [],
+  // Echo what arrives on unreliable channels (a round-trip partner), and the reply a
+  // round-trip measurement waits for.
+  echo: false, awaitingReply: null,
 };
 
 function mm(msg) {
@@ -205,6 +210,18 @@ class Conn {
         for (const dc of this.channels.concat([this.control])) dc.close();
       }
       return;
+    }
+    if (kind.framing === "none") {
+      if (state.awaitingReply) {
+        const done = state.awaitingReply;
+        state.awaitingReply = null;
+        done();
+        return;
+      }
+      if (state.echo) {
+        this.channels[id].send(bytes);
+        return;
+      }
     }
     let payload = bytes;
     if (kind.framing === "sequenced") {
@@ -452,6 +469,27 @@ async function record(peer, seconds) {
   post({ event: "recorded", peer, rate: 48000, samples: n, pcm: btoa(text) });
 }
 
+// `count` sequential 64-byte round trips to `peer` on unreliable channel `channel` (the
+// peer echoes); reports each in microseconds (the page's clock is coarsened to 100 µs).
+async function rtt(peer, channel, count) {
+  const c = state.peers.get(peer);
+  if (!c) throw new Error(`rtt: no connection to ${peer}`);
+  const ping = pattern(64, 1);
+  const samples = [];
+  let lost = 0;
+  for (let i = 0; i < count; i++) {
+    const t0 = performance.now();
+    const answered = await new Promise((resolve) => {
+      const timer = setTimeout(() => { state.awaitingReply = null; resolve(false); }, 1000);
+      state.awaitingReply = () => { clearTimeout(timer); resolve(true); };
+      c.channels[channel].send(ping);
+    });
+    if (answered) samples.push(Math.round((performance.now() - t0) * 1000));
+    else lost++;
+  }
+  post({ event: "rtt", peer, samples, lost });
+}
+
 async function run(cmd) {
   switch (cmd.do) {
     case "join":
@@ -480,7 +518,19 @@ async function run(cmd) {
       mm({ type: "leave_lobby", rid: state.rid++ });
       for (const c of state.peers.values()) c.close();
       state.peers.clear();
+      if (state.ws) {
+        const ws = state.ws;
+        ws.onclose = null;
+        state.ws = null;
+        ws.close();
+      }
       post({ event: "left" });
+      break;
+    case "echo":
+      state.echo = !!cmd.on;
+      break;
+    case "rtt":
+      rtt(cmd.peer, cmd.channel || 0, cmd.count).catch((e) => post({ event: "exception", message: `rtt: ${e}`, stack: String(e.stack) }));
       break;
     case "close":
       for (const c of state.peers.values()) c.close();

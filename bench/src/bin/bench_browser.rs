@@ -1,0 +1,312 @@
+//! Browser peers beside native ones, in the same run: connect time and 64-byte round trip
+//! for native↔native, browser↔native and browser↔browser, on loopback through the real
+//! matchmaker. The browser is headless Chromium running `testkit/web/peer.js` (a peer
+//! written from docs/wire.md with the browser's own WebRTC; Squadlink compiled to wasm32
+//! is not measured yet).
+//!
+//! Connect: from the joining side's join (a new session, or the page's `join` command) to
+//! both sides connected, as this process sees it (events from the page arrive over a local
+//! HTTP request, well under a millisecond). Round trip: sequential 64-byte messages on an
+//! unreliable channel, echoed by the other side; measured by the native side where there is
+//! one, else by the page, whose clock is coarsened to 100 µs.
+//!
+//! Prints JSON on stdout and a table on stderr; `--write-docs docs/performance.md` puts the
+//! table there. Needs Debian's `chromium` (scripts/setup.sh test installs it).
+//!
+//! Run: `cargo run --release -p squadlink-bench --bin bench_browser`
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use serde::Serialize;
+use serde_json::{Value, json};
+use squadlink::{Channel, ChannelKind, Event, LobbyRef, PeerId, Session};
+use squadlink_bench::{Percentiles, median, percentile, run_main, update_docs_section};
+use squadlink_matchmaker::{Config, Server};
+use squadlink_testkit::browser::{Browser, BrowserOptions};
+
+const KINDS: [ChannelKind; 2] = [ChannelKind::Unreliable, ChannelKind::ReliableOrdered];
+const UNRELIABLE: Channel = Channel(0);
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Browser peers beside native ones: connect time and round trip.
+#[derive(Parser, Debug)]
+struct Args {
+    /// Connects measured per pairing.
+    #[arg(long, default_value_t = 7)]
+    rounds: usize,
+    /// Sequential 64-byte round trips per pairing.
+    #[arg(long, default_value_t = 500)]
+    pings: usize,
+    /// Write the table into this Markdown file (between bench:browser markers).
+    #[arg(long)]
+    write_docs: Option<PathBuf>,
+}
+
+#[derive(Serialize, Debug, Default)]
+struct Pairing {
+    connect_ms: Vec<f64>,
+    rtt_us: Option<Percentiles>,
+    lost_pings: usize,
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    run_main(run(args))
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let mm = Server::bind(Config {
+        listen: ([127, 0, 0, 1], 0).into(),
+        ..Config::default()
+    })
+    .await
+    .map_err(|e| format!("matchmaker: {e}"))?;
+    let url = mm.url();
+    eprintln!("native ↔ native …");
+    let native = native_native(&url, &args).await?;
+    eprintln!("browser ↔ native …");
+    let url2 = url.clone();
+    let (rounds, pings) = (args.rounds, args.pings);
+    let browser_native = tokio::task::spawn_blocking(move || browser_native(&url2, rounds, pings))
+        .await
+        .map_err(|e| e.to_string())??;
+    eprintln!("browser ↔ browser …");
+    let url3 = url.clone();
+    let browser_browser =
+        tokio::task::spawn_blocking(move || browser_browser(&url3, rounds, pings))
+            .await
+            .map_err(|e| e.to_string())??;
+    let report = json!({
+        "native_native": native,
+        "browser_native": browser_native,
+        "browser_browser": browser_browser,
+    });
+    println!("{report}");
+    let table = table(&native, &browser_native, &browser_browser);
+    eprintln!("{table}");
+    if let Some(path) = &args.write_docs {
+        update_docs_section(path, "browser", &table).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+async fn session(url: &str, lobby: LobbyRef) -> Result<Session, String> {
+    let mut b = Session::builder(url)
+        .bind(([127, 0, 0, 1], 0).into())
+        .join(lobby);
+    for k in KINDS {
+        b = b.channel(k);
+    }
+    b.start_async().await.map_err(|e| e.to_string())
+}
+
+/// Waits (bounded) until `s` reports a peer connected; returns it.
+fn connected(s: &Session) -> Result<PeerId, String> {
+    let deadline = Instant::now() + WAIT;
+    while Instant::now() < deadline {
+        for e in s.poll_events() {
+            if let Event::PeerConnected { peer, .. } = e {
+                return Ok(peer);
+            }
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    Err(format!("no peer connected within {WAIT:?}"))
+}
+
+async fn native_native(url: &str, args: &Args) -> Result<Pairing, String> {
+    let mut out = Pairing::default();
+    for round in 0..args.rounds {
+        let a = session(url, LobbyRef::create(2)).await?;
+        let code = a.lobby().map(|l| l.code).ok_or("no lobby code")?;
+        let t0 = Instant::now();
+        let b = session(url, LobbyRef::Code(code)).await?;
+        let (a_peer, b_peer) =
+            tokio::task::block_in_place(|| Ok::<_, String>((connected(&a)?, connected(&b)?)))?;
+        out.connect_ms.push(t0.elapsed().as_secs_f64() * 1e3);
+        if round + 1 == args.rounds {
+            let (samples, lost) = tokio::task::block_in_place(|| {
+                let stop = std::sync::atomic::AtomicBool::new(false);
+                std::thread::scope(|scope| {
+                    scope.spawn(|| echo(&b, &stop));
+                    let measured = native_rtt(&a, a_peer, args.pings);
+                    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                    measured
+                })
+            });
+            let _ = b_peer;
+            out.rtt_us = Some(Percentiles::of_nanos(&samples));
+            out.lost_pings = lost;
+        }
+    }
+    Ok(out)
+}
+
+/// Sends back whatever arrives on the unreliable channel until `stop`.
+fn echo(s: &Session, stop: &std::sync::atomic::AtomicBool) {
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let mut any = false;
+        for (from, m) in s.receive(UNRELIABLE) {
+            let _ = s.send(from, UNRELIABLE, &m);
+            any = true;
+        }
+        if !any {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+/// `pings` sequential 64-byte round trips from `s` to `peer`, which echoes; (samples in
+/// ns, lost).
+fn native_rtt(s: &Session, peer: PeerId, pings: usize) -> (Vec<u64>, usize) {
+    let ping = [7u8; 64];
+    let (mut samples, mut lost) = (Vec::with_capacity(pings), 0);
+    for _ in 0..pings {
+        let t0 = Instant::now();
+        if s.send(peer, UNRELIABLE, &ping).is_err() {
+            lost += 1;
+            continue;
+        }
+        let deadline = t0 + Duration::from_secs(1);
+        loop {
+            if s.receive(UNRELIABLE).next().is_some() {
+                samples.push(u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX));
+                break;
+            }
+            if Instant::now() > deadline {
+                lost += 1;
+                break;
+            }
+            std::hint::spin_loop();
+        }
+    }
+    (samples, lost)
+}
+
+/// A field of a page event (`Null` when it has none).
+fn field<'a>(e: &'a Value, name: &str) -> &'a Value {
+    e.get(name).unwrap_or(&Value::Null)
+}
+
+fn is(e: &Value, event: &str) -> bool {
+    field(e, "event") == event
+}
+
+fn join_cmd(url: &str, code: Option<&str>, player: &str) -> Value {
+    json!({
+        "do": "join",
+        "url": url,
+        "player": player,
+        "channels": KINDS.map(|k| k.name()).join(","),
+        "media": true,
+        "max_members": 2,
+        "code": code,
+    })
+}
+
+fn browser_native(url: &str, rounds: usize, pings: usize) -> Result<Pairing, String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut browser = Browser::start(BrowserOptions::default());
+    browser.command(json!({"do": "echo", "on": true}));
+    let mut out = Pairing::default();
+    for round in 0..rounds {
+        let a = rt.block_on(session(url, LobbyRef::create(2)))?;
+        let code = a.lobby().map(|l| l.code).ok_or("no lobby code")?;
+        let t0 = Instant::now();
+        browser.command(join_cmd(url, Some(&code), &format!("browser-{round}")));
+        let peer = connected(&a)?;
+        browser.seen_or_wait("the browser connected", WAIT, |e| is(e, "connected"));
+        out.connect_ms.push(t0.elapsed().as_secs_f64() * 1e3);
+        if round + 1 == rounds {
+            let (samples, lost) = native_rtt(&a, peer, pings);
+            out.rtt_us = Some(Percentiles::of_nanos(&samples));
+            out.lost_pings = lost;
+        }
+        browser.command(json!({"do": "leave"}));
+        browser.wait_event("left", WAIT, |e| is(e, "left"));
+        drop(a);
+    }
+    Ok(out)
+}
+
+fn browser_browser(url: &str, rounds: usize, pings: usize) -> Result<Pairing, String> {
+    let mut first = Browser::start(BrowserOptions::default());
+    let mut second = Browser::start(BrowserOptions::default());
+    second.command(json!({"do": "echo", "on": true}));
+    let mut out = Pairing::default();
+    for round in 0..rounds {
+        first.command(join_cmd(url, None, &format!("first-{round}")));
+        let joined = first.wait_event("a lobby", WAIT, |e| is(e, "joined"));
+        let code = field(&joined, "code")
+            .as_str()
+            .ok_or("no lobby code")?
+            .to_string();
+        let t0 = Instant::now();
+        second.command(join_cmd(url, Some(&code), &format!("second-{round}")));
+        let to_second = first.wait_event("connected", WAIT, |e| is(e, "connected"));
+        second.seen_or_wait("connected", WAIT, |e| is(e, "connected"));
+        out.connect_ms.push(t0.elapsed().as_secs_f64() * 1e3);
+        if round + 1 == rounds {
+            first.command(
+                json!({"do": "rtt", "peer": field(&to_second, "peer"), "channel": 0, "count": pings}),
+            );
+            let r = first.wait_event("round trips", WAIT * 3, |e| is(e, "rtt"));
+            let samples: Vec<u64> = field(&r, "samples")
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_u64())
+                        .map(|us| us * 1000)
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.rtt_us = Some(Percentiles::of_nanos(&samples));
+            out.lost_pings = field(&r, "lost").as_u64().unwrap_or(0) as usize;
+        }
+        for b in [&mut first, &mut second] {
+            b.command(json!({"do": "leave"}));
+            b.wait_event("left", WAIT, |e| is(e, "left"));
+        }
+    }
+    Ok(out)
+}
+
+fn p(v: &[f64], q: f64) -> f64 {
+    let mut sorted = v.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    percentile(&sorted, q).unwrap_or(f64::NAN)
+}
+
+fn table(native: &Pairing, bn: &Pairing, bb: &Pairing) -> String {
+    let base_connect = median(&native.connect_ms).unwrap_or(f64::NAN);
+    let base_rtt = native.rtt_us.as_ref().map_or(f64::NAN, |r| r.p50_us);
+    let row = |name: &str, x: &Pairing| {
+        let connect = median(&x.connect_ms).unwrap_or(f64::NAN);
+        let rtt = x.rtt_us.as_ref().map_or(f64::NAN, |r| r.p50_us);
+        let rtt99 = x.rtt_us.as_ref().map_or(f64::NAN, |r| r.p99_us);
+        format!(
+            "| {name} | {connect:.1} | {:.1} | {:.2}× | {rtt:.0} | {rtt99:.0} | {:.2}× | {} |\n",
+            p(&x.connect_ms, 1.0),
+            connect / base_connect,
+            rtt / base_rtt,
+            x.lost_pings,
+        )
+    };
+    let mut t = String::from(
+        "| pairing | connect p50 (ms) | connect worst (ms) | connect vs native | RTT p50 (µs) | RTT p99 (µs) | RTT vs native | pings lost |\n|---|---|---|---|---|---|---|---|\n",
+    );
+    t.push_str(&row("native ↔ native", native));
+    t.push_str(&row("browser ↔ native", bn));
+    t.push_str(&row("browser ↔ browser", bb));
+    t.push_str(&format!(
+        "\n{} connects and {} sequential 64-byte round trips per pairing on loopback, one run; the browser is headless Chromium running `testkit/web/peer.js` (the wire contract in plain JavaScript, not Squadlink in wasm32). Browser ↔ browser round trips are timed by the page (100 µs clock).\n",
+        native.connect_ms.len(),
+        native.rtt_us.as_ref().map_or(0, |r| r.count),
+    ));
+    t
+}
