@@ -202,26 +202,17 @@ impl Core {
                             .tell_matchmaker(ClientMessage::Ping { nonce: None });
                     }
                 }
-                link::Due::Silent => self.abandon_link(
-                    now,
-                    Error::Timeout {
-                        what: "waiting for the matchmaker (nothing heard)",
-                        secs: link::SILENCE.as_secs(),
-                    },
-                ),
+                link::Due::Silent => self.abandon_link(now, link::silence_error()),
                 link::Due::Attempt { attempt } => {
                     tracing::debug!(attempt, "reconnecting to the matchmaker");
                     let rejoin = self.membership.rejoin(self.cfg.token.is_none());
                     self.out.request(rejoin);
                 }
                 link::Due::GiveUp => {
-                    return Some(Error::Signaling {
-                        url: self.cfg.url.clone(),
-                        reason: format!(
-                            "could not reconnect within {} s (SessionBuilder::reconnect_window)",
-                            self.cfg.reconnect_window.as_secs()
-                        ),
-                    });
+                    return Some(link::gave_up_error(
+                        &self.cfg.url,
+                        self.cfg.reconnect_window,
+                    ));
                 }
             }
         }
@@ -465,13 +456,9 @@ impl Core {
                 username_fragment,
             } => {
                 let init = (candidate, sdp_mid, sdp_mline_index, username_fragment);
+                let via = (&mut self.cands, &mut self.out);
                 self.peers
-                    .remote_candidate(from, init, relay_only)
-                    .map(|taken| {
-                        if let Some(addr) = taken {
-                            self.cands.permit(now, addr, &mut self.out);
-                        }
-                    })
+                    .remote_candidate(from, init, relay_only, now, via)
             }
             Signal::EndOfCandidates | Signal::Opaque { .. } | Signal::Refused { .. } => Ok(()),
         };
@@ -571,19 +558,8 @@ impl Core {
             self.abandon_link(now, Error::Io("the network changed".into()));
             self.link.reconnect_now(now);
         }
-        for id in self.peers.ids() {
-            let Some(p) = self.peers.get_mut(id) else {
-                continue;
-            };
-            if !p.is_connected() {
-                continue;
-            }
-            if p.is_offerer() {
-                self.ice_restart(id, now);
-            } else {
-                // The offerer restarts once it notices; we give it the time.
-                p.restart_began(now);
-            }
+        for id in self.peers.await_restarts(now) {
+            self.ice_restart(id, now);
         }
     }
 

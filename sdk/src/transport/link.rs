@@ -11,6 +11,25 @@ pub(crate) const PING_EVERY: Duration = Duration::from_secs(5);
 /// Nothing heard for this long: the link is dead (the server pings every 15 s by default
 /// and answers our pings at once).
 pub(crate) const SILENCE: Duration = Duration::from_secs(12);
+
+/// The error of a link that fell silent ([`Due::Silent`]).
+pub(crate) fn silence_error() -> crate::error::Error {
+    crate::error::Error::Timeout {
+        what: "waiting for the matchmaker (nothing heard)",
+        secs: SILENCE.as_secs(),
+    }
+}
+
+/// The error that ends a session whose reconnect `window` is over ([`Due::GiveUp`]).
+pub(crate) fn gave_up_error(url: &str, window: Duration) -> crate::error::Error {
+    crate::error::Error::Signaling {
+        url: url.to_string(),
+        reason: format!(
+            "could not reconnect within {} s (SessionBuilder::reconnect_window)",
+            window.as_secs()
+        ),
+    }
+}
 /// The longest wait between two reconnection attempts.
 pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(8);
 

@@ -246,39 +246,43 @@ impl Peers {
     }
 
     /// `id` announced a candidate (its `candidate` line, mid, m-line index and ufrag): the
-    /// connection gets it if it is usable here. Its address, to let through our TURN
-    /// relays, when it was taken; an error when the engine refused it.
+    /// connection gets it if it is usable here, and our TURN relays let its address in;
+    /// an error when the engine refused it.
     pub(crate) fn remote_candidate(
         &mut self,
         id: PeerId,
         (candidate, sdp_mid, sdp_mline_index, username_fragment): RemoteCandidate,
         relay_only: bool,
-    ) -> Result<Option<SocketAddr>, String> {
+        now: Instant,
+        (cands, out): (&mut Candidates, &mut Out),
+    ) -> Result<(), String> {
         let Some(p) = self.map.get_mut(&id) else {
-            return Ok(None);
+            return Ok(());
         };
         match parse_candidate(&candidate) {
             Some(CandidateLine::Udp(addr, kind)) if !relay_only || kind == CandidateKind::Relay => {
                 p.remote_candidate(addr, kind);
                 self.routes.expect(addr, id);
                 p.add_remote_candidate(candidate, sdp_mid, sdp_mline_index, username_fragment)?;
-                Ok(Some(addr))
+                // Our TURN allocations let the peer's address in.
+                cands.permit(now, addr, out);
+                Ok(())
             }
             Some(CandidateLine::Hidden { name, port }) if !relay_only => {
                 // We cannot resolve mDNS names (multicast on the LAN); the address comes in
                 // the peer's own checks, and the port tells the path is this host one.
                 tracing::debug!(peer = %id, %name, port, "mDNS host candidate: its address is learned from the peer's checks");
                 p.hidden_host_candidate(port);
-                Ok(None)
+                Ok(())
             }
             Some(CandidateLine::Tcp) => {
                 tracing::debug!(peer = %id, "TCP candidate skipped: the SDK's ICE is UDP (TCP-only networks use TURN over TCP or TLS)");
-                Ok(None)
+                Ok(())
             }
             // Direct while relay-only, or not a candidate line: skipped.
             _ => {
                 tracing::debug!(peer = %id, %candidate, relay_only, "candidate skipped");
-                Ok(None)
+                Ok(())
             }
         }
     }
@@ -451,6 +455,21 @@ impl Peers {
         {
             stats.insert(id, p.stats().clone());
         }
+    }
+
+    /// Our address changed: every connected peer needs an ICE restart. The ones we offered
+    /// to, we restart (returned); the others will, once they notice, and are given the time
+    /// (their restart window starts now).
+    pub(crate) fn await_restarts(&mut self, now: Instant) -> Vec<PeerId> {
+        let mut ours = Vec::new();
+        for (id, p) in self.map.iter_mut().filter(|(_, p)| p.is_connected()) {
+            if p.is_offerer() {
+                ours.push(*id);
+            } else {
+                p.restart_began(now);
+            }
+        }
+        ours
     }
 
     /// Our session is ending: asks every peer with open channels to close them (a BYE on
