@@ -17,7 +17,8 @@
 //   rtt      {peer, channel, count}  sequential 64-byte round trips (reported as `rtt`)
 //   camera   {}       send the camera likewise
 // Events ({"event": ...}): ready, joined, connected, message, channel_error,
-// channel_close, bye, peer_left, refused, offer, local_candidate, track, media, described,
+// channel_close, bye, peer_left, refused, offer, offered, answer, ice, pc, channel_open,
+// local_candidate, track, media, described,
 // mm_error, mm_closed, exception.
 "use strict";
 
@@ -118,6 +119,8 @@ class Conn {
         signal(peer, { kind: "end_of_candidates" });
       }
     };
+    this.pc.oniceconnectionstatechange = () => post({ event: "ice", peer, state: this.pc.iceConnectionState });
+    this.pc.onconnectionstatechange = () => post({ event: "pc", peer, state: this.pc.connectionState });
     this.pc.ontrack = (e) => {
       post({ event: "track", peer, kind: e.track.kind });
     };
@@ -135,6 +138,7 @@ class Conn {
     const dc = this.pc.createDataChannel(label, init);
     dc.binaryType = "arraybuffer";
     dc.onopen = () => {
+      if (this.opened === 0) post({ event: "channel_open", peer: this.peer, channel: id });
       this.opened++;
       this.ping();
       this.maybeAnnounce();
@@ -155,6 +159,7 @@ class Conn {
   async offer() {
     await this.pc.setLocalDescription();
     signal(this.peer, { kind: "offer", sdp: this.pc.localDescription.sdp });
+    post({ event: "offered", peer: this.peer });
   }
 
   async onOffer(sdp) {
@@ -167,6 +172,7 @@ class Conn {
   }
 
   async onAnswer(sdp) {
+    post({ event: "answer", peer: this.peer });
     this.remoteFingerprint = fingerprint(sdp);
     await this.pc.setRemoteDescription({ type: "answer", sdp });
     await this.flushCandidates();
@@ -493,9 +499,13 @@ async function rtt(peer, channel, count) {
 async function run(cmd) {
   switch (cmd.do) {
     case "join":
+      post({ event: "joining" });
       state.opts = cmd;
       state.ws = new WebSocket(cmd.url);
-      state.ws.onopen = () => mm({ type: "hello", rid: state.rid++, player_id: cmd.player });
+      state.ws.onopen = () => {
+        post({ event: "ws_open" });
+        mm({ type: "hello", rid: state.rid++, player_id: cmd.player });
+      };
       state.ws.onmessage = (e) => onMatchmaker(JSON.parse(e.data));
       state.ws.onclose = (e) => post({ event: "mm_closed", code: e.code, reason: e.reason });
       break;

@@ -4,14 +4,17 @@
 //! written from docs/wire.md with the browser's own WebRTC; Squadlink compiled to wasm32
 //! is not measured yet).
 //!
-//! Connect: from the joining side's join (a new session, or the page's `join` command) to
-//! both sides connected, as this process sees it (events from the page arrive over a local
-//! HTTP request, well under a millisecond). Round trip: sequential 64-byte messages on an
+//! Connect: from the joining side's join to it connected — for a native player, a new
+//! session (its WebSocket, join and connection) until both sides are connected; for a page,
+//! on its own clock from taking the `join` command (then its WebSocket, join and
+//! connection) to its peer connected. The JSON has both clocks (`connect_ms` is this
+//! process's, which for a page adds the rig's handing of the command to it). Round trip: sequential 64-byte messages on an
 //! unreliable channel, echoed by the other side; measured by the native side where there is
 //! one, else by the page, whose clock is coarsened to 100 µs.
 //!
 //! Prints JSON on stdout and a table on stderr; `--write-docs docs/performance.md` puts the
-//! table there. Needs Debian's `chromium` (scripts/setup.sh test installs it).
+//! table there; `--trace` prints each browser connection's timeline (offer, answer, ICE
+//! and connection states). Needs Debian's `chromium` (scripts/setup.sh test installs it).
 //!
 //! Run: `cargo run --release -p squadlink-bench --bin bench_browser`
 
@@ -42,11 +45,22 @@ struct Args {
     /// Write the table into this Markdown file (between bench:browser markers).
     #[arg(long)]
     write_docs: Option<PathBuf>,
+    /// Print each browser connection's timeline on the page's clock (offer, answer, ICE
+    /// and connection states, first channel open) to stderr.
+    #[arg(long)]
+    trace: bool,
+    /// Let Chromium announce its host addresses instead of mDNS names.
+    #[arg(long)]
+    no_mdns: bool,
 }
 
 #[derive(Serialize, Debug, Default)]
 struct Pairing {
     connect_ms: Vec<f64>,
+    /// The joining page's own clock, from taking the `join` command to its peer connected
+    /// (its WebSocket, join and connection): what a player's join costs, without the
+    /// rig's handing of the command to the page.
+    page_connect_ms: Vec<f64>,
     rtt_us: Option<Percentiles>,
     lost_pings: usize,
 }
@@ -68,14 +82,15 @@ async fn run(args: Args) -> Result<(), String> {
     let native = native_native(&url, &args).await?;
     eprintln!("browser ↔ native …");
     let url2 = url.clone();
-    let (rounds, pings) = (args.rounds, args.pings);
-    let browser_native = tokio::task::spawn_blocking(move || browser_native(&url2, rounds, pings))
-        .await
-        .map_err(|e| e.to_string())??;
+    let (rounds, pings, trace, mdns) = (args.rounds, args.pings, args.trace, !args.no_mdns);
+    let browser_native =
+        tokio::task::spawn_blocking(move || browser_native(&url2, rounds, pings, trace, mdns))
+            .await
+            .map_err(|e| e.to_string())??;
     eprintln!("browser ↔ browser …");
     let url3 = url.clone();
     let browser_browser =
-        tokio::task::spawn_blocking(move || browser_browser(&url3, rounds, pings))
+        tokio::task::spawn_blocking(move || browser_browser(&url3, rounds, pings, trace, mdns))
             .await
             .map_err(|e| e.to_string())??;
     let report = json!({
@@ -185,6 +200,41 @@ fn native_rtt(s: &Session, peer: PeerId, pings: usize) -> (Vec<u64>, usize) {
     (samples, lost)
 }
 
+/// On the page's clock, from its latest `joining` before `done` to `done`, in ms.
+fn page_span(browser: &Browser, done: &Value) -> Option<f64> {
+    let end = field(done, "t").as_f64()?;
+    let start = browser
+        .seen()
+        .iter()
+        .filter(|e| is(e, "joining"))
+        .filter_map(|e| field(e, "t").as_f64())
+        .filter(|t| *t <= end)
+        .fold(None, |latest: Option<f64>, t| {
+            Some(latest.map_or(t, |l| l.max(t)))
+        })?;
+    Some(end - start)
+}
+
+/// The page's events of its latest connection, up to `done` (connected), on its clock.
+fn print_timeline(browser: &Browser, done: &Value) {
+    let seen = browser.seen();
+    let start = seen.iter().rposition(|e| is(e, "joining")).unwrap_or(0);
+    eprintln!("  page timeline (ms):");
+    for e in seen.iter().skip(start) {
+        if !is(e, "local_candidate") {
+            eprintln!(
+                "    {:>8} {} {}",
+                field(e, "t"),
+                field(e, "event"),
+                field(e, "state")
+            );
+        }
+        if e == done {
+            break;
+        }
+    }
+}
+
 /// A field of a page event (`Null` when it has none).
 fn field<'a>(e: &'a Value, name: &str) -> &'a Value {
     e.get(name).unwrap_or(&Value::Null)
@@ -206,12 +256,21 @@ fn join_cmd(url: &str, code: Option<&str>, player: &str) -> Value {
     })
 }
 
-fn browser_native(url: &str, rounds: usize, pings: usize) -> Result<Pairing, String> {
+fn browser_native(
+    url: &str,
+    rounds: usize,
+    pings: usize,
+    trace: bool,
+    mdns: bool,
+) -> Result<Pairing, String> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    let mut browser = Browser::start(BrowserOptions::default());
+    let mut browser = Browser::start(BrowserOptions {
+        mdns,
+        ..BrowserOptions::default()
+    });
     browser.command(json!({"do": "echo", "on": true}));
     let mut out = Pairing::default();
     for round in 0..rounds {
@@ -220,8 +279,12 @@ fn browser_native(url: &str, rounds: usize, pings: usize) -> Result<Pairing, Str
         let t0 = Instant::now();
         browser.command(join_cmd(url, Some(&code), &format!("browser-{round}")));
         let peer = connected(&a)?;
-        browser.seen_or_wait("the browser connected", WAIT, |e| is(e, "connected"));
+        let done = browser.wait_event("the browser connected", WAIT, |e| is(e, "connected"));
         out.connect_ms.push(t0.elapsed().as_secs_f64() * 1e3);
+        out.page_connect_ms.extend(page_span(&browser, &done));
+        if trace {
+            print_timeline(&browser, &done);
+        }
         if round + 1 == rounds {
             let (samples, lost) = native_rtt(&a, peer, pings);
             out.rtt_us = Some(Percentiles::of_nanos(&samples));
@@ -234,9 +297,19 @@ fn browser_native(url: &str, rounds: usize, pings: usize) -> Result<Pairing, Str
     Ok(out)
 }
 
-fn browser_browser(url: &str, rounds: usize, pings: usize) -> Result<Pairing, String> {
-    let mut first = Browser::start(BrowserOptions::default());
-    let mut second = Browser::start(BrowserOptions::default());
+fn browser_browser(
+    url: &str,
+    rounds: usize,
+    pings: usize,
+    trace: bool,
+    mdns: bool,
+) -> Result<Pairing, String> {
+    let options = BrowserOptions {
+        mdns,
+        ..BrowserOptions::default()
+    };
+    let mut first = Browser::start(options.clone());
+    let mut second = Browser::start(options);
     second.command(json!({"do": "echo", "on": true}));
     let mut out = Pairing::default();
     for round in 0..rounds {
@@ -249,8 +322,12 @@ fn browser_browser(url: &str, rounds: usize, pings: usize) -> Result<Pairing, St
         let t0 = Instant::now();
         second.command(join_cmd(url, Some(&code), &format!("second-{round}")));
         let to_second = first.wait_event("connected", WAIT, |e| is(e, "connected"));
-        second.seen_or_wait("connected", WAIT, |e| is(e, "connected"));
+        let done = second.wait_event("connected", WAIT, |e| is(e, "connected"));
         out.connect_ms.push(t0.elapsed().as_secs_f64() * 1e3);
+        out.page_connect_ms.extend(page_span(&second, &done));
+        if trace {
+            print_timeline(&second, &done);
+        }
         if round + 1 == rounds {
             first.command(
                 json!({"do": "rtt", "peer": field(&to_second, "peer"), "channel": 0, "count": pings}),
@@ -283,15 +360,24 @@ fn p(v: &[f64], q: f64) -> f64 {
 }
 
 fn table(native: &Pairing, bn: &Pairing, bb: &Pairing) -> String {
-    let base_connect = median(&native.connect_ms).unwrap_or(f64::NAN);
+    // A page's own clock where there is one (see the header).
+    let connect_of = |x: &Pairing| {
+        if x.page_connect_ms.is_empty() {
+            x.connect_ms.clone()
+        } else {
+            x.page_connect_ms.clone()
+        }
+    };
+    let base_connect = median(&connect_of(native)).unwrap_or(f64::NAN);
     let base_rtt = native.rtt_us.as_ref().map_or(f64::NAN, |r| r.p50_us);
     let row = |name: &str, x: &Pairing| {
-        let connect = median(&x.connect_ms).unwrap_or(f64::NAN);
+        let connects = connect_of(x);
+        let connect = median(&connects).unwrap_or(f64::NAN);
         let rtt = x.rtt_us.as_ref().map_or(f64::NAN, |r| r.p50_us);
         let rtt99 = x.rtt_us.as_ref().map_or(f64::NAN, |r| r.p99_us);
         format!(
             "| {name} | {connect:.1} | {:.1} | {:.2}× | {rtt:.0} | {rtt99:.0} | {:.2}× | {} |\n",
-            p(&x.connect_ms, 1.0),
+            p(&connects, 1.0),
             connect / base_connect,
             rtt / base_rtt,
             x.lost_pings,
@@ -304,7 +390,7 @@ fn table(native: &Pairing, bn: &Pairing, bb: &Pairing) -> String {
     t.push_str(&row("browser ↔ native", bn));
     t.push_str(&row("browser ↔ browser", bb));
     t.push_str(&format!(
-        "\n{} connects and {} sequential 64-byte round trips per pairing on loopback, one run; the browser is headless Chromium running `testkit/web/peer.js` (the wire contract in plain JavaScript, not Squadlink in wasm32). Browser ↔ browser round trips are timed by the page (100 µs clock).\n",
+        "\n{} connects and {} sequential 64-byte round trips per pairing on loopback, one run; the browser is headless Chromium running `testkit/web/peer.js` (the wire contract in plain JavaScript, not Squadlink in wasm32). Connect: a new session's start, or the joining page's `join` (its own clock), to connected, WebSocket and join included. Browser ↔ browser round trips are timed by the page (100 µs clock).\n",
         native.connect_ms.len(),
         native.rtt_us.as_ref().map_or(0, |r| r.count),
     ));

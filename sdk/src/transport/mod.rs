@@ -29,6 +29,7 @@ mod link;
 mod liveness;
 mod membership;
 pub(crate) mod net;
+mod nominations;
 mod output;
 pub(crate) mod peer;
 mod peers;

@@ -31,6 +31,7 @@ use squadlink_protocol::{PeerId, Signal};
 use super::codecs;
 use super::dtls_repeats::Repeats;
 use super::engine::{Engine, EngineEvent, PeerSettings, Sent, sdp_attribute};
+use super::nominations::Nominations;
 use crate::channel::ChannelKind;
 use crate::event::CandidateKind;
 use crate::media::{Kind, MediaFrame, VP8_PAYLOAD_TYPE};
@@ -65,6 +66,8 @@ pub(crate) struct RtcEngine {
     remote_video_ssrc: Option<u32>,
     /// The DTLS handshake messages handed to `pc`, to hold back repetitions that stall it.
     repeats: Repeats,
+    /// Nominating Binding requests `pc` may leave unanswered (see `nominations.rs`).
+    nominations: Nominations,
 }
 
 impl RtcEngine {
@@ -180,6 +183,7 @@ impl RtcEngine {
             video_ssrc,
             remote_video_ssrc: None,
             repeats: Repeats::default(),
+            nominations: Nominations::default(),
         })
     }
 
@@ -372,14 +376,29 @@ impl Engine for RtcEngine {
             tracing::trace!(peer = %self.id, "a repeated DTLS flight held back (dtls_repeats.rs)");
             return true;
         }
+        let again = self.nominations.inbound(from, data);
+        let transport = input.transport;
         if let Err(e) = self.pc.handle_read(input) {
             tracing::debug!(%e, peer = %self.id, "datagram rejected");
+        }
+        if let Some(request) = again {
+            tracing::trace!(peer = %self.id, "the peer's nomination handed to ICE again (nominations.rs)");
+            let input = TaggedBytesMut {
+                now,
+                transport,
+                message: BytesMut::from(&request[..]),
+            };
+            if let Err(e) = self.pc.handle_read(input) {
+                tracing::debug!(%e, peer = %self.id, "nomination rejected");
+            }
         }
         true
     }
 
     fn poll_transmit(&mut self) -> Option<(BytesMut, SocketAddr, SocketAddr)> {
         let out = self.pc.poll_write()?;
+        self.nominations
+            .outbound(out.transport.peer_addr, &out.message);
         Some((
             out.message,
             out.transport.local_addr,
