@@ -5,6 +5,7 @@
 #   scripts/setup.sh demo        building and running the quickstart
 #   scripts/setup.sh test        everything scripts/test.sh runs (the default)
 #   scripts/setup.sh bench       the benchmarks (test's, and python3-venv for PESQ)
+#   scripts/setup.sh web         the wasm32 toolchain (Debian's rustc-web, std from source)
 # Extra Debian package names after the purpose are installed too (camera_vm.sh asks for its
 # VM's).
 set -euo pipefail
@@ -32,12 +33,17 @@ TEST=(
   libclang-dev                 # webcam feature: nokhwa's V4L2 bindings are made by bindgen
   chromium                     # browser tests: a real browser peer in the lobby (headless)
 )
+# The browser build: rustup's stable toolchain has no wasm32 target and cannot fetch one
+# here, so Debian's rustc-web (1.96) builds std for wasm32 from its rust-web-src
+# (RUSTC_BOOTSTRAP=1 -Z build-std, see scripts/web.sh); its rust-lld needs lld-22.
+WEB=(rustc-web cargo-web rust-web-src rust-web-llvm lld-22)
 case $purpose in
   demo) PACKAGES=("${DEMO[@]}") ;;
+  web) PACKAGES=("${WEB[@]}") ;;
   test) PACKAGES=("${TEST[@]}") ;;
   bench) PACKAGES=("${TEST[@]}" python3-venv) ;; # the PESQ scorer lives in a virtualenv
   *)
-    echo "setup: unknown purpose '$purpose' (demo, test or bench)" >&2
+    echo "setup: unknown purpose '$purpose' (demo, test, bench or web)" >&2
     exit 2
     ;;
 esac

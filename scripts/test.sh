@@ -32,6 +32,9 @@ scripts/fuzz.sh 10
 section "every crate on its own, with default features and without"
 scripts/crates.sh
 
+section "web: the wasm32 toolchain (Debian's rustc-web) and the crates that build for it"
+scripts/web.sh check
+
 section "arena: two windowed players under Xvfb, screenshots checked"
 scripts/arena_screenshot.sh
 
@@ -39,7 +42,7 @@ section "webcam: a real V4L2 capture (the vivid driver) in a small virtual machi
 scripts/camera_vm.sh
 
 # One closing line for the whole run, summed over every test binary.
-# (+4 for the fuzzing run, the crates-alone check, the arena screenshot check and the camera
-# VM, which failed the script above if they did not pass)
-awk -v extra=4 '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
+# (+5 for the fuzzing run, the crates-alone check, the wasm32 check, the arena screenshot
+# check and the camera VM, which failed the script above if they did not pass)
+awk -v extra=5 '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
      END { p += extra; printf "\nsquadlink: %d passed, %d failed, %d skipped\n", p, f, s; if (p == extra) exit 1 }' "$log"
