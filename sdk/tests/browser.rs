@@ -193,18 +193,7 @@ fn a_browser_peer_and_a_native_peer_exchange_every_channel_kind_both_ways() {
 fn a_browsers_mdns_host_candidate_gives_a_host_path() {
     let rig = Rig::new();
     let native = rig.native(LobbyRef::create(2), &ALL_KINDS);
-    let mut browser = Browser::start(BrowserOptions::default());
-    browser.command(join_cmd(
-        &rig.url(),
-        Some(&support::code(&native)),
-        &ALL_KINDS,
-    ));
-    let browser_id = PeerId(
-        browser.wait_event("joining", WAIT, |e| e["event"] == "joined")["me"]
-            .as_u64()
-            .unwrap(),
-    );
-    browser.wait_event("a connection", WAIT, |e| e["event"] == "connected");
+    let (browser, _, browser_id) = browser_joined(&rig, &native, BrowserOptions::default());
     wait_native(&native, "the browser connected", |e| match e {
         Event::PeerConnected { peer, path, .. } if *peer == browser_id => Some(*path),
         _ => None,
@@ -278,6 +267,25 @@ fn a_browser_offer_without_media_gets_audio_and_video_by_renegotiation() {
     });
 }
 
+/// A browser (started with `options`) that joined `native`'s lobby with every channel kind
+/// and connected to it: the browser, the native side's peer id and the browser's.
+fn browser_joined(
+    rig: &Rig,
+    native: &Session,
+    options: BrowserOptions,
+) -> (Browser, PeerId, PeerId) {
+    let mut browser = Browser::start(options);
+    browser.command(join_cmd(
+        &rig.url(),
+        Some(&support::code(native)),
+        &ALL_KINDS,
+    ));
+    let native_id =
+        peer_of(&browser.wait_event("a connection", WAIT, |e| e["event"] == "connected"));
+    let browser_id = browser_id_of(&browser);
+    (browser, native_id, browser_id)
+}
+
 fn browser_id_of(browser: &Browser) -> PeerId {
     let joined = browser
         .seen()
@@ -349,15 +357,7 @@ fn a_browser_speaking_another_wire_version_is_refused() {
 fn a_refusal_from_a_connected_browser_ends_the_connection_with_its_words() {
     let rig = Rig::new();
     let native = rig.native(LobbyRef::create(2), &ALL_KINDS);
-    let mut browser = Browser::start(BrowserOptions::default());
-    browser.command(join_cmd(
-        &rig.url(),
-        Some(&support::code(&native)),
-        &ALL_KINDS,
-    ));
-    let native_id =
-        peer_of(&browser.wait_event("a connection", WAIT, |e| e["event"] == "connected"));
-    let browser_id = browser_id_of(&browser);
+    let (browser, native_id, browser_id) = browser_joined(&rig, &native, BrowserOptions::default());
     wait_native(&native, "the browser connected", |e| match e {
         Event::PeerConnected { peer, .. } if *peer == browser_id => Some(()),
         _ => None,
@@ -386,13 +386,7 @@ fn a_refusal_from_a_connected_browser_ends_the_connection_with_its_words() {
 fn a_native_peer_that_closes_closes_the_browsers_channels_without_errors() {
     let rig = Rig::new();
     let native = rig.native(LobbyRef::create(2), &ALL_KINDS);
-    let mut browser = Browser::start(BrowserOptions::default());
-    browser.command(join_cmd(
-        &rig.url(),
-        Some(&support::code(&native)),
-        &ALL_KINDS,
-    ));
-    browser.wait_event("a connection", WAIT, |e| e["event"] == "connected");
+    let (mut browser, _, _) = browser_joined(&rig, &native, BrowserOptions::default());
     native.close();
     // Every channel closes, none fails, and the matchmaker's peer_left comes too (before,
     // between or after the closes).
@@ -426,14 +420,7 @@ fn a_native_peer_that_closes_closes_the_browsers_channels_without_errors() {
 fn the_advertised_sctp_message_size_is_the_contracts_largest_frame() {
     let rig = Rig::new();
     let native = rig.native(LobbyRef::create(2), &ALL_KINDS);
-    let mut browser = Browser::start(BrowserOptions::default());
-    browser.command(join_cmd(
-        &rig.url(),
-        Some(&support::code(&native)),
-        &ALL_KINDS,
-    ));
-    let native_id =
-        peer_of(&browser.wait_event("a connection", WAIT, |e| e["event"] == "connected"));
+    let (mut browser, native_id, _) = browser_joined(&rig, &native, BrowserOptions::default());
     browser.command(json!({"do": "describe", "peer": native_id.0}));
     let d = browser.wait_event("a description", WAIT, |e| e["event"] == "described");
     assert_eq!(d["max_message_size"], 16_384 + 9, "{d}");
@@ -519,25 +506,22 @@ fn a_browsers_microphone_is_heard_by_a_native_player() {
             .output(AudioOutput::Wav(heard.clone())),
     )
     .unwrap();
-    let mut browser = Browser::start(BrowserOptions {
-        flags: vec![
-            "--use-fake-ui-for-media-stream".into(),
-            "--use-fake-device-for-media-stream".into(),
-            // Played once from the start of capture (`%noloop`).
-            format!(
-                "--use-file-for-fake-audio-capture={}%noloop",
-                speech.display()
-            ),
-        ],
-        ..BrowserOptions::default()
-    });
-    browser.command(join_cmd(
-        &rig.url(),
-        Some(&support::code(&native)),
-        &ALL_KINDS,
-    ));
-    browser.wait_event("a connection", WAIT, |e| e["event"] == "connected");
-    let browser_id = browser_id_of(&browser);
+    let (mut browser, _, browser_id) = browser_joined(
+        &rig,
+        &native,
+        BrowserOptions {
+            flags: vec![
+                "--use-fake-ui-for-media-stream".into(),
+                "--use-fake-device-for-media-stream".into(),
+                // Played once from the start of capture (`%noloop`).
+                format!(
+                    "--use-file-for-fake-audio-capture={}%noloop",
+                    speech.display()
+                ),
+            ],
+            ..BrowserOptions::default()
+        },
+    );
     browser.command(json!({"do": "mic"}));
     browser.wait_event("the microphone", WAIT, |e| e["event"] == "media");
     // The speech lasts about 10 s; what comes after it is silence.
@@ -569,17 +553,14 @@ fn a_native_players_voice_is_heard_in_the_browser() {
     let speech = speech_fixture(&dir);
     let rig = Rig::new();
     let native = rig.native(LobbyRef::create(2), &ALL_KINDS);
-    let mut browser = Browser::start(BrowserOptions {
-        flags: vec!["--autoplay-policy=no-user-gesture-required".into()],
-        ..BrowserOptions::default()
-    });
-    browser.command(join_cmd(
-        &rig.url(),
-        Some(&support::code(&native)),
-        &ALL_KINDS,
-    ));
-    let native_id =
-        peer_of(&browser.wait_event("a connection", WAIT, |e| e["event"] == "connected"));
+    let (mut browser, native_id, _) = browser_joined(
+        &rig,
+        &native,
+        BrowserOptions {
+            flags: vec!["--autoplay-policy=no-user-gesture-required".into()],
+            ..BrowserOptions::default()
+        },
+    );
     let (input, rate) = read_mono(&speech);
     let length = Duration::from_secs_f64(input.len() as f64 / f64::from(rate));
     browser.command(
@@ -640,21 +621,18 @@ fn a_browsers_camera_reaches_a_native_player_as_decoded_frames() {
     let rig = Rig::new();
     let native = rig.native(LobbyRef::create(2), &ALL_KINDS);
     let video = Video::start(&native, VideoConfig::default()).unwrap();
-    let mut browser = Browser::start(BrowserOptions {
-        flags: vec![
-            "--use-fake-ui-for-media-stream".into(),
-            "--use-fake-device-for-media-stream".into(),
-            format!("--use-file-for-fake-video-capture={}", y4m.display()),
-        ],
-        ..BrowserOptions::default()
-    });
-    browser.command(join_cmd(
-        &rig.url(),
-        Some(&support::code(&native)),
-        &ALL_KINDS,
-    ));
-    browser.wait_event("a connection", WAIT, |e| e["event"] == "connected");
-    let browser_id = browser_id_of(&browser);
+    let (mut browser, _, browser_id) = browser_joined(
+        &rig,
+        &native,
+        BrowserOptions {
+            flags: vec![
+                "--use-fake-ui-for-media-stream".into(),
+                "--use-fake-device-for-media-stream".into(),
+                format!("--use-file-for-fake-video-capture={}", y4m.display()),
+            ],
+            ..BrowserOptions::default()
+        },
+    );
     browser.command(json!({"do": "camera"}));
     browser.wait_event("the camera", WAIT, |e| e["event"] == "media");
     let (mut psnr, mut other_sizes, mut unreadable) = (Vec::new(), 0, 0);
@@ -702,14 +680,7 @@ fn a_native_players_video_is_decoded_in_the_browser() {
 
     let rig = Rig::new();
     let native = rig.native(LobbyRef::create(2), &ALL_KINDS);
-    let mut browser = Browser::start(BrowserOptions::default());
-    browser.command(join_cmd(
-        &rig.url(),
-        Some(&support::code(&native)),
-        &ALL_KINDS,
-    ));
-    let native_id =
-        peer_of(&browser.wait_event("a connection", WAIT, |e| e["event"] == "connected"));
+    let (mut browser, native_id, _) = browser_joined(&rig, &native, BrowserOptions::default());
     let pattern = TestPattern::new(320, 240, 15).unwrap();
     let video = Video::start(
         &native,

@@ -138,8 +138,11 @@ async fn native_native(url: &str, args: &Args) -> Result<Pairing, String> {
         let code = a.lobby().map(|l| l.code).ok_or("no lobby code")?;
         let t0 = Instant::now();
         let b = session(url, LobbyRef::Code(code)).await?;
-        let (a_peer, b_peer) =
-            tokio::task::block_in_place(|| Ok::<_, String>((connected(&a)?, connected(&b)?)))?;
+        let a_peer = tokio::task::block_in_place(|| {
+            let a_peer = connected(&a)?;
+            connected(&b)?;
+            Ok::<_, String>(a_peer)
+        })?;
         out.connect_ms.push(t0.elapsed().as_secs_f64() * 1e3);
         if round + 1 == args.rounds {
             let (samples, lost) = tokio::task::block_in_place(|| {
@@ -151,7 +154,6 @@ async fn native_native(url: &str, args: &Args) -> Result<Pairing, String> {
                     measured
                 })
             });
-            let _ = b_peer;
             out.rtt_us = Some(Percentiles::of_nanos(&samples));
             out.lost_pings = lost;
         }
@@ -200,27 +202,33 @@ fn native_rtt(s: &Session, peer: PeerId, pings: usize) -> (Vec<u64>, usize) {
     (samples, lost)
 }
 
-/// On the page's clock, from its latest `joining` before `done` to `done`, in ms.
-fn page_span(browser: &Browser, done: &Value) -> Option<f64> {
-    let end = field(done, "t").as_f64()?;
-    let start = browser
-        .seen()
-        .iter()
-        .filter(|e| is(e, "joining"))
-        .filter_map(|e| field(e, "t").as_f64())
-        .filter(|t| *t <= end)
-        .fold(None, |latest: Option<f64>, t| {
-            Some(latest.map_or(t, |l| l.max(t)))
-        })?;
-    Some(end - start)
+impl Pairing {
+    /// A page connected (`done`) after a join that began at `t0`: both clocks' connect
+    /// times, and the page's timeline when `trace`.
+    fn record_page_connect(&mut self, t0: Instant, page: &Browser, done: &Value, trace: bool) {
+        self.connect_ms.push(t0.elapsed().as_secs_f64() * 1e3);
+        let events = latest_join(page);
+        let start = events.first().and_then(|e| field(e, "t").as_f64());
+        if let (Some(start), Some(end)) = (start, field(done, "t").as_f64()) {
+            self.page_connect_ms.push(end - start);
+        }
+        if trace {
+            print_timeline(events, done);
+        }
+    }
 }
 
-/// The page's events of its latest connection, up to `done` (connected), on its clock.
-fn print_timeline(browser: &Browser, done: &Value) {
-    let seen = browser.seen();
+/// The page's events from its latest `joining` on (the page has one connection at a time).
+fn latest_join(page: &Browser) -> &[Value] {
+    let seen = page.seen();
     let start = seen.iter().rposition(|e| is(e, "joining")).unwrap_or(0);
+    seen.get(start..).unwrap_or(&[])
+}
+
+/// A page's `events` up to `done` (connected), on its clock.
+fn print_timeline(events: &[Value], done: &Value) {
     eprintln!("  page timeline (ms):");
-    for e in seen.iter().skip(start) {
+    for e in events {
         if !is(e, "local_candidate") {
             eprintln!(
                 "    {:>8} {} {}",
@@ -280,11 +288,7 @@ fn browser_native(
         browser.command(join_cmd(url, Some(&code), &format!("browser-{round}")));
         let peer = connected(&a)?;
         let done = browser.wait_event("the browser connected", WAIT, |e| is(e, "connected"));
-        out.connect_ms.push(t0.elapsed().as_secs_f64() * 1e3);
-        out.page_connect_ms.extend(page_span(&browser, &done));
-        if trace {
-            print_timeline(&browser, &done);
-        }
+        out.record_page_connect(t0, &browser, &done, trace);
         if round + 1 == rounds {
             let (samples, lost) = native_rtt(&a, peer, pings);
             out.rtt_us = Some(Percentiles::of_nanos(&samples));
@@ -323,11 +327,7 @@ fn browser_browser(
         second.command(join_cmd(url, Some(&code), &format!("second-{round}")));
         let to_second = first.wait_event("connected", WAIT, |e| is(e, "connected"));
         let done = second.wait_event("connected", WAIT, |e| is(e, "connected"));
-        out.connect_ms.push(t0.elapsed().as_secs_f64() * 1e3);
-        out.page_connect_ms.extend(page_span(&second, &done));
-        if trace {
-            print_timeline(&second, &done);
-        }
+        out.record_page_connect(t0, &second, &done, trace);
         if round + 1 == rounds {
             first.command(
                 json!({"do": "rtt", "peer": field(&to_second, "peer"), "channel": 0, "count": pings}),

@@ -122,29 +122,22 @@ impl Core {
 
     /// When the core next needs [`Core::handle_timeout`] (or [`Core::poll_link`]).
     pub(crate) fn poll_timeout(&mut self) -> Option<Instant> {
-        if self.closing {
-            // Only the engines and STUN/TURN clients still run (see `begin_shutdown`).
-            return [self.peers.poll_timeout(), self.cands.poll_timeout()]
-                .into_iter()
-                .flatten()
-                .min();
-        }
-        let retry = self
-            .link
-            .is_up()
-            .then(|| self.retries.next_deadline())
-            .flatten();
-        [
-            self.peers.poll_timeout(),
-            self.cands.poll_timeout(),
-            self.link.next_deadline(),
-            // Offers go out only while the matchmaker link is up.
-            retry,
-            Some(self.next_round),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        let engines = [self.peers.poll_timeout(), self.cands.poll_timeout()];
+        // While closing only the engines and STUN/TURN clients run (see `begin_shutdown`);
+        // offers go out only while the matchmaker link is up.
+        let session = (!self.closing).then(|| {
+            let retry = self.link.is_up().then(|| self.retries.next_deadline());
+            [
+                self.link.next_deadline(),
+                retry.flatten(),
+                Some(self.next_round),
+            ]
+        });
+        engines
+            .into_iter()
+            .chain(session.into_iter().flatten())
+            .flatten()
+            .min()
     }
 
     /// Serves the engines and STUN/TURN clients whose timers are due, offers again where
