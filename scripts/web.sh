@@ -3,9 +3,12 @@
 # and its std sources (rustup cannot fetch the wasm32 target here), called explicitly since
 # rustup's proxies come first on PATH. RUSTC_BOOTSTRAP=1 is for -Z build-std only.
 #   scripts/web.sh check     installs the toolchain (scripts/setup.sh web) and checks the
-#                            crates that build for wasm32 today
-# Status (issue 16 §3): only the wire protocol crate builds for wasm32 so far; the SDK's
-# browser engine and the web arena are not written yet (docs/architecture.md, "Next").
+#                            crates that build for wasm32: the protocol and the SDK (its
+#                            browser shell and engine; no voice/video there yet)
+#   scripts/web.sh peer      builds the SDK's test page peer (testkit/web-peer) with
+#                            wasm-bindgen into $WASM_TARGET_DIR/web-peer/pkg; the browser
+#                            tests (sdk/tests/browser.rs) serve it to Chromium
+# Status (issue 16 §3): the web arena (bevy_squadlink in the browser) is not built yet.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh web
@@ -20,13 +23,38 @@ wasm_cargo() {
     /usr/bin/cargo "$@" --locked --target wasm32-unknown-unknown -Z build-std=std,panic_abort
 }
 
+# wasm-bindgen's CLI must match the lockfile's wasm-bindgen exactly. Installed without
+# --locked: its own lockfile pins a webpki-roots newer than the registry offers.
+WASM_BINDGEN_VERSION=$(awk '/^name = "wasm-bindgen"$/ {getline; gsub(/[^0-9.]/, ""); print; exit}' Cargo.lock)
+WASM_BINDGEN_ROOT="$HOME/.cache/squadlink/wasm-bindgen"
+WASM_BINDGEN="$WASM_BINDGEN_ROOT/bin/wasm-bindgen"
+need_wasm_bindgen() {
+  if [ -x "$WASM_BINDGEN" ] && "$WASM_BINDGEN" --version | grep -q " $WASM_BINDGEN_VERSION\b"; then
+    return 0
+  fi
+  step "web: installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (a few minutes, once)" \
+    cargo install wasm-bindgen-cli --version "=$WASM_BINDGEN_VERSION" --root "$WASM_BINDGEN_ROOT" --force
+}
+
 case $what in
   check)
     step "web: checking squadlink-protocol for wasm32 (std is built from source the first time)" \
       wasm_cargo check -p squadlink-protocol
+    step "web: checking squadlink for wasm32 (the browser shell and engine)" \
+      wasm_cargo check -p squadlink --no-default-features
+    ;;
+  peer)
+    need_wasm_bindgen
+    step "web: building the SDK's test page peer for wasm32 (testkit/web-peer)" \
+      wasm_cargo build -p squadlink-web-peer --release
+    step "web: wasm-bindgen for the page" \
+      "$WASM_BINDGEN" --target web --no-typescript \
+        --out-dir "$WASM_TARGET_DIR/web-peer/pkg" \
+        "$WASM_TARGET_DIR/wasm32-unknown-unknown/release/squadlink_web_peer.wasm"
+    echo "web: the page peer is in $WASM_TARGET_DIR/web-peer/pkg"
     ;;
   *)
-    echo "web: unknown command '$what' (check)" >&2
+    echo "web: unknown command '$what' (check or peer)" >&2
     exit 2
     ;;
 esac

@@ -6,7 +6,9 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use web_time::Instant;
 
 /// How a simulated network path treats each datagram. The default is a perfect path.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -3,7 +3,9 @@
 //! itself (detached), and a warning names it.
 
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use web_time::Instant;
 
 /// How long stopping a part (voice, video, a device, the session) waits for one of its
 /// threads. They check their stop flag at least every few hundred milliseconds, so a thread

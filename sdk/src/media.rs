@@ -9,7 +9,7 @@
 // Voice and video each read their own variants and fields.
 #![cfg_attr(not(all(feature = "voice", feature = "video")), allow(dead_code))]
 
-use std::time::Instant;
+use web_time::Instant;
 
 use bytes::Bytes;
 use squadlink_protocol::PeerId;

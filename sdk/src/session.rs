@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+#[cfg(not(target_arch = "wasm32"))]
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -19,10 +20,12 @@ use crate::channel::{Channel, ChannelKind, FRAGMENT_SIZE};
 use crate::conditioner::NetworkConditions;
 use crate::error::{Error, Result};
 use crate::event::{Event, IcePolicy, LobbyInfo};
+#[cfg(not(target_arch = "wasm32"))]
 use crate::join::{STOP_WAIT, join_within};
+use crate::lobby::LobbyRef;
 use crate::settings::{LOBBY_ENTRY_WAIT, MAX_CHANNELS, Settings};
-use crate::signaling::LobbyRef;
 use crate::stats::PeerStats;
+#[cfg(not(target_arch = "wasm32"))]
 use crate::transport::Driver;
 
 /// Configures and starts a [`Session`].
@@ -190,6 +193,7 @@ impl SessionBuilder {
 
     /// Everything but the matchmaker URL.
     fn validate_settings(&self) -> Result<()> {
+        #[cfg(not(target_arch = "wasm32"))]
         if !self.settings.tls_roots.is_empty() {
             crate::transport::check_tls_roots(&self.settings.tls_roots).map_err(Error::Config)?;
         }
@@ -217,7 +221,9 @@ impl SessionBuilder {
 
     /// Connects to the matchmaker, enters the lobby and starts connecting to its members.
     /// Blocks until the lobby is entered (at most 25 s); peers connect afterwards and
-    /// are announced by [`Event::PeerConnected`].
+    /// are announced by [`Event::PeerConnected`]. Not in the browser, where nothing may
+    /// block: use [`SessionBuilder::start_async`] or [`SessionBuilder::start_background`].
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn start(self) -> Result<Session> {
         let (session, ready) = self.spawn()?;
         match ready.recv_timeout(LOBBY_ENTRY_WAIT) {
@@ -231,6 +237,7 @@ impl SessionBuilder {
     }
 
     /// Like [`SessionBuilder::start`], without blocking the async runtime.
+    #[cfg(not(target_arch = "wasm32"))]
     pub async fn start_async(self) -> Result<Session> {
         let (session, ready) = self.spawn()?;
         let waited =
@@ -245,6 +252,20 @@ impl SessionBuilder {
         }
     }
 
+    /// Connects to the matchmaker and enters the lobby, awaiting it on the page's event
+    /// loop (at most 25 s); peers connect afterwards and are announced by
+    /// [`Event::PeerConnected`].
+    #[cfg(target_arch = "wasm32")]
+    pub async fn start_async(self) -> Result<Session> {
+        let mut pending = self.start_background()?;
+        loop {
+            if let Some(result) = pending.poll() {
+                return result;
+            }
+            crate::transport::web::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// Starts without waiting: returns at once, and [`PendingSession::poll`] says when the
     /// lobby has been entered. For loops that must never block, such as Bevy systems.
     pub fn start_background(self) -> Result<PendingSession> {
@@ -252,10 +273,11 @@ impl SessionBuilder {
         Ok(PendingSession {
             session: Some(session),
             ready,
-            deadline: std::time::Instant::now() + LOBBY_ENTRY_WAIT,
+            deadline: web_time::Instant::now() + LOBBY_ENTRY_WAIT,
         })
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     fn spawn(self) -> Result<(Session, crossbeam_channel::Receiver<Result<()>>)> {
         self.validate()?;
         let (mut session, net) = self.split();
@@ -289,6 +311,22 @@ impl SessionBuilder {
         Ok((session, ready_rx))
     }
 
+    /// The session's network side runs as a task on the page's event loop.
+    #[cfg(target_arch = "wasm32")]
+    fn spawn(self) -> Result<(Session, crossbeam_channel::Receiver<Result<()>>)> {
+        self.validate()?;
+        let (session, net) = self.split();
+        let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
+        wasm_bindgen_futures::spawn_local(crate::transport::web::run(
+            net.settings,
+            net.shared,
+            net.commands,
+            ready_tx,
+            net.ident,
+        ));
+        Ok((session, ready_rx))
+    }
+
     /// Checks the settings for a session on the in-memory network (`testing::TestNet`; the matchmaker URL
     /// is not used there) and splits it.
     pub(crate) fn in_memory(self) -> Result<(Session, NetworkSide)> {
@@ -314,6 +352,7 @@ impl SessionBuilder {
             inbox: ends.inbox,
             ident: ident_rx,
             me: std::sync::Mutex::new(None),
+            #[cfg(not(target_arch = "wasm32"))]
             thread: None,
         };
         let net = NetworkSide {
@@ -330,7 +369,7 @@ impl SessionBuilder {
 pub struct PendingSession {
     session: Option<Session>,
     ready: crossbeam_channel::Receiver<Result<()>>,
-    deadline: std::time::Instant,
+    deadline: web_time::Instant,
 }
 
 impl PendingSession {
@@ -340,7 +379,7 @@ impl PendingSession {
         let outcome = match self.ready.try_recv() {
             Ok(result) => result,
             Err(crossbeam_channel::TryRecvError::Empty)
-                if std::time::Instant::now() < self.deadline =>
+                if web_time::Instant::now() < self.deadline =>
             {
                 return None;
             }
@@ -392,6 +431,9 @@ pub struct Session {
     inbox: Vec<crossbeam_channel::Receiver<(PeerId, Bytes)>>,
     ident: crossbeam_channel::Receiver<(PeerId, PlayerId)>,
     me: std::sync::Mutex<Option<(PeerId, PlayerId)>>,
+    /// The network thread (native; in the browser the network side is a task that ends
+    /// when told to close).
+    #[cfg(not(target_arch = "wasm32"))]
     thread: Option<JoinHandle<()>>,
 }
 
@@ -675,6 +717,7 @@ impl Session {
 
     fn shutdown(&mut self) {
         let _ = self.cmd.send(Command::Close);
+        #[cfg(not(target_arch = "wasm32"))]
         if let Some(thread) = self.thread.take() {
             join_within(thread, STOP_WAIT);
         }

@@ -10,7 +10,7 @@ use squadlink_protocol::IceServer;
 use crate::channel::ChannelKind;
 use crate::conditioner::NetworkConditions;
 use crate::event::IcePolicy;
-use crate::signaling::LobbyRef;
+use crate::lobby::LobbyRef;
 
 /// How long an unreliable message may wait to be sent by default: see
 /// [`crate::SessionBuilder::unreliable_lifetime`].

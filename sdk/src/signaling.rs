@@ -3,57 +3,13 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use squadlink_protocol::{
-    ClientMessage, IceServer, Lobby, PeerId, PlayerId, Properties, ServerMessage,
-};
+use squadlink_protocol::{ClientMessage, Properties, ServerMessage};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::error::{Error, Result};
-
-/// How long connecting, hello and joining may take each.
-pub(crate) const SIGNALING_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Which lobby to enter.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LobbyRef {
-    /// Create a new lobby.
-    Create {
-        /// Most members (2 up to the server's limit).
-        max_members: u8,
-        /// Listed publicly.
-        public: bool,
-        /// Free-form properties.
-        properties: Properties,
-    },
-    /// Join an existing lobby by its code.
-    Code(String),
-}
-
-impl LobbyRef {
-    /// A private lobby for up to `max_members` players.
-    pub fn create(max_members: u8) -> Self {
-        Self::Create {
-            max_members,
-            public: false,
-            properties: Properties::new(),
-        }
-    }
-}
-
-/// What the matchmaker told us when we entered the lobby.
-#[derive(Debug, Clone)]
-pub(crate) struct Joined {
-    pub(crate) me: PeerId,
-    /// The join took over this player's earlier membership (same peer id as before).
-    pub(crate) resumed: bool,
-    pub(crate) player: PlayerId,
-    pub(crate) lobby: Lobby,
-    pub(crate) ice_servers: Vec<IceServer>,
-    /// The server instance `welcome` named (see `ServerMessage::Welcome::instance`).
-    pub(crate) instance: Option<String>,
-}
+use crate::lobby::{Handshake, Joined, LobbyRef, SIGNALING_TIMEOUT, Step};
 
 pub(crate) struct Signaling {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
@@ -89,92 +45,24 @@ impl Signaling {
             ws,
             url: url.to_owned(),
         };
-        this.send(&ClientMessage::Hello {
-            rid: None,
-            token,
-            player_id,
-        })
-        .await?;
-        let (me, player, instance) = this
-            .await_reply(|m| match m {
-                ServerMessage::Welcome {
-                    peer_id,
-                    player_id,
-                    instance,
-                    ..
-                } => Some((peer_id, player_id, instance)),
-                _ => None,
-            })
-            .await?;
-        if let (Some(known), Some(now), LobbyRef::Code(code)) =
-            (known_instance, instance.as_deref(), lobby)
-            && known != now
-        {
-            return Err(Error::MatchmakerRestarted {
-                lobby: code.clone(),
-            });
-        }
-        let request = match lobby {
-            LobbyRef::Create {
-                max_members,
-                public,
-                properties,
-            } => ClientMessage::CreateLobby {
-                rid: None,
-                max_members: *max_members,
-                public: *public,
-                properties: properties.clone(),
-                member_data,
-            },
-            LobbyRef::Code(code) => ClientMessage::JoinLobby {
-                rid: None,
-                code: code.clone(),
-                member_data,
-            },
-        };
-        this.send(&request).await?;
-        let (lobby, ice_servers, resumed) = this
-            .await_reply(|m| match m {
-                ServerMessage::LobbyJoined {
-                    lobby,
-                    ice_servers,
-                    resumed_peer_id,
-                    ..
-                } => Some((lobby, ice_servers, resumed_peer_id)),
-                _ => None,
-            })
-            .await?;
-        Ok((
-            this,
-            Joined {
-                me: resumed.unwrap_or(me),
-                resumed: resumed.is_some(),
-                player,
-                lobby,
-                ice_servers,
-                instance,
-            },
-        ))
-    }
-
-    /// Waits for the reply `pick` recognizes; an `error` message becomes an error value.
-    async fn await_reply<T>(
-        &mut self,
-        mut pick: impl FnMut(ServerMessage) -> Option<T>,
-    ) -> Result<T> {
-        let deadline = tokio::time::Instant::now() + SIGNALING_TIMEOUT;
+        let (mut handshake, hello) =
+            Handshake::start((token, player_id), lobby, member_data, known_instance);
+        this.send(&hello).await?;
+        let mut deadline = tokio::time::Instant::now() + SIGNALING_TIMEOUT;
         loop {
-            let msg = tokio::time::timeout_at(deadline, self.recv())
+            let msg = tokio::time::timeout_at(deadline, this.recv())
                 .await
                 .map_err(|_| Error::Timeout {
                     what: "the matchmaker's reply",
                     secs: SIGNALING_TIMEOUT.as_secs(),
                 })??;
-            if let ServerMessage::Error { code, message, .. } = msg {
-                return Err(Error::Matchmaker { code, message });
-            }
-            if let Some(v) = pick(msg) {
-                return Ok(v);
+            match handshake.handle(msg)? {
+                Step::Send(request) => {
+                    this.send(&request).await?;
+                    deadline = tokio::time::Instant::now() + SIGNALING_TIMEOUT;
+                }
+                Step::Wait => {}
+                Step::Done(joined) => return Ok((this, joined)),
             }
         }
     }

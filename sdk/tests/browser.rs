@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use squadlink::{Channel, ChannelKind, Event, LobbyRef, PathKind, PeerId, Session};
-use squadlink_testkit::browser::{Browser, BrowserOptions};
+use squadlink_testkit::browser::{Browser, BrowserOptions, Page};
 use support::ALL_KINDS;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -709,4 +709,97 @@ fn a_native_players_video_is_decoded_in_the_browser() {
         "{last}"
     );
     assert_eq!(rtp["codec"], "video/VP8", "{last}");
+}
+
+// ----- the SDK itself in the browser (wasm32) --------------------------------------------
+
+/// The SDK's page peer (`testkit/web-peer` through wasm-bindgen), built once per test
+/// process by `scripts/web.sh peer` (incremental: seconds when nothing changed).
+fn wasm_peer() -> std::path::PathBuf {
+    static BUILT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+            let out = std::process::Command::new("bash")
+                .arg(root.join("scripts/web.sh"))
+                .arg("peer")
+                .output()
+                .expect("run scripts/web.sh peer");
+            let text = String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "scripts/web.sh peer failed:\n{text}");
+            text.lines()
+                .find_map(|l| l.strip_prefix("web: the page peer is in "))
+                .expect("scripts/web.sh peer names its output folder")
+                .trim()
+                .into()
+        })
+        .clone()
+}
+
+fn wasm_browser() -> Browser {
+    Browser::start(BrowserOptions {
+        page: Page::Wasm(wasm_peer()),
+        ..BrowserOptions::default()
+    })
+}
+
+/// The Squadlink SDK compiled to wasm32, in Chromium, joins a native player's lobby through
+/// the real matchmaker: both see the other connected (the browser with the path from its
+/// selected pair), every channel kind carries messages both ways (a 1 MiB reliable one each
+/// way), and when the browser's session closes the native side sees it leave.
+#[test]
+fn the_sdk_in_the_browser_and_a_native_peer_exchange_every_channel_kind_both_ways() {
+    let rig = Rig::new();
+    let native = rig.native(LobbyRef::create(4), &ALL_KINDS);
+    let code = support::code(&native);
+    let mut browser = wasm_browser();
+
+    browser.command(join_cmd(&rig.url(), Some(&code), &ALL_KINDS));
+    let joined = browser.wait_event("joining the lobby", WAIT, |e| e["event"] == "joined");
+    let browser_id = PeerId(joined["me"].as_u64().unwrap());
+    let connected = browser.wait_event("a connection", WAIT, |e| e["event"] == "connected");
+    assert_eq!(Some(peer_of(&connected)), native.id());
+    // The browser's selected pair: its (mDNS-hidden) host candidate and the native one's
+    // announced loopback host address.
+    browser.command(json!({"do": "stats", "peer": peer_of(&connected).0}));
+    let stats = browser.wait_event("stats", WAIT, |e| e["event"] == "stats");
+    assert_eq!(connected["path"], "host", "{connected} {stats}");
+    wait_native(&native, "the browser connected", |e| match e {
+        Event::PeerConnected { peer, .. } if *peer == browser_id => Some(()),
+        _ => None,
+    });
+
+    for (i, kind) in ALL_KINDS.iter().enumerate() {
+        let size = if kind.is_reliable() { 1 << 20 } else { 1000 };
+        // Native → browser.
+        let sent = pattern(size, i as u32);
+        native.send(browser_id, Channel(i), &sent).unwrap();
+        let got = browser.wait_event("a message from the native peer", WAIT, |e| {
+            e["event"] == "message" && e["channel"] == i
+        });
+        assert_eq!(got["len"], size, "{kind:?}");
+        assert_eq!(got["sum"], fnv1a(&sent), "{kind:?}");
+        // Browser → native.
+        browser.command(json!({"do": "send", "peer": native.id().unwrap().0, "channel": i, "size": size, "seed": 100 + i}));
+        let (from, bytes) = recv_native(&native, Channel(i));
+        assert_eq!(from, browser_id);
+        assert_eq!(
+            bytes.as_ref(),
+            pattern(size, 100 + i as u32).as_slice(),
+            "{kind:?}"
+        );
+    }
+
+    browser.command(json!({"do": "leave"}));
+    let reason = wait_native(&native, "the browser leaving", |e| match e {
+        Event::PeerDisconnected { peer, reason } if *peer == browser_id => Some(reason.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        reason,
+        squadlink::DisconnectReason::Left,
+        "{}",
+        browser.log()
+    );
 }

@@ -20,6 +20,19 @@ use serde_json::Value;
 
 const PAGE: &str = include_str!("../web/peer.html");
 const SCRIPT: &str = include_str!("../web/peer.js");
+const WASM_PAGE: &str = include_str!("../web/wasm.html");
+const WASM_SCRIPT: &str = include_str!("../web/wasm-peer.js");
+
+/// Which peer the page runs.
+#[derive(Clone, Debug, Default)]
+pub enum Page {
+    /// The JavaScript reference peer written from `docs/wire.md` (`web/peer.js`).
+    #[default]
+    Reference,
+    /// The Squadlink SDK compiled to wasm32 (`web/wasm-peer.js` driving `testkit/web-peer`),
+    /// from the wasm-bindgen output in this folder (`scripts/web.sh peer` builds it).
+    Wasm(PathBuf),
+}
 
 /// How long the page's long poll waits for a command before asking again.
 const POLL_WAIT: Duration = Duration::from_secs(5);
@@ -35,6 +48,8 @@ pub struct BrowserOptions {
     pub mdns: bool,
     /// Extra Chromium switches (fake media devices, say).
     pub flags: Vec<String>,
+    /// The peer the page runs.
+    pub page: Page,
 }
 
 impl Default for BrowserOptions {
@@ -42,6 +57,7 @@ impl Default for BrowserOptions {
         Self {
             mdns: true,
             flags: Vec::new(),
+            page: Page::Reference,
         }
     }
 }
@@ -53,6 +69,8 @@ struct Mailbox {
 }
 
 struct Shared {
+    /// The wasm-bindgen output served under `/pkg/` (the wasm page).
+    pkg: Option<PathBuf>,
     mailbox: Mutex<Mailbox>,
     changed: Condvar,
     stop: AtomicBool,
@@ -73,7 +91,17 @@ impl Browser {
     pub fn start(options: BrowserOptions) -> Browser {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the page server");
         let port = listener.local_addr().expect("local addr").port();
+        let pkg = match &options.page {
+            Page::Reference => None,
+            Page::Wasm(dir) => Some(dir.clone()),
+        };
+        let page = if pkg.is_some() {
+            "wasm.html"
+        } else {
+            "peer.html"
+        };
         let shared = Arc::new(Shared {
+            pkg,
             mailbox: Mutex::new(Mailbox::default()),
             changed: Condvar::new(),
             stop: AtomicBool::new(false),
@@ -119,7 +147,7 @@ impl Browser {
         }
         args.extend(options.flags.iter().cloned());
         args.push(format!("--user-data-dir={}", dir.join("profile").display()));
-        args.push(format!("http://127.0.0.1:{port}/peer.html"));
+        args.push(format!("http://127.0.0.1:{port}/{page}"));
         let child = Command::new("chromium")
             .args(&args)
             .stdin(Stdio::null())
@@ -142,7 +170,12 @@ impl Browser {
 
     /// Where the page is served.
     pub fn page_url(&self) -> String {
-        format!("http://127.0.0.1:{}/peer.html", self.port)
+        let page = if self.shared.pkg.is_some() {
+            "wasm.html"
+        } else {
+            "peer.html"
+        };
+        format!("http://127.0.0.1:{}/{page}", self.port)
     }
 
     /// Hands the page a command (see `peer.js` for the list).
@@ -271,6 +304,21 @@ fn tail(text: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
+/// A file of the wasm-bindgen output (`/pkg/<name>`, no subfolders), with its type.
+fn package_file(shared: &Shared, path: &str) -> Option<(&'static str, &'static str, Vec<u8>)> {
+    let name = path.strip_prefix("/pkg/")?;
+    if name.contains('/') || name.contains("..") {
+        return None;
+    }
+    let bytes = std::fs::read(shared.pkg.as_ref()?.join(name)).ok()?;
+    let kind = if name.ends_with(".wasm") {
+        "application/wasm"
+    } else {
+        "text/javascript"
+    };
+    Some(("200 OK", kind, bytes))
+}
+
 fn serve(listener: TcpListener, shared: Arc<Shared>) {
     listener
         .set_nonblocking(true)
@@ -316,6 +364,12 @@ fn handle(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
     let (status, kind, reply): (&str, &str, Vec<u8>) = match (method, path) {
         ("GET", "/peer.html") => ("200 OK", "text/html", PAGE.as_bytes().to_vec()),
         ("GET", "/peer.js") => ("200 OK", "text/javascript", SCRIPT.as_bytes().to_vec()),
+        ("GET", "/wasm.html") => ("200 OK", "text/html", WASM_PAGE.as_bytes().to_vec()),
+        ("GET", "/wasm-peer.js") => ("200 OK", "text/javascript", WASM_SCRIPT.as_bytes().to_vec()),
+        ("GET", file) if file.starts_with("/pkg/") => match package_file(shared, file) {
+            Some(reply) => reply,
+            None => ("404 Not Found", "text/plain", b"not found".to_vec()),
+        },
         ("GET", "/poll") => {
             let deadline = Instant::now() + POLL_WAIT;
             let mut mailbox = shared.mailbox.lock().expect("mailbox");

@@ -7,14 +7,14 @@
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
-use std::time::Instant;
+use web_time::Instant;
 
 use bytes::BytesMut;
 
 use super::gather::{Gathered, Gatherer};
 use super::net::local_for;
 use super::output::{Out, Via};
-use super::stream::StreamEvent;
+use super::relay::StreamEvent;
 use crate::error::Error;
 use crate::event::Event;
 use crate::event::{CandidateKind, RelayTransport};
@@ -110,8 +110,8 @@ impl Candidates {
     pub(crate) fn relay_transport(&self, relayed: SocketAddr) -> Option<RelayTransport> {
         self.gatherers
             .iter()
-            .find(|g| g.relayed == Some(relayed))
-            .map(|g| g.transport)
+            .find(|g| g.relayed() == Some(relayed))
+            .map(|g| g.transport())
     }
 
     /// The addresses of our TURN servers.
@@ -119,7 +119,7 @@ impl Candidates {
         self.gatherers
             .iter()
             .filter(|g| g.is_turn())
-            .map(|g| g.server.ip())
+            .map(|g| g.server().ip())
     }
 
     /// The local address a datagram from `from` arrived on, if it is one of ours.
@@ -137,7 +137,11 @@ impl Candidates {
         to: SocketAddr,
         out: &mut Out,
     ) {
-        match self.gatherers.iter().position(|g| g.relayed == Some(from)) {
+        match self
+            .gatherers
+            .iter()
+            .position(|g| g.relayed() == Some(from))
+        {
             Some(i) => {
                 if let Some(g) = self.gatherers.get_mut(i) {
                     g.relay_send(now, &data, to);
@@ -209,7 +213,7 @@ impl Candidates {
         event: StreamEvent,
         out: &mut Out,
     ) {
-        let Some(i) = self.gatherers.iter().position(|g| g.id == id) else {
+        let Some(i) = self.gatherers.iter().position(|g| g.id() == id) else {
             return;
         };
         match event {
@@ -329,18 +333,18 @@ impl Candidates {
         let Some(g) = self.gatherers.get_mut(i) else {
             return;
         };
-        if g.failed {
+        if g.failed() {
             return;
         }
-        if g.relayed.is_some() {
+        if g.relayed().is_some() {
             tracing::warn!(%reason, "TURN allocation lost");
             return;
         }
-        g.failed = true;
+        g.mark_failed();
         tracing::info!(%reason, "TURN server unusable");
         self.turn_failures.push(reason);
         let turn = self.gatherers.iter().filter(|g| g.is_turn());
-        let all_failed = turn.clone().all(|g| g.failed);
+        let all_failed = turn.clone().all(|g| g.failed());
         if all_failed && turn.count() > 0 {
             let reasons = std::mem::take(&mut self.turn_failures).join("; ");
             out.emit(Event::Error(Error::IceServer(format!(
@@ -354,9 +358,9 @@ impl Candidates {
         let Some(g) = self.gatherers.get_mut(i) else {
             return;
         };
-        let via = match g.transport {
-            RelayTransport::Udp => Via::Udp(g.server),
-            RelayTransport::Tcp | RelayTransport::Tls => Via::Stream(g.id),
+        let via = match g.transport() {
+            RelayTransport::Udp => Via::Udp(g.server()),
+            RelayTransport::Tcp | RelayTransport::Tls => Via::Stream(g.id()),
         };
         while let Some(data) = g.poll_write() {
             out.transmit(via, data);

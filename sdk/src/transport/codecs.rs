@@ -4,7 +4,7 @@
 
 #![cfg_attr(not(any(feature = "voice", feature = "video")), allow(dead_code))]
 
-use std::time::Instant;
+use web_time::Instant;
 
 use rtc::peer_connection::configuration::media_engine::{
     MIME_TYPE_OPUS, MIME_TYPE_VP8, MediaEngine,

@@ -2,7 +2,7 @@
 //! and the in-memory network). What only a shell can do — its simulated path, closing —
 //! comes back as a [`ForShell`].
 
-use std::time::Instant;
+use web_time::Instant;
 
 use super::core::Core;
 use crate::bridge::Command;

@@ -5,7 +5,9 @@
 //! VOICE_LOSS one byte, 0–100 (%), for BYE nothing.
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use web_time::Instant;
 
 use bytes::{BufMut, BytesMut};
 

@@ -13,7 +13,7 @@
 //! restarts, liveness, and what follows the matchmaker's loss and return.
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use web_time::Instant;
 
 use squadlink_protocol::{
     ClientMessage, ErrorCode, IceServer, Lobby, PeerId, PlayerId, ServerMessage, Signal,
@@ -29,8 +29,8 @@ use super::membership::{Admission, Entered, Membership};
 use super::output::{Out, Request};
 use super::peer::Peer;
 use super::peers::Peers;
+use super::relay::StreamEvent;
 use super::retry::Retries;
-use super::stream::StreamEvent;
 use crate::channel;
 use crate::error::Error;
 use crate::event::CandidateKind;
@@ -50,7 +50,7 @@ pub(crate) struct Core {
     retries: Retries,
     ice_servers: Vec<IceServer>,
     /// The shell's WebRTC engine, made for each new peer connection.
-    make_engine: MakeEngine,
+    make_engine: Box<dyn MakeEngine>,
     out: Out,
     /// When the next periodic round ([`Core::round`]) is due.
     next_round: Instant,
@@ -67,7 +67,7 @@ impl Core {
         cfg: Settings,
         entered: Entered<'_>,
         (bound, hosts): (SocketAddr, Vec<SocketAddr>),
-        (make_engine, out): (MakeEngine, Out),
+        (make_engine, out): (Box<dyn MakeEngine>, Out),
         now: Instant,
     ) -> Self {
         let mut ice_servers = entered.ice_servers;
@@ -337,15 +337,15 @@ impl Core {
 
     /// Starts a peer connection to lobby member `peer` (as offerer or answerer).
     fn connect_to(&mut self, peer: PeerId, offer: bool, now: Instant) {
-        let settings = PeerSettings::of(&self.cfg);
-        let mut p = match (self.make_engine)(peer, &settings, now) {
+        let settings = PeerSettings::of(&self.cfg, &self.ice_servers);
+        let mut p = match self.make_engine.make(peer, &settings, now) {
             Ok(engine) => Peer::new(peer, engine, &settings, now),
             Err(e) => return self.fail(peer, e, now),
         };
         let offered = if offer {
             p.make_offerer();
             match p.offer(now) {
-                Ok(sdp) => Some(sdp),
+                Ok(sdp) => sdp,
                 Err(e) => return self.fail(peer, e, now),
             }
         } else {
@@ -353,8 +353,8 @@ impl Core {
         };
         self.peers.insert(p);
         if let Some(sdp) = offered {
-            self.out.signal(peer, Signal::Offer { sdp });
-            self.peers.described(peer, &self.cands, &mut self.out);
+            self.peers
+                .described(peer, Signal::Offer { sdp }, &self.cands, &mut self.out);
         }
         self.pump(peer, now);
     }
@@ -485,9 +485,10 @@ impl Core {
         let Some(p) = self.peers.get_mut(from) else {
             return Ok(());
         };
-        let answer = p.accept_offer(sdp, fingerprint, now)?;
-        self.out.signal(from, Signal::Answer { sdp: answer });
-        self.peers.described(from, &self.cands, &mut self.out);
+        if let Some(sdp) = p.accept_offer(sdp, fingerprint, now)? {
+            self.peers
+                .described(from, Signal::Answer { sdp }, &self.cands, &mut self.out);
+        }
         self.peers
             .get_mut(from)
             .map_or(Ok(()), |p| p.remote_description_applied(now))
@@ -531,8 +532,10 @@ impl Core {
             Ok(sdp) => {
                 tracing::debug!(peer = %id, "ICE restart");
                 p.count_ice_restart();
-                self.out.signal(id, Signal::Offer { sdp });
-                self.peers.described(id, &self.cands, &mut self.out);
+                if let Some(sdp) = sdp {
+                    self.peers
+                        .described(id, Signal::Offer { sdp }, &self.cands, &mut self.out);
+                }
             }
             Err(e) => tracing::debug!(%e, peer = %id, "ICE restart offer failed"),
         }
@@ -580,6 +583,13 @@ impl Core {
         }
     }
 
+    /// Peer `id`'s engine has something for us (an engine driven by the page's callbacks,
+    /// whose shell is woken by them).
+    #[cfg(target_arch = "wasm32")]
+    pub(crate) fn engine_woke(&mut self, now: Instant, id: PeerId) {
+        self.pump(id, now);
+    }
+
     /// Drains one peer connection until it has nothing more to say, and acts on what it
     /// said.
     fn pump(&mut self, id: PeerId, now: Instant) {
@@ -590,8 +600,10 @@ impl Core {
                 .peers
                 .get_mut(id)
                 .and_then(|p| p.offer_missing_media(now))
+                .flatten()
             {
-                self.out.signal(id, Signal::Offer { sdp });
+                self.peers
+                    .described(id, Signal::Offer { sdp }, &self.cands, &mut self.out);
             }
         }
         if let Some(reason) = pumped.end {

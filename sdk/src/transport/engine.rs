@@ -6,10 +6,12 @@
 //! chooses the engine and hands the core a [`MakeEngine`], so the core never names one.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use web_time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use squadlink_protocol::{PeerId, Signal};
+use squadlink_protocol::{IceServer, PeerId, Signal};
 
 use crate::channel::ChannelKind;
 use crate::event::{CandidateKind, IcePolicy};
@@ -30,6 +32,15 @@ pub(crate) enum EngineEvent {
     Failed(String),
     /// A data channel closed.
     Closed,
+    /// A local description the engine made after the call that asked for it (an engine
+    /// whose offers and answers are promises, as the browser's): the SDP to send, as an
+    /// offer or an answer.
+    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+    Described { offer: bool, sdp: String },
+    /// One of our candidates, found by the engine itself ([`Engine::own_ice`]): the signal
+    /// that tells the peer of it.
+    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+    Candidate(Signal),
 }
 
 /// What became of frames handed to [`Engine::send`].
@@ -44,14 +55,38 @@ pub(crate) enum Sent {
 }
 
 /// Makes the engine for a new connection to a peer: the shell's choice, given to the core
-/// (`Core::new`); the native shell and the in-memory network give `RtcEngine::make`.
-/// An error says why the engine could not be set up (the connection then fails).
-pub(crate) type MakeEngine =
-    fn(PeerId, &PeerSettings<'_>, Instant) -> Result<Box<dyn Engine>, String>;
+/// (`Core::new`); the native shell and the in-memory network give `RtcEngine::make`, the
+/// browser's a maker that holds the page's wake-up for its engines' callbacks. An error
+/// says why the engine could not be set up (the connection then fails).
+pub(crate) trait MakeEngine: MaybeSend {
+    fn make(
+        &self,
+        peer: PeerId,
+        settings: &PeerSettings<'_>,
+        now: Instant,
+    ) -> Result<Box<dyn Engine>, String>;
+}
+
+impl<F> MakeEngine for F
+where
+    F: Fn(PeerId, &PeerSettings<'_>, Instant) -> Result<Box<dyn Engine>, String> + MaybeSend,
+{
+    fn make(
+        &self,
+        peer: PeerId,
+        settings: &PeerSettings<'_>,
+        now: Instant,
+    ) -> Result<Box<dyn Engine>, String> {
+        self(peer, settings, now)
+    }
+}
 
 /// How to set up a peer connection.
 pub(crate) struct PeerSettings<'a> {
     pub(crate) channels: &'a [ChannelKind],
+    /// The ICE servers, for an engine that gathers its own candidates ([`Engine::own_ice`]).
+    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+    pub(crate) ice_servers: &'a [IceServer],
     pub(crate) max_message: usize,
     pub(crate) relay_only: bool,
     /// How long a working relay pair waits for a direct one before it is nominated.
@@ -62,9 +97,10 @@ pub(crate) struct PeerSettings<'a> {
 
 impl<'a> PeerSettings<'a> {
     /// What the session's settings ask of each peer connection.
-    pub(crate) fn of(cfg: &'a Settings) -> Self {
+    pub(crate) fn of(cfg: &'a Settings, ice_servers: &'a [IceServer]) -> Self {
         Self {
             channels: &cfg.channels,
+            ice_servers,
             max_message: cfg.max_message_size,
             relay_only: cfg.ice_policy == IcePolicy::RelayOnly,
             relay_wait: cfg.relay_wait,
@@ -76,7 +112,7 @@ impl<'a> PeerSettings<'a> {
 /// A WebRTC engine carrying one peer connection: pre-negotiated data channels (the
 /// session's channels in order, then the control channel) and an audio and a video track.
 /// Time is always an argument.
-pub(crate) trait Engine: Send {
+pub(crate) trait Engine: MaybeSend {
     /// All our channels to the peer are open.
     fn all_open(&self) -> bool;
 
@@ -90,12 +126,14 @@ pub(crate) trait Engine: Send {
     fn has_remote_description(&self) -> bool;
 
     /// Creates an offer (the first, or an ICE restart's after `restart_ice`) and makes it
-    /// our local description; its SDP, to send to the peer.
-    fn offer(&mut self, now: Instant) -> Result<String, String>;
+    /// our local description; its SDP, to send to the peer, or `None` when it comes later
+    /// as [`EngineEvent::Described`].
+    fn offer(&mut self, now: Instant) -> Result<Option<String>, String>;
 
     /// Takes the peer's offer (the first, an ICE restart's, or a new connection's) and
-    /// answers it; the answer's SDP, to send.
-    fn accept_offer(&mut self, sdp: String, now: Instant) -> Result<String, String>;
+    /// answers it; the answer's SDP, to send, or `None` when it comes later as
+    /// [`EngineEvent::Described`].
+    fn accept_offer(&mut self, sdp: String, now: Instant) -> Result<Option<String>, String>;
 
     /// Takes the peer's answer to our offer.
     fn accept_answer(&mut self, sdp: String, now: Instant) -> Result<(), String>;
@@ -196,7 +234,36 @@ pub(crate) trait Engine: Send {
 
     /// Asks the peer for a video keyframe with an RTCP picture loss indication.
     fn send_pli(&mut self, now: Instant);
+
+    /// Whether the engine does its own ICE: gathers its candidates (reported as
+    /// [`EngineEvent::Candidate`]), resolves the peer's mDNS names and owns the network, as
+    /// the browser's does. Then the core hands it every candidate line the peer sends and
+    /// takes the path from [`Engine::selected_pair`].
+    fn own_ice(&self) -> bool {
+        false
+    }
+
+    /// The selected candidate pair, for an engine that does its own ICE: our candidate's
+    /// type, the peer's address and the type the engine gives it (peer-reflexive when it
+    /// learned the address from the peer's checks before the candidate came); `None` while
+    /// no pair is selected (or the engine cannot tell).
+    fn selected_pair(&self) -> Option<(CandidateKind, SocketAddr, CandidateKind)> {
+        None
+    }
 }
+
+/// `Send` where engines run on a network thread (native); nothing in the browser, whose
+/// engine holds the page's objects and runs on the page's one thread.
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) trait MaybeSend: Send {}
+#[cfg(not(target_arch = "wasm32"))]
+impl<T: Send> MaybeSend for T {}
+/// `Send` where engines run on a network thread (native); nothing in the browser, whose
+/// engine holds the page's objects and runs on the page's one thread.
+#[cfg(target_arch = "wasm32")]
+pub(crate) trait MaybeSend {}
+#[cfg(target_arch = "wasm32")]
+impl<T> MaybeSend for T {}
 
 /// Whether `sdp` has an m-line of media `kind` (`audio`, `video`, `application`) that is
 /// not rejected (port 0).

@@ -10,7 +10,9 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use web_time::Instant;
 
 use bytes::BytesMut;
 use rtc::sansio::Protocol;
@@ -20,7 +22,8 @@ use rustls_pki_types::ServerName;
 use squadlink_protocol::IceServer;
 use tokio::sync::mpsc;
 
-use super::stream::{StreamEvent, StreamLink, tls_config};
+use super::relay::StreamEvent;
+use super::stream::{StreamLink, tls_config};
 use crate::event::RelayTransport;
 
 /// What an ICE server gave us, or failed to.
@@ -316,6 +319,36 @@ impl Gatherer {
 
     pub(crate) fn is_turn(&self) -> bool {
         self.turn
+    }
+
+    /// The server's address.
+    pub(crate) fn server(&self) -> SocketAddr {
+        self.server
+    }
+
+    /// How we reach the server.
+    pub(crate) fn transport(&self) -> RelayTransport {
+        self.transport
+    }
+
+    /// Tags this gatherer's stream events.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Our relayed address on the server, once allocated.
+    pub(crate) fn relayed(&self) -> Option<SocketAddr> {
+        self.relayed
+    }
+
+    /// Whether it gave up (reported once).
+    pub(crate) fn failed(&self) -> bool {
+        self.failed
+    }
+
+    /// It gave up.
+    pub(crate) fn mark_failed(&mut self) {
+        self.failed = true;
     }
 
     /// The URL this gatherer was made from.

@@ -4,7 +4,9 @@
 //! and when it next needs asking. The connection itself (reader, writer, the task that
 //! connects again) stays with the loop.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use web_time::Instant;
 
 /// How often we ping the matchmaker while the link is up.
 pub(crate) const PING_EVERY: Duration = Duration::from_secs(5);

@@ -1,7 +1,9 @@
 //! Whether a peer is still there: the connect timeout, the silence timeout and when the
 //! offerer restarts ICE, as a pure judgement of what is known about the peer at a time.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use web_time::Instant;
 
 /// The session's periodic round: these verdicts, pings when due, loss and stats.
 pub(crate) const ROUND: Duration = Duration::from_millis(250);

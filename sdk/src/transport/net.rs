@@ -2,7 +2,7 @@
 //! one socket, parsing candidates, choosing host addresses, and the simulated-loss stage.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 
 use crate::event::CandidateKind;
 use crate::stun;
@@ -11,9 +11,11 @@ use crate::stun;
 /// snapshots) overflow the default ~208 KiB receive buffer on loopback and fast links, and
 /// every overflow is a loss SCTP must recover from. The kernel caps these at
 /// `net.core.rmem_max` / `wmem_max`; asking for more is harmless.
+#[cfg(not(target_arch = "wasm32"))]
 const SOCKET_BUFFER: usize = 4 << 20;
 
-/// Binds the session's UDP socket with large kernel buffers, non-blocking, for tokio.
+/// Binds the session's UDP socket (native: in the browser the page owns the network) with large kernel buffers, non-blocking, for tokio.
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn bind_udp(addr: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
@@ -148,7 +150,8 @@ pub(crate) fn is_local_network(ip: IpAddr) -> bool {
 
 /// The addresses to announce as host candidates for a socket bound to `bound`: the bound
 /// address itself, or for a wildcard bind every IPv4 interface address (loopback only when
-/// there is nothing else).
+/// there is nothing else). Native only.
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn host_addresses(bound: SocketAddr) -> Vec<SocketAddr> {
     if !bound.ip().is_unspecified() {
         return vec![bound];
@@ -162,7 +165,7 @@ pub(crate) fn host_addresses(bound: SocketAddr) -> Vec<SocketAddr> {
         })
         .unwrap_or_default();
     if ips.is_empty() {
-        ips.push(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        ips.push(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
     }
     ips.into_iter()
         .map(|ip| SocketAddr::new(ip, bound.port()))

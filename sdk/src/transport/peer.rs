@@ -4,7 +4,9 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use web_time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use squadlink_protocol::{PeerId, Signal};
@@ -215,15 +217,16 @@ impl Peer {
     }
 
     /// Creates an offer (the first, or an ICE restart's after [`Peer::restart_ice`]) and
-    /// makes it our local description; its SDP, to send to the peer.
-    pub(crate) fn offer(&mut self, now: Instant) -> Result<String, String> {
+    /// makes it our local description; its SDP, to send to the peer (or `None`: it comes
+    /// later, as `EngineEvent::Described`).
+    pub(crate) fn offer(&mut self, now: Instant) -> Result<Option<String>, String> {
         self.engine.offer(now)
     }
 
     /// When the peer's offer lacked audio or video (a browser that added only data
     /// channels) and the connection is up: our offer with both media lines, once, so that
     /// voice and video work whichever side offered first.
-    pub(crate) fn offer_missing_media(&mut self, now: Instant) -> Option<String> {
+    pub(crate) fn offer_missing_media(&mut self, now: Instant) -> Option<Option<String>> {
         if !std::mem::take(&mut self.media_offer_due) {
             return None;
         }
@@ -240,13 +243,14 @@ impl Peer {
     }
 
     /// Takes the peer's offer (the first, an ICE restart's, or a new connection's) and
-    /// answers it; the answer's SDP, to send. `fingerprint` is the offer's DTLS one.
+    /// answers it; the answer's SDP, to send (or `None`: it comes later, as
+    /// `EngineEvent::Described`). `fingerprint` is the offer's DTLS one.
     pub(crate) fn accept_offer(
         &mut self,
         sdp: String,
         fingerprint: Option<String>,
         now: Instant,
-    ) -> Result<String, String> {
+    ) -> Result<Option<String>, String> {
         if self.engine.has_remote_description() {
             self.restart_began(now);
             tracing::debug!(peer = %self.id, "answering an ICE restart");
@@ -424,6 +428,9 @@ impl Peer {
     /// remote address is only known as peer-reflexive (its candidate may still be on its
     /// way through the matchmaker).
     pub(crate) fn path(&self, relay_addrs: &[SocketAddr]) -> Option<PathKind> {
+        if self.engine.own_ice() {
+            return self.engine_path();
+        }
         let Some((local, remote)) = self.last_pair else {
             return Some(PathKind::Host);
         };
@@ -435,6 +442,31 @@ impl Peer {
             CandidateKind::Relay => Some(PathKind::Relay),
             CandidateKind::Srflx | CandidateKind::Prflx => Some(PathKind::Srflx),
         }
+    }
+
+    /// The path of the pair an engine with its own ICE selected: relayed if either end
+    /// is, and the peer's end judged by what it announced at that address (the engine may
+    /// only know it as peer-reflexive); `None` while that is all anyone knows.
+    fn engine_path(&self) -> Option<PathKind> {
+        let (local, remote_addr, engine_kind) = self.engine.selected_pair()?;
+        let remote = match self.remote_kind(remote_addr) {
+            Some(kind) => kind,
+            None if engine_kind != CandidateKind::Prflx => engine_kind,
+            None => return None,
+        };
+        Some(match (local, remote) {
+            (CandidateKind::Relay, _) | (_, CandidateKind::Relay) => PathKind::Relay,
+            (CandidateKind::Host, CandidateKind::Host) => PathKind::Host,
+            // Our address as the peer saw it was none we gathered (a browser's host
+            // addresses hide behind mDNS names, or it checks from another interface), yet
+            // the peer is a host on our own network: a direct LAN path, as on native.
+            (CandidateKind::Prflx, CandidateKind::Host)
+                if super::net::is_local_network(remote_addr.ip()) =>
+            {
+                PathKind::Host
+            }
+            _ => PathKind::Srflx,
+        })
     }
 
     /// The selected pair's candidate types (local, remote), as far as we know them.
@@ -456,6 +488,11 @@ impl Peer {
     /// Our ICE username fragment, from our current local description.
     pub(crate) fn local_ufrag(&self) -> Option<String> {
         self.engine.local_ufrag()
+    }
+
+    /// Whether the engine does its own ICE (see `Engine::own_ice`).
+    pub(crate) fn own_ice(&self) -> bool {
+        self.engine.own_ice()
     }
 
     /// The control channel's index.
@@ -611,6 +648,14 @@ impl Peer {
         self.stats.path = Some(path);
         self.stats.selected_pair = self.last_pair;
         self.stats.selected_pair_types = self.pair_types(relay_addrs);
+        if let Some((local, remote, kind)) = self
+            .engine
+            .selected_pair()
+            .filter(|_| self.engine.own_ice())
+        {
+            self.stats.selected_pair_types =
+                Some((local, self.remote_kind(remote).unwrap_or(kind)));
+        }
         self.stats.relay_transport = self.last_pair.and_then(|(local, _)| relay_transport(local));
         opened.saturating_duration_since(self.created)
     }

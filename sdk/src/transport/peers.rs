@@ -8,10 +8,12 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use web_time::Instant;
 
 use bytes::Bytes;
-use squadlink_protocol::PeerId;
+use squadlink_protocol::{PeerId, Signal};
 
 use super::candidates::Candidates;
 use super::engine::{EngineEvent, Sent};
@@ -206,13 +208,20 @@ impl Peers {
         ids
     }
 
-    /// `id` has a new local description (an offer or answer of ours): STUN requests for
-    /// its ICE username fragment are routed to it, and every candidate we know is added to
-    /// it and trickled to the peer.
-    pub(crate) fn described(&mut self, id: PeerId, cands: &Candidates, out: &mut Out) {
+    /// `id` has a new local description (an offer or answer of ours, `description`): it is
+    /// signaled, STUN requests for its ICE username fragment are routed to it, and every
+    /// candidate we know is added to it and trickled to the peer.
+    pub(crate) fn described(
+        &mut self,
+        id: PeerId,
+        description: Signal,
+        cands: &Candidates,
+        out: &mut Out,
+    ) {
         let Some(p) = self.map.get_mut(&id) else {
             return;
         };
+        out.signal(id, description);
         if let Some(ufrag) = p.local_ufrag()
             && ufrag != p.routed_ufrag()
         {
@@ -267,6 +276,10 @@ impl Peers {
                 // Our TURN allocations let the peer's address in.
                 cands.permit(now, addr, out);
                 Ok(())
+            }
+            // An engine that does its own ICE takes every line (it resolves mDNS names).
+            Some(CandidateLine::Hidden { .. } | CandidateLine::Tcp) if p.own_ice() => {
+                p.add_remote_candidate(candidate, sdp_mid, sdp_mline_index, username_fragment)
             }
             Some(CandidateLine::Hidden { name, port }) if !relay_only => {
                 // We cannot resolve mDNS names (multicast on the LAN); the address comes in
@@ -372,6 +385,7 @@ impl Peers {
             return pumped;
         };
         let events = &mut self.events;
+        let mut descriptions = Vec::new();
         for _ in 0..MAX_STEPS {
             let mut progressed = p.step(now, events);
             for event in events.drain(..) {
@@ -403,6 +417,13 @@ impl Peers {
                     EngineEvent::Closed => {}
                     // Tell the peer at once; it counts us connected when it hears this.
                     EngineEvent::AllOpen => p.ping(now, self.epoch),
+                    EngineEvent::Described { offer: true, sdp } => {
+                        descriptions.push(Signal::Offer { sdp });
+                    }
+                    EngineEvent::Described { offer: false, sdp } => {
+                        descriptions.push(Signal::Answer { sdp });
+                    }
+                    EngineEvent::Candidate(signal) => out.signal(id, signal),
                 }
             }
             progressed |= drain_writes(p, now, cands, out);
@@ -414,6 +435,9 @@ impl Peers {
             p.on_connected(now);
             pumped.connected = true;
             out.give_video(MediaIn::PeerConnected { peer: id });
+        }
+        for description in descriptions {
+            self.described(id, description, cands, out);
         }
         self.announce(id, now, cands, out);
         pumped

@@ -8,7 +8,9 @@
 //! needs nothing (a new offer makes a new connection).
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use web_time::Instant;
 
 use squadlink_protocol::PeerId;
 

@@ -7,7 +7,9 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use web_time::Instant;
 
 use bytes::BytesMut;
 use rtc::data_channel::{RTCDataChannelId, RTCDataChannelInit};
@@ -214,17 +216,17 @@ impl Engine for RtcEngine {
         self.remote_set
     }
 
-    fn offer(&mut self, now: Instant) -> Result<String, String> {
+    fn offer(&mut self, now: Instant) -> Result<Option<String>, String> {
         let offer = self.pc.create_offer(None).map_err(|e| e.to_string())?;
         let sdp = offer.sdp.clone();
         self.pc
             .set_local_description(now, offer)
             .map_err(|e| e.to_string())?;
         self.local_set = true;
-        Ok(sdp)
+        Ok(Some(sdp))
     }
 
-    fn accept_offer(&mut self, sdp: String, now: Instant) -> Result<String, String> {
+    fn accept_offer(&mut self, sdp: String, now: Instant) -> Result<Option<String>, String> {
         let answer = RTCSessionDescription::offer(sdp)
             .and_then(|offer| self.pc.set_remote_description(now, offer))
             .and_then(|()| self.pc.create_answer(None))
@@ -235,7 +237,7 @@ impl Engine for RtcEngine {
             .map_err(|e| e.to_string())?;
         self.local_set = true;
         self.remote_set = true;
-        Ok(sdp)
+        Ok(Some(sdp))
     }
 
     fn accept_answer(&mut self, sdp: String, now: Instant) -> Result<(), String> {
@@ -638,13 +640,14 @@ mod tests {
         let channels = [ChannelKind::ReliableOrdered];
         let settings = PeerSettings {
             channels: &channels,
+            ice_servers: &[],
             max_message: 1 << 20,
             relay_only: false,
             relay_wait: Duration::from_millis(500),
             unreliable_lifetime: Duration::from_millis(500),
         };
         let mut engine = RtcEngine::new(PeerId(1), &settings, now).unwrap();
-        let offer = engine.offer(now).unwrap();
+        let offer = engine.offer(now).unwrap().unwrap();
         let first_mid = sdp_attribute(&offer, "mid").unwrap();
         assert!(!first_mid.is_empty());
         let addr = SocketAddr::from(([127, 0, 0, 1], 40_000));

@@ -13,7 +13,9 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use web_time::Instant;
 
 use bytes::Bytes;
 use squadlink_protocol::{
@@ -233,7 +235,7 @@ impl SimNet {
             settings,
             entered,
             (addr, vec![addr]),
-            (RtcEngine::make, out),
+            (Box::new(RtcEngine::make), out),
             self.now,
         );
         let inbound = Conditioner::new(self.conditions, self.seed.wrapping_add(i as u64 * 7919));

@@ -16,21 +16,7 @@ use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use crate::event::RelayTransport;
-
-impl RelayTransport {
-    /// ICE local preference of a relay candidate reached this way: UDP first (no head-of-line
-    /// blocking), then TCP, then TLS (RFC 8445 §5.1.2.1 leaves the choice to us).
-    pub(crate) fn relay_priority(self) -> u32 {
-        let local_preference: u32 = match self {
-            RelayTransport::Udp => 65_535,
-            RelayTransport::Tcp => 32_767,
-            RelayTransport::Tls => 16_383,
-        };
-        // Type preference 0 (relay), component 1.
-        (local_preference << 8) | 255
-    }
-}
+use super::relay::StreamEvent;
 
 /// TCP connect and TLS handshake, each.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -38,15 +24,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const WRITE_QUEUE: usize = 1024;
 /// A write that makes no progress this long means a dead connection.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// What a stream tells the network loop.
-#[derive(Debug)]
-pub(crate) enum StreamEvent {
-    /// One whole STUN or ChannelData message from the server.
-    Frame(BytesMut),
-    /// The stream is gone (or never came up); says why.
-    Closed(String),
-}
 
 /// The network loop's end of one stream. Dropping it stops the stream's task.
 pub(crate) struct StreamLink {
@@ -286,18 +263,6 @@ mod tests {
         let mut f = Framer::default();
         f.buf.extend_from_slice(&[0xFF, 0, 0, 4, 1, 2, 3, 4]);
         assert!(f.next().is_err());
-    }
-
-    #[test]
-    fn relay_priorities_order_udp_tcp_tls() {
-        let [u, t, s] = [
-            RelayTransport::Udp,
-            RelayTransport::Tcp,
-            RelayTransport::Tls,
-        ]
-        .map(RelayTransport::relay_priority);
-        assert!(u > t && t > s);
-        assert!(u < 1 << 24, "relay type preference is 0");
     }
 
     #[test]

@@ -1,0 +1,104 @@
+// The browser side of the wasm tests: the Squadlink SDK itself, compiled to wasm32
+// (testkit/web-peer, built by scripts/web.sh peer), driven with the same commands and
+// reporting the same events as the JavaScript reference peer (peer.js), through the same
+// rig (testkit/src/browser.rs: commands from GET /poll, events to POST /event).
+//
+// Commands ({"do": ...}):
+//   join  {url, player, code | max_members, channels}  enter (or create) a lobby
+//   send  {peer, channel, size, seed}  a patterned message (peer -1: to everyone)
+//   stats {peer}   the SDK's stats for the peer (reported as `stats`)
+//   leave {}       close the session (it leaves the lobby and says goodbye to every peer)
+// Events ({"event": ...}): ready, joined {me, code}, the SDK's events as the crate reports
+// them (connected {peer, path, connect_ms}, peer_joined, peer_left {reason}, error,
+// closed, other), message {peer, channel, len, sum}, stats, left, exception.
+import init, { WebPeer } from "./pkg/squadlink_web_peer.js";
+
+let reports = Promise.resolve();
+function post(event) {
+  event.t = Math.round(performance.now() * 10) / 10;
+  const body = JSON.stringify(event);
+  reports = reports.then(() => fetch("/event", { method: "POST", body })).catch(() => {});
+  return reports;
+}
+window.addEventListener("error", (e) => post({ event: "exception", message: String(e.message), stack: String(e.error && e.error.stack) }));
+window.addEventListener("unhandledrejection", (e) => post({ event: "exception", message: String(e.reason), stack: String(e.reason && e.reason.stack) }));
+
+// The test's pattern and hash, as in peer.js.
+function pattern(size, seed) {
+  const b = new Uint8Array(size);
+  for (let i = 0; i < size; i++) b[i] = (seed + 31 * i) % 251;
+  return b;
+}
+function fnv1a(bytes) {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < bytes.length; i++) {
+    h ^= bytes[i];
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h >>> 0;
+}
+
+let peer = null;
+
+// The game loop's part: events and messages, every few milliseconds (a MessageChannel
+// round, not setTimeout, so a busy page is not clamped to 4 ms).
+function frame() {
+  if (peer) {
+    for (const text of peer.events()) post(JSON.parse(text));
+    for (const [from, channel, bytes] of peer.receive()) {
+      post({ event: "message", peer: from, channel, len: bytes.length, sum: fnv1a(bytes) });
+    }
+  }
+  setTimeout(frame, 2);
+}
+
+async function run(cmd) {
+  switch (cmd.do) {
+    case "join": {
+      const code = cmd.code || "";
+      const channels = Array.isArray(cmd.channels) ? cmd.channels.join(",") : cmd.channels;
+      peer = await WebPeer.join(cmd.url, cmd.player, code, cmd.max_members || 4, channels);
+      post({ event: "joined", me: peer.id(), code: peer.code() });
+      break;
+    }
+    case "send":
+      peer.send(cmd.peer, cmd.channel, pattern(cmd.size, cmd.seed));
+      break;
+    case "stats":
+      post({ event: "stats", peer: cmd.peer, stats: JSON.parse(peer.stats(cmd.peer)) });
+      break;
+    case "leave":
+      if (peer) {
+        const p = peer;
+        peer = null;
+        p.close();
+      }
+      post({ event: "left" });
+      break;
+    default:
+      post({ event: "exception", message: `unknown command ${cmd.do}` });
+  }
+}
+
+async function poll() {
+  for (;;) {
+    let commands = [];
+    try {
+      commands = await (await fetch("/poll")).json();
+    } catch (e) {
+      await new Promise((r) => setTimeout(r, 200));
+      continue;
+    }
+    for (const cmd of commands) {
+      try {
+        await run(cmd);
+      } catch (e) {
+        post({ event: "exception", message: `${cmd.do}: ${e}`, stack: String(e && e.stack) });
+      }
+    }
+  }
+}
+
+await init();
+frame();
+post({ event: "ready", agent: navigator.userAgent }).then(poll);
