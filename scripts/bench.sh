@@ -23,7 +23,9 @@ if [[ $which == all || $which == matchbox ]]; then
 fi
 if [[ $which == all || $which == browser ]]; then
   # Headless Chromium (Debian's chromium, installed by setup.sh) as the browser peer.
-  cargo run --release --locked -p squadlink-bench --bin bench_browser -- --write-docs docs/performance.md
+  # The SDK in wasm32 as a page peer too (scripts/web.sh peer prints where it built it).
+  wasm_peer=$(bash scripts/web.sh peer | sed -n 's/^web: the page peer is in //p')
+  cargo run --release --locked -p squadlink-bench --bin bench_browser -- --write-docs docs/performance.md --wasm-peer "$wasm_peer"
 fi
 if [[ $which == all || $which == voice ]]; then
   # PESQ-WB (ITU-T P.862.2) comes from the PyPI package `pesq`, in a virtualenv of our own.

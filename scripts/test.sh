@@ -38,11 +38,15 @@ scripts/web.sh check
 section "arena: two windowed players under Xvfb, screenshots checked"
 scripts/arena_screenshot.sh
 
+section "web arena: the arena in headless Chromium (wasm32, WebGL2) and a native arena in one lobby, screenshots checked"
+scripts/web_arena_screenshot.sh
+
 section "webcam: a real V4L2 capture (the vivid driver) in a small virtual machine"
 scripts/camera_vm.sh
 
 # One closing line for the whole run, summed over every test binary.
-# (+5 for the fuzzing run, the crates-alone check, the wasm32 check, the arena screenshot
-# check and the camera VM, which failed the script above if they did not pass)
-awk -v extra=5 '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
+# (+6 for the fuzzing run, the crates-alone check, the wasm32 check, the arena screenshot
+# check, the web arena screenshot check and the camera VM, which failed the script above if
+# they did not pass)
+awk -v extra=6 '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
      END { p += extra; printf "\nsquadlink: %d passed, %d failed, %d skipped\n", p, f, s; if (p == extra) exit 1 }' "$log"

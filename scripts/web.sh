@@ -5,10 +5,14 @@
 #   scripts/web.sh check     installs the toolchain (scripts/setup.sh web) and checks the
 #                            crates that build for wasm32: the protocol and the SDK (its
 #                            browser shell and engine; no voice/video there yet)
+#   scripts/web.sh arena [--no-serve]
+#                            builds the web arena (examples/bevy, bin web_arena: Bevy on
+#                            WebGL2) into $WASM_TARGET_DIR/web-arena and serves it on
+#                            127.0.0.1:${WEB_PORT:-8080} (20-40 min the first time on 2 cores)
 #   scripts/web.sh peer      builds the SDK's test page peer (testkit/web-peer) with
 #                            wasm-bindgen into $WASM_TARGET_DIR/web-peer/pkg; the browser
 #                            tests (sdk/tests/browser.rs) serve it to Chromium
-# Status (issue 16 §3): the web arena (bevy_squadlink in the browser) is not built yet.
+# Status (issue 16 §3): voice and video are not in the browser build yet.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh web
@@ -43,6 +47,23 @@ case $what in
     step "web: checking squadlink for wasm32 (the browser shell and engine)" \
       wasm_cargo check -p squadlink --no-default-features
     ;;
+  arena)
+    need_wasm_bindgen
+    out="$WASM_TARGET_DIR/web-arena"
+    step "web: building the web arena for wasm32 (Bevy; 20-40 min the first time)" \
+      wasm_cargo build -p squadlink-bevy-examples --bin web_arena --profile web
+    step "web: wasm-bindgen for the arena page" \
+      "$WASM_BINDGEN" --target web --no-typescript --remove-producers-section \
+        --out-dir "$out" "$WASM_TARGET_DIR/wasm32-unknown-unknown/web/web_arena.wasm"
+    cp examples/bevy/web/index.html "$out/index.html"
+    wasm="$out/web_arena_bg.wasm"
+    echo "web: the arena is in $out ($(($(stat -c %s "$wasm") / 1024)) KiB wasm, $(($(gzip -9 -c "$wasm" | wc -c) / 1024)) KiB gzipped)"
+    if [ "${2:-}" != "--no-serve" ]; then
+      port="${WEB_PORT:-8080}"
+      echo "web: serving on http://127.0.0.1:$port/ (Ctrl-C stops; add ?lobby=CODE to join a lobby)"
+      exec python3 -m http.server --bind 127.0.0.1 --directory "$out" "$port"
+    fi
+    ;;
   peer)
     need_wasm_bindgen
     step "web: building the SDK's test page peer for wasm32 (testkit/web-peer)" \
@@ -54,7 +75,7 @@ case $what in
     echo "web: the page peer is in $WASM_TARGET_DIR/web-peer/pkg"
     ;;
   *)
-    echo "web: unknown command '$what' (check or peer)" >&2
+    echo "web: unknown command '$what' (check, arena or peer)" >&2
     exit 2
     ;;
 esac

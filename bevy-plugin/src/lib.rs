@@ -52,9 +52,9 @@
 
 mod messages;
 mod plugin;
-#[cfg(feature = "video")]
+#[cfg(all(feature = "video", not(target_arch = "wasm32")))]
 pub mod video;
-#[cfg(feature = "voice")]
+#[cfg(all(feature = "voice", not(target_arch = "wasm32")))]
 pub mod voice;
 
 pub use messages::{Outgoing, Received, SquadlinkAppExt, Target};
@@ -70,11 +70,11 @@ pub use squadlink::{
 
 /// Everything a game usually needs, in one `use`.
 pub mod prelude {
-    #[cfg(feature = "video")]
+    #[cfg(all(feature = "video", not(target_arch = "wasm32")))]
     pub use crate::video::{
         PeerVideo, PeerVideoStats, VideoChat, VideoChatPlugin, VideoConfig, VideoInput,
     };
-    #[cfg(feature = "voice")]
+    #[cfg(all(feature = "voice", not(target_arch = "wasm32")))]
     pub use crate::voice::{
         AudioInput, AudioOutput, Muted, PeerVoiceStats, Speaking, SpeakingChanged, VoiceChat,
         VoiceChatPlugin, VoiceListener, VoiceMode, VoiceVolume,

@@ -307,14 +307,15 @@ fn apply_requests(
 
 /// Ends the session (or the one still starting): its peers' entities go, and so do the
 /// resources that described it. The session closes on a thread of its own, so the frame
-/// does not wait for its goodbyes.
+/// does not wait for its goodbyes (in the browser closing never waits: the session's task
+/// on the page's event loop says them).
 fn end_session(commands: &mut Commands, squadlink: &mut Squadlink, peers: &mut PeerEntities) {
     if let Some(pending) = squadlink.pending.take() {
-        std::thread::spawn(move || drop(pending));
+        close_aside(move || drop(pending));
     }
     commands.queue(|world: &mut World| {
         if let Some(SquadlinkSession(session)) = world.remove_resource::<SquadlinkSession>() {
-            std::thread::spawn(move || session.close());
+            close_aside(move || session.close());
         }
         world.remove_resource::<Lobby>();
     });
@@ -492,4 +493,13 @@ fn refresh_stats(session: Option<Res<SquadlinkSession>>, mut q: Query<(&Peer, &m
             stats.0 = s;
         }
     }
+}
+
+/// Runs `close` where it cannot hold up the frame: on a thread of its own natively; at once
+/// in the browser, where closing only tells the session's task and returns.
+fn close_aside(close: impl FnOnce() + Send + 'static) {
+    #[cfg(not(target_arch = "wasm32"))]
+    std::thread::spawn(close);
+    #[cfg(target_arch = "wasm32")]
+    close();
 }

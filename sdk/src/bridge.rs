@@ -31,6 +31,9 @@ pub(crate) struct Shared {
     pub(crate) lobby: RwLock<Option<LobbyInfo>>,
     pub(crate) event_wake: tokio::sync::Notify,
     pub(crate) inbox_wake: Vec<tokio::sync::Notify>,
+    /// The session has ended (its `Closed` event is out): nothing more will arrive, so
+    /// an `await` on an empty queue returns `None` instead of waiting forever.
+    pub(crate) ended: std::sync::atomic::AtomicBool,
 }
 
 /// The game's ends of [`Shared`]: the event queue and one inbox per channel.
@@ -56,13 +59,28 @@ impl Shared {
             lobby: RwLock::new(None),
             event_wake: tokio::sync::Notify::new(),
             inbox_wake: (0..channels).map(|_| tokio::sync::Notify::new()).collect(),
+            ended: std::sync::atomic::AtomicBool::new(false),
         };
         (shared, GameEnds { events, inbox })
     }
 
     pub(crate) fn emit(&self, event: Event) {
+        let last = matches!(event, Event::Closed(_));
         let _ = self.events.send(event);
         self.event_wake.notify_one();
+        if last {
+            // Whoever awaits a message or an event is told there will be none.
+            self.ended.store(true, Ordering::Release);
+            for wake in std::iter::once(&self.event_wake).chain(&self.inbox_wake) {
+                wake.notify_waiters();
+                wake.notify_one();
+            }
+        }
+    }
+
+    /// Whether the session has ended (see [`Shared::ended`]).
+    pub(crate) fn has_ended(&self) -> bool {
+        self.ended.load(Ordering::Acquire)
     }
 
     /// Hands a message to the game; `false` (and the message dropped) when the channel's

@@ -478,6 +478,9 @@ impl Session {
             match self.events.try_recv() {
                 Ok(e) => return Some(e),
                 Err(crossbeam_channel::TryRecvError::Disconnected) => return None,
+                Err(crossbeam_channel::TryRecvError::Empty) if self.shared.has_ended() => {
+                    return None;
+                }
                 Err(crossbeam_channel::TryRecvError::Empty) => {
                     self.shared.event_wake.notified().await;
                 }
@@ -548,6 +551,9 @@ impl Session {
                     return Some(m);
                 }
                 Err(crossbeam_channel::TryRecvError::Disconnected) => return None,
+                Err(crossbeam_channel::TryRecvError::Empty) if self.shared.has_ended() => {
+                    return None;
+                }
                 Err(crossbeam_channel::TryRecvError::Empty) => wake.notified().await,
             }
         }
@@ -707,6 +713,16 @@ impl Session {
             cmd: self.cmd.clone(),
             incoming: rx,
         }
+    }
+
+    /// Leaves the lobby and closes every peer connection without waiting, through a shared
+    /// reference (a session held by several tasks, in an `Arc` or, in the browser, an
+    /// `Rc`): the session then reports [`Event::Closed`], [`Session::next_event`] and
+    /// [`Session::recv`] return `None` (waiters included), and sends fail with
+    /// [`Error::Closed`]. Dropping the session afterwards waits for its network thread as
+    /// [`Session::close`] does.
+    pub fn leave(&self) {
+        let _ = self.cmd.send(Command::Close);
     }
 
     /// Leaves the lobby, closes every peer connection and stops the network thread

@@ -791,6 +791,28 @@ fn the_sdk_in_the_browser_and_a_native_peer_exchange_every_channel_kind_both_way
         );
     }
 
+    // The stats count what crossed the wire (the browser's `getStats()`, read every
+    // second): at least the two 1 MiB messages each way.
+    let native_id = native.id().unwrap().0;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        browser.command(json!({"do": "stats", "peer": native_id}));
+        let stats = browser.wait_event("stats", WAIT, |e| e["event"] == "stats");
+        let (sent, received) = (
+            stats["stats"]["bytes_sent"].as_u64().unwrap(),
+            stats["stats"]["bytes_received"].as_u64().unwrap(),
+        );
+        if sent > 2 << 20 && received > 2 << 20 {
+            assert!(stats["stats"]["rtt_ms"].as_f64().is_some(), "{stats}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the wire counts never grew: {stats}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
     browser.command(json!({"do": "leave"}));
     let reason = wait_native(&native, "the browser leaving", |e| match e {
         Event::PeerDisconnected { peer, reason } if *peer == browser_id => Some(reason.clone()),
@@ -802,4 +824,98 @@ fn the_sdk_in_the_browser_and_a_native_peer_exchange_every_channel_kind_both_way
         "{}",
         browser.log()
     );
+}
+
+/// Two browsers, each running the SDK in wasm32 under the relay-only policy, meet in a lobby
+/// one of them created: the browser engines get the TURN credentials the matchmaker hands
+/// out, connect through coturn, report the relayed path, and talk both ways.
+#[test]
+fn two_sdk_browsers_connect_relay_only_through_coturn() {
+    let coturn = squadlink_testkit::Coturn::start(&["relay-secret"]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mm = rt.block_on(async {
+        squadlink_matchmaker::Server::bind(squadlink_matchmaker::Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            turn_urls: vec![coturn.turn_url()],
+            turn_secrets: vec!["relay-secret".into()],
+            ..squadlink_matchmaker::Config::default()
+        })
+        .await
+        .unwrap()
+    });
+    let kinds = [ChannelKind::Unreliable, ChannelKind::ReliableOrdered];
+    let mut first = wasm_browser();
+    let mut create = join_cmd(&mm.url(), None, &kinds);
+    create["relay_only"] = json!(true);
+    create["player"] = json!("first");
+    first.command(create);
+    let code = first.wait_event("creating a lobby", WAIT, |e| e["event"] == "joined")["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut second = wasm_browser();
+    let mut join = join_cmd(&mm.url(), Some(&code), &kinds);
+    join["relay_only"] = json!(true);
+    join["player"] = json!("second");
+    second.command(join);
+    let at_second = second.wait_event("a connection", WAIT, |e| e["event"] == "connected");
+    let at_first = first.wait_event("a connection", WAIT, |e| e["event"] == "connected");
+    for connected in [&at_first, &at_second] {
+        assert_eq!(
+            connected["path"],
+            "relay",
+            "{connected}\ncoturn log:\n{}",
+            coturn.log()
+        );
+    }
+    let (to_first, to_second) = (peer_of(&at_second), peer_of(&at_first));
+    first.command(
+        json!({"do": "send", "peer": to_second.0, "channel": 1, "size": 50_000, "seed": 3}),
+    );
+    let got = second.wait_event("a message through the relay", WAIT, |e| {
+        e["event"] == "message" && e["channel"] == 1
+    });
+    assert_eq!(got["sum"], fnv1a(&pattern(50_000, 3)));
+    second.command(json!({"do": "send", "peer": to_first.0, "channel": 0, "size": 900, "seed": 4}));
+    let got = first.wait_event("a message back through the relay", WAIT, |e| {
+        e["event"] == "message" && e["channel"] == 0
+    });
+    assert_eq!(got["sum"], fnv1a(&pattern(900, 4)));
+    drop((first, second));
+    rt.block_on(mm.shutdown()).unwrap();
+}
+
+/// The SDK in the browser creates the lobby and a native player joins it (the other
+/// direction of negotiation from the first wasm test): they connect and exchange messages.
+#[test]
+fn a_native_player_joins_a_lobby_the_sdk_in_the_browser_created() {
+    let rig = Rig::new();
+    let kinds = [
+        ChannelKind::ReliableOrdered,
+        ChannelKind::UnreliableSequenced,
+    ];
+    let mut browser = wasm_browser();
+    browser.command(join_cmd(&rig.url(), None, &kinds));
+    let joined = browser.wait_event("creating a lobby", WAIT, |e| e["event"] == "joined");
+    let browser_id = PeerId(joined["me"].as_u64().unwrap());
+    let code = joined["code"].as_str().unwrap().to_string();
+    let native = rig.native(LobbyRef::Code(code), &kinds);
+    let path = wait_native(&native, "the browser connected", |e| match e {
+        Event::PeerConnected { peer, path, .. } if *peer == browser_id => Some(*path),
+        _ => None,
+    });
+    assert_eq!(path, PathKind::Host);
+    let connected = browser.wait_event("a connection", WAIT, |e| e["event"] == "connected");
+    assert_eq!(Some(peer_of(&connected)), native.id());
+    browser.command(json!({"do": "send", "peer": -1, "channel": 1, "size": 300, "seed": 9}));
+    let (from, bytes) = recv_native(&native, Channel(1));
+    assert_eq!(from, browser_id);
+    assert_eq!(bytes.as_ref(), pattern(300, 9).as_slice());
+    native
+        .send(browser_id, Channel(0), &pattern(70_000, 5))
+        .unwrap();
+    let got = browser.wait_event("a message", WAIT, |e| {
+        e["event"] == "message" && e["channel"] == 0
+    });
+    assert_eq!(got["sum"], fnv1a(&pattern(70_000, 5)));
 }

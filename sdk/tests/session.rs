@@ -529,3 +529,49 @@ async fn over_a_simulated_bad_path_the_round_trip_grows_and_reliable_messages_st
     };
     assert!(rtt >= Duration::from_millis(130), "{rtt:?}");
 }
+
+/// A session shared by tasks (`Arc<Session>`): `leave` through the shared reference ends
+/// it, and the tasks awaiting a message or an event are told there will be none (they
+/// return `None` instead of waiting forever); sending afterwards is an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaving_a_shared_session_ends_its_waiters() {
+    let mm = matchmaker().await;
+    let session = std::sync::Arc::new(
+        session(
+            &mm.url(),
+            LobbyRef::create(2),
+            &[ChannelKind::ReliableOrdered],
+        )
+        .await,
+    );
+    let waiting = {
+        let s = session.clone();
+        tokio::spawn(async move { s.recv(Channel(0)).await })
+    };
+    let events = {
+        let s = session.clone();
+        tokio::spawn(async move {
+            let mut closed = false;
+            while let Some(e) = s.next_event().await {
+                closed |= matches!(e, Event::Closed(_));
+            }
+            closed
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    session.leave();
+    let got = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("recv returns once the session has ended")
+        .unwrap();
+    assert!(got.is_none());
+    let closed = tokio::time::timeout(Duration::from_secs(5), events)
+        .await
+        .expect("next_event returns None once the session has ended")
+        .unwrap();
+    assert!(closed, "the Closed event came before the end");
+    assert!(matches!(
+        session.broadcast(Channel(0), b"late"),
+        Err(Error::Closed)
+    ));
+}

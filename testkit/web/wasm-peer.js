@@ -4,11 +4,13 @@
 // rig (testkit/src/browser.rs: commands from GET /poll, events to POST /event).
 //
 // Commands ({"do": ...}):
-//   join  {url, player, code | max_members, channels}  enter (or create) a lobby
+//   join  {url, player, code | max_members, channels, relay_only, echo: {channel}}  enter (or
+//         create) a lobby; with `echo`, what arrives on that channel is sent back at once
+//         (round-trip benchmarks) instead of being reported
 //   send  {peer, channel, size, seed}  a patterned message (peer -1: to everyone)
 //   stats {peer}   the SDK's stats for the peer (reported as `stats`)
 //   leave {}       close the session (it leaves the lobby and says goodbye to every peer)
-// Events ({"event": ...}): ready, joined {me, code}, the SDK's events as the crate reports
+// Events ({"event": ...}): ready, joining, joined {me, code}, the SDK's events as the crate reports
 // them (connected {peer, path, connect_ms}, peer_joined, peer_left {reason}, error,
 // closed, other), message {peer, channel, len, sum}, stats, left, exception.
 import init, { WebPeer } from "./pkg/squadlink_web_peer.js";
@@ -40,16 +42,16 @@ function fnv1a(bytes) {
 
 let peer = null;
 
-// The game loop's part: events and messages, every few milliseconds (a MessageChannel
-// round, not setTimeout, so a busy page is not clamped to 4 ms).
-function frame() {
-  if (peer) {
-    for (const text of peer.events()) post(JSON.parse(text));
-    for (const [from, channel, bytes] of peer.receive()) {
-      post({ event: "message", peer: from, channel, len: bytes.length, sum: fnv1a(bytes) });
-    }
+// The game's side, as an async game would have it: one loop awaiting the session's events,
+// one per channel awaiting its messages (the SDK's own `next_event`/`recv`, no polling).
+async function events(p) {
+  for (let text; (text = await p.next_event()) !== null; ) post(JSON.parse(text));
+}
+async function messages(p, channel) {
+  for (let m; (m = await p.recv(channel)) !== null; ) {
+    const [from, bytes] = m;
+    post({ event: "message", peer: from, channel, len: bytes.length, sum: fnv1a(bytes) });
   }
-  setTimeout(frame, 2);
 }
 
 async function run(cmd) {
@@ -57,8 +59,13 @@ async function run(cmd) {
     case "join": {
       const code = cmd.code || "";
       const channels = Array.isArray(cmd.channels) ? cmd.channels.join(",") : cmd.channels;
-      peer = await WebPeer.join(cmd.url, cmd.player, code, cmd.max_members || 4, channels);
+      post({ event: "joining" });
+      peer = await WebPeer.join(cmd.url, cmd.player, code, cmd.max_members || 4, channels, !!cmd.relay_only);
       post({ event: "joined", me: peer.id(), code: peer.code() });
+      events(peer);
+      const n = channels.split(",").filter((c) => c).length;
+      for (let c = 0; c < n; c++) if (!cmd.echo || cmd.echo.channel !== c) messages(peer, c);
+      if (cmd.echo) peer.echo(cmd.echo.channel);
       break;
     }
     case "send":
@@ -71,7 +78,8 @@ async function run(cmd) {
       if (peer) {
         const p = peer;
         peer = null;
-        p.close();
+        p.leave();
+        p.free();
       }
       post({ event: "left" });
       break;
@@ -100,5 +108,4 @@ async function poll() {
 }
 
 await init();
-frame();
 post({ event: "ready", agent: navigator.userAgent }).then(poll);

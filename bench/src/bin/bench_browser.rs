@@ -1,8 +1,10 @@
 //! Browser peers beside native ones, in the same run: connect time and 64-byte round trip
 //! for native↔native, browser↔native and browser↔browser, on loopback through the real
 //! matchmaker. The browser is headless Chromium running `testkit/web/peer.js` (a peer
-//! written from docs/wire.md with the browser's own WebRTC; Squadlink compiled to wasm32
-//! is not measured yet).
+//! written from docs/wire.md with the browser's own WebRTC) and, with `--wasm-peer DIR`,
+//! Squadlink itself compiled to wasm32 (`testkit/web-peer`, built by `scripts/web.sh peer`)
+//! against a native player: its round trip is echoed in the page by the SDK's own
+//! `recv().await`, no page loop in between.
 //!
 //! Connect: from the joining side's join to it connected — for a native player, a new
 //! session (its WebSocket, join and connection) until both sides are connected; for a page,
@@ -27,7 +29,7 @@ use serde_json::{Value, json};
 use squadlink::{Channel, ChannelKind, Event, LobbyRef, PeerId, Session};
 use squadlink_bench::{Percentiles, median, percentile, run_main, update_docs_section};
 use squadlink_matchmaker::{Config, Server};
-use squadlink_testkit::browser::{Browser, BrowserOptions};
+use squadlink_testkit::browser::{Browser, BrowserOptions, Page};
 
 const KINDS: [ChannelKind; 2] = [ChannelKind::Unreliable, ChannelKind::ReliableOrdered];
 const UNRELIABLE: Channel = Channel(0);
@@ -52,6 +54,10 @@ struct Args {
     /// Let Chromium announce its host addresses instead of mDNS names.
     #[arg(long)]
     no_mdns: bool,
+    /// The SDK's page peer (wasm-bindgen output of `scripts/web.sh peer`): measure the SDK
+    /// in the browser against a native player too.
+    #[arg(long)]
+    wasm_peer: Option<PathBuf>,
 }
 
 #[derive(Serialize, Debug, Default)]
@@ -83,10 +89,39 @@ async fn run(args: Args) -> Result<(), String> {
     eprintln!("browser ↔ native …");
     let url2 = url.clone();
     let (rounds, pings, trace, mdns) = (args.rounds, args.pings, args.trace, !args.no_mdns);
-    let browser_native =
-        tokio::task::spawn_blocking(move || browser_native(&url2, rounds, pings, trace, mdns))
-            .await
-            .map_err(|e| e.to_string())??;
+    let page_native = tokio::task::spawn_blocking(move || {
+        browser_native(
+            &url2,
+            rounds,
+            pings,
+            trace,
+            BrowserOptions {
+                mdns,
+                ..BrowserOptions::default()
+            },
+        )
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    let sdk_native = match args.wasm_peer.clone() {
+        Some(pkg) => {
+            eprintln!("the SDK in the browser (wasm32) ↔ native …");
+            let url2 = url.clone();
+            let options = BrowserOptions {
+                mdns,
+                page: Page::Wasm(pkg),
+                ..BrowserOptions::default()
+            };
+            Some(
+                tokio::task::spawn_blocking(move || {
+                    browser_native(&url2, rounds, pings, trace, options)
+                })
+                .await
+                .map_err(|e| e.to_string())??,
+            )
+        }
+        None => None,
+    };
     eprintln!("browser ↔ browser …");
     let url3 = url.clone();
     let browser_browser =
@@ -95,11 +130,12 @@ async fn run(args: Args) -> Result<(), String> {
             .map_err(|e| e.to_string())??;
     let report = json!({
         "native_native": native,
-        "browser_native": browser_native,
+        "browser_native": page_native,
         "browser_browser": browser_browser,
+        "sdk_browser_native": sdk_native,
     });
     println!("{report}");
-    let table = table(&native, &browser_native, &browser_browser);
+    let table = table(&native, &page_native, &browser_browser, sdk_native.as_ref());
     eprintln!("{table}");
     if let Some(path) = &args.write_docs {
         update_docs_section(path, "browser", &table).map_err(|e| e.to_string())?;
@@ -261,25 +297,28 @@ fn join_cmd(url: &str, code: Option<&str>, player: &str) -> Value {
         "media": true,
         "max_members": 2,
         "code": code,
+        // The SDK's page peer echoes as it joins (the reference peer takes `echo` apart).
+        "echo": {"channel": 0},
     })
 }
 
+/// A page (`options` say which peer it runs) joining native players' lobbies.
 fn browser_native(
     url: &str,
     rounds: usize,
     pings: usize,
     trace: bool,
-    mdns: bool,
+    options: BrowserOptions,
 ) -> Result<Pairing, String> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    let mut browser = Browser::start(BrowserOptions {
-        mdns,
-        ..BrowserOptions::default()
-    });
-    browser.command(json!({"do": "echo", "on": true}));
+    let reference = matches!(options.page, Page::Reference);
+    let mut browser = Browser::start(options);
+    if reference {
+        browser.command(json!({"do": "echo", "on": true}));
+    }
     let mut out = Pairing::default();
     for round in 0..rounds {
         let a = rt.block_on(session(url, LobbyRef::create(2)))?;
@@ -359,7 +398,7 @@ fn p(v: &[f64], q: f64) -> f64 {
     percentile(&sorted, q).unwrap_or(f64::NAN)
 }
 
-fn table(native: &Pairing, bn: &Pairing, bb: &Pairing) -> String {
+fn table(native: &Pairing, bn: &Pairing, bb: &Pairing, sdk: Option<&Pairing>) -> String {
     // A page's own clock where there is one (see the header).
     let connect_of = |x: &Pairing| {
         if x.page_connect_ms.is_empty() {
@@ -389,8 +428,11 @@ fn table(native: &Pairing, bn: &Pairing, bb: &Pairing) -> String {
     t.push_str(&row("native ↔ native", native));
     t.push_str(&row("browser ↔ native", bn));
     t.push_str(&row("browser ↔ browser", bb));
+    if let Some(sdk) = sdk {
+        t.push_str(&row("Squadlink in the browser (wasm32) ↔ native", sdk));
+    }
     t.push_str(&format!(
-        "\n{} connects and {} sequential 64-byte round trips per pairing on loopback, one run; the browser is headless Chromium running `testkit/web/peer.js` (the wire contract in plain JavaScript, not Squadlink in wasm32). Connect: a new session's start, or the joining page's `join` (its own clock), to connected, WebSocket and join included. Browser ↔ browser round trips are timed by the page (100 µs clock).\n",
+        "\n{} connects and {} sequential 64-byte round trips per pairing on loopback, one run; the browser is headless Chromium running `testkit/web/peer.js` (the wire contract in plain JavaScript) or, in the last row, Squadlink itself compiled to wasm32 (`testkit/web-peer`, echoing with its own `recv().await`). Connect: a new session's start, or the joining page's `join` (its own clock), to connected, WebSocket and join included. Browser ↔ browser round trips are timed by the page (100 µs clock).\n",
         native.connect_ms.len(),
         native.rtt_us.as_ref().map_or(0, |r| r.count),
     ));

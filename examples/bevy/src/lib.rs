@@ -2,6 +2,8 @@
 //! other: the channel list and the message types, shared so a bot can join a windowed
 //! player's lobby.
 
+pub mod arena;
+
 use bevy::prelude::App;
 use bevy_squadlink::prelude::*;
 

@@ -43,6 +43,15 @@ pub(crate) enum EngineEvent {
     Candidate(Signal),
 }
 
+/// Packets and bytes on the wire, both ways (see [`Engine::wire_counts`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct WireCounts {
+    pub(crate) packets_sent: u64,
+    pub(crate) packets_received: u64,
+    pub(crate) bytes_sent: u64,
+    pub(crate) bytes_received: u64,
+}
+
 /// What became of frames handed to [`Engine::send`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Sent {
@@ -248,6 +257,13 @@ pub(crate) trait Engine: MaybeSend {
     /// learned the address from the peer's checks before the candidate came); `None` while
     /// no pair is selected (or the engine cannot tell).
     fn selected_pair(&self) -> Option<(CandidateKind, SocketAddr, CandidateKind)> {
+        None
+    }
+
+    /// What crossed the wire, for an engine that owns the network (the shell counts the
+    /// native engine's datagrams itself): packets sent and received, bytes sent and
+    /// received, as of the engine's last look.
+    fn wire_counts(&self) -> Option<WireCounts> {
         None
     }
 }

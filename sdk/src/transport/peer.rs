@@ -733,9 +733,18 @@ impl Peer {
         self.stats.send_queue_bytes = self.queued_bytes();
     }
 
+    /// Brings the loss (and, for an engine that owns the network, its wire counts) up to
+    /// date.
     pub(crate) fn update_loss(&mut self, now: Instant) {
         if let Some(loss) = self.pinger.loss(now) {
             self.stats.loss = loss;
+        }
+        // An engine that owns the network counts its own packets.
+        if let Some(counts) = self.engine.wire_counts() {
+            self.stats.packets_sent = counts.packets_sent;
+            self.stats.packets_received = counts.packets_received;
+            self.stats.bytes_sent = counts.bytes_sent;
+            self.stats.bytes_received = counts.bytes_received;
         }
     }
 }

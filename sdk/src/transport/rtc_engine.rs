@@ -99,6 +99,11 @@ impl RtcEngine {
             // Random ICE credentials per description: an ICE restart needs new ones.
             // After a restart only the candidates of the new network are offered.
             .with_discard_local_candidates_during_ice_restart(true)
+            // Browsers' mDNS host names (`….local`, also inside the SDP of a later offer or
+            // answer) are not resolved: that would send multicast queries out of our
+            // socket. Their address comes in the peer's own checks (see
+            // `Peers::remote_candidate`); our host candidates stay plain addresses.
+            .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
             // Keep-alives (consent, RFC 7675, which asks for one every 4–6 s) every 2 s; ICE
             // reports disconnected after 5 s without. Our own pings decide when a peer is gone (silence timeout), and
             // ICE must not give up ("failed") while an ICE restart can still bring the peer

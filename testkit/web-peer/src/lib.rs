@@ -7,16 +7,18 @@
 //! --target web`). On native targets this crate is empty.
 #![cfg(target_arch = "wasm32")]
 
-use js_sys::{Array, Uint8Array};
+use std::rc::Rc;
+
+use js_sys::{Array, Promise, Uint8Array};
 use serde_json::{Value, json};
-use squadlink::{Channel, ChannelKind, Event, LobbyRef, PeerId, Session};
+use squadlink::{Channel, ChannelKind, Event, IcePolicy, LobbyRef, PeerId, Session};
 use wasm_bindgen::prelude::*;
 
-/// One Squadlink session in the page.
+/// One Squadlink session in the page, shared by the page's loops (events, each channel's
+/// messages, an echo) through `Rc`.
 #[wasm_bindgen]
 pub struct WebPeer {
-    session: Session,
-    channels: usize,
+    session: Rc<Session>,
 }
 
 /// A channel kind by its wire name (`reliable_ordered`, …).
@@ -40,13 +42,14 @@ fn error(e: squadlink::Error) -> JsValue {
 impl WebPeer {
     /// Enters the lobby `code` (or creates one for `max_members` when `code` is empty) at
     /// the matchmaker `url` as dev-mode player `player`, with `channels` (comma-joined
-    /// kind names).
+    /// kind names), relayed only when `relay_only`.
     pub async fn join(
         url: String,
         player: String,
         code: String,
         max_members: u8,
         channels: String,
+        relay_only: bool,
     ) -> Result<WebPeer, JsValue> {
         let lobby = if code.is_empty() {
             LobbyRef::create(max_members)
@@ -54,15 +57,15 @@ impl WebPeer {
             LobbyRef::Code(code)
         };
         let mut builder = Session::builder(url).player_id(player).join(lobby);
-        let mut n = 0;
+        if relay_only {
+            builder = builder.ice_policy(IcePolicy::RelayOnly);
+        }
         for name in channels.split(',').filter(|s| !s.is_empty()) {
             builder = builder.channel(kind(name)?);
-            n += 1;
         }
         let session = builder.start_async().await.map_err(error)?;
         Ok(WebPeer {
-            session,
-            channels: n,
+            session: Rc::new(session),
         })
     }
 
@@ -76,13 +79,44 @@ impl WebPeer {
         self.session.lobby().map(|l| l.code).unwrap_or_default()
     }
 
-    /// The session's events since the last call, as JSON texts (`{"event": …}`).
-    pub fn events(&self) -> Array {
-        let out = Array::new();
-        for event in self.session.poll_events() {
-            out.push(&JsValue::from_str(&describe(&event).to_string()));
-        }
-        out
+    /// The next event as JSON text (`{"event": …}`), or `null` once the session has ended
+    /// (the session's own `next_event().await`: no polling).
+    pub fn next_event(&self) -> Promise {
+        let session = Rc::clone(&self.session);
+        wasm_bindgen_futures::future_to_promise(async move {
+            Ok(match session.next_event().await {
+                Some(event) => JsValue::from_str(&describe(&event).to_string()),
+                None => JsValue::NULL,
+            })
+        })
+    }
+
+    /// The next message on `channel` as `[peer, bytes]`, or `null` once the session has
+    /// ended (`recv().await`).
+    pub fn recv(&self, channel: usize) -> Promise {
+        let session = Rc::clone(&self.session);
+        wasm_bindgen_futures::future_to_promise(async move {
+            Ok(match session.recv(Channel(channel)).await {
+                Some((peer, bytes)) => {
+                    let item = Array::new();
+                    item.push(&JsValue::from_f64(peer.0 as f64));
+                    item.push(&Uint8Array::from(bytes.as_ref()));
+                    item.into()
+                }
+                None => JsValue::NULL,
+            })
+        })
+    }
+
+    /// Sends back whatever arrives on `channel`, at once, until the session ends (for
+    /// round-trip measurements: no page loop in between).
+    pub fn echo(&self, channel: usize) {
+        let session = Rc::clone(&self.session);
+        wasm_bindgen_futures::spawn_local(async move {
+            while let Some((peer, bytes)) = session.recv(Channel(channel)).await {
+                let _ = session.send(peer, Channel(channel), &bytes);
+            }
+        });
     }
 
     /// Sends `data` to `peer` (or to every connected peer when `peer` is negative) on
@@ -98,21 +132,6 @@ impl WebPeer {
                 .send(peer, Channel(channel), data)
                 .map_err(error)
         }
-    }
-
-    /// The messages that arrived on every channel: `[peer, channel, bytes]` each.
-    pub fn receive(&self) -> Array {
-        let out = Array::new();
-        for channel in 0..self.channels {
-            for (peer, bytes) in self.session.receive(Channel(channel)) {
-                let item = Array::new();
-                item.push(&JsValue::from_f64(peer.0 as f64));
-                item.push(&JsValue::from_f64(channel as f64));
-                item.push(&Uint8Array::from(bytes.as_ref()));
-                out.push(&item);
-            }
-        }
-        out
     }
 
     /// The peers connected now.
@@ -141,9 +160,9 @@ impl WebPeer {
         }
     }
 
-    /// Leaves the lobby and closes every connection.
-    pub fn close(self) {
-        self.session.close();
+    /// Leaves the lobby and closes every connection (the loops then end).
+    pub fn leave(&self) {
+        self.session.leave();
     }
 }
 

@@ -16,10 +16,10 @@
 
 use bevy::prelude::*;
 use bevy::render::view::screenshot::{Screenshot, save_to_disk};
-use bevy_squadlink::PeerId;
 use bevy_squadlink::prelude::*;
 use clap::Parser;
-use squadlink_bevy_examples::{Ping, Position, add_arena_networking};
+use squadlink_bevy_examples::add_arena_networking;
+use squadlink_bevy_examples::arena::{ArenaPlugin, ArenaSettings, LocalPlayer, OverlayNotes, SIZE};
 
 #[derive(Parser, Debug, Clone, Resource)]
 #[command(about = "Arena: move a square, see your friends' squares (Squadlink + Bevy)")]
@@ -55,25 +55,6 @@ struct Args {
     #[arg(long, num_args = 0..=1, default_missing_value = "")]
     camera: Option<String>,
 }
-
-/// Player colours, by position in the lobby's member list (join order).
-const PALETTE: [Color; 4] = [
-    Color::srgb(0.95, 0.20, 0.20),
-    Color::srgb(0.20, 0.45, 0.95),
-    Color::srgb(0.20, 0.85, 0.30),
-    Color::srgb(0.95, 0.80, 0.15),
-];
-const SIZE: f32 = 64.0;
-const SPEED: f32 = 260.0;
-
-#[derive(Component)]
-struct LocalPlayer;
-
-#[derive(Component, Default)]
-struct Flash(f32);
-
-#[derive(Component)]
-struct Overlay;
 
 /// The frame around a square that shows its player speaking.
 #[derive(Component)]
@@ -132,27 +113,27 @@ fn main() -> AppExit {
     ));
     let video = video_input(&args);
     app.add_plugins(VideoChatPlugin::new(VideoConfig::default().input(video)));
-    app.insert_resource(args)
-        .add_observer(dress_peer)
-        .add_systems(Startup, setup)
-        .add_systems(
-            Update,
-            (
-                move_local,
-                colour_local,
-                (send_position, send_ping).run_if(in_lobby),
-                receive_positions,
-                receive_pings,
-                fade_flash,
-                update_overlay,
-                announce_lobby,
-                unattended_exit,
-                push_to_talk,
-                show_speaking,
-                show_video,
-            ),
-        )
-        .run()
+    app.add_plugins(ArenaPlugin {
+        settings: ArenaSettings {
+            autopilot: args.autopilot,
+            join_hint: "--lobby ".into(),
+        },
+    })
+    .insert_resource(args)
+    .add_observer(ring_peer)
+    .add_systems(PostStartup, ring_local)
+    .add_systems(
+        Update,
+        (
+            announce_lobby,
+            unattended_exit,
+            push_to_talk,
+            show_speaking,
+            show_video,
+            voice_notes,
+        ),
+    )
+    .run()
 }
 
 /// What this player sends as video: a webcam (`--camera`), the test pattern, or nothing.
@@ -185,53 +166,19 @@ fn local_matchmaker() -> Result<String, String> {
     Ok(url)
 }
 
-fn setup(mut commands: Commands) {
-    commands.spawn(Camera2d);
-    commands.spawn((
-        LocalPlayer,
-        // Voices are heard from where our square is.
-        VoiceListener,
-        Sprite::from_color(Color::WHITE, Vec2::splat(SIZE)),
-        Transform::from_xyz(-150.0, 0.0, 1.0),
-        children![speaking_ring()],
-    ));
-    commands.spawn((
-        Overlay,
-        Text::new("connecting…"),
-        TextFont {
-            font_size: FontSize::Px(18.0),
-            ..default()
-        },
-        Node {
-            position_type: PositionType::Absolute,
-            top: Val::Px(10.0),
-            left: Val::Px(10.0),
-            ..default()
-        },
-    ));
+/// Our square: voices are heard from where it is, and it has a speaking frame.
+fn ring_local(mut commands: Commands, local: Query<Entity, With<LocalPlayer>>) {
+    for entity in &local {
+        commands
+            .entity(entity)
+            .insert(VoiceListener)
+            .with_child(speaking_ring());
+    }
 }
 
-fn colour_of(lobby: Option<&Lobby>, peer: PeerId) -> Color {
-    let index = lobby
-        .and_then(|l| l.members.iter().position(|(p, _)| *p == peer))
-        .unwrap_or(0);
-    PALETTE
-        .get(index % PALETTE.len())
-        .copied()
-        .unwrap_or(Color::WHITE)
-}
-
-/// A peer connected: give its entity a square (with a speaking frame behind it).
-fn dress_peer(on: On<PeerConnected>, mut commands: Commands, lobby: Option<Res<Lobby>>) {
-    let colour = colour_of(lobby.as_deref(), on.peer);
-    commands
-        .entity(on.entity)
-        .insert((
-            Sprite::from_color(colour, Vec2::splat(SIZE)),
-            Transform::from_xyz(150.0, 0.0, 0.5),
-            Flash::default(),
-        ))
-        .with_child(speaking_ring());
+/// A peer connected: its square gets a speaking frame behind it.
+fn ring_peer(on: On<PeerConnected>, mut commands: Commands) {
+    commands.entity(on.entity).with_child(speaking_ring());
 }
 
 /// The speaking frame's colour (light yellow; the screenshot check looks for it).
@@ -294,105 +241,6 @@ fn show_speaking(
     }
 }
 
-fn colour_local(lobby: Option<Res<Lobby>>, mut q: Query<&mut Sprite, With<LocalPlayer>>) {
-    let Some(lobby) = lobby else { return };
-    let colour = colour_of(Some(&lobby), lobby.me);
-    for mut sprite in &mut q {
-        sprite.color = colour;
-    }
-}
-
-fn move_local(
-    keys: Res<ButtonInput<KeyCode>>,
-    time: Res<Time>,
-    args: Res<Args>,
-    lobby: Option<Res<Lobby>>,
-    mut q: Query<&mut Transform, With<LocalPlayer>>,
-) {
-    let Ok(mut t) = q.single_mut() else { return };
-    if args.autopilot {
-        // Circle around a spot that depends on our place in the lobby, so squares of
-        // several autopiloted players do not overlap.
-        let index = lobby
-            .as_deref()
-            .and_then(|l| l.members.iter().position(|(p, _)| *p == l.me))
-            .unwrap_or(0) as f32;
-        let a = time.elapsed_secs() * 1.5;
-        t.translation.x = -240.0 + 240.0 * (index % 3.0) + 60.0 * a.cos();
-        t.translation.y = 60.0 * a.sin();
-        return;
-    }
-    let mut dir = Vec2::ZERO;
-    for (keys_for, d) in [
-        ([KeyCode::ArrowLeft, KeyCode::KeyA], Vec2::NEG_X),
-        ([KeyCode::ArrowRight, KeyCode::KeyD], Vec2::X),
-        ([KeyCode::ArrowUp, KeyCode::KeyW], Vec2::Y),
-        ([KeyCode::ArrowDown, KeyCode::KeyS], Vec2::NEG_Y),
-    ] {
-        if keys.any_pressed(keys_for) {
-            dir += d;
-        }
-    }
-    let step = dir.normalize_or_zero() * SPEED * time.delta_secs();
-    t.translation.x = (t.translation.x + step.x).clamp(-370.0, 370.0);
-    t.translation.y = (t.translation.y + step.y).clamp(-270.0, 270.0);
-}
-
-fn send_position(
-    q: Query<&Transform, With<LocalPlayer>>,
-    mut out: MessageWriter<Outgoing<Position>>,
-) {
-    if let Ok(t) = q.single() {
-        out.write(Outgoing::to_all(Position {
-            x: t.translation.x,
-            y: t.translation.y,
-        }));
-    }
-}
-
-fn send_ping(keys: Res<ButtonInput<KeyCode>>, mut out: MessageWriter<Outgoing<Ping>>) {
-    if keys.just_pressed(KeyCode::Space) {
-        out.write(Outgoing::to_all(Ping));
-    }
-}
-
-fn receive_positions(
-    mut inbox: MessageReader<Received<Position>>,
-    mut q: Query<&mut Transform, With<Peer>>,
-) {
-    for msg in inbox.read() {
-        if let Ok(mut t) = q.get_mut(msg.from) {
-            t.translation.x = msg.message.x;
-            t.translation.y = msg.message.y;
-        }
-    }
-}
-
-fn receive_pings(mut inbox: MessageReader<Received<Ping>>, mut q: Query<&mut Flash>) {
-    for msg in inbox.read() {
-        if let Ok(mut flash) = q.get_mut(msg.from) {
-            flash.0 = 1.0;
-        }
-    }
-}
-
-fn fade_flash(
-    time: Res<Time>,
-    lobby: Option<Res<Lobby>>,
-    mut q: Query<(&Peer, &mut Flash, &mut Sprite)>,
-) {
-    for (peer, mut flash, mut sprite) in &mut q {
-        flash.0 = (flash.0 - time.delta_secs() * 2.0).max(0.0);
-        let base = colour_of(lobby.as_deref(), peer.id).to_srgba();
-        let f = flash.0;
-        sprite.color = Color::srgb(
-            base.red + (1.0 - base.red) * f,
-            base.green + (1.0 - base.green) * f,
-            base.blue + (1.0 - base.blue) * f,
-        );
-    }
-}
-
 /// Prints `LOBBY <code>` once on stdout, for scripts that start a second player.
 fn announce_lobby(lobby: Option<Res<Lobby>>, mut done: Local<bool>) {
     if let (false, Some(lobby)) = (*done, lobby) {
@@ -401,52 +249,21 @@ fn announce_lobby(lobby: Option<Res<Lobby>>, mut done: Local<bool>) {
     }
 }
 
-fn update_overlay(
-    status: Res<SquadlinkStatus>,
-    lobby: Option<Res<Lobby>>,
-    peers: Query<(&Peer, &PeerPath, &PeerStats, Option<&Speaking>)>,
-    voice: Res<VoiceChat>,
-    mut text: Query<&mut Text, With<Overlay>>,
-) {
-    let Ok(mut text) = text.single_mut() else {
-        return;
-    };
-    let mut s = match (&*status, lobby.as_deref()) {
-        (SquadlinkStatus::InLobby, Some(l)) => {
-            format!("lobby {}  (join with --lobby {})\n", l.code, l.code)
-        }
-        (SquadlinkStatus::Failed(why), _) => format!("offline: {why}\n"),
-        _ => "connecting…\n".to_string(),
-    };
-    for (peer, path, stats, speaking) in &peers {
-        let route = if path.0 == PathKind::Relay {
-            "relayed"
-        } else {
-            "direct"
-        };
-        let rtt = stats.rtt.map_or("-".to_string(), |r| {
-            format!("{:.1} ms", r.as_secs_f64() * 1e3)
-        });
-        let talking = if speaking.is_some_and(|s| s.0) {
-            "  speaking"
-        } else {
-            ""
-        };
-        s.push_str(&format!(
-            "{}  {route}  rtt {rtt}  loss {:.0}%{talking}\n",
-            peer.player,
-            stats.loss * 100.0
-        ));
+/// The overlay's voice lines: problems with devices (the details are in the log), and how
+/// to talk.
+fn voice_notes(voice: Res<VoiceChat>, mut notes: ResMut<OverlayNotes>) {
+    let mut lines: Vec<String> = voice
+        .problems()
+        .iter()
+        .map(|problem| {
+            let what = problem.split(':').next().unwrap_or("device");
+            format!("voice: no {what} device (voice runs without it)")
+        })
+        .collect();
+    lines.push("hold V to talk".into());
+    if notes.0 != lines {
+        notes.0 = lines;
     }
-    // The details are in the log; one short line each here.
-    for problem in voice.problems() {
-        let what = problem.split(':').next().unwrap_or("device");
-        s.push_str(&format!(
-            "voice: no {what} device (voice runs without it)\n"
-        ));
-    }
-    s.push_str("arrows/WASD move, space pings, hold V to talk");
-    text.0 = s;
 }
 
 /// `--screenshot` / `--exit-after S`: S seconds after the first peer connected (or after

@@ -34,7 +34,7 @@ use web_sys::{
 };
 use web_time::Instant;
 
-use super::super::engine::{Engine, EngineEvent, PeerSettings, Sent, sdp_attribute};
+use super::super::engine::{Engine, EngineEvent, PeerSettings, Sent, WireCounts, sdp_attribute};
 use crate::event::CandidateKind;
 use crate::media::{Kind, MediaFrame};
 
@@ -51,6 +51,9 @@ struct Inbox {
     /// Channels open so far; `AllOpen` when it reaches them all.
     open: Cell<usize>,
     channels: usize,
+    /// The transport's counts from the last `getStats()`, and whether one is running.
+    counts: Cell<Option<WireCounts>>,
+    counting: Cell<bool>,
 }
 
 impl Inbox {
@@ -198,6 +201,8 @@ pub(crate) struct WebEngine {
     remote_set: bool,
     /// The next offer restarts ICE.
     restart: bool,
+    /// When the wire counts are next read (`getStats()`).
+    next_count: Option<Instant>,
     _callbacks: Vec<Callback>,
 }
 
@@ -244,6 +249,8 @@ impl WebEngine {
             wake: wake.clone(),
             open: Cell::new(0),
             channels: n + 1,
+            counts: Cell::new(None),
+            counting: Cell::new(false),
         });
         let mut callbacks = Vec::new();
         let mut dcs = Vec::with_capacity(n + 1);
@@ -285,6 +292,7 @@ impl WebEngine {
             local_set: false,
             remote_set: false,
             restart: false,
+            next_count: None,
             _callbacks: callbacks,
         }))
     }
@@ -490,10 +498,17 @@ impl Engine for WebEngine {
     }
 
     fn poll_timeout(&mut self) -> Option<Instant> {
-        None
+        self.next_count
     }
 
-    fn handle_timeout(&mut self, _now: Instant) {}
+    fn handle_timeout(&mut self, now: Instant) {
+        if self.next_count.is_some_and(|at| at <= now) {
+            self.next_count = Some(now + COUNT_EVERY);
+            if !self.inbox.counting.replace(true) {
+                wasm_bindgen_futures::spawn_local(count(self.pc.clone(), Rc::clone(&self.inbox)));
+            }
+        }
+    }
 
     fn restart_ice(&mut self) {
         self.restart = true;
@@ -547,8 +562,12 @@ impl Engine for WebEngine {
         })
     }
 
-    fn step(&mut self, _now: Instant, out: &mut Vec<EngineEvent>) -> bool {
+    fn step(&mut self, now: Instant, out: &mut Vec<EngineEvent>) -> bool {
         self.inbox.woken.set(false);
+        // The wire counts are read once the connection is up, and every second after.
+        if self.next_count.is_none() && self.all_open() {
+            self.next_count = Some(now);
+        }
         let mut events = self.inbox.events.borrow_mut();
         let any = !events.is_empty();
         out.extend(events.drain(..));
@@ -582,6 +601,53 @@ impl Engine for WebEngine {
 
     fn selected_pair(&self) -> Option<(CandidateKind, SocketAddr, CandidateKind)> {
         selected_pair(&self.pc)
+    }
+
+    fn wire_counts(&self) -> Option<WireCounts> {
+        self.inbox.counts.get()
+    }
+}
+
+/// How often the wire counts are read from `getStats()`.
+const COUNT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Reads the transport's packet and byte counts (`getStats()`, the `transport` entry) into
+/// the inbox.
+async fn count(pc: RtcPeerConnection, inbox: Rc<Inbox>) {
+    let report = settle(pc.get_stats()).await;
+    inbox.counting.set(false);
+    let Ok(report) = report else { return };
+    let found = Rc::new(Cell::new(None));
+    let each = {
+        let found = Rc::clone(&found);
+        Closure::<dyn FnMut(JsValue)>::new(move |entry: JsValue| {
+            let get = |key: &str| {
+                Reflect::get(&entry, &JsValue::from_str(key))
+                    .ok()
+                    .and_then(|v| v.as_f64())
+                    .map_or(0, |v| v as u64)
+            };
+            let kind = Reflect::get(&entry, &JsValue::from_str("type"))
+                .ok()
+                .and_then(|v| v.as_string());
+            if kind.as_deref() == Some("transport") {
+                found.set(Some(WireCounts {
+                    packets_sent: get("packetsSent"),
+                    packets_received: get("packetsReceived"),
+                    bytes_sent: get("bytesSent"),
+                    bytes_received: get("bytesReceived"),
+                }));
+            }
+        })
+    };
+    if let Some(for_each) = Reflect::get(&report, &JsValue::from_str("forEach"))
+        .ok()
+        .and_then(|f| f.dyn_into::<Function>().ok())
+    {
+        let _ = for_each.call1(&report, each.as_ref());
+    }
+    if let Some(counts) = found.get() {
+        inbox.counts.set(Some(counts));
     }
 }
 
