@@ -8,7 +8,7 @@
 #   scripts/web.sh arena [--no-serve]
 #                            builds the web arena (examples/bevy, bin web_arena: Bevy on
 #                            WebGL2) into $WASM_TARGET_DIR/web-arena and serves it on
-#                            127.0.0.1:${WEB_PORT:-8080} (20-40 min the first time on 2 cores)
+#                            127.0.0.1:${WEB_PORT:-8080} (about 10 min the first time on 2 cores)
 #   scripts/web.sh peer      builds the SDK's test page peer (testkit/web-peer) with
 #                            wasm-bindgen into $WASM_TARGET_DIR/web-peer/pkg; the browser
 #                            tests (sdk/tests/browser.rs) serve it to Chromium
@@ -50,7 +50,7 @@ case $what in
   arena)
     need_wasm_bindgen
     out="$WASM_TARGET_DIR/web-arena"
-    step "web: building the web arena for wasm32 (Bevy; 20-40 min the first time)" \
+    step "web: building the web arena for wasm32 (Bevy; about 10 min the first time)" \
       wasm_cargo build -p squadlink-bevy-examples --bin web_arena --profile web
     step "web: wasm-bindgen for the arena page" \
       "$WASM_BINDGEN" --target web --no-typescript --remove-producers-section \

@@ -919,3 +919,46 @@ fn a_native_player_joins_a_lobby_the_sdk_in_the_browser_created() {
     });
     assert_eq!(got["sum"], fnv1a(&pattern(70_000, 5)));
 }
+
+/// A page whose game reads nothing (no frames drawn, as in a hidden tab): the SDK's task on
+/// the page's event loop still answers the native peer, which keeps it connected well past
+/// the silence timeout (4 s), and the page can still send when it wants.
+#[test]
+fn the_sdk_in_a_page_that_never_polls_keeps_its_peer() {
+    let rig = Rig::new();
+    let kinds = [ChannelKind::ReliableOrdered];
+    let native = rig.native(LobbyRef::create(2), &kinds);
+    let mut browser = wasm_browser();
+    let mut join = join_cmd(&rig.url(), Some(&support::code(&native)), &kinds);
+    join["quiet"] = json!(true);
+    browser.command(join);
+    let browser_id = PeerId(
+        browser.wait_event("joining", WAIT, |e| e["event"] == "joined")["me"]
+            .as_u64()
+            .unwrap(),
+    );
+    wait_native(&native, "the browser connected", |e| match e {
+        Event::PeerConnected { peer, .. } if *peer == browser_id => Some(()),
+        _ => None,
+    });
+    let quiet_until = Instant::now() + Duration::from_secs(8);
+    while Instant::now() < quiet_until {
+        for e in native.poll_events() {
+            assert!(
+                !matches!(e, Event::PeerDisconnected { .. }),
+                "the quiet page's peer was lost: {e:?}"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stats = native.stats(browser_id).expect("still a peer");
+    assert!(stats.connected && stats.rtt.is_some(), "{stats:?}");
+    browser.command(
+        json!({"do": "send", "peer": native.id().unwrap().0, "channel": 0, "size": 40, "seed": 1}),
+    );
+    let (from, bytes) = recv_native(&native, Channel(0));
+    assert_eq!(
+        (from, bytes.as_ref()),
+        (browser_id, pattern(40, 1).as_slice())
+    );
+}

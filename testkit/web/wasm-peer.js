@@ -4,9 +4,10 @@
 // rig (testkit/src/browser.rs: commands from GET /poll, events to POST /event).
 //
 // Commands ({"do": ...}):
-//   join  {url, player, code | max_members, channels, relay_only, echo: {channel}}  enter (or
-//         create) a lobby; with `echo`, what arrives on that channel is sent back at once
-//         (round-trip benchmarks) instead of being reported
+//   join  {url, player, code | max_members, channels, relay_only, echo: {channel}, quiet}
+//         enter (or create) a lobby; with `echo`, what arrives on that channel is sent back
+//         at once (round-trip benchmarks) instead of being reported; with `quiet`, nothing
+//         reads the session (no events, no messages: a game that draws no frames)
 //   send  {peer, channel, size, seed}  a patterned message (peer -1: to everyone)
 //   stats {peer}   the SDK's stats for the peer (reported as `stats`)
 //   leave {}       close the session (it leaves the lobby and says goodbye to every peer)
@@ -62,6 +63,8 @@ async function run(cmd) {
       post({ event: "joining" });
       peer = await WebPeer.join(cmd.url, cmd.player, code, cmd.max_members || 4, channels, !!cmd.relay_only);
       post({ event: "joined", me: peer.id(), code: peer.code() });
+      // `quiet`: no loop reads the session at all (a game that draws no frames).
+      if (cmd.quiet) break;
       events(peer);
       const n = channels.split(",").filter((c) => c).length;
       for (let c = 0; c < n; c++) if (!cmd.echo || cmd.echo.channel !== c) messages(peer, c);
@@ -78,8 +81,9 @@ async function run(cmd) {
       if (peer) {
         const p = peer;
         peer = null;
+        // Not freed: the page's loops still hold it, and end by themselves (`null`) once
+        // the session has ended.
         p.leave();
-        p.free();
       }
       post({ event: "left" });
       break;

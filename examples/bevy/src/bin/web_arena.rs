@@ -8,9 +8,10 @@
 //! Page parameters: `matchmaker` (default `ws://<page host>:7878/v1`), `lobby` (a code to
 //! join; none creates a lobby), `autopilot` (any value: the square moves by itself).
 //!
-//! Networking runs on the page's event loop, not in Bevy's frames, so a hidden tab (where
-//! the browser stops drawing frames) keeps its connections: pings are answered and the
-//! peers stay connected; the game catches up when the tab is shown again.
+//! Networking runs on the page's event loop, not in Bevy's frames: a hidden tab, where the
+//! browser stops drawing frames, still answers its peers' pings (the session's task is woken
+//! by the page's network events and timers), and the game catches up when the tab is shown
+//! again. (Not tested in a real hidden tab: headless Chromium has none.)
 
 #[cfg(target_arch = "wasm32")]
 fn main() {
