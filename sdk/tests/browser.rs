@@ -108,6 +108,27 @@ fn join_cmd(url: &str, code: Option<&str>, kinds: &[ChannelKind]) -> Value {
     cmd
 }
 
+/// coturn, and a matchmaker that hands out its credentials (with the runtime it runs on).
+fn relay_rig() -> (
+    squadlink_testkit::Coturn,
+    tokio::runtime::Runtime,
+    squadlink_matchmaker::Server,
+) {
+    let coturn = squadlink_testkit::Coturn::start(&["relay-secret"]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mm = rt.block_on(async {
+        squadlink_matchmaker::Server::bind(squadlink_matchmaker::Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            turn_urls: vec![coturn.turn_url()],
+            turn_secrets: vec!["relay-secret".into()],
+            ..squadlink_matchmaker::Config::default()
+        })
+        .await
+        .unwrap()
+    });
+    (coturn, rt, mm)
+}
+
 fn peer_of(e: &Value) -> PeerId {
     PeerId(e["peer"].as_u64().expect("a peer id"))
 }
@@ -430,18 +451,7 @@ fn the_advertised_sctp_message_size_is_the_contracts_largest_frame() {
 /// credentials the matchmaker hands out, and talk both ways.
 #[test]
 fn two_browsers_connect_relay_only_through_coturn() {
-    let coturn = squadlink_testkit::Coturn::start(&["relay-secret"]);
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let mm = rt.block_on(async {
-        squadlink_matchmaker::Server::bind(squadlink_matchmaker::Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            turn_urls: vec![coturn.turn_url()],
-            turn_secrets: vec!["relay-secret".into()],
-            ..squadlink_matchmaker::Config::default()
-        })
-        .await
-        .unwrap()
-    });
+    let (coturn, rt, mm) = relay_rig();
     let kinds = [ChannelKind::Unreliable, ChannelKind::ReliableOrdered];
     let mut first = Browser::start(BrowserOptions::default());
     let mut create = join_cmd(&mm.url(), None, &kinds);
@@ -831,18 +841,7 @@ fn the_sdk_in_the_browser_and_a_native_peer_exchange_every_channel_kind_both_way
 /// out, connect through coturn, report the relayed path, and talk both ways.
 #[test]
 fn two_sdk_browsers_connect_relay_only_through_coturn() {
-    let coturn = squadlink_testkit::Coturn::start(&["relay-secret"]);
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let mm = rt.block_on(async {
-        squadlink_matchmaker::Server::bind(squadlink_matchmaker::Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            turn_urls: vec![coturn.turn_url()],
-            turn_secrets: vec!["relay-secret".into()],
-            ..squadlink_matchmaker::Config::default()
-        })
-        .await
-        .unwrap()
-    });
+    let (coturn, rt, mm) = relay_rig();
     let kinds = [ChannelKind::Unreliable, ChannelKind::ReliableOrdered];
     let mut first = wasm_browser();
     let mut create = join_cmd(&mm.url(), None, &kinds);

@@ -20,6 +20,7 @@ use serde_json::Value;
 
 const PAGE: &str = include_str!("../web/peer.html");
 const SCRIPT: &str = include_str!("../web/peer.js");
+const RIG: &str = include_str!("../web/rig.js");
 const WASM_PAGE: &str = include_str!("../web/wasm.html");
 const WASM_SCRIPT: &str = include_str!("../web/wasm-peer.js");
 
@@ -364,6 +365,7 @@ fn handle(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
     let (status, kind, reply): (&str, &str, Vec<u8>) = match (method, path) {
         ("GET", "/peer.html") => ("200 OK", "text/html", PAGE.as_bytes().to_vec()),
         ("GET", "/peer.js") => ("200 OK", "text/javascript", SCRIPT.as_bytes().to_vec()),
+        ("GET", "/rig.js") => ("200 OK", "text/javascript", RIG.as_bytes().to_vec()),
         ("GET", "/wasm.html") => ("200 OK", "text/html", WASM_PAGE.as_bytes().to_vec()),
         ("GET", "/wasm-peer.js") => ("200 OK", "text/javascript", WASM_SCRIPT.as_bytes().to_vec()),
         ("GET", file) if file.starts_with("/pkg/") => match package_file(shared, file) {

@@ -27,32 +27,6 @@ const PING = 1, PONG = 2, BYE = 4;
 const WHOLE = 0, FRAGMENT = 1;
 const BODY = 16384;
 
-// Reports go one after the other, so the test sees them in the order they happened.
-let reports = Promise.resolve();
-function post(event) {
-  event.t = Math.round(performance.now() * 10) / 10;
-  const body = JSON.stringify(event);
-  reports = reports.then(() => fetch("/event", { method: "POST", body })).catch(() => {});
-  return reports;
-}
-window.addEventListener("error", (e) => post({ event: "exception", message: String(e.message), stack: String(e.error && e.error.stack) }));
-window.addEventListener("unhandledrejection", (e) => post({ event: "exception", message: String(e.reason), stack: String(e.reason && e.reason.stack) }));
-
-// The test's pattern: byte i of a message is (seed + 31 i) mod 251; a receiver reports the
-// length and the FNV-1a hash, which the test computes the same way.
-function pattern(size, seed) {
-  const b = new Uint8Array(size);
-  for (let i = 0; i < size; i++) b[i] = (seed + 31 * i) % 251;
-  return b;
-}
-function fnv1a(bytes) {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < bytes.length; i++) {
-    h ^= bytes[i];
-    h = Math.imul(h, 0x01000193) >>> 0;
-  }
-  return h >>> 0;
-}
 
 const KINDS = {
   unreliable: { ordered: false, lifetime: true, framing: "none" },
@@ -562,23 +536,5 @@ async function run(cmd) {
   }
 }
 
-async function poll() {
-  for (;;) {
-    let commands = [];
-    try {
-      commands = await (await fetch("/poll")).json();
-    } catch (e) {
-      await new Promise((r) => setTimeout(r, 200));
-      continue;
-    }
-    for (const cmd of commands) {
-      try {
-        await run(cmd);
-      } catch (e) {
-        post({ event: "exception", message: `${cmd.do}: ${e}`, stack: String(e.stack) });
-      }
-    }
-  }
-}
 
-post({ event: "ready", agent: navigator.userAgent }).then(poll);
+serveCommands(run);

@@ -1,7 +1,7 @@
 // The browser side of the wasm tests: the Squadlink SDK itself, compiled to wasm32
 // (testkit/web-peer, built by scripts/web.sh peer), driven with the same commands and
 // reporting the same events as the JavaScript reference peer (peer.js), through the same
-// rig (testkit/src/browser.rs: commands from GET /poll, events to POST /event).
+// rig (testkit/src/browser.rs: commands from GET /poll, events to POST /event; rig.js).
 //
 // Commands ({"do": ...}):
 //   join  {url, player, code | max_members, channels, relay_only, echo: {channel}, quiet}
@@ -16,30 +16,6 @@
 // closed, other), message {peer, channel, len, sum}, stats, left, exception.
 import init, { WebPeer } from "./pkg/squadlink_web_peer.js";
 
-let reports = Promise.resolve();
-function post(event) {
-  event.t = Math.round(performance.now() * 10) / 10;
-  const body = JSON.stringify(event);
-  reports = reports.then(() => fetch("/event", { method: "POST", body })).catch(() => {});
-  return reports;
-}
-window.addEventListener("error", (e) => post({ event: "exception", message: String(e.message), stack: String(e.error && e.error.stack) }));
-window.addEventListener("unhandledrejection", (e) => post({ event: "exception", message: String(e.reason), stack: String(e.reason && e.reason.stack) }));
-
-// The test's pattern and hash, as in peer.js.
-function pattern(size, seed) {
-  const b = new Uint8Array(size);
-  for (let i = 0; i < size; i++) b[i] = (seed + 31 * i) % 251;
-  return b;
-}
-function fnv1a(bytes) {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < bytes.length; i++) {
-    h ^= bytes[i];
-    h = Math.imul(h, 0x01000193) >>> 0;
-  }
-  return h >>> 0;
-}
 
 let peer = null;
 
@@ -92,24 +68,6 @@ async function run(cmd) {
   }
 }
 
-async function poll() {
-  for (;;) {
-    let commands = [];
-    try {
-      commands = await (await fetch("/poll")).json();
-    } catch (e) {
-      await new Promise((r) => setTimeout(r, 200));
-      continue;
-    }
-    for (const cmd of commands) {
-      try {
-        await run(cmd);
-      } catch (e) {
-        post({ event: "exception", message: `${cmd.do}: ${e}`, stack: String(e && e.stack) });
-      }
-    }
-  }
-}
 
 await init();
-post({ event: "ready", agent: navigator.userAgent }).then(poll);
+serveCommands(run);

@@ -46,6 +46,25 @@ pub struct ArenaSettings {
 #[derive(Resource, Default)]
 pub struct OverlayNotes(pub Vec<String>);
 
+/// Bevy's default plugins for the arena: its 800×600 window (drawn into the page's
+/// `canvas`, a CSS selector, in the browser), and logs without the WebRTC engine's noise.
+pub fn arena_plugins(canvas: Option<String>) -> bevy::app::PluginGroupBuilder {
+    DefaultPlugins
+        .set(WindowPlugin {
+            primary_window: Some(Window {
+                title: "Squadlink arena".into(),
+                resolution: (800, 600).into(),
+                canvas,
+                ..default()
+            }),
+            ..default()
+        })
+        .set(bevy::log::LogPlugin {
+            filter: format!("{},{}", bevy::log::DEFAULT_FILTER, squadlink::LOG_FILTER),
+            ..default()
+        })
+}
+
 /// The arena's game: its systems, with `settings`. The app adds the Squadlink plugin
 /// (`crate::add_arena_networking`) and a window.
 pub struct ArenaPlugin {

@@ -43,6 +43,19 @@ pub(crate) struct Entered<'a> {
     pub(crate) ice_servers: Vec<IceServer>,
 }
 
+impl<'a> Entered<'a> {
+    /// What a shell's link reported on entering the lobby.
+    pub(crate) fn from_joined(joined: &'a crate::lobby::Joined) -> Self {
+        Self {
+            me: joined.me,
+            player: joined.player.clone(),
+            lobby: &joined.lobby,
+            instance: joined.instance.clone(),
+            ice_servers: joined.ice_servers.clone(),
+        }
+    }
+}
+
 /// Our lobby membership.
 #[derive(Debug)]
 pub(crate) struct Membership {

@@ -152,13 +152,7 @@ impl Driver {
         let now = Instant::now();
         let loss = LossStage::new(cfg.simulated_loss);
         let inbound = Conditioner::new(cfg.simulated_network, seed);
-        let entered = Entered {
-            me: joined.me,
-            player: joined.player.clone(),
-            lobby: &joined.lobby,
-            instance: joined.instance.clone(),
-            ice_servers: joined.ice_servers.clone(),
-        };
+        let entered = Entered::from_joined(&joined);
         let out = output::Out::new(shared, ident);
         let core = Core::new(
             cfg,

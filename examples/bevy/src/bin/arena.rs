@@ -19,7 +19,9 @@ use bevy::render::view::screenshot::{Screenshot, save_to_disk};
 use bevy_squadlink::prelude::*;
 use clap::Parser;
 use squadlink_bevy_examples::add_arena_networking;
-use squadlink_bevy_examples::arena::{ArenaPlugin, ArenaSettings, LocalPlayer, OverlayNotes, SIZE};
+use squadlink_bevy_examples::arena::{
+    ArenaPlugin, ArenaSettings, LocalPlayer, OverlayNotes, SIZE, arena_plugins,
+};
 
 #[derive(Parser, Debug, Clone, Resource)]
 #[command(about = "Arena: move a square, see your friends' squares (Squadlink + Bevy)")]
@@ -81,21 +83,7 @@ fn main() -> AppExit {
         .clone()
         .map_or_else(|| LobbyRef::create(4), LobbyRef::Code);
     let mut app = App::new();
-    app.add_plugins(
-        DefaultPlugins
-            .set(WindowPlugin {
-                primary_window: Some(Window {
-                    title: "Squadlink arena".into(),
-                    resolution: (800, 600).into(),
-                    ..default()
-                }),
-                ..default()
-            })
-            .set(bevy::log::LogPlugin {
-                filter: format!("{},{}", bevy::log::DEFAULT_FILTER, squadlink::LOG_FILTER),
-                ..default()
-            }),
-    );
+    app.add_plugins(arena_plugins(None));
     add_arena_networking(&mut app, url, lobby);
     let input = match &args.voice_input {
         Some(path) => AudioInput::Wav(path.clone()),

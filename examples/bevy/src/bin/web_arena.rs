@@ -18,7 +18,7 @@ fn main() {
     use bevy::prelude::*;
     use bevy_squadlink::prelude::*;
     use squadlink_bevy_examples::add_arena_networking;
-    use squadlink_bevy_examples::arena::{ArenaPlugin, ArenaSettings};
+    use squadlink_bevy_examples::arena::{ArenaPlugin, ArenaSettings, arena_plugins};
 
     let params = web_sys::window()
         .and_then(|w| w.location().search().ok())
@@ -31,22 +31,7 @@ fn main() {
     let lobby = param("lobby").map_or_else(|| LobbyRef::create(4), LobbyRef::Code);
 
     let mut app = App::new();
-    app.add_plugins(
-        DefaultPlugins
-            .set(WindowPlugin {
-                primary_window: Some(Window {
-                    title: "Squadlink arena".into(),
-                    resolution: (800, 600).into(),
-                    canvas: Some("#arena".into()),
-                    ..default()
-                }),
-                ..default()
-            })
-            .set(bevy::log::LogPlugin {
-                filter: format!("{},{}", bevy::log::DEFAULT_FILTER, squadlink::LOG_FILTER),
-                ..default()
-            }),
-    );
+    app.add_plugins(arena_plugins(Some("#arena".into())));
     add_arena_networking(&mut app, url, lobby);
     app.add_plugins(ArenaPlugin {
         settings: ArenaSettings {

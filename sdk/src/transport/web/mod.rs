@@ -75,13 +75,7 @@ pub(crate) async fn run(
     };
     let _ = ident.send((joined.me, joined.player.clone()));
     let (wake, mut wakes) = tokio::sync::mpsc::unbounded_channel::<PeerId>();
-    let entered = Entered {
-        me: joined.me,
-        player: joined.player.clone(),
-        lobby: &joined.lobby,
-        instance: joined.instance.clone(),
-        ice_servers: joined.ice_servers.clone(),
-    };
+    let entered = Entered::from_joined(&joined);
     let make = move |peer: PeerId,
                      settings: &PeerSettings<'_>,
                      _now: Instant|
