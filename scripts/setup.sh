@@ -36,7 +36,7 @@ TEST=(
 # The browser build: rustup's stable toolchain has no wasm32 target and cannot fetch one
 # here, so Debian's rustc-web (1.96) builds std for wasm32 from its rust-web-src
 # (RUSTC_BOOTSTRAP=1 -Z build-std, see scripts/web.sh); its rust-lld needs lld-22.
-WEB=(rustc-web cargo-web rust-web-src rust-web-llvm lld-22)
+WEB=(rustc-web cargo-web rust-web-src rust-web-llvm lld-22 rust-web-clippy)
 case $purpose in
   demo) PACKAGES=("${DEMO[@]}") ;;
   web) PACKAGES=("${WEB[@]}") ;;

@@ -3,8 +3,9 @@
 # and its std sources (rustup cannot fetch the wasm32 target here), called explicitly since
 # rustup's proxies come first on PATH. RUSTC_BOOTSTRAP=1 is for -Z build-std only.
 #   scripts/web.sh check     installs the toolchain (scripts/setup.sh web) and checks the
-#                            crates that build for wasm32: the protocol and the SDK (its
-#                            browser shell and engine; no voice/video there yet)
+#                            crates that build for wasm32 with clippy: the protocol, the SDK
+#                            (its browser shell and engine; no voice/video there yet), the
+#                            page peer and the web arena
 #   scripts/web.sh arena [--no-serve]
 #                            builds the web arena (examples/bevy, bin web_arena: Bevy on
 #                            WebGL2) into $WASM_TARGET_DIR/web-arena and serves it on
@@ -24,7 +25,7 @@ export WASM_TARGET_DIR="${WASM_TARGET_DIR:-$HOME/.cache/squadlink/wasm-target}"
 wasm_cargo() {
   env PATH="/usr/bin:$PATH" RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 \
     CARGO_TARGET_DIR="$WASM_TARGET_DIR" \
-    /usr/bin/cargo "$@" --locked --target wasm32-unknown-unknown -Z build-std=std,panic_abort
+    /usr/bin/cargo "$1" --locked --target wasm32-unknown-unknown -Z build-std=std,panic_abort "${@:2}"
 }
 
 # wasm-bindgen's CLI must match the lockfile's wasm-bindgen exactly. Installed without
@@ -44,8 +45,11 @@ case $what in
   check)
     step "web: checking squadlink-protocol for wasm32 (std is built from source the first time)" \
       wasm_cargo check -p squadlink-protocol
-    step "web: checking squadlink for wasm32 (the browser shell and engine)" \
-      wasm_cargo check -p squadlink --no-default-features
+    # Clippy with the workspace's lints (no unwrap, expect, panic or indexing) on what only
+    # the browser build compiles: the web shell and engine, the page peer, the web arena.
+    step "web: clippy on squadlink, its page peer and the web arena for wasm32" \
+      wasm_cargo clippy -p squadlink --no-default-features -p squadlink-web-peer \
+        -p squadlink-bevy-examples --lib --bin web_arena -- -D warnings
     ;;
   arena)
     need_wasm_bindgen
