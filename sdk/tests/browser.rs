@@ -129,6 +129,53 @@ fn relay_rig() -> (
     (coturn, rt, mm)
 }
 
+/// Two pages from `start` under the relay-only policy: the first creates a lobby at `url`
+/// with `kinds`, the second joins it.
+fn relay_only_lobby(
+    url: &str,
+    kinds: &[ChannelKind],
+    start: impl Fn() -> Browser,
+) -> (Browser, Browser) {
+    let mut first = start();
+    let mut create = join_cmd(url, None, kinds);
+    create["relay_only"] = json!(true);
+    create["player"] = json!("first");
+    first.command(create);
+    let code = first.wait_event("creating a lobby", WAIT, |e| e["event"] == "joined")["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let second = start();
+    let mut join = join_cmd(url, Some(&code), kinds);
+    join["relay_only"] = json!(true);
+    join["player"] = json!("second");
+    second.command(join);
+    (first, second)
+}
+
+/// 50,000 bytes from the first page to the second on channel 1, 900 back on channel
+/// `back`, each arriving whole.
+fn talk_both_ways(
+    (first, to_second): (&mut Browser, PeerId),
+    (second, to_first): (&mut Browser, PeerId),
+    back: usize,
+) {
+    first.command(
+        json!({"do": "send", "peer": to_second.0, "channel": 1, "size": 50_000, "seed": 3}),
+    );
+    let got = second.wait_event("a message through the relay", WAIT, |e| {
+        e["event"] == "message" && e["channel"] == 1
+    });
+    assert_eq!(got["sum"], fnv1a(&pattern(50_000, 3)));
+    second.command(
+        json!({"do": "send", "peer": to_first.0, "channel": back, "size": 900, "seed": 4}),
+    );
+    let got = first.wait_event("a message back through the relay", WAIT, |e| {
+        e["event"] == "message" && e["channel"] == back
+    });
+    assert_eq!(got["sum"], fnv1a(&pattern(900, 4)));
+}
+
 fn peer_of(e: &Value) -> PeerId {
     PeerId(e["peer"].as_u64().expect("a peer id"))
 }
@@ -453,20 +500,9 @@ fn the_advertised_sctp_message_size_is_the_contracts_largest_frame() {
 fn two_browsers_connect_relay_only_through_coturn() {
     let (coturn, rt, mm) = relay_rig();
     let kinds = [ChannelKind::Unreliable, ChannelKind::ReliableOrdered];
-    let mut first = Browser::start(BrowserOptions::default());
-    let mut create = join_cmd(&mm.url(), None, &kinds);
-    create["relay_only"] = json!(true);
-    create["player"] = json!("first");
-    first.command(create);
-    let code = first.wait_event("creating a lobby", WAIT, |e| e["event"] == "joined")["code"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let mut second = Browser::start(BrowserOptions::default());
-    let mut join = join_cmd(&mm.url(), Some(&code), &kinds);
-    join["relay_only"] = json!(true);
-    join["player"] = json!("second");
-    second.command(join);
+    let (mut first, mut second) = relay_only_lobby(&mm.url(), &kinds, || {
+        Browser::start(BrowserOptions::default())
+    });
     let to_first = peer_of(&second.wait_event("a connection", WAIT, |e| e["event"] == "connected"));
     let to_second = peer_of(&first.wait_event("a connection", WAIT, |e| e["event"] == "connected"));
     for (browser, peer) in [(&mut first, to_second), (&mut second, to_first)] {
@@ -480,18 +516,7 @@ fn two_browsers_connect_relay_only_through_coturn() {
         );
         assert_eq!(d["path"]["remote"], "relay", "{d}");
     }
-    first.command(
-        json!({"do": "send", "peer": to_second.0, "channel": 1, "size": 50_000, "seed": 3}),
-    );
-    let got = second.wait_event("a message through the relay", WAIT, |e| {
-        e["event"] == "message" && e["channel"] == 1
-    });
-    assert_eq!(got["sum"], fnv1a(&pattern(50_000, 3)));
-    second.command(json!({"do": "send", "peer": to_first.0, "channel": 1, "size": 900, "seed": 4}));
-    let got = first.wait_event("a message back through the relay", WAIT, |e| {
-        e["event"] == "message" && e["channel"] == 1
-    });
-    assert_eq!(got["sum"], fnv1a(&pattern(900, 4)));
+    talk_both_ways((&mut first, to_second), (&mut second, to_first), 1);
     drop((first, second));
     rt.block_on(mm.shutdown()).unwrap();
 }
@@ -843,20 +868,7 @@ fn the_sdk_in_the_browser_and_a_native_peer_exchange_every_channel_kind_both_way
 fn two_sdk_browsers_connect_relay_only_through_coturn() {
     let (coturn, rt, mm) = relay_rig();
     let kinds = [ChannelKind::Unreliable, ChannelKind::ReliableOrdered];
-    let mut first = wasm_browser();
-    let mut create = join_cmd(&mm.url(), None, &kinds);
-    create["relay_only"] = json!(true);
-    create["player"] = json!("first");
-    first.command(create);
-    let code = first.wait_event("creating a lobby", WAIT, |e| e["event"] == "joined")["code"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let mut second = wasm_browser();
-    let mut join = join_cmd(&mm.url(), Some(&code), &kinds);
-    join["relay_only"] = json!(true);
-    join["player"] = json!("second");
-    second.command(join);
+    let (mut first, mut second) = relay_only_lobby(&mm.url(), &kinds, wasm_browser);
     let at_second = second.wait_event("a connection", WAIT, |e| e["event"] == "connected");
     let at_first = first.wait_event("a connection", WAIT, |e| e["event"] == "connected");
     for connected in [&at_first, &at_second] {
@@ -868,18 +880,7 @@ fn two_sdk_browsers_connect_relay_only_through_coturn() {
         );
     }
     let (to_first, to_second) = (peer_of(&at_second), peer_of(&at_first));
-    first.command(
-        json!({"do": "send", "peer": to_second.0, "channel": 1, "size": 50_000, "seed": 3}),
-    );
-    let got = second.wait_event("a message through the relay", WAIT, |e| {
-        e["event"] == "message" && e["channel"] == 1
-    });
-    assert_eq!(got["sum"], fnv1a(&pattern(50_000, 3)));
-    second.command(json!({"do": "send", "peer": to_first.0, "channel": 0, "size": 900, "seed": 4}));
-    let got = first.wait_event("a message back through the relay", WAIT, |e| {
-        e["event"] == "message" && e["channel"] == 0
-    });
-    assert_eq!(got["sum"], fnv1a(&pattern(900, 4)));
+    talk_both_ways((&mut first, to_second), (&mut second, to_first), 0);
     drop((first, second));
     rt.block_on(mm.shutdown()).unwrap();
 }

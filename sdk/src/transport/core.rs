@@ -352,11 +352,17 @@ impl Core {
             None
         };
         self.peers.insert(p);
-        if let Some(sdp) = offered {
-            self.peers
-                .described(peer, Signal::Offer { sdp }, &self.cands, &mut self.out);
-        }
+        self.offered(peer, offered);
         self.pump(peer, now);
+    }
+
+    /// Our offer to `id`, when the engine made it at once (else it comes as
+    /// `EngineEvent::Described`, which `Peers::pump` signals the same way).
+    fn offered(&mut self, id: PeerId, sdp: Option<String>) {
+        if let Some(sdp) = sdp {
+            self.peers
+                .described(id, Signal::Offer { sdp }, &self.cands, &mut self.out);
+        }
     }
 
     /// A candidate of ours found after the peers' descriptions were set: to every peer.
@@ -532,10 +538,7 @@ impl Core {
             Ok(sdp) => {
                 tracing::debug!(peer = %id, "ICE restart");
                 p.count_ice_restart();
-                if let Some(sdp) = sdp {
-                    self.peers
-                        .described(id, Signal::Offer { sdp }, &self.cands, &mut self.out);
-                }
+                self.offered(id, sdp);
             }
             Err(e) => tracing::debug!(%e, peer = %id, "ICE restart offer failed"),
         }
@@ -596,15 +599,11 @@ impl Core {
         let pumped = self.peers.pump(id, now, &mut self.cands, &mut self.out);
         if pumped.connected {
             self.retries.forget(id);
-            if let Some(sdp) = self
+            let sdp = self
                 .peers
                 .get_mut(id)
-                .and_then(|p| p.offer_missing_media(now))
-                .flatten()
-            {
-                self.peers
-                    .described(id, Signal::Offer { sdp }, &self.cands, &mut self.out);
-            }
+                .and_then(|p| p.offer_missing_media(now));
+            self.offered(id, sdp.flatten());
         }
         if let Some(reason) = pumped.end {
             self.disconnect(id, reason, now);

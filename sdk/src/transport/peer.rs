@@ -650,8 +650,9 @@ impl Peer {
         self.stats.selected_pair_types = self.pair_types(relay_addrs);
         if let Some((local, remote, kind)) = self
             .engine
-            .selected_pair()
-            .filter(|_| self.engine.own_ice())
+            .own_ice()
+            .then(|| self.engine.selected_pair())
+            .flatten()
         {
             self.stats.selected_pair_types =
                 Some((local, self.remote_kind(remote).unwrap_or(kind)));
@@ -728,18 +729,13 @@ impl Peer {
         self.stats.ice_restarts += 1;
     }
 
-    /// The bytes still queued to the peer, into the stats.
-    pub(crate) fn count_queued(&mut self) {
-        self.stats.send_queue_bytes = self.queued_bytes();
-    }
-
-    /// Brings the loss (and, for an engine that owns the network, its wire counts) up to
-    /// date.
-    pub(crate) fn update_loss(&mut self, now: Instant) {
+    /// Brings the stats the periodic round keeps up to date: the loss, the bytes still
+    /// queued to the peer, and, for an engine that owns the network, its wire counts.
+    pub(crate) fn refresh_stats(&mut self, now: Instant) {
         if let Some(loss) = self.pinger.loss(now) {
             self.stats.loss = loss;
         }
-        // An engine that owns the network counts its own packets.
+        self.stats.send_queue_bytes = self.queued_bytes();
         if let Some(counts) = self.engine.wire_counts() {
             self.stats.packets_sent = counts.packets_sent;
             self.stats.packets_received = counts.packets_received;

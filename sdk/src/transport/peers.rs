@@ -143,8 +143,7 @@ impl Peers {
                     self.announce(id, now, cands, out);
                     if let Some(p) = self.map.get_mut(&id) {
                         p.ping_if_due(now, self.epoch);
-                        p.update_loss(now);
-                        p.count_queued();
+                        p.refresh_stats(now);
                     }
                     self.publish_stats(id, out);
                 }
