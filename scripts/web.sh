@@ -4,7 +4,7 @@
 # rustup's proxies come first on PATH. RUSTC_BOOTSTRAP=1 is for -Z build-std only.
 #   scripts/web.sh check     installs the toolchain (scripts/setup.sh web) and checks the
 #                            crates that build for wasm32 with clippy: the protocol, the SDK
-#                            (its browser shell and engine; no voice/video there yet), the
+#                            (its browser shell, engine, voice and video), the
 #                            page peer and the web arena
 #   scripts/web.sh arena [--no-serve]
 #                            builds the web arena (examples/bevy, bin web_arena: Bevy on
@@ -13,7 +13,6 @@
 #   scripts/web.sh peer      builds the SDK's test page peer (testkit/web-peer) with
 #                            wasm-bindgen into $WASM_TARGET_DIR/web-peer/pkg; the browser
 #                            tests (sdk/tests/browser.rs) serve it to Chromium
-# Status (issue 16 §3): voice and video are not in the browser build yet.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh web
@@ -48,7 +47,7 @@ case $what in
     # Clippy with the workspace's lints (no unwrap, expect, panic or indexing) on what only
     # the browser build compiles: the web shell and engine, the page peer, the web arena.
     step "web: clippy on squadlink, its page peer and the web arena for wasm32" \
-      wasm_cargo clippy -p squadlink --no-default-features -p squadlink-web-peer \
+      wasm_cargo clippy -p squadlink -p squadlink-web-peer \
         -p squadlink-bevy-examples --lib --bin web_arena -- -D warnings
     ;;
   arena)

@@ -64,11 +64,11 @@ mod stun;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 mod transport;
-// Voice and video are the native media stack (libopus, libvpx, cpal). In the browser the
-// page's own capture, codecs and playback carry media (not built yet: issue 16).
-#[cfg(all(feature = "video", not(target_arch = "wasm32")))]
+// Natively, voice and video are our own media stack (libopus, libvpx, cpal); in the
+// browser, the page's own capture, codecs and playback on the browser engine's tracks.
+#[cfg(feature = "video")]
 pub mod video;
-#[cfg(all(feature = "voice", not(target_arch = "wasm32")))]
+#[cfg(feature = "voice")]
 pub mod voice;
 
 /// Log filter directives that hide the WebRTC engine's own warnings and notices (about ICE

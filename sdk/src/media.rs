@@ -60,7 +60,7 @@ pub(crate) enum MediaIn {
 }
 
 /// Which of a connection's two tracks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Kind {
     Audio,
     Video,

@@ -319,7 +319,7 @@ impl SessionBuilder {
         let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
         wasm_bindgen_futures::spawn_local(crate::transport::web::run(
             net.settings,
-            net.shared,
+            (net.shared, session.media),
             net.commands,
             ready_tx,
             net.ident,
@@ -354,6 +354,8 @@ impl SessionBuilder {
             me: std::sync::Mutex::new(None),
             #[cfg(not(target_arch = "wasm32"))]
             thread: None,
+            #[cfg(target_arch = "wasm32")]
+            media: crate::transport::web::media::register(),
         };
         let net = NetworkSide {
             settings: self.settings,
@@ -435,9 +437,19 @@ pub struct Session {
     /// when told to close).
     #[cfg(not(target_arch = "wasm32"))]
     thread: Option<JoinHandle<()>>,
+    /// The key of the session's media hub in the page (`transport::web::media`): the
+    /// page's tracks are not `Send`, so voice and video find them by it.
+    #[cfg(target_arch = "wasm32")]
+    media: u64,
 }
 
 impl Session {
+    /// The key of the session's media hub in the page.
+    #[cfg(target_arch = "wasm32")]
+    pub(crate) fn media_key(&self) -> u64 {
+        self.media
+    }
+
     /// Starts configuring a session for the matchmaker at `url`.
     pub fn builder(url: impl Into<String>) -> SessionBuilder {
         SessionBuilder::new(url)

@@ -962,3 +962,362 @@ fn the_sdk_in_a_page_that_never_polls_keeps_its_peer() {
         (browser_id, pattern(40, 1).as_slice())
     );
 }
+
+/// A wasm page (the SDK's page peer) joined to `native`'s lobby with Chromium `flags`:
+/// the browser, the native side's peer id and the browser's.
+fn wasm_joined(rig: &Rig, native: &Session, flags: Vec<String>) -> (Browser, PeerId, PeerId) {
+    browser_joined(
+        rig,
+        native,
+        BrowserOptions {
+            page: Page::Wasm(wasm_peer()),
+            flags,
+            ..BrowserOptions::default()
+        },
+    )
+}
+
+/// The SDK's `Voice` in the browser sends the page's microphone (Chromium's fake capture
+/// playing a speech WAV once) on its audio track; the native player's `Voice` decodes it,
+/// and what it plays follows the speech.
+#[cfg(feature = "voice")]
+#[test]
+fn the_sdks_voice_in_the_browser_sends_the_microphone_to_a_native_player() {
+    use squadlink::voice::{AudioInput, AudioOutput, Voice, VoiceConfig};
+    use squadlink_testkit::audio::{envelope_match, read_mono, speech_fixture};
+
+    let dir = std::env::temp_dir().join(format!("squadlink-wasm-voice-{}", std::process::id()));
+    let speech = speech_fixture(&dir);
+    let heard = dir.join("heard.wav");
+    let rig = Rig::new();
+    let native = rig.native(LobbyRef::create(2), &ALL_KINDS);
+    let listener = Voice::start(
+        &native,
+        VoiceConfig::default()
+            .input(AudioInput::None)
+            .output(AudioOutput::Wav(heard.clone())),
+    )
+    .unwrap();
+    let (mut browser, native_id, browser_id) = wasm_joined(
+        &rig,
+        &native,
+        vec![
+            "--use-fake-ui-for-media-stream".into(),
+            "--use-fake-device-for-media-stream".into(),
+            "--autoplay-policy=no-user-gesture-required".into(),
+            format!(
+                "--use-file-for-fake-audio-capture={}%noloop",
+                speech.display()
+            ),
+        ],
+    );
+    browser.command(json!({"do": "voice", "mic": true, "mode": "open"}));
+    let started = browser.wait_event("the microphone", WAIT, |e| {
+        e["event"] == "voice"
+            && e["what"]
+                .as_str()
+                .is_some_and(|w| w.contains("direction: Input"))
+    });
+    assert!(
+        started["what"]
+            .as_str()
+            .unwrap()
+            .starts_with("DeviceStarted"),
+        "{started}"
+    );
+    let (input, rate) = read_mono(&speech);
+    let length = Duration::from_secs_f64(input.len() as f64 / f64::from(rate));
+    std::thread::sleep(length + Duration::from_secs(2));
+    let stats = listener
+        .stats(browser_id)
+        .expect("voice stats of the browser");
+    browser.command(json!({"do": "voice_stats", "peer": native_id.0}));
+    let sent = browser.wait_event("the browser's voice stats", WAIT, |e| {
+        e["event"] == "voice_stats"
+    });
+    listener.stop();
+    let (output, out_rate) = read_mono(&heard);
+    assert_eq!(out_rate, 48_000);
+    let (correlation, delay) = envelope_match(&input, &output, rate, Duration::from_secs(3));
+    eprintln!(
+        "SDK browser → native voice: correlation {correlation:.3}, delay {delay:?}, native {stats:?}, browser {}",
+        sent["stats"]
+    );
+    assert!(stats.decoded > 200, "{stats:?}");
+    assert!(correlation > 0.8, "correlation {correlation}, {stats:?}");
+    // The browser's own count of what it sent (getStats), through `Voice::send_stats`.
+    assert!(
+        sent["stats"]["sent"]["packets_sent"].as_u64().unwrap_or(0) > 200,
+        "{sent}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A native player's voice (a speech WAV) is played by the SDK's `Voice` in the browser:
+/// the recording of its mix (its Web Audio output) follows the speech, and with the
+/// native player placed to the listener's right, the right channel carries it and the left
+/// almost nothing (the native panning law, applied by Web Audio gains).
+#[cfg(feature = "voice")]
+#[test]
+fn the_sdks_voice_in_the_browser_plays_a_native_player_where_it_stands() {
+    use squadlink::voice::{AudioOutput, Voice, VoiceConfig, VoiceMode, WavSource};
+    use squadlink_testkit::audio::{envelope_match, read_mono, speech_fixture};
+
+    let dir = std::env::temp_dir().join(format!("squadlink-wasm-hear-{}", std::process::id()));
+    let speech = speech_fixture(&dir);
+    let rig = Rig::new();
+    let native = rig.native(LobbyRef::create(2), &ALL_KINDS);
+    let (mut browser, native_id, browser_id) = wasm_joined(
+        &rig,
+        &native,
+        vec!["--autoplay-policy=no-user-gesture-required".into()],
+    );
+    browser.command(json!({"do": "voice", "mic": false, "mode": "open"}));
+    browser.wait_event("the page's audio", WAIT, |e| {
+        e["event"] == "voice"
+            && e["what"]
+                .as_str()
+                .is_some_and(|w| w.starts_with("DeviceStarted { direction: Output"))
+    });
+    // To the right, at the falloff's reference distance: full level, panned right.
+    browser.command(json!({"do": "position", "peer": native_id.0, "x": 100.0, "y": 0.0, "z": 0.0}));
+    let (input, rate) = read_mono(&speech);
+    let length = Duration::from_secs_f64(input.len() as f64 / f64::from(rate));
+    browser.command(json!({"do": "record", "seconds": length.as_secs_f64() + 2.0}));
+    browser.wait_event("recording", WAIT, |e| e["event"] == "recording");
+    let talker = Voice::start(
+        &native,
+        VoiceConfig::default()
+            .mode(VoiceMode::OpenMic)
+            .input(squadlink::voice::AudioInput::Source(Box::new(
+                WavSource::open(&speech).unwrap(),
+            )))
+            .output(AudioOutput::None),
+    )
+    .unwrap();
+    let recorded = browser.wait_event("the recording", length + WAIT, |e| e["event"] == "recorded");
+    browser.command(json!({"do": "voice_stats", "peer": native_id.0}));
+    let got = browser.wait_event("the browser's voice stats", WAIT, |e| {
+        e["event"] == "voice_stats"
+    });
+    let sent = talker.send_stats();
+    talker.stop();
+    let (left, out_rate) = squadlink_testkit::browser::recorded_pcm(&recorded);
+    let mut right_event = recorded.clone();
+    right_event["pcm"] = recorded["pcm_right"].clone();
+    let (right, _) = squadlink_testkit::browser::recorded_pcm(&right_event);
+    assert_eq!(out_rate, 48_000);
+    let rms = |s: &[f32]| (s.iter().map(|x| x * x).sum::<f32>() / s.len().max(1) as f32).sqrt();
+    let (correlation, delay) = envelope_match(&input, &right, rate, Duration::from_secs(3));
+    eprintln!(
+        "native → SDK browser voice: correlation {correlation:.3}, delay {delay:?}, rms left {:.4} right {:.4}, sent {sent:?}, browser {}",
+        rms(&left),
+        rms(&right),
+        got["stats"]
+    );
+    assert!(sent.packets_sent > 200, "{sent:?}");
+    assert!(
+        correlation > 0.8,
+        "correlation {correlation}, sent {sent:?}"
+    );
+    assert!(
+        rms(&right) > 10.0 * rms(&left),
+        "panned right: rms left {} right {}",
+        rms(&left),
+        rms(&right)
+    );
+    assert!(
+        got["stats"]["received"]["packets_received"]
+            .as_u64()
+            .unwrap_or(0)
+            > 200,
+        "{got}"
+    );
+    let _ = browser_id;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The SDK's `Video` in the browser sends the page's camera (Chromium's fake capture playing
+/// a Y4M of the test pattern) as VP8; the native player's `Video` decodes it, and each
+/// frame's drawn counter names the pattern frame it shows for a PSNR.
+#[cfg(feature = "video")]
+#[test]
+fn the_sdks_video_in_the_browser_sends_the_camera_to_a_native_player() {
+    use squadlink::video::measure::psnr_rgba;
+    use squadlink::video::{TestPattern, Video, VideoConfig};
+    use std::io::Write as _;
+
+    const W: u32 = 320;
+    const H: u32 = 240;
+    let dir = std::env::temp_dir().join(format!("squadlink-wasm-camera-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let y4m = dir.join("pattern.y4m");
+    let pattern = TestPattern::new(W, H, 15).unwrap();
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&y4m).unwrap());
+        writeln!(f, "YUV4MPEG2 W{W} H{H} F15:1 Ip A1:1 C420jpeg").unwrap();
+        for n in 0..90 {
+            f.write_all(b"FRAME\n").unwrap();
+            f.write_all(pattern.draw(n).as_bytes()).unwrap();
+        }
+    }
+    let rig = Rig::new();
+    let native = rig.native(LobbyRef::create(2), &ALL_KINDS);
+    let video = Video::start(&native, VideoConfig::default()).unwrap();
+    let (mut browser, native_id, browser_id) = wasm_joined(
+        &rig,
+        &native,
+        vec![
+            "--use-fake-ui-for-media-stream".into(),
+            "--use-fake-device-for-media-stream".into(),
+            format!("--use-file-for-fake-video-capture={}", y4m.display()),
+        ],
+    );
+    browser.command(json!({"do": "video", "camera": true}));
+    let started = browser.wait_event("the camera", WAIT, |e| e["event"] == "video");
+    assert!(
+        started["what"]
+            .as_str()
+            .unwrap()
+            .starts_with("SourceStarted"),
+        "{started}"
+    );
+    let (mut psnr, mut other_sizes, mut unreadable) = (Vec::new(), 0, 0);
+    let deadline = Instant::now() + WAIT;
+    while psnr.len() < 40 && Instant::now() < deadline {
+        let Some(frame) = video.take_frame(browser_id) else {
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        };
+        if (frame.width, frame.height) != (W, H) {
+            other_sizes += 1;
+            continue;
+        }
+        match TestPattern::read_counter(W, H, &frame.rgba) {
+            Some(n) => psnr.push(psnr_rgba(&pattern.draw(n).to_rgba(), &frame.rgba).unwrap()),
+            None => unreadable += 1,
+        }
+    }
+    browser.command(json!({"do": "video_stats", "peer": native_id.0}));
+    let sent = browser.wait_event("the browser's video stats", WAIT, |e| {
+        e["event"] == "video_stats"
+    });
+    let stats = video.stats(browser_id);
+    psnr.sort_by(f64::total_cmp);
+    eprintln!(
+        "SDK browser → native video: {} frames at {W}×{H} (PSNR median {:.1} dB, min {:.1}), {other_sizes} at other sizes, {unreadable} unreadable; {stats:?}; browser {}",
+        psnr.len(),
+        psnr.get(psnr.len() / 2).copied().unwrap_or(0.0),
+        psnr.first().copied().unwrap_or(0.0),
+        sent["stats"]
+    );
+    assert!(
+        psnr.len() >= 40,
+        "only {} frames at {W}×{H}; {stats:?}",
+        psnr.len()
+    );
+    assert!(
+        psnr[psnr.len() / 2] >= 28.0,
+        "PSNR median {:.1} dB",
+        psnr[psnr.len() / 2]
+    );
+    assert!(
+        sent["stats"]["sent"]["frames_sent"].as_u64().unwrap_or(0) > 0,
+        "{sent}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A native player's video (the test pattern) reaches the SDK's `Video` in the browser as
+/// RGBA pictures (`take_frame`, through a video element and a canvas): the right size, the
+/// counter drawn in each names its pattern frame, and the PSNR against it is measured.
+#[cfg(feature = "video")]
+#[test]
+fn the_sdks_video_in_the_browser_takes_a_native_players_frames() {
+    use squadlink::video::measure::psnr_rgba;
+    use squadlink::video::{TestPattern, Video, VideoConfig, VideoInput};
+
+    const W: u32 = 320;
+    const H: u32 = 240;
+    let rig = Rig::new();
+    let native = rig.native(LobbyRef::create(2), &ALL_KINDS);
+    let (mut browser, native_id, _) = wasm_joined(&rig, &native, Vec::new());
+    browser.command(json!({"do": "video", "camera": false}));
+    let pattern = TestPattern::new(W, H, 15).unwrap();
+    let video = Video::start(
+        &native,
+        VideoConfig::default().input(VideoInput::Source(Box::new(
+            TestPattern::new(W, H, 15).unwrap(),
+        ))),
+    )
+    .unwrap();
+    let (mut psnr, mut seen, mut other) =
+        (Vec::new(), std::collections::BTreeSet::new(), Vec::new());
+    for _ in 0..12 {
+        browser.command(json!({"do": "frame", "peer": native_id.0}));
+        let f = browser.wait_event("a picture", WAIT, |e| {
+            e["event"] == "frame" || e["event"] == "no_frame"
+        });
+        if f["event"] == "no_frame" {
+            continue;
+        }
+        let (w, h) = (
+            f["width"].as_u64().unwrap() as u32,
+            f["height"].as_u64().unwrap() as u32,
+        );
+        if (w, h) != (W, H) {
+            other.push((w, h));
+            continue;
+        }
+        let rgba = squadlink_testkit::browser::base64_field(&f, "rgba");
+        if let Some(n) = TestPattern::read_counter(W, H, &rgba) {
+            seen.insert(n);
+            psnr.push(psnr_rgba(&pattern.draw(n).to_rgba(), &rgba).unwrap());
+        }
+    }
+    // The browser's statistics are read once a second: ask until they name the video.
+    let deadline = Instant::now() + WAIT;
+    let got = loop {
+        browser.command(json!({"do": "video_stats", "peer": native_id.0}));
+        let got = browser.wait_event("the browser's video stats", WAIT, |e| {
+            e["event"] == "video_stats"
+        });
+        if got["stats"]["received"]["frames_decoded"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0
+            || Instant::now() > deadline
+        {
+            break got;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let sent = video.send_stats();
+    video.stop();
+    psnr.sort_by(f64::total_cmp);
+    eprintln!(
+        "native → SDK browser video: {} pictures read ({} distinct frames), PSNR median {:.1} dB, min {:.1}; other sizes {other:?}; sent {sent:?}; browser {}",
+        psnr.len(),
+        seen.len(),
+        psnr.get(psnr.len() / 2).copied().unwrap_or(0.0),
+        psnr.first().copied().unwrap_or(0.0),
+        got["stats"]
+    );
+    assert!(
+        seen.len() >= 8,
+        "{} distinct frames read, other sizes {other:?}",
+        seen.len()
+    );
+    assert!(
+        psnr[psnr.len() / 2] >= 28.0,
+        "PSNR median {:.1} dB",
+        psnr[psnr.len() / 2]
+    );
+    assert!(
+        got["stats"]["received"]["frames_decoded"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0,
+        "{got}"
+    );
+}

@@ -297,6 +297,14 @@ pub fn recorded_pcm(event: &Value) -> (Vec<f32>, u32) {
     (samples, rate)
 }
 
+/// The bytes of an event's base64 field `key` (a picture's `rgba`, for one).
+pub fn base64_field(event: &Value, key: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(event[key].as_str().expect("a base64 field"))
+        .expect("base64")
+}
+
 fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text
         .lines()

@@ -11,6 +11,15 @@
 //   send  {peer, channel, size, seed}  a patterned message (peer -1: to everyone)
 //   stats {peer}   the SDK's stats for the peer (reported as `stats`)
 //   leave {}       close the session (it leaves the lobby and says goodbye to every peer)
+//   voice {mic, mode}  start the SDK's voice (the microphone when `mic`; mode open, ptt or
+//                  vad); its events are reported as `voice` {what}
+//   position {peer, x, y, z}  place the peer's voice (we listen at the origin, right is +x)
+//   record {seconds}  record the SDK's voice mix (stereo; reported as `recorded`: 16-bit
+//                  PCM, left in `pcm`, right in `pcm_right`)
+//   voice_stats {peer}, video_stats {peer}  the SDK's media stats (`voice_stats`, `video_stats`)
+//   video {camera}  start the SDK's video (the camera when `camera`); events as `video` {what}
+//   frame {peer}   the next picture the SDK takes from the peer's video (`frame`: width,
+//                  height, frame_id, rgba in base64; `no_frame` after 5 s without one)
 // Events ({"event": ...}): ready, joining, joined {me, code}, the SDK's events as the crate reports
 // them (connected {peer, path, connect_ms}, peer_joined, peer_left {reason}, error,
 // closed, other), message {peer, channel, len, sum}, stats, left, exception.
@@ -29,6 +38,62 @@ async function messages(p, channel) {
     const [from, bytes] = m;
     post({ event: "message", peer: from, channel, len: bytes.length, sum: fnv1a(bytes) });
   }
+}
+
+// Reports a media pipeline's events (a JSON array from the SDK) every 50 ms.
+function pollEvents(take) {
+  const tick = () => {
+    if (!peer) return;
+    for (const e of JSON.parse(take())) post(e);
+    setTimeout(tick, 50);
+  };
+  tick();
+}
+
+function base64(bytes) {
+  let text = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+  return btoa(text);
+}
+
+// Records `seconds` of the SDK's voice mix (its Web Audio output node), both channels.
+async function record(seconds) {
+  const node = peer.voice_output();
+  if (!node) throw new Error("record: no voice output");
+  const ctx = node.context;
+  const tap = ctx.createScriptProcessor(4096, 2, 2);
+  const left = [], right = [];
+  tap.onaudioprocess = (e) => {
+    left.push(new Float32Array(e.inputBuffer.getChannelData(0)));
+    right.push(new Float32Array(e.inputBuffer.getChannelData(1)));
+  };
+  node.connect(tap);
+  tap.connect(ctx.destination);
+  post({ event: "recording" });
+  await new Promise((r) => setTimeout(r, seconds * 1000));
+  node.disconnect(tap);
+  tap.disconnect();
+  const pcm = (chunks) => {
+    const n = chunks.reduce((sum, ch) => sum + ch.length, 0);
+    const out = new Int16Array(n);
+    let at = 0;
+    for (const ch of chunks) for (const s of ch) out[at++] = Math.max(-32768, Math.min(32767, Math.round(s * 32767)));
+    return base64(new Uint8Array(out.buffer));
+  };
+  post({ event: "recorded", rate: ctx.sampleRate, pcm: pcm(left), pcm_right: pcm(right) });
+}
+
+// Waits up to 5 s for the SDK's next picture from `from`.
+async function frame(from) {
+  for (let waited = 0; waited < 5000; waited += 20) {
+    const f = peer.video_frame(from);
+    if (f) {
+      post({ event: "frame", peer: from, width: f.width, height: f.height, frame_id: f.frame_id, rgba: base64(f.rgba) });
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  post({ event: "no_frame", peer: from });
 }
 
 async function run(cmd) {
@@ -62,6 +127,29 @@ async function run(cmd) {
         p.leave();
       }
       post({ event: "left" });
+      break;
+    case "voice":
+      peer.voice(!!cmd.mic, cmd.mode || "open");
+      pollEvents(() => peer.voice_events());
+      break;
+    case "position":
+      peer.voice_position(cmd.peer, cmd.x || 0, cmd.y || 0, cmd.z || 0);
+      break;
+    case "record":
+      record(cmd.seconds).catch((e) => post({ event: "exception", message: `record: ${e}`, stack: String(e.stack) }));
+      break;
+    case "voice_stats":
+      post({ event: "voice_stats", peer: cmd.peer, stats: JSON.parse(peer.voice_stats(cmd.peer)) });
+      break;
+    case "video":
+      peer.video(!!cmd.camera);
+      pollEvents(() => peer.video_events());
+      break;
+    case "video_stats":
+      post({ event: "video_stats", peer: cmd.peer, stats: JSON.parse(peer.video_stats(cmd.peer)) });
+      break;
+    case "frame":
+      frame(cmd.peer).catch((e) => post({ event: "exception", message: `frame: ${e}`, stack: String(e.stack) }));
       break;
     default:
       post({ event: "exception", message: `unknown command ${cmd.do}` });

@@ -1,6 +1,8 @@
 //! What video gives the game: decoded pictures, statistics and events.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use web_time::Instant;
 
 /// A decoded picture from a peer.
 #[derive(Clone)]

@@ -4,18 +4,7 @@
 use nnnoiseless::DenoiseState;
 
 use super::format::{FRAME, SAMPLE_RATE};
-
-/// How the microphone is opened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum VoiceMode {
-    /// Transmit while a key is held ([`super::Voice::set_push_to_talk`]).
-    PushToTalk,
-    /// Transmit while the player is speaking (voice activity detection).
-    #[default]
-    VoiceActivity,
-    /// Always transmit (silence costs almost nothing: Opus DTX).
-    OpenMic,
-}
+use super::mode::VoiceMode;
 
 /// What the gate needs to know about this frame.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]

@@ -8,9 +8,10 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
 use squadlink_protocol::PeerId;
 
-use super::capture::{GateInput, VoiceMode};
+use super::capture::GateInput;
 use super::events::{SendStats, VoiceStats};
 use super::mixer::{Falloff, Listener};
+use super::mode::VoiceMode;
 
 /// Per-peer controls.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -7,10 +7,13 @@
 //! --target web`). On native targets this crate is empty.
 #![cfg(target_arch = "wasm32")]
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use js_sys::{Array, Promise, Uint8Array};
 use serde_json::{Value, json};
+use squadlink::video::{Video, VideoConfig, VideoInput};
+use squadlink::voice::{AudioInput, AudioOutput, Listener, Voice, VoiceConfig, VoiceMode};
 use squadlink::{Channel, ChannelKind, Event, IcePolicy, LobbyRef, PeerId, Session};
 use wasm_bindgen::prelude::*;
 
@@ -19,6 +22,8 @@ use wasm_bindgen::prelude::*;
 #[wasm_bindgen]
 pub struct WebPeer {
     session: Rc<Session>,
+    voice: RefCell<Option<Voice>>,
+    video: RefCell<Option<Video>>,
 }
 
 /// A channel kind by its wire name (`reliable_ordered`, …).
@@ -66,6 +71,8 @@ impl WebPeer {
         let session = builder.start_async().await.map_err(error)?;
         Ok(WebPeer {
             session: Rc::new(session),
+            voice: RefCell::new(None),
+            video: RefCell::new(None),
         })
     }
 
@@ -158,6 +165,155 @@ impl WebPeer {
             .to_string(),
             None => "null".into(),
         }
+    }
+
+    /// Starts the SDK's voice: the microphone (when `mic`) unprocessed (the tests compare
+    /// what was captured with what was heard) in `mode` (`open`, `ptt` or `vad`), the mix
+    /// to the speakers.
+    pub fn voice(&self, mic: bool, mode: &str) -> Result<(), JsValue> {
+        let mode = match mode {
+            "open" => VoiceMode::OpenMic,
+            "ptt" => VoiceMode::PushToTalk,
+            "vad" => VoiceMode::VoiceActivity,
+            other => return Err(JsValue::from_str(&format!("unknown voice mode {other:?}"))),
+        };
+        let config = VoiceConfig::default()
+            .mode(mode)
+            .input(if mic {
+                AudioInput::Default
+            } else {
+                AudioInput::None
+            })
+            .output(AudioOutput::Default)
+            .noise_suppression(false)
+            .echo_cancellation(false)
+            .auto_gain(false);
+        let voice =
+            Voice::start(&self.session, config).map_err(|e| JsValue::from_str(&e.to_string()))?;
+        *self.voice.borrow_mut() = Some(voice);
+        Ok(())
+    }
+
+    /// The voice's events since the last call, as a JSON array of `{"event": "voice", "what"}`.
+    pub fn voice_events(&self) -> String {
+        let events = self
+            .voice
+            .borrow()
+            .as_ref()
+            .map(Voice::poll_events)
+            .unwrap_or_default();
+        Value::Array(
+            events
+                .iter()
+                .map(|e| json!({"event": "voice", "what": format!("{e:?}")}))
+                .collect(),
+        )
+        .to_string()
+    }
+
+    /// The voice mix as a Web Audio node (`null` without voice).
+    pub fn voice_output(&self) -> JsValue {
+        self.voice
+            .borrow()
+            .as_ref()
+            .and_then(Voice::output)
+            .map_or(JsValue::NULL, Into::into)
+    }
+
+    /// Places `peer`'s voice at (x, y, z); we listen from the origin, facing +y (right is +x).
+    pub fn voice_position(&self, peer: f64, x: f32, y: f32, z: f32) {
+        if let Some(voice) = self.voice.borrow().as_ref() {
+            voice.set_listener(Listener::default(), squadlink::voice::Falloff::default());
+            voice.set_peer_position(PeerId(peer as u64), Some([x, y, z]));
+        }
+    }
+
+    /// What the voice receives from `peer` and sends, as JSON text.
+    pub fn voice_stats(&self, peer: f64) -> String {
+        let voice = self.voice.borrow();
+        let Some(voice) = voice.as_ref() else {
+            return "null".into();
+        };
+        let sent = voice.send_stats();
+        let got = voice.stats(PeerId(peer as u64));
+        json!({
+            "received": got.as_ref().map(|s| json!({
+                "packets_received": s.packets_received,
+                "decoded": s.decoded,
+                "lost": s.lost,
+                "concealed": s.concealed,
+                "jitter_ms": s.jitter.as_secs_f64() * 1e3,
+                "kbps": s.kbps,
+            })),
+            "sent": {"packets_sent": sent.packets_sent, "bytes_sent": sent.bytes_sent, "frames_captured": sent.frames_captured},
+        })
+        .to_string()
+    }
+
+    /// Starts the SDK's video: the camera when `camera`, else receive only.
+    pub fn video(&self, camera: bool) -> Result<(), JsValue> {
+        let config = VideoConfig::default().input(if camera {
+            VideoInput::Camera
+        } else {
+            VideoInput::None
+        });
+        let video =
+            Video::start(&self.session, config).map_err(|e| JsValue::from_str(&e.to_string()))?;
+        *self.video.borrow_mut() = Some(video);
+        Ok(())
+    }
+
+    /// The video's events since the last call, as a JSON array of `{"event": "video", "what"}`.
+    pub fn video_events(&self) -> String {
+        let events = self
+            .video
+            .borrow()
+            .as_ref()
+            .map(Video::poll_events)
+            .unwrap_or_default();
+        Value::Array(
+            events
+                .iter()
+                .map(|e| json!({"event": "video", "what": format!("{e:?}")}))
+                .collect(),
+        )
+        .to_string()
+    }
+
+    /// `peer`'s newest picture not taken yet, as `{width, height, frame_id, rgba}`, or `null`.
+    pub fn video_frame(&self, peer: f64) -> JsValue {
+        let video = self.video.borrow();
+        let Some(frame) = video
+            .as_ref()
+            .and_then(|v| v.take_frame(PeerId(peer as u64)))
+        else {
+            return JsValue::NULL;
+        };
+        let out = js_sys::Object::new();
+        let set = |k: &str, v: &JsValue| {
+            let _ = js_sys::Reflect::set(&out, &JsValue::from_str(k), v);
+        };
+        set("width", &JsValue::from(frame.width));
+        set("height", &JsValue::from(frame.height));
+        set("frame_id", &JsValue::from_f64(frame.frame_id as f64));
+        set("rgba", &Uint8Array::from(frame.rgba.as_slice()).into());
+        out.into()
+    }
+
+    /// What the video receives from `peer` and sends, as JSON text.
+    pub fn video_stats(&self, peer: f64) -> String {
+        let video = self.video.borrow();
+        let Some(video) = video.as_ref() else {
+            return "null".into();
+        };
+        let sent = video.send_stats();
+        json!({
+            "received": video.stats(PeerId(peer as u64)).map(|s| json!({
+                "frames_decoded": s.frames_decoded, "fps": s.fps, "width": s.width, "height": s.height, "kbps": s.kbps,
+            })),
+            "sent": {"frames_sent": sent.frames_sent, "packets_sent": sent.packets_sent, "kbps": sent.kbps},
+        })
+        .to_string()
     }
 
     /// Leaves the lobby and closes every connection (the loops then end).

@@ -13,7 +13,9 @@
 //!   land in an inbox, and a wake-up tells the shell which peer to pump: the core reads
 //!   the inbox in [`WebEngine::step`], as it reads the native engine.
 //!
-//! Voice and video through the browser's tracks are not here yet (issue 16 §3).
+//! - voice and video ride the browser's own tracks: every offer and answer has an audio
+//!   and a video transceiver that send and receive, with the page's tracks on them, and the
+//!   tracks that arrive go to the session's media hub (`media.rs`) for `Voice` and `Video`.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -30,11 +32,12 @@ use web_sys::{
     MessageEvent, RtcConfiguration, RtcDataChannel, RtcDataChannelInit, RtcDataChannelState,
     RtcDataChannelType, RtcIceCandidateInit, RtcIceServer, RtcIceTransportPolicy, RtcOfferOptions,
     RtcPeerConnection, RtcPeerConnectionIceEvent, RtcPeerConnectionState, RtcSdpType,
-    RtcSessionDescriptionInit,
+    RtcSessionDescriptionInit, RtcTrackEvent,
 };
 use web_time::Instant;
 
 use super::super::engine::{Engine, EngineEvent, PeerSettings, Sent, WireCounts, sdp_attribute};
+use super::media::{self, Hub, RtpEntry, RtpNumbers};
 use crate::event::CandidateKind;
 use crate::media::{Kind, MediaFrame};
 
@@ -81,6 +84,8 @@ enum Op {
 struct Negotiation {
     pc: RtcPeerConnection,
     inbox: Rc<Inbox>,
+    /// The session's media: our tracks go on each offer and answer.
+    hub: Rc<RefCell<Hub>>,
     queue: RefCell<VecDeque<Op>>,
     running: Cell<bool>,
 }
@@ -112,6 +117,7 @@ impl Negotiation {
             Op::Offer { restart } => {
                 let options = RtcOfferOptions::new();
                 options.set_ice_restart(restart);
+                media::prepare(&self.pc, &self.hub, true).await;
                 let offer = settle(self.pc.create_offer_with_rtc_offer_options(&options))
                     .await
                     .map_err(|e| format!("createOffer: {e}"))?;
@@ -120,6 +126,7 @@ impl Negotiation {
             }
             Op::Answer(offer) => {
                 self.set_remote(RtcSdpType::Offer, &offer).await?;
+                media::prepare(&self.pc, &self.hub, false).await;
                 let answer = settle(self.pc.create_answer())
                     .await
                     .map_err(|e| format!("createAnswer: {e}"))?;
@@ -203,16 +210,20 @@ pub(crate) struct WebEngine {
     restart: bool,
     /// When the wire counts are next read (`getStats()`).
     next_count: Option<Instant>,
+    /// The session's media, and this connection's generation in it.
+    hub: Rc<RefCell<Hub>>,
+    generation: u64,
     _callbacks: Vec<Callback>,
 }
 
 impl WebEngine {
     /// The browser engine for a new connection to `peer`, whose callbacks wake the shell
-    /// through `wake`.
+    /// through `wake`, carrying the session's media (`hub`).
     pub(crate) fn make(
         peer: PeerId,
         settings: &PeerSettings<'_>,
         wake: &Wake,
+        hub: &Rc<RefCell<Hub>>,
     ) -> Result<Box<dyn Engine>, String> {
         let config = RtcConfiguration::new();
         let servers = Array::new();
@@ -278,9 +289,15 @@ impl WebEngine {
             dcs.push(dc);
         }
         callbacks.extend(connection_callbacks(&pc, &inbox));
+        let generation = hub
+            .try_borrow_mut()
+            .map_err(|_| "the session's media is busy".to_string())?
+            .attach(peer, &pc);
+        callbacks.push(track_callback(&pc, peer, generation, hub));
         let negotiation = Rc::new(Negotiation {
             pc: pc.clone(),
             inbox: Rc::clone(&inbox),
+            hub: Rc::clone(hub),
             queue: RefCell::new(VecDeque::new()),
             running: Cell::new(false),
         });
@@ -293,6 +310,8 @@ impl WebEngine {
             remote_set: false,
             restart: false,
             next_count: None,
+            hub: Rc::clone(hub),
+            generation,
             _callbacks: callbacks,
         }))
     }
@@ -387,6 +406,28 @@ fn connection_callbacks(pc: &RtcPeerConnection, inbox: &Rc<Inbox>) -> Vec<Callba
     vec![on_candidate, on_state]
 }
 
+/// The peer's tracks, as they arrive, to the session's media.
+fn track_callback(
+    pc: &RtcPeerConnection,
+    peer: PeerId,
+    generation: u64,
+    hub: &Rc<RefCell<Hub>>,
+) -> Callback {
+    let hub = Rc::downgrade(hub);
+    let on_track = Closure::<dyn FnMut(JsValue)>::new(move |event: JsValue| {
+        let Ok(event) = event.dyn_into::<RtcTrackEvent>() else {
+            return;
+        };
+        if let Some(hub) = hub.upgrade()
+            && let Ok(mut hub) = hub.try_borrow_mut()
+        {
+            hub.arrived(peer, generation, event.track());
+        }
+    });
+    pc.set_ontrack(Some(on_track.as_ref().unchecked_ref()));
+    on_track
+}
+
 impl Drop for WebEngine {
     fn drop(&mut self) {
         // The page must not call callbacks that are gone.
@@ -397,6 +438,10 @@ impl Drop for WebEngine {
         }
         self.pc.set_onicecandidate(None);
         self.pc.set_onconnectionstatechange(None);
+        self.pc.set_ontrack(None);
+        if let Ok(mut hub) = self.hub.try_borrow_mut() {
+            hub.detach(self.inbox.peer, self.generation);
+        }
         self.pc.close();
     }
 }
@@ -505,7 +550,11 @@ impl Engine for WebEngine {
         if self.next_count.is_some_and(|at| at <= now) {
             self.next_count = Some(now + COUNT_EVERY);
             if !self.inbox.counting.replace(true) {
-                wasm_bindgen_futures::spawn_local(count(self.pc.clone(), Rc::clone(&self.inbox)));
+                wasm_bindgen_futures::spawn_local(count(
+                    self.pc.clone(),
+                    Rc::clone(&self.inbox),
+                    (Rc::clone(&self.hub), self.generation),
+                ));
             }
         }
     }
@@ -612,15 +661,26 @@ impl Engine for WebEngine {
 const COUNT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Reads the transport's packet and byte counts (`getStats()`, the `transport` entry) into
-/// the inbox.
-async fn count(pc: RtcPeerConnection, inbox: Rc<Inbox>) {
+/// the inbox, and the media's RTP statistics into the hub (connection `generation`).
+async fn count(
+    pc: RtcPeerConnection,
+    inbox: Rc<Inbox>,
+    (hub, generation): (Rc<RefCell<Hub>>, u64),
+) {
     let report = settle(pc.get_stats()).await;
     inbox.counting.set(false);
     let Ok(report) = report else { return };
     let found = Rc::new(Cell::new(None));
+    let rtp = Rc::new(RefCell::new(std::collections::HashMap::new()));
+    let at = Instant::now();
     let each = {
         let found = Rc::clone(&found);
+        let rtp = Rc::clone(&rtp);
         Closure::<dyn FnMut(JsValue)>::new(move |entry: JsValue| {
+            if let Some(which) = RtpEntry::of(&entry) {
+                rtp.borrow_mut().insert(which, RtpNumbers::read(&entry, at));
+                return;
+            }
             let get = |key: &str| {
                 Reflect::get(&entry, &JsValue::from_str(key))
                     .ok()
@@ -648,6 +708,10 @@ async fn count(pc: RtcPeerConnection, inbox: Rc<Inbox>) {
     }
     if let Some(counts) = found.get() {
         inbox.counts.set(Some(counts));
+    }
+    let rtp = rtp.take();
+    if let Ok(mut hub) = hub.try_borrow_mut() {
+        hub.reported(inbox.peer, generation, rtp);
     }
 }
 

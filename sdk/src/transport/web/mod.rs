@@ -9,6 +9,7 @@
 
 mod engine;
 mod link;
+pub(crate) mod media;
 mod timer;
 
 use std::future::Future;
@@ -34,6 +35,7 @@ use crate::event::Event;
 use crate::lobby::{Joined, LobbyRef};
 use crate::settings::Settings;
 
+pub(crate) use self::engine::describe;
 pub(crate) use self::timer::sleep;
 
 /// Signaling messages kept for the matchmaker while its connection is down.
@@ -52,7 +54,7 @@ struct Shell {
 /// The session's whole life in the page: join, then serve until closed.
 pub(crate) async fn run(
     cfg: Settings,
-    shared: Arc<Shared>,
+    (shared, media): (Arc<Shared>, u64),
     mut commands: tokio::sync::mpsc::UnboundedReceiver<Command>,
     ready: crossbeam_channel::Sender<Result<()>>,
     ident: crossbeam_channel::Sender<(PeerId, PlayerId)>,
@@ -66,10 +68,18 @@ pub(crate) async fn run(
         None,
     )
     .await;
-    let (link, joined) = match joined {
-        Ok(j) => j,
-        Err(e) => {
+    let ((link, joined), hub) = match (joined, media::hub(media)) {
+        (Ok(j), Some(hub)) => (j, hub),
+        (Err(e), _) => {
+            media::unregister(media);
             let _ = ready.send(Err(e));
+            return;
+        }
+        (Ok(_), None) => {
+            let _ = ready.send(Err(Error::Config(
+                "the session's media hub is gone (was the session moved off the page's thread?)"
+                    .into(),
+            )));
             return;
         }
     };
@@ -80,7 +90,7 @@ pub(crate) async fn run(
                      settings: &PeerSettings<'_>,
                      _now: Instant|
           -> std::result::Result<Box<dyn Engine>, String> {
-        WebEngine::make(peer, settings, &wake)
+        WebEngine::make(peer, settings, &wake, &hub)
     };
     let out = Out::new(shared, ident);
     // No socket: the browser's engine has the addresses (none for the core to know).
@@ -106,6 +116,7 @@ pub(crate) async fn run(
     if let Some(link) = shell.link.take() {
         link.close();
     }
+    media::unregister(media);
     shell.core.out().emit(Event::Closed(end));
 }
 
