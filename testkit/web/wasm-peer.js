@@ -17,7 +17,8 @@
 //   record {seconds}  record the SDK's voice mix (stereo; reported as `recorded`: 16-bit
 //                  PCM, left in `pcm`, right in `pcm_right`)
 //   voice_stats {peer}, video_stats {peer}  the SDK's media stats (`voice_stats`, `video_stats`)
-//   video {camera}  start the SDK's video (the camera when `camera`); events as `video` {what}
+//   video {input}  start the SDK's video sending `camera`, `pattern` (the test pattern) or
+//                  `none`; its events are reported as `video` {what}
 //   frame {peer}   the next picture the SDK takes from the peer's video (`frame`: width,
 //                  height, frame_id, rgba in base64; `no_frame` after 5 s without one)
 // Events ({"event": ...}): ready, joining, joined {me, code}, the SDK's events as the crate reports
@@ -142,7 +143,7 @@ async function run(cmd) {
       post({ event: "voice_stats", peer: cmd.peer, stats: JSON.parse(peer.voice_stats(cmd.peer)) });
       break;
     case "video":
-      peer.video(!!cmd.camera);
+      peer.video(cmd.input || "none");
       pollEvents(() => peer.video_events());
       break;
     case "video_stats":

@@ -28,18 +28,20 @@ mod web;
 #[cfg(target_arch = "wasm32")]
 pub use web::{Video, VideoConfig, VideoInput};
 
-// What both targets share: the vocabulary.
+// What both targets share: the vocabulary, pictures and the test pattern.
 mod error;
 mod events;
+mod frame;
+mod source;
 
 pub use error::VideoError;
 pub use events::{SendStats, VideoEvent, VideoFrame, VideoStats};
+pub use frame::I420Frame;
+pub use source::TestPattern;
 
 // The native pipeline (libvpx, V4L2 through nokhwa).
 #[cfg(all(feature = "webcam", not(target_arch = "wasm32")))]
 mod camera;
-#[cfg(not(target_arch = "wasm32"))]
-mod frame;
 #[cfg(not(target_arch = "wasm32"))]
 mod input;
 #[cfg(not(target_arch = "wasm32"))]
@@ -53,8 +55,6 @@ mod rx;
 #[cfg(not(target_arch = "wasm32"))]
 mod shared;
 #[cfg(not(target_arch = "wasm32"))]
-mod source;
-#[cfg(not(target_arch = "wasm32"))]
 mod tx;
 #[cfg(not(target_arch = "wasm32"))]
 mod vpx;
@@ -62,10 +62,8 @@ mod vpx;
 #[cfg(all(feature = "webcam", not(target_arch = "wasm32")))]
 pub use camera::{Camera, CameraChoice, CameraInfo, cameras};
 #[cfg(not(target_arch = "wasm32"))]
-pub use frame::I420Frame;
-#[cfg(not(target_arch = "wasm32"))]
 pub use input::VideoInput;
 #[cfg(not(target_arch = "wasm32"))]
 pub use native::{Video, VideoConfig};
 #[cfg(not(target_arch = "wasm32"))]
-pub use source::{TestPattern, VideoSource, Y4mSource};
+pub use source::{VideoSource, Y4mSource};

@@ -24,10 +24,11 @@ use web_time::Instant;
 
 use super::error::VideoError;
 use super::events::{SendStats, VideoEvent, VideoFrame, VideoStats};
+use super::source::TestPattern;
 use crate::Session;
 use crate::media::Kind;
-use crate::transport::web::describe;
 use crate::transport::web::media::{self as hub, RtpEntry, stop_tracks, user_media};
+use crate::transport::web::{describe, sleep};
 
 /// What video sends.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +37,9 @@ pub enum VideoInput {
     None,
     /// The page's camera (`getUserMedia`; the browser asks the player once).
     Camera,
+    /// The synthetic test pattern ([`super::TestPattern`], drawn on a canvas the browser
+    /// captures): video without a camera, for demos and tests.
+    TestPattern,
 }
 
 /// Video settings in the browser.
@@ -120,8 +124,9 @@ struct Shown {
 struct Viewer {
     session: u64,
     config: VideoConfig,
-    camera: Option<MediaStream>,
-    /// Tells a camera request apart from a later one (the later wins).
+    /// What we send: the camera's stream or the test pattern's canvas capture.
+    sending: Option<MediaStream>,
+    /// Tells an input asked for apart from a later one (the later wins).
     asked: u64,
     shown: HashMap<PeerId, Shown>,
     canvas: Option<(HtmlCanvasElement, CanvasRenderingContext2d)>,
@@ -143,7 +148,7 @@ impl Video {
         let viewer = Rc::new(RefCell::new(Viewer {
             session: key,
             config,
-            camera: None,
+            sending: None,
             asked: 0,
             shown: HashMap::new(),
             canvas: None,
@@ -169,12 +174,17 @@ impl Video {
     pub fn set_input(&self, input: VideoInput) -> Result<(), VideoError> {
         self.with(|v, rc| {
             v.asked += 1;
-            v.release_camera();
-            if input == VideoInput::Camera {
-                wasm_bindgen_futures::spawn_local(open_camera(Rc::downgrade(rc), v.asked));
+            v.release_input();
+            match input {
+                VideoInput::None => Ok(()),
+                VideoInput::Camera => {
+                    wasm_bindgen_futures::spawn_local(open_camera(Rc::downgrade(rc), v.asked));
+                    Ok(())
+                }
+                VideoInput::TestPattern => v.start_pattern(rc),
             }
         })
-        .ok_or_else(|| VideoError::Start("the video has stopped".into()))
+        .unwrap_or_else(|| Err(VideoError::Start("the video has stopped".into())))
     }
 
     /// Stops sending (the peers keep their last picture).
@@ -215,7 +225,7 @@ impl Drop for Video {
             && let Ok(mut viewer) = viewer.try_borrow_mut()
         {
             viewer.stopped = true;
-            viewer.release_camera();
+            viewer.release_input();
             for (_, shown) in viewer.shown.drain() {
                 release(&shown.element);
             }
@@ -265,14 +275,7 @@ async fn open_camera(viewer: Weak<RefCell<Viewer>>, asked: u64) {
     match track {
         Ok((stream, track)) => {
             let name = track.label();
-            v.camera = Some(stream);
-            if let Some(hub) = hub::hub(v.session)
-                && let Ok(mut hub) = hub.try_borrow_mut()
-            {
-                hub.set_local(Kind::Video, Some(track));
-                hub.set_bitrate(Kind::Video, v.config.bitrate_kbps.saturating_mul(1000));
-            }
-            v.events.push_back(VideoEvent::SourceStarted { name });
+            v.send(stream, track, name);
         }
         Err(reason) => v.events.push_back(VideoEvent::SourceEnded {
             reason: format!(
@@ -283,9 +286,50 @@ async fn open_camera(viewer: Weak<RefCell<Viewer>>, asked: u64) {
 }
 
 impl Viewer {
-    /// Stops the camera and sends nothing.
-    fn release_camera(&mut self) {
-        if let Some(stream) = self.camera.take() {
+    /// Sends `track` (of `stream`, named `name`) on every connection.
+    fn send(&mut self, stream: MediaStream, track: MediaStreamTrack, name: String) {
+        self.sending = Some(stream);
+        if let Some(hub) = hub::hub(self.session)
+            && let Ok(mut hub) = hub.try_borrow_mut()
+        {
+            hub.set_local(Kind::Video, Some(track));
+            hub.set_bitrate(Kind::Video, self.config.bitrate_kbps.saturating_mul(1000));
+        }
+        self.events.push_back(VideoEvent::SourceStarted { name });
+    }
+
+    /// Sends the test pattern: drawn on a canvas at the frame rate, which the browser
+    /// captures as a track.
+    fn start_pattern(&mut self, rc: &Rc<RefCell<Viewer>>) -> Result<(), VideoError> {
+        let (width, height, fps) = (self.config.width, self.config.height, self.config.fps);
+        let pattern = TestPattern::new(width, height, fps)?;
+        let fail =
+            |e: JsValue| VideoError::Source(format!("the test pattern's canvas: {}", describe(&e)));
+        let (canvas, ctx) = canvas().map_err(fail)?;
+        canvas.set_width(width);
+        canvas.set_height(height);
+        let stream = canvas
+            .capture_stream_with_frame_request_rate(f64::from(fps))
+            .map_err(fail)?;
+        let track = stream
+            .get_video_tracks()
+            .get(0)
+            .dyn_into::<MediaStreamTrack>()
+            .map_err(|_| VideoError::Source("the canvas gave no video track".into()))?;
+        let name = format!("test pattern {width}×{height} at {fps} fps");
+        self.send(stream, track, name);
+        wasm_bindgen_futures::spawn_local(draw_pattern(
+            Rc::downgrade(rc),
+            self.asked,
+            pattern,
+            (ctx, fps),
+        ));
+        Ok(())
+    }
+
+    /// Stops what we send (the camera, the pattern) and sends nothing.
+    fn release_input(&mut self) {
+        if let Some(stream) = self.sending.take() {
             stop_tracks(&stream);
             if let Some(hub) = hub::hub(self.session)
                 && let Ok(mut hub) = hub.try_borrow_mut()
@@ -418,6 +462,44 @@ impl Viewer {
             sum.encode_ms = encode_s * 1000.0 / encoded;
         }
         sum
+    }
+}
+
+/// Draws the test pattern's frames on the canvas of `ctx` at `fps` while input `asked` is
+/// the one sent (frames a throttled page could not draw in time are skipped).
+async fn draw_pattern(
+    viewer: Weak<RefCell<Viewer>>,
+    asked: u64,
+    pattern: TestPattern,
+    (ctx, fps): (CanvasRenderingContext2d, u32),
+) {
+    let start = Instant::now();
+    let fps = f64::from(fps.max(1));
+    loop {
+        let sending = viewer
+            .upgrade()
+            .is_some_and(|v| v.try_borrow().is_ok_and(|v| !v.stopped && v.asked == asked));
+        if !sending {
+            return;
+        }
+        let n = (start.elapsed().as_secs_f64() * fps) as u64;
+        let frame = pattern.draw(n);
+        let rgba = frame.to_rgba();
+        match web_sys::ImageData::new_with_u8_clamped_array_and_sh(
+            wasm_bindgen::Clamped(&rgba),
+            frame.width(),
+            frame.height(),
+        ) {
+            Ok(image) => {
+                let _ = ctx.put_image_data(&image, 0.0, 0.0);
+            }
+            Err(e) => {
+                tracing::warn!(e = %describe(&e), "the test pattern stopped");
+                return;
+            }
+        }
+        let next = Duration::from_secs_f64((n + 1) as f64 / fps);
+        sleep(next.saturating_sub(start.elapsed())).await;
     }
 }
 

@@ -14,9 +14,9 @@
 //! What is the browser's, not ours: jitter buffer, loss concealment, FEC and noise
 //! suppression (`VoiceConfig::noise_suppression` asks for the browser's own). Statistics
 //! come from `getStats()` once a second. Browsers start audio only after the player has
-//! clicked or pressed a key on the page: until then the mix is silent and voice activity is
-//! not measured — call [`Voice::resume`] from an input handler (the Bevy plugin does on the
-//! first input). The page's timers run at most once a second in a hidden tab, so the gate
+//! clicked, touched or pressed a key on the page: until then the mix is silent and voice
+//! activity is not measured. `Voice` starts it at the first such gesture on the page by
+//! itself ([`Voice::resume`] does it from a handler of your own). The page's timers run at most once a second in a hidden tab, so the gate
 //! and speaking events react more slowly there; playback itself is not throttled.
 
 use std::cell::RefCell;
@@ -213,12 +213,56 @@ struct Mic {
     analyser: Option<AnalyserNode>,
 }
 
+/// What starts the page's audio at the player's first gesture.
+struct Gesture {
+    resume: wasm_bindgen::closure::Closure<dyn FnMut(JsValue)>,
+}
+
+/// The page events that count as the player's gesture for starting audio.
+const GESTURES: [&str; 3] = ["pointerdown", "keydown", "touchend"];
+
+impl Gesture {
+    /// Resumes `ctx` at the page's next gesture.
+    fn listen(ctx: &AudioContext) -> Option<Self> {
+        let window = web_sys::window()?;
+        let ctx = ctx.clone();
+        let resume =
+            wasm_bindgen::closure::Closure::<dyn FnMut(JsValue)>::new(move |_: JsValue| {
+                if ctx.state() == AudioContextState::Suspended
+                    && let Ok(promise) = ctx.resume()
+                {
+                    wasm_bindgen_futures::spawn_local(async move {
+                        let _ = JsFuture::from(promise).await;
+                    });
+                }
+            });
+        for event in GESTURES {
+            let _ = window.add_event_listener_with_callback(event, resume.as_ref().unchecked_ref());
+        }
+        Some(Self { resume })
+    }
+}
+
+impl Drop for Gesture {
+    fn drop(&mut self) {
+        if let Some(window) = web_sys::window() {
+            for event in GESTURES {
+                let _ = window.remove_event_listener_with_callback(
+                    event,
+                    self.resume.as_ref().unchecked_ref(),
+                );
+            }
+        }
+    }
+}
+
 /// Everything one [`Voice`] owns in the page.
 struct Player {
     session: u64,
     config: VoiceConfig,
     ctx: Option<AudioContext>,
     mix: Option<GainNode>,
+    gesture: Option<Gesture>,
     /// Whether the output was last reported running (None: not yet reported).
     output_running: Option<bool>,
     heard: HashMap<PeerId, Heard>,
@@ -251,6 +295,7 @@ impl Voice {
             session: key,
             ctx: None,
             mix: None,
+            gesture: None,
             output_running: None,
             heard: HashMap::new(),
             controls: HashMap::new(),
@@ -268,6 +313,7 @@ impl Voice {
         };
         match audio_graph(player.config.output == AudioOutput::Default) {
             Ok((ctx, mix)) => {
+                player.gesture = Gesture::listen(&ctx);
                 player.ctx = Some(ctx);
                 player.mix = Some(mix);
             }
@@ -565,9 +611,8 @@ impl Player {
                 } else {
                     VoiceEvent::DeviceUnavailable {
                         direction: Direction::Output,
-                        reason: "the browser holds audio back until the player clicks or \
-                                 presses a key on the page: call Voice::resume from an input \
-                                 handler"
+                        reason: "the browser holds audio back until the player clicks, \
+                                 touches or presses a key on the page (voice starts it then)"
                             .into(),
                     }
                 });
@@ -739,6 +784,7 @@ impl Player {
                 hub.set_local(Kind::Audio, None);
             }
         }
+        self.gesture = None;
         if let Some(ctx) = self.ctx.take() {
             let _ = ctx.close();
         }

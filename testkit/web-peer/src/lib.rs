@@ -250,13 +250,16 @@ impl WebPeer {
         .to_string()
     }
 
-    /// Starts the SDK's video: the camera when `camera`, else receive only.
-    pub fn video(&self, camera: bool) -> Result<(), JsValue> {
-        let config = VideoConfig::default().input(if camera {
-            VideoInput::Camera
-        } else {
-            VideoInput::None
-        });
+    /// Starts the SDK's video sending `input`: `camera`, `pattern` (the test pattern) or
+    /// `none` (receive only).
+    pub fn video(&self, input: &str) -> Result<(), JsValue> {
+        let input = match input {
+            "camera" => VideoInput::Camera,
+            "pattern" => VideoInput::TestPattern,
+            "none" => VideoInput::None,
+            other => return Err(JsValue::from_str(&format!("unknown video input {other:?}"))),
+        };
+        let config = VideoConfig::default().input(input);
         let video =
             Video::start(&self.session, config).map_err(|e| JsValue::from_str(&e.to_string()))?;
         *self.video.borrow_mut() = Some(video);
