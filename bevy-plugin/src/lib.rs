@@ -52,9 +52,9 @@
 
 mod messages;
 mod plugin;
-#[cfg(all(feature = "video", not(target_arch = "wasm32")))]
+#[cfg(feature = "video")]
 pub mod video;
-#[cfg(all(feature = "voice", not(target_arch = "wasm32")))]
+#[cfg(feature = "voice")]
 pub mod voice;
 
 pub use messages::{Outgoing, Received, SquadlinkAppExt, Target};
@@ -70,11 +70,11 @@ pub use squadlink::{
 
 /// Everything a game usually needs, in one `use`.
 pub mod prelude {
-    #[cfg(all(feature = "video", not(target_arch = "wasm32")))]
+    #[cfg(feature = "video")]
     pub use crate::video::{
         PeerVideo, PeerVideoStats, VideoChat, VideoChatPlugin, VideoConfig, VideoInput,
     };
-    #[cfg(all(feature = "voice", not(target_arch = "wasm32")))]
+    #[cfg(feature = "voice")]
     pub use crate::voice::{
         AudioInput, AudioOutput, Muted, PeerVoiceStats, Speaking, SpeakingChanged, VoiceChat,
         VoiceChatPlugin, VoiceListener, VoiceMode, VoiceVolume,

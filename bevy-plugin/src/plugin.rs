@@ -497,7 +497,7 @@ fn refresh_stats(session: Option<Res<SquadlinkSession>>, mut q: Query<(&Peer, &m
 
 /// Runs `close` where it cannot hold up the frame: on a thread of its own natively; at once
 /// in the browser, where closing only tells the session's task and returns.
-fn close_aside(close: impl FnOnce() + Send + 'static) {
+pub(crate) fn close_aside(close: impl FnOnce() + Send + 'static) {
     #[cfg(not(target_arch = "wasm32"))]
     std::thread::spawn(close);
     #[cfg(target_arch = "wasm32")]

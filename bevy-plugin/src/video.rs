@@ -32,7 +32,9 @@ use std::time::Duration;
 
 use bevy::image::{Image, ToExtents};
 use bevy::prelude::*;
-pub use squadlink::video::{TestPattern, VideoConfig, VideoInput, VideoSource, VideoStats};
+#[cfg(not(target_arch = "wasm32"))]
+pub use squadlink::video::VideoSource;
+pub use squadlink::video::{TestPattern, VideoConfig, VideoInput, VideoStats};
 use squadlink::video::{Video, VideoEvent};
 
 use crate::plugin::{Peer, PeerConnected, Pump, SquadlinkSession, SquadlinkSet};
@@ -162,7 +164,7 @@ fn start_video(mut chat: ResMut<VideoChat>, session: Option<Res<SquadlinkSession
     let renewed = session.as_ref().is_none_or(|s| s.is_added());
     if renewed && let Some(video) = chat.video.take() {
         info!("squadlink: video stopped with its session");
-        std::thread::spawn(move || video.stop());
+        crate::plugin::close_aside(move || video.stop());
     }
     if chat.video.is_some() {
         return;

@@ -21,7 +21,8 @@
 //! by one output device and decoded just in time (FEC needs the next packet, and every
 //! buffer in between is latency); handing decoded voice to a second audio engine would add
 //! that engine's buffering to the 40-odd ms the pipeline takes, and tie voice to Bevy's
-//! audio feature and device.
+//! audio feature and device. In the browser the same law sets the left and right gains of
+//! each peer's voice in Web Audio, where the browser's own jitter buffer clocks playout.
 
 use std::sync::{Arc, Mutex};
 
@@ -208,7 +209,7 @@ fn start_voice(mut chat: ResMut<VoiceChat>, session: Option<Res<SquadlinkSession
     let renewed = session.as_ref().is_none_or(|s| s.is_added());
     if renewed && let Some(voice) = chat.voice.take() {
         info!("squadlink: voice chat stopped with its session");
-        std::thread::spawn(move || voice.stop());
+        crate::plugin::close_aside(move || voice.stop());
     }
     if chat.voice.is_some() {
         return;

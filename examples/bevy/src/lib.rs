@@ -1,8 +1,10 @@
-//! Squadlink's Bevy examples (`arena`, `headless_bots`) and what their players say to each
-//! other: the channel list and the message types, shared so a bot can join a windowed
-//! player's lobby.
+//! Squadlink's Bevy examples (`arena`, `web_arena`, `headless_bots`) and what their players
+//! say to each other: the channel list and the message types, shared so a bot can join a
+//! windowed player's lobby; the arena's game and its voice and video, shared by the native
+//! and the browser arena.
 
 pub mod arena;
+pub mod arena_media;
 
 use bevy::prelude::App;
 use bevy_squadlink::prelude::*;

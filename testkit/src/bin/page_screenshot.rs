@@ -3,9 +3,11 @@
 //! `--screenshot` captures at load, before a game has connected or drawn anything.
 //!
 //!   page_screenshot URL OUT.png [--wait SECONDS] [--hold SECONDS] [--size WxH]
+//!                   [--chromium-flag FLAG]...
 //!
 //! `--hold` keeps the page open that long after the screenshot (another player may still
-//! be taking its own with this one in it).
+//! be taking its own with this one in it). `--chromium-flag` passes a flag to Chromium
+//! (fake media devices, the autoplay policy).
 //!
 //! Chromium's log (the page's console included) goes to OUT.png's name with `.log`. Used by
 //! `scripts/web_arena_screenshot.sh`.
@@ -27,16 +29,18 @@ fn main() {
 
 fn run() -> Result<(), String> {
     let mut args = std::env::args().skip(1);
-    let usage = "usage: page_screenshot URL OUT.png [--wait SECONDS] [--hold SECONDS] [--size WxH]";
+    let usage = "usage: page_screenshot URL OUT.png [--wait SECONDS] [--hold SECONDS] [--size WxH] [--chromium-flag FLAG]...";
     let url = args.next().ok_or(usage)?;
     let out = std::path::PathBuf::from(args.next().ok_or(usage)?);
     let (mut wait, mut hold, mut size) = (10.0f64, 0.0f64, "800,600".to_string());
+    let mut extra = Vec::new();
     while let Some(flag) = args.next() {
         let value = args.next().ok_or(usage)?;
         match flag.as_str() {
             "--wait" => wait = value.parse().map_err(|_| usage)?,
             "--hold" => hold = value.parse().map_err(|_| usage)?,
             "--size" => size = value.replace('x', ","),
+            "--chromium-flag" => extra.push(value),
             _ => return Err(usage.into()),
         }
     }
@@ -60,6 +64,7 @@ fn run() -> Result<(), String> {
             "--v=0",
             "--remote-debugging-port=0",
         ])
+        .args(&extra)
         .arg(format!("--window-size={size}"))
         .arg(format!("--user-data-dir={}", profile.display()))
         .arg(&url)

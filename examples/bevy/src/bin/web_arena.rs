@@ -1,12 +1,16 @@
 //! Web arena: the arena game (see `arena`) in the browser — Bevy on WebGL2, Squadlink in
 //! wasm32 with the page's own WebRTC — in the same lobbies as native arenas and
-//! `headless_bots`. No voice or video in the browser yet.
+//! `headless_bots`, with the same voice and video: hold V to talk (the page asks for the
+//! microphone), peers are heard from where their squares are, and a peer's video plays in a
+//! tile above its square.
 //!
 //! Build and serve it (Debian's rustc-web builds std for wasm32 from source):
 //!   scripts/web.sh arena              # builds into target/web-arena, serves on 127.0.0.1:8080
 //! then open `http://127.0.0.1:8080/?matchmaker=ws://127.0.0.1:7878/v1&lobby=CODE`.
 //! Page parameters: `matchmaker` (default `ws://<page host>:7878/v1`), `lobby` (a code to
-//! join; none creates a lobby), `autopilot` (any value: the square moves by itself).
+//! join; none creates a lobby), `autopilot` (any value: the square moves by itself),
+//! `mic` (`open`: transmit without holding V; `off`: listen only), `video` (`pattern`: send
+//! the test pattern; `camera`: send the page's camera; default: none).
 //!
 //! Networking runs on the page's event loop, not in Bevy's frames: a hidden tab, where the
 //! browser stops drawing frames, still answers its peers' pings (the session's task is woken
@@ -19,6 +23,7 @@ fn main() {
     use bevy_squadlink::prelude::*;
     use squadlink_bevy_examples::add_arena_networking;
     use squadlink_bevy_examples::arena::{ArenaPlugin, ArenaSettings, arena_plugins};
+    use squadlink_bevy_examples::arena_media::ArenaMediaPlugin;
 
     let params = web_sys::window()
         .and_then(|w| w.location().search().ok())
@@ -33,6 +38,26 @@ fn main() {
     let mut app = App::new();
     app.add_plugins(arena_plugins(Some("#arena".into())));
     add_arena_networking(&mut app, url, lobby);
+    let mic = param("mic");
+    let (input, mode) = match mic.as_deref() {
+        Some("off") => (AudioInput::None, VoiceMode::PushToTalk),
+        Some("open") => (AudioInput::Default, VoiceMode::OpenMic),
+        _ => (AudioInput::Default, VoiceMode::PushToTalk),
+    };
+    app.add_plugins(VoiceChatPlugin::each_session(move || {
+        squadlink::voice::VoiceConfig::default()
+            .mode(mode)
+            .input(input.clone())
+    }));
+    let video = match param("video").as_deref() {
+        Some("pattern") => VideoInput::TestPattern,
+        Some("camera") => VideoInput::Camera,
+        _ => VideoInput::None,
+    };
+    app.add_plugins(VideoChatPlugin::each_session(move || {
+        VideoConfig::default().input(video.clone())
+    }))
+    .add_plugins(ArenaMediaPlugin);
     app.add_plugins(ArenaPlugin {
         settings: ArenaSettings {
             autopilot: param("autopilot").is_some(),
