@@ -1368,3 +1368,76 @@ fn the_sdks_video_in_the_browser_and_a_native_player_see_each_others_test_patter
         "{got}"
     );
 }
+
+/// The SDK in a tab the player switched away from: another tab opens in front of the page
+/// (its visibility becomes `hidden`) and Chromium throttles it as any background tab (its
+/// timers run at most about once a second: measured here with the page's own ticker). The
+/// native peer stays connected well past the silence timeout (4 s), the page answers and
+/// reads messages (its loops run on network events, not timers), and it can still send.
+#[test]
+fn the_sdk_in_a_hidden_tab_keeps_its_peer() {
+    let rig = Rig::new();
+    let kinds = [ChannelKind::ReliableOrdered];
+    let native = rig.native(LobbyRef::create(2), &kinds);
+    let mut browser = Browser::start(BrowserOptions {
+        page: Page::Wasm(wasm_peer()),
+        throttled: true,
+        ..BrowserOptions::default()
+    });
+    browser.command(join_cmd(&rig.url(), Some(&support::code(&native)), &kinds));
+    let browser_id = PeerId(
+        browser.wait_event("joining", WAIT, |e| e["event"] == "joined")["me"]
+            .as_u64()
+            .unwrap(),
+    );
+    wait_native(&native, "the browser connected", |e| match e {
+        Event::PeerConnected { peer, .. } if *peer == browser_id => Some(()),
+        _ => None,
+    });
+    browser.hide();
+    browser.wait_event("the page hidden", WAIT, |e| {
+        e["event"] == "visibility" && e["state"] == "hidden"
+    });
+    let ticks = |browser: &mut Browser| {
+        browser.command(json!({"do": "ticks"}));
+        browser.wait_event("the ticker", WAIT, |e| e["event"] == "ticks")["ticks"]
+            .as_u64()
+            .unwrap()
+    };
+    let first = ticks(&mut browser);
+    let started = Instant::now();
+    let hidden_for = Duration::from_secs(10);
+    while started.elapsed() < hidden_for {
+        for e in native.poll_events() {
+            assert!(
+                !matches!(e, Event::PeerDisconnected { .. }),
+                "the hidden page's peer was lost: {e:?}"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let rate = (ticks(&mut browser) - first) as f64 / started.elapsed().as_secs_f64();
+    eprintln!("hidden page: its 100 ms ticker ran {rate:.1} times a second");
+    // A page at full rate ticks 10 times a second; a throttled one about once.
+    assert!(
+        rate < 5.0,
+        "the page was not throttled ({rate:.1}/s): not a hidden tab"
+    );
+    let stats = native.stats(browser_id).expect("still a peer");
+    assert!(stats.connected && stats.rtt.is_some(), "{stats:?}");
+    native
+        .send(browser_id, Channel(0), &pattern(5_000, 3))
+        .unwrap();
+    let got = browser.wait_event("a message in the hidden page", WAIT, |e| {
+        e["event"] == "message"
+    });
+    assert_eq!(got["sum"], fnv1a(&pattern(5_000, 3)));
+    browser.command(
+        json!({"do": "send", "peer": native.id().unwrap().0, "channel": 0, "size": 40, "seed": 1}),
+    );
+    let (from, bytes) = recv_native(&native, Channel(0));
+    assert_eq!(
+        (from, bytes.as_ref()),
+        (browser_id, pattern(40, 1).as_slice())
+    );
+}

@@ -51,6 +51,10 @@ pub struct BrowserOptions {
     pub flags: Vec<String>,
     /// The peer the page runs.
     pub page: Page,
+    /// Let Chromium throttle the page as it does any page nobody looks at (timers at most
+    /// once a second when hidden: see [`Browser::hide`]). Off by default: the tests' pages
+    /// run at full rate.
+    pub throttled: bool,
 }
 
 impl Default for BrowserOptions {
@@ -59,6 +63,7 @@ impl Default for BrowserOptions {
             mdns: true,
             flags: Vec::new(),
             page: Page::Reference,
+            throttled: false,
         }
     }
 }
@@ -132,9 +137,8 @@ impl Browser {
             "--disable-sync",
             "--disable-extensions",
             "--disable-default-apps",
-            // Keep timers running at full rate in a page nobody looks at.
-            "--disable-background-timer-throttling",
-            "--disable-renderer-backgrounding",
+            // DevTools on a free port (Browser::hide opens a tab in front of the page).
+            "--remote-debugging-port=0",
             // Peer connections on loopback only (the tests never use another address).
             "--allow-loopback-in-peer-connection",
             "--enable-logging=stderr",
@@ -143,6 +147,11 @@ impl Browser {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        if !options.throttled {
+            // Keep timers running at full rate in a page nobody looks at.
+            args.push("--disable-background-timer-throttling".into());
+            args.push("--disable-renderer-backgrounding".into());
+        }
         if !options.mdns {
             args.push("--disable-features=WebRtcHideLocalIpsWithMdns".into());
         }
@@ -265,6 +274,44 @@ impl Browser {
     }
 
     /// Chromium's log so far (the page's console included).
+    /// Hides the page as a player does by switching tabs: a new tab opens in front of it
+    /// (through DevTools), so the page's `document.visibilityState` becomes `hidden` (it
+    /// reports `visibility` events) and, with [`BrowserOptions::throttled`], Chromium
+    /// throttles its timers as in any background tab.
+    pub fn hide(&self) {
+        let log = self.log();
+        let devtools = log
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("DevTools listening on "))
+            .expect("Chromium's DevTools address in its log")
+            .to_string();
+        let (mut socket, _) = tungstenite::connect(devtools.as_str()).expect("DevTools socket");
+        let request = serde_json::json!({
+            "id": 1,
+            "method": "Target.createTarget",
+            "params": {"url": "about:blank", "newWindow": false, "background": false},
+        });
+        socket
+            .send(tungstenite::Message::text(request.to_string()))
+            .expect("DevTools request");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            let reply = socket.read().expect("DevTools reply");
+            let Ok(text) = reply.into_text() else {
+                continue;
+            };
+            let Ok(reply) = serde_json::from_str::<Value>(text.as_str()) else {
+                continue;
+            };
+            if reply["id"] == 1 {
+                assert!(reply.get("result").is_some(), "no new tab: {reply}");
+                return;
+            }
+        }
+        panic!("DevTools did not open a tab within 10 s");
+    }
+
+    /// Chromium's log (the page's console included).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("chromium.log")).unwrap_or_default()
     }

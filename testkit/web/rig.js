@@ -12,6 +12,11 @@ function post(event) {
   reports = reports.then(() => fetch("/event", { method: "POST", body })).catch(() => {});
   return reports;
 }
+// The page's visibility (a test hides it behind another tab), and a 100 ms ticker whose
+// count shows how often the browser lets the page's timers run (`ticks` command).
+document.addEventListener("visibilitychange", () => post({ event: "visibility", state: document.visibilityState }));
+let ticks = 0;
+setInterval(() => ticks++, 100);
 window.addEventListener("error", (e) => post({ event: "exception", message: String(e.message), stack: String(e.error && e.error.stack) }));
 window.addEventListener("unhandledrejection", (e) => post({ event: "exception", message: String(e.reason), stack: String(e.reason && e.reason.stack) }));
 
@@ -45,7 +50,8 @@ async function serveCommands(run) {
     }
     for (const cmd of commands) {
       try {
-        await run(cmd);
+        if (cmd.do === "ticks") post({ event: "ticks", ticks, visibility: document.visibilityState });
+        else await run(cmd);
       } catch (e) {
         post({ event: "exception", message: `${cmd.do}: ${e}`, stack: String(e && e.stack) });
       }

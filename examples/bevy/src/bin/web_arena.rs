@@ -15,7 +15,8 @@
 //! Networking runs on the page's event loop, not in Bevy's frames: a hidden tab, where the
 //! browser stops drawing frames, still answers its peers' pings (the session's task is woken
 //! by the page's network events and timers), and the game catches up when the tab is shown
-//! again. (Not tested in a real hidden tab: headless Chromium has none.)
+//! again (`sdk/tests/browser.rs`, `the_sdk_in_a_hidden_tab_keeps_its_peer`: a tab opened in
+//! front of the page, its timers throttled to once a second, for 10 s).
 
 #[cfg(target_arch = "wasm32")]
 fn main() {
