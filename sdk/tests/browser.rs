@@ -635,24 +635,12 @@ fn a_native_players_voice_is_heard_in_the_browser() {
 #[cfg(feature = "video")]
 #[test]
 fn a_browsers_camera_reaches_a_native_player_as_decoded_frames() {
-    use squadlink::video::measure::psnr_rgba;
-    use squadlink::video::{TestPattern, Video, VideoConfig};
-    use std::io::Write as _;
+    use squadlink::video::{Video, VideoConfig};
 
     const W: u32 = 320;
     const H: u32 = 240;
     let dir = std::env::temp_dir().join(format!("squadlink-browser-camera-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let y4m = dir.join("pattern.y4m");
-    let pattern = TestPattern::new(W, H, 15).unwrap();
-    {
-        let mut f = std::io::BufWriter::new(std::fs::File::create(&y4m).unwrap());
-        writeln!(f, "YUV4MPEG2 W{W} H{H} F15:1 Ip A1:1 C420jpeg").unwrap();
-        for n in 0..90 {
-            f.write_all(b"FRAME\n").unwrap();
-            f.write_all(pattern.draw(n).as_bytes()).unwrap();
-        }
-    }
+    let (y4m, pattern) = pattern_camera(&dir);
     let rig = Rig::new();
     let native = rig.native(LobbyRef::create(2), &ALL_KINDS);
     let video = Video::start(&native, VideoConfig::default()).unwrap();
@@ -670,24 +658,12 @@ fn a_browsers_camera_reaches_a_native_player_as_decoded_frames() {
     );
     browser.command(json!({"do": "camera"}));
     browser.wait_event("the camera", WAIT, |e| e["event"] == "media");
-    let (mut psnr, mut other_sizes, mut unreadable) = (Vec::new(), 0, 0);
-    let deadline = Instant::now() + WAIT;
-    while psnr.len() < 40 && Instant::now() < deadline {
-        let Some(frame) = video.take_frame(browser_id) else {
-            std::thread::sleep(Duration::from_millis(5));
-            continue;
-        };
-        if (frame.width, frame.height) != (W, H) {
-            other_sizes += 1;
-            continue;
-        }
-        match TestPattern::read_counter(W, H, &frame.rgba) {
-            Some(n) => psnr.push(psnr_rgba(&pattern.draw(n).to_rgba(), &frame.rgba).unwrap()),
-            None => unreadable += 1,
-        }
-    }
+    let PatternFrames {
+        psnr,
+        other_sizes,
+        unreadable,
+    } = pattern_frames(&video, browser_id, &pattern, 40);
     let stats = video.stats(browser_id);
-    psnr.sort_by(f64::total_cmp);
     eprintln!(
         "browser → native video: {} frames at {W}×{H} (PSNR median {:.1} dB, min {:.1}), {other_sizes} at other sizes, {unreadable} unreadable; {stats:?}",
         psnr.len(),
@@ -1143,24 +1119,12 @@ fn the_sdks_voice_in_the_browser_plays_a_native_player_where_it_stands() {
 #[cfg(feature = "video")]
 #[test]
 fn the_sdks_video_in_the_browser_sends_the_camera_to_a_native_player() {
-    use squadlink::video::measure::psnr_rgba;
-    use squadlink::video::{TestPattern, Video, VideoConfig};
-    use std::io::Write as _;
+    use squadlink::video::{Video, VideoConfig};
 
     const W: u32 = 320;
     const H: u32 = 240;
     let dir = std::env::temp_dir().join(format!("squadlink-wasm-camera-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let y4m = dir.join("pattern.y4m");
-    let pattern = TestPattern::new(W, H, 15).unwrap();
-    {
-        let mut f = std::io::BufWriter::new(std::fs::File::create(&y4m).unwrap());
-        writeln!(f, "YUV4MPEG2 W{W} H{H} F15:1 Ip A1:1 C420jpeg").unwrap();
-        for n in 0..90 {
-            f.write_all(b"FRAME\n").unwrap();
-            f.write_all(pattern.draw(n).as_bytes()).unwrap();
-        }
-    }
+    let (y4m, pattern) = pattern_camera(&dir);
     let rig = Rig::new();
     let native = rig.native(LobbyRef::create(2), &ALL_KINDS);
     let video = Video::start(&native, VideoConfig::default()).unwrap();
@@ -1182,28 +1146,16 @@ fn the_sdks_video_in_the_browser_sends_the_camera_to_a_native_player() {
             .starts_with("SourceStarted"),
         "{started}"
     );
-    let (mut psnr, mut other_sizes, mut unreadable) = (Vec::new(), 0, 0);
-    let deadline = Instant::now() + WAIT;
-    while psnr.len() < 40 && Instant::now() < deadline {
-        let Some(frame) = video.take_frame(browser_id) else {
-            std::thread::sleep(Duration::from_millis(5));
-            continue;
-        };
-        if (frame.width, frame.height) != (W, H) {
-            other_sizes += 1;
-            continue;
-        }
-        match TestPattern::read_counter(W, H, &frame.rgba) {
-            Some(n) => psnr.push(psnr_rgba(&pattern.draw(n).to_rgba(), &frame.rgba).unwrap()),
-            None => unreadable += 1,
-        }
-    }
+    let PatternFrames {
+        psnr,
+        other_sizes,
+        unreadable,
+    } = pattern_frames(&video, browser_id, &pattern, 40);
     browser.command(json!({"do": "video_stats", "peer": native_id.0}));
     let sent = browser.wait_event("the browser's video stats", WAIT, |e| {
         e["event"] == "video_stats"
     });
     let stats = video.stats(browser_id);
-    psnr.sort_by(f64::total_cmp);
     eprintln!(
         "SDK browser → native video: {} frames at {W}×{H} (PSNR median {:.1} dB, min {:.1}), {other_sizes} at other sizes, {unreadable} unreadable; {stats:?}; browser {}",
         psnr.len(),
@@ -1304,21 +1256,8 @@ fn the_sdks_video_in_the_browser_and_a_native_player_see_each_others_test_patter
     };
     let sent = video.send_stats();
     // The browser's pattern, decoded natively.
-    let mut from_browser = Vec::new();
-    let deadline = Instant::now() + WAIT;
-    while from_browser.len() < 20 && Instant::now() < deadline {
-        match video.take_frame(browser_id) {
-            Some(f) if (f.width, f.height) == (W, H) => {
-                if let Some(n) = TestPattern::read_counter(W, H, &f.rgba) {
-                    let want = pattern.draw(n).to_rgba();
-                    from_browser.push(psnr_rgba(&want, &f.rgba).unwrap());
-                }
-            }
-            _ => std::thread::sleep(Duration::from_millis(10)),
-        }
-    }
+    let from_browser = pattern_frames(&video, browser_id, &pattern, 20).psnr;
     video.stop();
-    from_browser.sort_by(f64::total_cmp);
     eprintln!(
         "SDK browser → native test pattern: {} frames read, PSNR median {:.1} dB",
         from_browser.len(),
@@ -1440,4 +1379,67 @@ fn the_sdk_in_a_hidden_tab_keeps_its_peer() {
         (from, bytes.as_ref()),
         (browser_id, pattern(40, 1).as_slice())
     );
+}
+
+/// A Y4M file of the SDK's test pattern (320 × 240, 15 fps, 6 s) in `dir`, for Chromium's
+/// fake camera, and the pattern.
+#[cfg(feature = "video")]
+fn pattern_camera(dir: &std::path::Path) -> (std::path::PathBuf, squadlink::video::TestPattern) {
+    use std::io::Write as _;
+    std::fs::create_dir_all(dir).unwrap();
+    let y4m = dir.join("pattern.y4m");
+    let pattern = squadlink::video::TestPattern::new(320, 240, 15).unwrap();
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&y4m).unwrap());
+    writeln!(f, "YUV4MPEG2 W320 H240 F15:1 Ip A1:1 C420jpeg").unwrap();
+    for n in 0..90 {
+        f.write_all(b"FRAME\n").unwrap();
+        f.write_all(pattern.draw(n).as_bytes()).unwrap();
+    }
+    (y4m, pattern)
+}
+
+/// What a native player decoded of a peer's test pattern.
+#[cfg(feature = "video")]
+struct PatternFrames {
+    /// Each readable 320 × 240 frame's PSNR against the pattern frame its counter names,
+    /// lowest first.
+    psnr: Vec<f64>,
+    other_sizes: usize,
+    unreadable: usize,
+}
+
+/// Takes `peer`'s frames from `video` until `count` were read at 320 × 240 (or [`WAIT`]).
+#[cfg(feature = "video")]
+fn pattern_frames(
+    video: &squadlink::video::Video,
+    peer: PeerId,
+    pattern: &squadlink::video::TestPattern,
+    count: usize,
+) -> PatternFrames {
+    use squadlink::video::TestPattern;
+    use squadlink::video::measure::psnr_rgba;
+    let mut got = PatternFrames {
+        psnr: Vec::new(),
+        other_sizes: 0,
+        unreadable: 0,
+    };
+    let deadline = Instant::now() + WAIT;
+    while got.psnr.len() < count && Instant::now() < deadline {
+        let Some(frame) = video.take_frame(peer) else {
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        };
+        if (frame.width, frame.height) != (320, 240) {
+            got.other_sizes += 1;
+            continue;
+        }
+        match TestPattern::read_counter(320, 240, &frame.rgba) {
+            Some(n) => got
+                .psnr
+                .push(psnr_rgba(&pattern.draw(n).to_rgba(), &frame.rgba).unwrap()),
+            None => got.unreadable += 1,
+        }
+    }
+    got.psnr.sort_by(f64::total_cmp);
+    got
 }

@@ -24,16 +24,21 @@
 // The browser: the page's camera, VP8 codec and video elements, through the browser
 // engine's tracks. Natively: our own pipeline.
 #[cfg(target_arch = "wasm32")]
+#[path = "input_web.rs"]
+mod input;
+#[cfg(target_arch = "wasm32")]
 mod web;
 #[cfg(target_arch = "wasm32")]
-pub use web::{Video, VideoConfig, VideoInput};
+pub use web::Video;
 
-// What both targets share: the vocabulary, pictures and the test pattern.
+// What both targets share: the vocabulary, the settings, pictures and the test pattern.
+mod config;
 mod error;
 mod events;
 mod frame;
 mod source;
 
+pub use config::VideoConfig;
 pub use error::VideoError;
 pub use events::{SendStats, VideoEvent, VideoFrame, VideoStats};
 pub use frame::I420Frame;
@@ -61,9 +66,8 @@ mod vpx;
 
 #[cfg(all(feature = "webcam", not(target_arch = "wasm32")))]
 pub use camera::{Camera, CameraChoice, CameraInfo, cameras};
-#[cfg(not(target_arch = "wasm32"))]
 pub use input::VideoInput;
 #[cfg(not(target_arch = "wasm32"))]
-pub use native::{Video, VideoConfig};
+pub use native::Video;
 #[cfg(not(target_arch = "wasm32"))]
 pub use source::{VideoSource, Y4mSource};

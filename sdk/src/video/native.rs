@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use squadlink_protocol::PeerId;
 
+use super::config::VideoConfig;
 use super::error::VideoError;
 use super::events::{SendStats, VideoEvent, VideoFrame, VideoStats};
 use super::frame;
@@ -19,61 +20,6 @@ use super::vpx::Vp8Settings;
 
 use crate::Session;
 use crate::join::{STOP_WAIT, join_within};
-
-/// Video settings.
-#[derive(Debug)]
-pub struct VideoConfig {
-    /// What to send.
-    pub input: VideoInput,
-    /// Picture size asked of the source (even; default 320 × 240).
-    pub width: u32,
-    /// Picture height.
-    pub height: u32,
-    /// Frames per second (default 15).
-    pub fps: u32,
-    /// VP8 target bitrate, kbit/s (default 300).
-    pub bitrate_kbps: u32,
-}
-
-impl Default for VideoConfig {
-    fn default() -> Self {
-        let s = Vp8Settings::default();
-        Self {
-            input: VideoInput::None,
-            width: s.width,
-            height: s.height,
-            fps: s.fps,
-            bitrate_kbps: s.bitrate_kbps,
-        }
-    }
-}
-
-impl VideoConfig {
-    /// Sets what to send.
-    pub fn input(mut self, input: VideoInput) -> Self {
-        self.input = input;
-        self
-    }
-
-    /// Sets the picture size.
-    pub fn size(mut self, width: u32, height: u32) -> Self {
-        self.width = width;
-        self.height = height;
-        self
-    }
-
-    /// Sets the frame rate.
-    pub fn fps(mut self, fps: u32) -> Self {
-        self.fps = fps;
-        self
-    }
-
-    /// Sets the bitrate, kbit/s.
-    pub fn bitrate_kbps(mut self, kbps: u32) -> Self {
-        self.bitrate_kbps = kbps;
-        self
-    }
-}
 
 /// Video in a session: started with [`Video::start`], stopped with [`Video::stop`] or drop.
 pub struct Video {

@@ -8,6 +8,7 @@ use std::os::raw::{c_int, c_long, c_uint, c_ulong};
 
 use vpx_sys as ffi;
 
+use super::config::{DEFAULT_FPS, DEFAULT_HEIGHT, DEFAULT_KBPS, DEFAULT_WIDTH};
 use super::error::VideoError;
 use super::frame::{I420Frame, check_size};
 
@@ -27,10 +28,10 @@ pub struct Vp8Settings {
 impl Default for Vp8Settings {
     fn default() -> Self {
         Self {
-            width: 320,
-            height: 240,
-            fps: 15,
-            bitrate_kbps: 300,
+            width: DEFAULT_WIDTH,
+            height: DEFAULT_HEIGHT,
+            fps: DEFAULT_FPS,
+            bitrate_kbps: DEFAULT_KBPS,
         }
     }
 }

@@ -22,79 +22,15 @@ use web_sys::{
 };
 use web_time::Instant;
 
+use super::config::VideoConfig;
 use super::error::VideoError;
 use super::events::{SendStats, VideoEvent, VideoFrame, VideoStats};
+use super::input::VideoInput;
 use super::source::TestPattern;
 use crate::Session;
 use crate::media::Kind;
 use crate::transport::web::media::{self as hub, RtpEntry, stop_tracks, user_media};
 use crate::transport::web::{describe, sleep};
-
-/// What video sends.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum VideoInput {
-    /// Nothing (receive only).
-    None,
-    /// The page's camera (`getUserMedia`; the browser asks the player once).
-    Camera,
-    /// The synthetic test pattern ([`super::TestPattern`], drawn on a canvas the browser
-    /// captures): video without a camera, for demos and tests.
-    TestPattern,
-}
-
-/// Video settings in the browser.
-#[derive(Debug, Clone)]
-pub struct VideoConfig {
-    /// What to send.
-    pub input: VideoInput,
-    /// Picture size asked of the camera (default 320 × 240; the browser may give another).
-    pub width: u32,
-    /// Picture height.
-    pub height: u32,
-    /// Frames per second asked of the camera (default 15).
-    pub fps: u32,
-    /// Most kbit/s the browser's encoder may use on each connection (default 300).
-    pub bitrate_kbps: u32,
-}
-
-impl Default for VideoConfig {
-    fn default() -> Self {
-        Self {
-            input: VideoInput::None,
-            width: 320,
-            height: 240,
-            fps: 15,
-            bitrate_kbps: 300,
-        }
-    }
-}
-
-impl VideoConfig {
-    /// Sets what to send.
-    pub fn input(mut self, input: VideoInput) -> Self {
-        self.input = input;
-        self
-    }
-
-    /// Sets the picture size.
-    pub fn size(mut self, width: u32, height: u32) -> Self {
-        self.width = width;
-        self.height = height;
-        self
-    }
-
-    /// Sets the frame rate.
-    pub fn fps(mut self, fps: u32) -> Self {
-        self.fps = fps;
-        self
-    }
-
-    /// Sets the bitrate cap, kbit/s.
-    pub fn bitrate_kbps(mut self, kbps: u32) -> Self {
-        self.bitrate_kbps = kbps;
-        self
-    }
-}
 
 thread_local! {
     /// The page's running videos by id (their parts are the page's, not `Send`).
