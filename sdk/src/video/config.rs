@@ -1,16 +1,8 @@
 //! Video settings: the same on both targets (what [`VideoInput`] offers differs: a source
 //! of the game's own natively, the page's camera in the browser).
 
+use super::defaults::{DEFAULT_FPS, DEFAULT_HEIGHT, DEFAULT_KBPS, DEFAULT_WIDTH};
 use super::input::VideoInput;
-
-/// The picture size, frame rate and bitrate video uses unless told otherwise.
-pub(crate) const DEFAULT_WIDTH: u32 = 320;
-/// See [`DEFAULT_WIDTH`].
-pub(crate) const DEFAULT_HEIGHT: u32 = 240;
-/// See [`DEFAULT_WIDTH`].
-pub(crate) const DEFAULT_FPS: u32 = 15;
-/// See [`DEFAULT_WIDTH`].
-pub(crate) const DEFAULT_KBPS: u32 = 300;
 
 /// Video settings.
 #[derive(Debug)]

@@ -33,6 +33,7 @@ pub use web::Video;
 
 // What both targets share: the vocabulary, the settings, pictures and the test pattern.
 mod config;
+mod defaults;
 mod error;
 mod events;
 mod frame;

@@ -8,7 +8,7 @@ use std::os::raw::{c_int, c_long, c_uint, c_ulong};
 
 use vpx_sys as ffi;
 
-use super::config::{DEFAULT_FPS, DEFAULT_HEIGHT, DEFAULT_KBPS, DEFAULT_WIDTH};
+use super::defaults::{DEFAULT_FPS, DEFAULT_HEIGHT, DEFAULT_KBPS, DEFAULT_WIDTH};
 use super::error::VideoError;
 use super::frame::{I420Frame, check_size};
 

@@ -37,6 +37,7 @@ use web_sys::{
 use web_time::Instant;
 
 use super::super::engine::{Engine, EngineEvent, PeerSettings, Sent, WireCounts, sdp_attribute};
+use super::js::describe;
 use super::media::{self, Hub, RtpEntry, RtpNumbers};
 use crate::event::CandidateKind;
 use crate::media::{Kind, MediaFrame};
@@ -177,18 +178,6 @@ impl Negotiation {
 /// A promise's value, or its rejection as text.
 async fn settle(promise: js_sys::Promise) -> Result<JsValue, String> {
     JsFuture::from(promise).await.map_err(|e| describe(&e))
-}
-
-/// A JavaScript error as text.
-pub(crate) fn describe(value: &JsValue) -> String {
-    value
-        .as_string()
-        .or_else(|| {
-            Reflect::get(value, &JsValue::from_str("message"))
-                .ok()
-                .and_then(|m| m.as_string())
-        })
-        .unwrap_or_else(|| format!("{value:?}"))
 }
 
 /// A callback the page holds; kept alive as long as the engine.

@@ -8,7 +8,7 @@ use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{CloseEvent, MessageEvent, WebSocket};
 
-use super::engine::describe;
+use super::js::describe;
 use super::timer::within;
 use crate::error::{Error, Result};
 use crate::lobby::{Handshake, Joined, LobbyRef, SIGNALING_TIMEOUT, Step};

@@ -25,6 +25,7 @@ use web_sys::{
 };
 use web_time::Instant;
 
+use super::js::describe;
 use crate::media::Kind;
 
 thread_local! {
@@ -344,7 +345,7 @@ fn cap(transceiver: &RtcRtpTransceiver, bps: u32) -> bool {
     };
     wasm_bindgen_futures::spawn_local(async move {
         if let Err(e) = JsFuture::from(promise).await {
-            tracing::debug!(e = %super::engine::describe(&e), "the browser refused a bitrate cap");
+            tracing::debug!(e = %describe(&e), "the browser refused a bitrate cap");
         }
     });
     true
@@ -355,18 +356,16 @@ pub(crate) async fn user_media(
     constraints: &web_sys::MediaStreamConstraints,
 ) -> Result<web_sys::MediaStream, String> {
     let window = web_sys::window().ok_or("no window (a worker has no microphone or camera)")?;
-    let devices = window.navigator().media_devices().map_err(|e| {
-        format!(
-            "the page has no media devices: {}",
-            super::engine::describe(&e)
-        )
-    })?;
+    let devices = window
+        .navigator()
+        .media_devices()
+        .map_err(|e| format!("the page has no media devices: {}", describe(&e)))?;
     let promise = devices
         .get_user_media_with_constraints(constraints)
-        .map_err(|e| super::engine::describe(&e))?;
+        .map_err(|e| describe(&e))?;
     JsFuture::from(promise)
         .await
-        .map_err(|e| super::engine::describe(&e))?
+        .map_err(|e| describe(&e))?
         .dyn_into::<web_sys::MediaStream>()
         .map_err(|_| "getUserMedia gave no stream".to_string())
 }
@@ -383,7 +382,7 @@ pub(crate) fn stop_tracks(stream: &web_sys::MediaStream) {
 /// Puts `track` on the transceiver's sender.
 async fn replace(transceiver: RtcRtpTransceiver, track: Option<MediaStreamTrack>) {
     if let Err(e) = JsFuture::from(transceiver.sender().replace_track(track.as_ref())).await {
-        tracing::debug!(e = %super::engine::describe(&e), "the browser refused our track");
+        tracing::debug!(e = %describe(&e), "the browser refused our track");
     }
 }
 

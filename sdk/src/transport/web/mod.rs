@@ -8,6 +8,7 @@
 //! candidates and owns the network, so there is no socket, no DNS and no datagram here.
 
 mod engine;
+mod js;
 mod link;
 pub(crate) mod media;
 mod timer;
@@ -35,7 +36,7 @@ use crate::event::Event;
 use crate::lobby::{Joined, LobbyRef};
 use crate::settings::Settings;
 
-pub(crate) use self::engine::describe;
+pub(crate) use self::js::describe;
 pub(crate) use self::timer::sleep;
 
 /// Signaling messages kept for the matchmaker while its connection is down.
