@@ -42,6 +42,7 @@ mod bridge;
 mod channel;
 pub mod codec;
 pub mod conditioner;
+mod endpoint;
 mod error;
 mod event;
 #[cfg(any(test, feature = "fuzzing"))]
@@ -81,6 +82,7 @@ pub const LOG_FILTER: &str = "rtc=error";
 
 pub use channel::{Channel, ChannelKind};
 pub use conditioner::NetworkConditions;
+pub use endpoint::ChannelEndpoint;
 pub use error::{Error, Result};
 pub use event::{
     CandidateKind, DisconnectReason, Event, IcePolicy, LobbyInfo, PathKind, RelayTransport,

@@ -18,6 +18,7 @@ use squadlink_protocol::{IceServer, PeerId, PlayerId};
 use crate::bridge::{Command, NetworkSide, Shared};
 use crate::channel::{Channel, ChannelKind, FRAGMENT_SIZE};
 use crate::conditioner::NetworkConditions;
+use crate::endpoint::{ChannelEndpoint, size_limit};
 use crate::error::{Error, Result};
 use crate::event::{Event, IcePolicy, LobbyInfo};
 #[cfg(not(target_arch = "wasm32"))]
@@ -505,11 +506,7 @@ impl Session {
             .channels
             .get(channel.0)
             .ok_or(Error::UnknownChannel(channel))?;
-        let limit = if kind.is_reliable() {
-            self.max_message_size
-        } else {
-            FRAGMENT_SIZE
-        };
+        let limit = size_limit(kind, self.max_message_size);
         if size > limit {
             return Err(Error::MessageTooLarge {
                 channel,
@@ -540,6 +537,25 @@ impl Session {
     /// Sends `data` to every connected peer.
     pub fn broadcast(&self, channel: Channel, data: &[u8]) -> Result<()> {
         self.queue(None, channel, Bytes::copy_from_slice(data))
+    }
+
+    /// `channel` as a handle of its own (`Send`, `Sync`, `Clone`), for a layer that owns its
+    /// transport — a GGRS socket, a replication backend — while the game keeps the session.
+    pub fn endpoint(&self, channel: Channel) -> Result<ChannelEndpoint> {
+        let kind = *self
+            .channels
+            .get(channel.0)
+            .ok_or(Error::UnknownChannel(channel))?;
+        let inbox = self
+            .inbox
+            .get(channel.0)
+            .ok_or(Error::UnknownChannel(channel))?;
+        Ok(ChannelEndpoint::new(
+            (channel, kind, size_limit(kind, self.max_message_size)),
+            self.cmd.clone(),
+            inbox.clone(),
+            Arc::clone(&self.shared),
+        ))
     }
 
     /// Messages received on `channel` since the last call, oldest first. Never blocks.

@@ -185,3 +185,48 @@ fn a_lost_handshake_flight_costs_a_retransmission_not_a_new_connection() {
         );
     }
 }
+
+/// A channel's endpoint is the channel on its own handle: what it sends arrives as the
+/// session's would, what arrives is taken there (and not seen by the session's
+/// `receive`), from another thread too; it refuses an oversized unreliable message and
+/// an unknown channel, and says `Closed` once its session has closed.
+#[test]
+fn a_channel_endpoint_sends_and_takes_the_channels_messages() {
+    let net = TestNet::new(NetworkConditions::default());
+    let builder = || {
+        Session::builder("ws://unused")
+            .channel(ChannelKind::ReliableOrdered)
+            .channel(ChannelKind::Unreliable)
+    };
+    let alice = net.join(builder()).unwrap();
+    let bob = net.join(builder()).unwrap();
+    assert!(net.run_until(Duration::from_secs(10), || {
+        alice.connected_peers().len() == 1 && bob.connected_peers().len() == 1
+    }));
+    assert!(matches!(
+        alice.endpoint(Channel(2)),
+        Err(squadlink::Error::UnknownChannel(Channel(2)))
+    ));
+    let out = alice.endpoint(Channel(1)).unwrap();
+    let inbox = bob.endpoint(Channel(1)).unwrap();
+    assert_eq!(out.kind(), ChannelKind::Unreliable);
+    let bob_id = bob.id().unwrap();
+    let sender = out.clone();
+    std::thread::spawn(move || sender.send(bob_id, b"from another thread"))
+        .join()
+        .unwrap()
+        .unwrap();
+    assert!(matches!(
+        out.send(bob_id, &vec![0u8; out.max_message_size() + 1]),
+        Err(squadlink::Error::MessageTooLarge { .. })
+    ));
+    net.advance(Duration::from_millis(200));
+    let got: Vec<_> = inbox.receive().collect();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].0, alice.id().unwrap());
+    assert_eq!(got[0].1.as_ref(), b"from another thread");
+    assert_eq!(bob.receive(Channel(1)).count(), 0, "taken by the endpoint");
+    alice.close();
+    net.advance(Duration::from_millis(200));
+    assert!(matches!(out.send(bob_id, b"late"), Err(squadlink::Error::Closed)));
+}
