@@ -16,6 +16,7 @@ cargo fmt --all --check
 section "cargo clippy (warnings are errors)"
 cargo clippy -q --workspace --all-targets --locked -- -D warnings
 cargo clippy -q -p squadlink --features webcam,fuzzing --all-targets --locked -- -D warnings
+cargo clippy -q -p bevy_squadlink --features ggrs --all-targets --locked -- -D warnings
 section "cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
@@ -25,6 +26,9 @@ cargo test -p squadlink --features webcam --locked --lib video::camera 2>&1 | te
 
 section "cargo test: a hostile peer over real WebRTC (feature fuzzing: its raw sends)"
 cargo test -p squadlink --features fuzzing --locked --test hostile 2>&1 | tee -a "$log"
+
+section "cargo test: GGRS rollback over real WebRTC (bevy_squadlink feature ggrs)"
+cargo test -p bevy_squadlink --features ggrs --locked --test rollback 2>&1 | tee -a "$log"
 
 section "fuzzing: every decoder's fuzzer for 10 s (docs/fuzzing.md)"
 scripts/fuzz.sh 10

@@ -52,6 +52,8 @@
 
 mod messages;
 mod plugin;
+#[cfg(feature = "ggrs")]
+pub mod rollback;
 #[cfg(feature = "video")]
 pub mod video;
 #[cfg(feature = "voice")]

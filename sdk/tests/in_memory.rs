@@ -228,5 +228,8 @@ fn a_channel_endpoint_sends_and_takes_the_channels_messages() {
     assert_eq!(bob.receive(Channel(1)).count(), 0, "taken by the endpoint");
     alice.close();
     net.advance(Duration::from_millis(200));
-    assert!(matches!(out.send(bob_id, b"late"), Err(squadlink::Error::Closed)));
+    assert!(matches!(
+        out.send(bob_id, b"late"),
+        Err(squadlink::Error::Closed)
+    ));
 }
