@@ -5,6 +5,8 @@
 
 pub mod arena;
 pub mod arena_media;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod rollback;
 
 use bevy::prelude::App;
 use bevy_squadlink::prelude::*;
