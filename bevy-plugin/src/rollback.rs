@@ -25,7 +25,7 @@
 //! take a player back into a running session, so a member that rejoins under the same peer
 //! id (Squadlink keeps it) plays again in the next session the game starts.
 
-use squadlink::{ChannelEndpoint, ChannelKind, LobbyInfo, PeerId, Session};
+use squadlink::{ChannelEndpoint, ChannelKind, LobbyInfo, PeerId, Session, SessionBuilder};
 
 pub use bevy_ggrs;
 pub use ggrs;
@@ -107,6 +107,18 @@ impl NonBlockingSocket<PeerId> for SquadlinkGgrsSocket {
     }
 }
 
+/// The member-data key (`SessionBuilder::member_data`) that marks a member as a spectator
+/// (value [`SPECTATOR`]); [`spectate`] sets it.
+pub const ROLE_KEY: &str = "rollback.role";
+/// See [`ROLE_KEY`].
+pub const SPECTATOR: &str = "spectator";
+
+/// Marks the session's member as a spectator of rollback games: every member's
+/// [`RollbackPlayers::from_lobby`] then counts it as one.
+pub fn spectate(builder: SessionBuilder) -> SessionBuilder {
+    builder.member_data(ROLE_KEY, SPECTATOR)
+}
+
 /// Who plays a rollback game: the players in handle order, the spectators, and us.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RollbackPlayers {
@@ -120,9 +132,17 @@ pub struct RollbackPlayers {
 
 impl RollbackPlayers {
     /// The lobby's members in the order every member agrees on (by peer id: ids the
-    /// matchmaker hands out, the same in every member's copy of the lobby); those in
-    /// `spectators` watch.
+    /// matchmaker hands out, the same in every member's copy of the lobby); those marked
+    /// as spectators in the lobby ([`spectate`]) and those in `spectators` watch.
     pub fn from_lobby(lobby: &LobbyInfo, local: PeerId, spectators: &[PeerId]) -> Self {
+        let marked: Vec<PeerId> = lobby
+            .members
+            .iter()
+            .map(|(peer, _)| *peer)
+            .filter(|peer| lobby.member_value(*peer, ROLE_KEY) == Some(SPECTATOR))
+            .collect();
+        let spectators: Vec<PeerId> = spectators.iter().chain(&marked).copied().collect();
+        let spectators = spectators.as_slice();
         let mut players: Vec<PeerId> = lobby
             .members
             .iter()
@@ -170,7 +190,7 @@ pub struct RollbackSettings {
     pub disconnect_timeout: std::time::Duration,
     /// A peer silent this long is reported as interrupted (default 500 ms).
     pub disconnect_notify_delay: std::time::Duration,
-    /// Members who only watch.
+    /// Members who only watch, besides those marked in the lobby ([`spectate`]).
     pub spectators: Vec<PeerId>,
 }
 

@@ -270,7 +270,8 @@ fn three_players_roll_back_600_frames_over_loss_without_a_desync() {
     rollback_over_loss(3);
 }
 
-/// The handle order comes from the lobby alone, and a spectator is no player.
+/// The handle order comes from the lobby alone, and a spectator (named by the game, or
+/// marked in the lobby by itself) is no player.
 #[test]
 fn every_member_derives_the_same_players_from_the_lobby() {
     let lobby = squadlink::LobbyInfo {
@@ -280,12 +281,23 @@ fn every_member_derives_the_same_players_from_the_lobby() {
             (PeerId(9), squadlink::PlayerId("a".into())),
             (PeerId(3), squadlink::PlayerId("b".into())),
             (PeerId(5), squadlink::PlayerId("c".into())),
+            (PeerId(7), squadlink::PlayerId("d".into())),
         ],
+        // PeerId(7) marked itself a spectator (`rollback::spectate`).
+        member_data: vec![(
+            PeerId(7),
+            [(
+                bevy_squadlink::rollback::ROLE_KEY.to_string(),
+                bevy_squadlink::rollback::SPECTATOR.to_string(),
+            )]
+            .into(),
+        )],
     };
     let seen_by = |me| RollbackPlayers::from_lobby(&lobby, me, &[PeerId(5)]);
     assert_eq!(seen_by(PeerId(9)).players, vec![PeerId(3), PeerId(9)]);
     assert_eq!(seen_by(PeerId(3)).players, seen_by(PeerId(9)).players);
     assert_eq!(seen_by(PeerId(9)).local_handle(), Some(1));
     assert_eq!(seen_by(PeerId(5)).local_handle(), None);
-    assert_eq!(seen_by(PeerId(5)).spectators, vec![PeerId(5)]);
+    assert_eq!(seen_by(PeerId(5)).spectators, vec![PeerId(5), PeerId(7)]);
+    assert_eq!(seen_by(PeerId(7)).local_handle(), None);
 }

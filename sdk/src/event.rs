@@ -115,6 +115,20 @@ pub struct LobbyInfo {
     pub host: PeerId,
     /// Members in join order, with their player ids.
     pub members: Vec<(PeerId, PlayerId)>,
+    /// What members told the others about themselves (`SessionBuilder::member_data`; only
+    /// the game's entries, and only members that gave some).
+    pub member_data: Vec<(PeerId, squadlink_protocol::Properties)>,
+}
+
+impl LobbyInfo {
+    /// Member `peer`'s value for `key`, if it gave one.
+    pub fn member_value(&self, peer: PeerId, key: &str) -> Option<&str> {
+        self.member_data
+            .iter()
+            .find(|(p, _)| *p == peer)
+            .and_then(|(_, data)| data.get(key))
+            .map(String::as_str)
+    }
 }
 
 /// Something that happened; drain them with [`crate::Session::poll_events`].

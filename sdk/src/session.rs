@@ -25,6 +25,9 @@ use crate::event::{Event, IcePolicy, LobbyInfo};
 use crate::join::{STOP_WAIT, join_within};
 use crate::lobby::LobbyRef;
 use crate::settings::{LOBBY_ENTRY_WAIT, MAX_CHANNELS, Settings};
+
+/// Most member-data entries a game may add (the matchmaker keeps 16, two are ours).
+const MAX_GAME_MEMBER_DATA: usize = 14;
 use crate::stats::PeerStats;
 #[cfg(not(target_arch = "wasm32"))]
 use crate::transport::Driver;
@@ -47,6 +50,15 @@ impl SessionBuilder {
     /// list in the same order. A session with no channels is fine for voice only.
     pub fn channel(mut self, kind: ChannelKind) -> Self {
         self.settings.channels.push(kind);
+        self
+    }
+
+    /// Tells the other members `key` = `value` about us (every member's copy of the lobby
+    /// shows it: [`LobbyInfo::member_data`]), e.g. a team, a colour, or that we only watch.
+    /// Up to 14 entries, keys of 1–64 bytes not starting with `squadlink.` (ours), values
+    /// up to 256 bytes (checked when the session starts).
+    pub fn member_data(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.settings.member_data.insert(key.into(), value.into());
         self
     }
 
@@ -211,6 +223,22 @@ impl SessionBuilder {
             return Err(Error::Config(
                 "simulated_loss must be between 0 and 1".into(),
             ));
+        }
+        if self.settings.member_data.len() > MAX_GAME_MEMBER_DATA {
+            return Err(Error::Config(format!(
+                "member_data: at most {MAX_GAME_MEMBER_DATA} entries (the matchmaker keeps 16 a member, two of them Squadlink's)"
+            )));
+        }
+        for (key, value) in &self.settings.member_data {
+            if key.is_empty()
+                || key.len() > 64
+                || value.len() > 256
+                || key.starts_with("squadlink.")
+            {
+                return Err(Error::Config(format!(
+                    "member_data {key:?}: keys are 1-64 bytes and not `squadlink.…` (Squadlink's own), values at most 256 bytes"
+                )));
+            }
         }
         if self.settings.max_message_size < FRAGMENT_SIZE {
             return Err(Error::Config(format!(

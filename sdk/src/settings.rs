@@ -35,6 +35,8 @@ pub(crate) struct Settings {
     pub(crate) lobby: LobbyRef,
     pub(crate) token: Option<String>,
     pub(crate) player_id: Option<String>,
+    /// The game's own member data (`SessionBuilder::member_data`), beside ours.
+    pub(crate) member_data: squadlink_protocol::Properties,
     pub(crate) bind: SocketAddr,
     pub(crate) ice_policy: IcePolicy,
     pub(crate) extra_ice_servers: Vec<IceServer>,
@@ -62,6 +64,7 @@ impl Settings {
             lobby: LobbyRef::create(8),
             token: None,
             player_id: None,
+            member_data: squadlink_protocol::Properties::new(),
             bind: SocketAddr::from(([0, 0, 0, 0], 0)),
             ice_policy: IcePolicy::All,
             extra_ice_servers: Vec::new(),

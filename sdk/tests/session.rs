@@ -129,6 +129,51 @@ async fn a_one_mebibyte_message_arrives_intact_and_larger_is_an_error() {
     ));
 }
 
+/// What a member tells the others about itself (`SessionBuilder::member_data`) reaches
+/// every member's copy of the lobby through the real matchmaker, without Squadlink's own
+/// entries; a key of Squadlink's, or too many entries, is refused before anything starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_data_reaches_every_members_lobby() {
+    let mm = matchmaker().await;
+    let a = session(
+        &mm.url(),
+        LobbyRef::create(2),
+        &[ChannelKind::ReliableOrdered],
+    )
+    .await;
+    let b = Session::builder(mm.url())
+        .bind("127.0.0.1:0".parse().unwrap())
+        .channel(ChannelKind::ReliableOrdered)
+        .member_data("team", "blue")
+        .join(LobbyRef::Code(code(&a)))
+        .start_async()
+        .await
+        .unwrap();
+    let b_id = b.id().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(lobby) = a.lobby()
+            && lobby.member_value(b_id, "team") == Some("blue")
+        {
+            assert_eq!(lobby.member_data.len(), 1, "{:?}", lobby.member_data);
+            assert_eq!(lobby.member_data[0].1.len(), 1, "only the game's entries");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{:?}", a.lobby());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(b.lobby().unwrap().member_value(b_id, "team"), Some("blue"));
+    let refused = Session::builder(mm.url())
+        .member_data("squadlink.channels", "x")
+        .start_background();
+    assert!(matches!(refused, Err(Error::Config(_))));
+    let mut many = Session::builder(mm.url());
+    for i in 0..15 {
+        many = many.member_data(format!("k{i}"), "v");
+    }
+    assert!(matches!(many.start_background(), Err(Error::Config(_))));
+}
+
 #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
 struct Snapshot {
     tick: u32,

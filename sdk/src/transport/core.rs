@@ -77,7 +77,7 @@ impl Core {
             entered.me,
             entered.player,
             entered.lobby.code.clone(),
-            channel::describe(&cfg.channels),
+            (channel::describe(&cfg.channels), &cfg.member_data),
             entered.instance,
         );
         let link = LinkState::new(now, cfg.reconnect_window);

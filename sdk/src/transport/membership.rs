@@ -79,27 +79,26 @@ pub(crate) struct Membership {
 }
 
 impl Membership {
-    /// The member data we join with for `channel_list`.
-    pub(crate) fn member_data(channel_list: &str) -> Properties {
-        [
-            (CHANNELS_KEY.to_string(), channel_list.to_string()),
-            (WIRE_KEY.to_string(), WIRE_VERSION.to_string()),
-        ]
-        .into()
+    /// The member data we join with for `channel_list`, with the game's own (`game`).
+    pub(crate) fn member_data(channel_list: &str, game: &Properties) -> Properties {
+        let mut data = game.clone();
+        data.insert(CHANNELS_KEY.to_string(), channel_list.to_string());
+        data.insert(WIRE_KEY.to_string(), WIRE_VERSION.to_string());
+        data
     }
 
     pub(crate) fn new(
         me: PeerId,
         player: PlayerId,
         code: String,
-        channel_list: String,
+        (channel_list, game): (String, &Properties),
         instance: Option<String>,
     ) -> Self {
         Self {
             me,
             player,
             code,
-            data: Self::member_data(&channel_list),
+            data: Self::member_data(&channel_list, game),
             channel_list,
             members: HashMap::new(),
             instance,
@@ -159,6 +158,20 @@ impl Membership {
                 .members
                 .iter()
                 .map(|m| (m.peer_id, m.player_id.clone()))
+                .collect(),
+            member_data: lobby
+                .members
+                .iter()
+                .map(|m| {
+                    let game: Properties = m
+                        .data
+                        .iter()
+                        .filter(|(k, _)| !k.starts_with("squadlink."))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
+                    (m.peer_id, game)
+                })
+                .filter(|(_, game)| !game.is_empty())
                 .collect(),
         }
     }
@@ -236,13 +249,46 @@ mod tests {
             PeerId(1),
             PlayerId("me".into()),
             "ABCD".into(),
-            "reliable,unreliable".into(),
+            ("reliable,unreliable".into(), &Properties::new()),
             None,
         )
     }
 
     fn data(channels: &str) -> Properties {
-        Membership::member_data(channels)
+        Membership::member_data(channels, &Properties::new())
+    }
+
+    #[test]
+    fn the_games_member_data_goes_out_with_ours_and_comes_back_without_ours() {
+        let game: Properties = [("team".to_string(), "red".to_string())].into();
+        let ours = Membership::member_data("reliable", &game);
+        assert_eq!(ours.get("team").map(String::as_str), Some("red"));
+        assert_eq!(ours.get(CHANNELS_KEY).map(String::as_str), Some("reliable"));
+        let mut m = membership();
+        let lobby = Lobby {
+            code: "ABCD".into(),
+            version: 1,
+            host: PeerId(1),
+            max_members: 4,
+            public: false,
+            properties: Properties::new(),
+            members: vec![
+                Member {
+                    peer_id: PeerId(1),
+                    player_id: PlayerId("me".into()),
+                    data: data("reliable,unreliable"),
+                },
+                Member {
+                    peer_id: PeerId(2),
+                    player_id: PlayerId("b".into()),
+                    data: ours,
+                },
+            ],
+        };
+        let info = m.update(&lobby);
+        assert_eq!(info.member_data, vec![(PeerId(2), game)]);
+        assert_eq!(info.member_value(PeerId(2), "team"), Some("red"));
+        assert_eq!(info.member_value(PeerId(1), "team"), None);
     }
 
     #[test]
@@ -294,7 +340,7 @@ mod tests {
         let admitted = m.admit(PeerId(2), &PlayerId("b".into()), &theirs);
         assert_eq!(admitted, Admission::Connect);
         assert_eq!(
-            Membership::member_data("x")
+            Membership::member_data("x", &Properties::new())
                 .get(WIRE_KEY)
                 .map(String::as_str),
             Some("1")

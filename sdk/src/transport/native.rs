@@ -128,7 +128,8 @@ impl Driver {
                 return;
             }
         };
-        let member_data = Membership::member_data(&crate::channel::describe(&cfg.channels));
+        let member_data =
+            Membership::member_data(&crate::channel::describe(&cfg.channels), &cfg.member_data);
         let joined = Signaling::connect_and_join(
             &cfg.url,
             cfg.token.clone(),

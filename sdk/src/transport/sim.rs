@@ -208,7 +208,10 @@ impl SimNet {
         let member = Member {
             peer_id: me,
             player_id: player.clone(),
-            data: Membership::member_data(&channel::describe(&settings.channels)),
+            data: Membership::member_data(
+                &channel::describe(&settings.channels),
+                &settings.member_data,
+            ),
         };
         if self.lobby.members.is_empty() {
             self.lobby.host = me;

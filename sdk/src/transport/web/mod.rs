@@ -60,7 +60,8 @@ pub(crate) async fn run(
     ready: crossbeam_channel::Sender<Result<()>>,
     ident: crossbeam_channel::Sender<(PeerId, PlayerId)>,
 ) {
-    let member_data = Membership::member_data(&crate::channel::describe(&cfg.channels));
+    let member_data =
+        Membership::member_data(&crate::channel::describe(&cfg.channels), &cfg.member_data);
     let joined = Link::connect_and_join(
         &cfg.url,
         (cfg.token.clone(), cfg.player_id.clone()),
