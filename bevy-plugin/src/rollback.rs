@@ -135,27 +135,15 @@ impl RollbackPlayers {
     /// matchmaker hands out, the same in every member's copy of the lobby); those marked
     /// as spectators in the lobby ([`spectate`]) and those in `spectators` watch.
     pub fn from_lobby(lobby: &LobbyInfo, local: PeerId, spectators: &[PeerId]) -> Self {
-        let marked: Vec<PeerId> = lobby
+        let watches = |peer: &PeerId| {
+            spectators.contains(peer) || lobby.member_value(*peer, ROLE_KEY) == Some(SPECTATOR)
+        };
+        let (mut spectators, mut players): (Vec<PeerId>, Vec<PeerId>) = lobby
             .members
             .iter()
             .map(|(peer, _)| *peer)
-            .filter(|peer| lobby.member_value(*peer, ROLE_KEY) == Some(SPECTATOR))
-            .collect();
-        let spectators: Vec<PeerId> = spectators.iter().chain(&marked).copied().collect();
-        let spectators = spectators.as_slice();
-        let mut players: Vec<PeerId> = lobby
-            .members
-            .iter()
-            .map(|(peer, _)| *peer)
-            .filter(|peer| !spectators.contains(peer))
-            .collect();
+            .partition(watches);
         players.sort();
-        let mut spectators: Vec<PeerId> = lobby
-            .members
-            .iter()
-            .map(|(peer, _)| *peer)
-            .filter(|peer| spectators.contains(peer))
-            .collect();
         spectators.sort();
         Self {
             players,

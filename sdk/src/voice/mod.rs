@@ -34,6 +34,8 @@
 #[cfg(target_arch = "wasm32")]
 mod web;
 #[cfg(target_arch = "wasm32")]
+mod web_audio;
+#[cfg(target_arch = "wasm32")]
 pub use web::{AudioInput, AudioOutput, Voice, VoiceConfig};
 
 // What both targets share: the vocabulary and the panning law.

@@ -25,13 +25,11 @@ use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use js_sys::{Array, Object, Reflect};
+use js_sys::{Object, Reflect};
 use squadlink_protocol::PeerId;
 use wasm_bindgen::{JsCast, JsValue};
-use wasm_bindgen_futures::JsFuture;
 use web_sys::{
-    AnalyserNode, AudioContext, AudioContextOptions, AudioContextState, AudioNode,
-    ChannelMergerNode, GainNode, HtmlAudioElement, MediaStream, MediaStreamAudioSourceNode,
+    AnalyserNode, AudioContext, AudioContextState, AudioNode, GainNode, MediaStream,
     MediaStreamConstraints, MediaStreamTrack,
 };
 use web_time::Instant;
@@ -40,6 +38,7 @@ use super::error::{Direction, VoiceError};
 use super::events::{SendStats, VoiceEvent, VoiceStats};
 use super::mixer::{Falloff, Listener, spatial_gains};
 use super::mode::VoiceMode;
+use super::web_audio::{Gesture, Heard, WINDOW, analyser_of, audio_graph, hear, level, resume};
 use crate::Session;
 use crate::media::Kind;
 use crate::transport::web::media::{self as hub, Hub, RtpEntry, stop_tracks, user_media};
@@ -51,8 +50,6 @@ const TICK: Duration = Duration::from_millis(20);
 const SPEAKING_LEVEL: f32 = 0.01;
 /// How long a peer stays "speaking" after its level fell.
 const SPEAKING_HANGOVER: Duration = Duration::from_millis(300);
-/// Samples the analysers look at (21 ms at 48 kHz).
-const WINDOW: usize = 1024;
 /// Samples in one Opus frame of 20 ms at 48 kHz (the browser's frames).
 const FRAME_SAMPLES: f64 = 960.0;
 
@@ -184,76 +181,11 @@ impl Default for PeerControls {
     }
 }
 
-/// One peer's voice being played.
-struct Heard {
-    serial: u64,
-    element: HtmlAudioElement,
-    source: MediaStreamAudioSourceNode,
-    left: GainNode,
-    right: GainNode,
-    merger: ChannelMergerNode,
-    analyser: AnalyserNode,
-    speaking: bool,
-    loud_at: Option<Instant>,
-}
-
-impl Heard {
-    fn release(&self) {
-        let _ = self.source.disconnect();
-        let _ = self.merger.disconnect();
-        let _ = self.element.pause();
-        self.element.set_src_object(None);
-    }
-}
-
 /// The microphone, once the page has it.
 struct Mic {
     stream: MediaStream,
     track: MediaStreamTrack,
     analyser: Option<AnalyserNode>,
-}
-
-/// What starts the page's audio at the player's first gesture.
-struct Gesture {
-    resume: wasm_bindgen::closure::Closure<dyn FnMut(JsValue)>,
-}
-
-/// The page events that count as the player's gesture for starting audio.
-const GESTURES: [&str; 3] = ["pointerdown", "keydown", "touchend"];
-
-impl Gesture {
-    /// Resumes `ctx` at the page's next gesture.
-    fn listen(ctx: &AudioContext) -> Option<Self> {
-        let window = web_sys::window()?;
-        let ctx = ctx.clone();
-        let resume =
-            wasm_bindgen::closure::Closure::<dyn FnMut(JsValue)>::new(move |_: JsValue| {
-                if ctx.state() == AudioContextState::Suspended
-                    && let Ok(promise) = ctx.resume()
-                {
-                    wasm_bindgen_futures::spawn_local(async move {
-                        let _ = JsFuture::from(promise).await;
-                    });
-                }
-            });
-        for event in GESTURES {
-            let _ = window.add_event_listener_with_callback(event, resume.as_ref().unchecked_ref());
-        }
-        Some(Self { resume })
-    }
-}
-
-impl Drop for Gesture {
-    fn drop(&mut self) {
-        if let Some(window) = web_sys::window() {
-            for event in GESTURES {
-                let _ = window.remove_event_listener_with_callback(
-                    event,
-                    self.resume.as_ref().unchecked_ref(),
-                );
-            }
-        }
-    }
 }
 
 /// Everything one [`Voice`] owns in the page.
@@ -344,13 +276,8 @@ impl Voice {
     /// clicks or presses a key on the page): call it from an input handler.
     pub fn resume(&self) {
         self.with(|p| {
-            if let Some(ctx) = &p.ctx
-                && ctx.state() == AudioContextState::Suspended
-                && let Ok(promise) = ctx.resume()
-            {
-                wasm_bindgen_futures::spawn_local(async move {
-                    let _ = JsFuture::from(promise).await;
-                });
+            if let Some(ctx) = &p.ctx {
+                resume(ctx);
             }
         });
     }
@@ -469,22 +396,6 @@ impl Drop for Voice {
     }
 }
 
-/// The page's audio: a 48 kHz context and the mix (to the speakers when `play`).
-fn audio_graph(play: bool) -> Result<(AudioContext, GainNode), String> {
-    let options = AudioContextOptions::new();
-    options.set_sample_rate(48_000.0);
-    let ctx = AudioContext::new_with_context_options(&options)
-        .map_err(|e| format!("the page has no Web Audio: {}", describe(&e)))?;
-    let mix = ctx
-        .create_gain()
-        .map_err(|e| format!("Web Audio: {}", describe(&e)))?;
-    if play {
-        mix.connect_with_audio_node(&ctx.destination())
-            .map_err(|e| format!("Web Audio: {}", describe(&e)))?;
-    }
-    Ok((ctx, mix))
-}
-
 /// Asks the page for the microphone and, once given, sends it on every connection.
 async fn open_mic(player: Weak<RefCell<Player>>) {
     let Some(asked) = player.upgrade() else {
@@ -561,22 +472,6 @@ async fn open_mic(player: Weak<RefCell<Player>>) {
     }
 }
 
-/// An analyser listening to `stream`.
-fn analyser_of(ctx: &AudioContext, stream: &MediaStream) -> Result<AnalyserNode, JsValue> {
-    let source = ctx.create_media_stream_source(stream)?;
-    let analyser = ctx.create_analyser()?;
-    analyser.set_fft_size(WINDOW as u32);
-    source.connect_with_audio_node(&analyser)?;
-    Ok(analyser)
-}
-
-/// The level (RMS) of what `analyser` hears now.
-fn level(analyser: &AnalyserNode, scratch: &mut [f32]) -> f32 {
-    analyser.get_float_time_domain_data(scratch);
-    let n = scratch.len().max(1) as f32;
-    (scratch.iter().map(|s| s * s).sum::<f32>() / n).sqrt()
-}
-
 /// Looks at the peers, the gate and the output every [`TICK`] while the voice runs.
 async fn keep_time(player: Weak<RefCell<Player>>) {
     loop {
@@ -650,15 +545,9 @@ impl Player {
             let (Some(ctx), Some(mix)) = (&self.ctx, &self.mix) else {
                 return;
             };
-            match hear(ctx, mix, &arrived.track) {
+            match hear(ctx, mix, (&arrived.track, arrived.serial)) {
                 Ok(heard) => {
-                    self.heard.insert(
-                        peer,
-                        Heard {
-                            serial: arrived.serial,
-                            ..heard
-                        },
-                    );
+                    self.heard.insert(peer, heard);
                     self.place(peer);
                 }
                 Err(e) => {
@@ -818,42 +707,4 @@ fn most_sent(hub: &Hub) -> SendStats {
 
 fn seconds(s: f64) -> Duration {
     Duration::try_from_secs_f64(s).unwrap_or_default()
-}
-
-/// Plays `track` into `mix` through its own gains (the peer's [`Heard`], serial 0).
-fn hear(ctx: &AudioContext, mix: &GainNode, track: &MediaStreamTrack) -> Result<Heard, JsValue> {
-    let stream = MediaStream::new_with_tracks(&Array::of1(track))?;
-    // Chrome feeds a remote track to Web Audio only while a media element plays it.
-    let element = HtmlAudioElement::new()?;
-    element.set_muted(true);
-    element.set_src_object(Some(&stream));
-    if let Ok(promise) = element.play() {
-        wasm_bindgen_futures::spawn_local(async move {
-            let _ = JsFuture::from(promise).await;
-        });
-    }
-    let source = ctx.create_media_stream_source(&stream)?;
-    let left = ctx.create_gain()?;
-    let right = ctx.create_gain()?;
-    let merger = ctx.create_channel_merger_with_number_of_inputs(2)?;
-    let analyser = ctx.create_analyser()?;
-    analyser.set_fft_size(WINDOW as u32);
-    source.connect_with_audio_node(&left)?;
-    source.connect_with_audio_node(&right)?;
-    source.connect_with_audio_node(&analyser)?;
-    // Each merger input takes one channel: the voice, down-mixed to mono.
-    left.connect_with_audio_node_and_output_and_input(&merger, 0, 0)?;
-    right.connect_with_audio_node_and_output_and_input(&merger, 0, 1)?;
-    merger.connect_with_audio_node(mix)?;
-    Ok(Heard {
-        serial: 0,
-        element,
-        source,
-        left,
-        right,
-        merger,
-        analyser,
-        speaking: false,
-        loud_at: None,
-    })
 }
