@@ -52,6 +52,8 @@
 
 mod messages;
 mod plugin;
+#[cfg(feature = "replicon")]
+pub mod replicon;
 #[cfg(feature = "ggrs")]
 pub mod rollback;
 #[cfg(feature = "video")]

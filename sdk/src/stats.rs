@@ -74,4 +74,10 @@ pub struct PeerStats {
     /// ICE restarts we started with this peer (after it fell silent, or our network
     /// changed).
     pub ice_restarts: u64,
+    /// How long nothing has been heard from the peer on its channels (messages or the
+    /// session's pings, twice a second), as of the latest refresh (every 250 ms). Normally
+    /// under half a second; a peer whose process died grows it from then on, long before
+    /// the silence timeout and ICE restarts give it up. Layers that must react fast to a
+    /// lost peer (the replicon backend's hand-over) read it.
+    pub silent_for: Duration,
 }

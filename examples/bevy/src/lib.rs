@@ -1,10 +1,13 @@
-//! Squadlink's Bevy examples (`arena`, `web_arena`, `headless_bots`) and what their players
+//! Squadlink's Bevy examples (`arena`, `web_arena`, `headless_bots`, `rollback`,
+//! `replicated_arena`) and what their players
 //! say to each other: the channel list and the message types, shared so a bot can join a
 //! windowed player's lobby; the arena's game and its voice and video, shared by the native
 //! and the browser arena.
 
 pub mod arena;
 pub mod arena_media;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod replicated;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod rollback;
 

@@ -736,6 +736,7 @@ impl Peer {
             self.stats.loss = loss;
         }
         self.stats.send_queue_bytes = self.queued_bytes();
+        self.stats.silent_for = now.saturating_duration_since(self.last_heard);
         if let Some(counts) = self.engine.wire_counts() {
             self.stats.packets_sent = counts.packets_sent;
             self.stats.packets_received = counts.packets_received;

@@ -1,0 +1,536 @@
+//! Who serves: the authority state machine every member runs, pure logic with time as an
+//! input (no clock, no Bevy, no session inside), so the hand-over rules are tested here
+//! alone.
+//!
+//! The rules, which every member applies to the same inputs and so reaches the same answer
+//! without a vote:
+//!
+//! - At the start the lobby's host serves (epoch 0); the others wait to hear it.
+//! - The server ranks its clients by the mean round trip each reports to the rest of the
+//!   mesh (`Report`, once a second), in 10 ms buckets; a member keeps its place against
+//!   others in its bucket (so jitter does not reshuffle the line), then the lower peer id
+//!   goes first; a member that has not reported yet goes last. The line travels in
+//!   `Serving` on the reliable channel whenever it changes, so every client holds the same
+//!   line as soon as the server has sent it.
+//! - When a member loses its server (the peer is gone or interrupted), it takes the first
+//!   member of its line that it still reaches (itself included), then any other such member
+//!   by lowest peer id, and bumps the epoch. If that is itself it serves at once; otherwise
+//!   it waits for that member's `Serving`, and if none comes within the await timeout it
+//!   treats the member as lost too.
+//! - A `Serving` with a higher epoch always wins; at equal epochs the lower peer id wins
+//!   (two members can only both claim when the old server died between sending a new line
+//!   to one and to the other); a server that hears a winning claim steps down and follows.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use squadlink::PeerId;
+
+use super::wire::Control;
+
+/// Width of one round-trip bucket of the line, milliseconds.
+const BUCKET_MS: u32 = 10;
+
+/// This member's part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// Not serving and not following: waiting for `expect` (if known) to announce itself.
+    Waiting {
+        expect: Option<PeerId>,
+        since: Duration,
+    },
+    /// This member serves.
+    Serving,
+    /// This member is a client of that server.
+    Following(PeerId),
+}
+
+/// What the member must do after an input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// Start serving (replicon's server runs; every connected peer becomes a client).
+    Serve {
+        epoch: u32,
+        previous: Option<PeerId>,
+    },
+    /// Be a client of `server` (a new one: the replicon client connects to it afresh).
+    Follow {
+        server: PeerId,
+        epoch: u32,
+        previous: Option<PeerId>,
+    },
+    /// The server is lost; `successor` is expected to serve. Replicon's client waits.
+    Await { successor: PeerId, lost: PeerId },
+    /// Send this control message to one peer, or every peer (`None`).
+    Send {
+        to: Option<PeerId>,
+        message: Control,
+    },
+}
+
+/// The state machine.
+#[derive(Debug, Clone)]
+pub(crate) struct Authority {
+    me: PeerId,
+    epoch: u32,
+    role: Role,
+    line: Vec<PeerId>,
+    reports: BTreeMap<PeerId, u32>,
+    await_timeout: Duration,
+    /// The last member that served as far as this one knows (itself included).
+    last_server: Option<PeerId>,
+}
+
+impl Authority {
+    /// A member that knows only itself.
+    pub(crate) fn new(me: PeerId, await_timeout: Duration, now: Duration) -> Self {
+        Self {
+            me,
+            epoch: 0,
+            role: Role::Waiting {
+                expect: None,
+                since: now,
+            },
+            line: Vec::new(),
+            reports: BTreeMap::new(),
+            await_timeout,
+            last_server: None,
+        }
+    }
+
+    /// This member.
+    pub(crate) fn me(&self) -> PeerId {
+        self.me
+    }
+
+    /// Its part now.
+    pub(crate) fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The line of succession it holds, best first.
+    pub(crate) fn line(&self) -> &[PeerId] {
+        &self.line
+    }
+
+    /// Who serves, as far as this member knows.
+    #[cfg(test)]
+    pub(crate) fn server(&self) -> Option<PeerId> {
+        match self.role {
+            Role::Serving => Some(self.me),
+            Role::Following(server) => Some(server),
+            Role::Waiting { .. } => None,
+        }
+    }
+
+    /// The game starts with `host` as the lobby's host.
+    pub(crate) fn start(&mut self, host: PeerId, now: Duration) -> Vec<Action> {
+        if host == self.me {
+            self.serve()
+        } else {
+            self.role = Role::Waiting {
+                expect: Some(host),
+                since: now,
+            };
+            Vec::new()
+        }
+    }
+
+    /// `from` says it serves at `epoch` with `line`.
+    pub(crate) fn on_serving(
+        &mut self,
+        from: PeerId,
+        epoch: u32,
+        line: Vec<PeerId>,
+    ) -> Vec<Action> {
+        let adopt = match self.role {
+            Role::Serving => epoch > self.epoch || (epoch == self.epoch && from < self.me),
+            Role::Following(server) => {
+                epoch > self.epoch || (epoch == self.epoch && from <= server)
+            }
+            Role::Waiting { expect, .. } => epoch >= self.epoch || expect == Some(from),
+        };
+        if !adopt {
+            return Vec::new();
+        }
+        self.line = line;
+        if self.role == Role::Following(from) && epoch == self.epoch {
+            return Vec::new(); // the same server with a new line
+        }
+        let previous = self.last_server;
+        self.epoch = self.epoch.max(epoch);
+        self.role = Role::Following(from);
+        self.last_server = Some(from);
+        self.reports.clear();
+        vec![Action::Follow {
+            server: from,
+            epoch: self.epoch,
+            previous,
+        }]
+    }
+
+    /// `peer` is gone or unreachable; `live` are the peers this member still reaches.
+    pub(crate) fn on_lost(
+        &mut self,
+        peer: PeerId,
+        live: &BTreeSet<PeerId>,
+        now: Duration,
+    ) -> Vec<Action> {
+        self.reports.remove(&peer);
+        let lost_ours = match self.role {
+            Role::Following(server) => server == peer,
+            Role::Waiting { expect, .. } => expect == Some(peer),
+            Role::Serving => false,
+        };
+        if !lost_ours {
+            return Vec::new();
+        }
+        self.epoch = self.epoch.saturating_add(1);
+        let successor = self.successor(peer, live);
+        if successor == self.me {
+            return self.serve();
+        }
+        self.role = Role::Waiting {
+            expect: Some(successor),
+            since: now,
+        };
+        vec![Action::Await {
+            successor,
+            lost: peer,
+        }]
+    }
+
+    /// `peer` connected: a server tells it who serves.
+    pub(crate) fn on_connected(&mut self, peer: PeerId) -> Vec<Action> {
+        if self.role == Role::Serving {
+            vec![Action::Send {
+                to: Some(peer),
+                message: self.serving_message(),
+            }]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// A client's report of its mean round trip to the mesh.
+    pub(crate) fn on_report(&mut self, from: PeerId, mesh_rtt_ms: u32) {
+        if self.role == Role::Serving {
+            self.reports.insert(from, mesh_rtt_ms);
+        }
+    }
+
+    /// Time passes: an awaited successor that stays silent is treated as lost; a server
+    /// re-ranks its line and announces it if it changed.
+    pub(crate) fn tick(&mut self, now: Duration, live: &BTreeSet<PeerId>) -> Vec<Action> {
+        match self.role {
+            Role::Waiting {
+                expect: Some(successor),
+                since,
+            } if now.saturating_sub(since) >= self.await_timeout => {
+                self.on_lost(successor, live, now)
+            }
+            Role::Serving => {
+                let line = self.rank(live);
+                if line == self.line {
+                    return Vec::new();
+                }
+                self.line = line;
+                vec![Action::Send {
+                    to: None,
+                    message: self.serving_message(),
+                }]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn serve(&mut self) -> Vec<Action> {
+        let previous = self.last_server;
+        self.role = Role::Serving;
+        self.last_server = Some(self.me);
+        self.reports.clear();
+        self.line.retain(|p| *p != self.me);
+        vec![
+            Action::Serve {
+                epoch: self.epoch,
+                previous,
+            },
+            Action::Send {
+                to: None,
+                message: self.serving_message(),
+            },
+        ]
+    }
+
+    fn serving_message(&self) -> Control {
+        Control::Serving {
+            epoch: self.epoch,
+            line: self.line.clone(),
+        }
+    }
+
+    /// The member to take over from `lost`: the first of the line still reached (this
+    /// member included), then the others by lowest peer id.
+    fn successor(&self, lost: PeerId, live: &BTreeSet<PeerId>) -> PeerId {
+        let candidate = |p: &PeerId| *p != lost && (*p == self.me || live.contains(p));
+        self.line
+            .iter()
+            .copied()
+            .find(candidate)
+            .or_else(|| {
+                live.iter()
+                    .copied()
+                    .chain(std::iter::once(self.me))
+                    .filter(candidate)
+                    .min()
+            })
+            .unwrap_or(self.me)
+    }
+
+    /// The server's line: its live clients by reported round trip in buckets, keeping the
+    /// old order within a bucket, then by peer id; unreported last.
+    fn rank(&self, live: &BTreeSet<PeerId>) -> Vec<PeerId> {
+        let mut line: Vec<PeerId> = live.iter().copied().filter(|p| *p != self.me).collect();
+        line.sort_by_key(|p| {
+            let bucket = self.reports.get(p).map_or(u32::MAX, |ms| ms / BUCKET_MS);
+            let before = self.line.iter().position(|q| q == p).unwrap_or(usize::MAX);
+            (bucket, before, *p)
+        });
+        line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Duration = Duration::from_secs(5);
+
+    fn live(peers: &[u64]) -> BTreeSet<PeerId> {
+        peers.iter().map(|p| PeerId(*p)).collect()
+    }
+
+    fn serving(epoch: u32, line: &[u64]) -> Control {
+        Control::Serving {
+            epoch,
+            line: line.iter().map(|p| PeerId(*p)).collect(),
+        }
+    }
+
+    fn at(secs: u64) -> Duration {
+        Duration::from_secs(secs)
+    }
+
+    #[test]
+    fn the_lobby_host_serves_first_and_the_others_wait_for_it() {
+        let mut host = Authority::new(PeerId(1), T, at(0));
+        let actions = host.start(PeerId(1), at(0));
+        assert_eq!(
+            actions,
+            vec![
+                Action::Serve {
+                    epoch: 0,
+                    previous: None
+                },
+                Action::Send {
+                    to: None,
+                    message: serving(0, &[])
+                }
+            ]
+        );
+        let mut member = Authority::new(PeerId(2), T, at(0));
+        assert!(member.start(PeerId(1), at(0)).is_empty());
+        assert_eq!(member.server(), None);
+        let actions = member.on_serving(PeerId(1), 0, vec![PeerId(2)]);
+        assert_eq!(
+            actions,
+            vec![Action::Follow {
+                server: PeerId(1),
+                epoch: 0,
+                previous: None
+            }]
+        );
+        assert_eq!(member.server(), Some(PeerId(1)));
+    }
+
+    #[test]
+    fn the_line_ranks_by_reported_round_trip_then_peer_id() {
+        let mut host = Authority::new(PeerId(1), T, at(0));
+        host.start(PeerId(1), at(0));
+        host.on_report(PeerId(4), 25);
+        host.on_report(PeerId(3), 80);
+        // 2 has not reported: last.
+        let actions = host.tick(at(1), &live(&[2, 3, 4]));
+        assert_eq!(
+            actions,
+            vec![Action::Send {
+                to: None,
+                message: serving(0, &[4, 3, 2])
+            }]
+        );
+        // Unchanged: nothing sent.
+        assert!(host.tick(at(2), &live(&[2, 3, 4])).is_empty());
+    }
+
+    #[test]
+    fn jitter_within_a_bucket_does_not_reshuffle_the_line() {
+        let mut host = Authority::new(PeerId(1), T, at(0));
+        host.start(PeerId(1), at(0));
+        host.on_report(PeerId(3), 21);
+        host.on_report(PeerId(2), 29);
+        host.tick(at(1), &live(&[2, 3]));
+        assert_eq!(host.line(), [PeerId(2), PeerId(3)]); // same bucket: peer id
+        host.on_report(PeerId(3), 20);
+        host.on_report(PeerId(2), 28);
+        assert!(host.tick(at(2), &live(&[2, 3])).is_empty());
+        host.on_report(PeerId(2), 45); // a whole bucket worse: moves
+        host.tick(at(3), &live(&[2, 3]));
+        assert_eq!(host.line(), [PeerId(3), PeerId(2)]);
+    }
+
+    #[test]
+    fn the_first_live_member_of_the_line_takes_over_and_the_others_await_it() {
+        let line = vec![PeerId(3), PeerId(2)];
+        let mut two = Authority::new(PeerId(2), T, at(0));
+        let mut three = Authority::new(PeerId(3), T, at(0));
+        for member in [&mut two, &mut three] {
+            member.start(PeerId(1), at(0));
+            member.on_serving(PeerId(1), 0, line.clone());
+        }
+        let actions = three.on_lost(PeerId(1), &live(&[2]), at(10));
+        assert_eq!(
+            actions.first(),
+            Some(&Action::Serve {
+                epoch: 1,
+                previous: Some(PeerId(1))
+            })
+        );
+        let actions = two.on_lost(PeerId(1), &live(&[3]), at(10));
+        assert_eq!(
+            actions,
+            vec![Action::Await {
+                successor: PeerId(3),
+                lost: PeerId(1)
+            }]
+        );
+        let actions = two.on_serving(PeerId(3), 1, vec![PeerId(2)]);
+        assert_eq!(
+            actions,
+            vec![Action::Follow {
+                server: PeerId(3),
+                epoch: 1,
+                previous: Some(PeerId(1))
+            }]
+        );
+    }
+
+    #[test]
+    fn a_successor_that_heard_first_is_followed_before_the_loss_is_seen() {
+        let mut two = Authority::new(PeerId(2), T, at(0));
+        two.start(PeerId(1), at(0));
+        two.on_serving(PeerId(1), 0, vec![PeerId(3), PeerId(2)]);
+        let actions = two.on_serving(PeerId(3), 1, vec![PeerId(2)]);
+        assert_eq!(
+            actions,
+            vec![Action::Follow {
+                server: PeerId(3),
+                epoch: 1,
+                previous: Some(PeerId(1))
+            }]
+        );
+        // The loss, seen later, is no longer ours.
+        assert!(two.on_lost(PeerId(1), &live(&[3]), at(5)).is_empty());
+        assert_eq!(two.server(), Some(PeerId(3)));
+    }
+
+    #[test]
+    fn a_successor_this_member_no_longer_reaches_is_skipped() {
+        let mut two = Authority::new(PeerId(2), T, at(0));
+        two.start(PeerId(1), at(0));
+        two.on_serving(PeerId(1), 0, vec![PeerId(3), PeerId(2)]);
+        let actions = two.on_lost(PeerId(1), &live(&[]), at(10));
+        assert_eq!(
+            actions.first(),
+            Some(&Action::Serve {
+                epoch: 1,
+                previous: Some(PeerId(1))
+            })
+        );
+    }
+
+    #[test]
+    fn a_silent_successor_is_given_up_after_the_await_timeout() {
+        let mut two = Authority::new(PeerId(2), T, at(0));
+        two.start(PeerId(1), at(0));
+        two.on_serving(PeerId(1), 0, vec![PeerId(3), PeerId(2)]);
+        two.on_lost(PeerId(1), &live(&[3]), at(10));
+        assert!(two.tick(at(14), &live(&[3])).is_empty());
+        let actions = two.tick(at(15), &live(&[3]));
+        assert_eq!(
+            actions.first(),
+            Some(&Action::Serve {
+                epoch: 2,
+                previous: Some(PeerId(1))
+            })
+        );
+    }
+
+    #[test]
+    fn of_two_claims_at_one_epoch_the_lower_peer_id_wins_and_the_other_steps_down() {
+        let mut three = Authority::new(PeerId(3), T, at(0));
+        three.start(PeerId(1), at(0));
+        three.on_serving(PeerId(1), 0, vec![PeerId(3), PeerId(2)]);
+        three.on_lost(PeerId(1), &live(&[2]), at(10));
+        assert_eq!(three.server(), Some(PeerId(3)));
+        let actions = three.on_serving(PeerId(2), 1, vec![]);
+        assert_eq!(
+            actions,
+            vec![Action::Follow {
+                server: PeerId(2),
+                epoch: 1,
+                previous: Some(PeerId(3))
+            }]
+        );
+        // And the higher id's claim does not move the lower one.
+        let mut two = Authority::new(PeerId(2), T, at(0));
+        two.start(PeerId(2), at(0));
+        assert!(two.on_serving(PeerId(3), 0, vec![]).is_empty());
+    }
+
+    #[test]
+    fn a_stale_server_that_comes_back_is_told_and_steps_down() {
+        let mut one = Authority::new(PeerId(1), T, at(0));
+        one.start(PeerId(1), at(0));
+        // 1 was cut off; 3 took over at epoch 1 and tells 1 when it reconnects.
+        let actions = one.on_serving(PeerId(3), 1, vec![PeerId(2)]);
+        assert_eq!(
+            actions,
+            vec![Action::Follow {
+                server: PeerId(3),
+                epoch: 1,
+                previous: Some(PeerId(1))
+            }]
+        );
+        // A claim from an older epoch is ignored.
+        let mut two = Authority::new(PeerId(2), T, at(0));
+        two.start(PeerId(3), at(0));
+        two.on_serving(PeerId(3), 1, vec![]);
+        assert!(two.on_serving(PeerId(1), 0, vec![]).is_empty());
+    }
+
+    #[test]
+    fn a_server_greets_each_peer_that_connects() {
+        let mut host = Authority::new(PeerId(1), T, at(0));
+        host.start(PeerId(1), at(0));
+        assert_eq!(
+            host.on_connected(PeerId(5)),
+            vec![Action::Send {
+                to: Some(PeerId(5)),
+                message: serving(0, &[])
+            }]
+        );
+        let mut member = Authority::new(PeerId(2), T, at(0));
+        member.start(PeerId(1), at(0));
+        assert!(member.on_connected(PeerId(5)).is_empty());
+    }
+}

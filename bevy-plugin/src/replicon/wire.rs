@@ -1,0 +1,165 @@
+//! What goes over the two Squadlink channels the replicon backend uses: one tag byte, then
+//! the payload. The tag says what the payload is, so one reliable and one unreliable
+//! Squadlink channel carry all of replicon's channels in both directions, and the hand-over
+//! messages beside them.
+//!
+//! | tag        | payload                                                           |
+//! |------------|-------------------------------------------------------------------|
+//! | `0`        | a [`Control`] message (codec-encoded), reliable channel only       |
+//! | `1..=127`  | replicon server channel `tag - 1`: server → client                 |
+//! | `128..=255`| replicon client channel `tag - 128`: client → server               |
+
+use bevy_replicon::bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use squadlink::PeerId;
+
+/// The most replicon channels of one direction the tag byte can name.
+pub(crate) const MAX_CHANNELS: usize = 127;
+
+const CONTROL: u8 = 0;
+const TO_CLIENT: u8 = 1;
+const TO_SERVER: u8 = 128;
+
+/// The backend's own messages: who serves, and the line of succession.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Control {
+    /// "I serve, at this epoch; if I go, the first live member of `line` takes over."
+    /// Sent when a member starts serving, to every peer that connects while it serves,
+    /// and whenever the line changes.
+    Serving {
+        /// Bumped at every hand-over; the higher epoch wins.
+        epoch: u32,
+        /// The members ranked by their measured mesh round trip, best first.
+        line: Vec<PeerId>,
+    },
+    /// Client → server, once a second: the client's mean round trip to the other members,
+    /// milliseconds (`u32::MAX`: not measured yet).
+    Report {
+        /// Mean round trip to the members it is connected to.
+        mesh_rtt_ms: u32,
+    },
+}
+
+/// One received frame, read.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Frame {
+    /// A control message.
+    Control(Control),
+    /// A replicon message on a server channel (from the server).
+    ToClient { channel: usize, payload: Bytes },
+    /// A replicon message on a client channel (from a client).
+    ToServer { channel: usize, payload: Bytes },
+}
+
+/// Why a frame was not read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub(crate) enum FrameError {
+    /// Nothing at all.
+    #[error("an empty frame")]
+    Empty,
+    /// The tag says control, the rest does not decode.
+    #[error("an undecodable control message: {0}")]
+    Control(String),
+}
+
+/// Reads one frame.
+pub(crate) fn read(mut frame: Bytes) -> Result<Frame, FrameError> {
+    let Some(&tag) = frame.first() else {
+        return Err(FrameError::Empty);
+    };
+    let payload = frame.split_off(1);
+    match tag {
+        CONTROL => squadlink::codec::decode::<Control>(&payload)
+            .map(Frame::Control)
+            .map_err(|e| FrameError::Control(e.to_string())),
+        TO_CLIENT..TO_SERVER => Ok(Frame::ToClient {
+            channel: usize::from(tag - TO_CLIENT),
+            payload,
+        }),
+        _ => Ok(Frame::ToServer {
+            channel: usize::from(tag - TO_SERVER),
+            payload,
+        }),
+    }
+}
+
+/// A control message as a frame.
+pub(crate) fn control(message: &Control) -> Vec<u8> {
+    let mut out = vec![CONTROL];
+    // The control messages are plain data: encoding cannot fail, but an error would only
+    // leave the frame empty of payload, which the reader rejects.
+    if let Ok(bytes) = squadlink::codec::encode(message) {
+        out.extend_from_slice(&bytes);
+    }
+    out
+}
+
+/// A replicon message on server channel `channel`, as a frame (`None`: no such tag).
+pub(crate) fn to_client(channel: usize, payload: &[u8]) -> Option<Vec<u8>> {
+    tagged(TO_CLIENT, channel, payload)
+}
+
+/// A replicon message on client channel `channel`, as a frame (`None`: no such tag).
+pub(crate) fn to_server(channel: usize, payload: &[u8]) -> Option<Vec<u8>> {
+    tagged(TO_SERVER, channel, payload)
+}
+
+fn tagged(base: u8, channel: usize, payload: &[u8]) -> Option<Vec<u8>> {
+    if channel >= MAX_CHANNELS {
+        return None;
+    }
+    let tag = base.checked_add(u8::try_from(channel).ok()?)?;
+    let mut out = Vec::with_capacity(payload.len() + 1);
+    out.push(tag);
+    out.extend_from_slice(payload);
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replicon_messages_keep_their_channel_and_direction() {
+        let frame = to_client(3, b"init").unwrap_or_default();
+        assert_eq!(
+            read(frame.into()),
+            Ok(Frame::ToClient {
+                channel: 3,
+                payload: Bytes::from_static(b"init")
+            })
+        );
+        let frame = to_server(126, b"ack").unwrap_or_default();
+        assert_eq!(
+            read(frame.into()),
+            Ok(Frame::ToServer {
+                channel: 126,
+                payload: Bytes::from_static(b"ack")
+            })
+        );
+    }
+
+    #[test]
+    fn control_messages_round_trip() {
+        let message = Control::Serving {
+            epoch: 7,
+            line: vec![PeerId(4), PeerId(2)],
+        };
+        assert_eq!(read(control(&message).into()), Ok(Frame::Control(message)));
+    }
+
+    #[test]
+    fn a_channel_past_the_tag_range_is_refused() {
+        assert_eq!(to_client(127, b"x"), None);
+        assert_eq!(to_server(500, b"x"), None);
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        assert_eq!(read(Bytes::new()), Err(FrameError::Empty));
+        assert!(matches!(
+            read(Bytes::from_static(&[0, 0xff, 0xff, 0xff])),
+            Err(FrameError::Control(_))
+        ));
+    }
+}
