@@ -69,11 +69,18 @@ fn session(url: &str, lobby: LobbyRef) -> Session {
 
 /// A member's App: replicon, our backend, and the test game.
 fn app(session: Session) -> App {
+    app_with(
+        session,
+        SquadlinkRepliconPlugin::new(Channel(0), Channel(1)),
+    )
+}
+
+fn app_with(session: Session, backend: SquadlinkRepliconPlugin) -> App {
     let mut app = App::new();
     app.add_plugins((MinimalPlugins, StatesPlugin))
         .add_plugins(SquadlinkPlugin::idle())
         .add_plugins(RepliconPlugins.set(ServerPlugin::new(PostUpdate)))
-        .add_plugins(SquadlinkRepliconPlugin::new(Channel(0), Channel(1)))
+        .add_plugins(backend)
         .replicate::<Square>()
         .replicate::<Counter>()
         .add_client_message::<Nudge>(
@@ -355,4 +362,62 @@ fn when_the_host_leaves_the_first_of_the_line_serves_from_the_world_it_holds() {
     }
     let gap = authority(&next).last_hand_over.and_then(|h| h.gap());
     assert!(gap.is_some(), "the hand-over is recorded");
+}
+
+#[test]
+fn with_best_first_server_a_badly_placed_host_hands_over_to_the_best_placed_member() {
+    let (_rt, mm) = matchmaker();
+    let url = mm.url();
+    // The host's every datagram waits 40 ms: its mean round trip to the mesh is about
+    // 80 ms; the others' about 40 ms (to the host) and 0 (to each other), so 40 on average.
+    let host = Session::builder(&url)
+        .bind("127.0.0.1:0".parse().unwrap())
+        .channel(ChannelKind::ReliableOrdered)
+        .channel(ChannelKind::Unreliable)
+        .simulated_network(squadlink::NetworkConditions::latency(
+            Duration::from_millis(40),
+        ))
+        .join(LobbyRef::create(4))
+        .start()
+        .unwrap();
+    let code = host.lobby().unwrap().code;
+    let backend = || SquadlinkRepliconPlugin::new(Channel(0), Channel(1)).best_first_server();
+    let mut a = app_with(host, backend());
+    let mut b = app_with(session(&url, LobbyRef::Code(code.clone())), backend());
+    let mut c = app_with(session(&url, LobbyRef::Code(code)), backend());
+    spawn_world(&mut a);
+    step_until(
+        &mut [&mut a, &mut b, &mut c],
+        "a client takes over",
+        |apps| {
+            let servers: Vec<Option<PeerId>> = apps.iter().map(|a| authority(a).server).collect();
+            let Some(Some(server)) = servers.first().copied() else {
+                return false;
+            };
+            authority(apps[0]).epoch == 1
+                && servers.iter().all(|s| *s == Some(server))
+                && apps.iter().filter(|a| authority(a).local).count() == 1
+                && square_count(apps[0]) == 3
+                && square_count(apps[1]) == 3
+                && square_count(apps[2]) == 3
+        },
+    );
+    let server = authority(&a).server.unwrap();
+    assert_ne!(server, me(&a), "the host handed over");
+    assert!(server == me(&b) || server == me(&c));
+    // The old host is a client of the new server now and its world kept its entities.
+    assert!(!authority(&a).local);
+    let (_, before) = counter(&mut a).unwrap();
+    step_until(
+        &mut [&mut a, &mut b, &mut c],
+        "the counter moves on the old host",
+        |apps| counter(apps[0]).is_some_and(|(_, v)| v > before + 10),
+    );
+    for app in [&mut a, &mut b, &mut c] {
+        assert_eq!(
+            square_count(app),
+            3,
+            "no duplicate after the planned hand-over"
+        );
+    }
 }

@@ -17,6 +17,10 @@
 //!   by lowest peer id, and bumps the epoch. If that is itself it serves at once; otherwise
 //!   it waits for that member's `Serving`, and if none comes within the await timeout it
 //!   treats the member as lost too.
+//! - A server may hand over on purpose to the head of its line when that member's mesh
+//!   round trip is a whole bucket better than its own (`Yield`): the way the best-placed
+//!   member becomes the first server of a game. The chosen member serves at the next epoch
+//!   and everyone, the old server included, follows its `Serving`.
 //! - A `Serving` with a higher epoch always wins; at equal epochs the lower peer id wins
 //!   (two members can only both claim when the old server died between sending a new line
 //!   to one and to the other); a server that hears a winning claim steps down and follows.
@@ -217,6 +221,44 @@ impl Authority {
         if self.role == Role::Serving {
             self.reports.insert(from, mesh_rtt_ms);
         }
+    }
+
+    /// The member this server should hand over to, if one is a whole bucket better placed
+    /// than itself (`own_ms`: its own mean round trip to the mesh).
+    pub(crate) fn better_server(&self, own_ms: u32) -> Option<PeerId> {
+        if self.role != Role::Serving {
+            return None;
+        }
+        let head = *self.line.first()?;
+        let theirs = *self.reports.get(&head)?;
+        (theirs / BUCKET_MS < own_ms / BUCKET_MS).then_some(head)
+    }
+
+    /// Whether every one of `live` has reported its round trip to this server.
+    pub(crate) fn all_reported(&self, live: &BTreeSet<PeerId>) -> bool {
+        live.iter().all(|p| self.reports.contains_key(p))
+    }
+
+    /// A planned hand-over from this server to `to`.
+    pub(crate) fn yield_to(&mut self, to: PeerId) -> Vec<Action> {
+        if self.role != Role::Serving || to == self.me {
+            return Vec::new();
+        }
+        vec![Action::Send {
+            to: Some(to),
+            message: Control::Yield {
+                epoch: self.epoch.saturating_add(1),
+            },
+        }]
+    }
+
+    /// Our server hands over to us.
+    pub(crate) fn on_yield(&mut self, from: PeerId, epoch: u32) -> Vec<Action> {
+        if self.role != Role::Following(from) || epoch <= self.epoch {
+            return Vec::new();
+        }
+        self.epoch = epoch;
+        self.serve()
     }
 
     /// Time passes: an awaited successor that stays silent is treated as lost; a server
@@ -516,6 +558,50 @@ mod tests {
         two.start(PeerId(3), at(0));
         two.on_serving(PeerId(3), 1, vec![]);
         assert!(two.on_serving(PeerId(1), 0, vec![]).is_empty());
+    }
+
+    #[test]
+    fn a_server_hands_over_on_purpose_only_to_a_member_a_whole_bucket_better_placed() {
+        let mut host = Authority::new(PeerId(1), T, at(0));
+        host.start(PeerId(1), at(0));
+        host.on_report(PeerId(2), 62);
+        host.on_report(PeerId(3), 64);
+        host.tick(at(1), &live(&[2, 3]));
+        assert!(host.all_reported(&live(&[2, 3])));
+        assert_eq!(host.better_server(65), None, "same bucket: stay");
+        assert_eq!(host.better_server(120), Some(PeerId(2)));
+        assert_eq!(
+            host.yield_to(PeerId(2)),
+            vec![Action::Send {
+                to: Some(PeerId(2)),
+                message: Control::Yield { epoch: 1 }
+            }]
+        );
+        // The chosen member serves at the next epoch; the old server follows it.
+        let mut two = Authority::new(PeerId(2), T, at(0));
+        two.start(PeerId(1), at(0));
+        two.on_serving(PeerId(1), 0, vec![PeerId(2), PeerId(3)]);
+        assert!(
+            two.on_yield(PeerId(3), 1).is_empty(),
+            "only our server can yield"
+        );
+        let actions = two.on_yield(PeerId(1), 1);
+        assert_eq!(
+            actions.first(),
+            Some(&Action::Serve {
+                epoch: 1,
+                previous: Some(PeerId(1))
+            })
+        );
+        let actions = host.on_serving(PeerId(2), 1, vec![PeerId(3), PeerId(1)]);
+        assert_eq!(
+            actions,
+            vec![Action::Follow {
+                server: PeerId(2),
+                epoch: 1,
+                previous: Some(PeerId(1))
+            }]
+        );
     }
 
     #[test]

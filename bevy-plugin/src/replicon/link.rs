@@ -21,7 +21,7 @@ use squadlink::{Channel, ChannelEndpoint, ChannelKind, PeerId};
 
 use super::authority::{Action, Authority, Role};
 use super::wire::{self, Control, Frame};
-use super::{AuthorityChanged, HandOver, NetId, NetIds, RepliconAuthority};
+use super::{AuthorityChanged, ChooseServer, HandOver, NetId, NetIds, RepliconAuthority};
 use crate::{Lobby, Peer, Reconnecting, SquadlinkSession, SquadlinkSet};
 
 /// Largest replicon message on the unreliable channel: one datagram's worth, so a lost
@@ -53,6 +53,11 @@ struct Link {
     unreliable: Channel,
     await_timeout: Duration,
     silence: Duration,
+    /// Hand over once, at the start, to the best-placed member.
+    choose_first: bool,
+    chose_first: bool,
+    /// The game asked for a hand-over to the best-placed member ([`ChooseServer`]).
+    choose_now: bool,
     endpoints: Option<(ChannelEndpoint, ChannelEndpoint)>,
     failed: bool,
     authority: Option<Authority>,
@@ -103,6 +108,9 @@ pub(super) fn build(app: &mut App, settings: &super::SquadlinkRepliconPlugin) {
         unreliable: settings.unreliable,
         await_timeout: settings.await_timeout,
         silence: settings.silence,
+        choose_first: settings.best_first_server,
+        chose_first: false,
+        choose_now: false,
         endpoints: None,
         failed: false,
         authority: None,
@@ -120,6 +128,7 @@ pub(super) fn build(app: &mut App, settings: &super::SquadlinkRepliconPlugin) {
     })
     .init_resource::<RepliconAuthority>()
     .init_resource::<NetIds>()
+    .add_message::<ChooseServer>()
     .add_observer(sign_new)
     .add_systems(
         PreUpdate,
@@ -177,6 +186,7 @@ struct Inputs<'w, 's> {
     peers: Query<'w, 's, &'static Peer, Without<Reconnecting>>,
     channels: Res<'w, RepliconChannels>,
     update_tick: Res<'w, ServerUpdateTick>,
+    choose: MessageReader<'w, 's, ChooseServer>,
 }
 
 fn receive(
@@ -193,7 +203,11 @@ fn receive(
         peers,
         channels,
         update_tick,
+        mut choose,
     } = input;
+    if choose.read().count() > 0 {
+        link.choose_now = true;
+    }
     let now = time.elapsed();
     let (Some(session), Some(lobby)) = (session, lobby) else {
         if link.authority.is_some() {
@@ -299,6 +313,15 @@ fn receive(
                     a.on_report(peer, mesh_rtt_ms);
                 }
             }
+            Frame::Control(Control::Yield { epoch }) => {
+                let actions = link
+                    .authority
+                    .as_mut()
+                    .map(|a| a.on_yield(peer, epoch))
+                    .unwrap_or_default();
+                apply(&mut link, ctx, actions);
+                sync_clients(&mut link, &mut ctx.fx.commands);
+            }
             Frame::ToClient { channel, payload } if channel < server_channels => match link.phase {
                 Phase::Connected(server) if server == peer => {
                     if channel == 0 && link.prune == Prune::AwaitingUpdate {
@@ -342,11 +365,29 @@ fn receive(
             .unwrap_or_default();
         apply(&mut link, ctx, actions);
         sync_clients(&mut link, &mut ctx.fx.commands);
+        let own_ms = mesh_rtt_ms(&session.0, &live);
         if let (Phase::Connected(server), Some((reliable, _))) = (link.phase, &link.endpoints) {
             let report = Control::Report {
-                mesh_rtt_ms: mesh_rtt_ms(&session.0, &live),
+                mesh_rtt_ms: own_ms,
             };
             send_logged(reliable, server, &wire::control(&report));
+        }
+        // A hand-over on purpose: asked for, or once at the start of a game (epoch 0) when
+        // every client has reported.
+        let first = link.choose_first
+            && !link.chose_first
+            && ctx.fx.public.epoch == 0
+            && link.authority.as_ref().is_some_and(|a| {
+                a.role() == Role::Serving && !live.is_empty() && a.all_reported(&live)
+            });
+        if first || std::mem::take(&mut link.choose_now) {
+            link.chose_first = true;
+            let actions = link
+                .authority
+                .as_mut()
+                .and_then(|a| a.better_server(own_ms).map(|best| a.yield_to(best)))
+                .unwrap_or_default();
+            apply(&mut link, ctx, actions);
         }
     }
     if let Some(a) = &link.authority {

@@ -53,6 +53,12 @@
 //! others become its clients over their existing links. A higher hand-over epoch always
 //! wins; at equal epochs the lower peer id wins and the other steps down.
 //!
+//! **The first server** is the lobby's host unless
+//! [`SquadlinkRepliconPlugin::best_first_server`] is set: then, once every member has
+//! reported, the host hands over on purpose to the head of the line when that member is
+//! better placed than the host itself (the same ranking; [`ChooseServer`] asks for it at
+//! any time).
+//!
 //! **Identity**: give every replicated entity a [`NetId`] (from [`NetIds::allocate`] on the
 //! serving member). The backend keeps a replicon `Signature` made from it on every entity,
 //! so when the clients meet the new server, replicon maps each of the new server's entities
@@ -83,6 +89,7 @@ pub struct SquadlinkRepliconPlugin {
     unreliable: Channel,
     await_timeout: Duration,
     silence: Duration,
+    best_first_server: bool,
 }
 
 impl SquadlinkRepliconPlugin {
@@ -96,7 +103,18 @@ impl SquadlinkRepliconPlugin {
             unreliable,
             await_timeout: Duration::from_secs(5),
             silence: Duration::from_millis(1500),
+            best_first_server: false,
         }
+    }
+
+    /// Let the best-placed member be the first server: once every member has reported its
+    /// mesh round trip (a second or two after they connect), the lobby's host hands over
+    /// to the head of the line if that member is a whole 10 ms bucket better placed than
+    /// the host itself. Off by default (the lobby's host serves). A game can also ask for
+    /// this at any time with [`ChooseServer`].
+    pub fn best_first_server(mut self) -> Self {
+        self.best_first_server = true;
+        self
     }
 
     /// How long a peer may stay unheard (see [`squadlink::PeerStats::silent_for`]) before
@@ -176,6 +194,13 @@ pub struct AuthorityChanged {
     /// Whether this member now serves.
     pub local: bool,
 }
+
+/// Write this on the serving member to hand over, now, to the best-placed member of the
+/// line if one is a whole 10 ms bucket better placed than the server itself (nothing
+/// happens otherwise, or on a member that does not serve). Everyone follows the new server
+/// without reconnecting, as after a loss.
+#[derive(Message, Debug, Clone, Copy, Default)]
+pub struct ChooseServer;
 
 /// A replicated entity's identity that outlives a hand-over: the member that spawned it and
 /// a serial number of that member's. Register it for replication

@@ -38,6 +38,12 @@ pub(crate) enum Control {
         /// Mean round trip to the members it is connected to.
         mesh_rtt_ms: u32,
     },
+    /// Server → the member it hands over to (a planned hand-over: the best-placed member
+    /// serves instead): "serve at `epoch`".
+    Yield {
+        /// The epoch to serve at (the server's plus one).
+        epoch: u32,
+    },
 }
 
 /// One received frame, read.
