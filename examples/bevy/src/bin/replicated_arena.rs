@@ -84,6 +84,9 @@ fn main() -> AppExit {
                 e.local
             );
         })
+        .add_observer(|on: On<PeerInterrupted>| {
+            println!("PEER_INTERRUPTED peer={}", on.peer.0);
+        })
         .add_systems(Update, announce_lobby)
         .run()
 }
