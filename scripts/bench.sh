@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the benchmark binaries in release mode and records their figures in
 # docs/performance.md (the NAT matrix: docs/networking.md).
-# Usage: scripts/bench.sh [matchmaker|transport|connect|matchbox|browser|voice|video|soak|handover|nat]; nat
+# Usage: scripts/bench.sh [matchmaker|transport|connect|matchbox|browser|voice|video|soak|rollback|handover|nat]; nat
 # needs root; matchbox builds matchbox's crates (feature `matchbox` of squadlink-bench).
 # soak takes 10 minutes (bench_soak --seconds N for another length).
 set -euo pipefail
@@ -43,6 +43,10 @@ if [[ $which == all || $which == video ]]; then
 fi
 if [[ $which == all || $which == soak ]]; then
   cargo run --release --locked -p squadlink-bench --bin bench_soak -- --write-docs docs/performance.md
+fi
+if [[ $which == all || $which == rollback ]]; then
+  # GGRS over Squadlink's socket beside matchbox's GGRS socket (feature `matchbox`).
+  cargo run --release --locked -p squadlink-bench --features matchbox --bin bench_rollback -- --write-docs docs/performance.md
 fi
 if [[ $which == all || $which == handover ]]; then
   # Three replicated_arena processes; the host is killed and the survivors timed.

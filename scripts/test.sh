@@ -19,8 +19,8 @@ cargo clippy -q -p squadlink --features webcam,fuzzing --all-targets --locked --
 section "cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-# (The workspace build unifies features: the examples turn on bevy_squadlink's `ggrs`, so
-# its rollback tests run here too.)
+# (The workspace build unifies features: the examples turn on bevy_squadlink's `ggrs` and
+# `replicon`, so its rollback and replication tests run here too.)
 cargo test --workspace --locked 2>&1 | tee "$log"
 section "cargo test: webcam formats through nokhwa (feature webcam, off by default)"
 cargo test -p squadlink --features webcam --locked --lib video::camera 2>&1 | tee -a "$log"

@@ -46,6 +46,11 @@
 //! [`voice::VoiceChat`] resource, and `Speaking`, `VoiceVolume` and `Muted` components on
 //! peer entities.
 //!
+//! Game state: [`rollback`] (cargo feature `ggrs`) runs GGRS rollback over a channel, and
+//! [`replicon`] (cargo feature `replicon`) is a bevy_replicon backend in which one member
+//! serves and another takes over, without reconnecting anyone, when it leaves or dies. The
+//! repository's `docs/game-state.md` says which fits which game.
+//!
 //! Video (cargo feature `video`, on by default) is [`video::VideoChatPlugin`]: each peer
 //! that sends video gets a [`video::PeerVideo`] component whose `Image` shows its newest
 //! frame.

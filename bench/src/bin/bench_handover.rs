@@ -270,7 +270,11 @@ async fn run(args: Args) -> Result<(), String> {
              it: the session's own verdict (`PeerInterrupted`), which first tries ICE \
              restarts for its 15 s window.\n\n",
             runs.len(),
-            if cfg!(debug_assertions) { "debug" } else { "release" },
+            if cfg!(debug_assertions) {
+                "debug"
+            } else {
+                "release"
+            },
             med(|r| r.kill_to_serving_ms),
             worst(|r| r.kill_to_serving_ms),
             med(|r| r.kill_to_following_ms),
