@@ -30,7 +30,7 @@ use squadlink::{ChannelEndpoint, ChannelKind, LobbyInfo, PeerId, Session, Sessio
 pub use bevy_ggrs;
 pub use ggrs;
 
-use ggrs::{DesyncDetection, Message, NonBlockingSocket, P2PSession, PlayerType};
+use ggrs::{DesyncDetection, Message, NonBlockingSocket, P2PSession, PlayerType, SpectatorSession};
 
 /// What can stop a rollback session from starting.
 #[derive(Debug, thiserror::Error)]
@@ -218,9 +218,7 @@ where
     let players = RollbackPlayers::from_lobby(&lobby, local, &settings.spectators);
     if players.local_handle().is_none() {
         return Err(RollbackError::Ggrs(
-            "this member is a spectator: follow a player with \
-             ggrs::SessionBuilder::start_spectator_session over a SquadlinkGgrsSocket"
-                .into(),
+            "this member is a spectator: start its session with rollback::start_spectator".into(),
         ));
     }
     let ggrs_error = |e: ggrs::GgrsError| RollbackError::Ggrs(e.to_string());
@@ -245,11 +243,67 @@ where
         };
         builder = builder.add_player(kind, handle).map_err(ggrs_error)?;
     }
-    for (i, peer) in players.spectators.iter().enumerate() {
+    // Spectators follow the first player (lowest peer id): only it serves them. A player
+    // that registered a spectator would wait for it to synchronise, and it never would.
+    let serves_spectators = players.local_handle() == Some(0);
+    for (i, peer) in players
+        .spectators
+        .iter()
+        .enumerate()
+        .filter(|_| serves_spectators)
+    {
         builder = builder
             .add_player(PlayerType::Spectator(*peer), players.players.len() + i)
             .map_err(ggrs_error)?;
     }
     let p2p = builder.start_p2p_session(socket).map_err(ggrs_error)?;
     Ok((p2p, players))
+}
+
+/// The GGRS session of a spectator (a member marked with [`spectate`], or named in
+/// `settings.spectators` on every member): it follows the player with the lowest peer id
+/// (handle 0), whose [`start_p2p`] registers every spectator, and receives everyone's
+/// confirmed inputs from that player. If that player leaves, the spectator's session ends
+/// with it (GGRS has no hand-over for spectators). Returns the session and the players, whose
+/// handles are the ones the players use.
+pub fn start_spectator<C>(
+    session: &Session,
+    channel: squadlink::Channel,
+    settings: &RollbackSettings,
+) -> Result<(SpectatorSession<C>, RollbackPlayers), RollbackError>
+where
+    C: ggrs::Config<Address = PeerId>,
+{
+    let (Some(lobby), Some(local)) = (session.lobby(), session.id()) else {
+        return Err(RollbackError::NotInLobby);
+    };
+    let players = RollbackPlayers::from_lobby(&lobby, local, &settings.spectators);
+    if players.local_handle().is_some() {
+        return Err(RollbackError::Ggrs(
+            "this member is a player, not a spectator: use start_p2p (or mark it with \
+             rollback::spectate before it joins)"
+                .into(),
+        ));
+    }
+    let Some(&host) = players.players.first() else {
+        return Err(RollbackError::Ggrs(
+            "no player in the lobby to follow".into(),
+        ));
+    };
+    let socket = SquadlinkGgrsSocket::new(
+        session
+            .endpoint(channel)
+            .map_err(|e| RollbackError::Channel(e.to_string()))?,
+    )?;
+    let ggrs_error = |e: ggrs::GgrsError| RollbackError::Ggrs(e.to_string());
+    let spectator = ggrs::SessionBuilder::<C>::new()
+        .with_num_players(players.players.len())
+        .map_err(ggrs_error)?
+        .with_max_prediction_window(settings.max_prediction)
+        .with_fps(settings.fps)
+        .map_err(ggrs_error)?
+        .with_disconnect_timeout(settings.disconnect_timeout)
+        .with_disconnect_notify_delay(settings.disconnect_notify_delay)
+        .start_spectator_session(host, socket);
+    Ok((spectator, players))
 }

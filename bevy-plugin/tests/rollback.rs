@@ -301,3 +301,90 @@ fn every_member_derives_the_same_players_from_the_lobby() {
     assert_eq!(seen_by(PeerId(5)).spectators, vec![PeerId(5), PeerId(7)]);
     assert_eq!(seen_by(PeerId(7)).local_handle(), None);
 }
+
+/// A member that joined marked with `rollback::spectate` starts its own spectator session,
+/// follows the players' game from the lowest-id player and computes the same state for
+/// every frame it advances.
+#[test]
+fn a_spectator_follows_the_players_game_frame_for_frame() {
+    use bevy_squadlink::rollback::{spectate, start_spectator};
+    let (_rt, mm) = matchmaker();
+    let url = format!("ws://{}/v1", mm.local_addr());
+    let builder = |lobby| {
+        Session::builder(&url)
+            .bind("127.0.0.1:0".parse().unwrap())
+            .channel(ChannelKind::Unreliable)
+            .join(lobby)
+    };
+    let first = builder(LobbyRef::create(3)).start().unwrap();
+    let code = first.lobby().unwrap().code;
+    let second = builder(LobbyRef::Code(code.clone())).start().unwrap();
+    let watcher = spectate(builder(LobbyRef::Code(code))).start().unwrap();
+    let sessions = [first, second, watcher];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sessions
+        .iter()
+        .any(|s| s.connected_peers().len() < 2 || s.lobby().unwrap().members.len() < 3)
+    {
+        assert!(Instant::now() < deadline, "the lobby did not connect");
+        for s in &sessions {
+            s.poll_events().for_each(drop);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The spectator is no player, and start_p2p says so.
+    assert!(start_p2p::<Cfg>(&sessions[2], GGRS, &RollbackSettings::default()).is_err());
+    let mut players = players(&sessions[..2], &[]);
+    assert_eq!(players[0].players.players.len(), 2);
+    assert_eq!(
+        players[0].players.spectators,
+        vec![sessions[2].id().unwrap()]
+    );
+    let (mut spectator, watched) =
+        start_spectator::<Cfg>(&sessions[2], GGRS, &RollbackSettings::default()).unwrap();
+    assert_eq!(watched.players, players[0].players.players);
+    let (mut state, mut frame, mut seen) = (0u64, 0i32, BTreeMap::new());
+    let tick = Duration::from_secs_f64(1.0 / 60.0);
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while frame < 300 {
+        assert!(
+            Instant::now() < deadline,
+            "the spectator reached frame {frame} ({:?}); the players {:?}",
+            spectator.current_state(),
+            players
+                .iter()
+                .map(|p| p.ggrs.current_frame())
+                .collect::<Vec<_>>()
+        );
+        for p in players.iter_mut() {
+            p.tick();
+        }
+        spectator.poll_remote_clients();
+        if spectator.current_state() == SessionState::Running
+            && let Ok(requests) = spectator.advance_frame()
+        {
+            for request in requests {
+                if let GgrsRequest::AdvanceFrame { inputs } = request {
+                    state = step(state, &inputs);
+                    frame += 1;
+                    seen.insert(frame, state);
+                }
+            }
+        }
+        for s in &sessions {
+            s.poll_events().for_each(drop);
+        }
+        std::thread::sleep(tick);
+    }
+    let compared = seen
+        .iter()
+        .filter(|(f, s)| {
+            let theirs = players[0].history.get(f);
+            if let Some(theirs) = theirs {
+                assert_eq!(theirs, *s, "frame {f}");
+            }
+            theirs.is_some()
+        })
+        .count();
+    assert!(compared >= 250, "only {compared} frames compared");
+}

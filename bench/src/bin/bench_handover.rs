@@ -263,8 +263,10 @@ async fn run(args: Args) -> Result<(), String> {
              | kill → the new server serves | {:.0} ms | {:.0} ms |\n\
              | kill → the third member follows it | {:.0} ms | {:.0} ms |\n\
              | detection → serving (new server) | {:.1} ms | {:.1} ms |\n\
-             | detection → following (third member) | {:.1} ms | {:.1} ms |\n\n\
+             | detection → following (third member) | {:.1} ms | {:.1} ms |\n\
              | baseline: kill → the session's own verdict on the host | {:.0} ms | {:.0} ms |\n\n\
+             A detection gap of 0 ms means the member served or followed in the frame it \
+             found the loss, or heard the new server before it found the loss itself. \
              Detection is the backend's silence threshold, 1,500 ms (three missed pings of \
              the session's two a second). The baseline is what a game would wait for without \
              it: the session's own verdict (`PeerInterrupted`), which first tries ICE \
