@@ -20,8 +20,11 @@ use bevy_replicon::shared::server_entity_map::ServerEntityMap;
 use squadlink::{Channel, ChannelEndpoint, ChannelKind, PeerId};
 
 use super::authority::{Action, Authority, Role};
+use super::vocab::{
+    AuthorityChanged, ChooseServer, HandOver, NetId, NetIds, RepliconAuthority,
+    SquadlinkRepliconPlugin,
+};
 use super::wire::{self, Control, Frame};
-use super::{AuthorityChanged, ChooseServer, HandOver, NetId, NetIds, RepliconAuthority};
 use crate::{Lobby, Peer, Reconnecting, SquadlinkSession, SquadlinkSet};
 
 /// Largest replicon message on the unreliable channel: one datagram's worth, so a lost
@@ -95,7 +98,7 @@ struct Rate {
     received_bps: f64,
 }
 
-pub(super) fn build(app: &mut App, settings: &super::SquadlinkRepliconPlugin) {
+pub(super) fn build(app: &mut App, settings: &SquadlinkRepliconPlugin) {
     // A member that takes over serves the entities it received.
     if app
         .try_register_required_components::<Remote, Replicated>()
