@@ -25,7 +25,7 @@ use super::vocab::{
     SquadlinkRepliconPlugin,
 };
 use super::wire::{self, Control, Frame};
-use crate::{Lobby, Peer, Reconnecting, SquadlinkSession, SquadlinkSet};
+use crate::{Lobby, Peer, PeerStats, Reconnecting, SquadlinkSession, SquadlinkSet};
 
 /// Largest replicon message on the unreliable channel: one datagram's worth, so a lost
 /// packet loses one message (replicon splits its mutations to fit).
@@ -78,7 +78,6 @@ struct Link {
     last_tick: Duration,
     /// The server tick to continue from when this member starts serving after a hand-over.
     resume_tick: Option<u32>,
-    malformed: u64,
     rates: HashMap<PeerId, Rate>,
 }
 
@@ -126,7 +125,6 @@ pub(super) fn build(app: &mut App, settings: &SquadlinkRepliconPlugin) {
         prune: Prune::Idle,
         last_tick: Duration::ZERO,
         resume_tick: None,
-        malformed: 0,
         rates: HashMap::new(),
     })
     .init_resource::<RepliconAuthority>()
@@ -186,7 +184,7 @@ struct Inputs<'w, 's> {
     time: Res<'w, Time<Real>>,
     session: Option<Res<'w, SquadlinkSession>>,
     lobby: Option<Res<'w, Lobby>>,
-    peers: Query<'w, 's, &'static Peer, Without<Reconnecting>>,
+    peers: Query<'w, 's, (&'static Peer, &'static PeerStats), Without<Reconnecting>>,
     channels: Res<'w, RepliconChannels>,
     update_tick: Res<'w, ServerUpdateTick>,
     choose: MessageReader<'w, 's, ChooseServer>,
@@ -253,32 +251,17 @@ fn receive(
     // process died is given up after `silence`, long before the session's own verdict.
     let live: BTreeSet<PeerId> = peers
         .iter()
-        .map(|p| p.id)
-        .filter(|p| {
-            session
-                .0
-                .stats(*p)
-                .is_none_or(|s| s.silent_for < link.silence)
-        })
+        .filter(|(_, stats)| stats.0.silent_for < link.silence)
+        .map(|(p, _)| p.id)
         .collect();
     let joined: Vec<PeerId> = live.difference(&link.live).copied().collect();
     let lost: Vec<PeerId> = link.live.difference(&live).copied().collect();
     link.live = live.clone();
     for peer in lost {
-        let actions = link
-            .authority
-            .as_mut()
-            .map(|a| a.on_lost(peer, &live, now))
-            .unwrap_or_default();
-        apply(&mut link, ctx, actions);
+        act(&mut link, ctx, |a| a.on_lost(peer, &live, now));
     }
     for peer in joined {
-        let actions = link
-            .authority
-            .as_mut()
-            .map(|a| a.on_connected(peer))
-            .unwrap_or_default();
-        apply(&mut link, ctx, actions);
+        act(&mut link, ctx, |a| a.on_connected(peer));
     }
     sync_clients(&mut link, &mut ctx.fx.commands);
 
@@ -296,20 +279,13 @@ fn receive(
         let frame = match wire::read(bytes) {
             Ok(frame) => frame,
             Err(e) => {
-                link.malformed += 1;
                 debug!("squadlink replicon: a frame from {peer} dropped: {e}");
                 continue;
             }
         };
         match frame {
             Frame::Control(Control::Serving { epoch, line }) => {
-                let actions = link
-                    .authority
-                    .as_mut()
-                    .map(|a| a.on_serving(peer, epoch, line))
-                    .unwrap_or_default();
-                apply(&mut link, ctx, actions);
-                sync_clients(&mut link, &mut ctx.fx.commands);
+                act(&mut link, ctx, |a| a.on_serving(peer, epoch, line));
             }
             Frame::Control(Control::Report { mesh_rtt_ms }) => {
                 if let Some(a) = link.authority.as_mut() {
@@ -317,13 +293,7 @@ fn receive(
                 }
             }
             Frame::Control(Control::Yield { epoch }) => {
-                let actions = link
-                    .authority
-                    .as_mut()
-                    .map(|a| a.on_yield(peer, epoch))
-                    .unwrap_or_default();
-                apply(&mut link, ctx, actions);
-                sync_clients(&mut link, &mut ctx.fx.commands);
+                act(&mut link, ctx, |a| a.on_yield(peer, epoch));
             }
             Frame::ToClient { channel, payload } if channel < server_channels => match link.phase {
                 Phase::Connected(server) if server == peer => {
@@ -341,7 +311,6 @@ fn receive(
                 }
             }
             Frame::ToClient { .. } | Frame::ToServer { .. } => {
-                link.malformed += 1;
                 debug!("squadlink replicon: a message from {peer} on an unknown channel dropped");
             }
         }
@@ -361,14 +330,13 @@ fn receive(
 
     if now.saturating_sub(link.last_tick) >= REPORT_EVERY {
         link.last_tick = now;
-        let actions = link
-            .authority
-            .as_mut()
-            .map(|a| a.tick(now, &live))
-            .unwrap_or_default();
-        apply(&mut link, ctx, actions);
-        sync_clients(&mut link, &mut ctx.fx.commands);
-        let own_ms = mesh_rtt_ms(&session.0, &live);
+        act(&mut link, ctx, |a| a.tick(now, &live));
+        let own_ms = mesh_rtt_ms(
+            peers
+                .iter()
+                .filter(|(p, _)| live.contains(&p.id))
+                .map(|(_, stats)| &stats.0),
+        );
         if let (Phase::Connected(server), Some((reliable, _))) = (link.phase, &link.endpoints) {
             let report = Control::Report {
                 mesh_rtt_ms: own_ms,
@@ -385,15 +353,17 @@ fn receive(
             });
         if first || std::mem::take(&mut link.choose_now) {
             link.chose_first = true;
-            let actions = link
-                .authority
-                .as_mut()
-                .and_then(|a| a.better_server(own_ms).map(|best| a.yield_to(best)))
-                .unwrap_or_default();
-            apply(&mut link, ctx, actions);
+            act(&mut link, ctx, |a| {
+                a.better_server(own_ms)
+                    .map(|best| a.yield_to(best))
+                    .unwrap_or_default()
+            });
         }
     }
-    if let Some(a) = &link.authority {
+    if let Some(a) = &link.authority
+        && ctx.fx.public.line != a.line()
+    {
+        // Only on a change: writing every frame would mark the resource changed every frame.
         ctx.fx.public.line = a.line().to_vec();
     }
 }
@@ -422,6 +392,17 @@ struct Ctx<'a, 'w, 's> {
     now: Duration,
     /// The last server tick this member's replicon client received.
     last_tick: u32,
+}
+
+/// Feeds the authority one input and carries out what it answers (replicon's client
+/// entities follow at once).
+fn act(link: &mut Link, ctx: &mut Ctx, input: impl FnOnce(&mut Authority) -> Vec<Action>) {
+    let actions = link.authority.as_mut().map(input).unwrap_or_default();
+    if actions.is_empty() {
+        return;
+    }
+    apply(link, ctx, actions);
+    sync_clients(link, &mut ctx.fx.commands);
 }
 
 fn apply(link: &mut Link, ctx: &mut Ctx, actions: Vec<Action>) {
@@ -598,11 +579,10 @@ fn endpoints(
     Ok((reliable, unreliable))
 }
 
-/// Mean round trip to the live peers, milliseconds (`u32::MAX`: none measured).
-fn mesh_rtt_ms(session: &squadlink::Session, live: &BTreeSet<PeerId>) -> u32 {
-    let rtts: Vec<u128> = live
-        .iter()
-        .filter_map(|p| session.stats(*p).and_then(|s| s.rtt))
+/// Mean round trip to these peers, milliseconds (`u32::MAX`: none measured).
+fn mesh_rtt_ms<'a>(peers: impl Iterator<Item = &'a squadlink::PeerStats>) -> u32 {
+    let rtts: Vec<u128> = peers
+        .filter_map(|s| s.rtt)
         .map(|rtt| rtt.as_millis())
         .collect();
     let Some(n) = u128::try_from(rtts.len()).ok().filter(|n| *n > 0) else {
@@ -675,17 +655,19 @@ fn prune(
     }
 }
 
+/// Replicon's statistics from the plugin's `PeerStats` components (refreshed by the
+/// plugin's own receive step each frame).
 fn stats(
     time: Res<Time<Real>>,
-    session: Option<Res<SquadlinkSession>>,
+    peers: Query<(&Peer, &PeerStats)>,
     mut link: ResMut<Link>,
     mut client_stats: ResMut<ClientStats>,
     mut per_client: Query<(&NetworkId, &mut ConnectedClientStats)>,
 ) {
-    let Some(session) = session else { return };
     let now = time.elapsed();
     let read = |peer: PeerId, link: &mut Link| {
-        let s = session.0.stats(peer)?;
+        let (_, stats) = peers.iter().find(|(p, _)| p.id == peer)?;
+        let s = &stats.0;
         let rate = link.rates.entry(peer).or_default();
         let dt = now.saturating_sub(rate.at).as_secs_f64();
         if dt >= 0.5 {
