@@ -32,6 +32,7 @@ TEST=(
   espeak-ng sox                # voice tests and benchmark: speech fixtures made at test time
   libclang-dev                 # webcam feature: nokhwa's V4L2 bindings are made by bindgen
   chromium                     # browser tests: a real browser peer in the lobby (headless)
+  redis-server haproxy         # the matchmaker cluster: its shared store, and the load balancer
 )
 # The browser build: rustup's stable toolchain has no wasm32 target and cannot fetch one
 # here, so Debian's rustc-web (1.96) builds std for wasm32 from its rust-web-src

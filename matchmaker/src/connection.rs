@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
@@ -20,10 +20,12 @@ use tokio::sync::{Notify, mpsc};
 
 use crate::auth::{TokenError, verify_token_with};
 use crate::deadlines::{Deadlines, Due};
-use crate::shared::{PeerHandle, Shared, encode};
+use crate::hub::PeerHandle;
+use crate::lobbies::{self, Guard, Joined, Reply, store_call, unix_ms};
+use crate::lobby::Holder;
+use crate::shared::{Shared, encode};
 use crate::store::{
-    BoxFuture, Identity, MAX_PROPERTIES, MAX_PROPERTY_KEY, MAX_PROPERTY_VALUE, NewLobby, Seat,
-    StoreError,
+    Identity, MAX_PROPERTIES, MAX_PROPERTY_KEY, MAX_PROPERTY_VALUE, NewLobby, Seat,
 };
 use crate::turn::ice_servers_for;
 
@@ -32,8 +34,6 @@ use crate::turn::ice_servers_for;
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the goodbye (error + close frame) may take.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
-/// How long a lobby store call (or waiting for the lobby lock) may take.
-const STORE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most queued frames written before one flush.
 const MAX_BATCH: usize = 64;
 /// Longest lobby code accepted in `join_lobby`.
@@ -90,33 +90,6 @@ fn close_code(code: ErrorCode) -> u16 {
         ErrorCode::ProtocolError => 1002,
         ErrorCode::InvalidUtf8 => 1007,
         _ => 1008,
-    }
-}
-
-/// An error reply to a request: `(code, message)`.
-type Reply = (ErrorCode, String);
-
-fn store_reply(err: StoreError) -> Reply {
-    let code = match &err {
-        StoreError::NotFound(_) => ErrorCode::LobbyNotFound,
-        StoreError::Full { .. } => ErrorCode::LobbyFull,
-        StoreError::AlreadyInLobby(_) => ErrorCode::AlreadyInLobby,
-        StoreError::TooManyLobbies(_) => ErrorCode::TooManyLobbies,
-        StoreError::Backend(_) => ErrorCode::Internal,
-    };
-    if code == ErrorCode::Internal {
-        tracing::warn!(%err, "lobby store failed");
-    }
-    (code, err.to_string())
-}
-
-async fn store_call<T>(fut: BoxFuture<'_, Result<T, StoreError>>) -> Result<T, Reply> {
-    match tokio::time::timeout(STORE_TIMEOUT, fut).await {
-        Ok(res) => res.map_err(store_reply),
-        Err(_) => Err((
-            ErrorCode::Internal,
-            "the lobby store did not answer in time; try again".into(),
-        )),
     }
 }
 
@@ -194,7 +167,10 @@ struct Conn {
     rx: mpsc::Receiver<Utf8Bytes>,
     tx: mpsc::Sender<Utf8Bytes>,
     kick: Arc<Notify>,
-    superseded: Arc<std::sync::atomic::AtomicBool>,
+    superseded: Arc<AtomicBool>,
+    reconnect: Arc<AtomicBool>,
+    /// This connection's random id, recorded in its lobby place (see `Holder`).
+    conn_id: u64,
     bucket: TokenBucket,
     rate_strikes: u32,
     last_rate_error: Option<Instant>,
@@ -211,11 +187,13 @@ pub(crate) async fn run(
     let open = shared.connections.fetch_add(1, Ordering::SeqCst) + 1;
     let (tx, rx) = mpsc::channel(shared.config.outbound_queue as usize);
     let kick = Arc::new(Notify::new());
-    let superseded = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let registered = shared.register(PeerHandle {
+    let superseded = Arc::new(AtomicBool::new(false));
+    let reconnect = Arc::new(AtomicBool::new(false));
+    let registered = shared.hub.register(PeerHandle {
         tx: tx.clone(),
         kick: Arc::clone(&kick),
         superseded: Arc::clone(&superseded),
+        reconnect: Arc::clone(&reconnect),
     });
     // Without a registered id the connection is refused below; PeerId(0) is never handed
     // out, so nothing can be addressed to it.
@@ -237,6 +215,8 @@ pub(crate) async fn run(
         tx,
         kick,
         superseded,
+        reconnect,
+        conn_id: random_conn_id(),
         bucket,
         rate_strikes: 0,
         last_rate_error: None,
@@ -289,12 +269,7 @@ impl Conn {
                 _ = shutdown.changed() => {
                     return Close::new(ErrorCode::ServerShutdown, "the server is shutting down; reconnect later");
                 }
-                () = kick.notified() => {
-                    if self.superseded.load(Ordering::SeqCst) {
-                        return replaced();
-                    }
-                    return slow_consumer(self.shared.config.outbound_queue);
-                }
+                () = kick.notified() => return self.kicked(),
                 () = &mut wake => {
                     let said_hello = self.player.is_some();
                     match deadlines.due(Instant::now(), self.last_inbound, said_hello) {
@@ -362,11 +337,29 @@ impl Conn {
                 Ok(Err(err)) => Err(Close::gone(format!("write failed: {err}"))),
                 Err(_) => Err(Close::gone("write timed out")),
             },
-            () = self.kick.notified() => Err(if self.superseded.load(Ordering::SeqCst) {
-                replaced()
-            } else {
-                slow_consumer(self.shared.config.outbound_queue)
-            }),
+            () = self.kick.notified() => Err(self.kicked()),
+        }
+    }
+
+    /// Why another task kicked this connection.
+    fn kicked(&self) -> Close {
+        if self.superseded.load(Ordering::SeqCst) {
+            replaced()
+        } else if self.reconnect.load(Ordering::SeqCst) {
+            Close::new(
+                ErrorCode::ServerShutdown,
+                "this matchmaker node is going away or lost the cluster's events: reconnect (to any node) to resume your lobby place",
+            )
+        } else {
+            slow_consumer(self.shared.config.outbound_queue)
+        }
+    }
+
+    /// Where this connection lives, as recorded in its lobby place.
+    fn holder(&self) -> Holder {
+        Holder {
+            node: self.shared.store.node().to_owned(),
+            conn: self.conn_id,
         }
     }
 
@@ -457,14 +450,17 @@ impl Conn {
             ClientMessage::JoinLobby {
                 code, member_data, ..
             } => self.join_lobby(rid, player, &code, member_data).await,
-            ClientMessage::LeaveLobby { .. } => match self.leave_lobby(LeaveReason::Left).await {
-                Ok(Some(code)) => {
-                    self.reply(&ServerMessage::LobbyLeft { rid, code });
-                    Ok(())
+            ClientMessage::LeaveLobby { .. } => {
+                let farewell = self
+                    .lobby
+                    .clone()
+                    .map(|code| ServerMessage::LobbyLeft { rid, code });
+                match self.leave_lobby(LeaveReason::Left, farewell.as_ref()).await {
+                    Ok(Some(_)) => Ok(()),
+                    Ok(None) => Err((ErrorCode::NotInLobby, "you are not in a lobby".into())),
+                    Err(reply) => Err(reply),
                 }
-                Ok(None) => Err((ErrorCode::NotInLobby, "you are not in a lobby".into())),
-                Err(reply) => Err(reply),
-            },
+            }
             ClientMessage::ListLobbies { filter, limit, .. } => {
                 let limit = usize::from(limit.unwrap_or(50).min(100));
                 store_call(self.shared.store.list_public(&filter, limit))
@@ -628,7 +624,7 @@ impl Conn {
             server: concat!("squadlink-matchmaker/", env!("CARGO_PKG_VERSION")).into(),
             dev_mode: self.shared.dev_mode,
             limits: self.shared.limits.clone(),
-            instance: Some(self.shared.store.instance().to_owned()),
+            instance: Some(self.shared.store.instance()),
         });
         self.player = Some(player);
         self.identity = identity;
@@ -677,17 +673,17 @@ impl Conn {
         validate_properties("properties", &new.properties)?;
         validate_properties("member_data", &member_data)?;
         let seat = self.seat(player.clone(), member_data);
-        let shared = Arc::clone(&self.shared);
-        let _ordered = lobby_lock(&shared).await?;
-        let lobby = store_call(self.shared.store.create(new, seat)).await?;
-        self.lobby = Some(lobby.code.clone());
         let ice_servers = ice_servers_for(&self.shared.config, &player, unix_now());
-        self.reply(&ServerMessage::LobbyJoined {
-            rid,
-            lobby,
-            ice_servers,
-            resumed_peer_id: None,
-        });
+        let lobby = lobbies::create(&self.shared, new, seat, self.holder(), |lobby| {
+            ServerMessage::LobbyJoined {
+                rid,
+                lobby,
+                ice_servers: ice_servers.clone(),
+                resumed_peer_id: None,
+            }
+        })
+        .await?;
+        self.lobby = Some(lobby.code);
         Ok(())
     }
 
@@ -708,140 +704,66 @@ impl Conn {
         validate_properties("member_data", &member_data)?;
         let code = code.to_ascii_uppercase();
         let seat = self.seat(player.clone(), member_data);
-        let joined = seat.member.clone();
-        let shared = Arc::clone(&self.shared);
-        let _ordered = lobby_lock(&shared).await?;
-        if let Some(found) = store_call(self.shared.store.find_player(&code, &player)).await? {
-            if found.identity != self.identity {
-                return Err((
-                    ErrorCode::IdentityMismatch,
-                    format!(
-                        "lobby {code} has a member with player id {player} who proved it {}; this connection did {}, so it cannot take that place: connect with that player's token, or use another player id",
-                        identity_name(found.identity),
-                        identity_name(self.identity)
-                    ),
-                ));
-            }
-            let (old, lobby) = (found.peer_id, found.lobby);
-            self.resume(old, &code);
-            let ice_servers = ice_servers_for(&self.shared.config, &player, unix_now());
-            self.reply(&ServerMessage::LobbyJoined {
+        let ice_servers = ice_servers_for(&self.shared.config, &player, unix_now());
+        let joined = lobbies::join(
+            &self.shared,
+            &code,
+            seat,
+            self.holder(),
+            |lobby, resumed| ServerMessage::LobbyJoined {
                 rid,
                 lobby,
-                ice_servers,
-                resumed_peer_id: Some(old),
-            });
-            return Ok(());
+                ice_servers: ice_servers.clone(),
+                resumed_peer_id: resumed,
+            },
+        )
+        .await?;
+        match joined {
+            Joined::New(lobby) => self.lobby = Some(lobby.code),
+            Joined::Resumed(lobby, old) => {
+                tracing::debug!(temporary = %self.peer_id, resumed = %old, code = %lobby.code, "membership resumed");
+                self.peer_id = old;
+                self.lobby = Some(lobby.code);
+            }
         }
-        let lobby = store_call(self.shared.store.join(&code, seat)).await?;
-        self.lobby = Some(lobby.code.clone());
-        // The joiner hears first, so nothing another member sends it can overtake this.
-        let ice_servers = ice_servers_for(&self.shared.config, &player, unix_now());
-        let others: Vec<PeerId> = lobby
-            .members
-            .iter()
-            .map(|m| m.peer_id)
-            .filter(|p| *p != self.peer_id)
-            .collect();
-        let joined = encode(&ServerMessage::PeerJoined {
-            code: lobby.code.clone(),
-            peer: joined,
-        });
-        let state = encode(&ServerMessage::LobbyState {
-            lobby: lobby.clone(),
-        });
-        self.reply(&ServerMessage::LobbyJoined {
-            rid,
-            lobby,
-            ice_servers,
-            resumed_peer_id: None,
-        });
-        self.fan_out(&others, [joined, state]);
         Ok(())
     }
 
-    /// Leaves the current lobby, telling the others. `Ok(None)` when not in one.
-    async fn leave_lobby(&mut self, reason: LeaveReason) -> Result<Option<String>, Reply> {
+    /// Leaves the current lobby, telling the others (and this client `farewell`, if
+    /// given). `Ok(None)` when not in one.
+    async fn leave_lobby(
+        &mut self,
+        reason: LeaveReason,
+        farewell: Option<&ServerMessage>,
+    ) -> Result<Option<String>, Reply> {
         let Some(code) = self.lobby.take() else {
             return Ok(None);
         };
-        if let Ok(mut detached) = self.shared.detached.lock() {
-            detached.remove(&self.peer_id);
-        }
-        let shared = Arc::clone(&self.shared);
-        let _ordered = lobby_lock(&shared).await?;
-        leave_and_tell(&self.shared, &code, self.peer_id, reason).await?;
-        Ok(Some(code))
+        let holder = self.holder();
+        let guard = Guard::HeldBy(&holder);
+        let left =
+            lobbies::leave(&self.shared, &code, self.peer_id, reason, guard, farewell).await?;
+        Ok(left.then_some(code))
     }
 
-    /// This connection takes over the membership of `old` (the same player, reconnected):
-    /// it answers to `old` from now on. A detached membership is reattached; a connection
-    /// that still holds it (half-open: the server has not noticed it died) is told to end
-    /// without leaving.
-    fn resume(&mut self, old: PeerId, code: &str) {
-        if let Ok(mut detached) = self.shared.detached.lock() {
-            detached.remove(&old);
-        }
-        if let Ok(mut hub) = self.shared.hub.write() {
-            if old != self.peer_id
-                && let Some(stale) = hub.remove(&old)
-            {
-                stale.superseded.store(true, Ordering::SeqCst);
-                stale.kick.notify_one();
-            }
-            hub.remove(&self.peer_id);
-            hub.insert(
-                old,
-                PeerHandle {
-                    tx: self.tx.clone(),
-                    kick: Arc::clone(&self.kick),
-                    superseded: Arc::clone(&self.superseded),
-                },
-            );
-        }
-        tracing::debug!(temporary = %self.peer_id, resumed = %old, %code, "membership resumed");
-        self.peer_id = old;
-        self.lobby = Some(code.to_string());
-    }
-
-    /// The connection dropped without leaving: keep the membership for the rejoin grace,
-    /// then leave for it unless the player came back.
-    fn detach(&mut self) {
+    /// The connection dropped without leaving: keep the membership for the rejoin grace
+    /// (the caretaker ends it unless the player comes back, on this node or another).
+    async fn detach(&mut self) {
         let Some(code) = self.lobby.take() else {
             return;
         };
-        let serial = self.shared.next_detach.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut detached) = self.shared.detached.lock() {
-            detached.insert(self.peer_id, serial);
+        let grace =
+            u64::try_from(self.shared.config.rejoin_grace().as_millis()).unwrap_or(u64::MAX);
+        let until = unix_ms().saturating_add(grace);
+        let holder = self.holder();
+        match lobbies::detach(&self.shared, &code, self.peer_id, &holder, until).await {
+            Ok(()) => {
+                tracing::debug!(peer = %self.peer_id, %code, grace_ms = grace, "connection lost; membership kept for the rejoin grace");
+            }
+            Err((_, message)) => {
+                tracing::warn!(peer = %self.peer_id, %code, %message, "could not keep a lost connection's place");
+            }
         }
-        let shared = Arc::clone(&self.shared);
-        let peer = self.peer_id;
-        let grace = self.shared.config.rejoin_grace();
-        tracing::debug!(%peer, %code, ?grace, "connection lost; membership kept for the rejoin grace");
-        tokio::spawn(async move {
-            let mut shutdown = shared.shutdown.clone();
-            tokio::select! {
-                () = tokio::time::sleep(grace) => {}
-                _ = shutdown.changed() => return,
-            }
-            let Ok(_ordered) = lobby_lock(&shared).await else {
-                return;
-            };
-            let expired = shared
-                .detached
-                .lock()
-                .is_ok_and(|mut d| d.get(&peer) == Some(&serial) && d.remove(&peer).is_some());
-            if expired
-                && let Err((code, message)) =
-                    leave_and_tell(&shared, &code, peer, LeaveReason::Disconnected).await
-            {
-                tracing::warn!(%peer, %code, %message, "could not end a detached membership");
-            }
-        });
-    }
-
-    fn fan_out<const N: usize>(&self, to: &[PeerId], messages: [Option<Utf8Bytes>; N]) {
-        fan_out(&self.shared, to, messages);
     }
 
     async fn relay(&mut self, to: PeerId, data: Signal) -> Result<(), Reply> {
@@ -851,22 +773,7 @@ impl Conn {
                 "signals go to members of your lobby: join a lobby first".into(),
             ));
         };
-        if !store_call(self.shared.store.is_member(code, to)).await? {
-            return Err((
-                ErrorCode::PeerNotInLobby,
-                format!(
-                    "peer {} is not in your lobby {code}; nothing was delivered",
-                    to.0
-                ),
-            ));
-        }
-        if let Some(text) = encode(&ServerMessage::Signal {
-            from: self.peer_id,
-            data,
-        }) {
-            self.shared.deliver(to, text);
-        }
-        Ok(())
+        lobbies::relay(&self.shared, code, self.peer_id, to, data).await
     }
 
     /// Leaves the lobby (or keeps the membership for the rejoin grace), unregisters, and
@@ -878,18 +785,17 @@ impl Conn {
             self.lobby = None;
         } else {
             if close.code == Some(ErrorCode::ServerShutdown) {
-                // The server is going away: nobody left, so nobody is told a peer left
-                // (peers stay connected; the SDK tells a restart from a reconnect).
-                self.lobby = None;
+                // The server (or this node) is going away: nobody left, so nobody is told a
+                // peer left (peers stay connected; the SDK reconnects and resumes, or tells
+                // a restart from a reconnect). The place is kept for the rejoin grace.
+                self.detach().await;
             } else if close.may_return() && !self.shared.config.rejoin_grace().is_zero() {
-                self.detach();
+                self.detach().await;
             }
-            if let Err((code, message)) = self.leave_lobby(LeaveReason::Disconnected).await {
+            if let Err((code, message)) = self.leave_lobby(LeaveReason::Disconnected, None).await {
                 tracing::warn!(peer_id = %self.peer_id, %code, %message, "could not leave lobby on disconnect");
             }
-            if let Ok(mut hub) = self.shared.hub.write() {
-                hub.remove(&self.peer_id);
-            }
+            self.shared.hub.remove(self.peer_id, &self.kick);
         }
         if let Some(player) = &self.player {
             self.shared.remove_player_connection(player, self.identity);
@@ -915,36 +821,6 @@ impl Conn {
             .await
         };
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, goodbye).await;
-    }
-}
-
-/// Removes `peer` from lobby `code` and tells the remaining members. Call with the lobby
-/// lock held.
-async fn leave_and_tell(
-    shared: &Shared,
-    code: &str,
-    peer: PeerId,
-    reason: LeaveReason,
-) -> Result<(), Reply> {
-    let remaining = store_call(shared.store.leave(code, peer)).await?;
-    if let Some(lobby) = remaining {
-        let others: Vec<PeerId> = lobby.members.iter().map(|m| m.peer_id).collect();
-        let left = encode(&ServerMessage::PeerLeft {
-            code: code.to_string(),
-            peer_id: peer,
-            reason,
-        });
-        let state = encode(&ServerMessage::LobbyState { lobby });
-        fan_out(shared, &others, [left, state]);
-    }
-    Ok(())
-}
-
-fn fan_out<const N: usize>(shared: &Shared, to: &[PeerId], messages: [Option<Utf8Bytes>; N]) {
-    for msg in messages.into_iter().flatten() {
-        for peer in to {
-            shared.deliver(*peer, msg.clone());
-        }
     }
 }
 
@@ -974,30 +850,11 @@ fn read_error(err: axum::Error) -> Close {
     }
 }
 
-/// Takes the lock that orders lobby mutations and their fan-out, with a timeout.
-async fn lobby_lock(shared: &Shared) -> Result<tokio::sync::MutexGuard<'_, ()>, Reply> {
-    tokio::time::timeout(STORE_TIMEOUT, shared.lobby_ops.lock())
-        .await
-        .map_err(|_| {
-            (
-                ErrorCode::Internal,
-                "the server is too busy to change lobbies right now; try again".into(),
-            )
-        })
-}
-
 fn replaced() -> Close {
     Close::new(
         ErrorCode::Replaced,
         "a newer connection of this player took over its lobby place; this one is closed (do not reconnect: the newer one is in use)",
     )
-}
-
-fn identity_name(identity: Identity) -> &'static str {
-    match identity {
-        Identity::Token => "with a token",
-        Identity::Anonymous => "without a token (dev mode)",
-    }
 }
 
 /// A `hello` whose `token` is there but not a string: the hello table's "malformed token",
@@ -1018,6 +875,15 @@ fn slow_consumer(queue: u32) -> Close {
         ErrorCode::SlowConsumer,
         format!("more than {queue} messages were waiting for this client: read faster"),
     )
+}
+
+/// A random connection id (see `Holder::conn`); without randomness, a clock-based one.
+fn random_conn_id() -> u64 {
+    let mut bytes = [0u8; 8];
+    match getrandom::fill(&mut bytes) {
+        Ok(()) => u64::from_le_bytes(bytes),
+        Err(_) => unix_ms() ^ std::process::id() as u64,
+    }
 }
 
 fn anonymous_player() -> Option<PlayerId> {

@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -19,6 +19,8 @@ use tokio::sync::watch;
 use crate::admission::{Admission, ClientInfo, GuardedListener, fit_file_limit};
 use crate::config::{Config, ConfigError};
 use crate::connection;
+use crate::hub::Hub;
+use crate::lobbies;
 use crate::shared::Shared;
 use crate::store::{LobbyStore, MemoryStore};
 
@@ -70,19 +72,22 @@ struct WsQuery {
 }
 
 impl Server {
-    /// Binds the listen address and starts serving with the in-memory lobby store.
+    /// Binds the listen address and starts serving: with the in-memory lobby store, or as
+    /// one node of a cluster sharing lobbies through Redis when `config.redis_url` is set.
     /// Must be called inside a tokio runtime.
     pub async fn bind(config: Config) -> Result<Self, Error> {
-        let store = Arc::new(MemoryStore::new(config.max_lobbies));
-        Self::bind_with_store(config, store).await
+        config.validate()?;
+        let hub = Arc::new(Hub::default());
+        let store: Arc<dyn LobbyStore> =
+            Arc::new(MemoryStore::new(config.max_lobbies, Arc::clone(&hub)));
+        Self::bind_with_store(config, store, hub).await
     }
 
-    /// Like [`Server::bind`], with another lobby store.
-    pub async fn bind_with_store(
+    async fn bind_with_store(
         config: Config,
         store: Arc<dyn LobbyStore>,
+        hub: Arc<Hub>,
     ) -> Result<Self, Error> {
-        config.validate()?;
         let addr = config.listen;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -123,14 +128,12 @@ impl Server {
             config,
             dev_mode,
             store,
-            hub: RwLock::new(HashMap::new()),
-            lobby_ops: tokio::sync::Mutex::new(()),
+            hub,
             players: std::sync::Mutex::new(HashMap::new()),
-            detached: std::sync::Mutex::new(HashMap::new()),
-            next_detach: AtomicU64::new(1),
             connections: AtomicUsize::new(0),
             shutdown: stop_rx.clone(),
         });
+        tokio::spawn(lobbies::run_caretaker(Arc::clone(&shared)));
         let app = Router::new()
             .route(ENDPOINT_PATH, get(ws_handler))
             .route("/healthz", get(|| async { "ok\n" }))
@@ -150,7 +153,8 @@ impl Server {
         });
         tracing::info!(
             url = %format!("ws://{local_addr}{ENDPOINT_PATH}"),
-            instance = shared.store.instance(),
+            instance = %shared.store.instance(),
+            node = shared.store.node(),
             dev_mode,
             stun_urls = shared.config.stun_urls.len(),
             turn_urls = shared.config.turn_urls.len(),
@@ -177,7 +181,7 @@ impl Server {
     }
 
     /// This server's instance id, as sent in `welcome` (see [`LobbyStore::instance`]).
-    pub fn instance(&self) -> &str {
+    pub fn instance(&self) -> String {
         self.shared.store.instance()
     }
 

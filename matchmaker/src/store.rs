@@ -1,17 +1,26 @@
-//! Lobby and membership state, behind [`LobbyStore`].
+//! Lobby state behind one seam: where lobby records live and how the messages that go
+//! with a change reach the members.
 //!
-//! The server keeps no lobby state of its own: it asks a store. [`MemoryStore`] is the
-//! embedded default. A shared store (Redis, a database) implements the same trait so several
-//! matchmaker nodes can share lobbies; the methods return boxed futures so such a store can
-//! do I/O. The server serializes lobby mutations on one node and wraps every call in a
-//! timeout.
+//! The server keeps no lobby state of its own: it reads a [`crate::lobby::Record`], makes
+//! the changed one (pure rules in `lobby.rs`) and commits it with its messages through a
+//! `LobbyStore`. A commit applies only if the record is still the one read (compare and
+//! set), and its messages go out in commit order, so every member sees lobby changes in
+//! the same order on one node or many. Two stores implement the seam: `MemoryStore` (the
+//! embedded default: one process) and `crate::redis_store::RedisStore` (several nodes
+//! sharing lobbies through Redis). Their methods return boxed futures so a store can do
+//! I/O; the server wraps every call in a timeout.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use squadlink_protocol::{Lobby, LobbySummary, Member, PeerId, PlayerId, Properties};
+use axum::extract::ws::Utf8Bytes;
+use squadlink_protocol::{LobbySummary, PeerId, Properties};
+
+use crate::hub::Hub;
+use crate::lobby::{Holder, Record};
+pub(crate) use crate::lobby::{Identity, NewLobby, Seat};
 
 /// Most entries in lobby properties or member data.
 pub const MAX_PROPERTIES: u8 = 16;
@@ -50,86 +59,101 @@ pub enum StoreError {
     /// The backend failed (I/O, poisoned state…).
     #[error("lobby store failed: {0}")]
     Backend(String),
+    /// The shared store (Redis) did not answer: the cluster cannot change lobbies now.
+    #[error("the lobby store is unreachable ({0}); try again in a few seconds")]
+    Unavailable(String),
+    /// The lobby kept changing under this request (many members joining at once).
+    #[error("lobby {0} is changing too fast; try again")]
+    Busy(String),
 }
 
-/// What a new lobby looks like.
+/// What the server does with a change besides storing it, in order.
 #[derive(Debug, Clone)]
-pub struct NewLobby {
-    /// Member limit.
-    pub max_members: u8,
-    /// Listed publicly.
-    pub public: bool,
-    /// Properties.
-    pub properties: Properties,
+pub(crate) enum Notice {
+    /// Send `texts` to each of `to` (a peer and the node its connection lives on).
+    Deliver {
+        to: Vec<(PeerId, String)>,
+        texts: Vec<Utf8Bytes>,
+    },
+    /// End the connection that holds `peer` on `node` without leaving: a newer connection
+    /// of the same player took its place.
+    Supersede { peer: PeerId, node: String },
 }
 
-/// How a member proved who it is. A membership can only be resumed by a connection that
-/// proved its player id the same way: an anonymous (dev-mode) client never takes over a
-/// token-authenticated player's place, nor the other way round.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Identity {
-    /// A token signed with the auth secret named the player.
-    Token,
-    /// A dev-mode client chose (or was given) its player id.
-    Anonymous,
+/// One change to one lobby, with its messages.
+#[derive(Debug, Clone)]
+pub(crate) struct Commit {
+    pub(crate) code: String,
+    /// The record it was made from; `None` to create the lobby (its code must be free).
+    pub(crate) before: Option<Record>,
+    /// The record to store; `None` to end the lobby.
+    pub(crate) after: Option<Record>,
+    pub(crate) notices: Vec<Notice>,
 }
 
-/// A lobby place: the member as the others see it, and how it proved its identity.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Seat {
-    /// The member.
-    pub member: Member,
-    /// How it authenticated.
-    pub identity: Identity,
+/// What became of a commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Stored; its notices are on their way.
+    Applied,
+    /// The record changed since it was read (or the code was taken): read again and retry.
+    Conflict,
+    /// Creating it would exceed the lobby limit.
+    LobbyLimit,
 }
 
-/// A player's place found in a lobby: the lobby as it is, and the place.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Found {
-    /// The lobby now.
-    pub lobby: Lobby,
-    /// The peer id that holds the place.
-    pub peer_id: PeerId,
-    /// How that member authenticated.
-    pub identity: Identity,
+/// What became of a relayed signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Relayed {
+    /// On its way to the receiver's node.
+    Sent,
+    /// The sender is no longer a member of that lobby.
+    SenderGone,
+    /// The receiver is not a member of that lobby.
+    NotMember,
 }
 
-/// Lobby and membership state. Every method is one atomic step.
-pub trait LobbyStore: Send + Sync + 'static {
+/// Places whose node stopped: their connections are gone without anyone detaching them.
+#[derive(Debug, Default)]
+pub(crate) struct Orphans {
+    /// `(lobby code, peer, the holder that is gone)`.
+    pub(crate) places: Vec<(String, PeerId, Holder)>,
+    /// The dead nodes those places were on.
+    pub(crate) nodes: Vec<String>,
+}
+
+/// Lobby records and the delivery of their changes. Every method is one atomic step.
+pub(crate) trait LobbyStore: Send + Sync + 'static {
     /// Which lobby state this is: random, new whenever the state starts empty (a restart of
-    /// an in-memory store). Clients use it to tell a server restart from a reconnect.
-    fn instance(&self) -> &str;
-    /// Creates a lobby with a fresh join code and `host` as its only member.
-    fn create(&self, lobby: NewLobby, host: Seat) -> BoxFuture<'_, Result<Lobby, StoreError>>;
-    /// Adds `seat` to the lobby `code` and returns the new state.
-    fn join<'a>(&'a self, code: &'a str, seat: Seat) -> BoxFuture<'a, Result<Lobby, StoreError>>;
-    /// The place of `player` in lobby `code`, if the lobby exists and has one.
-    fn find_player<'a>(
+    /// an in-memory store, a Redis that lost its data). Clients use it to tell a restart
+    /// from a reconnect.
+    fn instance(&self) -> String;
+    /// This node's id, as recorded in the places of its connections.
+    fn node(&self) -> &str;
+    /// The lobby `code`, if it exists.
+    fn load<'a>(&'a self, code: &'a str) -> BoxFuture<'a, Result<Option<Record>, StoreError>>;
+    /// Stores a change if the record is still `commit.before`, then sends its notices.
+    fn commit(&self, commit: Commit) -> BoxFuture<'_, Result<Outcome, StoreError>>;
+    /// Sends `text` to `to` if both it and `from` are members of lobby `code`.
+    fn relay<'a>(
         &'a self,
         code: &'a str,
-        player: &'a PlayerId,
-    ) -> BoxFuture<'a, Result<Option<Found>, StoreError>>;
-    /// Removes `peer` from lobby `code`; returns the remaining state, or `None` when the
-    /// lobby is now empty and gone (or the peer was not in it).
-    fn leave<'a>(
-        &'a self,
-        code: &'a str,
-        peer: PeerId,
-    ) -> BoxFuture<'a, Result<Option<Lobby>, StoreError>>;
-    /// The lobby `code` as it is now, if it exists.
-    fn get<'a>(&'a self, code: &'a str) -> BoxFuture<'a, Result<Option<Lobby>, StoreError>>;
-    /// Whether `peer` is a member of lobby `code`.
-    fn is_member<'a>(
-        &'a self,
-        code: &'a str,
-        peer: PeerId,
-    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+        from: PeerId,
+        to: PeerId,
+        text: Utf8Bytes,
+    ) -> BoxFuture<'a, Result<Relayed, StoreError>>;
     /// Public lobbies with room whose properties contain all of `filter`, newest first.
     fn list_public<'a>(
         &'a self,
         filter: &'a Properties,
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<LobbySummary>, StoreError>>;
+    /// Places whose rejoin grace ended at or before `now` (unix ms): `(code, peer)`.
+    fn due_graces(&self, now: u64) -> BoxFuture<'_, Result<Vec<(String, PeerId)>, StoreError>>;
+    /// Marks this node alive and finds the places of nodes that stopped doing so.
+    fn heartbeat(&self, now: u64) -> BoxFuture<'_, Result<Orphans, StoreError>>;
+    /// Forgets dead nodes whose places have all been detached.
+    fn forget_nodes<'a>(&'a self, nodes: &'a [String]) -> BoxFuture<'a, Result<(), StoreError>>;
 }
 
 /// A random identifier of `bytes` random bytes, in hex.
@@ -156,42 +180,44 @@ pub fn random_code() -> Result<String, StoreError> {
         .collect())
 }
 
-struct Entry {
-    lobby: Lobby,
-    /// How each member authenticated (a few members per lobby: a list, not a map).
-    identities: Vec<(PeerId, Identity)>,
-    created: u64,
+/// A random instance or node id; without randomness only less unique (the clock).
+pub(crate) fn random_id() -> String {
+    random_hex(8).unwrap_or_else(|_| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        format!("{nanos:016x}")
+    })
 }
 
 #[derive(Default)]
 struct Inner {
-    lobbies: HashMap<String, Entry>,
-    peer_lobby: HashMap<PeerId, String>,
-    created: u64,
+    lobbies: HashMap<String, Record>,
+    /// `(deadline, code, peer)` of detached places.
+    graces: BTreeSet<(u64, String, PeerId)>,
 }
 
-/// The in-memory store: one process, state lost on restart.
-pub struct MemoryStore {
+/// The in-memory store: one process, state lost on restart. Notices are delivered to this
+/// process's connections while the change is applied, so they go out in commit order.
+pub(crate) struct MemoryStore {
     inner: Mutex<Inner>,
     max_lobbies: u32,
     instance: String,
+    hub: Arc<Hub>,
 }
 
+/// The node id of the single-node store.
+const LOCAL_NODE: &str = "local";
+
 impl MemoryStore {
-    /// A store that admits at most `max_lobbies` lobbies at once.
-    pub fn new(max_lobbies: u32) -> Self {
-        // Without randomness the instance is only less unique; the store still works.
-        let instance = random_hex(8).unwrap_or_else(|_| {
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0);
-            format!("{nanos:016x}")
-        });
+    /// A store that admits at most `max_lobbies` lobbies at once and delivers through `hub`.
+    pub(crate) fn new(max_lobbies: u32, hub: Arc<Hub>) -> Self {
         Self {
             inner: Mutex::new(Inner::default()),
             max_lobbies,
-            instance,
+            instance: random_id(),
+            hub,
         }
     }
 
@@ -203,164 +229,99 @@ impl MemoryStore {
             .map_err(|_| StoreError::Backend("memory store lock poisoned".into()))
     }
 
-    fn create_now(&self, new: NewLobby, host: Seat) -> Result<Lobby, StoreError> {
-        let Seat {
-            member: host,
-            identity,
-        } = host;
+    fn commit_now(&self, commit: Commit) -> Result<Outcome, StoreError> {
         let mut inner = self.lock()?;
-        if let Some(code) = inner.peer_lobby.get(&host.peer_id) {
-            return Err(StoreError::AlreadyInLobby(code.clone()));
-        }
-        if inner.lobbies.len() >= self.max_lobbies as usize {
-            return Err(StoreError::TooManyLobbies(self.max_lobbies));
-        }
-        let mut code = random_code()?;
-        let mut tries = 0;
-        while inner.lobbies.contains_key(&code) {
-            tries += 1;
-            if tries > 32 {
-                return Err(StoreError::Backend(
-                    "could not find a free join code".into(),
-                ));
+        let current = inner.lobbies.get(&commit.code);
+        match (&commit.before, current) {
+            (None, Some(_)) => return Ok(Outcome::Conflict),
+            (None, None) if inner.lobbies.len() >= self.max_lobbies as usize => {
+                return Ok(Outcome::LobbyLimit);
             }
-            code = random_code()?;
+            (Some(before), Some(now)) if before.rev != now.rev => return Ok(Outcome::Conflict),
+            (Some(_), None) => return Ok(Outcome::Conflict),
+            _ => {}
         }
-        let lobby = Lobby {
-            code: code.clone(),
-            version: 1,
-            host: host.peer_id,
-            max_members: new.max_members,
-            public: new.public,
-            properties: new.properties,
-            members: vec![host],
-        };
-        inner.created += 1;
-        let created = inner.created;
-        for m in &lobby.members {
-            inner.peer_lobby.insert(m.peer_id, code.clone());
+        if let Some(before) = &commit.before {
+            for (peer, until) in detached(before) {
+                inner.graces.remove(&(until, commit.code.clone(), peer));
+            }
         }
-        inner.lobbies.insert(
-            code,
-            Entry {
-                identities: vec![(lobby.host, identity)],
-                lobby: lobby.clone(),
-                created,
-            },
-        );
-        Ok(lobby)
+        match commit.after {
+            Some(after) => {
+                for (peer, until) in detached(&after) {
+                    inner.graces.insert((until, commit.code.clone(), peer));
+                }
+                inner.lobbies.insert(commit.code, after);
+            }
+            None => {
+                inner.lobbies.remove(&commit.code);
+            }
+        }
+        // Delivered under the lock: the next change's messages cannot overtake these.
+        for notice in commit.notices {
+            match notice {
+                Notice::Deliver { to, texts } => {
+                    for text in texts {
+                        for (peer, _) in &to {
+                            self.hub.deliver(*peer, text.clone());
+                        }
+                    }
+                }
+                Notice::Supersede { peer, .. } => self.hub.supersede(peer),
+            }
+        }
+        Ok(Outcome::Applied)
     }
 
-    fn join_now(&self, code: &str, seat: Seat) -> Result<Lobby, StoreError> {
-        let Seat { member, identity } = seat;
-        let mut inner = self.lock()?;
-        if let Some(current) = inner.peer_lobby.get(&member.peer_id) {
-            return Err(StoreError::AlreadyInLobby(current.clone()));
-        }
-        let peer = member.peer_id;
-        let entry = inner
-            .lobbies
-            .get_mut(code)
-            .ok_or_else(|| StoreError::NotFound(code.to_owned()))?;
-        let lobby = &mut entry.lobby;
-        if lobby.members.len() >= usize::from(lobby.max_members) {
-            return Err(StoreError::Full {
-                code: code.to_owned(),
-                max: lobby.max_members,
-            });
-        }
-        lobby.members.push(member);
-        lobby.version += 1;
-        let snapshot = lobby.clone();
-        entry.identities.retain(|(id, _)| *id != peer);
-        entry.identities.push((peer, identity));
-        inner.peer_lobby.insert(peer, code.to_owned());
-        Ok(snapshot)
-    }
-
-    fn leave_now(&self, code: &str, peer: PeerId) -> Result<Option<Lobby>, StoreError> {
-        let mut inner = self.lock()?;
-        if inner.peer_lobby.get(&peer).map(String::as_str) == Some(code) {
-            inner.peer_lobby.remove(&peer);
-        }
-        let Some(entry) = inner.lobbies.get_mut(code) else {
-            return Ok(None);
-        };
-        entry.identities.retain(|(id, _)| *id != peer);
-        let lobby = &mut entry.lobby;
-        let before = lobby.members.len();
-        lobby.members.retain(|m| m.peer_id != peer);
-        if lobby.members.len() == before {
-            return Ok(None);
-        }
-        let Some(first) = lobby.members.first() else {
-            inner.lobbies.remove(code);
-            return Ok(None);
-        };
-        if lobby.host == peer {
-            lobby.host = first.peer_id;
-        }
-        lobby.version += 1;
-        Ok(Some(lobby.clone()))
-    }
-
-    fn get_now(&self, code: &str) -> Result<Option<Lobby>, StoreError> {
+    fn relay_now(
+        &self,
+        code: &str,
+        from: PeerId,
+        to: PeerId,
+        text: Utf8Bytes,
+    ) -> Result<Relayed, StoreError> {
         let inner = self.lock()?;
-        Ok(inner.lobbies.get(code).map(|e| e.lobby.clone()))
-    }
-
-    fn find_player_now(&self, code: &str, player: &PlayerId) -> Result<Option<Found>, StoreError> {
-        let inner = self.lock()?;
-        let Some(entry) = inner.lobbies.get(code) else {
-            return Ok(None);
+        let Some(record) = inner.lobbies.get(code) else {
+            return Ok(Relayed::SenderGone);
         };
-        let Some(member) = entry.lobby.members.iter().find(|m| &m.player_id == player) else {
-            return Ok(None);
-        };
-        Ok(Some(Found {
-            lobby: entry.lobby.clone(),
-            peer_id: member.peer_id,
-            // A place created without a recorded identity is treated as the stricter kind.
-            identity: entry
-                .identities
-                .iter()
-                .find(|(id, _)| *id == member.peer_id)
-                .map_or(Identity::Token, |(_, identity)| *identity),
-        }))
-    }
-
-    fn is_member_now(&self, code: &str, peer: PeerId) -> Result<bool, StoreError> {
-        let inner = self.lock()?;
-        Ok(inner
-            .lobbies
-            .get(code)
-            .is_some_and(|e| e.lobby.members.iter().any(|m| m.peer_id == peer)))
+        if !record.has_member(from) {
+            return Ok(Relayed::SenderGone);
+        }
+        if !record.has_member(to) {
+            return Ok(Relayed::NotMember);
+        }
+        self.hub.deliver(to, text);
+        Ok(Relayed::Sent)
     }
 
     fn list_now(&self, filter: &Properties, limit: usize) -> Result<Vec<LobbySummary>, StoreError> {
         let inner = self.lock()?;
-        let mut found: Vec<&Entry> = inner
+        let mut found: Vec<&Record> = inner
             .lobbies
             .values()
-            .filter(|e| {
-                let l = &e.lobby;
-                l.public
-                    && l.members.len() < usize::from(l.max_members)
-                    && filter.iter().all(|(k, v)| l.properties.get(k) == Some(v))
-            })
+            .filter(|r| r.listed_for(filter))
             .collect();
-        found.sort_unstable_by_key(|e| std::cmp::Reverse(e.created));
-        Ok(found
-            .into_iter()
-            .take(limit)
-            .map(|e| LobbySummary {
-                code: e.lobby.code.clone(),
-                members: u8::try_from(e.lobby.members.len()).unwrap_or(u8::MAX),
-                max_members: e.lobby.max_members,
-                properties: e.lobby.properties.clone(),
-            })
+        found.sort_unstable_by_key(|r| std::cmp::Reverse(r.created));
+        Ok(found.into_iter().take(limit).map(Record::summary).collect())
+    }
+
+    fn due_now(&self, now: u64) -> Result<Vec<(String, PeerId)>, StoreError> {
+        let inner = self.lock()?;
+        Ok(inner
+            .graces
+            .iter()
+            .take_while(|(until, _, _)| *until <= now)
+            .map(|(_, code, peer)| (code.clone(), *peer))
             .collect())
     }
+}
+
+/// Detached places of a record: `(peer, deadline)`.
+pub(crate) fn detached(record: &Record) -> impl Iterator<Item = (PeerId, u64)> + '_ {
+    record
+        .places
+        .iter()
+        .filter_map(|p| p.detached_until.map(|t| (p.peer, t)))
 }
 
 /// A store answer that is already known, as a boxed future.
@@ -369,44 +330,30 @@ fn ready<'a, T: Send + 'a>(value: T) -> BoxFuture<'a, T> {
 }
 
 impl LobbyStore for MemoryStore {
-    fn instance(&self) -> &str {
-        &self.instance
+    fn instance(&self) -> String {
+        self.instance.clone()
     }
 
-    fn create(&self, lobby: NewLobby, host: Seat) -> BoxFuture<'_, Result<Lobby, StoreError>> {
-        ready(self.create_now(lobby, host))
+    fn node(&self) -> &str {
+        LOCAL_NODE
     }
 
-    fn join<'a>(&'a self, code: &'a str, seat: Seat) -> BoxFuture<'a, Result<Lobby, StoreError>> {
-        ready(self.join_now(code, seat))
+    fn load<'a>(&'a self, code: &'a str) -> BoxFuture<'a, Result<Option<Record>, StoreError>> {
+        ready(self.lock().map(|inner| inner.lobbies.get(code).cloned()))
     }
 
-    fn find_player<'a>(
+    fn commit(&self, commit: Commit) -> BoxFuture<'_, Result<Outcome, StoreError>> {
+        ready(self.commit_now(commit))
+    }
+
+    fn relay<'a>(
         &'a self,
         code: &'a str,
-        player: &'a PlayerId,
-    ) -> BoxFuture<'a, Result<Option<Found>, StoreError>> {
-        ready(self.find_player_now(code, player))
-    }
-
-    fn leave<'a>(
-        &'a self,
-        code: &'a str,
-        peer: PeerId,
-    ) -> BoxFuture<'a, Result<Option<Lobby>, StoreError>> {
-        ready(self.leave_now(code, peer))
-    }
-
-    fn get<'a>(&'a self, code: &'a str) -> BoxFuture<'a, Result<Option<Lobby>, StoreError>> {
-        ready(self.get_now(code))
-    }
-
-    fn is_member<'a>(
-        &'a self,
-        code: &'a str,
-        peer: PeerId,
-    ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        ready(self.is_member_now(code, peer))
+        from: PeerId,
+        to: PeerId,
+        text: Utf8Bytes,
+    ) -> BoxFuture<'a, Result<Relayed, StoreError>> {
+        ready(self.relay_now(code, from, to, text))
     }
 
     fn list_public<'a>(
@@ -416,92 +363,134 @@ impl LobbyStore for MemoryStore {
     ) -> BoxFuture<'a, Result<Vec<LobbySummary>, StoreError>> {
         ready(self.list_now(filter, limit))
     }
+
+    fn due_graces(&self, now: u64) -> BoxFuture<'_, Result<Vec<(String, PeerId)>, StoreError>> {
+        ready(self.due_now(now))
+    }
+
+    fn heartbeat(&self, _now: u64) -> BoxFuture<'_, Result<Orphans, StoreError>> {
+        // One process: if this node stopped, so did its lobbies.
+        ready(Ok(Orphans::default()))
+    }
+
+    fn forget_nodes<'a>(&'a self, _nodes: &'a [String]) -> BoxFuture<'a, Result<(), StoreError>> {
+        ready(Ok(()))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lobby::Holder;
+    use squadlink_protocol::{Member, PlayerId};
 
-    fn member(n: u64) -> Seat {
+    fn seat(n: u64) -> Seat {
         Seat {
             member: Member {
                 peer_id: PeerId(n),
                 player_id: PlayerId::parse(&format!("p{n}")).unwrap(),
                 data: Properties::new(),
             },
-            identity: if n.is_multiple_of(2) {
-                Identity::Token
-            } else {
-                Identity::Anonymous
-            },
+            identity: Identity::Anonymous,
         }
     }
 
-    fn new_lobby(max: u8, public: bool, mode: &str) -> NewLobby {
+    fn new_lobby(max: u8, public: bool) -> NewLobby {
         NewLobby {
             max_members: max,
             public,
-            properties: [("mode".to_string(), mode.to_string())].into(),
+            properties: Properties::new(),
         }
     }
 
-    #[test]
-    fn host_hands_over_and_empty_lobbies_vanish() {
-        let s = MemoryStore::new(10);
-        let l = s.create_now(new_lobby(3, false, "ffa"), member(1)).unwrap();
-        assert_eq!(l.code.len(), CODE_LEN);
-        s.join_now(&l.code, member(2)).unwrap();
-        let full = s.join_now(&l.code, member(3)).unwrap();
-        assert_eq!(full.version, 3);
-        assert!(matches!(
-            s.join_now(&l.code, member(4)),
-            Err(StoreError::Full { .. })
-        ));
-        assert!(matches!(
-            s.join_now(&l.code, member(2)),
-            Err(StoreError::AlreadyInLobby(_))
-        ));
-        let p2 = PlayerId::parse("p2").unwrap();
-        let found = s.find_player_now(&l.code, &p2).unwrap().unwrap();
-        assert_eq!(
-            (found.peer_id, found.identity),
-            (PeerId(2), Identity::Token)
+    fn here(conn: u64) -> Holder {
+        Holder {
+            node: LOCAL_NODE.into(),
+            conn,
+        }
+    }
+
+    fn create(s: &MemoryStore, code: &str, public: bool, host: u64) -> (Outcome, Record) {
+        let r = Record::create(
+            code.into(),
+            new_lobby(3, public),
+            seat(host),
+            here(host),
+            host,
         );
-        let p3 = PlayerId::parse("p3").unwrap();
-        let found = s.find_player_now(&l.code, &p3).unwrap().unwrap();
-        assert_eq!(found.identity, Identity::Anonymous);
-        let after = s.leave_now(&l.code, PeerId(1)).unwrap().unwrap();
-        assert_eq!(after.host, PeerId(2));
-        assert_eq!(after.members.len(), 2);
-        assert!(s.is_member_now(&l.code, PeerId(3)).unwrap());
-        assert!(!s.is_member_now(&l.code, PeerId(1)).unwrap());
-        s.leave_now(&l.code, PeerId(2)).unwrap();
-        assert_eq!(s.find_player_now(&l.code, &p2).unwrap(), None);
-        assert_eq!(s.leave_now(&l.code, PeerId(3)).unwrap(), None);
-        assert!(matches!(
-            s.join_now(&l.code, member(5)),
-            Err(StoreError::NotFound(_))
-        ));
+        let commit = Commit {
+            code: code.into(),
+            before: None,
+            after: Some(r.clone()),
+            notices: Vec::new(),
+        };
+        (s.commit_now(commit).unwrap(), r)
     }
 
     #[test]
-    fn listing_filters_hides_private_and_full() {
-        let s = MemoryStore::new(2);
-        let a = s.create_now(new_lobby(2, true, "ctf"), member(1)).unwrap();
-        s.create_now(new_lobby(2, false, "ctf"), member(2)).unwrap();
-        assert!(matches!(
-            s.create_now(new_lobby(2, true, "ctf"), member(3)),
-            Err(StoreError::TooManyLobbies(2))
-        ));
-        let ctf: Properties = [("mode".to_string(), "ctf".to_string())].into();
-        let listed = s.list_now(&ctf, 10).unwrap();
+    fn a_commit_applies_only_to_the_record_it_was_made_from() {
+        let s = MemoryStore::new(10, Arc::new(Hub::default()));
+        let (first, r) = create(&s, "AAAAA", false, 1);
+        assert_eq!(first, Outcome::Applied);
         assert_eq!(
-            listed.iter().map(|l| l.code.as_str()).collect::<Vec<_>>(),
-            [a.code.as_str()]
+            create(&s, "AAAAA", false, 2).0,
+            Outcome::Conflict,
+            "code taken"
         );
-        let dm: Properties = [("mode".to_string(), "dm".to_string())].into();
-        assert!(s.list_now(&dm, 10).unwrap().is_empty());
-        s.join_now(&a.code, member(4)).unwrap();
-        assert!(s.list_now(&ctf, 10).unwrap().is_empty());
+        let joined = r.joined(seat(2), here(2)).unwrap();
+        let commit = |before: &Record, after: Record| Commit {
+            code: "AAAAA".into(),
+            before: Some(before.clone()),
+            after: Some(after),
+            notices: Vec::new(),
+        };
+        assert_eq!(
+            s.commit_now(commit(&r, joined.clone())).unwrap(),
+            Outcome::Applied
+        );
+        let stale = r.joined(seat(3), here(3)).unwrap();
+        assert_eq!(s.commit_now(commit(&r, stale)).unwrap(), Outcome::Conflict);
+        assert_eq!(s.load_now("AAAAA"), Some(joined));
+    }
+
+    #[test]
+    fn graces_come_due_in_deadline_order_and_go_with_the_place() {
+        let s = MemoryStore::new(10, Arc::new(Hub::default()));
+        let (_, r) = create(&s, "BBBBB", false, 1);
+        let d = r.detached(PeerId(1), &here(1), 50).unwrap();
+        let commit = Commit {
+            code: "BBBBB".into(),
+            before: Some(r),
+            after: Some(d.clone()),
+            notices: Vec::new(),
+        };
+        s.commit_now(commit).unwrap();
+        assert!(s.due_now(49).unwrap().is_empty());
+        assert_eq!(s.due_now(50).unwrap(), [("BBBBB".to_string(), PeerId(1))]);
+        let commit = Commit {
+            code: "BBBBB".into(),
+            before: Some(d),
+            after: None,
+            notices: Vec::new(),
+        };
+        s.commit_now(commit).unwrap();
+        assert!(s.due_now(u64::MAX).unwrap().is_empty());
+    }
+
+    #[test]
+    fn listing_and_the_lobby_limit() {
+        let s = MemoryStore::new(2, Arc::new(Hub::default()));
+        create(&s, "CCCCC", true, 1);
+        create(&s, "DDDDD", false, 2);
+        assert_eq!(create(&s, "EEEEE", true, 3).0, Outcome::LobbyLimit);
+        let listed = s.list_now(&Properties::new(), 10).unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].code, "CCCCC");
+    }
+
+    impl MemoryStore {
+        fn load_now(&self, code: &str) -> Option<Record> {
+            self.lock().unwrap().lobbies.get(code).cloned()
+        }
     }
 }
