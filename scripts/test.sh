@@ -22,6 +22,9 @@ trap 'rm -f "$log"' EXIT
 # (The workspace build unifies features: the examples turn on bevy_squadlink's `ggrs` and
 # `replicon`, so its rollback and replication tests run here too.)
 cargo test --workspace --locked 2>&1 | tee "$log"
+section "cargo test: the matchmaker's service and bad-input tests again, against a cluster (Redis, three nodes, a round-robin front)"
+SQUADLINK_TEST_CLUSTER=1 cargo test -p squadlink-matchmaker --locked --test service --test hardening 2>&1 | tee -a "$log"
+
 section "cargo test: webcam formats through nokhwa (feature webcam, off by default)"
 cargo test -p squadlink --features webcam --locked --lib video::camera 2>&1 | tee -a "$log"
 

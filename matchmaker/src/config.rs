@@ -169,6 +169,23 @@ pub struct Config {
     #[arg(long, env = "SQUADLINK_REJOIN_GRACE_SECS", default_value_t = 20,
           value_parser = clap::value_parser!(u32).range(0..=600))]
     pub rejoin_grace_secs: u32,
+
+    /// Share lobbies with other matchmaker nodes through this Redis server
+    /// (redis://host:port/db, or redis+unix:///path). Without it the node keeps lobbies in
+    /// memory on its own (the default). Players of one lobby may then connect to any node.
+    #[arg(long, env = "SQUADLINK_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// Prefix of every Redis key and channel this cluster uses, so several clusters can
+    /// share one Redis server.
+    #[arg(long, env = "SQUADLINK_REDIS_PREFIX", default_value = "squadlink:")]
+    pub redis_prefix: String,
+
+    /// Milliseconds without a heartbeat after which the other nodes treat a node as dead
+    /// and keep its players' places for the rejoin grace. Nodes beat every 500 ms.
+    #[arg(long, env = "SQUADLINK_NODE_TIMEOUT_MS", default_value_t = 3000,
+          value_parser = clap::value_parser!(u32).range(1000..=60_000))]
+    pub node_timeout_ms: u32,
 }
 
 impl Default for Config {
@@ -200,6 +217,9 @@ impl Default for Config {
             hello_timeout_secs: 10,
             read_buffer_bytes: 4096,
             rejoin_grace_secs: 20,
+            redis_url: None,
+            redis_prefix: "squadlink:".into(),
+            node_timeout_ms: 3000,
         }
     }
 }

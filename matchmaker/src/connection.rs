@@ -426,7 +426,7 @@ impl Conn {
         };
         let rid = msg.rid();
         let Some(player) = self.player.clone() else {
-            return self.on_hello(msg);
+            return self.on_hello(msg).await;
         };
         let result = match msg {
             ClientMessage::Hello { .. } => Err((
@@ -519,7 +519,7 @@ impl Conn {
         None
     }
 
-    fn on_hello(&mut self, msg: ClientMessage) -> Option<Close> {
+    async fn on_hello(&mut self, msg: ClientMessage) -> Option<Close> {
         if let ClientMessage::Ping { nonce } = msg {
             self.reply(&ServerMessage::Pong { nonce });
             return None;
@@ -603,7 +603,17 @@ impl Conn {
                 },
             },
         };
-        if !self.shared.add_player_connection(&player, identity) {
+        let admitted = store_call(self.shared.store.admit(
+            &player,
+            identity,
+            self.conn_id,
+            self.shared.config.max_connections_per_player,
+        ))
+        .await;
+        if let Err((code, message)) = admitted {
+            return Some(Close::new(code, message).with_rid(rid));
+        }
+        if admitted == Ok(false) {
             return Some(
                 Close::new(
                     ErrorCode::TooManyConnections,
@@ -798,7 +808,13 @@ impl Conn {
             self.shared.hub.remove(self.peer_id, &self.kick);
         }
         if let Some(player) = &self.player {
-            self.shared.remove_player_connection(player, self.identity);
+            let release = self
+                .shared
+                .store
+                .release(player, self.identity, self.conn_id);
+            if let Err((code, message)) = store_call(release).await {
+                tracing::warn!(%player, %code, %message, "could not release a player's connection count");
+            }
         }
         tracing::debug!(
             peer_id = %self.peer_id,

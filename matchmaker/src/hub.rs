@@ -113,9 +113,4 @@ impl Hub {
         }
         peers.len()
     }
-
-    /// Connections registered here.
-    pub(crate) fn len(&self) -> usize {
-        self.peers.read().map_or(0, |p| p.len())
-    }
 }

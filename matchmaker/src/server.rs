@@ -1,6 +1,5 @@
 //! The HTTP/WebSocket service: binding, routing, delivery between connections, shutdown.
 
-use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,8 +20,9 @@ use crate::config::{Config, ConfigError};
 use crate::connection;
 use crate::hub::Hub;
 use crate::lobbies;
+use crate::redis_store::RedisStore;
 use crate::shared::Shared;
-use crate::store::{LobbyStore, MemoryStore};
+use crate::store::{LobbyStore, MemoryStore, StoreError};
 
 /// Bytes of outgoing frames tungstenite gathers before writing; the connection flushes after
 /// each batch it drains from its queue, so this only batches, never delays.
@@ -51,6 +51,9 @@ pub enum Error {
     /// The accept loop failed.
     #[error("the server stopped with an error: {0}")]
     Serve(io::Error),
+    /// The shared lobby store (Redis) could not be reached or used.
+    #[error("{0}")]
+    Store(#[from] StoreError),
     /// SIGINT/SIGTERM handlers could not be installed.
     #[error("cannot install the shutdown signal handler: {0}")]
     Signal(io::Error),
@@ -78,15 +81,22 @@ impl Server {
     pub async fn bind(config: Config) -> Result<Self, Error> {
         config.validate()?;
         let hub = Arc::new(Hub::default());
-        let store: Arc<dyn LobbyStore> =
-            Arc::new(MemoryStore::new(config.max_lobbies, Arc::clone(&hub)));
-        Self::bind_with_store(config, store, hub).await
+        let (stop, stop_rx) = watch::channel(false);
+        let store: Arc<dyn LobbyStore> = match &config.redis_url {
+            Some(url) => {
+                RedisStore::connect(url, &config, Arc::clone(&hub), stop_rx.clone()).await?
+            }
+            None => Arc::new(MemoryStore::new(config.max_lobbies, Arc::clone(&hub))),
+        };
+        Self::serve(config, store, hub, stop, stop_rx).await
     }
 
-    async fn bind_with_store(
+    async fn serve(
         config: Config,
         store: Arc<dyn LobbyStore>,
         hub: Arc<Hub>,
+        stop: watch::Sender<bool>,
+        stop_rx: watch::Receiver<bool>,
     ) -> Result<Self, Error> {
         let addr = config.listen;
         let listener = tokio::net::TcpListener::bind(addr)
@@ -95,7 +105,6 @@ impl Server {
         let local_addr = listener
             .local_addr()
             .map_err(|source| Error::Bind { addr, source })?;
-        let (stop, stop_rx) = watch::channel(false);
         let dev_mode = config.dev_mode_enabled();
         if dev_mode && !local_addr.ip().is_loopback() {
             tracing::warn!(
@@ -129,7 +138,6 @@ impl Server {
             dev_mode,
             store,
             hub,
-            players: std::sync::Mutex::new(HashMap::new()),
             connections: AtomicUsize::new(0),
             shutdown: stop_rx.clone(),
         });

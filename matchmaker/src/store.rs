@@ -16,7 +16,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::extract::ws::Utf8Bytes;
-use squadlink_protocol::{LobbySummary, PeerId, Properties};
+use squadlink_protocol::{LobbySummary, PeerId, PlayerId, Properties};
 
 use crate::hub::Hub;
 use crate::lobby::{Holder, Record};
@@ -154,6 +154,22 @@ pub(crate) trait LobbyStore: Send + Sync + 'static {
     fn heartbeat(&self, now: u64) -> BoxFuture<'_, Result<Orphans, StoreError>>;
     /// Forgets dead nodes whose places have all been detached.
     fn forget_nodes<'a>(&'a self, nodes: &'a [String]) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Counts connection `conn` of `player` (proved as `identity`) unless the player already
+    /// has `max` live connections (on any node): then `false`.
+    fn admit<'a>(
+        &'a self,
+        player: &'a PlayerId,
+        identity: Identity,
+        conn: u64,
+        max: u32,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    /// Stops counting connection `conn` of `player`.
+    fn release<'a>(
+        &'a self,
+        player: &'a PlayerId,
+        identity: Identity,
+        conn: u64,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
 }
 
 /// A random identifier of `bytes` random bytes, in hex.
@@ -202,6 +218,8 @@ struct Inner {
 /// process's connections while the change is applied, so they go out in commit order.
 pub(crate) struct MemoryStore {
     inner: Mutex<Inner>,
+    /// Live connections per player (and way of authenticating), for the per-player cap.
+    players: Mutex<HashMap<(PlayerId, Identity), u32>>,
     max_lobbies: u32,
     instance: String,
     hub: Arc<Hub>,
@@ -215,6 +233,7 @@ impl MemoryStore {
     pub(crate) fn new(max_lobbies: u32, hub: Arc<Hub>) -> Self {
         Self {
             inner: Mutex::new(Inner::default()),
+            players: Mutex::new(HashMap::new()),
             max_lobbies,
             instance: random_id(),
             hub,
@@ -374,6 +393,42 @@ impl LobbyStore for MemoryStore {
     }
 
     fn forget_nodes<'a>(&'a self, _nodes: &'a [String]) -> BoxFuture<'a, Result<(), StoreError>> {
+        ready(Ok(()))
+    }
+
+    fn admit<'a>(
+        &'a self,
+        player: &'a PlayerId,
+        identity: Identity,
+        _conn: u64,
+        max: u32,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let admitted = self.players.lock().map(|mut players| {
+            let count = players.entry((player.clone(), identity)).or_insert(0);
+            if *count >= max {
+                return false;
+            }
+            *count += 1;
+            true
+        });
+        ready(admitted.map_err(|_| StoreError::Backend("player count lock poisoned".into())))
+    }
+
+    fn release<'a>(
+        &'a self,
+        player: &'a PlayerId,
+        identity: Identity,
+        _conn: u64,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        if let Ok(mut players) = self.players.lock() {
+            let key = (player.clone(), identity);
+            match players.get_mut(&key) {
+                Some(n) if *n > 1 => *n -= 1,
+                _ => {
+                    players.remove(&key);
+                }
+            }
+        }
         ready(Ok(()))
     }
 }

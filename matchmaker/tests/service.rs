@@ -18,7 +18,7 @@ use squadlink_matchmaker::{Config, DevMode, auth, turn};
 use squadlink_protocol::{
     ClientMessage, ErrorCode, LeaveReason, PeerId, PlayerId, ServerMessage, Signal,
 };
-use support::{Client, config, create_request, start};
+use support::{Client, cluster_mode, config, create_request, start};
 use tokio_tungstenite::tungstenite::Message;
 
 fn offer(sdp: &str) -> Signal {
@@ -655,9 +655,11 @@ async fn dev_mode_defaults_follow_the_listen_address() {
 
 #[tokio::test]
 async fn server_limits_refuse_with_clear_codes() {
+    // The lobby limit is the whole cluster's; the connection limit each node's own (in
+    // cluster mode a, b and c land on three nodes, d on a's node again).
     let server = start(Config {
         max_lobbies: 1,
-        max_connections: 3,
+        max_connections: if cluster_mode() { 1 } else { 3 },
         ..config()
     })
     .await;

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 pub mod audio;
 pub mod browser;
 pub mod netlab;
+pub mod redis;
 pub mod run;
 
 pub use run::{run_json, run_json_env};

@@ -1,14 +1,23 @@
 //! Shared helpers for the matchmaker's integration tests: start the real server on a free
 //! loopback port, and a small WebSocket client that speaks protocol v1.
+//!
+//! With `SQUADLINK_TEST_CLUSTER=1` every test that starts its server through [`start`] runs
+//! against a cluster instead: its own `redis-server`, three matchmaker nodes sharing it, and
+//! a round-robin TCP front (a load balancer) so that consecutive clients land on different
+//! nodes. `scripts/test.sh` runs the service and hardening tests both ways.
 #![allow(dead_code, missing_docs)]
 
 pub mod turn;
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use squadlink_matchmaker::{Config, Server};
+use squadlink_matchmaker::{Config, Error, Server};
 use squadlink_protocol::{ClientMessage, ErrorCode, Lobby, PeerId, ServerMessage};
+use squadlink_testkit::redis::Redis;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -23,8 +32,107 @@ pub fn config() -> Config {
     }
 }
 
-pub async fn start(config: Config) -> Server {
-    Server::bind(config).await.expect("matchmaker starts")
+/// Whether this test run is against a cluster (`SQUADLINK_TEST_CLUSTER=1`).
+pub fn cluster_mode() -> bool {
+    std::env::var("SQUADLINK_TEST_CLUSTER").is_ok_and(|v| v == "1")
+}
+
+/// The matchmaker under test: one node, or three nodes on one Redis behind a front.
+pub struct TestServer {
+    pub nodes: Vec<Server>,
+    front: Option<(SocketAddr, tokio::task::JoinHandle<()>)>,
+    pub redis: Option<Redis>,
+}
+
+impl TestServer {
+    /// Where clients connect: the node, or the cluster's round-robin front.
+    pub fn url(&self) -> String {
+        match &self.front {
+            Some((addr, _)) => format!("ws://{addr}/v1"),
+            None => self.nodes[0].url(),
+        }
+    }
+
+    /// The first node's own address (for raw-socket tests of one node's admission).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.nodes[0].local_addr()
+    }
+
+    pub fn pending_upgrades(&self) -> usize {
+        self.nodes[0].pending_upgrades()
+    }
+
+    pub fn refused_sockets(&self) -> usize {
+        self.nodes[0].refused_sockets()
+    }
+
+    pub fn instance(&self) -> String {
+        self.nodes[0].instance()
+    }
+
+    /// The URL of node `i` itself (not through the front).
+    pub fn node_url(&self, i: usize) -> String {
+        self.nodes[i].url()
+    }
+
+    /// Shuts every node down (their clients hear why), then the front.
+    pub async fn shutdown(self) -> Result<(), Error> {
+        for node in self.nodes {
+            node.shutdown().await?;
+        }
+        if let Some((_, task)) = &self.front {
+            task.abort();
+        }
+        Ok(())
+    }
+}
+
+pub async fn start(config: Config) -> TestServer {
+    if !cluster_mode() {
+        let node = Server::bind(config).await.expect("matchmaker starts");
+        return TestServer {
+            nodes: vec![node],
+            front: None,
+            redis: None,
+        };
+    }
+    let redis = tokio::task::spawn_blocking(Redis::start).await.unwrap();
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        let mut node = config.clone();
+        node.redis_url = Some(redis.url());
+        nodes.push(Server::bind(node).await.expect("matchmaker node starts"));
+    }
+    let addrs: Vec<SocketAddr> = nodes.iter().map(Server::local_addr).collect();
+    let front = round_robin_front(addrs).await;
+    TestServer {
+        nodes,
+        front: Some(front),
+        redis: Some(redis),
+    }
+}
+
+/// A TCP front that hands each new connection to the next node in turn (a load balancer).
+pub async fn round_robin_front(
+    nodes: Vec<SocketAddr>,
+) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let next = Arc::new(AtomicUsize::new(0));
+    let task = tokio::spawn(async move {
+        let mut conns = tokio::task::JoinSet::new();
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let node = nodes[next.fetch_add(1, Ordering::Relaxed) % nodes.len()];
+            conns.spawn(async move {
+                if let Ok(mut outbound) = TcpStream::connect(node).await {
+                    let _ = inbound.set_nodelay(true);
+                    let _ = outbound.set_nodelay(true);
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    (addr, task)
 }
 
 /// A private `create_lobby` request without properties.
