@@ -186,6 +186,14 @@ pub struct Config {
     #[arg(long, env = "SQUADLINK_NODE_TIMEOUT_MS", default_value_t = 3000,
           value_parser = clap::value_parser!(u32).range(1000..=60_000))]
     pub node_timeout_ms: u32,
+
+    /// On SIGTERM, a cluster node drains first: it stops accepting players, tells each
+    /// connected one to move to another node (`moving`), and waits up to this many seconds
+    /// for them to go before closing the rest. 0 = close at once. A single node (no
+    /// --redis-url) has nowhere to send players and closes at once.
+    #[arg(long, env = "SQUADLINK_DRAIN_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(0..=300))]
+    pub drain_secs: u32,
 }
 
 impl Default for Config {
@@ -220,6 +228,7 @@ impl Default for Config {
             redis_url: None,
             redis_prefix: "squadlink:".into(),
             node_timeout_ms: 3000,
+            drain_secs: 10,
         }
     }
 }

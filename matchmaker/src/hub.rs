@@ -101,6 +101,19 @@ impl Hub {
         }
     }
 
+    /// Queues `text` for every connection here (a slow consumer is kicked as usual).
+    pub(crate) fn broadcast(&self, text: &Utf8Bytes) -> usize {
+        let Ok(peers) = self.peers.read() else {
+            return 0;
+        };
+        for handle in peers.values() {
+            if let Err(mpsc::error::TrySendError::Full(_)) = handle.tx.try_send(text.clone()) {
+                handle.kick.notify_one();
+            }
+        }
+        peers.len()
+    }
+
     /// Tells every connection here to end and come back (keeping its lobby place): the
     /// node lost events it should have delivered, or is going away.
     pub(crate) fn reconnect_all(&self) -> usize {

@@ -413,6 +413,21 @@ impl LobbyStore for RedisStore {
         Box::pin(self.forget_now(nodes))
     }
 
+    fn ready(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let mut redis = self.redis.clone();
+            let _: String = redis::cmd("PING")
+                .query_async(&mut redis)
+                .await
+                .map_err(|e| unavailable(&e))?;
+            Ok(())
+        })
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
     fn admit<'a>(
         &'a self,
         player: &'a PlayerId,

@@ -3,16 +3,17 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, Query, State};
-use axum::response::Response;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse as _, Response};
 use axum::routing::get;
 use serde::Deserialize;
-use squadlink_protocol::ENDPOINT_PATH;
+use squadlink_protocol::{ENDPOINT_PATH, ServerMessage};
 use tokio::sync::watch;
 
 use crate::admission::{Admission, ClientInfo, GuardedListener, fit_file_limit};
@@ -21,12 +22,14 @@ use crate::connection;
 use crate::hub::Hub;
 use crate::lobbies;
 use crate::redis_store::RedisStore;
-use crate::shared::Shared;
+use crate::shared::{Shared, encode};
 use crate::store::{LobbyStore, MemoryStore, StoreError};
 
 /// Bytes of outgoing frames tungstenite gathers before writing; the connection flushes after
 /// each batch it drains from its queue, so this only batches, never delays.
 pub(crate) const WRITE_BATCH_BYTES: usize = 8 * 1024;
+/// How long `/readyz` waits for the lobby store.
+const READY_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long `shutdown` waits for connections to say goodbye.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Descriptors kept free beside the connections (listener, logs, the runtime, a store).
@@ -139,12 +142,14 @@ impl Server {
             store,
             hub,
             connections: AtomicUsize::new(0),
+            draining: AtomicBool::new(false),
             shutdown: stop_rx.clone(),
         });
         tokio::spawn(lobbies::run_caretaker(Arc::clone(&shared)));
         let app = Router::new()
             .route(ENDPOINT_PATH, get(ws_handler))
             .route("/healthz", get(|| async { "ok\n" }))
+            .route("/readyz", get(readyz))
             .with_state(Arc::clone(&shared));
         let listener = GuardedListener::new(listener, Arc::clone(&admission));
         let mut graceful = stop_rx;
@@ -223,13 +228,47 @@ impl Server {
         }
     }
 
-    /// Serves until SIGINT or SIGTERM, then shuts down gracefully.
+    /// Drains, then shuts down: stops accepting players (`/readyz` answers 503), tells every
+    /// connected one to move to another node (`moving`), waits up to `within` for them to
+    /// go, and closes the rest with `server_shutdown` (their places are kept for the rejoin
+    /// grace, so they can still resume elsewhere).
+    pub async fn drain(self, within: Duration) -> Result<(), Error> {
+        self.shared.draining.store(true, Ordering::SeqCst);
+        let within_ms = u32::try_from(within.as_millis()).unwrap_or(u32::MAX);
+        if let Some(text) = encode(&ServerMessage::Moving { within_ms }) {
+            let told = self.shared.hub.broadcast(&text);
+            tracing::info!(told, within_ms, "draining: players told to move");
+        }
+        let deadline = Instant::now() + within;
+        while self.connections() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tracing::info!(left = self.connections(), "drained; closing the rest");
+        self.shutdown().await
+    }
+
+    /// Whether this node is draining (see [`Server::drain`]).
+    pub fn is_draining(&self) -> bool {
+        self.shared.draining.load(Ordering::SeqCst)
+    }
+
+    /// Serves until SIGINT or SIGTERM, then shuts down gracefully: a cluster node drains
+    /// first (`--drain-secs`), a single node closes at once.
     pub async fn run_until_signal(self) -> Result<(), Error> {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .map_err(Error::Signal)?;
         tokio::select! {
             res = tokio::signal::ctrl_c() => res.map_err(Error::Signal)?,
             _ = term.recv() => {},
+        }
+        let drain = Duration::from_secs(u64::from(self.shared.config.drain_secs));
+        if self.shared.store.shared() && !drain.is_zero() {
+            tracing::info!(
+                connections = self.connections(),
+                ?drain,
+                "draining: players move to other nodes"
+            );
+            return self.drain(drain).await;
         }
         tracing::info!(
             connections = self.connections(),
@@ -239,12 +278,34 @@ impl Server {
     }
 }
 
+/// Ready for players: not draining, and the lobby store answers.
+async fn readyz(State(shared): State<Arc<Shared>>) -> (StatusCode, String) {
+    if shared.draining.load(Ordering::SeqCst) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "draining\n".into());
+    }
+    match tokio::time::timeout(READY_TIMEOUT, shared.store.ready()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ready\n".into()),
+        Ok(Err(err)) => (StatusCode::SERVICE_UNAVAILABLE, format!("{err}\n")),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the lobby store did not answer within 1 s\n".into(),
+        ),
+    }
+}
+
 async fn ws_handler(
     State(shared): State<Arc<Shared>>,
     ConnectInfo(client): ConnectInfo<ClientInfo>,
     Query(query): Query<WsQuery>,
     ws: WebSocketUpgrade,
 ) -> Response {
+    if shared.draining.load(Ordering::SeqCst) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this matchmaker node is draining: connect to another one",
+        )
+            .into_response();
+    }
     let max = shared.config.max_frame_bytes as usize;
     let remote = client.remote;
     ws.read_buffer_size(shared.config.read_buffer_bytes as usize)

@@ -3,7 +3,7 @@
 //! and lobby operations read and change it. It imports none of them.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 
 use axum::extract::ws::Utf8Bytes;
 use squadlink_protocol::{Limits, ServerMessage};
@@ -21,6 +21,8 @@ pub(crate) struct Shared {
     pub(crate) store: Arc<dyn LobbyStore>,
     pub(crate) hub: Arc<Hub>,
     pub(crate) connections: AtomicUsize,
+    /// Set while draining: no new players; `/readyz` says so.
+    pub(crate) draining: AtomicBool,
     pub(crate) shutdown: watch::Receiver<bool>,
 }
 

@@ -154,6 +154,10 @@ pub(crate) trait LobbyStore: Send + Sync + 'static {
     fn heartbeat(&self, now: u64) -> BoxFuture<'_, Result<Orphans, StoreError>>;
     /// Forgets dead nodes whose places have all been detached.
     fn forget_nodes<'a>(&'a self, nodes: &'a [String]) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Whether the store can serve now (for `/readyz`); `Err` says why not.
+    fn ready(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Whether lobbies are shared with other nodes (so draining players can move).
+    fn shared(&self) -> bool;
     /// Counts connection `conn` of `player` (proved as `identity`) unless the player already
     /// has `max` live connections (on any node): then `false`.
     fn admit<'a>(
@@ -394,6 +398,14 @@ impl LobbyStore for MemoryStore {
 
     fn forget_nodes<'a>(&'a self, _nodes: &'a [String]) -> BoxFuture<'a, Result<(), StoreError>> {
         ready(Ok(()))
+    }
+
+    fn ready(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        ready(self.lock().map(|_| ()))
+    }
+
+    fn shared(&self) -> bool {
+        false
     }
 
     fn admit<'a>(

@@ -168,6 +168,16 @@ impl SessionBuilder {
         self
     }
 
+    /// Another matchmaker URL: a further node of the same cluster (`--redis-url`). The
+    /// session starts with the first URL that answers, in order; after its matchmaker
+    /// connection drops (a node killed, restarted or draining), each reconnection attempt
+    /// moves on to the next URL, so it resumes its lobby place (same peer id, peers still
+    /// connected) on another node. One URL behind a load balancer works as well.
+    pub fn fallback_url(mut self, url: impl Into<String>) -> Self {
+        self.settings.fallback_urls.push(url.into());
+        self
+    }
+
     /// How long to keep trying to reach the matchmaker again after its connection dropped
     /// (default 60 s; attempts back off from 250 ms to 8 s). Peers stay connected meanwhile;
     /// when the window ends without success the session closes. The matchmaker keeps a
@@ -195,11 +205,12 @@ impl SessionBuilder {
     }
 
     fn validate(&self) -> Result<()> {
-        if !self.settings.url.starts_with("ws://") && !self.settings.url.starts_with("wss://") {
-            return Err(Error::Config(format!(
-                "matchmaker URL {:?} must start with ws:// or wss://",
-                self.settings.url
-            )));
+        for url in std::iter::once(&self.settings.url).chain(&self.settings.fallback_urls) {
+            if !url.starts_with("ws://") && !url.starts_with("wss://") {
+                return Err(Error::Config(format!(
+                    "matchmaker URL {url:?} must start with ws:// or wss://"
+                )));
+            }
         }
         self.validate_settings()
     }

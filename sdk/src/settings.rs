@@ -31,6 +31,8 @@ pub(crate) const LOBBY_ENTRY_WAIT: Duration = Duration::from_secs(25);
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
     pub(crate) url: String,
+    /// Further matchmaker URLs (nodes of one cluster), tried in order after `url`.
+    pub(crate) fallback_urls: Vec<String>,
     pub(crate) channels: Vec<ChannelKind>,
     pub(crate) lobby: LobbyRef,
     pub(crate) token: Option<String>,
@@ -56,10 +58,28 @@ pub(crate) struct Settings {
 }
 
 impl Settings {
+    /// The matchmaker URL number `i`, wrapping around `url` and its fallbacks.
+    pub(crate) fn matchmaker_url(&self, i: usize) -> &str {
+        let count = 1 + self.fallback_urls.len();
+        match i % count {
+            0 => &self.url,
+            n => self
+                .fallback_urls
+                .get(n - 1)
+                .map_or(self.url.as_str(), String::as_str),
+        }
+    }
+
+    /// How many matchmaker URLs the session may use.
+    pub(crate) fn matchmaker_urls(&self) -> usize {
+        1 + self.fallback_urls.len()
+    }
+
     /// The defaults, for the matchmaker at `url`.
     pub(crate) fn new(url: String) -> Self {
         Self {
             url,
+            fallback_urls: Vec::new(),
             channels: Vec::new(),
             lobby: LobbyRef::create(8),
             token: None,

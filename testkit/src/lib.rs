@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 pub mod audio;
 pub mod browser;
+pub mod cluster;
 pub mod netlab;
 pub mod redis;
 pub mod run;

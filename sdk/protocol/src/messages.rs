@@ -393,6 +393,14 @@ pub enum ServerMessage {
         /// The lobby that was left.
         code: String,
     },
+    /// This matchmaker node is draining (shutting down): reconnect now, to another node of
+    /// the cluster if you know one, and join your lobby again to resume your place (same
+    /// peer id; nobody hears you left). The node closes the connection with
+    /// `server_shutdown` after `within_ms` milliseconds.
+    Moving {
+        /// Milliseconds until this node closes the connection.
+        within_ms: u32,
+    },
     /// Reply to `list_lobbies`.
     LobbyList {
         /// Request id.
@@ -443,6 +451,7 @@ impl ServerMessage {
         "peer_joined",
         "peer_left",
         "lobby_left",
+        "moving",
         "lobby_list",
         "ice_servers",
         "signal",

@@ -198,7 +198,10 @@ impl Core {
                 link::Due::Silent => self.abandon_link(now, link::silence_error()),
                 link::Due::Attempt { attempt } => {
                     tracing::debug!(attempt, "reconnecting to the matchmaker");
-                    let rejoin = self.membership.rejoin(self.cfg.token.is_none());
+                    let url = self.cfg.matchmaker_url(self.link.next_url());
+                    let rejoin = self
+                        .membership
+                        .rejoin(self.cfg.token.is_none(), url.to_owned());
                     self.out.request(rejoin);
                 }
                 link::Due::GiveUp => {
@@ -224,6 +227,21 @@ impl Core {
             }
             ServerMessage::LobbyState { lobby } => self.publish_lobby(&lobby),
             ServerMessage::Signal { from, data } => self.on_signal(from, data, now),
+            ServerMessage::Moving { within_ms } => {
+                // The node is draining: go now (to the next URL, if we have several) and
+                // resume our place there; peers stay connected.
+                tracing::info!(within_ms, "the matchmaker node is draining; moving");
+                self.abandon_link(
+                    now,
+                    Error::Matchmaker {
+                        code: ErrorCode::ServerShutdown,
+                        message: format!(
+                            "the matchmaker node asked us to move within {within_ms} ms"
+                        ),
+                    },
+                );
+                self.link.reconnect_now(now);
+            }
             ServerMessage::Error { code, message, .. } => {
                 if code == ErrorCode::Replaced {
                     self.membership.set_replaced();

@@ -74,6 +74,8 @@ pub(crate) struct LinkState {
     /// A fraction in 0..=0.25 added to each backoff, so that a matchmaker restart is not
     /// met by every client at the same instant.
     jitter: fn() -> f64,
+    /// Which matchmaker URL the next attempt uses (an index the settings wrap around).
+    url_cursor: usize,
 }
 
 impl LinkState {
@@ -86,7 +88,15 @@ impl LinkState {
             },
             window,
             jitter: random_jitter,
+            url_cursor: 0,
         }
+    }
+
+    /// The URL index for the next reconnection attempt: each attempt moves on to the next
+    /// URL, so the node that was just lost is tried last (the settings wrap the index).
+    pub(crate) fn next_url(&mut self) -> usize {
+        self.url_cursor = self.url_cursor.wrapping_add(1);
+        self.url_cursor
     }
 
     /// Whether the link is up.

@@ -126,8 +126,9 @@ impl Membership {
     /// The request for a reconnection attempt: back into our lobby by its code,
     /// as ourselves. `named`: no token, so we name our player id (dev mode); with a token
     /// the server takes it from there.
-    pub(crate) fn rejoin(&self, named: bool) -> Request {
+    pub(crate) fn rejoin(&self, named: bool, url: String) -> Request {
         Request::Reconnect {
+            url,
             player: named.then(|| self.player.clone()),
             code: self.code.clone(),
             data: self.data.clone(),

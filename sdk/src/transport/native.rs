@@ -130,15 +130,28 @@ impl Driver {
         };
         let member_data =
             Membership::member_data(&crate::channel::describe(&cfg.channels), &cfg.member_data);
-        let joined = Signaling::connect_and_join(
-            &cfg.url,
-            cfg.token.clone(),
-            cfg.player_id.clone(),
-            &cfg.lobby,
-            member_data,
-            None,
-        )
-        .await;
+        // The first matchmaker URL that answers; a matchmaker's own answer (a refused
+        // token, an unknown lobby) is final.
+        let mut joined = Err(Error::Config("no matchmaker URL".into()));
+        for i in 0..cfg.matchmaker_urls() {
+            joined = Signaling::connect_and_join(
+                cfg.matchmaker_url(i),
+                cfg.token.clone(),
+                cfg.player_id.clone(),
+                &cfg.lobby,
+                member_data.clone(),
+                None,
+            )
+            .await;
+            match &joined {
+                Err(e @ (Error::Signaling { .. } | Error::Timeout { .. }))
+                    if i + 1 < cfg.matchmaker_urls() =>
+                {
+                    tracing::info!(%e, "matchmaker unreachable; trying the next URL");
+                }
+                _ => break,
+            }
+        }
         let (signaling, joined) = match joined {
             Ok(j) => j,
             Err(e) => {
@@ -310,15 +323,13 @@ impl Driver {
                     ipv4,
                 } => self.resolve(servers, relay_only, ipv4),
                 Request::Reconnect {
+                    url,
                     player,
                     code,
                     data,
                     instance,
                 } => {
-                    let (url, token) = (
-                        self.core.settings().url.clone(),
-                        self.core.settings().token.clone(),
-                    );
+                    let token = self.core.settings().token.clone();
                     self.attempt = Some(tokio::spawn(async move {
                         Signaling::connect_and_join(
                             &url,

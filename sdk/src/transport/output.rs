@@ -48,6 +48,9 @@ pub(crate) enum Request {
     /// Connect to the matchmaker again and rejoin the lobby by `code`; the outcome comes
     /// back through `Core::rejoined` or `Core::rejoin_failed`.
     Reconnect {
+        /// The matchmaker URL to try (the next one after the link dropped, when the session
+        /// has fallbacks).
+        url: String,
         /// Named in dev mode (no token); with a token the server takes it from there.
         player: Option<PlayerId>,
         code: String,

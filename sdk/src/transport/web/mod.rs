@@ -62,14 +62,23 @@ pub(crate) async fn run(
 ) {
     let member_data =
         Membership::member_data(&crate::channel::describe(&cfg.channels), &cfg.member_data);
-    let joined = Link::connect_and_join(
-        &cfg.url,
-        (cfg.token.clone(), cfg.player_id.clone()),
-        &cfg.lobby,
-        member_data,
-        None,
-    )
-    .await;
+    // The first matchmaker URL that answers; a matchmaker's own answer is final.
+    let mut joined = Err(Error::Config("no matchmaker URL".into()));
+    for i in 0..cfg.matchmaker_urls() {
+        joined = Link::connect_and_join(
+            cfg.matchmaker_url(i),
+            (cfg.token.clone(), cfg.player_id.clone()),
+            &cfg.lobby,
+            member_data.clone(),
+            None,
+        )
+        .await;
+        match &joined {
+            Err(Error::Signaling { .. } | Error::Timeout { .. })
+                if i + 1 < cfg.matchmaker_urls() => {}
+            _ => break,
+        }
+    }
     let ((link, joined), hub) = match (joined, media::hub(media)) {
         (Ok(j), Some(hub)) => (j, hub),
         (Err(e), _) => {
@@ -210,12 +219,12 @@ impl Shell {
                 // The browser's engine looks up and uses the ICE servers itself.
                 Request::Resolve { .. } => {}
                 Request::Reconnect {
+                    url,
                     player,
                     code,
                     data,
                     instance,
                 } => {
-                    let url = self.core.settings().url.clone();
                     let token = self.core.settings().token.clone();
                     self.attempt = Some(Box::pin(async move {
                         Link::connect_and_join(
