@@ -54,7 +54,8 @@ pub(crate) async fn store_call<T>(fut: BoxFuture<'_, Result<T, StoreError>>) -> 
         Ok(res) => res.map_err(store_reply),
         Err(_) => Err((
             ErrorCode::Internal,
-            "the lobby store did not answer in time; try again".into(),
+            "the lobby store did not answer within 5 s (unreachable or overloaded); try again"
+                .into(),
         )),
     }
 }

@@ -23,7 +23,7 @@
 //! primary with replicas behind Sentinel, reached at one URL).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -70,6 +70,9 @@ pub(crate) struct RedisStore {
     node_timeout_ms: u64,
     hub: Arc<Hub>,
     beats: AtomicU64,
+    /// Whether this node's event stream is up (and, after a break, clients were told to
+    /// reconnect): a node without it cannot deliver lobby changes and is not ready.
+    events_up: Arc<AtomicBool>,
     commit_script: Script,
     relay_script: Script,
     heartbeat_script: Script,
@@ -94,7 +97,10 @@ impl RedisStore {
         let settings = ConnectionManagerConfig::new()
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_max_delay(MAX_RESUBSCRIBE_DELAY);
+            // Fail fast while Redis is down (requests get a clear error at once); the
+            // next request tries to connect again.
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
         let redis = tokio::time::timeout(
             CONNECT_TIMEOUT,
             ConnectionManager::new_with_config(client.clone(), settings),
@@ -113,6 +119,7 @@ impl RedisStore {
             node_timeout_ms: u64::from(config.node_timeout_ms),
             hub,
             beats: AtomicU64::new(0),
+            events_up: Arc::new(AtomicBool::new(true)),
             commit_script: Script::new(include_str!("redis/commit.lua")),
             relay_script: Script::new(include_str!("redis/relay.lua")),
             heartbeat_script: Script::new(include_str!("redis/heartbeat.lua")),
@@ -127,7 +134,7 @@ impl RedisStore {
             client,
             channel,
             events,
-            Arc::clone(&store.hub),
+            (Arc::clone(&store.hub), Arc::clone(&store.events_up)),
             shutdown,
         ));
         Ok(store)
@@ -415,11 +422,21 @@ impl LobbyStore for RedisStore {
 
     fn ready(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
+            if !self.events_up.load(Ordering::SeqCst) {
+                return Err(StoreError::Unavailable(
+                    "this node's cluster event stream (Redis pub/sub) is down".into(),
+                ));
+            }
             let mut redis = self.redis.clone();
-            let _: String = redis::cmd("PING")
-                .query_async(&mut redis)
+            let instance: Option<String> = redis
+                .get(self.key("instance"))
                 .await
                 .map_err(|e| unavailable(&e))?;
+            if instance.as_deref() != Some(self.instance().as_str()) {
+                return Err(StoreError::Unavailable(
+                    "the cluster's lobby state was lost (Redis restarted empty); this node is catching up".into(),
+                ));
+            }
             Ok(())
         })
     }
@@ -640,7 +657,7 @@ async fn listen(
     client: Client,
     channel: String,
     mut events: redis::aio::PubSubStream,
-    hub: Arc<Hub>,
+    (hub, up): (Arc<Hub>, Arc<AtomicBool>),
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -651,7 +668,10 @@ async fn listen(
                     dispatch(&hub, msg.get_payload_bytes());
                     continue;
                 }
-                None => tracing::warn!("lost the cluster's event stream (Redis); subscribing again"),
+                None => {
+                    up.store(false, Ordering::SeqCst);
+                    tracing::warn!("lost the cluster's event stream (Redis); subscribing again");
+                }
             },
         }
         let mut delay = Duration::from_millis(100);
@@ -669,6 +689,7 @@ async fn listen(
             }
         };
         let told = hub.reconnect_all();
+        up.store(true, Ordering::SeqCst);
         tracing::info!(
             told,
             "cluster events resumed; clients here reconnect to resync"

@@ -201,8 +201,13 @@ impl Client {
 
     /// The next protocol message (pings are answered by tungstenite and skipped).
     pub async fn recv(&mut self) -> ServerMessage {
+        self.recv_within(WAIT).await
+    }
+
+    /// Like [`Client::recv`], waiting up to `within` for each frame.
+    pub async fn recv_within(&mut self, within: Duration) -> ServerMessage {
         loop {
-            let frame = tokio::time::timeout(WAIT, self.ws.next())
+            let frame = tokio::time::timeout(within, self.ws.next())
                 .await
                 .expect("a message in time")
                 .expect("stream open")
