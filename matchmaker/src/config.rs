@@ -194,6 +194,11 @@ pub struct Config {
     #[arg(long, env = "SQUADLINK_DRAIN_SECS", default_value_t = 10,
           value_parser = clap::value_parser!(u32).range(0..=300))]
     pub drain_secs: u32,
+
+    /// Serve Prometheus metrics (`GET /metrics`, OpenMetrics text) on this separate
+    /// address, e.g. 127.0.0.1:9100. Off by default; keep it off the public internet.
+    #[arg(long, env = "SQUADLINK_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -229,6 +234,7 @@ impl Default for Config {
             redis_prefix: "squadlink:".into(),
             node_timeout_ms: 3000,
             drain_secs: 10,
+            metrics_listen: None,
         }
     }
 }

@@ -13,8 +13,8 @@ use axum::body::Bytes;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::SinkExt as _;
 use squadlink_protocol::{
-    ClientMessage, ErrorCode, LeaveReason, Member, PROTOCOL_VERSION, PeerId, PlayerId, Properties,
-    ServerMessage, Signal,
+    ClientMessage, ErrorCode, IceServer, LeaveReason, Member, PROTOCOL_VERSION, PeerId, PlayerId,
+    Properties, ReportedPath, ServerMessage, Signal,
 };
 use tokio::sync::{Notify, mpsc};
 
@@ -23,6 +23,7 @@ use crate::deadlines::{Deadlines, Due};
 use crate::hub::PeerHandle;
 use crate::lobbies::{self, Guard, Joined, Reply, store_call, unix_ms};
 use crate::lobby::Holder;
+use crate::metrics::Kind;
 use crate::shared::{Shared, encode};
 use crate::store::{
     Identity, MAX_PROPERTIES, MAX_PROPERTY_KEY, MAX_PROPERTY_VALUE, NewLobby, Seat,
@@ -36,6 +37,8 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Most queued frames written before one flush.
 const MAX_BATCH: usize = 64;
+/// Most peer-connection reports counted per connection (a lobby's worth, with reconnects).
+const MAX_REPORTS: u32 = 64;
 /// Longest lobby code accepted in `join_lobby`.
 const MAX_CODE_LEN: usize = 16;
 
@@ -171,6 +174,8 @@ struct Conn {
     reconnect: Arc<AtomicBool>,
     /// This connection's random id, recorded in its lobby place (see `Holder`).
     conn_id: u64,
+    /// Peer-connection reports counted so far.
+    reports: u32,
     bucket: TokenBucket,
     rate_strikes: u32,
     last_rate_error: Option<Instant>,
@@ -185,6 +190,7 @@ pub(crate) async fn run(
     remote: SocketAddr,
 ) {
     let open = shared.connections.fetch_add(1, Ordering::SeqCst) + 1;
+    shared.metrics.connections.inc();
     let (tx, rx) = mpsc::channel(shared.config.outbound_queue as usize);
     let kick = Arc::new(Notify::new());
     let superseded = Arc::new(AtomicBool::new(false));
@@ -217,6 +223,7 @@ pub(crate) async fn run(
         superseded,
         reconnect,
         conn_id: random_conn_id(),
+        reports: 0,
         bucket,
         rate_strikes: 0,
         last_rate_error: None,
@@ -243,6 +250,7 @@ pub(crate) async fn run(
     // otherwise carry room for it for its whole life (about 0.6 KB each).
     Box::pin(conn.finish(close)).await;
     shared.connections.fetch_sub(1, Ordering::SeqCst);
+    shared.metrics.connections.dec();
 }
 
 impl Conn {
@@ -373,6 +381,13 @@ impl Conn {
     }
 
     fn reply_error(&self, rid: Option<u32>, (code, message): Reply) {
+        self.shared
+            .metrics
+            .rejections
+            .get_or_create(&Kind {
+                kind: code.as_str(),
+            })
+            .inc();
         self.reply(&ServerMessage::error(rid, code, message));
     }
 
@@ -425,6 +440,11 @@ impl Conn {
             }
         };
         let rid = msg.rid();
+        self.shared
+            .metrics
+            .messages
+            .get_or_create(&Kind { kind: msg.kind() })
+            .inc();
         let Some(player) = self.player.clone() else {
             return self.on_hello(msg).await;
         };
@@ -470,7 +490,7 @@ impl Conn {
             ClientMessage::Signal { to, data } => self.relay(to, data).await,
             ClientMessage::RequestIceServers { .. } => {
                 if self.lobby.is_some() {
-                    let ice_servers = ice_servers_for(&self.shared.config, &player, unix_now());
+                    let ice_servers = self.ice_servers(&player);
                     self.reply(&ServerMessage::IceServers { rid, ice_servers });
                     Ok(())
                 } else {
@@ -484,6 +504,10 @@ impl Conn {
                 self.reply(&ServerMessage::Pong { nonce });
                 Ok(())
             }
+            ClientMessage::Report { path, connect_ms } => {
+                self.report(path, connect_ms);
+                Ok(())
+            }
         };
         if let Err(reply) = result {
             self.reply_error(rid, reply);
@@ -491,7 +515,38 @@ impl Conn {
         None
     }
 
+    /// Counts a player's (opt-in) report of a peer connection: a few per connection at
+    /// most, so one client cannot skew the figures.
+    fn report(&mut self, path: ReportedPath, connect_ms: u32) {
+        if self.reports >= MAX_REPORTS {
+            return;
+        }
+        self.reports += 1;
+        let metrics = &self.shared.metrics;
+        metrics
+            .peer_paths
+            .get_or_create(&Kind {
+                kind: path.as_str(),
+            })
+            .inc();
+        metrics
+            .peer_connect_seconds
+            .observe(f64::from(connect_ms) / 1000.0);
+    }
+
+    /// ICE servers for `player`, counting the TURN credentials handed out.
+    fn ice_servers(&self, player: &PlayerId) -> Vec<IceServer> {
+        let servers = ice_servers_for(&self.shared.config, player, unix_now());
+        let turn = servers.iter().filter(|s| s.credential.is_some()).count();
+        self.shared
+            .metrics
+            .turn_credentials
+            .inc_by(u64::try_from(turn).unwrap_or(0));
+        servers
+    }
+
     fn rate_limited(&mut self, now: Instant) -> Option<Close> {
+        self.shared.metrics.rate_limited.inc();
         self.rate_strikes += 1;
         let limit = format!(
             "more than {} messages per second (burst {})",
@@ -683,7 +738,7 @@ impl Conn {
         validate_properties("properties", &new.properties)?;
         validate_properties("member_data", &member_data)?;
         let seat = self.seat(player.clone(), member_data);
-        let ice_servers = ice_servers_for(&self.shared.config, &player, unix_now());
+        let ice_servers = self.ice_servers(&player);
         let lobby = lobbies::create(&self.shared, new, seat, self.holder(), |lobby| {
             ServerMessage::LobbyJoined {
                 rid,
@@ -714,7 +769,7 @@ impl Conn {
         validate_properties("member_data", &member_data)?;
         let code = code.to_ascii_uppercase();
         let seat = self.seat(player.clone(), member_data);
-        let ice_servers = ice_servers_for(&self.shared.config, &player, unix_now());
+        let ice_servers = self.ice_servers(&player);
         let joined = lobbies::join(
             &self.shared,
             &code,
@@ -731,6 +786,7 @@ impl Conn {
         match joined {
             Joined::New(lobby) => self.lobby = Some(lobby.code),
             Joined::Resumed(lobby, old) => {
+                self.shared.metrics.rejoins.inc();
                 tracing::debug!(temporary = %self.peer_id, resumed = %old, code = %lobby.code, "membership resumed");
                 self.peer_id = old;
                 self.lobby = Some(lobby.code);
@@ -783,7 +839,9 @@ impl Conn {
                 "signals go to members of your lobby: join a lobby first".into(),
             ));
         };
-        lobbies::relay(&self.shared, code, self.peer_id, to, data).await
+        lobbies::relay(&self.shared, code, self.peer_id, to, data).await?;
+        self.shared.metrics.signals.inc();
+        Ok(())
     }
 
     /// Leaves the lobby (or keeps the membership for the rejoin grace), unregisters, and
@@ -824,6 +882,13 @@ impl Conn {
             "connection closed"
         );
         let Some(code) = close.code else { return };
+        self.shared
+            .metrics
+            .rejections
+            .get_or_create(&Kind {
+                kind: code.as_str(),
+            })
+            .inc();
         let ws = &mut self.ws;
         let goodbye = async move {
             let error = ServerMessage::error(close.rid, code, close.message);

@@ -26,6 +26,7 @@ mod deadlines;
 mod hub;
 mod lobbies;
 mod lobby;
+mod metrics;
 mod redis_store;
 mod server;
 mod shared;

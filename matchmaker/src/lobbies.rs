@@ -411,6 +411,11 @@ async fn end_graces(shared: &Shared) {
 }
 
 async fn adopt_orphans(shared: &Shared) {
+    if let Ok((lobbies, members)) = store_call(shared.store.counts()).await {
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        shared.metrics.lobbies.set(gauge(lobbies));
+        shared.metrics.members.set(gauge(members));
+    }
     let now = unix_ms();
     let orphans = match store_call(shared.store.heartbeat(now)).await {
         Ok(orphans) => orphans,

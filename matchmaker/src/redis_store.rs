@@ -25,7 +25,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
 use futures_util::StreamExt as _;
@@ -37,6 +37,7 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::lobby::Record;
+use crate::metrics::Metrics;
 use crate::store::{
     BoxFuture, Commit, Identity, LobbyStore, Notice, Orphans, Outcome, Relayed, StoreError,
     detached, random_id,
@@ -59,9 +60,52 @@ fn unavailable(err: &redis::RedisError) -> StoreError {
     StoreError::Unavailable(format!("Redis: {err}"))
 }
 
+/// The connection to Redis, timing every call for the metrics.
+#[derive(Clone)]
+struct Metered {
+    inner: ConnectionManager,
+    metrics: Arc<Metrics>,
+}
+
+impl redis::aio::ConnectionLike for Metered {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        Box::pin(async move {
+            let started = Instant::now();
+            let res = self.inner.req_packed_command(cmd).await;
+            self.metrics.redis_call(started.elapsed(), res.is_err());
+            res
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        Box::pin(async move {
+            let started = Instant::now();
+            let res = self
+                .inner
+                .req_packed_commands(pipeline, offset, count)
+                .await;
+            self.metrics.redis_call(started.elapsed(), res.is_err());
+            res
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        self.inner.get_db()
+    }
+}
+
 /// The Redis store of one node.
 pub(crate) struct RedisStore {
-    redis: ConnectionManager,
+    redis: Metered,
+    metrics: Arc<Metrics>,
     prefix: String,
     node: String,
     instance: RwLock<String>,
@@ -86,7 +130,7 @@ impl RedisStore {
     pub(crate) async fn connect(
         url: &str,
         config: &Config,
-        hub: Arc<Hub>,
+        (hub, metrics): (Arc<Hub>, Arc<Metrics>),
         shutdown: watch::Receiver<bool>,
     ) -> Result<Arc<Self>, StoreError> {
         let client = Client::open(url).map_err(|e| {
@@ -110,7 +154,11 @@ impl RedisStore {
         .map_err(|e| StoreError::Unavailable(format!("cannot connect to Redis at {url}: {e}")))?;
         let grace_ms = u64::from(config.rejoin_grace_secs) * 1000;
         let store = Arc::new(Self {
-            redis,
+            redis: Metered {
+                inner: redis,
+                metrics: Arc::clone(&metrics),
+            },
+            metrics,
             prefix: config.redis_prefix.clone(),
             node: random_id(),
             instance: RwLock::new(String::new()),
@@ -134,7 +182,11 @@ impl RedisStore {
             client,
             channel,
             events,
-            (Arc::clone(&store.hub), Arc::clone(&store.events_up)),
+            (
+                Arc::clone(&store.hub),
+                Arc::clone(&store.events_up),
+                Arc::clone(&store.metrics),
+            ),
             shutdown,
         ));
         Ok(store)
@@ -175,6 +227,10 @@ impl RedisStore {
             .arg(self.max_lobbies)
             .arg(self.key_ttl_ms);
         for op in operations(&commit)? {
+            if op.first().is_some_and(|o| o == "pub") {
+                let bytes = op.get(2).map_or(0, String::len);
+                self.metrics.node_message("sent", bytes);
+            }
             for part in op {
                 call.arg(part);
             }
@@ -202,6 +258,7 @@ impl RedisStore {
         text: Utf8Bytes,
     ) -> Result<Relayed, StoreError> {
         let payload = deliver_envelope(&[to], &[text]);
+        self.metrics.node_message("sent", payload.len());
         let mut redis = self.redis.clone();
         let answer: String = self
             .relay_script
@@ -418,6 +475,19 @@ impl LobbyStore for RedisStore {
 
     fn forget_nodes<'a>(&'a self, nodes: &'a [String]) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(self.forget_now(nodes))
+    }
+
+    fn counts(&self) -> BoxFuture<'_, Result<(u64, u64), StoreError>> {
+        Box::pin(async move {
+            let mut redis = self.redis.clone();
+            let (lobbies, members): (u64, u64) = redis::pipe()
+                .zcard(self.key("lobbies"))
+                .scard(self.key(&format!("node:{}:places", self.node)))
+                .query_async(&mut redis)
+                .await
+                .map_err(|e| unavailable(&e))?;
+            Ok((lobbies, members))
+        })
     }
 
     fn ready(&self) -> BoxFuture<'_, Result<(), StoreError>> {
@@ -657,7 +727,7 @@ async fn listen(
     client: Client,
     channel: String,
     mut events: redis::aio::PubSubStream,
-    (hub, up): (Arc<Hub>, Arc<AtomicBool>),
+    (hub, up, metrics): (Arc<Hub>, Arc<AtomicBool>, Arc<Metrics>),
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -665,6 +735,7 @@ async fn listen(
             _ = shutdown.changed() => return,
             event = events.next() => match event {
                 Some(msg) => {
+                    metrics.node_message("received", msg.get_payload_bytes().len());
                     dispatch(&hub, msg.get_payload_bytes());
                     continue;
                 }

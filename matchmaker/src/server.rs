@@ -21,6 +21,7 @@ use crate::config::{Config, ConfigError};
 use crate::connection;
 use crate::hub::Hub;
 use crate::lobbies;
+use crate::metrics::Metrics;
 use crate::redis_store::RedisStore;
 use crate::shared::{Shared, encode};
 use crate::store::{LobbyStore, MemoryStore, StoreError};
@@ -66,6 +67,7 @@ pub enum Error {
 /// gracefully.
 pub struct Server {
     local_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<io::Result<()>>,
     shared: Arc<Shared>,
@@ -84,23 +86,28 @@ impl Server {
     pub async fn bind(config: Config) -> Result<Self, Error> {
         config.validate()?;
         let hub = Arc::new(Hub::default());
+        let metrics = Arc::new(Metrics::default());
         let (stop, stop_rx) = watch::channel(false);
         let store: Arc<dyn LobbyStore> = match &config.redis_url {
             Some(url) => {
-                RedisStore::connect(url, &config, Arc::clone(&hub), stop_rx.clone()).await?
+                let parts = (Arc::clone(&hub), Arc::clone(&metrics));
+                RedisStore::connect(url, &config, parts, stop_rx.clone()).await?
             }
             None => Arc::new(MemoryStore::new(config.max_lobbies, Arc::clone(&hub))),
         };
-        Self::serve(config, store, hub, stop, stop_rx).await
+        Self::serve(config, (store, hub, metrics), stop, stop_rx).await
     }
 
     async fn serve(
         config: Config,
-        store: Arc<dyn LobbyStore>,
-        hub: Arc<Hub>,
+        (store, hub, metrics): (Arc<dyn LobbyStore>, Arc<Hub>, Arc<Metrics>),
         stop: watch::Sender<bool>,
         stop_rx: watch::Receiver<bool>,
     ) -> Result<Self, Error> {
+        let metrics_addr = match config.metrics_listen {
+            Some(addr) => Some(serve_metrics(addr, Arc::clone(&metrics), stop_rx.clone()).await?),
+            None => None,
+        };
         let addr = config.listen;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -141,6 +148,7 @@ impl Server {
             dev_mode,
             store,
             hub,
+            metrics,
             connections: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             shutdown: stop_rx.clone(),
@@ -174,6 +182,7 @@ impl Server {
             "matchmaker listening"
         );
         Ok(Self {
+            metrics_addr,
             local_addr,
             stop,
             task,
@@ -196,6 +205,11 @@ impl Server {
     /// This server's instance id, as sent in `welcome` (see [`LobbyStore::instance`]).
     pub fn instance(&self) -> String {
         self.shared.store.instance()
+    }
+
+    /// Where `/metrics` is served (`--metrics-listen`), if it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The bound address (useful with port 0).
@@ -234,6 +248,7 @@ impl Server {
     /// grace, so they can still resume elsewhere).
     pub async fn drain(self, within: Duration) -> Result<(), Error> {
         self.shared.draining.store(true, Ordering::SeqCst);
+        self.shared.metrics.draining.set(1);
         let within_ms = u32::try_from(within.as_millis()).unwrap_or(u32::MAX);
         if let Some(text) = encode(&ServerMessage::Moving { within_ms }) {
             let told = self.shared.hub.broadcast(&text);
@@ -276,6 +291,47 @@ impl Server {
         );
         self.shutdown().await
     }
+}
+
+/// Serves `GET /metrics` on its own listener until shutdown.
+async fn serve_metrics(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<SocketAddr, Error> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Bind { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| Error::Bind { addr, source })?;
+    let app = Router::new().route(
+        "/metrics",
+        get(move || {
+            let text = metrics.render();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    text,
+                )
+            }
+        }),
+    );
+    tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|stop| *stop).await;
+            })
+            .await;
+        if let Err(err) = served {
+            tracing::warn!(%err, "the metrics listener stopped");
+        }
+    });
+    tracing::info!(url = %format!("http://{bound}/metrics"), "metrics listening");
+    Ok(bound)
 }
 
 /// Ready for players: not draining, and the lobby store answers.

@@ -11,6 +11,7 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::hub::Hub;
+use crate::metrics::Metrics;
 use crate::store::LobbyStore;
 
 /// What every connection task shares.
@@ -20,6 +21,7 @@ pub(crate) struct Shared {
     pub(crate) limits: Limits,
     pub(crate) store: Arc<dyn LobbyStore>,
     pub(crate) hub: Arc<Hub>,
+    pub(crate) metrics: Arc<Metrics>,
     pub(crate) connections: AtomicUsize,
     /// Set while draining: no new players; `/readyz` says so.
     pub(crate) draining: AtomicBool,

@@ -154,6 +154,8 @@ pub(crate) trait LobbyStore: Send + Sync + 'static {
     fn heartbeat(&self, now: u64) -> BoxFuture<'_, Result<Orphans, StoreError>>;
     /// Forgets dead nodes whose places have all been detached.
     fn forget_nodes<'a>(&'a self, nodes: &'a [String]) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Lobbies in the store, and places held through this node (for the metrics).
+    fn counts(&self) -> BoxFuture<'_, Result<(u64, u64), StoreError>>;
     /// Whether the store can serve now (for `/readyz`); `Err` says why not.
     fn ready(&self) -> BoxFuture<'_, Result<(), StoreError>>;
     /// Whether lobbies are shared with other nodes (so draining players can move).
@@ -398,6 +400,16 @@ impl LobbyStore for MemoryStore {
 
     fn forget_nodes<'a>(&'a self, _nodes: &'a [String]) -> BoxFuture<'a, Result<(), StoreError>> {
         ready(Ok(()))
+    }
+
+    fn counts(&self) -> BoxFuture<'_, Result<(u64, u64), StoreError>> {
+        ready(self.lock().map(|inner| {
+            let members: usize = inner.lobbies.values().map(|r| r.places.len()).sum();
+            (
+                u64::try_from(inner.lobbies.len()).unwrap_or(u64::MAX),
+                u64::try_from(members).unwrap_or(u64::MAX),
+            )
+        }))
     }
 
     fn ready(&self) -> BoxFuture<'_, Result<(), StoreError>> {

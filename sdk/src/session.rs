@@ -178,6 +178,16 @@ impl SessionBuilder {
         self
     }
 
+    /// Opt in to telling the matchmaker, once per peer connection, the kind of path it got
+    /// (host, srflx or relay) and how long it took to connect — no addresses, nothing
+    /// else. The matchmaker only counts them (its `/metrics`: how many players need the
+    /// relay, connect times). Off by default. Needs a matchmaker of this release or newer
+    /// (an older one answers `unknown_type`, an [`Event::Error`]).
+    pub fn report_connections(mut self, on: bool) -> Self {
+        self.settings.report_connections = on;
+        self
+    }
+
     /// How long to keep trying to reach the matchmaker again after its connection dropped
     /// (default 60 s; attempts back off from 250 ms to 8 s). Peers stay connected meanwhile;
     /// when the window ends without success the session closes. The matchmaker keeps a

@@ -33,6 +33,8 @@ pub(crate) struct Settings {
     pub(crate) url: String,
     /// Further matchmaker URLs (nodes of one cluster), tried in order after `url`.
     pub(crate) fallback_urls: Vec<String>,
+    /// Tell the matchmaker each connection's path kind and connect time (opt-in).
+    pub(crate) report_connections: bool,
     pub(crate) channels: Vec<ChannelKind>,
     pub(crate) lobby: LobbyRef,
     pub(crate) token: Option<String>,
@@ -80,6 +82,7 @@ impl Settings {
         Self {
             url,
             fallback_urls: Vec::new(),
+            report_connections: false,
             channels: Vec::new(),
             lobby: LobbyRef::create(8),
             token: None,

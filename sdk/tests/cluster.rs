@@ -16,7 +16,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use squadlink::{Channel, ChannelKind, Event, LobbyRef, PeerId, Session};
-use squadlink_testkit::cluster::NodeProcess;
+use squadlink_testkit::cluster::{NodeProcess, http_get};
 use squadlink_testkit::redis::Redis;
 use support::{code, collect, connected, wait_for};
 
@@ -171,4 +171,90 @@ async fn draining_a_node_moves_its_players_without_a_peer_disconnection() {
         peers.contains(&ids[0]) && peers.contains(&ids[1]),
         "{peers:?}"
     );
+}
+
+/// The value of the sample `name` (with its labels) in OpenMetrics text, if present.
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_players_paths_and_the_traffic_between_nodes() {
+    let redis = Redis::start();
+    let metrics_ports = [
+        squadlink_testkit::free_port(),
+        squadlink_testkit::free_port(),
+    ];
+    let nodes: Vec<NodeProcess> = metrics_ports
+        .iter()
+        .map(|port| {
+            let listen = format!("127.0.0.1:{port}");
+            NodeProcess::start(&redis.url(), &["--metrics-listen", &listen])
+        })
+        .collect();
+    let report = |url: &String, lobby: LobbyRef| {
+        Session::builder(url)
+            .bind("127.0.0.1:0".parse().unwrap())
+            .channel(GAME[0])
+            .report_connections(true)
+            .join(lobby)
+            .start_async()
+    };
+    let a = report(&nodes[0].url(), LobbyRef::create(2)).await.unwrap();
+    let b = report(&nodes[1].url(), LobbyRef::Code(code(&a)))
+        .await
+        .unwrap();
+    connected(&a, 1).await;
+    connected(&b, 1).await;
+
+    let scrape = |port: u16| {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let reply = http_get(addr, "/metrics").unwrap_or_default();
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+        reply
+    };
+    // The gauges follow within a heartbeat; the reports arrive once connected.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let texts = loop {
+        let texts = metrics_ports.map(scrape);
+        let settled = texts.iter().all(|t| {
+            sample(t, "squadlink_members") == Some(1.0)
+                && sample(t, "squadlink_peer_paths_total{kind=\"host\"}") == Some(1.0)
+        });
+        if settled {
+            break texts;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "metrics never settled:\n{}",
+            texts[0]
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for text in &texts {
+        assert_eq!(sample(text, "squadlink_connections"), Some(1.0), "{text}");
+        assert_eq!(sample(text, "squadlink_lobbies"), Some(1.0), "{text}");
+        assert_eq!(
+            sample(text, "squadlink_peer_connect_seconds_count"),
+            Some(1.0)
+        );
+        assert!(
+            sample(text, "squadlink_signals_relayed_total") >= Some(1.0),
+            "{text}"
+        );
+        assert!(
+            sample(text, "squadlink_redis_seconds_count") >= Some(1.0),
+            "{text}"
+        );
+        for direction in ["sent", "received"] {
+            let name = format!("squadlink_node_messages_total{{kind=\"{direction}\"}}");
+            assert!(sample(text, &name) >= Some(1.0), "{name} in {text}");
+        }
+        assert!(!text.contains("127.0.0.1"), "no addresses in the metrics");
+    }
+    let messages =
+        |t: &str, kind: &str| sample(t, &format!("squadlink_messages_total{{kind=\"{kind}\"}}"));
+    assert_eq!(messages(&texts[0], "create_lobby"), Some(1.0));
+    assert_eq!(messages(&texts[1], "join_lobby"), Some(1.0));
 }

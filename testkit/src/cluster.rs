@@ -8,33 +8,31 @@ use std::time::{Duration, Instant};
 
 use crate::free_port;
 
-/// The built `squadlink-matchmaker` binary beside the running test (built first if it is
-/// not there: `cargo test -p <crate>` alone does not build other crates' binaries).
+/// The `squadlink-matchmaker` binary beside the running test, brought up to date once per
+/// test process (`cargo test -p <crate>` alone does not build other crates' binaries, and
+/// an old one would test old code).
 pub fn matchmaker_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    // target/<profile>/deps/<test> → target/<profile>/squadlink-matchmaker
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("a test binary lives in target/<profile>/deps");
-    let bin = profile_dir.join("squadlink-matchmaker");
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut build = Command::new(cargo);
-        build.args([
-            "build",
-            "-p",
-            "squadlink-matchmaker",
-            "--bin",
-            "squadlink-matchmaker",
-        ]);
-        if profile_dir.file_name().is_some_and(|p| p == "release") {
-            build.arg("--release");
-        }
-        let status = build.status().expect("cargo runs");
-        assert!(status.success(), "building squadlink-matchmaker failed");
-    }
-    bin
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().expect("current exe");
+            // target/<profile>/deps/<test> → target/<profile>/squadlink-matchmaker
+            let profile_dir = exe
+                .parent()
+                .and_then(|deps| deps.parent())
+                .expect("a test binary lives in target/<profile>/deps");
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut build = Command::new(cargo);
+            build.args(["build", "--quiet", "--locked", "-p", "squadlink-matchmaker"]);
+            build.args(["--bin", "squadlink-matchmaker"]);
+            if profile_dir.file_name().is_some_and(|p| p == "release") {
+                build.arg("--release");
+            }
+            let status = build.status().expect("cargo runs");
+            assert!(status.success(), "building squadlink-matchmaker failed");
+            profile_dir.join("squadlink-matchmaker")
+        })
+        .clone()
 }
 
 /// One matchmaker node process on a free loopback port.

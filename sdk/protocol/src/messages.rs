@@ -281,9 +281,56 @@ pub enum ClientMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         nonce: Option<u64>,
     },
+    /// Opt-in connection statistics, sent once per peer connection after it opened: the
+    /// kind of path it got and how long it took. No addresses. The server only counts them
+    /// (its metrics); there is no reply.
+    Report {
+        /// The path of the peer connection.
+        path: ReportedPath,
+        /// Milliseconds from learning of the peer to all channels open.
+        connect_ms: u32,
+    },
+}
+
+/// The kind of path a peer connection took, as reported by `report`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportedPath {
+    /// Directly, at an address the peer announced.
+    Host,
+    /// Directly, through a NAT mapping (server- or peer-reflexive address).
+    Srflx,
+    /// Through a TURN relay.
+    Relay,
+}
+
+impl ReportedPath {
+    /// The path as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Host => "host",
+            Self::Srflx => "srflx",
+            Self::Relay => "relay",
+        }
+    }
 }
 
 impl ClientMessage {
+    /// The message's `type`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Hello { .. } => "hello",
+            Self::CreateLobby { .. } => "create_lobby",
+            Self::JoinLobby { .. } => "join_lobby",
+            Self::LeaveLobby { .. } => "leave_lobby",
+            Self::ListLobbies { .. } => "list_lobbies",
+            Self::Signal { .. } => "signal",
+            Self::RequestIceServers { .. } => "request_ice_servers",
+            Self::Ping { .. } => "ping",
+            Self::Report { .. } => "report",
+        }
+    }
+
     /// Every `type` a client may send.
     pub const TYPES: &'static [&'static str] = &[
         "hello",
@@ -294,6 +341,7 @@ impl ClientMessage {
         "signal",
         "request_ice_servers",
         "ping",
+        "report",
     ];
 
     /// Parses one text frame, classifying failures as `bad_json`, `unknown_type` or
@@ -316,7 +364,7 @@ impl ClientMessage {
             | Self::LeaveLobby { rid }
             | Self::ListLobbies { rid, .. }
             | Self::RequestIceServers { rid } => *rid,
-            Self::Signal { .. } | Self::Ping { .. } => None,
+            Self::Signal { .. } | Self::Ping { .. } | Self::Report { .. } => None,
         }
     }
 }

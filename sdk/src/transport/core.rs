@@ -16,7 +16,8 @@ use std::net::SocketAddr;
 use web_time::Instant;
 
 use squadlink_protocol::{
-    ClientMessage, ErrorCode, IceServer, Lobby, PeerId, PlayerId, ServerMessage, Signal,
+    ClientMessage, ErrorCode, IceServer, Lobby, PeerId, PlayerId, ReportedPath, ServerMessage,
+    Signal,
 };
 
 use super::candidates::{Candidates, Found};
@@ -34,7 +35,7 @@ use super::retry::Retries;
 use crate::channel;
 use crate::error::Error;
 use crate::event::CandidateKind;
-use crate::event::{DisconnectReason, Event, IcePolicy};
+use crate::event::{DisconnectReason, Event, IcePolicy, PathKind};
 use crate::media::{self, MediaFrame, MediaIn};
 use crate::settings::Settings;
 
@@ -155,6 +156,24 @@ impl Core {
         if now >= self.next_round {
             self.next_round = now + ROUND;
             self.round(now);
+        }
+    }
+
+    /// Tells the matchmaker the path and connect time of connections just announced, if
+    /// the game opted in (`SessionBuilder::report_connections`); forgets them otherwise.
+    fn report_announced(&mut self) {
+        for (path, took) in self.peers.take_announced() {
+            if !self.cfg.report_connections {
+                continue;
+            }
+            let path = match path {
+                PathKind::Host => ReportedPath::Host,
+                PathKind::Srflx => ReportedPath::Srflx,
+                PathKind::Relay => ReportedPath::Relay,
+            };
+            let connect_ms = u32::try_from(took.as_millis()).unwrap_or(u32::MAX);
+            self.out
+                .tell_matchmaker(ClientMessage::Report { path, connect_ms });
         }
     }
 
@@ -615,6 +634,7 @@ impl Core {
     /// said.
     fn pump(&mut self, id: PeerId, now: Instant) {
         let pumped = self.peers.pump(id, now, &mut self.cands, &mut self.out);
+        self.report_announced();
         if pumped.connected {
             self.retries.forget(id);
             let sdp = self
@@ -728,7 +748,9 @@ impl Core {
         };
         // Who goes, why, and whether we offer again (a connection we offered timed out).
         let mut gone = Vec::new();
-        for (id, verdict) in self.peers.round(now, timeouts, &self.cands, &self.out) {
+        let verdicts = self.peers.round(now, timeouts, &self.cands, &self.out);
+        self.report_announced();
+        for (id, verdict) in verdicts {
             match verdict {
                 Verdict::Wait => continue,
                 Verdict::ConnectTimeout { offer_again } => {

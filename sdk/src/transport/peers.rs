@@ -64,6 +64,8 @@ pub(crate) struct Peers {
     events: Vec<EngineEvent>,
     /// Ping timestamps count from here.
     epoch: Instant,
+    /// Connections announced since the core last took them: path and connect time.
+    announced: Vec<(PathKind, Duration)>,
     /// Adversarial testing: read nothing but ICE checks (a peer that never reads).
     #[cfg(feature = "fuzzing")]
     pub(crate) deaf: bool,
@@ -76,9 +78,15 @@ impl Peers {
             routes: Routes::default(),
             events: Vec::new(),
             epoch,
+            announced: Vec::new(),
             #[cfg(feature = "fuzzing")]
             deaf: false,
         }
+    }
+
+    /// The connections announced since the last call: path and connect time.
+    pub(crate) fn take_announced(&mut self) -> Vec<(PathKind, Duration)> {
+        std::mem::take(&mut self.announced)
     }
 
     pub(crate) fn get(&self, id: PeerId) -> Option<&Peer> {
@@ -464,6 +472,7 @@ impl Peers {
         );
         tracing::debug!(peer = %id, ?connect_time, path = path.name(), "connected");
         self.publish_stats(id, out);
+        self.announced.push((path, connect_time));
         out.emit(Event::PeerConnected {
             peer: id,
             path,
