@@ -8,7 +8,9 @@
 //!
 //! Optional claims: `iss` (who minted it) and `aud` (a string, or an array of strings: which
 //! services it is for). The matchmaker checks them only when it is configured with
-//! `--token-issuer` / `--token-audience`; then a token without them is refused.
+//! `--token-issuer` / `--token-audience`; then a token without them is refused. A `region`
+//! claim (e.g. `"eu"`) picks the player's TURN servers (`--turn-server REGION=URL`); it
+//! wins over a `?region=` query parameter.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -101,6 +103,25 @@ struct Claims {
     iss: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     aud: Option<Audience>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    region: Option<String>,
+}
+
+/// What a verified token says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// The player (`sub`).
+    pub player: PlayerId,
+    /// The `region` claim, if any (see [`valid_region`]; an invalid one is ignored).
+    pub region: Option<String>,
+}
+
+/// Whether `region` is a region name: 1-32 of a-z 0-9 `-` `_`.
+pub fn valid_region(region: &str) -> bool {
+    (1..=32).contains(&region.len())
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
 fn sign(secret: &[u8], signing_input: &str) -> Vec<u8> {
@@ -134,12 +155,38 @@ pub fn mint_token_with(
         exp: expires_at,
         iss: claims.issuer.map(str::to_owned),
         aud: claims.audience.map(|a| Audience::One(a.to_owned())),
+        region: None,
     };
+    signed(secret, &header, &claims)
+}
+
+/// `header.claims.signature`.
+fn signed(secret: &[u8], header: &str, claims: &Claims) -> String {
     // A struct of strings and a number always serializes.
-    let claims = URL_SAFE_NO_PAD.encode(serde_json::to_string(&claims).unwrap_or_default());
+    let claims = URL_SAFE_NO_PAD.encode(serde_json::to_string(claims).unwrap_or_default());
     let input = format!("{header}.{claims}");
     let sig = URL_SAFE_NO_PAD.encode(sign(secret, &input));
     format!("{input}.{sig}")
+}
+
+/// Mints a token like [`mint_token_with`] that also names the player's `region` (which
+/// TURN servers it is handed).
+pub fn mint_token_in_region(
+    secret: &[u8],
+    player: &PlayerId,
+    expires_at: u64,
+    claims: TokenRules<'_>,
+    region: &str,
+) -> String {
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let claims = Claims {
+        sub: player.as_str().to_owned(),
+        exp: expires_at,
+        iss: claims.issuer.map(str::to_owned),
+        aud: claims.audience.map(|a| Audience::One(a.to_owned())),
+        region: Some(region.to_owned()),
+    };
+    signed(secret, &header, &claims)
 }
 
 /// Checks a token's signature and expiry and returns its player id.
@@ -155,6 +202,16 @@ pub fn verify_token_with(
     now_unix: u64,
     rules: TokenRules<'_>,
 ) -> Result<PlayerId, TokenError> {
+    verify_token_claims(secret, token, now_unix, rules).map(|v| v.player)
+}
+
+/// Like [`verify_token_with`], returning the claims the matchmaker uses beside the player.
+pub fn verify_token_claims(
+    secret: &[u8],
+    token: &str,
+    now_unix: u64,
+    rules: TokenRules<'_>,
+) -> Result<Verified, TokenError> {
     let mut parts = token.split('.');
     let (Some(header_b64), Some(claims_b64), Some(sig_b64), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -204,7 +261,9 @@ pub fn verify_token_with(
             });
         }
     }
-    PlayerId::parse(&claims.sub).ok_or(TokenError::BadPlayerId)
+    let player = PlayerId::parse(&claims.sub).ok_or(TokenError::BadPlayerId)?;
+    let region = claims.region.filter(|r| valid_region(r));
+    Ok(Verified { player, region })
 }
 
 /// Fuzzer entry point (feature `fuzzing`; not a stable API): checks arbitrary text as a

@@ -10,6 +10,30 @@ pub const DEFAULT_TURN_TTL_SECS: u64 = 3600;
 /// Longest TURN credential lifetime accepted (24 hours).
 pub const MAX_TURN_TTL_SECS: u64 = 86_400;
 
+/// One TURN server of a fleet and the region it serves (`--turn-server REGION=URL`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegionalTurn {
+    /// The region, e.g. `eu` (1-32 of a-z 0-9 `-` `_`).
+    pub region: String,
+    /// Its `turn:` or `turns:` URL.
+    pub url: String,
+}
+
+fn parse_regional(text: &str) -> Result<RegionalTurn, String> {
+    let (region, url) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?} is not REGION=URL (e.g. eu=turn:eu1.example.com:3478)"))?;
+    if !crate::auth::valid_region(region) {
+        return Err(format!(
+            "region {region:?} must be 1-32 of a-z 0-9 - _ (e.g. eu, us-east)"
+        ));
+    }
+    Ok(RegionalTurn {
+        region: region.to_owned(),
+        url: url.to_owned(),
+    })
+}
+
 /// Whether players may connect without a token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum DevMode {
@@ -40,6 +64,14 @@ pub struct Config {
     /// e.g. turn:turn.example.com:3478?transport=udp. Needs --turn-secret.
     #[arg(long = "turn-url", env = "SQUADLINK_TURN_URLS", value_delimiter = ',')]
     pub turn_urls: Vec<String>,
+
+    /// A TURN server of the fleet, with its region: REGION=URL (repeat or comma-separate),
+    /// e.g. eu=turn:eu1.example.com:3478?transport=udp. A player whose region (the token's
+    /// `region` claim, or `?region=` on the WebSocket URL) has servers gets those; others
+    /// get the --turn-url servers, or, without any, every region's. All share --turn-secret.
+    #[arg(long = "turn-server", env = "SQUADLINK_TURN_SERVERS", value_delimiter = ',',
+          value_parser = parse_regional)]
+    pub turn_servers: Vec<RegionalTurn>,
 
     /// Shared secret(s) with coturn's static-auth-secret. The first one signs; list the old
     /// one second while rotating (coturn accepts several static-auth-secret lines).
@@ -207,6 +239,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 7878)),
             stun_urls: Vec::new(),
             turn_urls: Vec::new(),
+            turn_servers: Vec::new(),
             turn_secrets: Vec::new(),
             turn_ttl_secs: DEFAULT_TURN_TTL_SECS,
             auth_secret: None,
@@ -287,7 +320,9 @@ pub enum ConfigError {
 impl Config {
     /// Checks that the settings can work together.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if !self.turn_urls.is_empty() && self.turn_secrets.is_empty() {
+        if (!self.turn_urls.is_empty() || !self.turn_servers.is_empty())
+            && self.turn_secrets.is_empty()
+        {
             return Err(ConfigError::TurnWithoutSecret);
         }
         if self.turn_secrets.iter().any(String::is_empty) {
@@ -338,7 +373,11 @@ impl Config {
                 return Err(ConfigError::BadUrl(url.clone(), "stun"));
             }
         }
-        for url in &self.turn_urls {
+        for url in self
+            .turn_urls
+            .iter()
+            .chain(self.turn_servers.iter().map(|s| &s.url))
+        {
             if !url.starts_with("turn:") && !url.starts_with("turns:") {
                 return Err(ConfigError::BadUrl(url.clone(), "turn"));
             }

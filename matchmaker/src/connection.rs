@@ -18,7 +18,7 @@ use squadlink_protocol::{
 };
 use tokio::sync::{Notify, mpsc};
 
-use crate::auth::{TokenError, verify_token_with};
+use crate::auth::{TokenError, valid_region, verify_token_claims};
 use crate::deadlines::{Deadlines, Due};
 use crate::hub::PeerHandle;
 use crate::lobbies::{self, Guard, Joined, Reply, store_call, unix_ms};
@@ -28,7 +28,7 @@ use crate::shared::{Shared, encode};
 use crate::store::{
     Identity, MAX_PROPERTIES, MAX_PROPERTY_KEY, MAX_PROPERTY_VALUE, NewLobby, Seat,
 };
-use crate::turn::ice_servers_for;
+use crate::turn::ice_servers_in;
 
 /// How long one write (a batch of frames, a ping, a close) may take before the client is
 /// considered gone.
@@ -166,6 +166,8 @@ struct Conn {
     /// How `player` was proved (meaningful once `player` is set).
     identity: Identity,
     query_token: Option<String>,
+    /// Which TURN servers this player gets (`?region=`, or the token's claim).
+    region: Option<String>,
     lobby: Option<String>,
     rx: mpsc::Receiver<Utf8Bytes>,
     tx: mpsc::Sender<Utf8Bytes>,
@@ -186,7 +188,7 @@ struct Conn {
 pub(crate) async fn run(
     ws: WebSocket,
     shared: Arc<Shared>,
-    query_token: Option<String>,
+    (query_token, region): (Option<String>, Option<String>),
     remote: SocketAddr,
 ) {
     let open = shared.connections.fetch_add(1, Ordering::SeqCst) + 1;
@@ -216,6 +218,7 @@ pub(crate) async fn run(
         player: None,
         identity: Identity::Anonymous,
         query_token,
+        region: region.filter(|r| valid_region(r)),
         lobby: None,
         rx,
         tx,
@@ -536,7 +539,8 @@ impl Conn {
 
     /// ICE servers for `player`, counting the TURN credentials handed out.
     fn ice_servers(&self, player: &PlayerId) -> Vec<IceServer> {
-        let servers = ice_servers_for(&self.shared.config, player, unix_now());
+        let region = self.region.as_deref();
+        let servers = ice_servers_in(&self.shared.config, player, unix_now(), region);
         let turn = servers.iter().filter(|s| s.credential.is_some()).count();
         self.shared
             .metrics
@@ -603,9 +607,18 @@ impl Conn {
         };
         let player = match (token, &config.auth_secret) {
             (Some(token), Some(secret)) => {
-                match verify_token_with(secret.as_bytes(), &token, unix_now(), config.token_rules())
-                {
-                    Ok(player) => player,
+                match verify_token_claims(
+                    secret.as_bytes(),
+                    &token,
+                    unix_now(),
+                    config.token_rules(),
+                ) {
+                    Ok(verified) => {
+                        if verified.region.is_some() {
+                            self.region = verified.region;
+                        }
+                        verified.player
+                    }
                     Err(err @ TokenError::Expired(_)) => {
                         return Some(
                             Close::new(ErrorCode::TokenExpired, err.to_string()).with_rid(rid),

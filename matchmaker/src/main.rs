@@ -38,6 +38,9 @@ enum Command {
         /// An `iss` claim, for a matchmaker started with --token-issuer.
         #[arg(long, env = "SQUADLINK_TOKEN_ISSUER")]
         issuer: Option<String>,
+        /// A `region` claim: the player gets that region's TURN servers (--turn-server).
+        #[arg(long)]
+        region: Option<String>,
     },
 }
 
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
             secret,
             audience,
             issuer,
+            region,
         }) => mint(
             &player,
             ttl,
@@ -58,24 +62,39 @@ fn main() -> ExitCode {
                 audience: audience.as_deref(),
                 issuer: issuer.as_deref(),
             },
+            region.as_deref(),
         ),
         None => serve(cli.config),
     }
 }
 
-fn mint(player: &str, ttl: u64, secret: &str, claims: auth::TokenRules<'_>) -> ExitCode {
+fn mint(
+    player: &str,
+    ttl: u64,
+    secret: &str,
+    claims: auth::TokenRules<'_>,
+    region: Option<&str>,
+) -> ExitCode {
     let Some(player) = PlayerId::parse(player) else {
         eprintln!("error: --player must be 1-64 of A-Z a-z 0-9 _ - . @");
         return ExitCode::FAILURE;
     };
+    if region.is_some_and(|r| !auth::valid_region(r)) {
+        eprintln!("error: --region must be 1-32 of a-z 0-9 - _ (e.g. eu, us-east)");
+        return ExitCode::FAILURE;
+    }
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    println!(
-        "{}",
-        auth::mint_token_with(secret.as_bytes(), &player, now.saturating_add(ttl), claims)
-    );
+    let expires = now.saturating_add(ttl);
+    let token = match region {
+        Some(region) => {
+            auth::mint_token_in_region(secret.as_bytes(), &player, expires, claims, region)
+        }
+        None => auth::mint_token_with(secret.as_bytes(), &player, expires, claims),
+    };
+    println!("{token}");
     ExitCode::SUCCESS
 }
 

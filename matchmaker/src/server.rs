@@ -77,6 +77,8 @@ pub struct Server {
 #[derive(Deserialize)]
 struct WsQuery {
     token: Option<String>,
+    /// The player's region (which TURN servers it gets), unless its token names one.
+    region: Option<String>,
 }
 
 impl Server {
@@ -374,6 +376,6 @@ async fn ws_handler(
             if let Some(ticket) = &client.ticket {
                 ticket.upgraded();
             }
-            connection::run(socket, shared, query.token, remote)
+            connection::run(socket, shared, (query.token, query.region), remote)
         })
 }

@@ -41,9 +41,38 @@ pub fn issue_credential(secret: &[u8], player: &PlayerId, expires_at: u64) -> Tu
     }
 }
 
+/// The TURN URLs for a player of `region`: that region's servers if the fleet has any,
+/// else the region-less `--turn-url` ones, else every region's.
+pub fn turn_urls_for(config: &Config, region: Option<&str>) -> Vec<String> {
+    let of_region: Vec<String> = config
+        .turn_servers
+        .iter()
+        .filter(|s| Some(s.region.as_str()) == region)
+        .map(|s| s.url.clone())
+        .collect();
+    if !of_region.is_empty() {
+        return of_region;
+    }
+    if !config.turn_urls.is_empty() {
+        return config.turn_urls.clone();
+    }
+    config.turn_servers.iter().map(|s| s.url.clone()).collect()
+}
+
 /// The ICE servers for one player: the STUN URLs, then the TURN URLs with a fresh
 /// credential signed by the first secret. The lifetime is capped at 24 hours.
 pub fn ice_servers_for(config: &Config, player: &PlayerId, now_unix: u64) -> Vec<IceServer> {
+    ice_servers_in(config, player, now_unix, None)
+}
+
+/// Like [`ice_servers_for`], with the TURN servers of the player's `region`
+/// ([`turn_urls_for`]).
+pub fn ice_servers_in(
+    config: &Config,
+    player: &PlayerId,
+    now_unix: u64,
+    region: Option<&str>,
+) -> Vec<IceServer> {
     let mut servers = Vec::with_capacity(2);
     if !config.stun_urls.is_empty() {
         servers.push(IceServer {
@@ -53,11 +82,12 @@ pub fn ice_servers_for(config: &Config, player: &PlayerId, now_unix: u64) -> Vec
             expires_at: None,
         });
     }
-    if let (false, Some(secret)) = (config.turn_urls.is_empty(), config.turn_secrets.first()) {
+    let turn_urls = turn_urls_for(config, region);
+    if let (false, Some(secret)) = (turn_urls.is_empty(), config.turn_secrets.first()) {
         let ttl = config.turn_ttl_secs.min(MAX_TURN_TTL_SECS);
         let cred = issue_credential(secret.as_bytes(), player, now_unix.saturating_add(ttl));
         servers.push(IceServer {
-            urls: config.turn_urls.clone(),
+            urls: turn_urls,
             username: Some(cred.username),
             credential: Some(cred.password),
             expires_at: Some(cred.expires_at),
@@ -69,6 +99,31 @@ pub fn ice_servers_for(config: &Config, player: &PlayerId, now_unix: u64) -> Vec
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_region_gets_its_own_servers_else_the_default_set_else_the_whole_fleet() {
+        let server = |region: &str, url: &str| crate::config::RegionalTurn {
+            region: region.into(),
+            url: url.into(),
+        };
+        let mut config = Config {
+            turn_servers: vec![
+                server("eu", "turn:eu1"),
+                server("eu", "turn:eu2"),
+                server("us", "turn:us1"),
+            ],
+            ..Config::default()
+        };
+        assert_eq!(turn_urls_for(&config, Some("eu")), ["turn:eu1", "turn:eu2"]);
+        assert_eq!(turn_urls_for(&config, Some("us")), ["turn:us1"]);
+        assert_eq!(
+            turn_urls_for(&config, None),
+            ["turn:eu1", "turn:eu2", "turn:us1"]
+        );
+        config.turn_urls = vec!["turn:any".into()];
+        assert_eq!(turn_urls_for(&config, Some("asia")), ["turn:any"]);
+        assert_eq!(turn_urls_for(&config, Some("us")), ["turn:us1"]);
+    }
 
     #[test]
     fn matches_the_coturn_rest_formula() {

@@ -103,3 +103,97 @@ async fn coturn_relays_with_issued_credentials_and_refuses_bad_ones() {
         "wrong secret"
     );
 }
+
+/// The TURN URLs and credential a player of `region` (by query parameter, or by its
+/// token's claim when `token` is given) gets on joining.
+async fn fleet_servers(
+    url: &str,
+    query_region: Option<&str>,
+    token: Option<&str>,
+) -> (Vec<String>, String, String) {
+    let mut full = url.to_string();
+    let mut sep = '?';
+    if let Some(region) = query_region {
+        full.push_str(&format!("{sep}region={region}"));
+        sep = '&';
+    }
+    if let Some(token) = token {
+        full.push_str(&format!("{sep}token={token}"));
+    }
+    let mut c = Client::connect(&full).await;
+    c.send(&squadlink_protocol::ClientMessage::Hello {
+        rid: Some(1),
+        token: None,
+        player_id: token.is_none().then(|| "roamer".to_string()),
+    })
+    .await;
+    assert!(matches!(c.recv().await, ServerMessage::Welcome { .. }));
+    c.send(&create_request(None, 2)).await;
+    let ServerMessage::LobbyJoined { ice_servers, .. } = c.recv().await else {
+        panic!("expected lobby_joined")
+    };
+    let turn = ice_servers
+        .into_iter()
+        .find(|s| s.urls.iter().any(|u| u.starts_with("turn:")))
+        .unwrap();
+    (turn.urls, turn.username.unwrap(), turn.credential.unwrap())
+}
+
+#[tokio::test]
+async fn a_turn_fleet_hands_each_player_its_regions_servers_and_each_accepts_them() {
+    let eu = Coturn::start(&["fleet-secret"]);
+    let us = Coturn::start(&["fleet-secret"]);
+    let (eu_url, us_url) = (
+        format!("turn:{}?transport=udp", eu.addr),
+        format!("turn:{}?transport=udp", us.addr),
+    );
+    let server = start(Config {
+        turn_servers: vec![
+            squadlink_matchmaker::config::RegionalTurn {
+                region: "eu".into(),
+                url: eu_url.clone(),
+            },
+            squadlink_matchmaker::config::RegionalTurn {
+                region: "us".into(),
+                url: us_url.clone(),
+            },
+        ],
+        turn_secrets: vec!["fleet-secret".into()],
+        auth_secret: Some("auth".into()),
+        dev_mode: squadlink_matchmaker::DevMode::On,
+        allow_anonymous_with_auth_secret: true,
+        ..config()
+    })
+    .await;
+    let url = server.url();
+    // By query parameter: only that region's server, and it relays with the credential.
+    for (region, want, coturn) in [("eu", &eu_url, &eu), ("us", &us_url, &us)] {
+        let (urls, user, pass) = fleet_servers(&url, Some(region), None).await;
+        assert_eq!(&urls, &[want.clone()], "region {region}");
+        assert!(
+            matches!(
+                TurnClient::new(coturn.addr, &user).allocate(&pass),
+                Allocation::Relayed(_)
+            ),
+            "{region}'s coturn accepts the credential\n{}",
+            coturn.log()
+        );
+    }
+    // By token claim, which wins over the query parameter.
+    let player = PlayerId::parse("roamer").unwrap();
+    let token = squadlink_matchmaker::auth::mint_token_in_region(
+        b"auth",
+        &player,
+        now() + 600,
+        Default::default(),
+        "us",
+    );
+    let (urls, ..) = fleet_servers(&url, Some("eu"), Some(&token)).await;
+    assert_eq!(urls, [us_url.clone()]);
+    // No region, or one without servers: the whole fleet (no region-less --turn-url set).
+    let (urls, ..) = fleet_servers(&url, None, None).await;
+    assert_eq!(urls, [eu_url.clone(), us_url.clone()]);
+    let (urls, ..) = fleet_servers(&url, Some("mars"), None).await;
+    assert_eq!(urls, [eu_url, us_url]);
+    server.shutdown().await.unwrap();
+}
