@@ -189,7 +189,7 @@ async fn a_turn_fleet_hands_each_player_its_regions_servers_and_each_accepts_the
         "us",
     );
     let (urls, ..) = fleet_servers(&url, Some("eu"), Some(&token)).await;
-    assert_eq!(urls, [us_url.clone()]);
+    assert_eq!(urls.as_slice(), std::slice::from_ref(&us_url));
     // No region, or one without servers: the whole fleet (no region-less --turn-url set).
     let (urls, ..) = fleet_servers(&url, None, None).await;
     assert_eq!(urls, [eu_url.clone(), us_url.clone()]);
