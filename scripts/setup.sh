@@ -6,6 +6,7 @@
 #   scripts/setup.sh test        everything scripts/test.sh runs (the default)
 #   scripts/setup.sh bench       the benchmarks (test's, and python3-venv for PESQ)
 #   scripts/setup.sh web         the wasm32 toolchain (Debian's rustc-web, std from source)
+#   scripts/setup.sh cluster     the demo's, and Redis, HAProxy and coturn (scripts/cluster.sh)
 # Extra Debian package names after the purpose are installed too (camera_vm.sh asks for its
 # VM's).
 set -euo pipefail
@@ -32,7 +33,7 @@ TEST=(
   espeak-ng sox                # voice tests and benchmark: speech fixtures made at test time
   libclang-dev                 # webcam feature: nokhwa's V4L2 bindings are made by bindgen
   chromium                     # browser tests: a real browser peer in the lobby (headless)
-  redis-server haproxy         # the matchmaker cluster: its shared store, and the load balancer
+  redis-server haproxy curl    # the matchmaker cluster: its shared store, the load balancer, probes
 )
 # The browser build: rustup's stable toolchain has no wasm32 target and cannot fetch one
 # here, so Debian's rustc-web (1.96) builds std for wasm32 from its rust-web-src
@@ -41,10 +42,11 @@ WEB=(rustc-web cargo-web rust-web-src rust-web-llvm lld-22 rust-web-clippy)
 case $purpose in
   demo) PACKAGES=("${DEMO[@]}") ;;
   web) PACKAGES=("${WEB[@]}") ;;
+  cluster) PACKAGES=("${DEMO[@]}" redis-server haproxy coturn curl) ;;
   test) PACKAGES=("${TEST[@]}") ;;
   bench) PACKAGES=("${TEST[@]}" python3-venv) ;; # the PESQ scorer lives in a virtualenv
   *)
-    echo "setup: unknown purpose '$purpose' (demo, test, bench or web)" >&2
+    echo "setup: unknown purpose '$purpose' (demo, test, bench, web or cluster)" >&2
     exit 2
     ;;
 esac

@@ -40,6 +40,9 @@ scripts/crates.sh
 section "web: the wasm32 toolchain (Debian's rustc-web) and the crates that build for it"
 scripts/web.sh check
 
+section "cluster: Redis, three matchmaker nodes, HAProxy and coturn from deploy/; the quickstart through them, and after a drain"
+scripts/cluster.sh --debug
+
 section "arena: two windowed players under Xvfb, screenshots checked"
 scripts/arena_screenshot.sh
 
@@ -50,8 +53,8 @@ section "webcam: a real V4L2 capture (the vivid driver) in a small virtual machi
 scripts/camera_vm.sh
 
 # One closing line for the whole run, summed over every test binary.
-# (+6 for the fuzzing run, the crates-alone check, the wasm32 check, the arena screenshot
-# check, the web arena screenshot check and the camera VM, which failed the script above if
-# they did not pass)
-awk -v extra=6 '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
+# (+7 for the fuzzing run, the crates-alone check, the wasm32 check, the cluster script,
+# the arena screenshot check, the web arena screenshot check and the camera VM, which failed
+# the script above if they did not pass)
+awk -v extra=7 '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
      END { p += extra; printf "\nsquadlink: %d passed, %d failed, %d skipped\n", p, f, s; if (p == extra) exit 1 }' "$log"

@@ -180,7 +180,7 @@ impl Server {
             node = shared.store.node(),
             dev_mode,
             stun_urls = shared.config.stun_urls.len(),
-            turn_urls = shared.config.turn_urls.len(),
+            turn_urls = shared.config.turn_urls.len() + shared.config.turn_servers.len(),
             "matchmaker listening"
         );
         Ok(Self {

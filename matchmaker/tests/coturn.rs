@@ -169,7 +169,11 @@ async fn a_turn_fleet_hands_each_player_its_regions_servers_and_each_accepts_the
     // By query parameter: only that region's server, and it relays with the credential.
     for (region, want, coturn) in [("eu", &eu_url, &eu), ("us", &us_url, &us)] {
         let (urls, user, pass) = fleet_servers(&url, Some(region), None).await;
-        assert_eq!(urls.as_slice(), std::slice::from_ref(want), "region {region}");
+        assert_eq!(
+            urls.as_slice(),
+            std::slice::from_ref(want),
+            "region {region}"
+        );
         assert!(
             matches!(
                 TurnClient::new(coturn.addr, &user).allocate(&pass),
