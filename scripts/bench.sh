@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the benchmark binaries in release mode and records their figures in
 # docs/performance.md (the NAT matrix: docs/networking.md).
-# Usage: scripts/bench.sh [matchmaker|transport|connect|matchbox|browser|voice|video|soak|rollback|handover|nat]; nat
+# Usage: scripts/bench.sh [matchmaker|cluster|transport|connect|matchbox|browser|voice|video|soak|rollback|handover|nat]; nat
 # needs root; matchbox builds matchbox's crates (feature `matchbox` of squadlink-bench).
 # soak takes 10 minutes (bench_soak --seconds N for another length).
 set -euo pipefail
@@ -11,6 +11,10 @@ source scripts/env.sh
 which=${1:-all}
 if [[ $which == all || $which == matchmaker ]]; then
   cargo run --release --locked -p squadlink-bench --bin bench_matchmaker -- --write-docs docs/performance.md
+fi
+if [[ $which == all || $which == cluster ]]; then
+  # One node beside three nodes on one Redis (redis-server from setup.sh), in one run.
+  cargo run --release --locked -p squadlink-bench --bin bench_cluster -- --write-docs docs/performance.md
 fi
 if [[ $which == all || $which == transport ]]; then
   cargo run --release --locked -p squadlink-bench --bin bench_transport -- --write-docs docs/performance.md

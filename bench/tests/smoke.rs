@@ -19,6 +19,51 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Runs the cluster benchmark small, and checks what it reports about correctness (never
+/// its timings): both setups held every connection, relayed signals arrived, every paced
+/// one arrived, the cluster's pairs crossed nodes, and every player of the killed node
+/// resumed its place under its peer id.
+#[test]
+fn cluster_bench_runs_small_and_every_killed_nodes_player_resumes() {
+    let _serial = serial();
+    let (json, _) = squadlink_testkit::run_json(
+        env!("CARGO_BIN_EXE_bench_cluster"),
+        &[
+            "--connections",
+            "120",
+            "--relay-pairs",
+            "10",
+            "--relay-seconds",
+            "0.5",
+            "--latency-rate",
+            "200",
+            "--latency-seconds",
+            "0.5",
+        ],
+    );
+    for setup in ["single", "cluster"] {
+        let s = &json[setup];
+        assert_eq!(s["connections"], 120, "{setup}");
+        assert!(s["relay"]["delivered"].as_u64().unwrap() > 0, "{setup}");
+        let sent = s["latency"]["sent"].as_u64().unwrap();
+        assert!(sent > 0, "{setup}");
+        assert_eq!(s["latency"]["received"].as_u64(), Some(sent), "{setup}");
+        assert!(
+            s["join_latency_us"]["count"].as_u64().unwrap() > 0,
+            "{setup}"
+        );
+    }
+    let c = &json["cluster"];
+    assert_eq!(c["relay"]["pairs_crossing_nodes"], c["relay"]["pairs"]);
+    let players = c["failover"]["players"].as_u64().unwrap();
+    assert!(players > 0);
+    assert_eq!(
+        c["failover"]["resumed_same_peer_id"].as_u64(),
+        Some(players)
+    );
+    assert_eq!(c["failover"]["failed"], 0);
+}
+
 /// Runs the matchmaker benchmark binary small, and checks what it reports about correctness
 /// (never its timings): every connection made it into a lobby, every paced signal arrived,
 /// every spoof attempt was rejected and none was delivered.

@@ -70,6 +70,11 @@ impl Redis {
         Some(String::from_utf8_lossy(&buf[..n]).into_owned())
     }
 
+    /// The server's process id (to read its memory use).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Stops the server at once (SIGKILL).
     pub fn kill(mut self) -> u16 {
         let _ = self.child.kill();

@@ -18,18 +18,15 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::stream::SplitStream;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
+use squadlink_bench::ws_client::{
+    Sink, Ws, connect, give_back, round1, send, signal_text, wait_for,
+};
 use squadlink_bench::{Percentiles, rss_bytes_of, udp_baseline, update_docs_section};
 use squadlink_protocol::{ClientMessage, ErrorCode, PeerId, ServerMessage, Signal};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-type Sink = SplitSink<Ws, Message>;
 
 #[derive(Parser, Debug)]
 #[command(about = "Matchmaker load benchmark (prints JSON)")]
@@ -196,46 +193,6 @@ impl Drop for ChildServer {
     }
 }
 
-async fn connect(url: &str) -> Result<Ws, String> {
-    let config = WebSocketConfig::default()
-        .read_buffer_size(4096)
-        .write_buffer_size(0);
-    let fut = tokio_tungstenite::connect_async_with_config(url, Some(config), true);
-    match tokio::time::timeout(Duration::from_secs(20), fut).await {
-        Ok(Ok((ws, _))) => Ok(ws),
-        Ok(Err(e)) => Err(format!("connect: {e}")),
-        Err(_) => Err("connect timed out".into()),
-    }
-}
-
-async fn send(ws: &mut Ws, msg: &ClientMessage) -> Result<(), String> {
-    let text = msg.to_json().map_err(|e| e.to_string())?;
-    ws.send(Message::text(text))
-        .await
-        .map_err(|e| format!("send: {e}"))
-}
-
-/// Waits for the first message matching `want`, skipping others.
-async fn wait_for<T>(
-    ws: &mut Ws,
-    mut want: impl FnMut(ServerMessage) -> Option<Result<T, String>>,
-) -> Result<T, String> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let frame = tokio::time::timeout_at(deadline, ws.next())
-            .await
-            .map_err(|_| "no reply in 20 s".to_string())?
-            .ok_or("server closed")?
-            .map_err(|e| format!("read: {e}"))?;
-        if let Message::Text(t) = frame {
-            let msg = ServerMessage::from_json(t.as_str()).map_err(|e| e.to_string())?;
-            if let Some(result) = want(msg) {
-                return result;
-            }
-        }
-    }
-}
-
 /// Connects one lobby's worth of players: the first creates, the others join.
 async fn setup_lobby(url: String, size: usize) -> Result<Vec<(Ws, PeerId)>, String> {
     let mut members = Vec::with_capacity(size);
@@ -346,18 +303,6 @@ fn record_signal(me: usize, from: PeerId, payload: &str, obs: &Observed, t0: Ins
         }
         _ => {}
     }
-}
-
-fn signal_text(to: PeerId, kind: &str, idx: usize, t0: Instant) -> Result<String, String> {
-    let sent = t0.elapsed().as_nanos();
-    ClientMessage::Signal {
-        to,
-        data: Signal::Opaque {
-            payload: format!("{kind}:{idx}:{sent}"),
-        },
-    }
-    .to_json()
-    .map_err(|e| e.to_string())
 }
 
 async fn run(args: Args) -> Result<(), String> {
@@ -681,19 +626,4 @@ async fn run(args: Args) -> Result<(), String> {
     }
     drop(server);
     Ok(())
-}
-
-/// Waits for sender tasks and puts their sinks back in place.
-async fn give_back(senders: &mut tokio::task::JoinSet<(usize, Sink)>, sinks: &mut [Option<Sink>]) {
-    while let Some(res) = senders.join_next().await {
-        if let Ok((idx, sink)) = res
-            && let Some(slot) = sinks.get_mut(idx)
-        {
-            *slot = Some(sink);
-        }
-    }
-}
-
-fn round1(v: f64) -> f64 {
-    (v * 10.0).round() / 10.0
 }
