@@ -146,14 +146,42 @@ echo "== quickstart relay-only, through the cluster's TURN fleet (coturn)"
   fail "the relay-only quickstart failed through the cluster"
 echo "cluster: hellos per node: $(spread)"
 
+# Players connected to node $1 now (a live gauge).
+players_on() {
+  curl -fsS --max-time 2 "http://127.0.0.1:${metrics_ports[$1]}/metrics" 2>/dev/null |
+    awk '/^squadlink_connections / { print $2 }'
+}
+
 echo
-echo "== node 1 drains (SIGTERM); HAProxy takes it out; the quickstart plays on the other two"
+echo "== node 1 drains (SIGTERM) while the quickstart plays: its players move through HAProxy"
+"$bin/quickstart" --matchmaker "$url" --duration 6 --json "$@" >"$work/drain.json" &
+playing=$!
+for _ in $(seq 100); do
+  if [ "$(players_on 0)" != "" ] && [ "$(players_on 0)" != "0" ]; then break; fi
+  sleep 0.1
+done
+on_node1=$(players_on 0)
+sleep 1
 kill -TERM "${node_pids[0]}"
 for _ in $(seq 150); do
   if ! kill -0 "${node_pids[0]}" 2>/dev/null; then break; fi
   sleep 0.1
 done
 kill -0 "${node_pids[0]}" 2>/dev/null && fail "node 1 did not exit after draining"
+wait "$playing" || fail "the quickstart lost a peer or a player while node 1 drained"
+python3 - "$work/drain.json" "${on_node1:-0}" <<'PY' || fail "the drain was not seamless"
+import json, sys
+out = json.load(open(sys.argv[1]))
+moved = int(float(sys.argv[2]))
+print(f"cluster: node 1 drained with {moved} players on it; "
+      f"{out['matchmaker_returns']} matchmaker reconnections, "
+      f"{out['disconnections']} peer connections lost")
+assert out["all_connected"] and out["disconnections"] == 0
+assert moved == 0 or out["matchmaker_returns"] >= moved
+PY
+
+echo
+echo "== the quickstart again, on the two nodes left"
 for _ in $(seq 50); do
   if curl -fsS --max-time 1 "http://127.0.0.1:$stats_port/;csv" 2>/dev/null |
     grep -q '^matchmakers,node1,.*DOWN'; then break; fi

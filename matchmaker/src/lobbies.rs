@@ -8,13 +8,14 @@
 //! notice of its commit, so all of them reach the members in commit order (protocol §6).
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
 use squadlink_protocol::{ErrorCode, LeaveReason, Lobby, PeerId, ServerMessage, Signal};
 
 use crate::lobby::{Holder, NotMember, Record};
 use crate::shared::{Shared, encode};
+pub(crate) use crate::store::unix_ms;
 use crate::store::{
     BoxFuture, Commit, Identity, NewLobby, Notice, Outcome, Relayed, Seat, StoreError, random_code,
 };
@@ -58,14 +59,6 @@ pub(crate) async fn store_call<T>(fut: BoxFuture<'_, Result<T, StoreError>>) -> 
                 .into(),
         )),
     }
-}
-
-/// Unix time in milliseconds (the store's clock for grace deadlines, shared by nodes).
-pub(crate) fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 fn busy(code: &str) -> Reply {

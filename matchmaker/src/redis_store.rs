@@ -40,7 +40,7 @@ use crate::lobby::Record;
 use crate::metrics::Metrics;
 use crate::store::{
     BoxFuture, Commit, Identity, LobbyStore, Notice, Orphans, Outcome, Relayed, StoreError,
-    detached, random_id,
+    detached, random_id, unix_ms,
 };
 
 /// How long connecting to Redis may take at start.
@@ -175,7 +175,7 @@ impl RedisStore {
             admit_script: Script::new(include_str!("redis/admit.lua")),
         });
         // The first beat sets (or learns) the instance and announces this node.
-        store.beat(crate::lobbies::unix_ms()).await?;
+        store.beat(unix_ms()).await?;
         let channel = store.channel(&store.node);
         let events = subscribe(&client, &channel).await?;
         tokio::spawn(listen(
@@ -416,7 +416,7 @@ impl RedisStore {
     async fn forget_now(&self, nodes: &[String]) -> Result<(), StoreError> {
         let mut call = self.forget_script.prepare_invoke();
         call.arg(&self.prefix)
-            .arg(crate::lobbies::unix_ms())
+            .arg(unix_ms())
             .arg(self.node_timeout_ms);
         for node in nodes {
             call.arg(node);
@@ -523,7 +523,7 @@ impl LobbyStore for RedisStore {
         max: u32,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
-            let cutoff = crate::lobbies::unix_ms().saturating_sub(self.node_timeout_ms);
+            let cutoff = unix_ms().saturating_sub(self.node_timeout_ms);
             let mut redis = self.redis.clone();
             let admitted: i64 = self
                 .admit_script

@@ -178,6 +178,15 @@ pub(crate) trait LobbyStore: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 }
 
+/// Unix time in milliseconds: the clock of grace deadlines and heartbeats, which every
+/// node of a cluster shares.
+pub(crate) fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
 /// A random identifier of `bytes` random bytes, in hex.
 pub fn random_hex(bytes: usize) -> Result<String, StoreError> {
     let mut buf = vec![0u8; bytes];

@@ -57,6 +57,11 @@ struct Report {
     state_received: u64,
     events_sent: u64,
     events_received: u64,
+    /// Peers lost while playing (none is expected).
+    disconnections: u64,
+    /// Times this player's matchmaker link came back (a node draining or dying in a
+    /// cluster moves players; their peers stay up).
+    matchmaker_returns: u64,
     errors: Vec<String>,
 }
 
@@ -179,8 +184,14 @@ fn play(s: &Session, n: usize, duration: f64, barrier: &Barrier) -> Report {
     let mut tick: u32 = 0;
     while Instant::now() < end {
         for e in s.poll_events() {
-            if let Event::Error(e) = e {
-                r.errors.push(e.to_string());
+            match e {
+                Event::Error(e) => r.errors.push(e.to_string()),
+                Event::PeerDisconnected { peer, reason } => {
+                    r.disconnections += 1;
+                    r.errors.push(format!("lost {peer}: {reason:?}"));
+                }
+                Event::MatchmakerRestored { .. } => r.matchmaker_returns += 1,
+                _ => {}
             }
         }
         let mut state = [0u8; 32];
@@ -222,7 +233,10 @@ fn play(s: &Session, n: usize, duration: f64, barrier: &Barrier) -> Report {
 
 fn summarize(args: &Args, reports: &[Report]) -> bool {
     let n = args.peers;
-    let all_connected = reports.len() == n && reports.iter().all(|r| r.connected == n - 1);
+    let all_connected = reports.len() == n
+        && reports
+            .iter()
+            .all(|r| r.connected == n - 1 && r.disconnections == 0);
     let connect: Vec<u64> = reports
         .iter()
         .flat_map(|r| r.connect_ms.iter().map(|ms| (ms * 1e6) as u64))
@@ -277,6 +291,13 @@ fn summarize(args: &Args, reports: &[Report]) -> bool {
         rtt.p50_us,
         rtt.p99_us
     );
+    let lost = sum(|r| r.disconnections);
+    let returns = sum(|r| r.matchmaker_returns);
+    if lost > 0 || returns > 0 {
+        eprintln!(
+            "while playing: {lost} peer connections lost; {returns} matchmaker reconnections"
+        );
+    }
     let out = json!({
         "peers": n,
         "all_connected": all_connected,
@@ -287,6 +308,8 @@ fn summarize(args: &Args, reports: &[Report]) -> bool {
         "events_sent": sum(|r| r.events_sent),
         "events_received": sum(|r| r.events_received),
         "paths": { "host": count(PathKind::Host), "srflx": count(PathKind::Srflx), "relay": count(PathKind::Relay) },
+        "disconnections": sum(|r| r.disconnections),
+        "matchmaker_returns": sum(|r| r.matchmaker_returns),
         "duration_s": args.duration,
     });
     if args.json {
