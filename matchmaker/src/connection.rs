@@ -384,13 +384,7 @@ impl Conn {
     }
 
     fn reply_error(&self, rid: Option<u32>, (code, message): Reply) {
-        self.shared
-            .metrics
-            .rejections
-            .get_or_create(&Kind {
-                kind: code.as_str(),
-            })
-            .inc();
+        self.shared.metrics.rejected(code.as_str());
         self.reply(&ServerMessage::error(rid, code, message));
     }
 
@@ -895,13 +889,7 @@ impl Conn {
             "connection closed"
         );
         let Some(code) = close.code else { return };
-        self.shared
-            .metrics
-            .rejections
-            .get_or_create(&Kind {
-                kind: code.as_str(),
-            })
-            .inc();
+        self.shared.metrics.rejected(code.as_str());
         let ws = &mut self.ws;
         let goodbye = async move {
             let error = ServerMessage::error(close.rid, code, close.message);

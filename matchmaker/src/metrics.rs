@@ -152,6 +152,11 @@ impl Metrics {
         out
     }
 
+    /// Counts one error sent to a client, by its code.
+    pub(crate) fn rejected(&self, code: &'static str) {
+        self.rejections.get_or_create(&Kind { kind: code }).inc();
+    }
+
     /// Counts one message between nodes of `bytes` bytes.
     pub(crate) fn node_message(&self, direction: &'static str, bytes: usize) {
         let kind = Kind { kind: direction };

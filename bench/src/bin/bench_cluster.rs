@@ -17,17 +17,16 @@
 
 use std::io::{BufRead, BufReader, Write as _};
 use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use futures_util::StreamExt;
 use futures_util::stream::SplitStream;
-use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use squadlink_bench::ws_client::{
-    Sink, Ws, connect, give_back, hello, round1, send, signal_text, wait_for,
-};
+use squadlink_bench::relay_load::{RelayCounters, blast, paced};
+use squadlink_bench::ws_client::{Sink, Ws, connect, hello, round1, send, wait_for};
 use squadlink_bench::{Percentiles, rss_bytes_of, udp_baseline, update_docs_section};
 use squadlink_protocol::{ClientMessage, PeerId, ServerMessage, Signal};
 use squadlink_testkit::redis::Redis;
@@ -200,16 +199,6 @@ struct Player {
     node: usize,
 }
 
-/// What the readers observe.
-#[derive(Default)]
-struct Observed {
-    blast_received: AtomicU64,
-    latency_received: AtomicU64,
-    latencies_ns: Mutex<Vec<u64>>,
-    /// Per sender index: signals received from it (window accounting).
-    acked: OnceLock<Vec<AtomicU64>>,
-}
-
 /// Connects one lobby's members, member `i` to node `(lobby + i) % nodes` (so every lobby
 /// of two or more spans nodes when there are several); returns them with each joiner's
 /// join latency (request sent → `lobby_joined`).
@@ -268,7 +257,7 @@ async fn setup_lobby(
 /// Reads one connection until it closes, counting what arrives; tells `ended` when.
 async fn reader(
     mut stream: SplitStream<Ws>,
-    obs: Arc<Observed>,
+    obs: Arc<RelayCounters>,
     t0: Instant,
     ended: oneshot::Sender<Instant>,
 ) {
@@ -288,22 +277,7 @@ async fn reader(
         let (Ok(idx), Ok(sent)) = (idx.parse::<usize>(), sent.parse::<u64>()) else {
             continue;
         };
-        match kind {
-            "b" => {
-                obs.blast_received.fetch_add(1, Ordering::Relaxed);
-                if let Some(a) = obs.acked.get().and_then(|v| v.get(idx)) {
-                    a.fetch_add(1, Ordering::Release);
-                }
-            }
-            "l" => {
-                let now = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
-                obs.latency_received.fetch_add(1, Ordering::Relaxed);
-                if let Ok(mut l) = obs.latencies_ns.lock() {
-                    l.push(now.saturating_sub(sent));
-                }
-            }
-            _ => {}
-        }
+        obs.record(kind, idx, sent, t0);
     }
     let _ = ended.send(Instant::now());
 }
@@ -355,7 +329,7 @@ async fn measure(args: &Args, nodes: &mut [Node], redis: Option<&Redis>) -> Resu
     let join = Percentiles::of_nanos(&joins);
 
     let t0 = Instant::now();
-    let obs = Arc::new(Observed::default());
+    let obs = Arc::new(RelayCounters::default());
     let mut sinks: Vec<Option<Sink>> = Vec::with_capacity(all.len());
     let mut ended = Vec::with_capacity(all.len());
     let mut players = Vec::with_capacity(all.len());
@@ -400,61 +374,24 @@ async fn measure(args: &Args, nodes: &mut [Node], redis: Option<&Redis>) -> Resu
         .filter(|(a, b)| players.get(*a).map(|p| p.node) != players.get(*b).map(|p| p.node))
         .count();
 
+    let peer_of: Vec<PeerId> = players.iter().map(|p| p.peer).collect();
     // Phase 1: relay blast, both directions, a window of signals in flight per sender.
     let blast_pairs: Vec<(usize, usize)> = pairs.iter().copied().take(args.relay_pairs).collect();
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut senders = tokio::task::JoinSet::new();
-    for &(a, b) in &blast_pairs {
-        for (from, to) in [(a, b), (b, a)] {
-            let Some(mut sink) = sinks.get_mut(from).and_then(Option::take) else {
-                continue;
-            };
-            let to_peer = players.get(to).ok_or("bad index")?.peer;
-            let obs = Arc::clone(&obs);
-            let stop = Arc::clone(&stop);
-            let window = args.window;
-            senders.spawn(async move {
-                let mut sent_n = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    let acked = obs
-                        .acked
-                        .get()
-                        .and_then(|v| v.get(from))
-                        .map_or(0, |a| a.load(Ordering::Acquire));
-                    let room = window.saturating_sub(sent_n - acked.min(sent_n));
-                    if room == 0 {
-                        tokio::time::sleep(Duration::from_micros(200)).await;
-                        continue;
-                    }
-                    for _ in 0..room {
-                        let Ok(text) = signal_text(to_peer, "b", from, t0) else {
-                            break;
-                        };
-                        if sink.feed(Message::text(text)).await.is_err() {
-                            return (from, sink);
-                        }
-                        sent_n += 1;
-                    }
-                    if sink.flush().await.is_err() {
-                        return (from, sink);
-                    }
-                }
-                (from, sink)
-            });
-        }
-    }
-    let before = obs.blast_received.load(Ordering::Relaxed);
-    let t_blast = Instant::now();
-    tokio::time::sleep(Duration::from_secs_f64(args.relay_seconds)).await;
-    let delivered = obs.blast_received.load(Ordering::Relaxed) - before;
-    let blast_secs = t_blast.elapsed().as_secs_f64();
-    stop.store(true, Ordering::Relaxed);
-    give_back(&mut senders, &mut sinks).await;
+    let blasted = blast(
+        &blast_pairs,
+        &mut sinks,
+        &peer_of,
+        &obs,
+        (args.window, args.relay_seconds),
+        t0,
+    )
+    .await?;
+    let (delivered, blast_secs) = (blasted.delivered, blasted.seconds);
     let relay_rate = delivered as f64 / blast_secs;
     eprintln!("relay blast: {delivered} signals in {blast_secs:.2} s = {relay_rate:.0}/s");
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    // Phase 2: paced latency on other pairs, senders evenly staggered.
+    // Phase 2: paced latency on 100 other pairs, senders evenly staggered.
     let lat_pairs: Vec<(usize, usize)> = pairs
         .iter()
         .copied()
@@ -466,45 +403,15 @@ async fn measure(args: &Args, nodes: &mut [Node], redis: Option<&Redis>) -> Resu
     } else {
         lat_pairs
     };
-    let per_sender = f64::from(args.latency_rate) / lat_pairs.len().max(1) as f64;
-    let period = Duration::from_secs_f64(1.0 / per_sender.max(0.001));
-    let lat_end = Instant::now() + Duration::from_secs_f64(args.latency_seconds);
-    let lat_sent = Arc::new(AtomicU64::new(0));
-    for (k, &(a, b)) in lat_pairs.iter().enumerate() {
-        let Some(mut sink) = sinks.get_mut(a).and_then(Option::take) else {
-            continue;
-        };
-        let to_peer = players.get(b).ok_or("bad index")?.peer;
-        let lat_sent = Arc::clone(&lat_sent);
-        let offset = period.mul_f64(k as f64 / lat_pairs.len().max(1) as f64);
-        senders.spawn(async move {
-            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + offset, period);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-            while Instant::now() < lat_end {
-                tick.tick().await;
-                let Ok(text) = signal_text(to_peer, "l", a, t0) else {
-                    break;
-                };
-                if sink.send(Message::text(text)).await.is_err() {
-                    break;
-                }
-                lat_sent.fetch_add(1, Ordering::Relaxed);
-            }
-            (a, sink)
-        });
-    }
-    give_back(&mut senders, &mut sinks).await;
-    let drain_end = Instant::now() + Duration::from_secs(5);
-    while obs.latency_received.load(Ordering::Relaxed) < lat_sent.load(Ordering::Relaxed)
-        && Instant::now() < drain_end
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let lat = obs
-        .latencies_ns
-        .lock()
-        .map(|l| Percentiles::of_nanos(&l))
-        .map_err(|_| "latency lock poisoned")?;
+    let (lat_sent, lat) = paced(
+        &lat_pairs,
+        &mut sinks,
+        &peer_of,
+        &obs,
+        (args.latency_rate, args.latency_seconds),
+        t0,
+    )
+    .await?;
     eprintln!(
         "latency at {} signals/s: p50 {:.0} µs, p99 {:.0} µs",
         args.latency_rate, lat.p50_us, lat.p99_us
@@ -526,13 +433,14 @@ async fn measure(args: &Args, nodes: &mut [Node], redis: Option<&Redis>) -> Resu
             "senders": blast_pairs.len() * 2,
             "window": args.window,
             "seconds": round1(blast_secs),
+            "sent": blasted.sent,
             "delivered": delivered,
             "signals_per_s": relay_rate.round(),
         },
         "latency": {
             "target_rate_per_s": args.latency_rate,
             "pairs_crossing_nodes": crossing.min(lat_pairs.len()),
-            "sent": lat_sent.load(Ordering::Relaxed),
+            "sent": lat_sent,
             "received": obs.latency_received.load(Ordering::Relaxed),
             "p50_us": round1(lat.p50_us),
             "p99_us": round1(lat.p99_us),

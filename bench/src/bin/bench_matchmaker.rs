@@ -14,17 +14,16 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write as _};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use futures_util::stream::SplitStream;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
-use squadlink_bench::ws_client::{
-    Sink, Ws, connect, give_back, round1, send, signal_text, wait_for,
-};
-use squadlink_bench::{Percentiles, rss_bytes_of, udp_baseline, update_docs_section};
+use squadlink_bench::relay_load::{RelayCounters, blast, paced};
+use squadlink_bench::ws_client::{Sink, Ws, connect, round1, send, wait_for};
+use squadlink_bench::{rss_bytes_of, udp_baseline, update_docs_section};
 use squadlink_protocol::{ClientMessage, ErrorCode, PeerId, ServerMessage, Signal};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -66,14 +65,10 @@ struct Args {
 /// What the readers observe, shared by all connections.
 #[derive(Default)]
 struct Observed {
-    blast_received: AtomicU64,
-    latency_received: AtomicU64,
+    relay: Arc<RelayCounters>,
     spoofed_delivered: AtomicU64,
     spoof_rejected: AtomicU64,
     other_errors: AtomicU64,
-    latencies_ns: Mutex<Vec<u64>>,
-    /// Per sender index: signals received from it (window accounting).
-    acked: OnceLock<Vec<AtomicU64>>,
     /// peer id and lobby of every connection index.
     roster: OnceLock<Roster>,
 }
@@ -287,21 +282,8 @@ fn record_signal(me: usize, from: PeerId, payload: &str, obs: &Observed, t0: Ins
         obs.spoofed_delivered.fetch_add(1, Ordering::Relaxed);
         return;
     }
-    match kind {
-        "b" => {
-            obs.blast_received.fetch_add(1, Ordering::Relaxed);
-            if let Some(a) = obs.acked.get().and_then(|v| v.get(idx)) {
-                a.fetch_add(1, Ordering::Release);
-            }
-        }
-        "l" => {
-            let now = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
-            obs.latency_received.fetch_add(1, Ordering::Relaxed);
-            if let Ok(mut l) = obs.latencies_ns.lock() {
-                l.push(now.saturating_sub(sent));
-            }
-        }
-        _ => {}
+    if !obs.relay.record(kind, idx, sent, t0) {
+        obs.spoofed_delivered.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -377,7 +359,10 @@ async fn run(args: Args) -> Result<(), String> {
     }
     let n = peer_of.len();
     let index_of = peer_of.iter().enumerate().map(|(i, p)| (*p, i)).collect();
-    let _ = obs.acked.set((0..n).map(|_| AtomicU64::new(0)).collect());
+    let _ = obs
+        .relay
+        .acked
+        .set((0..n).map(|_| AtomicU64::new(0)).collect());
     let _ = obs.roster.set(Roster {
         peer_of: peer_of.clone(),
         lobby_of: lobby_of.clone(),
@@ -401,63 +386,21 @@ async fn run(args: Args) -> Result<(), String> {
 
     // Phase 1: relay blast.
     let blast_pairs: Vec<(usize, usize)> = pairs.iter().copied().take(args.relay_pairs).collect();
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut senders = tokio::task::JoinSet::new();
-    let mut sent_total = Vec::new();
-    for &(a, b) in &blast_pairs {
-        for (from, to) in [(a, b), (b, a)] {
-            let Some(mut sink) = sinks.get_mut(from).and_then(Option::take) else {
-                continue;
-            };
-            let to_peer = *peer_of.get(to).ok_or("bad index")?;
-            let obs = Arc::clone(&obs);
-            let stop = Arc::clone(&stop);
-            let window = args.window;
-            let sent = Arc::new(AtomicU64::new(0));
-            sent_total.push(Arc::clone(&sent));
-            senders.spawn(async move {
-                let mut sent_n = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    let acked = obs
-                        .acked
-                        .get()
-                        .and_then(|v| v.get(from))
-                        .map_or(0, |a| a.load(Ordering::Acquire));
-                    let room = window.saturating_sub(sent_n - acked.min(sent_n));
-                    if room == 0 {
-                        tokio::time::sleep(Duration::from_micros(200)).await;
-                        continue;
-                    }
-                    for _ in 0..room {
-                        let Ok(text) = signal_text(to_peer, "b", from, t0) else {
-                            break;
-                        };
-                        if sink.feed(Message::text(text)).await.is_err() {
-                            return (from, sink);
-                        }
-                        sent_n += 1;
-                    }
-                    if sink.flush().await.is_err() {
-                        return (from, sink);
-                    }
-                    sent.store(sent_n, Ordering::Relaxed);
-                }
-                (from, sink)
-            });
-        }
-    }
-    let before = obs.blast_received.load(Ordering::Relaxed);
-    let t_blast = Instant::now();
-    tokio::time::sleep(Duration::from_secs_f64(args.relay_seconds)).await;
-    let delivered = obs.blast_received.load(Ordering::Relaxed) - before;
-    let blast_secs = t_blast.elapsed().as_secs_f64();
-    stop.store(true, Ordering::Relaxed);
-    give_back(&mut senders, &mut sinks).await;
+    let blasted = blast(
+        &blast_pairs,
+        &mut sinks,
+        &peer_of,
+        &obs.relay,
+        (args.window, args.relay_seconds),
+        t0,
+    )
+    .await?;
+    let (delivered, blast_secs) = (blasted.delivered, blasted.seconds);
     let relay_rate = delivered as f64 / blast_secs;
     eprintln!("relay blast: {delivered} signals in {blast_secs:.2} s = {relay_rate:.0}/s");
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    // Phase 2: paced latency. Senders share the rate evenly, phases staggered.
+    // Phase 2: paced latency on 100 other pairs.
     let lat_pairs: Vec<(usize, usize)> = pairs
         .iter()
         .copied()
@@ -469,47 +412,15 @@ async fn run(args: Args) -> Result<(), String> {
     } else {
         lat_pairs
     };
-    let per_sender = f64::from(args.latency_rate) / lat_pairs.len().max(1) as f64;
-    let period = Duration::from_secs_f64(1.0 / per_sender.max(0.001));
-    let lat_end = Instant::now() + Duration::from_secs_f64(args.latency_seconds);
-    let mut senders = tokio::task::JoinSet::new();
-    let lat_sent = Arc::new(AtomicU64::new(0));
-    for (k, &(a, b)) in lat_pairs.iter().enumerate() {
-        let Some(mut sink) = sinks.get_mut(a).and_then(Option::take) else {
-            continue;
-        };
-        let to_peer = *peer_of.get(b).ok_or("bad index")?;
-        let lat_sent = Arc::clone(&lat_sent);
-        let offset = period.mul_f64(k as f64 / lat_pairs.len().max(1) as f64);
-        senders.spawn(async move {
-            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + offset, period);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-            while Instant::now() < lat_end {
-                tick.tick().await;
-                let Ok(text) = signal_text(to_peer, "l", a, t0) else {
-                    break;
-                };
-                if sink.send(Message::text(text)).await.is_err() {
-                    break;
-                }
-                lat_sent.fetch_add(1, Ordering::Relaxed);
-            }
-            (a, sink)
-        });
-    }
-    give_back(&mut senders, &mut sinks).await;
-    // Signals travel over TCP: wait (bounded) until every one sent has arrived.
-    let drain_end = Instant::now() + Duration::from_secs(5);
-    while obs.latency_received.load(Ordering::Relaxed) < lat_sent.load(Ordering::Relaxed)
-        && Instant::now() < drain_end
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let lat = obs
-        .latencies_ns
-        .lock()
-        .map(|l| Percentiles::of_nanos(&l))
-        .map_err(|_| "latency lock poisoned")?;
+    let (lat_sent, lat) = paced(
+        &lat_pairs,
+        &mut sinks,
+        &peer_of,
+        &obs.relay,
+        (args.latency_rate, args.latency_seconds),
+        t0,
+    )
+    .await?;
     eprintln!(
         "latency at {} signals/s: p50 {:.0} µs, p99 {:.0} µs",
         args.latency_rate, lat.p50_us, lat.p99_us
@@ -565,14 +476,14 @@ async fn run(args: Args) -> Result<(), String> {
             "senders": blast_pairs.len() * 2,
             "window": args.window,
             "seconds": round1(blast_secs),
-            "sent": sent_total.iter().map(|s| s.load(Ordering::Relaxed)).sum::<u64>(),
+            "sent": blasted.sent,
             "delivered": delivered,
             "signals_per_s": relay_rate.round(),
         },
         "latency": {
             "target_rate_per_s": args.latency_rate,
-            "sent": lat_sent.load(Ordering::Relaxed),
-            "received": obs.latency_received.load(Ordering::Relaxed),
+            "sent": lat_sent,
+            "received": obs.relay.latency_received.load(Ordering::Relaxed),
             "p50_us": round1(lat.p50_us),
             "p99_us": round1(lat.p99_us),
             "max_us": round1(lat.max_us),

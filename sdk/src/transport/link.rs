@@ -254,6 +254,24 @@ mod tests {
         Duration::from_secs_f64(s)
     }
 
+    #[test]
+    fn each_reconnection_attempt_moves_on_to_the_next_matchmaker_url() {
+        let mut settings = crate::settings::Settings::new("ws://a/v1".into());
+        let mut l = link(Instant::now());
+        let one: Vec<&str> = (0..3)
+            .map(|_| settings.matchmaker_url(l.next_url()))
+            .collect();
+        assert_eq!(one, ["ws://a/v1"; 3], "a single URL is always the one");
+        settings.fallback_urls = vec!["ws://b/v1".into(), "ws://c/v1".into()];
+        let mut l = link(Instant::now());
+        let tried: Vec<&str> = (0..4)
+            .map(|_| settings.matchmaker_url(l.next_url()))
+            .collect();
+        // The first attempt after losing the first node goes to the second, and so on.
+        assert_eq!(tried, ["ws://b/v1", "ws://c/v1", "ws://a/v1", "ws://b/v1"]);
+        assert_eq!(settings.matchmaker_urls(), 3);
+    }
+
     /// Steps time from `from` to `to` in 10 ms steps, collecting what falls due.
     fn run(l: &mut LinkState, from: Instant, to: Instant) -> Vec<(Duration, Due)> {
         let mut seen = Vec::new();
