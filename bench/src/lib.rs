@@ -6,6 +6,7 @@
 //! This library holds what every benchmark uses: the physical baseline (raw UDP round trip
 //! on loopback), percentiles, and recording figures in `docs/performance.md`.
 
+pub mod matchmaker_child;
 pub mod relay_load;
 pub mod ws_client;
 

@@ -149,21 +149,27 @@ pub fn mint_token_with(
     expires_at: u64,
     claims: TokenRules<'_>,
 ) -> String {
+    mint(secret, player, expires_at, claims, None)
+}
+
+/// `header.claims.signature` for `player`, with `rules`' claims and `region`.
+fn mint(
+    secret: &[u8],
+    player: &PlayerId,
+    expires_at: u64,
+    rules: TokenRules<'_>,
+    region: Option<&str>,
+) -> String {
     let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
     let claims = Claims {
         sub: player.as_str().to_owned(),
         exp: expires_at,
-        iss: claims.issuer.map(str::to_owned),
-        aud: claims.audience.map(|a| Audience::One(a.to_owned())),
-        region: None,
+        iss: rules.issuer.map(str::to_owned),
+        aud: rules.audience.map(|a| Audience::One(a.to_owned())),
+        region: region.map(str::to_owned),
     };
-    signed(secret, &header, &claims)
-}
-
-/// `header.claims.signature`.
-fn signed(secret: &[u8], header: &str, claims: &Claims) -> String {
     // A struct of strings and a number always serializes.
-    let claims = URL_SAFE_NO_PAD.encode(serde_json::to_string(claims).unwrap_or_default());
+    let claims = URL_SAFE_NO_PAD.encode(serde_json::to_string(&claims).unwrap_or_default());
     let input = format!("{header}.{claims}");
     let sig = URL_SAFE_NO_PAD.encode(sign(secret, &input));
     format!("{input}.{sig}")
@@ -178,15 +184,7 @@ pub fn mint_token_in_region(
     claims: TokenRules<'_>,
     region: &str,
 ) -> String {
-    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-    let claims = Claims {
-        sub: player.as_str().to_owned(),
-        exp: expires_at,
-        iss: claims.issuer.map(str::to_owned),
-        aud: claims.audience.map(|a| Audience::One(a.to_owned())),
-        region: Some(region.to_owned()),
-    };
-    signed(secret, &header, &claims)
+    mint(secret, player, expires_at, claims, Some(region))
 }
 
 /// Checks a token's signature and expiry and returns its player id.

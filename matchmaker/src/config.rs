@@ -420,6 +420,11 @@ impl Config {
         Duration::from_secs(u64::from(self.ping_interval_secs))
     }
 
+    /// The rejoin grace in milliseconds (grace deadlines are unix milliseconds).
+    pub(crate) fn rejoin_grace_ms(&self) -> u64 {
+        u64::from(self.rejoin_grace_secs) * 1000
+    }
+
     pub(crate) fn rejoin_grace(&self) -> Duration {
         Duration::from_secs(u64::from(self.rejoin_grace_secs))
     }

@@ -825,8 +825,7 @@ impl Conn {
         let Some(code) = self.lobby.take() else {
             return;
         };
-        let grace =
-            u64::try_from(self.shared.config.rejoin_grace().as_millis()).unwrap_or(u64::MAX);
+        let grace = self.shared.config.rejoin_grace_ms();
         let until = unix_ms().saturating_add(grace);
         let holder = self.holder();
         match lobbies::detach(&self.shared, &code, self.peer_id, &holder, until).await {
@@ -859,12 +858,11 @@ impl Conn {
             // The membership and the hub entry belong to the newer connection now.
             self.lobby = None;
         } else {
-            if close.code == Some(ErrorCode::ServerShutdown) {
-                // The server (or this node) is going away: nobody left, so nobody is told a
-                // peer left (peers stay connected; the SDK reconnects and resumes, or tells
-                // a restart from a reconnect). The place is kept for the rejoin grace.
-                self.detach().await;
-            } else if close.may_return() && !self.shared.config.rejoin_grace().is_zero() {
+            // The server (or this node) going away, or a connection that vanished, keeps
+            // the place for the rejoin grace: nobody is told a peer left (peers stay
+            // connected; the SDK reconnects and resumes, or tells a restart apart).
+            let shutdown = close.code == Some(ErrorCode::ServerShutdown);
+            if shutdown || (close.may_return() && !self.shared.config.rejoin_grace().is_zero()) {
                 self.detach().await;
             }
             if let Err((code, message)) = self.leave_lobby(LeaveReason::Disconnected, None).await {

@@ -377,7 +377,10 @@ pub(crate) async fn run_caretaker(shared: Arc<Shared>) {
         tokio::select! {
             _ = shutdown.changed() => return,
             _ = graces.tick() => end_graces(&shared).await,
-            _ = heartbeat.tick() => adopt_orphans(&shared).await,
+            _ = heartbeat.tick() => {
+                update_gauges(&shared).await;
+                adopt_orphans(&shared).await;
+            }
         }
     }
 }
@@ -403,12 +406,16 @@ async fn end_graces(shared: &Shared) {
     }
 }
 
-async fn adopt_orphans(shared: &Shared) {
+/// Brings the lobby and member gauges up to date.
+async fn update_gauges(shared: &Shared) {
     if let Ok((lobbies, members)) = store_call(shared.store.counts()).await {
         let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         shared.metrics.lobbies.set(gauge(lobbies));
         shared.metrics.members.set(gauge(members));
     }
+}
+
+async fn adopt_orphans(shared: &Shared) {
     let now = unix_ms();
     let orphans = match store_call(shared.store.heartbeat(now)).await {
         Ok(orphans) => orphans,
@@ -420,9 +427,7 @@ async fn adopt_orphans(shared: &Shared) {
     if orphans.nodes.is_empty() {
         return;
     }
-    let until = now.saturating_add(
-        u64::try_from(shared.config.rejoin_grace().as_millis()).unwrap_or(u64::MAX),
-    );
+    let until = now.saturating_add(shared.config.rejoin_grace_ms());
     let mut done = true;
     for (code, peer, holder) in &orphans.places {
         if let Err((_, message)) = detach(shared, code, *peer, holder, until).await {

@@ -152,7 +152,7 @@ impl RedisStore {
         .await
         .map_err(|_| StoreError::Unavailable(format!("Redis at {url} did not answer within 5 s")))?
         .map_err(|e| StoreError::Unavailable(format!("cannot connect to Redis at {url}: {e}")))?;
-        let grace_ms = u64::from(config.rejoin_grace_secs) * 1000;
+        let grace_ms = config.rejoin_grace_ms();
         let store = Arc::new(Self {
             redis: Metered {
                 inner: redis,

@@ -15,8 +15,7 @@
 //! Run: `cargo run --release -p squadlink-bench --bin bench_cluster`
 //! (or `scripts/bench.sh cluster`).
 
-use std::io::{BufRead, BufReader, Write as _};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -25,6 +24,7 @@ use clap::Parser;
 use futures_util::StreamExt;
 use futures_util::stream::SplitStream;
 use serde_json::{Value, json};
+use squadlink_bench::matchmaker_child::{self, MatchmakerChild};
 use squadlink_bench::relay_load::{RelayCounters, blast, paced};
 use squadlink_bench::ws_client::{Sink, Ws, connect, hello, round1, send, wait_for};
 use squadlink_bench::{Percentiles, rss_bytes_of, udp_baseline, update_docs_section};
@@ -106,87 +106,31 @@ async fn serve_child(redis_url: Option<String>) -> ExitCode {
         redis_url,
         ..squadlink_matchmaker::Config::default()
     };
-    let server = match squadlink_matchmaker::Server::bind(config).await {
-        Ok(s) => s,
-        Err(err) => {
-            eprintln!("child: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    println!("LISTENING {}", server.url());
-    let _ = std::io::stdout().flush();
-    // Run until the parent closes our stdin (or kills us).
-    let _ = tokio::task::spawn_blocking(|| {
-        let mut line = String::new();
-        while std::io::stdin()
-            .read_line(&mut line)
-            .map(|n| n > 0)
-            .unwrap_or(false)
-        {
-            line.clear();
-        }
-    })
-    .await;
-    let _ = server.shutdown().await;
-    ExitCode::SUCCESS
+    matchmaker_child::serve(config).await
 }
 
 /// A node in a child process.
-struct Node {
-    child: Child,
-    url: String,
-}
+struct Node(MatchmakerChild);
 
 impl Node {
     fn start(redis_url: Option<&str>) -> Result<Self, String> {
-        let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-        let mut cmd = Command::new(exe);
-        cmd.arg("--serve-child");
+        let mut args = vec!["--serve-child"];
         if let Some(url) = redis_url {
-            cmd.args(["--redis-url", url]);
+            args.extend(["--redis-url", url]);
         }
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| format!("cannot start a node: {e}"))?;
-        let stdout = child.stdout.take().ok_or("node has no stdout")?;
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .map_err(|e| format!("reading the node's address: {e}"))?;
-        let url = line
-            .trim()
-            .strip_prefix("LISTENING ")
-            .ok_or_else(|| format!("unexpected node output {line:?}"))?
-            .to_owned();
-        Ok(Self { child, url })
+        MatchmakerChild::start(&args).map(Self)
+    }
+
+    fn url(&self) -> &str {
+        &self.0.url
     }
 
     fn rss_bytes(&self) -> u64 {
-        rss_bytes_of(self.child.id()).unwrap_or(0)
+        self.0.rss_bytes().unwrap_or(0)
     }
 
-    /// SIGKILL: the node vanishes without a word.
     fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        drop(self.child.stdin.take());
-        let deadline = Instant::now() + Duration::from_secs(8);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.0.kill();
     }
 }
 
@@ -298,7 +242,7 @@ fn lobby_sizes(connections: usize) -> Vec<usize> {
 
 /// Everything measured on one setup.
 async fn measure(args: &Args, nodes: &mut [Node], redis: Option<&Redis>) -> Result<Value, String> {
-    let urls = Arc::new(nodes.iter().map(|n| n.url.clone()).collect::<Vec<_>>());
+    let urls = Arc::new(nodes.iter().map(|n| n.url().to_owned()).collect::<Vec<_>>());
     tokio::time::sleep(Duration::from_millis(300)).await;
     let rss_base: u64 = nodes.iter().map(Node::rss_bytes).sum();
     let redis_base = redis.and_then(|r| rss_bytes_of(r.pid())).unwrap_or(0);
@@ -472,7 +416,7 @@ async fn failover(
     players: &[Player],
     ended: &mut [Option<oneshot::Receiver<Instant>>],
 ) -> Result<Value, String> {
-    let survivors: Vec<String> = nodes.iter().skip(1).map(|n| n.url.clone()).collect();
+    let survivors: Vec<String> = nodes.iter().skip(1).map(|n| n.url().to_owned()).collect();
     let victims: Vec<usize> = (0..players.len())
         .filter(|&i| players.get(i).is_some_and(|p| p.node == 0))
         .collect();

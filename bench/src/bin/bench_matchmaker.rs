@@ -11,8 +11,7 @@
 //! (or `scripts/bench.sh matchmaker`).
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write as _};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -21,9 +20,10 @@ use clap::Parser;
 use futures_util::stream::SplitStream;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
+use squadlink_bench::matchmaker_child::{self, MatchmakerChild};
 use squadlink_bench::relay_load::{RelayCounters, blast, paced};
 use squadlink_bench::ws_client::{Sink, Ws, connect, round1, send, wait_for};
-use squadlink_bench::{rss_bytes_of, udp_baseline, update_docs_section};
+use squadlink_bench::{udp_baseline, update_docs_section};
 use squadlink_protocol::{ClientMessage, ErrorCode, PeerId, ServerMessage, Signal};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -114,78 +114,7 @@ async fn serve_child() -> ExitCode {
         max_pending_per_address: 512,
         ..squadlink_matchmaker::Config::default()
     };
-    let server = match squadlink_matchmaker::Server::bind(config).await {
-        Ok(s) => s,
-        Err(err) => {
-            eprintln!("child: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    println!("LISTENING {}", server.url());
-    let _ = std::io::stdout().flush();
-    // Run until the parent closes our stdin (or kills us).
-    let _ = tokio::task::spawn_blocking(|| {
-        let mut line = String::new();
-        while std::io::stdin()
-            .read_line(&mut line)
-            .map(|n| n > 0)
-            .unwrap_or(false)
-        {
-            line.clear();
-        }
-    })
-    .await;
-    let _ = server.shutdown().await;
-    ExitCode::SUCCESS
-}
-
-struct ChildServer {
-    child: Child,
-    url: String,
-}
-
-impl ChildServer {
-    fn start() -> Result<Self, String> {
-        let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-        let mut child = Command::new(exe)
-            .arg("--serve-child")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| format!("cannot start the server child: {e}"))?;
-        let stdout = child.stdout.take().ok_or("child has no stdout")?;
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .map_err(|e| format!("reading the child's address: {e}"))?;
-        let url = line
-            .trim()
-            .strip_prefix("LISTENING ")
-            .ok_or_else(|| format!("unexpected child output {line:?}"))?
-            .to_owned();
-        Ok(Self { child, url })
-    }
-
-    fn rss_bytes(&self) -> Result<u64, String> {
-        let pid = self.child.id();
-        rss_bytes_of(pid).ok_or_else(|| format!("cannot read VmRSS in /proc/{pid}/status"))
-    }
-}
-
-impl Drop for ChildServer {
-    fn drop(&mut self) {
-        drop(self.child.stdin.take());
-        let deadline = Instant::now() + Duration::from_secs(8);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    matchmaker_child::serve(config).await
 }
 
 /// Connects one lobby's worth of players: the first creates, the others join.
@@ -290,7 +219,7 @@ fn record_signal(me: usize, from: PeerId, payload: &str, obs: &Observed, t0: Ins
 async fn run(args: Args) -> Result<(), String> {
     let started = Instant::now();
     let udp = udp_baseline().await?;
-    let server = ChildServer::start()?;
+    let server = MatchmakerChild::start(&["--serve-child"])?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let rss_base = server.rss_bytes()?;
     eprintln!(
