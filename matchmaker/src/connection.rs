@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
@@ -16,13 +16,12 @@ use squadlink_protocol::{
     ClientMessage, ErrorCode, IceServer, LeaveReason, Member, PROTOCOL_VERSION, PeerId, PlayerId,
     Properties, ReportedPath, ServerMessage, Signal,
 };
-use tokio::sync::{Notify, mpsc};
 
 use crate::auth::{TokenError, valid_region, verify_token_claims};
 use crate::deadlines::{Deadlines, Due};
-use crate::hub::PeerHandle;
 use crate::lobbies::{self, Guard, Joined, Reply, store_call, unix_ms};
 use crate::lobby::Holder;
+use crate::mailbox::{Kick, Mailbox};
 use crate::metrics::Kind;
 use crate::shared::{Shared, encode};
 use crate::store::{
@@ -169,11 +168,8 @@ struct Conn {
     /// Which TURN servers this player gets (`?region=`, or the token's claim).
     region: Option<String>,
     lobby: Option<String>,
-    rx: mpsc::Receiver<Utf8Bytes>,
-    tx: mpsc::Sender<Utf8Bytes>,
-    kick: Arc<Notify>,
-    superseded: Arc<AtomicBool>,
-    reconnect: Arc<AtomicBool>,
+    /// Messages for this client, and the word that ends it (shared through the hub).
+    mailbox: Arc<Mailbox>,
     /// This connection's random id, recorded in its lobby place (see `Holder`).
     conn_id: u64,
     /// Peer-connection reports counted so far.
@@ -193,16 +189,8 @@ pub(crate) async fn run(
 ) {
     let open = shared.connections.fetch_add(1, Ordering::SeqCst) + 1;
     shared.metrics.connections.inc();
-    let (tx, rx) = mpsc::channel(shared.config.outbound_queue as usize);
-    let kick = Arc::new(Notify::new());
-    let superseded = Arc::new(AtomicBool::new(false));
-    let reconnect = Arc::new(AtomicBool::new(false));
-    let registered = shared.hub.register(PeerHandle {
-        tx: tx.clone(),
-        kick: Arc::clone(&kick),
-        superseded: Arc::clone(&superseded),
-        reconnect: Arc::clone(&reconnect),
-    });
+    let mailbox = Arc::new(Mailbox::new(shared.config.outbound_queue as usize));
+    let registered = shared.hub.register(&mailbox);
     // Without a registered id the connection is refused below; PeerId(0) is never handed
     // out, so nothing can be addressed to it.
     let peer_id = registered.unwrap_or(PeerId(0));
@@ -220,11 +208,7 @@ pub(crate) async fn run(
         query_token,
         region: region.filter(|r| valid_region(r)),
         lobby: None,
-        rx,
-        tx,
-        kick,
-        superseded,
-        reconnect,
+        mailbox,
         conn_id: random_conn_id(),
         reports: 0,
         bucket,
@@ -273,14 +257,14 @@ impl Conn {
             deadlines.next_wake(self.last_inbound, false),
         ));
         tokio::pin!(wake);
-        let kick = Arc::clone(&self.kick);
+        let mailbox = Arc::clone(&self.mailbox);
         loop {
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => {
                     return Close::new(ErrorCode::ServerShutdown, "the server is shutting down; reconnect later");
                 }
-                () = kick.notified() => return self.kicked(),
+                why = mailbox.kicked() => return self.kicked(why),
                 () = &mut wake => {
                     let said_hello = self.player.is_some();
                     match deadlines.due(Instant::now(), self.last_inbound, said_hello) {
@@ -304,11 +288,9 @@ impl Conn {
                     let at = deadlines.next_wake(self.last_inbound, said_hello);
                     wake.as_mut().reset(tokio::time::Instant::from_std(at));
                 }
-                out = self.rx.recv() => {
-                    let Some(first) = out else {
-                        return Close::gone("outbound queue closed");
-                    };
-                    if let Err(close) = self.write_batch(first).await {
+                first = mailbox.next() => {
+                    // Boxed, like `on_frame`: an idle connection carries no room for it.
+                    if let Err(close) = Box::pin(self.write_batch(first)).await {
                         return close;
                     }
                 }
@@ -318,7 +300,10 @@ impl Conn {
                         Some(Err(err)) => return read_error(err),
                         Some(Ok(msg)) => msg,
                     };
-                    if let Some(close) = self.on_frame(msg).await {
+                    // Boxed: handling a message (a join, a relay through the store…) is the
+                    // largest state of this task, and an idle connection would otherwise
+                    // carry room for it for its whole life (about 2 KB each).
+                    if let Some(close) = Box::pin(self.on_frame(msg)).await {
                         return close;
                     }
                 }
@@ -329,13 +314,13 @@ impl Conn {
     /// Writes `first` and whatever else is queued (up to a batch), then flushes once.
     async fn write_batch(&mut self, first: Utf8Bytes) -> Result<(), Close> {
         let ws = &mut self.ws;
-        let rx = &mut self.rx;
+        let mailbox = &self.mailbox;
         let write = async move {
             ws.feed(Message::Text(first)).await?;
             for _ in 1..MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(next) => ws.feed(Message::Text(next)).await?,
-                    Err(_) => break,
+                match mailbox.take() {
+                    Some(next) => ws.feed(Message::Text(next)).await?,
+                    None => break,
                 }
             }
             ws.flush().await
@@ -348,21 +333,19 @@ impl Conn {
                 Ok(Err(err)) => Err(Close::gone(format!("write failed: {err}"))),
                 Err(_) => Err(Close::gone("write timed out")),
             },
-            () = self.kick.notified() => Err(self.kicked()),
+            why = self.mailbox.kicked() => Err(self.kicked(why)),
         }
     }
 
     /// Why another task kicked this connection.
-    fn kicked(&self) -> Close {
-        if self.superseded.load(Ordering::SeqCst) {
-            replaced()
-        } else if self.reconnect.load(Ordering::SeqCst) {
-            Close::new(
+    fn kicked(&self, why: Kick) -> Close {
+        match why {
+            Kick::Superseded => replaced(),
+            Kick::Reconnect => Close::new(
                 ErrorCode::ServerShutdown,
                 "this matchmaker node is going away or lost the cluster's events: reconnect (to any node) to resume your lobby place",
-            )
-        } else {
-            slow_consumer(self.shared.config.outbound_queue)
+            ),
+            Kick::SlowConsumer => slow_consumer(self.shared.config.outbound_queue),
         }
     }
 
@@ -376,10 +359,8 @@ impl Conn {
 
     /// Queues a reply to this client. If its own queue is full it is a slow consumer.
     fn reply(&self, msg: &ServerMessage) {
-        if let Some(text) = encode(msg)
-            && let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(text)
-        {
-            self.kick.notify_one();
+        if let Some(text) = encode(msg) {
+            self.mailbox.post(text);
         }
     }
 
@@ -853,7 +834,7 @@ impl Conn {
     /// Leaves the lobby (or keeps the membership for the rejoin grace), unregisters, and
     /// tells the client why (unless it is gone).
     async fn finish(mut self, close: Close) {
-        let superseded = self.superseded.load(Ordering::SeqCst);
+        let superseded = self.mailbox.is_superseded();
         if superseded {
             // The membership and the hub entry belong to the newer connection now.
             self.lobby = None;
@@ -868,7 +849,7 @@ impl Conn {
             if let Err((code, message)) = self.leave_lobby(LeaveReason::Disconnected, None).await {
                 tracing::warn!(peer_id = %self.peer_id, %code, %message, "could not leave lobby on disconnect");
             }
-            self.shared.hub.remove(self.peer_id, &self.kick);
+            self.shared.hub.remove(self.peer_id, &self.mailbox);
         }
         if let Some(player) = &self.player {
             let release = self

@@ -1,49 +1,36 @@
 //! The live connections of this node, by peer id: how anything (a request of another
 //! connection, the lobby store, the cluster's event stream) reaches one client. A leaf: it
-//! imports nothing of the server's.
+//! imports only the mailbox (another leaf).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use axum::extract::ws::Utf8Bytes;
 use squadlink_protocol::PeerId;
-use tokio::sync::{Notify, mpsc};
+
+use crate::mailbox::{Kick, Mailbox};
 
 /// Peer ids are below 2^53 so JavaScript numbers hold them exactly.
 const PEER_ID_BOUND: u64 = 1 << 53;
 
-/// How other tasks reach one connection.
-#[derive(Clone)]
-pub(crate) struct PeerHandle {
-    pub(crate) tx: mpsc::Sender<Utf8Bytes>,
-    pub(crate) kick: Arc<Notify>,
-    /// Set (then `kick`) when a newer connection of the same player took this one's lobby
-    /// membership over: the old connection then ends without leaving the lobby.
-    pub(crate) superseded: Arc<AtomicBool>,
-    /// Set (then `kick`) when the connection must go and come back (this node lost the
-    /// cluster's event stream, or is draining): it ends keeping its lobby place.
-    pub(crate) reconnect: Arc<AtomicBool>,
-}
-
 /// The live connections of this node.
 #[derive(Default)]
 pub(crate) struct Hub {
-    peers: RwLock<HashMap<PeerId, PeerHandle>>,
+    peers: RwLock<HashMap<PeerId, Arc<Mailbox>>>,
 }
 
 impl Hub {
     /// Registers a new connection under a fresh random peer id (below 2^53, not in use
     /// here). Nodes of a cluster draw independently: with 53 random bits, a clash between
     /// two nodes' live ids is about (connections² / 2^54), one in 10^6 at 10^5 connections.
-    pub(crate) fn register(&self, handle: PeerHandle) -> Option<PeerId> {
+    pub(crate) fn register(&self, mailbox: &Arc<Mailbox>) -> Option<PeerId> {
         let mut peers = self.peers.write().ok()?;
         for _ in 0..16 {
             let mut bytes = [0u8; 8];
             getrandom::fill(&mut bytes).ok()?;
             let id = PeerId(u64::from_le_bytes(bytes) % PEER_ID_BOUND);
             if id.0 != 0 && !peers.contains_key(&id) {
-                peers.insert(id, handle);
+                peers.insert(id, Arc::clone(mailbox));
                 return Some(id);
             }
         }
@@ -54,10 +41,8 @@ impl Hub {
     /// marks the target as a slow consumer (its task then closes it); nobody else waits.
     pub(crate) fn deliver(&self, to: PeerId, text: Utf8Bytes) {
         let Ok(peers) = self.peers.read() else { return };
-        if let Some(handle) = peers.get(&to)
-            && let Err(mpsc::error::TrySendError::Full(_)) = handle.tx.try_send(text)
-        {
-            handle.kick.notify_one();
+        if let Some(mailbox) = peers.get(&to) {
+            mailbox.post(text);
         }
     }
 
@@ -68,8 +53,7 @@ impl Hub {
             return;
         };
         if let Some(stale) = peers.remove(&peer) {
-            stale.superseded.store(true, Ordering::SeqCst);
-            stale.kick.notify_one();
+            stale.kick(Kick::Superseded);
         }
     }
 
@@ -79,23 +63,21 @@ impl Hub {
         let Ok(mut peers) = self.peers.write() else {
             return;
         };
-        let Some(handle) = peers.remove(&from) else {
+        let Some(mailbox) = peers.remove(&from) else {
             return;
         };
-        let kick = Arc::clone(&handle.kick);
-        if let Some(stale) = peers.insert(to, handle)
-            && !Arc::ptr_eq(&stale.kick, &kick)
+        if let Some(stale) = peers.insert(to, Arc::clone(&mailbox))
+            && !Arc::ptr_eq(&stale, &mailbox)
         {
-            stale.superseded.store(true, Ordering::SeqCst);
-            stale.kick.notify_one();
+            stale.kick(Kick::Superseded);
         }
     }
 
-    /// Forgets `peer`'s connection, if `kick` identifies it (a newer one under the same
-    /// id stays).
-    pub(crate) fn remove(&self, peer: PeerId, kick: &Arc<Notify>) {
+    /// Forgets `peer`'s connection, if `mailbox` is its (a newer one under the same id
+    /// stays).
+    pub(crate) fn remove(&self, peer: PeerId, mailbox: &Arc<Mailbox>) {
         if let Ok(mut peers) = self.peers.write()
-            && peers.get(&peer).is_some_and(|h| Arc::ptr_eq(&h.kick, kick))
+            && peers.get(&peer).is_some_and(|m| Arc::ptr_eq(m, mailbox))
         {
             peers.remove(&peer);
         }
@@ -106,10 +88,8 @@ impl Hub {
         let Ok(peers) = self.peers.read() else {
             return 0;
         };
-        for handle in peers.values() {
-            if let Err(mpsc::error::TrySendError::Full(_)) = handle.tx.try_send(text.clone()) {
-                handle.kick.notify_one();
-            }
+        for mailbox in peers.values() {
+            mailbox.post(text.clone());
         }
         peers.len()
     }
@@ -120,9 +100,8 @@ impl Hub {
         let Ok(peers) = self.peers.read() else {
             return 0;
         };
-        for handle in peers.values() {
-            handle.reconnect.store(true, Ordering::SeqCst);
-            handle.kick.notify_one();
+        for mailbox in peers.values() {
+            mailbox.kick(Kick::Reconnect);
         }
         peers.len()
     }

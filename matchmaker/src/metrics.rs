@@ -159,8 +159,13 @@ impl Metrics {
 
     /// Counts one message between nodes of `bytes` bytes.
     pub(crate) fn node_message(&self, direction: &'static str, bytes: usize) {
+        self.node_messages_of(direction, 1, bytes);
+    }
+
+    /// Records `messages` node-to-node messages of `bytes` in all.
+    pub(crate) fn node_messages_of(&self, direction: &'static str, messages: u64, bytes: usize) {
         let kind = Kind { kind: direction };
-        self.node_messages.get_or_create(&kind).inc();
+        self.node_messages.get_or_create(&kind).inc_by(messages);
         self.node_bytes
             .get_or_create(&kind)
             .inc_by(u64::try_from(bytes).unwrap_or(u64::MAX));

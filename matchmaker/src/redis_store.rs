@@ -15,7 +15,9 @@
 //!
 //! Each node subscribes to its channel `P node:<id>`. A message there is an envelope:
 //! `D <peer>,<peer>…\n<message>\n<message>…` (deliver these protocol messages, in order, to
-//! these peers) or `S <peer>` (the connection holding `peer` here was superseded). Redis runs
+//! these peers), `R\n<peer> <message>\n<peer> <message>…` (relayed signals, each to its
+//! peer, from `redis_relay.rs`) or `S <peer>` (the connection holding `peer` here was
+//! superseded). Redis runs
 //! scripts one at a time and delivers one publisher's messages in order, so messages reach
 //! each client in commit order, whichever node made the change.
 //!
@@ -38,6 +40,7 @@ use crate::config::Config;
 use crate::hub::Hub;
 use crate::lobby::Record;
 use crate::metrics::Metrics;
+use crate::redis_relay::Relayer;
 use crate::store::{
     BoxFuture, Commit, Identity, LobbyStore, Notice, Orphans, Outcome, Relayed, StoreError,
     detached, random_id, unix_ms,
@@ -118,7 +121,7 @@ pub(crate) struct RedisStore {
     /// reconnect): a node without it cannot deliver lobby changes and is not ready.
     events_up: Arc<AtomicBool>,
     commit_script: Script,
-    relay_script: Script,
+    relayer: Relayer,
     heartbeat_script: Script,
     forget_script: Script,
     admit_script: Script,
@@ -153,11 +156,17 @@ impl RedisStore {
         .map_err(|_| StoreError::Unavailable(format!("Redis at {url} did not answer within 5 s")))?
         .map_err(|e| StoreError::Unavailable(format!("cannot connect to Redis at {url}: {e}")))?;
         let grace_ms = config.rejoin_grace_ms();
+        let redis = Metered {
+            inner: redis,
+            metrics: Arc::clone(&metrics),
+        };
         let store = Arc::new(Self {
-            redis: Metered {
-                inner: redis,
-                metrics: Arc::clone(&metrics),
-            },
+            relayer: Relayer::start(
+                redis.clone(),
+                config.redis_prefix.clone(),
+                Arc::clone(&metrics),
+            ),
+            redis,
             metrics,
             prefix: config.redis_prefix.clone(),
             node: random_id(),
@@ -169,7 +178,6 @@ impl RedisStore {
             beats: AtomicU64::new(0),
             events_up: Arc::new(AtomicBool::new(true)),
             commit_script: Script::new(include_str!("redis/commit.lua")),
-            relay_script: Script::new(include_str!("redis/relay.lua")),
             heartbeat_script: Script::new(include_str!("redis/heartbeat.lua")),
             forget_script: Script::new(include_str!("redis/forget.lua")),
             admit_script: Script::new(include_str!("redis/admit.lua")),
@@ -248,33 +256,6 @@ impl RedisStore {
                 "unexpected commit answer {other:?}"
             ))),
         }
-    }
-
-    async fn relay_now(
-        &self,
-        code: &str,
-        from: PeerId,
-        to: PeerId,
-        text: Utf8Bytes,
-    ) -> Result<Relayed, StoreError> {
-        let payload = deliver_envelope(&[to], &[text]);
-        self.metrics.node_message("sent", payload.len());
-        let mut redis = self.redis.clone();
-        let answer: String = self
-            .relay_script
-            .arg(&self.prefix)
-            .arg(code)
-            .arg(from.0)
-            .arg(to.0)
-            .arg(payload)
-            .invoke_async(&mut redis)
-            .await
-            .map_err(|e| unavailable(&e))?;
-        Ok(match answer.as_str() {
-            "sent" => Relayed::Sent,
-            "not_member" => Relayed::NotMember,
-            _ => Relayed::SenderGone,
-        })
     }
 
     async fn list_now(
@@ -454,7 +435,7 @@ impl LobbyStore for RedisStore {
         to: PeerId,
         text: Utf8Bytes,
     ) -> BoxFuture<'a, Result<Relayed, StoreError>> {
-        Box::pin(self.relay_now(code, from, to, text))
+        Box::pin(self.relayer.relay(code, from, to, text))
     }
 
     fn list_public<'a>(
@@ -673,6 +654,7 @@ fn deliver_envelope(peers: &[PeerId], texts: &[Utf8Bytes]) -> String {
 #[derive(Debug, PartialEq, Eq)]
 enum Envelope<'a> {
     Deliver(Vec<PeerId>, Vec<&'a str>),
+    Relayed(Vec<(PeerId, &'a str)>),
     Supersede(PeerId),
 }
 
@@ -685,6 +667,16 @@ fn parse_envelope(payload: &str) -> Option<Envelope<'_>> {
             .collect::<Option<Vec<_>>>()?;
         let texts = body.split('\n').filter(|t| !t.is_empty()).collect();
         return Some(Envelope::Deliver(peers, texts));
+    }
+    if head == "R" {
+        let signals = body
+            .split('\n')
+            .map(|line| {
+                let (peer, text) = line.split_once(' ')?;
+                Some((PeerId(peer.parse().ok()?), text))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        return Some(Envelope::Relayed(signals));
     }
     let peer = head.strip_prefix("S ")?.parse().ok()?;
     Some(Envelope::Supersede(PeerId(peer)))
@@ -699,6 +691,11 @@ fn dispatch(hub: &Hub, payload: &[u8]) {
                 for peer in &peers {
                     hub.deliver(*peer, text.clone());
                 }
+            }
+        }
+        Some(Envelope::Relayed(signals)) => {
+            for (peer, text) in signals {
+                hub.deliver(peer, Utf8Bytes::from(text));
             }
         }
         Some(Envelope::Supersede(peer)) => hub.supersede(peer),
@@ -790,7 +787,25 @@ mod tests {
             parse_envelope("S 42"),
             Some(Envelope::Supersede(PeerId(42)))
         );
-        for bad in ["", "D ", "D 1,x\n{}", "S", "S -1", "X 1", "D 1,,2"] {
+        assert_eq!(
+            parse_envelope("R\n7 {\"a\":1}\n8 {\"b\":\"c d\"}"),
+            Some(Envelope::Relayed(vec![
+                (PeerId(7), "{\"a\":1}"),
+                (PeerId(8), "{\"b\":\"c d\"}")
+            ]))
+        );
+        for bad in [
+            "",
+            "D ",
+            "D 1,x\n{}",
+            "S",
+            "S -1",
+            "X 1",
+            "D 1,,2",
+            "R",
+            "R\n7",
+            "R\nx {}",
+        ] {
             assert_eq!(parse_envelope(bad), None, "{bad:?}");
         }
     }

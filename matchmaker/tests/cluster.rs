@@ -126,10 +126,12 @@ async fn a_dead_nodes_players_keep_their_places_for_the_grace_then_leave() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_member_sees_one_order_of_changes_and_signals_keep_theirs_across_nodes() {
     let redis = tokio::task::spawn_blocking(Redis::start).await.unwrap();
+    // Room in the rate limit for the signal bursts below.
+    let roomy = |c: &mut Config| c.message_burst = 1_000;
     let nodes = [
-        node(&redis, |_| {}).await,
-        node(&redis, |_| {}).await,
-        node(&redis, |_| {}).await,
+        node(&redis, roomy).await,
+        node(&redis, roomy).await,
+        node(&redis, roomy).await,
     ];
     let (mut host, host_id) = Client::hello(&nodes[0].url(), "host").await;
     let lobby = host.create(12, false).await;
@@ -172,7 +174,7 @@ async fn every_member_sees_one_order_of_changes_and_signals_keep_theirs_across_n
         }
         assert_eq!(last, final_version);
     }
-    // 90 signals (within the rate limit's burst) from a player on one node to the host on
+    // 90 signals from a player on one node to the host on
     // another arrive in order.
     let (mut host, _) = everyone.pop().unwrap();
     let (sender, _) = &mut everyone[1];
@@ -189,6 +191,41 @@ async fn every_member_sees_one_order_of_changes_and_signals_keep_theirs_across_n
             ServerMessage::Signal { data, .. } => assert_eq!(signal_number(&data), n),
             other => panic!("expected signal {n}, got {other:?}"),
         }
+    }
+    // All eleven send at once (so each node relays them in shared batches), one of them
+    // also to a peer outside the lobby: each sender's signals still arrive in its order,
+    // and only the stray one is refused, to its sender.
+    let mut ids = std::collections::HashMap::new();
+    for round in 0..30 {
+        for (i, (c, _)) in everyone.iter_mut().enumerate() {
+            c.send(&ClientMessage::Signal {
+                to: host_id,
+                data: signal(round),
+            })
+            .await;
+            if i == 4 && round == 10 {
+                c.send(&ClientMessage::Signal {
+                    to: PeerId(1),
+                    data: signal(999),
+                })
+                .await;
+            }
+        }
+    }
+    for _ in 0..30 * everyone.len() {
+        match host.recv().await {
+            ServerMessage::Signal { from, data } => {
+                let next = ids.entry(from).or_insert(0);
+                assert_eq!(signal_number(&data), *next, "from {from}");
+                *next += 1;
+            }
+            other => panic!("expected a signal, got {other:?}"),
+        }
+    }
+    assert_eq!(ids.len(), everyone.len());
+    everyone[4].0.expect_error(ErrorCode::PeerNotInLobby).await;
+    for (c, _) in &mut everyone {
+        c.assert_alive_and_idle().await;
     }
     for node in nodes {
         node.shutdown().await.unwrap();
