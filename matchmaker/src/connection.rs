@@ -19,15 +19,17 @@ use squadlink_protocol::{
 
 use crate::auth::{TokenError, valid_region, verify_token_claims};
 use crate::deadlines::{Deadlines, Due};
-use crate::lobbies::{self, Guard, Joined, Reply, store_call, unix_ms};
+use crate::lobbies::{self, Guard, Joined, Reply, STORE_TIMEOUT, store_call, unix_ms};
 use crate::lobby::Holder;
 use crate::mailbox::{Kick, Mailbox};
 use crate::metrics::Kind;
 use crate::shared::{Shared, encode};
 use crate::store::{
-    Identity, MAX_PROPERTIES, MAX_PROPERTY_KEY, MAX_PROPERTY_VALUE, NewLobby, Seat,
+    Identity, MAX_PROPERTIES, MAX_PROPERTY_KEY, MAX_PROPERTY_VALUE, NewLobby, RelayAnswer, Relayed,
+    Seat, StoreError,
 };
 use crate::turn::ice_servers_in;
+use crate::unanswered::Unanswered;
 
 /// How long one write (a batch of frames, a ping, a close) may take before the client is
 /// considered gone.
@@ -170,6 +172,8 @@ struct Conn {
     lobby: Option<String>,
     /// Messages for this client, and the word that ends it (shared through the hub).
     mailbox: Arc<Mailbox>,
+    /// Signals handed to the store whose answers have not come yet.
+    unanswered: Unanswered,
     /// This connection's random id, recorded in its lobby place (see `Holder`).
     conn_id: u64,
     /// Peer-connection reports counted so far.
@@ -209,6 +213,7 @@ pub(crate) async fn run(
         region: region.filter(|r| valid_region(r)),
         lobby: None,
         mailbox,
+        unanswered: Unanswered::default(),
         conn_id: random_conn_id(),
         reports: 0,
         bucket,
@@ -287,6 +292,9 @@ impl Conn {
                     }
                     let at = deadlines.next_wake(self.last_inbound, said_hello);
                     wake.as_mut().reset(tokio::time::Instant::from_std(at));
+                }
+                Some((to, answer)) = self.unanswered.next(), if !self.unanswered.is_empty() => {
+                    self.answered(to, answer);
                 }
                 first = mailbox.next() => {
                     // Boxed, like `on_frame`: an idle connection carries no room for it.
@@ -426,6 +434,11 @@ impl Conn {
         let Some(player) = self.player.clone() else {
             return self.on_hello(msg).await;
         };
+        // Signals go out without waiting for their answers; anything else waits for them.
+        if !matches!(msg, ClientMessage::Signal { .. }) || self.unanswered.is_full() {
+            let all = !matches!(msg, ClientMessage::Signal { .. });
+            self.settle(all).await;
+        }
         let result = match msg {
             ClientMessage::Hello { .. } => Err((
                 ErrorCode::AlreadyAuthenticated,
@@ -826,14 +839,57 @@ impl Conn {
                 "signals go to members of your lobby: join a lobby first".into(),
             ));
         };
-        lobbies::relay(&self.shared, code, self.peer_id, to, data).await?;
-        self.shared.metrics.signals.inc();
+        match lobbies::relay(&self.shared, code, self.peer_id, to, data).await? {
+            // Answered at once (one node) with nothing older waiting: settle it now.
+            RelayAnswer::Ready(answer) if self.unanswered.is_empty() => {
+                self.answered(to, answer);
+            }
+            answer => self.unanswered.push(to, answer),
+        }
         Ok(())
+    }
+
+    /// Waits for the answers of this connection's signals: all of them, or (`all` false)
+    /// the oldest one.
+    async fn settle(&mut self, all: bool) {
+        loop {
+            match tokio::time::timeout(STORE_TIMEOUT, self.unanswered.next()).await {
+                Ok(Some((to, answer))) => self.answered(to, answer),
+                Ok(None) => return,
+                Err(_) => {
+                    self.reply_error(
+                        None,
+                        (
+                            ErrorCode::Internal,
+                            "the lobby store did not answer a signal within 5 s (unreachable or overloaded); it may not have been delivered".into(),
+                        ),
+                    );
+                    self.unanswered = Unanswered::default();
+                    return;
+                }
+            }
+            if !all {
+                return;
+            }
+        }
+    }
+
+    /// A signal's answer came: count it, or tell the sender what went wrong.
+    fn answered(&self, to: PeerId, answer: Result<Relayed, StoreError>) {
+        let code = self.lobby.as_deref().unwrap_or_default();
+        match lobbies::relay_outcome(code, to, answer) {
+            Ok(()) => {
+                self.shared.metrics.signals.inc();
+            }
+            Err(reply) => self.reply_error(None, reply),
+        }
     }
 
     /// Leaves the lobby (or keeps the membership for the rejoin grace), unregisters, and
     /// tells the client why (unless it is gone).
     async fn finish(mut self, close: Close) {
+        // Signals the client sent before it went still go out before it leaves.
+        self.settle(true).await;
         let superseded = self.mailbox.is_superseded();
         if superseded {
             // The membership and the hub entry belong to the newer connection now.

@@ -34,6 +34,7 @@ mod server;
 mod shared;
 pub mod store;
 pub mod turn;
+mod unanswered;
 
 pub use config::{Config, ConfigError, DevMode};
 pub use server::{Error, Server};

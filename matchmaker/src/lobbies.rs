@@ -17,7 +17,8 @@ use crate::lobby::{Holder, NotMember, Record};
 use crate::shared::{Shared, encode};
 pub(crate) use crate::store::unix_ms;
 use crate::store::{
-    BoxFuture, Commit, Identity, NewLobby, Notice, Outcome, Relayed, Seat, StoreError, random_code,
+    BoxFuture, Commit, Identity, NewLobby, Notice, Outcome, RelayAnswer, Relayed, Seat, StoreError,
+    random_code,
 };
 
 /// How long a lobby store call may take.
@@ -338,18 +339,28 @@ pub(crate) async fn detach(
     Err(busy(code))
 }
 
-/// Relays a signal from `from` to `to`, both members of lobby `code`.
+/// Hands a signal from `from` to `to` (both members of lobby `code`, to be checked) to the
+/// store. Its answer may come later: see [`relay_outcome`].
 pub(crate) async fn relay(
     shared: &Shared,
     code: &str,
     from: PeerId,
     to: PeerId,
     data: Signal,
-) -> Result<(), Reply> {
+) -> Result<RelayAnswer, Reply> {
     let Some(text) = encode(&ServerMessage::Signal { from, data }) else {
         return Err((ErrorCode::Internal, "could not encode the signal".into()));
     };
-    match store_call(shared.store.relay(code, from, to, text)).await? {
+    store_call(shared.store.relay(code, from, to, text)).await
+}
+
+/// What a signal's answer means to its sender (who sent it to `to` in lobby `code`).
+pub(crate) fn relay_outcome(
+    code: &str,
+    to: PeerId,
+    answer: Result<Relayed, StoreError>,
+) -> Result<(), Reply> {
+    match answer.map_err(store_reply)? {
         Relayed::Sent => Ok(()),
         Relayed::NotMember => Err((
             ErrorCode::PeerNotInLobby,

@@ -1,9 +1,10 @@
 //! The cluster's signal relay: signals from this node's connections, sent to Redis in
-//! batches. Each connection waits for its signal's answer before sending the next, so a
-//! node has at most one signal per connection queued; whatever is queued while a batch is
-//! in Redis goes out together in the next one — one script call for the batch, one publish
-//! per receiving node (`redis/relay.lua`). Under light load a batch is one signal and
-//! nothing waits; under heavy load the batches grow and Redis does less per signal.
+//! batches. A connection hands its signals over without waiting for their answers (it
+//! waits for them before any other request: see `connection.rs`); whatever is queued while
+//! a batch is in Redis goes out together in the next one — one script call for the batch,
+//! one publish per receiving node (`redis/relay.lua`). Under light load a batch is one
+//! signal; under heavy load the batches grow and Redis does less per signal. One batch is
+//! in Redis at a time, so signals reach Redis in the order they were queued.
 
 use std::sync::Arc;
 
@@ -14,7 +15,7 @@ use squadlink_protocol::PeerId;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::Metrics;
-use crate::store::{Relayed, StoreError};
+use crate::store::{RelayAnswer, Relayed, StoreError};
 
 /// Most signals in one batch (one script call).
 const MAX_BATCH: usize = 512;
@@ -46,15 +47,16 @@ impl Relayer {
         Self { queue }
     }
 
-    /// Relays `text` (a `signal` message) from `from` to `to` in lobby `code`, once both are
-    /// members (checked in Redis, in the same step as the publish).
+    /// Queues `text` (a `signal` message) from `from` to `to` in lobby `code`; it goes out
+    /// once both are members (checked in Redis, in the same step as the publish). Waits
+    /// only while the queue is full.
     pub(crate) async fn relay(
         &self,
         code: &str,
         from: PeerId,
         to: PeerId,
         text: Utf8Bytes,
-    ) -> Result<Relayed, StoreError> {
+    ) -> Result<RelayAnswer, StoreError> {
         let (answer, answered) = oneshot::channel();
         let pending = Pending {
             code: code.to_owned(),
@@ -64,7 +66,7 @@ impl Relayer {
             answer,
         };
         self.queue.send(pending).await.map_err(|_| stopped())?;
-        answered.await.map_err(|_| stopped())?
+        Ok(RelayAnswer::Queued(answered))
     }
 }
 
@@ -82,39 +84,52 @@ async fn run<C>(
 {
     let script = Script::new(include_str!("redis/relay.lua"));
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    // One batch at a time: batches reach Redis in queue order, so each connection's
+    // signals keep theirs (two in flight could be reordered by a reload of the script).
     while pending.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let mut call = script.prepare_invoke();
-        call.arg(&prefix);
-        let mut bytes = 0;
-        for p in &batch {
-            bytes += p.text.len();
-            call.arg(&p.code)
-                .arg(p.from.0)
-                .arg(p.to.0)
-                .arg(p.text.as_bytes());
-        }
-        let answered: Result<(u64, String), _> = call.invoke_async(&mut conn).await;
-        match answered {
-            Ok((publishes, letters)) => {
-                metrics.node_messages_of("sent", publishes, bytes);
-                let mut letters = letters.bytes();
-                for p in batch.drain(..) {
-                    let answer = match letters.next() {
-                        Some(b's') => Ok(Relayed::Sent),
-                        Some(b'n') => Ok(Relayed::NotMember),
-                        Some(b'g') => Ok(Relayed::SenderGone),
-                        other => Err(StoreError::Backend(format!(
-                            "unexpected relay answer {other:?}"
-                        ))),
-                    };
-                    let _ = p.answer.send(answer);
-                }
+        send(&mut conn, &script, &prefix, &metrics, &mut batch).await;
+    }
+}
+
+/// Sends one batch and hands each signal its answer (the batch is left empty).
+async fn send<C: ConnectionLike>(
+    conn: &mut C,
+    script: &Script,
+    prefix: &str,
+    metrics: &Metrics,
+    batch: &mut Vec<Pending>,
+) {
+    let mut call = script.prepare_invoke();
+    call.arg(prefix);
+    let mut bytes = 0;
+    for p in batch.iter() {
+        bytes += p.text.len();
+        call.arg(&p.code)
+            .arg(p.from.0)
+            .arg(p.to.0)
+            .arg(p.text.as_bytes());
+    }
+    let answered: Result<(u64, String), _> = call.invoke_async(conn).await;
+    match answered {
+        Ok((publishes, letters)) => {
+            metrics.node_messages_of("sent", publishes, bytes);
+            let mut letters = letters.bytes();
+            for p in batch.drain(..) {
+                let answer = match letters.next() {
+                    Some(b's') => Ok(Relayed::Sent),
+                    Some(b'n') => Ok(Relayed::NotMember),
+                    Some(b'g') => Ok(Relayed::SenderGone),
+                    other => Err(StoreError::Backend(format!(
+                        "unexpected relay answer {other:?}"
+                    ))),
+                };
+                let _ = p.answer.send(answer);
             }
-            Err(err) => {
-                let err = StoreError::Unavailable(format!("Redis: {err}"));
-                for p in batch.drain(..) {
-                    let _ = p.answer.send(Err(err.clone()));
-                }
+        }
+        Err(err) => {
+            let err = StoreError::Unavailable(format!("Redis: {err}"));
+            for p in batch.drain(..) {
+                let _ = p.answer.send(Err(err.clone()));
             }
         }
     }

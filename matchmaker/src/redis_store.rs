@@ -42,7 +42,7 @@ use crate::lobby::Record;
 use crate::metrics::Metrics;
 use crate::redis_relay::Relayer;
 use crate::store::{
-    BoxFuture, Commit, Identity, LobbyStore, Notice, Orphans, Outcome, Relayed, StoreError,
+    BoxFuture, Commit, Identity, LobbyStore, Notice, Orphans, Outcome, RelayAnswer, StoreError,
     detached, random_id, unix_ms,
 };
 
@@ -434,7 +434,7 @@ impl LobbyStore for RedisStore {
         from: PeerId,
         to: PeerId,
         text: Utf8Bytes,
-    ) -> BoxFuture<'a, Result<Relayed, StoreError>> {
+    ) -> BoxFuture<'a, Result<RelayAnswer, StoreError>> {
         Box::pin(self.relayer.relay(code, from, to, text))
     }
 

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::extract::ws::Utf8Bytes;
 use squadlink_protocol::{LobbySummary, PeerId, PlayerId, Properties};
+use tokio::sync::oneshot;
 
 use crate::hub::Hub;
 use crate::lobby::{Holder, Record};
@@ -113,6 +114,30 @@ pub(crate) enum Relayed {
     NotMember,
 }
 
+/// A relayed signal's answer: known at once (one node), or once the store has checked it
+/// (a cluster relays in batches). Signals are checked in the order they were handed over.
+#[derive(Debug)]
+pub(crate) enum RelayAnswer {
+    /// Checked already.
+    Ready(Result<Relayed, StoreError>),
+    /// Queued; the answer comes when its batch has been through the store.
+    Queued(oneshot::Receiver<Result<Relayed, StoreError>>),
+}
+
+impl RelayAnswer {
+    /// The answer, waiting for it if needed. Cancel-safe.
+    pub(crate) async fn get(&mut self) -> Result<Relayed, StoreError> {
+        match self {
+            Self::Ready(answer) => answer.clone(),
+            Self::Queued(answered) => answered.await.unwrap_or_else(|_| {
+                Err(StoreError::Unavailable(
+                    "the relay stopped before answering (the node is shutting down)".into(),
+                ))
+            }),
+        }
+    }
+}
+
 /// Places whose node stopped: their connections are gone without anyone detaching them.
 #[derive(Debug, Default)]
 pub(crate) struct Orphans {
@@ -134,14 +159,16 @@ pub(crate) trait LobbyStore: Send + Sync + 'static {
     fn load<'a>(&'a self, code: &'a str) -> BoxFuture<'a, Result<Option<Record>, StoreError>>;
     /// Stores a change if the record is still `commit.before`, then sends its notices.
     fn commit(&self, commit: Commit) -> BoxFuture<'_, Result<Outcome, StoreError>>;
-    /// Sends `text` to `to` if both it and `from` are members of lobby `code`.
+    /// Sends `text` to `to` if both it and `from` are members of lobby `code`. Returns
+    /// once the signal is handed over (in order: a caller's signals are checked and sent
+    /// in the order of its calls); the answer may come later.
     fn relay<'a>(
         &'a self,
         code: &'a str,
         from: PeerId,
         to: PeerId,
         text: Utf8Bytes,
-    ) -> BoxFuture<'a, Result<Relayed, StoreError>>;
+    ) -> BoxFuture<'a, Result<RelayAnswer, StoreError>>;
     /// Public lobbies with room whose properties contain all of `filter`, newest first.
     fn list_public<'a>(
         &'a self,
@@ -386,8 +413,8 @@ impl LobbyStore for MemoryStore {
         from: PeerId,
         to: PeerId,
         text: Utf8Bytes,
-    ) -> BoxFuture<'a, Result<Relayed, StoreError>> {
-        ready(self.relay_now(code, from, to, text))
+    ) -> BoxFuture<'a, Result<RelayAnswer, StoreError>> {
+        ready(Ok(RelayAnswer::Ready(self.relay_now(code, from, to, text))))
     }
 
     fn list_public<'a>(

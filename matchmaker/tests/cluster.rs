@@ -227,6 +227,41 @@ async fn every_member_sees_one_order_of_changes_and_signals_keep_theirs_across_n
     for (c, _) in &mut everyone {
         c.assert_alive_and_idle().await;
     }
+    // Signals sent just before a leave reach the host before it hears of the leave, also
+    // when they queue in the node's relay behind a batch that a paused Redis holds.
+    assert_eq!(
+        redis.command("CLIENT PAUSE 300 ALL").as_deref(),
+        Some("+OK\r\n")
+    );
+    everyone[5]
+        .0
+        .send(&ClientMessage::Signal {
+            to: host_id,
+            data: signal(30),
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (leaver, _) = &mut everyone[2];
+    for n in 0..5 {
+        leaver
+            .send(&ClientMessage::Signal {
+                to: host_id,
+                data: signal(n),
+            })
+            .await;
+    }
+    leaver.send(&ClientMessage::LeaveLobby { rid: None }).await;
+    let mut before_leave = Vec::new();
+    loop {
+        match host.recv().await {
+            ServerMessage::Signal { data, .. } if signal_number(&data) == 30 => {}
+            ServerMessage::Signal { data, .. } => before_leave.push(signal_number(&data)),
+            ServerMessage::PeerLeft { .. } => break,
+            ServerMessage::LobbyState { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(before_leave, [0, 1, 2, 3, 4]);
     for node in nodes {
         node.shutdown().await.unwrap();
     }
