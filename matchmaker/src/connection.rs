@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
@@ -17,12 +17,15 @@ use squadlink_protocol::{
     Properties, ReportedPath, ServerMessage, Signal,
 };
 
-use crate::auth::{TokenError, valid_region, verify_token_claims};
+use crate::auth::valid_region;
+use crate::close::{Close, close_code, read_error, replaced, slow_consumer};
 use crate::deadlines::{Deadlines, Due};
+use crate::hello::{Refused, hello_with_malformed_token, identify, unix_now};
 use crate::lobbies::{self, Guard, Joined, Reply, STORE_TIMEOUT, store_call, unix_ms};
 use crate::lobby::Holder;
 use crate::mailbox::{Kick, Mailbox};
 use crate::metrics::Kind;
+use crate::rate::{RateLimit, Verdict};
 use crate::shared::{Shared, encode};
 use crate::store::{
     Identity, MAX_PROPERTIES, MAX_PROPERTY_KEY, MAX_PROPERTY_VALUE, NewLobby, RelayAnswer, Relayed,
@@ -42,67 +45,6 @@ const MAX_BATCH: usize = 64;
 const MAX_REPORTS: u32 = 64;
 /// Longest lobby code accepted in `join_lobby`.
 const MAX_CODE_LEN: usize = 16;
-
-/// Why a connection ends.
-struct Close {
-    /// `None`: the client went away (closed, reset); nothing more is sent.
-    code: Option<ErrorCode>,
-    message: String,
-    rid: Option<u32>,
-    /// The client said goodbye (a WebSocket close frame): it leaves its lobby at once.
-    deliberate: bool,
-}
-
-impl Close {
-    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            code: Some(code),
-            message: message.into(),
-            rid: None,
-            deliberate: false,
-        }
-    }
-
-    fn gone(why: impl Into<String>) -> Self {
-        Self {
-            code: None,
-            message: why.into(),
-            rid: None,
-            deliberate: false,
-        }
-    }
-
-    /// The connection vanished without a goodbye: its player may come back (rejoin grace).
-    fn may_return(&self) -> bool {
-        self.code.is_none() && !self.deliberate
-    }
-
-    fn with_rid(mut self, rid: Option<u32>) -> Self {
-        self.rid = rid;
-        self
-    }
-}
-
-/// The WebSocket close code that goes with an error code.
-fn close_code(code: ErrorCode) -> u16 {
-    match code {
-        ErrorCode::FrameTooLarge => 1009,
-        ErrorCode::ServerShutdown => 1001,
-        ErrorCode::Internal => 1011,
-        ErrorCode::ServerFull => 1013,
-        ErrorCode::Replaced => 1000,
-        ErrorCode::ProtocolError => 1002,
-        ErrorCode::InvalidUtf8 => 1007,
-        _ => 1008,
-    }
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
 
 fn validate_properties(what: &str, props: &Properties) -> Result<(), Reply> {
     if props.len() > usize::from(MAX_PROPERTIES) {
@@ -127,37 +69,6 @@ fn validate_properties(what: &str, props: &Properties) -> Result<(), Reply> {
     Ok(())
 }
 
-/// A token bucket: `rate` per second, up to `burst` at once.
-struct TokenBucket {
-    tokens: f64,
-    rate: f64,
-    burst: f64,
-    last: Instant,
-}
-
-impl TokenBucket {
-    fn new(rate: u32, burst: u32) -> Self {
-        Self {
-            tokens: f64::from(burst),
-            rate: f64::from(rate),
-            burst: f64::from(burst),
-            last: Instant::now(),
-        }
-    }
-
-    fn take(&mut self, now: Instant) -> bool {
-        let refill = now.saturating_duration_since(self.last).as_secs_f64() * self.rate;
-        self.tokens = (self.tokens + refill).min(self.burst);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
 struct Conn {
     ws: WebSocket,
     shared: Arc<Shared>,
@@ -178,9 +89,7 @@ struct Conn {
     conn_id: u64,
     /// Peer-connection reports counted so far.
     reports: u32,
-    bucket: TokenBucket,
-    rate_strikes: u32,
-    last_rate_error: Option<Instant>,
+    rate: RateLimit,
     last_inbound: Instant,
 }
 
@@ -198,9 +107,10 @@ pub(crate) async fn run(
     // Without a registered id the connection is refused below; PeerId(0) is never handed
     // out, so nothing can be addressed to it.
     let peer_id = registered.unwrap_or(PeerId(0));
-    let bucket = TokenBucket::new(
+    let rate = RateLimit::new(
         shared.config.messages_per_second,
         shared.config.message_burst,
+        Instant::now(),
     );
     let mut conn = Conn {
         ws,
@@ -216,9 +126,7 @@ pub(crate) async fn run(
         unanswered: Unanswered::default(),
         conn_id: random_conn_id(),
         reports: 0,
-        bucket,
-        rate_strikes: 0,
-        last_rate_error: None,
+        rate,
         last_inbound: Instant::now(),
     };
     tracing::debug!(%peer_id, %remote, "connected");
@@ -293,14 +201,16 @@ impl Conn {
                     let at = deadlines.next_wake(self.last_inbound, said_hello);
                     wake.as_mut().reset(tokio::time::Instant::from_std(at));
                 }
-                Some((to, answer)) = self.unanswered.next(), if !self.unanswered.is_empty() => {
-                    self.answered(to, answer);
-                }
                 first = mailbox.next() => {
                     // Boxed, like `on_frame`: an idle connection carries no room for it.
                     if let Err(close) = Box::pin(self.write_batch(first)).await {
                         return close;
                     }
+                }
+                // After the mailbox: an error answer is written before the next answer is
+                // taken, so a burst of refused signals cannot overflow the client's queue.
+                Some((to, answer)) = self.unanswered.next(), if !self.unanswered.is_empty() => {
+                    self.answered(to, answer);
                 }
                 inbound = self.ws.recv() => {
                     let msg = match inbound {
@@ -392,10 +302,20 @@ impl Conn {
             Message::Text(text) => (Some(text), false),
             Message::Binary(_) => (None, false),
         };
-        if !self.bucket.take(now) {
-            return self.rate_limited(now);
+        match self.rate.check(now) {
+            Verdict::Pass => {}
+            Verdict::Drop(tell) => {
+                self.shared.metrics.rate_limited.inc();
+                if let Some(message) = tell {
+                    self.reply_error(None, (ErrorCode::RateLimited, message));
+                }
+                return None;
+            }
+            Verdict::Close(message) => {
+                self.shared.metrics.rate_limited.inc();
+                return Some(Close::new(ErrorCode::RateLimited, message));
+            }
         }
-        self.rate_strikes = 0;
         if control {
             return None;
         }
@@ -437,7 +357,9 @@ impl Conn {
         // Signals go out without waiting for their answers; anything else waits for them.
         if !matches!(msg, ClientMessage::Signal { .. }) || self.unanswered.is_full() {
             let all = !matches!(msg, ClientMessage::Signal { .. });
-            self.settle(all).await;
+            if let Err(close) = self.settle(all).await {
+                return Some(close);
+            }
         }
         let result = match msg {
             ClientMessage::Hello { .. } => Err((
@@ -537,35 +459,6 @@ impl Conn {
         servers
     }
 
-    fn rate_limited(&mut self, now: Instant) -> Option<Close> {
-        self.shared.metrics.rate_limited.inc();
-        self.rate_strikes += 1;
-        let limit = format!(
-            "more than {} messages per second (burst {})",
-            self.shared.config.messages_per_second, self.shared.config.message_burst
-        );
-        if self.rate_strikes > self.shared.config.message_burst {
-            return Some(Close::new(
-                ErrorCode::RateLimited,
-                format!("kept sending {limit} after being told to slow down"),
-            ));
-        }
-        let quiet = self
-            .last_rate_error
-            .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(1));
-        if !quiet {
-            self.last_rate_error = Some(now);
-            self.reply_error(
-                None,
-                (
-                    ErrorCode::RateLimited,
-                    format!("{limit}: message dropped; slow down or be disconnected"),
-                ),
-            );
-        }
-        None
-    }
-
     async fn on_hello(&mut self, msg: ClientMessage) -> Option<Close> {
         if let ClientMessage::Ping { nonce } = msg {
             self.reply(&ServerMessage::Pong { nonce });
@@ -586,79 +479,19 @@ impl Conn {
             );
             return None;
         };
-        let config = &self.shared.config;
         let token = token.or_else(|| self.query_token.take());
-        let identity = if token.is_some() {
-            Identity::Token
-        } else {
-            Identity::Anonymous
+        let hello = match identify(&self.shared.config, self.shared.dev_mode, token, player_id) {
+            Ok(hello) => hello,
+            Err(Refused::Close(close)) => return Some(close.with_rid(rid)),
+            Err(Refused::Reply(reply)) => {
+                self.reply_error(rid, reply);
+                return None;
+            }
         };
-        let player = match (token, &config.auth_secret) {
-            (Some(token), Some(secret)) => {
-                match verify_token_claims(
-                    secret.as_bytes(),
-                    &token,
-                    unix_now(),
-                    config.token_rules(),
-                ) {
-                    Ok(verified) => {
-                        if verified.region.is_some() {
-                            self.region = verified.region;
-                        }
-                        verified.player
-                    }
-                    Err(err @ TokenError::Expired(_)) => {
-                        return Some(
-                            Close::new(ErrorCode::TokenExpired, err.to_string()).with_rid(rid),
-                        );
-                    }
-                    Err(err) => {
-                        return Some(
-                            Close::new(ErrorCode::TokenInvalid, err.to_string()).with_rid(rid),
-                        );
-                    }
-                }
-            }
-            (Some(_), None) => {
-                return Some(
-                    Close::new(
-                        ErrorCode::TokenInvalid,
-                        "this server has no --auth-secret, so it cannot check tokens: connect without one (dev mode) or configure the secret",
-                    )
-                    .with_rid(rid),
-                );
-            }
-            (None, _) if !self.shared.dev_mode => {
-                return Some(
-                    Close::new(
-                        ErrorCode::AuthRequired,
-                        "this server requires a token: pass ?token=... in the URL or \"token\" in hello",
-                    )
-                    .with_rid(rid),
-                );
-            }
-            (None, _) => match player_id {
-                Some(wanted) => match PlayerId::parse(&wanted) {
-                    Some(player) => player,
-                    None => {
-                        self.reply_error(
-                            rid,
-                            (
-                                ErrorCode::InvalidField,
-                                "player_id must be 1-64 of A-Z a-z 0-9 _ - . @".into(),
-                            ),
-                        );
-                        return None;
-                    }
-                },
-                None => match anonymous_player() {
-                    Some(player) => player,
-                    None => {
-                        return Some(Close::new(ErrorCode::Internal, "no randomness for an id"));
-                    }
-                },
-            },
-        };
+        let (player, identity) = (hello.player, hello.identity);
+        if hello.region.is_some() {
+            self.region = hello.region;
+        }
         let admitted = store_call(self.shared.store.admit(
             &player,
             identity,
@@ -850,12 +683,19 @@ impl Conn {
     }
 
     /// Waits for the answers of this connection's signals: all of them, or (`all` false)
-    /// the oldest one.
-    async fn settle(&mut self, all: bool) {
+    /// the oldest one. Each error reply is written before the next answer is taken (as the
+    /// main loop does), so a burst of refused signals cannot overflow the client's queue.
+    async fn settle(&mut self, all: bool) -> Result<(), Close> {
         loop {
             match tokio::time::timeout(STORE_TIMEOUT, self.unanswered.next()).await {
-                Ok(Some((to, answer))) => self.answered(to, answer),
-                Ok(None) => return,
+                Ok(Some((to, answer))) => {
+                    if self.answered(to, answer)
+                        && let Some(first) = self.mailbox.take()
+                    {
+                        Box::pin(self.write_batch(first)).await?;
+                    }
+                }
+                Ok(None) => return Ok(()),
                 Err(_) => {
                     self.reply_error(
                         None,
@@ -865,31 +705,37 @@ impl Conn {
                         ),
                     );
                     self.unanswered = Unanswered::default();
-                    return;
+                    return Ok(());
                 }
             }
             if !all {
-                return;
+                return Ok(());
             }
         }
     }
 
-    /// A signal's answer came: count it, or tell the sender what went wrong.
-    fn answered(&self, to: PeerId, answer: Result<Relayed, StoreError>) {
+    /// A signal's answer came: count it, or tell the sender what went wrong (`true`: an
+    /// error reply was queued).
+    fn answered(&self, to: PeerId, answer: Result<Relayed, StoreError>) -> bool {
         let code = self.lobby.as_deref().unwrap_or_default();
         match lobbies::relay_outcome(code, to, answer) {
             Ok(()) => {
                 self.shared.metrics.signals.inc();
+                false
             }
-            Err(reply) => self.reply_error(None, reply),
+            Err(reply) => {
+                self.reply_error(None, reply);
+                true
+            }
         }
     }
 
     /// Leaves the lobby (or keeps the membership for the rejoin grace), unregisters, and
     /// tells the client why (unless it is gone).
     async fn finish(mut self, close: Close) {
-        // Signals the client sent before it went still go out before it leaves.
-        self.settle(true).await;
+        // Signals the client sent before it went still go out before it leaves (a failed
+        // write of a refusal only means the client is gone).
+        let _ = self.settle(true).await;
         let superseded = self.mailbox.is_superseded();
         if superseded {
             // The membership and the hub entry belong to the newer connection now.
@@ -941,85 +787,11 @@ impl Conn {
     }
 }
 
-/// Turns a read error into a close: an oversized frame, a broken frame or invalid UTF-8 is
-/// the client's fault and is told so; anything else means the connection is broken.
-fn read_error(err: axum::Error) -> Close {
-    let inner = err.into_inner();
-    match inner.downcast_ref::<tungstenite::Error>() {
-        Some(tungstenite::Error::Capacity(cap)) => Close::new(
-            ErrorCode::FrameTooLarge,
-            format!("frame too large ({cap}); split the message or stay under max_frame_bytes"),
-        ),
-        Some(tungstenite::Error::Utf8(_)) => Close::new(
-            ErrorCode::InvalidUtf8,
-            "a text frame was not valid UTF-8: send JSON as UTF-8 text",
-        ),
-        // The TCP connection ended without a close frame: the client vanished (it may come
-        // back within the rejoin grace), it did not misbehave.
-        Some(tungstenite::Error::Protocol(
-            tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
-        )) => Close::gone("the connection ended without a close frame"),
-        Some(tungstenite::Error::Protocol(p)) => Close::new(
-            ErrorCode::ProtocolError,
-            format!("WebSocket protocol error: {p}"),
-        ),
-        _ => Close::gone(format!("read failed: {inner}")),
-    }
-}
-
-fn replaced() -> Close {
-    Close::new(
-        ErrorCode::Replaced,
-        "a newer connection of this player took over its lobby place; this one is closed (do not reconnect: the newer one is in use)",
-    )
-}
-
-/// A `hello` whose `token` is there but not a string: the hello table's "malformed token",
-/// which closes, rather than a field error the client could retry.
-fn hello_with_malformed_token(text: &str) -> bool {
-    let Ok(envelope) = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text)
-    else {
-        return false;
-    };
-    envelope.get("type").and_then(serde_json::Value::as_str) == Some("hello")
-        && envelope
-            .get("token")
-            .is_some_and(|t| !t.is_string() && !t.is_null())
-}
-
-fn slow_consumer(queue: u32) -> Close {
-    Close::new(
-        ErrorCode::SlowConsumer,
-        format!("more than {queue} messages were waiting for this client: read faster"),
-    )
-}
-
 /// A random connection id (see `Holder::conn`); without randomness, a clock-based one.
 fn random_conn_id() -> u64 {
     let mut bytes = [0u8; 8];
     match getrandom::fill(&mut bytes) {
         Ok(()) => u64::from_le_bytes(bytes),
         Err(_) => unix_ms() ^ std::process::id() as u64,
-    }
-}
-
-fn anonymous_player() -> Option<PlayerId> {
-    let hex = crate::store::random_hex(6).ok()?;
-    PlayerId::parse(&format!("anon-{hex}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bucket_allows_burst_then_rate() {
-        let t0 = Instant::now();
-        let mut b = TokenBucket::new(10, 3);
-        b.last = t0;
-        assert!((0..3).all(|_| b.take(t0)));
-        assert!(!b.take(t0));
-        assert!(b.take(t0 + Duration::from_millis(100)));
-        assert!(!b.take(t0 + Duration::from_millis(110)));
     }
 }

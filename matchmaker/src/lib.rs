@@ -20,14 +20,17 @@
 
 mod admission;
 pub mod auth;
+mod close;
 pub mod config;
 mod connection;
 mod deadlines;
+mod hello;
 mod hub;
 mod lobbies;
 mod lobby;
 mod mailbox;
 mod metrics;
+mod rate;
 mod redis_relay;
 mod redis_store;
 mod server;

@@ -268,6 +268,39 @@ async fn every_member_sees_one_order_of_changes_and_signals_keep_theirs_across_n
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_behind_unanswered_signals_waits_for_them_and_their_refusals_all_arrive() {
+    let redis = tokio::task::spawn_blocking(Redis::start).await.unwrap();
+    // A small queue: the refusals must be written as their answers come, not pile up.
+    let node = node(&redis, |c| c.outbound_queue = 8).await;
+    let (mut sender, _) = Client::hello(&node.url(), "sender").await;
+    sender.create(2, false).await;
+    // Redis holds the first batch, so the strays and the ping reach the node before any
+    // answer: the ping must wait for all thirty, which then come back at once.
+    assert_eq!(
+        redis.command("CLIENT PAUSE 300 ALL").as_deref(),
+        Some("+OK\r\n")
+    );
+    for n in 0..30 {
+        sender
+            .send(&ClientMessage::Signal {
+                to: PeerId(1),
+                data: signal(n),
+            })
+            .await;
+    }
+    sender.send(&ClientMessage::Ping { nonce: Some(7) }).await;
+    for _ in 0..30 {
+        sender.expect_error(ErrorCode::PeerNotInLobby).await;
+    }
+    match sender.recv().await {
+        ServerMessage::Pong { nonce: Some(7) } => {}
+        other => panic!("expected the pong after the refusals, got {other:?}"),
+    }
+    sender.assert_alive_and_idle().await;
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_going_away_gives_clear_errors_and_the_cluster_recovers() {
     let redis = tokio::task::spawn_blocking(Redis::start).await.unwrap();
     let a = node(&redis, |_| {}).await;

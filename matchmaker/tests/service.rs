@@ -520,6 +520,37 @@ async fn a_client_that_stops_reading_is_dropped_not_buffered() {
 }
 
 #[tokio::test]
+async fn a_burst_of_refused_signals_is_answered_in_full_and_the_sender_stays() {
+    // A small queue: the refusals must be written as they come, not pile up (in a cluster
+    // the answers of a burst arrive together).
+    let server = start(Config {
+        messages_per_second: 1_000_000,
+        message_burst: 1_000_000,
+        outbound_queue: 8,
+        ..config()
+    })
+    .await;
+    let (mut sender, _) = Client::hello(&server.url(), "sender").await;
+    sender.create(2, false).await;
+    let stray = ClientMessage::Signal {
+        to: PeerId(1),
+        data: Signal::Opaque {
+            payload: "x".into(),
+        },
+    }
+    .to_json()
+    .unwrap();
+    for _ in 0..200 {
+        sender.send_raw(&stray).await;
+    }
+    for _ in 0..200 {
+        sender.expect_error(ErrorCode::PeerNotInLobby).await;
+    }
+    sender.assert_alive_and_idle().await;
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn silent_and_mute_connections_time_out() {
     let server = start(Config {
         ping_interval_secs: 1,
