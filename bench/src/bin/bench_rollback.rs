@@ -9,9 +9,11 @@
 //! added round trip (0, 50, 150 ms) on each message each way, so the libraries' own transport
 //! is what differs.
 //!
-//! Figures per library and added round trip: frames rolled back per 100 frames played, and
-//! the confirmed-frame lag (frames between the frame played and the newest frame with every
-//! input confirmed; mean and 99th percentile).
+//! Figures per library, added round trip and load (`--busy`: threads spinning beside the
+//! game, as its rendering and simulation keep a player's cores busy): the match start (from
+//! the first player starting to connect to both GGRS sessions running), frames rolled back
+//! per 100 frames played, and the confirmed-frame lag (frames between the frame played and
+//! the newest frame with every input confirmed; mean and 99th percentile).
 //!
 //! Run: `cargo run --release -p squadlink-bench --features matchbox --bin bench_rollback`
 //! (scripts/bench.sh rollback); `--write-docs docs/performance.md` records the figures.
@@ -40,6 +42,10 @@ struct Args {
     /// GGRS input delay, frames (0: every late input is a rollback, so the transport shows).
     #[arg(long, default_value_t = 0)]
     input_delay: usize,
+    /// Busy threads beside the game (a game's rendering and simulation keep the cores busy):
+    /// every added round trip is measured once per number given.
+    #[arg(long, value_delimiter = ',', default_values_t = [0usize, 2])]
+    busy: Vec<usize>,
     /// Record the figures in this Markdown file.
     #[arg(long)]
     write_docs: Option<std::path::PathBuf>,
@@ -167,12 +173,14 @@ fn build<C: Config<Input = u8, State = u64>>(
     builder.start_p2p_session(socket).map_err(e)
 }
 
-/// Plays both players for `frames` frames at 60 a second; the figures of the pair.
+/// Plays both players for `frames` frames at 60 a second; the figures of the pair (the
+/// match start counted from `t0`, when the first player began to connect).
 async fn play<C: Config<Input = u8, State = u64>>(
     mut players: Vec<Player<C>>,
-    frames: i32,
+    (frames, t0): (i32, Instant),
     mut pump: impl FnMut(),
 ) -> Result<Figures, String> {
+    let mut started: Option<Instant> = None;
     let step = Duration::from_secs_f64(1.0 / 60.0);
     let mut next = Instant::now();
     let deadline =
@@ -184,6 +192,13 @@ async fn play<C: Config<Input = u8, State = u64>>(
         pump();
         for p in &mut players {
             p.ggrs.poll_remote_clients();
+        }
+        if started.is_none()
+            && players
+                .iter()
+                .all(|p| p.ggrs.current_state() == SessionState::Running)
+        {
+            started = Some(Instant::now());
         }
         if Instant::now() >= next {
             next += step;
@@ -203,6 +218,7 @@ async fn play<C: Config<Input = u8, State = u64>>(
     let played: i32 = players.iter().map(|p| p.played).sum();
     let rolled: u64 = players.iter().map(|p| p.rolled_back).sum();
     Ok(Figures {
+        match_start_ms: started.map_or(f64::NAN, |at| at.duration_since(t0).as_secs_f64() * 1000.0),
         rolled_back_per_100: rolled as f64 * 100.0 / f64::from(played.max(1)),
         lag_mean: f64::from(lags.iter().sum::<i32>()) / lags.len().max(1) as f64,
         lag_p99: percentile(&lags, 0.99).map_or(0.0, f64::from),
@@ -212,12 +228,15 @@ async fn play<C: Config<Input = u8, State = u64>>(
 #[derive(Debug, Clone, Serialize)]
 struct Row {
     added_rtt_ms: u64,
+    busy_threads: usize,
     squadlink: Figures,
     matchbox: Figures,
 }
 
 #[derive(Debug, Clone, Serialize)]
 struct Figures {
+    /// From the first player starting to connect to both GGRS sessions running.
+    match_start_ms: f64,
     rolled_back_per_100: f64,
     lag_mean: f64,
     lag_p99: f64,
@@ -231,6 +250,7 @@ async fn squadlink_pair(url: &str, delay: Duration, args: &Args) -> Result<Figur
             .channel(ChannelKind::Unreliable)
             .join(lobby)
     };
+    let t0 = Instant::now();
     let a = builder(LobbyRef::create(2))
         .start_async()
         .await
@@ -285,7 +305,7 @@ async fn squadlink_pair(url: &str, delay: Duration, args: &Args) -> Result<Figur
             played: 0,
         });
     }
-    let figures = play(players, args.frames, || {
+    let figures = play(players, (args.frames, t0), || {
         a.poll_events().for_each(drop);
         b.poll_events().for_each(drop);
     })
@@ -309,6 +329,7 @@ async fn matchbox_pair(url: &str, delay: Duration, args: &Args) -> Result<Figure
         tokio::spawn(message_loop);
         socket
     };
+    let t0 = Instant::now();
     let mut sockets = [open(), open()];
     let until = Instant::now() + Duration::from_secs(20);
     while sockets.iter_mut().any(|s| {
@@ -347,7 +368,7 @@ async fn matchbox_pair(url: &str, delay: Duration, args: &Args) -> Result<Figure
         });
     }
     let [mut s0, mut s1] = sockets;
-    play(players, args.frames, || {
+    play(players, (args.frames, t0), || {
         let _ = s0.try_update_peers();
         let _ = s1.try_update_peers();
     })
@@ -364,25 +385,35 @@ async fn run(args: Args) -> Result<(), String> {
     let addr = server.bind().map_err(|e| e.to_string())?;
     let serving = tokio::spawn(server.serve());
     let mut rows = Vec::new();
-    for (round, rtt) in args.rtts.iter().enumerate() {
-        let delay = Duration::from_millis(*rtt) / 2;
-        let ours = squadlink_pair(&squadlink_url, delay, &args).await?;
-        // A room of its own per round: the last round's sockets may still be saying goodbye.
-        let theirs = matchbox_pair(&format!("ws://{addr}/round{round}"), delay, &args).await?;
-        eprintln!(
-            "bench_rollback: +{rtt} ms: squadlink {:.1} rolled back/100 frames, lag {:.2} (p99 {}); matchbox {:.1}, lag {:.2} (p99 {})",
-            ours.rolled_back_per_100,
-            ours.lag_mean,
-            ours.lag_p99,
-            theirs.rolled_back_per_100,
-            theirs.lag_mean,
-            theirs.lag_p99
-        );
-        rows.push(Row {
-            added_rtt_ms: *rtt,
-            squadlink: ours,
-            matchbox: theirs,
-        });
+    let mut round = 0;
+    for &busy in &args.busy {
+        let load = Busy::start(busy);
+        for &rtt in &args.rtts {
+            let delay = Duration::from_millis(rtt) / 2;
+            let ours = squadlink_pair(&squadlink_url, delay, &args).await?;
+            // A room of its own per round: the last round's sockets may still be saying
+            // goodbye.
+            round += 1;
+            let theirs = matchbox_pair(&format!("ws://{addr}/round{round}"), delay, &args).await?;
+            eprintln!(
+                "bench_rollback: +{rtt} ms, {busy} busy threads: squadlink start {:.0} ms, {:.1} rolled back/100 frames, lag {:.2} (p99 {}); matchbox start {:.0} ms, {:.1}, lag {:.2} (p99 {})",
+                ours.match_start_ms,
+                ours.rolled_back_per_100,
+                ours.lag_mean,
+                ours.lag_p99,
+                theirs.match_start_ms,
+                theirs.rolled_back_per_100,
+                theirs.lag_mean,
+                theirs.lag_p99
+            );
+            rows.push(Row {
+                added_rtt_ms: rtt,
+                busy_threads: busy,
+                squadlink: ours,
+                matchbox: theirs,
+            });
+        }
+        drop(load);
     }
     serving.abort();
     println!(
@@ -393,8 +424,8 @@ async fn run(args: Args) -> Result<(), String> {
         let mut body = format!(
             "Measured by `bench_rollback` (two players per library in one process, {} frames \
              at 60 fps each, input delay {}, prediction window 8, {} build):\n\n\
-             | added round trip | rolled back / 100 frames: Squadlink | matchbox | confirmed-frame lag, mean (p99): Squadlink | matchbox |\n\
-             |---|---|---|---|---|\n",
+             | added round trip | busy threads | match start, ms: Squadlink | matchbox | rolled back / 100 frames: Squadlink | matchbox | confirmed-frame lag, mean (p99): Squadlink | matchbox |\n\
+             |---|---|---|---|---|---|---|---|\n",
             args.frames,
             args.input_delay,
             if cfg!(debug_assertions) {
@@ -405,8 +436,11 @@ async fn run(args: Args) -> Result<(), String> {
         );
         for r in &rows {
             body.push_str(&format!(
-                "| {} ms | {:.1} | {:.1} | {:.2} ({:.0}) | {:.2} ({:.0}) |\n",
+                "| {} ms | {} | {:.0} | {:.0} | {:.1} | {:.1} | {:.2} ({:.0}) | {:.2} ({:.0}) |\n",
                 r.added_rtt_ms,
+                r.busy_threads,
+                r.squadlink.match_start_ms,
+                r.matchbox.match_start_ms,
                 r.squadlink.rolled_back_per_100,
                 r.matchbox.rolled_back_per_100,
                 r.squadlink.lag_mean,
@@ -419,6 +453,42 @@ async fn run(args: Args) -> Result<(), String> {
         update_docs_section(path, "rollback", &body).map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+/// Threads that keep the cores busy until dropped (each spins at normal priority, as a
+/// game's render and simulation threads compete with its networking).
+struct Busy {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Busy {
+    fn start(n: usize) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let threads = (0..n)
+            .map(|_| {
+                let stop = std::sync::Arc::clone(&stop);
+                std::thread::spawn(move || {
+                    let mut x = 0u64;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        for i in 0..100_000u64 {
+                            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+                        }
+                    }
+                })
+            })
+            .collect();
+        Self { stop, threads }
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
 }
 
 fn main() -> std::process::ExitCode {
