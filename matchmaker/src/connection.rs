@@ -355,11 +355,11 @@ impl Conn {
             return self.on_hello(msg).await;
         };
         // Signals go out without waiting for their answers; anything else waits for them.
-        if !matches!(msg, ClientMessage::Signal { .. }) || self.unanswered.is_full() {
-            let all = !matches!(msg, ClientMessage::Signal { .. });
-            if let Err(close) = self.settle(all).await {
-                return Some(close);
-            }
+        let signal = matches!(msg, ClientMessage::Signal { .. });
+        if (!signal || self.unanswered.is_full())
+            && let Err(close) = self.settle(!signal).await
+        {
+            return Some(close);
         }
         let result = match msg {
             ClientMessage::Hello { .. } => Err((

@@ -14,7 +14,7 @@ use squadlink_protocol::PeerId;
 use crate::store::{RelayAnswer, Relayed, StoreError};
 
 /// Signals one connection may have unanswered; the next waits for the oldest answer.
-pub(crate) const MAX_UNANSWERED: usize = 64;
+const MAX_UNANSWERED: usize = 64;
 /// Capacity kept once all are answered; a burst's larger buffer is given back.
 const KEEP_CAPACITY: usize = 4;
 

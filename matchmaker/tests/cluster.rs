@@ -38,6 +38,15 @@ fn signal(n: usize) -> Signal {
     }
 }
 
+/// Sends `signal(n)` from `c` to `to`.
+async fn send_signal(c: &mut Client, to: PeerId, n: usize) {
+    c.send(&ClientMessage::Signal {
+        to,
+        data: signal(n),
+    })
+    .await;
+}
+
 fn signal_number(data: &Signal) -> usize {
     match data {
         Signal::Candidate { candidate, .. } => candidate
@@ -108,11 +117,7 @@ async fn a_dead_nodes_players_keep_their_places_for_the_grace_then_leave() {
         other => panic!("expected lobby_state, got {other:?}"),
     }
     // The resumed player is reachable on its new node.
-    host.send(&ClientMessage::Signal {
-        to: back_id,
-        data: signal(1),
-    })
-    .await;
+    send_signal(&mut host, back_id, 1).await;
     loop {
         match again.recv().await {
             ServerMessage::Signal { .. } => break,
@@ -179,12 +184,7 @@ async fn every_member_sees_one_order_of_changes_and_signals_keep_theirs_across_n
     let (mut host, _) = everyone.pop().unwrap();
     let (sender, _) = &mut everyone[1];
     for n in 0..90 {
-        sender
-            .send(&ClientMessage::Signal {
-                to: host_id,
-                data: signal(n),
-            })
-            .await;
+        send_signal(sender, host_id, n).await;
     }
     for n in 0..90 {
         match host.recv().await {
@@ -198,17 +198,9 @@ async fn every_member_sees_one_order_of_changes_and_signals_keep_theirs_across_n
     let mut ids = std::collections::HashMap::new();
     for round in 0..30 {
         for (i, (c, _)) in everyone.iter_mut().enumerate() {
-            c.send(&ClientMessage::Signal {
-                to: host_id,
-                data: signal(round),
-            })
-            .await;
+            send_signal(c, host_id, round).await;
             if i == 4 && round == 10 {
-                c.send(&ClientMessage::Signal {
-                    to: PeerId(1),
-                    data: signal(999),
-                })
-                .await;
+                send_signal(c, PeerId(1), 999).await;
             }
         }
     }
@@ -233,22 +225,11 @@ async fn every_member_sees_one_order_of_changes_and_signals_keep_theirs_across_n
         redis.command("CLIENT PAUSE 300 ALL").as_deref(),
         Some("+OK\r\n")
     );
-    everyone[5]
-        .0
-        .send(&ClientMessage::Signal {
-            to: host_id,
-            data: signal(30),
-        })
-        .await;
+    send_signal(&mut everyone[5].0, host_id, 30).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     let (leaver, _) = &mut everyone[2];
     for n in 0..5 {
-        leaver
-            .send(&ClientMessage::Signal {
-                to: host_id,
-                data: signal(n),
-            })
-            .await;
+        send_signal(leaver, host_id, n).await;
     }
     leaver.send(&ClientMessage::LeaveLobby { rid: None }).await;
     let mut before_leave = Vec::new();
@@ -281,12 +262,7 @@ async fn a_request_behind_unanswered_signals_waits_for_them_and_their_refusals_a
         Some("+OK\r\n")
     );
     for n in 0..30 {
-        sender
-            .send(&ClientMessage::Signal {
-                to: PeerId(1),
-                data: signal(n),
-            })
-            .await;
+        send_signal(&mut sender, PeerId(1), n).await;
     }
     sender.send(&ClientMessage::Ping { nonce: Some(7) }).await;
     for _ in 0..30 {

@@ -471,15 +471,19 @@ async fn a_flood_is_rate_limited_then_disconnected() {
     server.shutdown().await.unwrap();
 }
 
-#[tokio::test]
-async fn a_client_that_stops_reading_is_dropped_not_buffered() {
-    let server = start(Config {
+/// No rate limit, and room for only 8 messages waiting for each client.
+fn unlimited_with_small_queue() -> Config {
+    Config {
         messages_per_second: 1_000_000,
         message_burst: 1_000_000,
         outbound_queue: 8,
         ..config()
-    })
-    .await;
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_dropped_not_buffered() {
+    let server = start(unlimited_with_small_queue()).await;
     let url = server.url();
     let (mut sender, _) = Client::hello(&url, "sender").await;
     let (mut sleeper, sleeper_id) = Client::hello(&url, "sleeper").await;
@@ -523,13 +527,7 @@ async fn a_client_that_stops_reading_is_dropped_not_buffered() {
 async fn a_burst_of_refused_signals_is_answered_in_full_and_the_sender_stays() {
     // A small queue: the refusals must be written as they come, not pile up (in a cluster
     // the answers of a burst arrive together).
-    let server = start(Config {
-        messages_per_second: 1_000_000,
-        message_burst: 1_000_000,
-        outbound_queue: 8,
-        ..config()
-    })
-    .await;
+    let server = start(unlimited_with_small_queue()).await;
     let (mut sender, _) = Client::hello(&server.url(), "sender").await;
     sender.create(2, false).await;
     let stray = ClientMessage::Signal {

@@ -19,6 +19,8 @@
 //! (scripts/bench.sh rollback); `--write-docs docs/performance.md` records the figures.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bevy_squadlink::rollback::{RollbackPlayers, SquadlinkGgrsSocket};
@@ -458,19 +460,19 @@ async fn run(args: Args) -> Result<(), String> {
 /// Threads that keep the cores busy until dropped (each spins at normal priority, as a
 /// game's render and simulation threads compete with its networking).
 struct Busy {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stop: Arc<AtomicBool>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Busy {
     fn start(n: usize) -> Self {
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
         let threads = (0..n)
             .map(|_| {
-                let stop = std::sync::Arc::clone(&stop);
+                let stop = Arc::clone(&stop);
                 std::thread::spawn(move || {
                     let mut x = 0u64;
-                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    while !stop.load(Ordering::Relaxed) {
                         for i in 0..100_000u64 {
                             x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
                         }
@@ -484,7 +486,7 @@ impl Busy {
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.stop.store(true, Ordering::Relaxed);
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
