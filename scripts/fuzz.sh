@@ -35,18 +35,29 @@ fuzz_target_dir=$work/target
 step "fuzz: building ${#targets[@]} targets (instrumented, release)" \
   cargo fuzz build --fuzz-dir fuzz --sanitizer none --release --target-dir "$fuzz_target_dir"
 
+# One fuzzer per core at a time (each is single-threaded); results are read in order after.
+run_one() {
+  local t=$1 status=0
+  mkdir -p "$corpus/$t" "$work/artifacts/$t"
+  cp -n fuzz/regressions/"$t"/* "$corpus/$t/" 2>/dev/null || true
+  cargo fuzz run --fuzz-dir fuzz --sanitizer none --release --target-dir "$fuzz_target_dir" "$t" "$corpus/$t" -- \
+    -max_total_time="$seconds" -print_final_stats=1 -artifact_prefix="$work/artifacts/$t/" \
+    -max_len=65536 -timeout=10 -rss_limit_mb=2048 >"$work/$t.log" 2>&1 || status=$?
+  echo "$status" >"$work/$t.status"
+}
+cores=$(nproc)
+for t in "${targets[@]}"; do
+  rm -f "$work/$t.status"
+  while (($(jobs -rp | wc -l) >= cores)); do wait -n || true; done
+  run_one "$t" &
+done
+wait
+
 summary="["
 failed=0
 for t in "${targets[@]}"; do
-  mkdir -p "$corpus/$t" "$work/artifacts/$t"
-  cp -n fuzz/regressions/"$t"/* "$corpus/$t/" 2>/dev/null || true
   log=$work/$t.log
-  set +e
-  cargo fuzz run --fuzz-dir fuzz --sanitizer none --release --target-dir "$fuzz_target_dir" "$t" "$corpus/$t" -- \
-    -max_total_time="$seconds" -print_final_stats=1 -artifact_prefix="$work/artifacts/$t/" \
-    -max_len=65536 -timeout=10 -rss_limit_mb=2048 >"$log" 2>&1
-  status=$?
-  set -e
+  status=$(cat "$work/$t.status" 2>/dev/null || echo 1)
   runs=$(grep -a 'stat::number_of_executed_units' "$log" | tail -n1 | grep -oE '[0-9]+$' || true)
   cov=$(grep -aoE 'cov: [0-9]+' "$log" | tail -n1 | grep -oE '[0-9]+' || true)
   ft=$(grep -aoE 'ft: [0-9]+' "$log" | tail -n1 | grep -oE '[0-9]+' || true)

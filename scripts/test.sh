@@ -9,6 +9,38 @@ source scripts/env.sh
 source scripts/steps.sh
 
 section() { printf '\n== %s\n' "$*"; }
+
+# The browser builds (clippy for wasm32, then the web arena: about 20 minutes cold on 2
+# cores) run beside everything else at the lowest CPU priority, on the cores that builds
+# and the (mostly waiting) network tests leave idle; their output is shown, and their
+# result checked, where the run needs them. The toolchain and wasm-bindgen are installed
+# first, so nothing beside them installs the same thing.
+# (Their step details go to a log of their own, shown if they fail; setsid puts them in a
+# process group of their own, which is stopped if this run ends early.)
+scripts/web.sh tools
+wasm_log=$(mktemp)
+SQUADLINK_LOG="$(dirname "$SQUADLINK_LOG")/web-build.log" \
+  setsid nice -n 19 bash -c 'bash scripts/web.sh check && bash scripts/web.sh arena --no-serve' \
+  </dev/null >"$wasm_log" 2>&1 &
+wasm_pid=$!
+wasm_done=0
+wait_for_wasm() {
+  if ((wasm_done)); then return 0; fi
+  wasm_done=1
+  local start=$SECONDS status=0
+  echo "(waiting for the browser builds started at the beginning)"
+  wait "$wasm_pid" || status=$?
+  cat "$wasm_log"
+  echo "(waited $((SECONDS - start)) s)"
+  return "$status"
+}
+log=$(mktemp)
+stop_wasm() {
+  if ((!wasm_done)); then kill -- "-$wasm_pid" 2>/dev/null || true; fi
+  rm -f "$log" "$wasm_log"
+}
+trap stop_wasm EXIT
+
 step "building the workspace's tests (the first build takes a while)" \
   cargo test --workspace --locked --no-run
 section "cargo fmt --check"
@@ -17,8 +49,6 @@ section "cargo clippy (warnings are errors)"
 cargo clippy -q --workspace --all-targets --locked -- -D warnings
 cargo clippy -q -p squadlink --features webcam,fuzzing --all-targets --locked -- -D warnings
 section "cargo test"
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
 # (The workspace build unifies features: the examples turn on bevy_squadlink's `ggrs` and
 # `replicon`, so its rollback and replication tests run here too.)
 cargo test --workspace --locked 2>&1 | tee "$log"
@@ -37,20 +67,20 @@ scripts/fuzz.sh 10
 section "every crate on its own, with default features and without"
 scripts/crates.sh
 
-section "web: the wasm32 toolchain (Debian's rustc-web) and the crates that build for it"
-scripts/web.sh check
-
 section "cluster: Redis, three matchmaker nodes, HAProxy and coturn from deploy/; the quickstart through them, and after a drain"
 scripts/cluster.sh --debug
 
 section "arena: two windowed players under Xvfb, screenshots checked"
 scripts/arena_screenshot.sh
 
-section "web arena: the arena in headless Chromium (wasm32, WebGL2) and a native arena in one lobby, screenshots checked"
-scripts/web_arena_screenshot.sh
-
 section "webcam: a real V4L2 capture (the vivid driver) in a small virtual machine"
 scripts/camera_vm.sh
+
+section "web: the wasm32 toolchain (Debian's rustc-web): clippy on the crates that build for it, and the web arena's build"
+wait_for_wasm
+
+section "web arena: the arena in headless Chromium (wasm32, WebGL2) and a native arena in one lobby, screenshots checked"
+scripts/web_arena_screenshot.sh
 
 # One closing line for the whole run, summed over every test binary.
 # (+7 for the fuzzing run, the crates-alone check, the wasm32 check, the cluster script,

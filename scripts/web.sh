@@ -12,7 +12,11 @@
 #                            127.0.0.1:${WEB_PORT:-8080} (about 10 min the first time on 2 cores)
 #   scripts/web.sh peer      builds the SDK's test page peer (testkit/web-peer) with
 #                            wasm-bindgen into $WASM_TARGET_DIR/web-peer/pkg; the browser
-#                            tests (sdk/tests/browser.rs) serve it to Chromium
+#                            tests (sdk/tests/browser.rs) serve it to Chromium. Its cargo
+#                            build has a target directory of its own, so that the browser
+#                            tests never wait on the lock of a `check` or `arena` build
+#                            running beside them (scripts/test.sh runs those in the background)
+#   scripts/web.sh tools     installs the toolchain and wasm-bindgen only
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh web
@@ -23,7 +27,7 @@ what=${1:-check}
 export WASM_TARGET_DIR="${WASM_TARGET_DIR:-$HOME/.cache/squadlink/wasm-target}"
 wasm_cargo() {
   env PATH="/usr/bin:$PATH" RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 \
-    CARGO_TARGET_DIR="$WASM_TARGET_DIR" \
+    CARGO_TARGET_DIR="${wasm_build_dir:-$WASM_TARGET_DIR}" \
     /usr/bin/cargo "$1" --locked --target wasm32-unknown-unknown -Z build-std=std,panic_abort "${@:2}"
 }
 
@@ -69,16 +73,21 @@ case $what in
     ;;
   peer)
     need_wasm_bindgen
+    wasm_build_dir="$WASM_TARGET_DIR/peer-build"
     step "web: building the SDK's test page peer for wasm32 (testkit/web-peer)" \
       wasm_cargo build -p squadlink-web-peer --release
     step "web: wasm-bindgen for the page" \
       "$WASM_BINDGEN" --target web --no-typescript \
         --out-dir "$WASM_TARGET_DIR/web-peer/pkg" \
-        "$WASM_TARGET_DIR/wasm32-unknown-unknown/release/squadlink_web_peer.wasm"
+        "$wasm_build_dir/wasm32-unknown-unknown/release/squadlink_web_peer.wasm"
     echo "web: the page peer is in $WASM_TARGET_DIR/web-peer/pkg"
     ;;
+  tools)
+    need_wasm_bindgen
+    echo "web: the wasm32 toolchain and wasm-bindgen $WASM_BINDGEN_VERSION are ready"
+    ;;
   *)
-    echo "web: unknown command '$what' (check, arena or peer)" >&2
+    echo "web: unknown command '$what' (check, arena, peer or tools)" >&2
     exit 2
     ;;
 esac
