@@ -34,6 +34,7 @@ TEST=(
   libclang-dev                 # webcam feature: nokhwa's V4L2 bindings are made by bindgen
   chromium                     # browser tests: a real browser peer in the lobby (headless)
   redis-server haproxy curl    # the matchmaker cluster: its shared store, the load balancer, probes
+  procps                       # pgrep: scripts/test.sh stops its background builds if it ends early
 )
 # The browser build: rustup's stable toolchain has no wasm32 target and cannot fetch one
 # here, so Debian's rustc-web (1.96) builds std for wasm32 from its rust-web-src

@@ -15,12 +15,14 @@ section() { printf '\n== %s\n' "$*"; }
 # and the (mostly waiting) network tests leave idle; their output is shown, and their
 # result checked, where the run needs them. The toolchain and wasm-bindgen are installed
 # first, so nothing beside them installs the same thing.
-# (Their step details go to a log of their own, shown if they fail; setsid puts them in a
-# process group of their own, which is stopped if this run ends early.)
+# Their step details go to a log of their own, shown if they fail; if this run ends early,
+# they are stopped. They stay in this run's session: Linux groups a session's processes
+# for scheduling (autogroup), and a nice value only counts within its group, so a build
+# in a session of its own (setsid) would take half the CPU from the tests, not the rest.
 scripts/web.sh tools
 wasm_log=$(mktemp)
 SQUADLINK_LOG="$(dirname "$SQUADLINK_LOG")/web-build.log" \
-  setsid nice -n 19 bash -c 'bash scripts/web.sh check && bash scripts/web.sh arena --no-serve' \
+  nice -n 19 bash -c 'bash scripts/web.sh check && bash scripts/web.sh arena --no-serve' \
   </dev/null >"$wasm_log" 2>&1 &
 wasm_pid=$!
 wasm_done=0
@@ -35,8 +37,13 @@ wait_for_wasm() {
   return "$status"
 }
 log=$(mktemp)
+kill_tree() {
+  local child
+  for child in $(pgrep -P "$1"); do kill_tree "$child"; done
+  kill "$1" 2>/dev/null || true
+}
 stop_wasm() {
-  if ((!wasm_done)); then kill -- "-$wasm_pid" 2>/dev/null || true; fi
+  if ((!wasm_done)); then kill_tree "$wasm_pid"; fi
   rm -f "$log" "$wasm_log"
 }
 trap stop_wasm EXIT

@@ -66,20 +66,6 @@ fn app_with(plugin: SquadlinkPlugin) -> App {
     app
 }
 
-/// The real matchmaker on a free loopback port, on a runtime of its own (keep both alive).
-fn matchmaker() -> (tokio::runtime::Runtime, squadlink_matchmaker::Server) {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let mm = rt
-        .block_on(squadlink_matchmaker::Server::bind(
-            squadlink_matchmaker::Config {
-                listen: "127.0.0.1:0".parse().unwrap(),
-                ..Default::default()
-            },
-        ))
-        .unwrap();
-    (rt, mm)
-}
-
 /// Steps every app until `done` holds (bounded).
 fn step_until(apps: &mut [&mut App], mut done: impl FnMut(&mut [&mut App]) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -106,7 +92,7 @@ fn me(app: &App) -> PeerId {
 
 #[test]
 fn peers_are_entities_and_typed_messages_arrive_on_them() {
-    let (_rt, mm) = matchmaker();
+    let mm = squadlink_matchmaker::Embedded::start().unwrap();
     let url = mm.url();
 
     let mut a = app(&url, LobbyRef::create(3));
@@ -180,7 +166,7 @@ fn voice_speaking_shows_on_the_peer_entity_and_mute_silences_it() {
     use bevy_squadlink::voice::{AudioInput, AudioOutput};
     use squadlink::voice::{SyntheticSource, VoiceConfig};
 
-    let (_rt, mm) = matchmaker();
+    let mm = squadlink_matchmaker::Embedded::start().unwrap();
     let url = mm.url();
     let tone = SyntheticSource::tone(220.0, 0.3)
         .bursts(Duration::from_millis(600), Duration::from_millis(600));
@@ -265,7 +251,7 @@ fn a_peers_video_is_an_image_on_its_entity() {
     use bevy::image::{Image, ImagePlugin};
     use bevy_squadlink::video::TestPattern;
 
-    let (_rt, mm) = matchmaker();
+    let mm = squadlink_matchmaker::Embedded::start().unwrap();
     let url = mm.url();
     let with_images = |app: &mut App| {
         app.add_plugins((AssetPlugin::default(), ImagePlugin::default()));
@@ -362,7 +348,7 @@ fn spawn_player(url: &str, code: &str, player: &str) -> std::process::Child {
 /// comes back as the same peer id, on the same entity.
 #[test]
 fn a_rejoining_player_gets_its_entity_back() {
-    let (_rt, mm) = matchmaker();
+    let mm = squadlink_matchmaker::Embedded::start().unwrap();
     let url = mm.url();
     let mut a = app(&url, LobbyRef::create(3));
     step_until(&mut [&mut a], |apps| {
@@ -401,7 +387,7 @@ fn a_rejoining_player_gets_its_entity_back() {
 /// connects to the member there.
 #[test]
 fn a_game_leaves_its_lobby_and_joins_another_at_run_time() {
-    let (_rt, mm) = matchmaker();
+    let mm = squadlink_matchmaker::Embedded::start().unwrap();
     let url = mm.url();
     let mut a = app(&url, LobbyRef::create(2));
     step_until(&mut [&mut a], |apps| {

@@ -44,19 +44,6 @@ struct Nudges(Vec<(u64, i32)>);
 #[derive(Resource, Default)]
 struct Changes(Vec<AuthorityChanged>);
 
-fn matchmaker() -> (tokio::runtime::Runtime, squadlink_matchmaker::Server) {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let mm = rt
-        .block_on(squadlink_matchmaker::Server::bind(
-            squadlink_matchmaker::Config {
-                listen: "127.0.0.1:0".parse().unwrap(),
-                ..Default::default()
-            },
-        ))
-        .unwrap();
-    (rt, mm)
-}
-
 fn session(url: &str, lobby: LobbyRef) -> Session {
     Session::builder(url)
         .bind("127.0.0.1:0".parse().unwrap())
@@ -198,7 +185,7 @@ fn spawn_world(host: &mut App) {
 
 #[test]
 fn entities_components_and_despawns_reach_every_client_and_client_messages_reach_the_host() {
-    let (_rt, mm) = matchmaker();
+    let mm = squadlink_matchmaker::Embedded::start().unwrap();
     let url = mm.url();
     let (mut a, mut b, mut c) = three(&url);
     assert!(authority(&a).local);
@@ -269,7 +256,7 @@ fn entities_components_and_despawns_reach_every_client_and_client_messages_reach
 
 #[test]
 fn a_member_joining_late_gets_the_whole_world() {
-    let (_rt, mm) = matchmaker();
+    let mm = squadlink_matchmaker::Embedded::start().unwrap();
     let url = mm.url();
     let (mut a, mut b, mut c) = three(&url);
     spawn_world(&mut a);
@@ -293,7 +280,7 @@ fn a_member_joining_late_gets_the_whole_world() {
 
 #[test]
 fn when_the_host_leaves_the_first_of_the_line_serves_from_the_world_it_holds() {
-    let (_rt, mm) = matchmaker();
+    let mm = squadlink_matchmaker::Embedded::start().unwrap();
     let url = mm.url();
     let (mut a, mut b, mut c) = three(&url);
     spawn_world(&mut a);
@@ -366,7 +353,7 @@ fn when_the_host_leaves_the_first_of_the_line_serves_from_the_world_it_holds() {
 
 #[test]
 fn with_best_first_server_a_badly_placed_host_hands_over_to_the_best_placed_member() {
-    let (_rt, mm) = matchmaker();
+    let mm = squadlink_matchmaker::Embedded::start().unwrap();
     let url = mm.url();
     // The host's every datagram waits 40 ms: its mean round trip to the mesh is about
     // 80 ms; the others' about 40 ms (to the host) and 0 (to each other), so 40 on average.

@@ -29,19 +29,6 @@ impl ggrs::Config for Cfg {
 
 const GGRS: Channel = Channel(0);
 
-fn matchmaker() -> (tokio::runtime::Runtime, squadlink_matchmaker::Server) {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let mm = rt
-        .block_on(squadlink_matchmaker::Server::bind(
-            squadlink_matchmaker::Config {
-                listen: "127.0.0.1:0".parse().unwrap(),
-                ..Default::default()
-            },
-        ))
-        .unwrap();
-    (rt, mm)
-}
-
 /// `n` sessions in one lobby, all connected to each other, on links with `conditions`.
 fn lobby(url: &str, n: usize, conditions: NetworkConditions) -> Vec<Session> {
     let builder = |lobby| {
@@ -155,8 +142,8 @@ impl Player {
 /// desync detection on (every 10 frames): nobody desyncs or disconnects, everyone reaches
 /// frame 600, and every frame all of them confirmed has the same state on every player.
 fn rollback_over_loss(n: usize) {
-    let (_rt, mm) = matchmaker();
-    let url = format!("ws://{}/v1", mm.local_addr());
+    let mm = squadlink_matchmaker::Embedded::start().unwrap();
+    let url = mm.url();
     let conditions = NetworkConditions::latency(Duration::from_millis(30)).with_loss(0.05);
     let sessions = lobby(&url, n, conditions);
     let mut players = players(&sessions, &[]);
@@ -251,8 +238,8 @@ fn run(players: &mut [Player], sessions: &[Session], mut done: impl FnMut(&[Play
 /// detection, its checksums carried over the same socket.
 #[test]
 fn a_player_whose_game_differs_is_caught_as_a_desync() {
-    let (_rt, mm) = matchmaker();
-    let url = format!("ws://{}/v1", mm.local_addr());
+    let mm = squadlink_matchmaker::Embedded::start().unwrap();
+    let url = mm.url();
     let sessions = lobby(&url, 2, NetworkConditions::default());
     let mut players = players(&sessions, &[1]);
     run(&mut players, &sessions, |players| {
@@ -308,8 +295,8 @@ fn every_member_derives_the_same_players_from_the_lobby() {
 #[test]
 fn a_spectator_follows_the_players_game_frame_for_frame() {
     use bevy_squadlink::rollback::{spectate, start_spectator};
-    let (_rt, mm) = matchmaker();
-    let url = format!("ws://{}/v1", mm.local_addr());
+    let mm = squadlink_matchmaker::Embedded::start().unwrap();
+    let url = mm.url();
     let builder = |lobby| {
         Session::builder(&url)
             .bind("127.0.0.1:0".parse().unwrap())

@@ -17,6 +17,9 @@
 //! server.shutdown().await?;
 //! # Ok(()) }
 //! ```
+//!
+//! Without an async runtime (a game's tests, whose Bevy Apps run on the test's thread),
+//! [`Embedded::start`] runs one on a runtime of its own.
 
 mod admission;
 pub mod auth;
@@ -24,6 +27,7 @@ mod close;
 pub mod config;
 mod connection;
 mod deadlines;
+mod embedded;
 mod hello;
 mod hub;
 mod lobbies;
@@ -40,7 +44,8 @@ pub mod turn;
 mod unanswered;
 
 pub use config::{Config, ConfigError, DevMode};
-pub use server::{Error, Server};
+pub use embedded::Embedded;
+pub use server::{Error, Server, StopSignals};
 
 /// For examples and local play: makes sure a matchmaker listens on `127.0.0.1:port`,
 /// starting one on a background thread (with its own runtime) unless one is already there.

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
-use squadlink_matchmaker::{Config, Server, auth};
+use squadlink_matchmaker::{Config, Server, StopSignals, auth};
 use squadlink_protocol::PlayerId;
 
 /// Squadlink matchmaker: lobbies, WebRTC signaling relay and TURN credentials over one
@@ -115,8 +115,10 @@ fn serve(config: Config) -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
+        // Signals first: one that comes while the server starts is then a graceful stop.
+        let signals = StopSignals::install()?;
         let server = Server::bind(config).await?;
-        server.run_until_signal().await
+        server.run_until(signals).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

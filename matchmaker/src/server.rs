@@ -61,6 +61,9 @@ pub enum Error {
     /// SIGINT/SIGTERM handlers could not be installed.
     #[error("cannot install the shutdown signal handler: {0}")]
     Signal(io::Error),
+    /// The runtime of an [`Embedded`](crate::Embedded) matchmaker could not be started.
+    #[error("cannot start the embedded matchmaker's runtime (threads or timers): {0}")]
+    Runtime(io::Error),
 }
 
 /// A running matchmaker. Dropping it stops the server too; [`Server::shutdown`] does so
@@ -270,14 +273,17 @@ impl Server {
     }
 
     /// Serves until SIGINT or SIGTERM, then shuts down gracefully: a cluster node drains
-    /// first (`--drain-secs`), a single node closes at once.
+    /// first (`--drain-secs`), a single node closes at once. The signals are caught from
+    /// this call on; a process that must not die of one while it starts installs
+    /// [`StopSignals`] before [`Server::bind`] and calls [`Server::run_until`].
     pub async fn run_until_signal(self) -> Result<(), Error> {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .map_err(Error::Signal)?;
-        tokio::select! {
-            res = tokio::signal::ctrl_c() => res.map_err(Error::Signal)?,
-            _ = term.recv() => {},
-        }
+        let signals = StopSignals::install()?;
+        self.run_until(signals).await
+    }
+
+    /// As [`Server::run_until_signal`], with signals caught since `signals` was made.
+    pub async fn run_until(self, mut signals: StopSignals) -> Result<(), Error> {
+        signals.recv().await;
         let drain = Duration::from_secs(u64::from(self.shared.config.drain_secs));
         if self.shared.store.shared() && !drain.is_zero() {
             tracing::info!(
@@ -378,4 +384,32 @@ async fn ws_handler(
             }
             connection::run(socket, shared, (query.token, query.region), remote)
         })
+}
+
+/// SIGINT and SIGTERM, caught from the moment this is made: until then a signal has its
+/// default effect and ends the process at once, without the goodbye (`server_shutdown`)
+/// each player is owed. The binary makes it before it binds, so that a SIGTERM that comes
+/// while the server starts (a deployment that stops it at once) is a graceful one.
+pub struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Starts catching SIGINT and SIGTERM. Must be called inside a tokio runtime.
+    pub fn install() -> Result<Self, Error> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).map_err(Error::Signal)?,
+            int: signal(SignalKind::interrupt()).map_err(Error::Signal)?,
+        })
+    }
+
+    /// Waits for either signal.
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
 }

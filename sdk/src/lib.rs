@@ -39,6 +39,7 @@
 #![cfg_attr(target_arch = "wasm32", allow(dead_code))]
 
 mod bridge;
+mod builder;
 mod channel;
 pub mod codec;
 pub mod conditioner;
@@ -80,6 +81,7 @@ pub mod voice;
 /// `LogPlugin::filter` after `bevy::log::DEFAULT_FILTER`.
 pub const LOG_FILTER: &str = "rtc=error";
 
+pub use builder::{PendingSession, SessionBuilder};
 pub use channel::{Channel, ChannelKind};
 pub use conditioner::NetworkConditions;
 pub use endpoint::ChannelEndpoint;
@@ -88,7 +90,7 @@ pub use event::{
     CandidateKind, DisconnectReason, Event, IcePolicy, LobbyInfo, PathKind, RelayTransport,
 };
 pub use lobby::LobbyRef;
-pub use session::{PendingSession, Session, SessionBuilder};
+pub use session::Session;
 pub use settings::{DEFAULT_INBOX_LIMIT, DEFAULT_UNRELIABLE_LIFETIME, MAX_CHANNELS};
 pub use squadlink_protocol::{IceServer, PeerId, PlayerId};
 pub use stats::PeerStats;

@@ -43,9 +43,10 @@
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use crate::builder::SessionBuilder;
 use crate::conditioner::NetworkConditions;
 use crate::error::Result;
-use crate::session::{Session, SessionBuilder};
+use crate::session::Session;
 use crate::transport::sim::SimNet;
 
 /// Sessions connected in memory, in simulated time. See the [module](self) for an example.

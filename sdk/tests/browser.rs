@@ -1381,6 +1381,74 @@ fn the_sdk_in_a_hidden_tab_keeps_its_peer() {
     );
 }
 
+/// The SDK alone in its lobby in a tab hidden long enough for Chromium's intensive wake-up
+/// throttling: with no peer connection in the page, chained timers then wake at most once
+/// a minute (after 5 minutes hidden; after 10 s here, with the feature's grace period set
+/// by a flag; measured: the page's 100 ms ticker runs 0.14 times a second). Before the
+/// link judged silence only while awake, the page took the matchmaker for lost at its
+/// first wake after the minute (seen here at 53 s). The matchmaker's own pings are WebSocket
+/// frames the browser answers unseen, so the session hears nothing between its own
+/// wakes: a minute without hearing must not be taken for a dead link (the link pings and
+/// waits instead, `transport/link.rs`). The player who joins later connects at once.
+#[test]
+fn the_sdk_alone_in_a_tab_throttled_to_one_wake_a_minute_keeps_its_lobby() {
+    let rig = Rig::new();
+    let kinds = [ChannelKind::ReliableOrdered];
+    let mut browser = Browser::start(BrowserOptions {
+        page: Page::Wasm(wasm_peer()),
+        throttled: true,
+        flags: vec!["--enable-features=IntensiveWakeUpThrottling:grace_period_seconds/10".into()],
+        ..BrowserOptions::default()
+    });
+    browser.command(join_cmd(&rig.url(), None, &kinds));
+    let joined = browser.wait_event("creating a lobby", WAIT, |e| e["event"] == "joined");
+    let browser_id = PeerId(joined["me"].as_u64().unwrap());
+    let code = joined["code"].as_str().unwrap().to_string();
+    browser.hide();
+    browser.wait_event("the page hidden", WAIT, |e| {
+        e["event"] == "visibility" && e["state"] == "hidden"
+    });
+    let ticks = |browser: &mut Browser| {
+        browser.command(json!({"do": "ticks"}));
+        browser.wait_event("the ticker", WAIT, |e| e["event"] == "ticks")["ticks"]
+            .as_u64()
+            .unwrap()
+    };
+    let first = ticks(&mut browser);
+    let started = Instant::now();
+    // The 10 s grace, then at least one wake a whole minute after the one before.
+    std::thread::sleep(Duration::from_secs(80));
+    let rate = (ticks(&mut browser) - first) as f64 / started.elapsed().as_secs_f64();
+    eprintln!("hidden page alone: its 100 ms ticker ran {rate:.2} times a second");
+    // Once a second (ordinary throttling) would be about 1; once a minute after the grace
+    // is about 0.15.
+    assert!(
+        rate < 0.4,
+        "the page was not intensively throttled ({rate:.2}/s): the test proves nothing"
+    );
+    let lost: Vec<_> = browser
+        .seen()
+        .iter()
+        .filter(|e| e.to_string().contains("MatchmakerLost"))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "a sleeping page took the matchmaker for lost: {lost:?}"
+    );
+    let native = rig.native(LobbyRef::Code(code), &kinds);
+    wait_native(&native, "the hidden page connected", |e| match e {
+        Event::PeerConnected { peer, .. } if *peer == browser_id => Some(()),
+        _ => None,
+    });
+    native
+        .send(browser_id, Channel(0), &pattern(2_000, 7))
+        .unwrap();
+    let got = browser.wait_event("a message in the hidden page", WAIT, |e| {
+        e["event"] == "message"
+    });
+    assert_eq!(got["sum"], fnv1a(&pattern(2_000, 7)));
+}
+
 /// A Y4M file of the SDK's test pattern (320 × 240, 15 fps, 6 s) in `dir`, for Chromium's
 /// fake camera, and the pattern.
 #[cfg(feature = "video")]

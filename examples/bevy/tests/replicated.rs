@@ -17,19 +17,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-fn matchmaker() -> (tokio::runtime::Runtime, squadlink_matchmaker::Server) {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let mm = rt
-        .block_on(squadlink_matchmaker::Server::bind(
-            squadlink_matchmaker::Config {
-                listen: "127.0.0.1:0".parse().unwrap(),
-                ..Default::default()
-            },
-        ))
-        .unwrap();
-    (rt, mm)
-}
-
 /// One `STATUS` line.
 #[derive(Debug, Clone, PartialEq)]
 struct Status {
@@ -122,8 +109,8 @@ fn wait(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Duration
 
 #[test]
 fn when_the_host_process_is_killed_another_member_serves_on_and_the_third_follows() {
-    let (_rt, mm) = matchmaker();
-    let url = format!("ws://{}/v1", mm.local_addr());
+    let mm = squadlink_matchmaker::Embedded::start().unwrap();
+    let url = mm.url();
     let mut host = Member::start(&url, None);
     let mut code = None;
     wait("the host's lobby", Duration::from_secs(60), || {

@@ -23,19 +23,6 @@ use squadlink_bevy_examples::rollback::{
     Coin, Pos, RollbackConfig, RollbackGame, RollbackStatus, Score, Square, rollback_session,
 };
 
-fn matchmaker() -> (tokio::runtime::Runtime, squadlink_matchmaker::Server) {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let mm = rt
-        .block_on(squadlink_matchmaker::Server::bind(
-            squadlink_matchmaker::Config {
-                listen: "127.0.0.1:0".parse().unwrap(),
-                ..Default::default()
-            },
-        ))
-        .unwrap();
-    (rt, mm)
-}
-
 fn game(players: usize) -> RollbackGame {
     RollbackGame {
         players,
@@ -74,8 +61,8 @@ fn world_of(app: &mut App) -> (Vec<(usize, Pos, Score)>, Coin) {
 }
 
 fn rollback_apps(n: usize) {
-    let (_rt, mm) = matchmaker();
-    let url = format!("ws://{}/v1", mm.local_addr());
+    let mm = squadlink_matchmaker::Embedded::start().unwrap();
+    let url = mm.url();
     let mut apps = vec![app(&url, LobbyRef::create(u8::try_from(n).unwrap()), n)];
     // The others join once the first is in its lobby.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -187,8 +174,8 @@ fn two_headless_rollback_processes_play_without_a_desync() {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
 
-    let (_rt, mm) = matchmaker();
-    let url = format!("ws://{}/v1", mm.local_addr());
+    let mm = squadlink_matchmaker::Embedded::start().unwrap();
+    let url = mm.url();
     let spawn = |extra: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_rollback"))
             .args([

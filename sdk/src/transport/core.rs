@@ -10,18 +10,17 @@
 //! candidates and the STUN/TURN clients ([`Candidates`]), the peer table ([`Peers`]), the
 //! matchmaker link's liveness ([`LinkState`]) and the offers made again ([`Retries`]).
 //! What is left here is the decisions between them: whom to connect to, who offers, ICE
-//! restarts, liveness, and what follows the matchmaker's loss and return.
+//! restarts, liveness, and what follows the matchmaker's loss and return. What the media
+//! pipelines ask of it (frames to send, sinks, keyframes, loss reports) is in `core/media.rs`.
 
 use std::net::SocketAddr;
 use web_time::Instant;
 
 use squadlink_protocol::{
-    ClientMessage, ErrorCode, IceServer, Lobby, PeerId, PlayerId, ReportedPath, ServerMessage,
-    Signal,
+    ClientMessage, ErrorCode, IceServer, Lobby, PeerId, PlayerId, ServerMessage, Signal,
 };
 
 use super::candidates::{Candidates, Found};
-use super::control;
 use super::engine::{MakeEngine, PeerSettings, sdp_attribute};
 use super::gather::Gatherer;
 use super::link::{self, LinkState};
@@ -35,9 +34,10 @@ use super::retry::Retries;
 use crate::channel;
 use crate::error::Error;
 use crate::event::CandidateKind;
-use crate::event::{DisconnectReason, Event, IcePolicy, PathKind};
-use crate::media::{self, MediaFrame, MediaIn};
+use crate::event::{DisconnectReason, Event, IcePolicy};
 use crate::settings::Settings;
+
+mod media;
 
 /// One session's logic.
 pub(crate) struct Core {
@@ -163,17 +163,9 @@ impl Core {
     /// the game opted in (`SessionBuilder::report_connections`); forgets them otherwise.
     fn report_announced(&mut self) {
         for (path, took) in self.peers.take_announced() {
-            if !self.cfg.report_connections {
-                continue;
+            if self.cfg.report_connections {
+                self.out.report_connection(path, took);
             }
-            let path = match path {
-                PathKind::Host => ReportedPath::Host,
-                PathKind::Srflx => ReportedPath::Srflx,
-                PathKind::Relay => ReportedPath::Relay,
-            };
-            let connect_ms = u32::try_from(took.as_millis()).unwrap_or(u32::MAX);
-            self.out
-                .tell_matchmaker(ClientMessage::Report { path, connect_ms });
         }
     }
 
@@ -250,15 +242,7 @@ impl Core {
                 // The node is draining: go now (to the next URL, if we have several) and
                 // resume our place there; peers stay connected.
                 tracing::info!(within_ms, "the matchmaker node is draining; moving");
-                self.abandon_link(
-                    now,
-                    Error::Matchmaker {
-                        code: ErrorCode::ServerShutdown,
-                        message: format!(
-                            "the matchmaker node asked us to move within {within_ms} ms"
-                        ),
-                    },
-                );
+                self.abandon_link(now, link::moving_error(within_ms));
                 self.link.reconnect_now(now);
             }
             ServerMessage::Error { code, message, .. } => {
@@ -667,51 +651,6 @@ impl Core {
         {
             self.pump(id, now);
         }
-    }
-
-    /// Sends a voice frame to every connected peer.
-    pub(crate) fn send_voice(&mut self, now: Instant, frame: &MediaFrame) {
-        let frames = std::slice::from_ref(frame);
-        for id in self.peers.send_rtp(now, media::Kind::Audio, frames, None) {
-            self.pump(id, now);
-        }
-    }
-
-    /// Sends a video frame's packets to every connected peer (or to `to`).
-    pub(crate) fn send_video(&mut self, now: Instant, packets: &[MediaFrame], to: Option<PeerId>) {
-        for id in self.peers.send_rtp(now, media::Kind::Video, packets, to) {
-            self.pump(id, now);
-        }
-    }
-
-    /// The voice pipeline started: what peers send goes to `sink`.
-    pub(crate) fn attach_voice(&mut self, sink: crossbeam_channel::Sender<MediaIn>) {
-        self.out.media = Some(sink);
-    }
-
-    /// A video pipeline attached: it hears of the peers already connected (each needs a
-    /// keyframe).
-    pub(crate) fn attach_video(&mut self, sink: crossbeam_channel::Sender<MediaIn>) {
-        for id in self.peers.connected_ids(None) {
-            let _ = sink.try_send(MediaIn::PeerConnected { peer: id });
-        }
-        self.out.video = Some(sink);
-    }
-
-    /// Asks a peer for a keyframe (RTCP PLI).
-    pub(crate) fn request_keyframe(&mut self, now: Instant, id: PeerId) {
-        if let Some(p) = self.peers.get_mut(id) {
-            p.send_pli(now);
-            self.pump(id, now);
-        }
-    }
-
-    /// Tells one peer how much of its audio we lose, on the control channel.
-    pub(crate) fn report_voice_loss(&mut self, now: Instant, id: PeerId, percent: u8) {
-        if let Some(p) = self.peers.get_mut(id) {
-            p.send_frame(p.control(), control::voice_loss(percent), now);
-        }
-        self.pump(id, now);
     }
 
     /// Adversarial testing: does `act` to peer `id`'s connection (unframed bytes, RTP as

@@ -32,6 +32,20 @@ pub(crate) fn gave_up_error(url: &str, window: Duration) -> crate::error::Error 
         ),
     }
 }
+/// The error of a link whose matchmaker node is draining and asked us to move
+/// (`ServerMessage::Moving`).
+pub(crate) fn moving_error(within_ms: u32) -> crate::error::Error {
+    crate::error::Error::Matchmaker {
+        code: squadlink_protocol::ErrorCode::ServerShutdown,
+        message: format!("the matchmaker node asked us to move within {within_ms} ms"),
+    }
+}
+
+/// A gap this long between two polls means the loop was not run on time (a hidden tab's
+/// timers, which Chromium may fire once a minute; a suspended machine): the link pings
+/// and judges silence from then, rather than calling silent what it did not ask about.
+const ASLEEP: Duration = Duration::from_secs(10);
+
 /// The longest wait between two reconnection attempts.
 pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(8);
 
@@ -76,6 +90,8 @@ pub(crate) struct LinkState {
     jitter: fn() -> f64,
     /// Which matchmaker URL the next attempt uses (an index the settings wrap around).
     url_cursor: usize,
+    /// When [`LinkState::poll`] last ran (see [`ASLEEP`]).
+    last_poll: Instant,
 }
 
 impl LinkState {
@@ -89,6 +105,7 @@ impl LinkState {
             window,
             jitter: random_jitter,
             url_cursor: 0,
+            last_poll: now,
         }
     }
 
@@ -154,6 +171,7 @@ impl LinkState {
             last_heard: now,
             last_ping: now,
         };
+        self.last_poll = now;
     }
 
     /// Stop reconnecting (there is nothing to go back to).
@@ -163,11 +181,20 @@ impl LinkState {
 
     /// What is due at `now`, if anything; call again until `None`.
     pub(crate) fn poll(&mut self, now: Instant) -> Option<Due> {
+        let asleep = now.saturating_duration_since(self.last_poll) > ASLEEP;
+        self.last_poll = now;
         match &mut self.state {
             State::Up {
                 last_heard,
                 last_ping,
             } => {
+                if asleep {
+                    // What we did not hear may only be what we did not ask for: ask now,
+                    // and give the answer a whole SILENCE from here.
+                    *last_heard = (*last_heard).max(now);
+                    *last_ping = now;
+                    return Some(Due::Ping);
+                }
                 if now.saturating_duration_since(*last_heard) > SILENCE {
                     return Some(Due::Silent);
                 }
@@ -183,10 +210,12 @@ impl LinkState {
                 next_at,
                 attempting,
             } => {
-                if *attempting || now < *next_at {
+                if *attempting || (now < *next_at && !asleep) {
                     return None;
                 }
-                if now.saturating_duration_since(*since) > self.window {
+                // After a sleep the window is not judged before one attempt: a hidden tab
+                // whose link dropped would otherwise give up without ever trying.
+                if now.saturating_duration_since(*since) > self.window && !asleep {
                     self.state = State::Stopped;
                     return Some(Due::GiveUp);
                 }
@@ -317,6 +346,50 @@ mod tests {
             first.is_some_and(|at| at > SILENCE && at <= SILENCE + secs(0.02)),
             "{seen:?}"
         );
+    }
+
+    #[test]
+    fn a_link_woken_late_pings_and_waits_before_it_calls_the_matchmaker_silent() {
+        // A hidden tab's timers may fire once a minute (Chromium's intensive throttling):
+        // a minute without hearing anything is then a minute without asking.
+        let t0 = Instant::now();
+        let mut l = link(t0);
+        let late = t0 + secs(60.0);
+        assert_eq!(l.poll(late), Some(Due::Ping));
+        assert_eq!(l.poll(late), None);
+        l.heard(late + secs(0.05)); // the answer, through the socket's own event
+        let later = late + secs(60.0);
+        assert_eq!(
+            l.poll(later),
+            Some(Due::Ping),
+            "asleep again: ask, do not judge"
+        );
+        assert!(l.is_up());
+        // Polled on time from there, a matchmaker that never answers is silent a
+        // SILENCE after that ping.
+        let seen = run(&mut l, later, later + secs(12.5));
+        let silent = seen
+            .iter()
+            .find(|(_, d)| *d == Due::Silent)
+            .map(|(at, _)| *at);
+        assert!(
+            silent.is_some_and(|at| at > SILENCE && at <= SILENCE + secs(0.02)),
+            "{seen:?}"
+        );
+    }
+
+    #[test]
+    fn a_link_that_dropped_while_asleep_is_tried_once_before_the_window_is_judged() {
+        let t0 = Instant::now();
+        let mut l = link(t0);
+        l.lost(t0, true);
+        // The next wake comes after the whole window (a hidden tab's timers).
+        let late = t0 + WINDOW + secs(30.0);
+        assert_eq!(l.poll(late), Some(Due::Attempt { attempt: 1 }));
+        l.attempt_failed(late);
+        // Awake again and on time: the window is over, so the session gives up.
+        let next = l.next_deadline().unwrap();
+        assert_eq!(l.poll(next), Some(Due::GiveUp));
     }
 
     #[test]

@@ -10,13 +10,16 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::BytesMut;
-use squadlink_protocol::{ClientMessage, IceServer, PeerId, PlayerId, Properties, Signal};
+use squadlink_protocol::{
+    ClientMessage, IceServer, PeerId, PlayerId, Properties, ReportedPath, Signal,
+};
 
 use crate::bridge::Shared;
 use crate::error::Error;
-use crate::event::{DisconnectReason, Event, LobbyInfo};
+use crate::event::{DisconnectReason, Event, LobbyInfo, PathKind};
 use crate::media::MediaIn;
 
 /// Where a datagram goes.
@@ -137,6 +140,18 @@ impl Out {
         if let Some(video) = &self.video {
             let _ = video.try_send(msg);
         }
+    }
+
+    /// Tells the matchmaker the path and connect time of a connection just announced
+    /// (the game opted in: `SessionBuilder::report_connections`; no addresses).
+    pub(crate) fn report_connection(&mut self, path: PathKind, took: Duration) {
+        let path = match path {
+            PathKind::Host => ReportedPath::Host,
+            PathKind::Srflx => ReportedPath::Srflx,
+            PathKind::Relay => ReportedPath::Relay,
+        };
+        let connect_ms = u32::try_from(took.as_millis()).unwrap_or(u32::MAX);
+        self.tell_matchmaker(ClientMessage::Report { path, connect_ms });
     }
 
     /// The lobby as it stands now: for `Session::lobby` and as an event.
