@@ -1308,6 +1308,22 @@ fn the_sdks_video_in_the_browser_and_a_native_player_see_each_others_test_patter
     );
 }
 
+/// Hides the page (a tab opened in front of it) and waits until the page says so.
+fn hide_page(browser: &mut Browser) {
+    browser.hide();
+    browser.wait_event("the page hidden", WAIT, |e| {
+        e["event"] == "visibility" && e["state"] == "hidden"
+    });
+}
+
+/// How many times the page's 100 ms ticker has run so far.
+fn page_ticks(browser: &mut Browser) -> u64 {
+    browser.command(json!({"do": "ticks"}));
+    browser.wait_event("the ticker", WAIT, |e| e["event"] == "ticks")["ticks"]
+        .as_u64()
+        .unwrap()
+}
+
 /// The SDK in a tab the player switched away from: another tab opens in front of the page
 /// (its visibility becomes `hidden`) and Chromium throttles it as any background tab (its
 /// timers run at most about once a second: measured here with the page's own ticker). The
@@ -1333,17 +1349,8 @@ fn the_sdk_in_a_hidden_tab_keeps_its_peer() {
         Event::PeerConnected { peer, .. } if *peer == browser_id => Some(()),
         _ => None,
     });
-    browser.hide();
-    browser.wait_event("the page hidden", WAIT, |e| {
-        e["event"] == "visibility" && e["state"] == "hidden"
-    });
-    let ticks = |browser: &mut Browser| {
-        browser.command(json!({"do": "ticks"}));
-        browser.wait_event("the ticker", WAIT, |e| e["event"] == "ticks")["ticks"]
-            .as_u64()
-            .unwrap()
-    };
-    let first = ticks(&mut browser);
+    hide_page(&mut browser);
+    let first = page_ticks(&mut browser);
     let started = Instant::now();
     let hidden_for = Duration::from_secs(10);
     while started.elapsed() < hidden_for {
@@ -1355,7 +1362,7 @@ fn the_sdk_in_a_hidden_tab_keeps_its_peer() {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let rate = (ticks(&mut browser) - first) as f64 / started.elapsed().as_secs_f64();
+    let rate = (page_ticks(&mut browser) - first) as f64 / started.elapsed().as_secs_f64();
     eprintln!("hidden page: its 100 ms ticker ran {rate:.1} times a second");
     // A page at full rate ticks 10 times a second; a throttled one about once.
     assert!(
@@ -1404,21 +1411,12 @@ fn the_sdk_alone_in_a_tab_throttled_to_one_wake_a_minute_keeps_its_lobby() {
     let joined = browser.wait_event("creating a lobby", WAIT, |e| e["event"] == "joined");
     let browser_id = PeerId(joined["me"].as_u64().unwrap());
     let code = joined["code"].as_str().unwrap().to_string();
-    browser.hide();
-    browser.wait_event("the page hidden", WAIT, |e| {
-        e["event"] == "visibility" && e["state"] == "hidden"
-    });
-    let ticks = |browser: &mut Browser| {
-        browser.command(json!({"do": "ticks"}));
-        browser.wait_event("the ticker", WAIT, |e| e["event"] == "ticks")["ticks"]
-            .as_u64()
-            .unwrap()
-    };
-    let first = ticks(&mut browser);
+    hide_page(&mut browser);
+    let first = page_ticks(&mut browser);
     let started = Instant::now();
     // The 10 s grace, then at least one wake a whole minute after the one before.
     std::thread::sleep(Duration::from_secs(80));
-    let rate = (ticks(&mut browser) - first) as f64 / started.elapsed().as_secs_f64();
+    let rate = (page_ticks(&mut browser) - first) as f64 / started.elapsed().as_secs_f64();
     eprintln!("hidden page alone: its 100 ms ticker ran {rate:.2} times a second");
     // Once a second (ordinary throttling) would be about 1; once a minute after the grace
     // is about 0.15.
