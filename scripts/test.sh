@@ -27,7 +27,6 @@ SQUADLINK_LOG="$(dirname "$SQUADLINK_LOG")/web-build.log" \
 wasm_pid=$!
 wasm_done=0
 wait_for_wasm() {
-  if ((wasm_done)); then return 0; fi
   wasm_done=1
   local start=$SECONDS status=0
   echo "(waiting for the browser builds started at the beginning)"

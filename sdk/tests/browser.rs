@@ -1324,6 +1324,18 @@ fn page_ticks(browser: &mut Browser) -> u64 {
         .unwrap()
 }
 
+/// How many times a second the page's 100 ms ticker runs over the next `span` (10 at full
+/// rate), calling `meanwhile` every 50 ms.
+fn ticker_rate(browser: &mut Browser, span: Duration, mut meanwhile: impl FnMut()) -> f64 {
+    let first = page_ticks(browser);
+    let started = Instant::now();
+    while started.elapsed() < span {
+        meanwhile();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (page_ticks(browser) - first) as f64 / started.elapsed().as_secs_f64()
+}
+
 /// The SDK in a tab the player switched away from: another tab opens in front of the page
 /// (its visibility becomes `hidden`) and Chromium throttles it as any background tab (its
 /// timers run at most about once a second: measured here with the page's own ticker). The
@@ -1350,19 +1362,14 @@ fn the_sdk_in_a_hidden_tab_keeps_its_peer() {
         _ => None,
     });
     hide_page(&mut browser);
-    let first = page_ticks(&mut browser);
-    let started = Instant::now();
-    let hidden_for = Duration::from_secs(10);
-    while started.elapsed() < hidden_for {
+    let rate = ticker_rate(&mut browser, Duration::from_secs(10), || {
         for e in native.poll_events() {
             assert!(
                 !matches!(e, Event::PeerDisconnected { .. }),
                 "the hidden page's peer was lost: {e:?}"
             );
         }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let rate = (page_ticks(&mut browser) - first) as f64 / started.elapsed().as_secs_f64();
+    });
     eprintln!("hidden page: its 100 ms ticker ran {rate:.1} times a second");
     // A page at full rate ticks 10 times a second; a throttled one about once.
     assert!(
@@ -1412,11 +1419,8 @@ fn the_sdk_alone_in_a_tab_throttled_to_one_wake_a_minute_keeps_its_lobby() {
     let browser_id = PeerId(joined["me"].as_u64().unwrap());
     let code = joined["code"].as_str().unwrap().to_string();
     hide_page(&mut browser);
-    let first = page_ticks(&mut browser);
-    let started = Instant::now();
     // The 10 s grace, then at least one wake a whole minute after the one before.
-    std::thread::sleep(Duration::from_secs(80));
-    let rate = (page_ticks(&mut browser) - first) as f64 / started.elapsed().as_secs_f64();
+    let rate = ticker_rate(&mut browser, Duration::from_secs(80), || {});
     eprintln!("hidden page alone: its 100 ms ticker ran {rate:.2} times a second");
     // Once a second (ordinary throttling) would be about 1; once a minute after the grace
     // is about 0.15.

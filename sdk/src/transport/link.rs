@@ -32,6 +32,7 @@ pub(crate) fn gave_up_error(url: &str, window: Duration) -> crate::error::Error 
         ),
     }
 }
+
 /// The error of a link whose matchmaker node is draining and asked us to move
 /// (`ServerMessage::Moving`).
 pub(crate) fn moving_error(within_ms: u32) -> crate::error::Error {
@@ -191,7 +192,7 @@ impl LinkState {
                 if asleep {
                     // What we did not hear may only be what we did not ask for: ask now,
                     // and give the answer a whole SILENCE from here.
-                    *last_heard = (*last_heard).max(now);
+                    *last_heard = now;
                     *last_ping = now;
                     return Some(Due::Ping);
                 }
@@ -210,7 +211,7 @@ impl LinkState {
                 next_at,
                 attempting,
             } => {
-                if *attempting || (now < *next_at && !asleep) {
+                if *attempting || now < *next_at {
                     return None;
                 }
                 // After a sleep the window is not judged before one attempt: a hidden tab
