@@ -6,7 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use squadlink_protocol::PeerId;
 
-use crate::bridge::{Command, Shared};
+use crate::bridge::{Commands, Shared};
 use crate::channel::{Channel, ChannelKind, FRAGMENT_SIZE};
 use crate::error::{Error, Result};
 
@@ -21,7 +21,7 @@ pub struct ChannelEndpoint {
     channel: Channel,
     kind: ChannelKind,
     limit: usize,
-    cmd: tokio::sync::mpsc::UnboundedSender<Command>,
+    cmd: Commands,
     inbox: crossbeam_channel::Receiver<(PeerId, Bytes)>,
     shared: Arc<Shared>,
 }
@@ -48,7 +48,7 @@ pub(crate) fn size_limit(kind: ChannelKind, max_message_size: usize) -> usize {
 impl ChannelEndpoint {
     pub(crate) fn new(
         (channel, kind, limit): (Channel, ChannelKind, usize),
-        cmd: tokio::sync::mpsc::UnboundedSender<Command>,
+        cmd: Commands,
         inbox: crossbeam_channel::Receiver<(PeerId, Bytes)>,
         shared: Arc<Shared>,
     ) -> Self {
@@ -88,13 +88,11 @@ impl ChannelEndpoint {
                 limit: self.limit,
             });
         }
-        self.cmd
-            .send(Command::Send {
-                to,
-                channel: self.channel.0,
-                payload,
-            })
-            .map_err(|_| Error::Closed)
+        if self.cmd.send_data(to, (self.channel.0, self.kind), payload) {
+            Ok(())
+        } else {
+            Err(Error::Closed)
+        }
     }
 
     /// Sends `data` to one peer, as [`crate::Session::send`] does. Never blocks.

@@ -71,3 +71,79 @@ async fn two_peers_exchange_on_every_channel_kind() {
         [(b.id().unwrap(), bytes::Bytes::from_static(b"pong"))]
     );
 }
+
+/// Unreliable data goes out on the game's own thread when the network thread is free,
+/// through the command queue when it is busy (`transport/direct.rs`); senders on four
+/// threads at once meet both cases, and no sender's messages overtake each other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreliable_messages_from_four_threads_at_once_keep_each_senders_order() {
+    const THREADS: u32 = 4;
+    const EACH: u32 = 500;
+    let mm = matchmaker().await;
+    let a = session(&mm.url(), LobbyRef::create(2), &ALL_KINDS).await;
+    let b = session(&mm.url(), LobbyRef::Code(code(&a)), &ALL_KINDS).await;
+    connected(&a, 1).await;
+    connected(&b, 1).await;
+    let to = b.id().unwrap();
+    let senders: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let endpoint = a.endpoint(Channel(0)).unwrap();
+            std::thread::spawn(move || {
+                for i in 0..EACH {
+                    endpoint.send(to, &(t << 16 | i).to_be_bytes()).unwrap();
+                    if i % 50 == 49 {
+                        // Bursts of 50, as a busy game's threads would send.
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+            })
+        })
+        .collect();
+    for s in senders {
+        s.join().unwrap();
+    }
+    let got = numbers(&b, Channel(0), (THREADS * EACH) as usize).await;
+    assert!(
+        got.len() as u32 > THREADS * EACH * 9 / 10,
+        "loopback delivers almost all: {}",
+        got.len()
+    );
+    for t in 0..THREADS {
+        let theirs: Vec<u32> = got
+            .iter()
+            .filter(|n| *n >> 16 == t)
+            .map(|n| n & 0xffff)
+            .collect();
+        assert!(
+            theirs.windows(2).all(|w| w[0] < w[1]),
+            "thread {t}'s messages overtook each other: {theirs:?}"
+        );
+    }
+}
+
+/// An unreliable send right after `disconnect` must not overtake it, though the
+/// disconnect waits in the command queue and the send could go out on the game's thread
+/// at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_sent_after_disconnect_never_arrives() {
+    let mm = matchmaker().await;
+    let a = session(&mm.url(), LobbyRef::create(2), &ALL_KINDS).await;
+    let b = session(&mm.url(), LobbyRef::Code(code(&a)), &ALL_KINDS).await;
+    connected(&a, 1).await;
+    connected(&b, 1).await;
+    let to = b.id().unwrap();
+    // The way is open: a message sent now arrives.
+    a.send(to, Channel(0), &0u32.to_be_bytes()).unwrap();
+    assert_eq!(numbers(&b, Channel(0), 1).await, [0]);
+    a.disconnect(to);
+    a.send(to, Channel(0), &1u32.to_be_bytes()).unwrap();
+    support::wait_for(&b, |e| {
+        matches!(e, squadlink::Event::PeerDisconnected { .. }).then_some(())
+    })
+    .await;
+    let late: Vec<u32> = b.receive(Channel(0)).map(|(_, m)| num(&m)).collect();
+    assert!(
+        late.is_empty(),
+        "sent after the disconnect, yet arrived: {late:?}"
+    );
+}

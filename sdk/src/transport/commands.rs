@@ -20,6 +20,9 @@ pub(crate) enum ForShell {
 
 /// Hands `cmd` to `core` at `now`; the shell's part, if it is one.
 pub(crate) fn apply(core: &mut Core, now: Instant, cmd: Command) -> Option<ForShell> {
+    // Counted down before it takes effect, but under the same hold of the core: a direct
+    // send (`bridge::DirectSend`) sees both or neither.
+    core.out().shared.applied(&cmd);
     match cmd {
         Command::Send {
             to,

@@ -31,6 +31,8 @@ mod routes;
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) mod codecs;
 #[cfg(not(target_arch = "wasm32"))]
+mod direct;
+#[cfg(not(target_arch = "wasm32"))]
 mod dtls_repeats;
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) mod gather;
@@ -47,6 +49,8 @@ pub(crate) mod stream;
 #[cfg(test)]
 #[cfg(not(target_arch = "wasm32"))]
 mod tests;
+#[cfg(not(target_arch = "wasm32"))]
+mod udp;
 
 // In the browser the engine gathers its own candidates: no STUN/TURN client of ours runs.
 #[cfg(target_arch = "wasm32")]

@@ -19,16 +19,17 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use web_time::Instant;
 
 use bytes::Bytes;
-use tokio::net::UdpSocket;
+use tokio::sync::Notify;
 
 use super::commands::{self, ForShell};
 use super::core::Core;
+use super::direct::{Direct, Held, hold};
 use super::gather::{self, GatherContext, Gatherer};
 use super::membership::{Entered, Membership};
 use super::net::{self, LossStage, host_addresses};
@@ -37,6 +38,7 @@ use super::peers::CLOSE_WAIT;
 use super::relay::StreamEvent;
 use super::rtc_engine::RtcEngine;
 use super::stream::{self, StreamLink};
+use super::udp::UdpSocket;
 use crate::bridge::{Command, Shared};
 use crate::conditioner::Conditioner;
 use crate::error::{Error, Result};
@@ -79,9 +81,17 @@ type Attempt = tokio::task::JoinHandle<Result<(Signaling, Joined)>>;
 type Lookup = tokio::task::JoinHandle<(Vec<gather::Resolved>, Vec<String>)>;
 
 /// The native shell: the socket, the tasks and the clock around one [`Core`].
+///
+/// The core is [`Held`] behind a lock that game threads take too, to send their data
+/// themselves (`direct.rs`); this thread holds it while it serves one input and carries
+/// out what came of it, never across an `await`.
 pub(crate) struct Driver {
-    core: Core,
-    socket: UdpSocket,
+    held: Arc<Mutex<Held>>,
+    socket: Arc<UdpSocket>,
+    /// Woken by a game thread's direct send that left work for this thread.
+    wake: Arc<Notify>,
+    /// The game's side of the bridge: its async readers are woken once the core is let go.
+    shared: Arc<Shared>,
     /// The socket's bound address.
     bound: SocketAddr,
     /// Simulated loss on everything sent and received (`SessionBuilder::simulated_loss`).
@@ -114,7 +124,7 @@ impl Driver {
             squadlink_protocol::PlayerId,
         )>,
     ) {
-        let socket = match net::bind_udp(cfg.bind) {
+        let socket = match net::bind_udp(cfg.bind).and_then(UdpSocket::new) {
             Ok(s) => s,
             Err(e) => {
                 let _ = ready.send(Err(Error::Io(format!("cannot bind UDP {}: {e}", cfg.bind))));
@@ -165,9 +175,10 @@ impl Driver {
             u64::from(crate::media::random_u32()) << 32 | u64::from(crate::media::random_u32());
         let now = Instant::now();
         let loss = LossStage::new(cfg.simulated_loss);
+        let open = loss.is_lossless();
         let inbound = Conditioner::new(cfg.simulated_network, seed);
         let entered = Entered::from_joined(&joined);
-        let out = output::Out::new(shared, ident);
+        let out = output::Out::new(Arc::clone(&shared), ident);
         let core = Core::new(
             cfg,
             entered,
@@ -175,9 +186,26 @@ impl Driver {
             (Box::new(RtcEngine::make), out),
             now,
         );
-        let mut driver = Driver {
+        let socket = Arc::new(socket);
+        let held = Arc::new(Mutex::new(Held {
             core,
+            sleeps_until: None,
+            open,
+        }));
+        let wake = Arc::new(Notify::new());
+        shared
+            .defer_wakes
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = shared.direct.set(Box::new(Direct {
+            held: Arc::downgrade(&held),
+            socket: Arc::downgrade(&socket),
+            wake: Arc::clone(&wake),
+        }));
+        let mut driver = Driver {
+            held,
             socket,
+            wake,
+            shared,
             bound,
             loss,
             inbound,
@@ -189,12 +217,18 @@ impl Driver {
             streams_tx,
         };
         let _ = ready.send(Ok(()));
-        driver.carry_out();
+        driver.with_core(Driver::carry_out);
         let end = driver.serve(&mut commands).await;
-        driver.core.begin_shutdown(Instant::now());
+        driver.with_held(|d, held| {
+            held.open = false;
+            held.core.begin_shutdown(Instant::now());
+            d.carry_out(&mut held.core);
+        });
         driver.close_channels().await;
-        driver.core.shutdown(Instant::now());
-        driver.carry_out();
+        driver.with_core(|d, core| {
+            core.shutdown(Instant::now());
+            d.carry_out(core);
+        });
         if let Some(link) = driver.link.take() {
             link.writer.close().await;
         }
@@ -204,7 +238,20 @@ impl Driver {
         if let Some(task) = driver.resolving.take() {
             task.abort();
         }
-        driver.core.out().emit(Event::Closed(end));
+        driver.shared.wake_readers();
+        driver.with_core(|_, core| core.out().emit(Event::Closed(end)));
+    }
+
+    /// Runs `f` with the core held (see [`Held`]).
+    fn with_held<R>(&mut self, f: impl FnOnce(&mut Self, &mut Held) -> R) -> R {
+        let held = Arc::clone(&self.held);
+        let mut guard = hold(&held);
+        f(self, &mut guard)
+    }
+
+    /// Runs `f` with the core held.
+    fn with_core<R>(&mut self, f: impl FnOnce(&mut Self, &mut Core) -> R) -> R {
+        self.with_held(|d, held| f(d, &mut held.core))
     }
 
     async fn serve(
@@ -215,56 +262,77 @@ impl Driver {
         let mut address_check = tokio::time::interval(ADDRESS_CHECK_EVERY);
         address_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            self.carry_out();
-            let deadline = self.next_deadline();
+            let deadline = self.with_held(|d, held| {
+                d.carry_out(&mut held.core);
+                let deadline = d.next_deadline(&mut held.core);
+                held.sleeps_until = Some(deadline);
+                deadline
+            });
+            // Now that the core is free, a reader that answers at once sends directly.
+            self.shared.wake_readers();
             tokio::select! {
                 biased;
                 cmd = commands.recv() => match cmd {
                     Some(Command::Close) | None => return None,
-                    Some(cmd) => self.on_command(cmd),
+                    Some(cmd) => self.with_held(|d, held| d.on_command(held, cmd)),
                 },
+                // A game thread's direct send left work here: the loop's top carries it out.
+                () = self.wake.notified() => {}
                 received = self.socket.recv_from(&mut buf) => {
                     if let Ok((n, from)) = received {
-                        self.received(buf.get(..n).unwrap_or(&[]), from);
-                        for _ in 1..READ_BATCH {
-                            match self.socket.try_recv_from(&mut buf) {
-                                Ok((n, from)) => self.received(buf.get(..n).unwrap_or(&[]), from),
-                                Err(_) => break,
+                        let socket = Arc::clone(&self.socket);
+                        self.with_core(|d, core| {
+                            d.received(core, buf.get(..n).unwrap_or(&[]), from);
+                            for _ in 1..READ_BATCH {
+                                match socket.try_recv_from(&mut buf) {
+                                    Ok((n, from)) => d.received(core, buf.get(..n).unwrap_or(&[]), from),
+                                    Err(_) => break,
+                                }
                             }
-                        }
-                        self.release_inbound(Instant::now());
+                            d.release_inbound(core, Instant::now());
+                        });
                     }
                 }
                 Some((id, event)) = self.streams.recv() => {
                     if matches!(event, StreamEvent::Frame(_)) && self.loss.drop_next() {
                         continue;
                     }
-                    self.core.handle_stream(Instant::now(), id, event);
+                    self.with_core(|_, core| core.handle_stream(Instant::now(), id, event));
                 }
                 msg = recv_link(&mut self.link) => match msg {
-                    Ok(msg) => self.core.handle_server_message(Instant::now(), msg),
+                    Ok(msg) => self.with_core(|_, core| core.handle_server_message(Instant::now(), msg)),
                     Err(err) => {
                         if let Some(link) = self.link.take() {
                             link.writer.abandon();
                         }
-                        self.core.link_lost(Instant::now(), err);
+                        self.with_core(|_, core| core.link_lost(Instant::now(), err));
                     }
                 },
-                (resolved, problems) = lookup_result(&mut self.resolving) => self.on_resolved(resolved, problems),
-                joined = reconnect_result(&mut self.attempt) => self.on_reconnect_result(joined),
+                (resolved, problems) = lookup_result(&mut self.resolving) => {
+                    self.with_core(|d, core| d.on_resolved(core, resolved, problems));
+                }
+                joined = reconnect_result(&mut self.attempt) => {
+                    self.with_core(|d, core| d.on_reconnect_result(core, joined));
+                }
                 _ = address_check.tick() => {
-                    self.check_addresses(Instant::now());
-                    // A fresh clock: a network change just now made a reconnection due at
-                    // once, and it must not wait for the next check.
-                    if let Some(end) = self.core.poll_link(Instant::now()) {
+                    let end = self.with_core(|d, core| {
+                        d.check_addresses(core, Instant::now());
+                        // A fresh clock: a network change just now made a reconnection due
+                        // at once, and it must not wait for the next check.
+                        core.poll_link(Instant::now())
+                    });
+                    if let Some(end) = end {
                         return Some(end);
                     }
                 }
                 () = tokio::time::sleep_until(deadline.into()) => {
-                    let now = Instant::now();
-                    self.release_inbound(now);
-                    self.core.handle_timeout(now);
-                    if let Some(end) = self.core.poll_link(now) {
+                    let end = self.with_core(|d, core| {
+                        let now = Instant::now();
+                        d.release_inbound(core, now);
+                        core.handle_timeout(now);
+                        core.poll_link(now)
+                    });
+                    if let Some(end) = end {
                         return Some(end);
                     }
                 }
@@ -279,34 +347,45 @@ impl Driver {
         let mut buf = vec![0u8; MAX_DATAGRAM];
         let give_up = Instant::now() + CLOSE_WAIT;
         loop {
-            self.carry_out();
-            if self.core.channels_closed() {
+            let (closed, deadline) = self.with_core(|d, core| {
+                d.carry_out(core);
+                (core.channels_closed(), d.next_deadline(core).min(give_up))
+            });
+            self.shared.wake_readers();
+            if closed {
                 return;
             }
             if Instant::now() >= give_up {
                 tracing::debug!("a peer did not close its channels in time; aborting");
                 return;
             }
-            let deadline = self.next_deadline().min(give_up);
             tokio::select! {
                 received = self.socket.recv_from(&mut buf) => {
                     if let Ok((n, from)) = received {
-                        self.received(buf.get(..n).unwrap_or(&[]), from);
-                        self.release_inbound(Instant::now());
+                        self.with_core(|d, core| {
+                            d.received(core, buf.get(..n).unwrap_or(&[]), from);
+                            d.release_inbound(core, Instant::now());
+                        });
                     }
                 }
                 () = tokio::time::sleep_until(deadline.into()) => {
-                    let now = Instant::now();
-                    self.release_inbound(now);
-                    self.core.handle_timeout(now);
+                    self.with_core(|d, core| {
+                        let now = Instant::now();
+                        d.release_inbound(core, now);
+                        core.handle_timeout(now);
+                    });
                 }
             }
         }
     }
 
-    fn on_command(&mut self, cmd: Command) {
-        match commands::apply(&mut self.core, Instant::now(), cmd) {
-            Some(ForShell::SimulatedLoss(fraction)) => self.loss = LossStage::new(fraction),
+    fn on_command(&mut self, held: &mut Held, cmd: Command) {
+        match commands::apply(&mut held.core, Instant::now(), cmd) {
+            Some(ForShell::SimulatedLoss(fraction)) => {
+                // The loss stage is this thread's: with loss set, data goes the queue's way.
+                self.loss = LossStage::new(fraction);
+                held.open = self.loss.is_lossless();
+            }
             Some(ForShell::SimulatedNetwork(conditions)) => self.inbound.set_conditions(conditions),
             // Handled by the loop, before this.
             Some(ForShell::Close) | None => {}
@@ -314,14 +393,14 @@ impl Driver {
     }
 
     /// Carries out what the core asked for: datagrams, matchmaker messages, requests.
-    fn carry_out(&mut self) {
-        while let Some(request) = self.core.out().poll_request() {
+    fn carry_out(&mut self, core: &mut Core) {
+        while let Some(request) = core.out().poll_request() {
             match request {
                 Request::Resolve {
                     servers,
                     relay_only,
                     ipv4,
-                } => self.resolve(servers, relay_only, ipv4),
+                } => self.resolve(core, servers, relay_only, ipv4),
                 Request::Reconnect {
                     url,
                     player,
@@ -329,7 +408,7 @@ impl Driver {
                     data,
                     instance,
                 } => {
-                    let token = self.core.settings().token.clone();
+                    let token = core.settings().token.clone();
                     self.attempt = Some(tokio::spawn(async move {
                         Signaling::connect_and_join(
                             &url,
@@ -349,22 +428,22 @@ impl Driver {
                 }
             }
         }
-        self.send_datagrams();
+        self.send_datagrams(core);
         match &self.link {
             Some(link) => {
-                for msg in self.core.out().drain_signals() {
+                for msg in core.out().drain_signals() {
                     link.writer.send(msg);
                 }
             }
-            None => self.core.out().trim_signals(OUTBOX_LIMIT),
+            None => core.out().trim_signals(OUTBOX_LIMIT),
         }
     }
 
     /// Sends the datagrams the core has queued (with the simulated-loss stage). Called
     /// after every datagram read as well, so that what it caused (acknowledgements, the
     /// next handshake flight) leaves at once rather than after the rest of the batch.
-    fn send_datagrams(&mut self) {
-        while let Some(transmit) = self.core.out().poll_transmit() {
+    fn send_datagrams(&mut self, core: &mut Core) {
+        while let Some(transmit) = core.out().poll_transmit() {
             match transmit.via {
                 Via::Udp(to) => {
                     if self.loss.drop_next() {
@@ -386,10 +465,9 @@ impl Driver {
         }
     }
 
-    fn next_deadline(&mut self) -> Instant {
+    fn next_deadline(&mut self, core: &mut Core) -> Instant {
         let far = Instant::now() + Duration::from_secs(3600);
-        self.core
-            .poll_timeout()
+        core.poll_timeout()
             .into_iter()
             .chain(self.inbound.next_release())
             .min()
@@ -401,6 +479,7 @@ impl Driver {
     /// network changed again) is dropped.
     fn resolve(
         &mut self,
+        core: &Core,
         servers: Vec<squadlink_protocol::IceServer>,
         relay_only: bool,
         ipv4: bool,
@@ -408,7 +487,7 @@ impl Driver {
         if let Some(old) = self.resolving.take() {
             old.abort();
         }
-        let delay = self.core.settings().resolve_delay;
+        let delay = core.settings().resolve_delay;
         let task = tokio::spawn(async move {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
@@ -420,10 +499,15 @@ impl Driver {
 
     /// The ICE servers' addresses are known: start a STUN or TURN client for each (the
     /// streams of TCP and TLS ones stay here) and hand them to the core.
-    fn on_resolved(&mut self, resolved: Vec<gather::Resolved>, problems: Vec<String>) {
+    fn on_resolved(
+        &mut self,
+        core: &mut Core,
+        resolved: Vec<gather::Resolved>,
+        problems: Vec<String>,
+    ) {
         let ctx = GatherContext {
-            local: self.core.primary_host(),
-            tls_roots: &self.core.settings().tls_roots,
+            local: core.primary_host(),
+            tls_roots: &core.settings().tls_roots,
             streams: self.streams_tx.clone(),
         };
         let (mut gatherers, more) = Gatherer::from_resolved(resolved, &ctx, Instant::now());
@@ -433,45 +517,45 @@ impl Driver {
             .collect();
         let mut problems = problems;
         problems.extend(more);
-        self.core.gatherers_ready(gatherers, problems);
+        core.gatherers_ready(gatherers, problems);
     }
 
     /// A reconnection attempt finished.
-    fn on_reconnect_result(&mut self, result: Result<(Signaling, Joined)>) {
+    fn on_reconnect_result(&mut self, core: &mut Core, result: Result<(Signaling, Joined)>) {
         let now = Instant::now();
         match result {
             Ok((signaling, joined)) => {
                 self.link = Some(Link::new(signaling));
-                self.core.rejoined(
+                core.rejoined(
                     now,
                     (joined.me, joined.player.clone()),
                     joined.resumed,
                     &joined.lobby,
                 );
             }
-            Err(err) => self.core.rejoin_failed(now, err),
+            Err(err) => core.rejoin_failed(now, err),
         }
     }
 
     /// Looks for a network change (every [`ADDRESS_CHECK_EVERY`]).
-    fn check_addresses(&mut self, now: Instant) {
+    fn check_addresses(&mut self, core: &mut Core, now: Instant) {
         let hosts = host_addresses(self.bound);
-        if !hosts.is_empty() && hosts != self.core.hosts() {
+        if !hosts.is_empty() && hosts != core.hosts() {
             // The old TURN streams were made from the old address.
             self.stream_links.clear();
-            self.core.network_changed(now, hosts);
+            core.network_changed(now, hosts);
         }
     }
 
     /// A datagram from the socket: handled now, or after its trip through the simulated
     /// network when one is set.
-    fn received(&mut self, data: &[u8], from: SocketAddr) {
+    fn received(&mut self, core: &mut Core, data: &[u8], from: SocketAddr) {
         if self.loss.drop_next() {
             return;
         }
         if self.inbound.is_idle_and_perfect() {
-            self.core.handle_datagram(Instant::now(), data, from);
-            self.send_datagrams();
+            core.handle_datagram(Instant::now(), data, from);
+            self.send_datagrams(core);
         } else {
             self.inbound.push(
                 Instant::now(),
@@ -482,10 +566,10 @@ impl Driver {
     }
 
     /// Handles the datagrams whose simulated trip is over.
-    fn release_inbound(&mut self, now: Instant) {
+    fn release_inbound(&mut self, core: &mut Core, now: Instant) {
         while let Some((data, from)) = self.inbound.pop_due(now) {
-            self.core.handle_datagram(now, &data, from);
-            self.send_datagrams();
+            core.handle_datagram(now, &data, from);
+            self.send_datagrams(core);
         }
     }
 }

@@ -16,7 +16,7 @@ const SOCKET_BUFFER: usize = 4 << 20;
 
 /// Binds the session's UDP socket (native: in the browser the page owns the network) with large kernel buffers, non-blocking, for tokio.
 #[cfg(not(target_arch = "wasm32"))]
-pub(crate) fn bind_udp(addr: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
+pub(crate) fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     if let Err(e) = socket.set_recv_buffer_size(SOCKET_BUFFER) {
@@ -27,7 +27,7 @@ pub(crate) fn bind_udp(addr: SocketAddr) -> std::io::Result<tokio::net::UdpSocke
     }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
-    tokio::net::UdpSocket::from_std(socket.into())
+    Ok(socket.into())
 }
 
 /// Whether a connectivity check from `from` would make `rtc` learn a peer's TURN relay
@@ -196,6 +196,11 @@ impl LossStage {
             threshold: (fraction.clamp(0.0, 1.0) * u64::MAX as f64) as u64,
             state: u64::from_le_bytes(seed) | 1,
         }
+    }
+
+    /// Whether it drops anything at all.
+    pub(crate) fn is_lossless(&self) -> bool {
+        self.threshold == 0
     }
 
     /// Whether to drop the next datagram.

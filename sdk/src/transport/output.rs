@@ -3,7 +3,7 @@
 //! messages and stats.
 //!
 //! The core never does I/O itself: it fills an [`Out`] and the shell (the tokio loop in
-//! `transport/mod.rs`) drains it after every input, writing datagrams to the socket or a
+//! `transport/native.rs`) drains it after every input, writing datagrams to the socket or a
 //! TURN stream, signaling messages to the matchmaker link, and starting the work a
 //! [`Request`] asks for.
 
@@ -237,6 +237,26 @@ impl Out {
     /// The next datagram to send.
     pub(crate) fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()
+    }
+
+    /// The next datagram if it goes out of the UDP socket; one for a TURN stream, and
+    /// everything behind it, stays for the shell's loop.
+    pub(crate) fn poll_udp_transmit(&mut self) -> Option<(BytesMut, SocketAddr)> {
+        match self.transmits.front() {
+            Some(Transmit {
+                via: Via::Udp(to), ..
+            }) => {
+                let to = *to;
+                self.transmits.pop_front().map(|t| (t.data, to))
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether anything waits that only the shell's loop carries out: datagrams for a
+    /// TURN stream, matchmaker messages, requests.
+    pub(crate) fn wants_shell(&self) -> bool {
+        !(self.transmits.is_empty() && self.signals.is_empty() && self.requests.is_empty())
     }
 
     /// The matchmaker messages queued since the last call.

@@ -1,0 +1,121 @@
+//! Unreliable game data sent on the game's own thread (native shell).
+//!
+//! The native shell's [`Core`] sits behind a lock ([`Held`]) that its network thread takes
+//! for each input it serves, and that a game thread's send takes when it is free within
+//! 25 µs ([`Direct`], the shell's [`DirectSend`]). Such a send runs through the engine and
+//! leaves the socket on the game's thread: the network thread is not woken for it, which
+//! saves one of the four thread hand-offs of a round trip between two games (loopback
+//! p50 −18 %, docs/performance.md). A send that finds the core busy, or commands of the
+//! game still queued before it, or simulated loss set, goes through the command queue as
+//! before, so the game never waits longer and the order of what it asked for holds.
+//! Reliable data always takes the queue (`bridge::Commands::send_data` says why).
+//!
+//! What the send leaves for the network thread — a datagram for a TURN stream, a
+//! matchmaker message, a timer earlier than the one it sleeps on — wakes it.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use squadlink_protocol::PeerId;
+use tokio::sync::Notify;
+use web_time::Instant;
+
+use super::core::Core;
+use super::udp::UdpSocket;
+use crate::bridge::DirectSend;
+
+/// The core and what a game thread must know of the network thread to send beside it.
+pub(crate) struct Held {
+    pub(crate) core: Core,
+    /// When the network thread wakes next by itself; a send that makes the core's next
+    /// deadline earlier wakes it sooner.
+    pub(crate) sleeps_until: Option<Instant>,
+    /// Whether data may go the direct way: no simulated loss (the shell's loss stage is
+    /// the network thread's), and the session is not ending.
+    pub(crate) open: bool,
+}
+
+/// Takes the lock, whatever an earlier holder did (the state is left consistent between
+/// inputs; the lints deny the panics that could poison it).
+pub(crate) fn hold(held: &Mutex<Held>) -> MutexGuard<'_, Held> {
+    held.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The direct path of one native session. It holds the core weakly: once the network
+/// thread has ended, sends go to the (closed) queue.
+pub(crate) struct Direct {
+    pub(crate) held: Weak<Mutex<Held>>,
+    /// Weak too: a session handle kept after its end must not keep the port bound.
+    pub(crate) socket: Weak<UdpSocket>,
+    /// Wakes the network thread.
+    pub(crate) wake: Arc<Notify>,
+}
+
+/// How long a send waits for the network thread to finish the input it serves before
+/// the data goes to the queue instead. The thread holds the core for one input at a time
+/// (microseconds), so a short wait usually saves the hand-off, and the game never waits
+/// longer.
+const WAIT_AT_MOST: Duration = Duration::from_micros(25);
+
+/// The lock, if it is free now or within [`WAIT_AT_MOST`].
+fn take_soon(held: &Mutex<Held>) -> Option<MutexGuard<'_, Held>> {
+    let mut since = None;
+    loop {
+        match held.try_lock() {
+            Ok(guard) => return Some(guard),
+            Err(TryLockError::Poisoned(_)) => return None,
+            Err(TryLockError::WouldBlock) => {
+                let since = *since.get_or_insert_with(Instant::now);
+                if since.elapsed() > WAIT_AT_MOST {
+                    return None;
+                }
+                std::hint::spin_loop();
+            }
+        }
+    }
+}
+
+impl DirectSend for Direct {
+    fn try_send(
+        &self,
+        queued: &AtomicUsize,
+        to: Option<PeerId>,
+        channel: usize,
+        payload: Bytes,
+    ) -> Option<Bytes> {
+        if queued.load(Ordering::Acquire) != 0 {
+            // Not worth waiting for the lock: the queue's way it is.
+            return Some(payload);
+        }
+        let (Some(held), Some(socket)) = (self.held.upgrade(), self.socket.upgrade()) else {
+            return Some(payload);
+        };
+        let Some(mut guard) = take_soon(&held) else {
+            return Some(payload);
+        };
+        // Counted down under this lock (`commands::apply`): 0 now means all of it applied.
+        if !guard.open || queued.load(Ordering::Acquire) != 0 {
+            return Some(payload);
+        }
+        let held = &mut *guard;
+        held.core.send(Instant::now(), to, channel, &payload);
+        while let Some((data, to)) = held.core.out().poll_udp_transmit() {
+            if let Err(err) = socket.try_send_to(&data, to) {
+                tracing::trace!(%err, %to, "datagram dropped on send");
+            }
+        }
+        let earlier = match (held.core.poll_timeout(), held.sleeps_until) {
+            (Some(due), Some(sleeps)) => due < sleeps,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        let wake = earlier || held.core.out().wants_shell();
+        drop(guard);
+        if wake {
+            self.wake.notify_one();
+        }
+        None
+    }
+}
