@@ -79,11 +79,7 @@ async fn two_peers_exchange_on_every_channel_kind() {
 async fn unreliable_messages_from_four_threads_at_once_keep_each_senders_order() {
     const THREADS: u32 = 4;
     const EACH: u32 = 500;
-    let mm = matchmaker().await;
-    let a = session(&mm.url(), LobbyRef::create(2), &ALL_KINDS).await;
-    let b = session(&mm.url(), LobbyRef::Code(code(&a)), &ALL_KINDS).await;
-    connected(&a, 1).await;
-    connected(&b, 1).await;
+    let (_mm, a, b) = support::connected_pair(&ALL_KINDS).await;
     let to = b.id().unwrap();
     let senders: Vec<_> = (0..THREADS)
         .map(|t| {
@@ -126,11 +122,7 @@ async fn unreliable_messages_from_four_threads_at_once_keep_each_senders_order()
 /// at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_sent_after_disconnect_never_arrives() {
-    let mm = matchmaker().await;
-    let a = session(&mm.url(), LobbyRef::create(2), &ALL_KINDS).await;
-    let b = session(&mm.url(), LobbyRef::Code(code(&a)), &ALL_KINDS).await;
-    connected(&a, 1).await;
-    connected(&b, 1).await;
+    let (_mm, a, b) = support::connected_pair(&ALL_KINDS).await;
     let to = b.id().unwrap();
     // The way is open: a message sent now arrives.
     a.send(to, Channel(0), &0u32.to_be_bytes()).unwrap();

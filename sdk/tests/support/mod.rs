@@ -83,6 +83,17 @@ pub async fn connected(s: &Session, n: usize) -> Vec<PeerId> {
     peers
 }
 
+/// A matchmaker and two sessions in one lobby, connected to each other (keep the server
+/// alive as long as the sessions).
+pub async fn connected_pair(channels: &[ChannelKind]) -> (Server, Session, Session) {
+    let mm = matchmaker().await;
+    let a = session(&mm.url(), LobbyRef::create(2), channels).await;
+    let b = session(&mm.url(), LobbyRef::Code(code(&a)), channels).await;
+    connected(&a, 1).await;
+    connected(&b, 1).await;
+    (mm, a, b)
+}
+
 pub fn code(s: &Session) -> String {
     s.lobby().expect("in a lobby").code
 }
