@@ -15,10 +15,17 @@ source scripts/env.sh
 out=${1:-$CARGO_TARGET_DIR/arena-screenshots}
 mkdir -p "$out"
 rm -f "$out"/player-*.png
-echo "== building arena and the matchmaker"
-cargo build --locked -q -p squadlink-bevy-examples --bin arena
-cargo build --locked -q -p squadlink-matchmaker
 bin=$CARGO_TARGET_DIR/debug
+# Run from the test command, the workspace's test build has made both (with the features
+# the whole workspace unifies); building them here by package would unify others and
+# compile Bevy again (about 13 minutes cold).
+if [ "${SQUADLINK_WORKSPACE_BUILT:-0}" = 1 ] && [ -x "$bin/arena" ] && [ -x "$bin/squadlink-matchmaker" ]; then
+  echo "== arena and the matchmaker: the workspace build's"
+else
+  echo "== building arena and the matchmaker"
+  cargo build --locked -q -p squadlink-bevy-examples --bin arena
+  cargo build --locked -q -p squadlink-matchmaker
+fi
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 "$bin/squadlink-matchmaker" --listen "127.0.0.1:$port" 2>"$out/matchmaker.log" &

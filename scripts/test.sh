@@ -49,6 +49,9 @@ trap stop_wasm EXIT
 
 step "building the workspace's tests (the first build takes a while)" \
   cargo test --workspace --locked --no-run
+# That build leaves the arena and the matchmaker in target/debug; the screenshot checks
+# below use them instead of building them again by package (other features, Bevy again).
+export SQUADLINK_WORKSPACE_BUILT=1
 section "cargo fmt --check"
 cargo fmt --all --check
 section "cargo clippy (warnings are errors)"

@@ -21,9 +21,16 @@ mkdir -p "$out"
 rm -f "$out"/*.png
 bash scripts/web.sh arena --no-serve
 site="${WASM_TARGET_DIR:-$HOME/.cache/squadlink/wasm-target}/web-arena"
-step "web arena: building the native arena, the matchmaker and the page screenshooter" \
-  cargo build --locked -q -p squadlink-bevy-examples --bin arena -p squadlink-matchmaker -p squadlink-testkit --bin page_screenshot
 bin=$CARGO_TARGET_DIR/debug
+# From the test command, the native arena and the matchmaker are the workspace build's
+# (see arena_screenshot.sh): only the page screenshooter is built here.
+if [ "${SQUADLINK_WORKSPACE_BUILT:-0}" = 1 ] && [ -x "$bin/arena" ] && [ -x "$bin/squadlink-matchmaker" ]; then
+  step "web arena: building the page screenshooter" \
+    cargo build --locked -q -p squadlink-testkit --bin page_screenshot
+else
+  step "web arena: building the native arena, the matchmaker and the page screenshooter" \
+    cargo build --locked -q -p squadlink-bevy-examples --bin arena -p squadlink-matchmaker -p squadlink-testkit --bin page_screenshot
+fi
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 wait_port() {
