@@ -642,12 +642,24 @@ fn measure(servers: &mut Servers, lib: Lib, args: &Args) -> Result<Side, String>
     }
     side.failed_rounds = failed;
     if args.pings > 0 {
-        let r = round(servers, lib, 2, ("ping", "serve"), args.pings as f64)?;
+        let r = retried(
+            servers,
+            lib,
+            ("ping", "serve"),
+            args.pings as f64,
+            &mut side,
+        )?;
         let rtts = r.first().and_then(|r| r.rtt_ns.clone()).unwrap_or_default();
         side.rtt_us = Percentiles::of_nanos(&rtts);
     }
     if args.throughput_seconds > 0.0 {
-        let r = round(servers, lib, 2, ("send", "serve"), args.throughput_seconds)?;
+        let r = retried(
+            servers,
+            lib,
+            ("send", "serve"),
+            args.throughput_seconds,
+            &mut side,
+        )?;
         side.reliable_mib_per_s = r.first().and_then(|r| r.mib_per_s).unwrap_or(0.0);
     }
     if args.idle_seconds <= 0.0 {
@@ -671,6 +683,33 @@ fn measure(servers: &mut Servers, lib: Lib, args: &Args) -> Result<Side, String>
     side.idle_rss_kib_per_player = median(&rss).unwrap_or(f64::NAN);
     eprintln!("{lib:?}: {side:?}");
     Ok(side)
+}
+
+/// A two-player task round, tried up to three times: a pair that does not connect within
+/// 30 s (matchbox's did, now and then) is counted as a failed round and started again
+/// rather than ending the whole run.
+fn retried(
+    servers: &mut Servers,
+    lib: Lib,
+    tasks: (&str, &str),
+    amount: f64,
+    side: &mut Side,
+) -> Result<Vec<Report>, String> {
+    let mut last = String::new();
+    for _ in 0..3 {
+        match round(servers, lib, 2, tasks, amount) {
+            Ok(r) => return Ok(r),
+            Err(e) => {
+                eprintln!("{lib:?}: the {} round failed: {e}", tasks.0);
+                side.failed_rounds += 1;
+                last = e;
+            }
+        }
+    }
+    Err(format!(
+        "{lib:?}: the {} round failed three times: {last}",
+        tasks.0
+    ))
 }
 
 async fn start_servers() -> Result<Servers, String> {
