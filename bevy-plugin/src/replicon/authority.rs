@@ -604,6 +604,85 @@ mod tests {
         );
     }
 
+    /// The `Serving` claims among `actions`, as (epoch, line).
+    fn claims(actions: &[Action]) -> Vec<(u32, Vec<PeerId>)> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Send {
+                    message: Control::Serving { epoch, line },
+                    ..
+                } => Some((*epoch, line.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A partial split: the host (1) loses its link to one member (2) only; 1 and 3, and 2
+    /// and 3, still reach each other. The cut-off member takes over for those it reaches,
+    /// the third follows the higher epoch and ignores the old host's claims, the old host
+    /// serves alone meanwhile, and when the link heals it is told and steps down: one
+    /// server again, with no extra round of messages.
+    #[test]
+    fn a_host_cut_off_from_one_member_only_is_replaced_for_the_rest_and_steps_down_when_the_link_heals()
+     {
+        let (one, two, three) = (PeerId(1), PeerId(2), PeerId(3));
+        let mut host = Authority::new(one, T, at(0));
+        let mut b = Authority::new(two, T, at(0));
+        let mut c = Authority::new(three, T, at(0));
+        host.start(one, at(0));
+        b.start(one, at(0));
+        c.start(one, at(0));
+        b.on_serving(one, 0, vec![two, three]);
+        c.on_serving(one, 0, vec![two, three]);
+
+        // The link 1–2 breaks; each end sees the other lost.
+        let from_b = b.on_lost(one, &live(&[3]), at(10));
+        assert_eq!(b.role(), Role::Serving, "2 heads the line and reaches 3");
+        assert!(host.on_lost(two, &live(&[3]), at(10)).is_empty());
+        assert_eq!(
+            host.role(),
+            Role::Serving,
+            "1 does not know it was replaced"
+        );
+
+        // 3 hears 2's claim at epoch 1 and follows it.
+        let [(epoch, line)] = claims(&from_b).try_into().unwrap();
+        assert_eq!(epoch, 1);
+        let actions = c.on_serving(two, epoch, line);
+        assert_eq!(
+            actions,
+            vec![Action::Follow {
+                server: two,
+                epoch: 1,
+                previous: Some(one)
+            }]
+        );
+        // 1 re-ranks its line without 2 and claims again at epoch 0: 3 ignores it.
+        let stale = claims(&host.tick(at(11), &live(&[3])));
+        assert_eq!(stale, vec![(0, vec![three])]);
+        for (epoch, line) in stale {
+            assert!(c.on_serving(one, epoch, line).is_empty());
+        }
+        assert_eq!(c.server(), Some(two));
+
+        // The link heals: 2 greets 1 with its claim, and 1 steps down and follows.
+        let greeting = claims(&b.on_connected(one));
+        let [(epoch, line)] = greeting.try_into().unwrap();
+        assert_eq!(
+            host.on_serving(two, epoch, line),
+            vec![Action::Follow {
+                server: two,
+                epoch: 1,
+                previous: Some(one)
+            }]
+        );
+        assert_eq!(
+            [host.server(), b.server(), c.server()],
+            [Some(two), Some(two), Some(two)]
+        );
+    }
+
     #[test]
     fn a_server_greets_each_peer_that_connects() {
         let mut host = Authority::new(PeerId(1), T, at(0));
