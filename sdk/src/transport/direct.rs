@@ -10,10 +10,13 @@
 //! before, so the game never waits longer and the order of what it asked for holds.
 //! Reliable data always takes the queue (`bridge::Commands::send_data` says why).
 //!
+//! The network thread goes first: while it waits for the lock, game threads take the queue
+//! ([`CoreLock`]), so a game thread that sends without pause cannot starve it.
+//!
 //! What the send leaves for the network thread — a datagram for a TURN stream, a
 //! matchmaker message, a timer earlier than the one it sleeps on — wakes it.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError, Weak};
 use std::time::Duration;
 
@@ -37,16 +40,60 @@ pub(crate) struct Held {
     pub(crate) open: bool,
 }
 
-/// Takes the lock, whatever an earlier holder did (the state is left consistent between
-/// inputs; the lints deny the panics that could poison it).
-pub(crate) fn hold(held: &Mutex<Held>) -> MutexGuard<'_, Held> {
-    held.lock().unwrap_or_else(PoisonError::into_inner)
+/// The lock around [`Held`], with the network thread first in line: while it waits for
+/// the lock, game threads leave it alone and use the queue, so a game thread sending
+/// without pause cannot keep it from its inputs.
+pub(crate) struct CoreLock {
+    held: Mutex<Held>,
+    /// The network thread waits for the lock.
+    wanted: AtomicBool,
+}
+
+impl CoreLock {
+    pub(crate) fn new(held: Held) -> Self {
+        Self {
+            held: Mutex::new(held),
+            wanted: AtomicBool::new(false),
+        }
+    }
+
+    /// The network thread's hold: waits for the lock, whatever an earlier holder did (the
+    /// state is left consistent between inputs; the lints deny the panics that could
+    /// poison it).
+    pub(crate) fn hold(&self) -> MutexGuard<'_, Held> {
+        self.wanted.store(true, Ordering::Release);
+        let guard = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        self.wanted.store(false, Ordering::Release);
+        guard
+    }
+
+    /// A game thread's hold: the lock if it is free now or within [`WAIT_AT_MOST`], and
+    /// the network thread does not want it.
+    fn take_soon(&self) -> Option<MutexGuard<'_, Held>> {
+        let mut since = None;
+        loop {
+            if self.wanted.load(Ordering::Acquire) {
+                return None;
+            }
+            match self.held.try_lock() {
+                Ok(guard) => return Some(guard),
+                Err(TryLockError::Poisoned(_)) => return None,
+                Err(TryLockError::WouldBlock) => {
+                    let since = *since.get_or_insert_with(Instant::now);
+                    if since.elapsed() > WAIT_AT_MOST {
+                        return None;
+                    }
+                    std::hint::spin_loop();
+                }
+            }
+        }
+    }
 }
 
 /// The direct path of one native session. It holds the core weakly: once the network
 /// thread has ended, sends go to the (closed) queue.
 pub(crate) struct Direct {
-    pub(crate) held: Weak<Mutex<Held>>,
+    pub(crate) held: Weak<CoreLock>,
     /// Weak too: a session handle kept after its end must not keep the port bound.
     pub(crate) socket: Weak<UdpSocket>,
     /// Wakes the network thread.
@@ -58,24 +105,6 @@ pub(crate) struct Direct {
 /// (microseconds), so a short wait usually saves the hand-off, and the game never waits
 /// longer.
 const WAIT_AT_MOST: Duration = Duration::from_micros(25);
-
-/// The lock, if it is free now or within [`WAIT_AT_MOST`].
-fn take_soon(held: &Mutex<Held>) -> Option<MutexGuard<'_, Held>> {
-    let mut since = None;
-    loop {
-        match held.try_lock() {
-            Ok(guard) => return Some(guard),
-            Err(TryLockError::Poisoned(_)) => return None,
-            Err(TryLockError::WouldBlock) => {
-                let since = *since.get_or_insert_with(Instant::now);
-                if since.elapsed() > WAIT_AT_MOST {
-                    return None;
-                }
-                std::hint::spin_loop();
-            }
-        }
-    }
-}
 
 impl DirectSend for Direct {
     fn try_send(
@@ -92,7 +121,7 @@ impl DirectSend for Direct {
         let (Some(held), Some(socket)) = (self.held.upgrade(), self.socket.upgrade()) else {
             return Some(payload);
         };
-        let Some(mut guard) = take_soon(&held) else {
+        let Some(mut guard) = held.take_soon() else {
             return Some(payload);
         };
         // Counted down under this lock (`commands::apply`): 0 now means all of it applied.

@@ -19,7 +19,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use web_time::Instant;
@@ -29,7 +29,7 @@ use tokio::sync::Notify;
 
 use super::commands::{self, ForShell};
 use super::core::Core;
-use super::direct::{Direct, Held, hold};
+use super::direct::{CoreLock, Direct, Held};
 use super::gather::{self, GatherContext, Gatherer};
 use super::membership::{Entered, Membership};
 use super::net::{self, LossStage, host_addresses};
@@ -86,7 +86,7 @@ type Lookup = tokio::task::JoinHandle<(Vec<gather::Resolved>, Vec<String>)>;
 /// themselves (`direct.rs`); this thread holds it while it serves one input and carries
 /// out what came of it, never across an `await`.
 pub(crate) struct Driver {
-    held: Arc<Mutex<Held>>,
+    held: Arc<CoreLock>,
     socket: Arc<UdpSocket>,
     /// Woken by a game thread's direct send that left work for this thread.
     wake: Arc<Notify>,
@@ -187,7 +187,7 @@ impl Driver {
             now,
         );
         let socket = Arc::new(socket);
-        let held = Arc::new(Mutex::new(Held {
+        let held = Arc::new(CoreLock::new(Held {
             core,
             sleeps_until: None,
             open,
@@ -245,7 +245,7 @@ impl Driver {
     /// Runs `f` with the core held (see [`Held`]).
     fn with_held<R>(&mut self, f: impl FnOnce(&mut Self, &mut Held) -> R) -> R {
         let held = Arc::clone(&self.held);
-        let mut guard = hold(&held);
+        let mut guard = held.hold();
         f(self, &mut guard)
     }
 
