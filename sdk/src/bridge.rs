@@ -6,7 +6,7 @@
 //! thread fills it and [`crate::Session`] drains it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 
 use bytes::Bytes;
@@ -33,12 +33,11 @@ pub(crate) struct Shared {
     pub(crate) lobby: RwLock<Option<LobbyInfo>>,
     pub(crate) event_wake: tokio::sync::Notify,
     pub(crate) inbox_wake: Vec<tokio::sync::Notify>,
-    /// Set by a shell that wakes async readers itself, after it lets go of the core
-    /// ([`Shared::wake_readers`]): a reader woken while the core is still held would find
-    /// it busy when it answers. Otherwise a delivery wakes its reader at once.
-    pub(crate) defer_wakes: std::sync::atomic::AtomicBool,
-    /// Channels with a delivery whose reader is not woken yet (see `defer_wakes`).
-    unwoken: Vec<std::sync::atomic::AtomicBool>,
+    /// Channels with a delivery whose reader is not woken yet: a shell with a direct path
+    /// wakes async readers itself, after it lets go of the core ([`Shared::wake_readers`]),
+    /// since a reader woken while the core is still held would find it busy when it
+    /// answers. Without one, a delivery wakes its reader at once.
+    unwoken: Vec<AtomicBool>,
     /// The session has ended (its `Closed` event is out): nothing more will arrive, so
     /// an `await` on an empty queue returns `None` instead of waiting forever.
     pub(crate) ended: std::sync::atomic::AtomicBool,
@@ -54,7 +53,7 @@ pub(crate) struct Shared {
 /// Sends game data on the calling thread instead of handing it to the network thread: the
 /// native shell's core sits behind a lock both threads take, and a send that finds it free
 /// goes through the engine and out of the socket at once. This saves the wake-up of the
-/// network thread on every message (about a quarter of a loopback round trip).
+/// network thread on every message (loopback round trip p50 −18 %, docs/performance.md).
 pub(crate) trait DirectSend: Send + Sync {
     /// Sends `payload` on `channel` to `to` (every connected peer when `None`) if it can
     /// now without waiting: the core is not busy, nothing the game queued earlier waits
@@ -92,10 +91,7 @@ impl Shared {
             lobby: RwLock::new(None),
             event_wake: tokio::sync::Notify::new(),
             inbox_wake: (0..channels).map(|_| tokio::sync::Notify::new()).collect(),
-            defer_wakes: std::sync::atomic::AtomicBool::new(false),
-            unwoken: (0..channels)
-                .map(|_| std::sync::atomic::AtomicBool::new(false))
-                .collect(),
+            unwoken: (0..channels).map(|_| AtomicBool::new(false)).collect(),
             ended: std::sync::atomic::AtomicBool::new(false),
             queued: AtomicUsize::new(0),
             direct: OnceLock::new(),
@@ -143,7 +139,7 @@ impl Shared {
             queued.fetch_sub(len, Ordering::AcqRel);
             return false;
         }
-        if self.defer_wakes.load(Ordering::Relaxed) {
+        if self.direct.get().is_some() {
             if let Some(unwoken) = self.unwoken.get(channel) {
                 unwoken.store(true, Ordering::Release);
             }
@@ -154,7 +150,7 @@ impl Shared {
     }
 
     /// Wakes the async readers of the channels that had deliveries since the last call
-    /// (see [`Shared::defer_wakes`]).
+    /// (see [`Shared::unwoken`]).
     pub(crate) fn wake_readers(&self) {
         for (unwoken, wake) in self.unwoken.iter().zip(&self.inbox_wake) {
             if unwoken.swap(false, Ordering::AcqRel) {

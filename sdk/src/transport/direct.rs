@@ -32,9 +32,9 @@ use crate::bridge::DirectSend;
 /// The core and what a game thread must know of the network thread to send beside it.
 pub(crate) struct Held {
     pub(crate) core: Core,
-    /// When the network thread wakes next by itself; a send that makes the core's next
-    /// deadline earlier wakes it sooner.
-    pub(crate) sleeps_until: Option<Instant>,
+    /// When the network thread wakes next by itself (before its first sleep: when it
+    /// started); a send that makes the core's next deadline earlier wakes it sooner.
+    pub(crate) sleeps_until: Instant,
     /// Whether data may go the direct way: no simulated loss (the shell's loss stage is
     /// the network thread's), and the session is not ending.
     pub(crate) open: bool,
@@ -131,16 +131,14 @@ impl DirectSend for Direct {
         let held = &mut *guard;
         held.core.send(Instant::now(), to, channel, &payload);
         while let Some((data, to)) = held.core.out().poll_udp_transmit() {
-            if let Err(err) = socket.try_send_to(&data, to) {
-                tracing::trace!(%err, %to, "datagram dropped on send");
-            }
+            socket.send_or_drop(&data, to);
         }
-        let earlier = match (held.core.poll_timeout(), held.sleeps_until) {
-            (Some(due), Some(sleeps)) => due < sleeps,
-            (Some(_), None) => true,
-            (None, _) => false,
-        };
-        let wake = earlier || held.core.out().wants_shell();
+        let sleeps_until = held.sleeps_until;
+        let wake = held
+            .core
+            .poll_timeout()
+            .is_some_and(|due| due < sleeps_until)
+            || held.core.out().wants_shell();
         drop(guard);
         if wake {
             self.wake.notify_one();

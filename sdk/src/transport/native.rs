@@ -189,13 +189,10 @@ impl Driver {
         let socket = Arc::new(socket);
         let held = Arc::new(CoreLock::new(Held {
             core,
-            sleeps_until: None,
+            sleeps_until: now,
             open,
         }));
         let wake = Arc::new(Notify::new());
-        shared
-            .defer_wakes
-            .store(true, std::sync::atomic::Ordering::Relaxed);
         let _ = shared.direct.set(Box::new(Direct {
             held: Arc::downgrade(&held),
             socket: Arc::downgrade(&socket),
@@ -265,7 +262,7 @@ impl Driver {
             let deadline = self.with_held(|d, held| {
                 d.carry_out(&mut held.core);
                 let deadline = d.next_deadline(&mut held.core);
-                held.sleeps_until = Some(deadline);
+                held.sleeps_until = deadline;
                 deadline
             });
             // Now that the core is free, a reader that answers at once sends directly.
@@ -449,9 +446,7 @@ impl Driver {
                     if self.loss.drop_next() {
                         continue;
                     }
-                    if let Err(err) = self.socket.try_send_to(&transmit.data, to) {
-                        tracing::trace!(%err, %to, "datagram dropped on send");
-                    }
+                    self.socket.send_or_drop(&transmit.data, to);
                 }
                 Via::Stream(id) => {
                     if self.loss.drop_next() {

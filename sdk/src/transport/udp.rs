@@ -79,13 +79,15 @@ impl UdpSocket {
         self.socket.try_recv_from(buf)
     }
 
-    /// Sends one datagram without waiting, from any thread.
-    pub(crate) fn try_send_to(&self, data: &[u8], to: SocketAddr) -> io::Result<usize> {
+    /// Sends one datagram without waiting, from any thread; one the kernel will not take
+    /// now (a full send buffer) is dropped, as a lossy path would.
+    pub(crate) fn send_or_drop(&self, data: &[u8], to: SocketAddr) {
         #[cfg(unix)]
-        {
-            self.fd.get_ref().send_to(data, to)
-        }
+        let sent = self.fd.get_ref().send_to(data, to);
         #[cfg(not(unix))]
-        self.socket.try_send_to(data, to)
+        let sent = self.socket.try_send_to(data, to);
+        if let Err(err) = sent {
+            tracing::trace!(%err, %to, "datagram dropped on send");
+        }
     }
 }
