@@ -21,7 +21,7 @@ use bevy_squadlink::replicon::bevy_replicon::shared::backend::connected_client::
 use bevy_squadlink::replicon::{
     AuthorityChanged, NetId, NetIds, RepliconAuthority, SquadlinkRepliconPlugin,
 };
-use bevy_squadlink::{Lobby, Squadlink, SquadlinkPlugin};
+use bevy_squadlink::{Lobby, Squadlink, SquadlinkPlugin, SquadlinkSession};
 use serde::{Deserialize, Serialize};
 use squadlink::{Channel, ChannelKind, LobbyRef, PeerId, Session};
 
@@ -405,6 +405,134 @@ fn with_best_first_server_a_badly_placed_host_hands_over_to_the_best_placed_memb
             square_count(app),
             3,
             "no duplicate after the planned hand-over"
+        );
+    }
+}
+
+/// Sets the square whose first coordinate is `x` (as spawned by `spawn_world`) on `app`.
+fn set_square(app: &mut App, x: i32, to: Square) {
+    let world = app.world_mut();
+    let mut q = world.query::<&mut Square>();
+    let mut square = q.iter_mut(world).find(|s| s.0 == x).unwrap();
+    *square = to;
+}
+
+fn has_square(app: &mut App, square: Square) -> bool {
+    let world = app.world_mut();
+    world.query::<&Square>().iter(world).any(|s| *s == square)
+}
+
+/// A partial split over real links: the path between the host and one client is cut (the
+/// session's per-peer simulated loss, both ends) while both still reach the third member.
+/// The cut-off client serves at the next epoch and the third member follows it; the old
+/// host, which hears nothing of that, serves on alone; when the path is restored it hears
+/// the new server's greeting, steps down and follows, and one world remains.
+#[test]
+fn a_host_cut_off_from_one_client_is_replaced_for_the_rest_and_steps_down_when_the_path_heals() {
+    let mm = squadlink_matchmaker::Embedded::start().unwrap();
+    let url = mm.url();
+    let (mut a, mut b, mut c) = three(&url);
+    spawn_world(&mut a);
+    step_until(&mut [&mut a, &mut b, &mut c], "world and line", |apps| {
+        square_count(apps[1]) == 3
+            && square_count(apps[2]) == 3
+            && apps[1..].iter().all(|app| authority(app).line.len() == 2)
+    });
+    let (host, cut_off) = (me(&a), me(&c));
+    let (_, count_before) = counter(&mut b).unwrap();
+    let cut = |app: &App, peer: PeerId, fraction: f64| {
+        app.world()
+            .resource::<SquadlinkSession>()
+            .set_simulated_loss_to(peer, fraction);
+    };
+    cut(&a, cut_off, 1.0);
+    cut(&c, host, 1.0);
+
+    step_until(
+        &mut [&mut a, &mut b, &mut c],
+        "the cut-off client serves and the third follows it",
+        |apps| {
+            authority(apps[2]).local
+                && authority(apps[1]).server == Some(cut_off)
+                && authority(apps[0]).local
+        },
+    );
+    let epoch = authority(&c).epoch;
+    assert!(epoch >= 1, "the new server claims a later epoch");
+    assert_eq!(authority(&b).epoch, epoch);
+    // The third member's counter now comes from the new server and goes on from where it
+    // was (the new server held the same world): no reset.
+    let (_, at_switch) = counter(&mut b).unwrap();
+    assert!(
+        at_switch >= count_before,
+        "{at_switch} after {count_before}"
+    );
+    step_until(
+        &mut [&mut a, &mut b, &mut c],
+        "the counter continues on the third member",
+        |apps| counter(apps[1]).is_some_and(|(_, v)| v > at_switch + 10),
+    );
+
+    // During the split the new server's changes reach the third member, and the old
+    // host's (it still serves, alone) reach no one.
+    set_square(&mut c, 0, Square(50, 50));
+    set_square(&mut a, 1, Square(-7, -7));
+    step_until(
+        &mut [&mut a, &mut b, &mut c],
+        "the new server's change reaches the third member",
+        |apps| has_square(apps[1], Square(50, 50)),
+    );
+    assert!(
+        !has_square(&mut b, Square(-7, -7)),
+        "the old host's change was taken"
+    );
+    assert!(
+        !has_square(&mut a, Square(50, 50)),
+        "a change crossed the cut"
+    );
+
+    cut(&a, cut_off, 0.0);
+    cut(&c, host, 0.0);
+    step_until(
+        &mut [&mut a, &mut b, &mut c],
+        "the old host steps down and follows the new server",
+        |apps| {
+            !authority(apps[0]).local
+                && apps
+                    .iter()
+                    .all(|app| authority(app).server == Some(cut_off))
+        },
+    );
+    assert_eq!(authority(&a).epoch, epoch);
+    // The old host holds the new server's world now: its own change while alone is gone.
+    step_until(
+        &mut [&mut a, &mut b, &mut c],
+        "the old host takes the new server's world",
+        |apps| has_square(apps[0], Square(50, 50)) && !has_square(apps[0], Square(-7, -7)),
+    );
+    set_square(&mut c, 2, Square(60, 60));
+    step_until(
+        &mut [&mut a, &mut b, &mut c],
+        "a change of the new server reaches both",
+        |apps| has_square(apps[0], Square(60, 60)) && has_square(apps[1], Square(60, 60)),
+    );
+    for app in [&mut a, &mut b, &mut c] {
+        assert_eq!(
+            square_count(app),
+            3,
+            "one world: no square lost or duplicated"
+        );
+        let world = app.world_mut();
+        assert_eq!(world.query::<&Counter>().iter(world).count(), 1);
+    }
+    // Each member saw the new server named once.
+    for app in [&a, &b, &c] {
+        let changes = &app.world().resource::<Changes>().0;
+        assert_eq!(
+            changes.iter().filter(|ch| ch.server == cut_off).count(),
+            1,
+            "{:?} saw {changes:?}",
+            me(app)
         );
     }
 }

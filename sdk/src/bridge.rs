@@ -218,6 +218,11 @@ pub(crate) enum Command {
     },
     /// Drop this fraction of datagrams from now on (testing).
     SimulatedLoss(f64),
+    /// Drop this fraction of the datagrams to and from one peer from now on (testing).
+    SimulatedLossTo {
+        peer: PeerId,
+        fraction: f64,
+    },
     /// Put what is received through this simulated path from now on (testing).
     SimulatedNetwork(NetworkConditions),
     /// Tell `peer` how much of its audio we lose.

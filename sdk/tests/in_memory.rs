@@ -233,3 +233,52 @@ fn a_channel_endpoint_sends_and_takes_the_channels_messages() {
         Err(squadlink::Error::Closed)
     ));
 }
+
+/// `set_simulated_loss_to` in memory: with the path between the first two of three cut,
+/// their messages to each other stop while both still reach the third, and after it is
+/// restored the reliable message sent during the cut arrives, with no disconnect.
+#[test]
+fn a_cut_between_two_sessions_stops_only_their_traffic_until_it_is_restored() {
+    let net = TestNet::new(NetworkConditions::latency(Duration::from_millis(25)));
+    let s = mesh(&net, 3);
+    let (a, b, c) = (&s[0], &s[1], &s[2]);
+    let (aid, bid) = (a.id().unwrap(), b.id().unwrap());
+    a.set_simulated_loss_to(bid, 1.0);
+    b.set_simulated_loss_to(aid, 1.0);
+    a.send(bid, EVENTS, b"across").unwrap();
+    a.broadcast(STATE, b"to all").unwrap();
+    net.advance(Duration::from_secs(2));
+    assert_eq!(b.receive(EVENTS).count(), 0, "a message crossed the cut");
+    assert_eq!(b.receive(STATE).count(), 0, "a message crossed the cut");
+    assert_eq!(
+        c.receive(STATE).count(),
+        1,
+        "the third still hears the first"
+    );
+    b.send(c.id().unwrap(), EVENTS, b"from b").unwrap();
+    net.advance(Duration::from_millis(200));
+    assert_eq!(c.receive(EVENTS).map(|(p, _)| p).collect::<Vec<_>>(), [bid]);
+    let silent = a.stats(bid).unwrap().silent_for;
+    assert!(
+        silent >= Duration::from_millis(1500),
+        "silent for {silent:?}"
+    );
+
+    a.set_simulated_loss_to(bid, 0.0);
+    b.set_simulated_loss_to(aid, 0.0);
+    let healed = net.run_until(Duration::from_secs(10), || {
+        b.receive(EVENTS)
+            .any(|(p, m)| p == aid && &m[..] == b"across")
+    });
+    assert!(
+        healed,
+        "the held reliable message never arrived after the cut"
+    );
+    for (x, peer) in [(a, bid), (b, aid)] {
+        assert!(
+            !x.poll_events()
+                .any(|e| matches!(e, Event::PeerDisconnected { peer: p, .. } if p == peer)),
+            "disconnected instead of healing"
+        );
+    }
+}

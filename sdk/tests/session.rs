@@ -575,6 +575,72 @@ async fn over_a_simulated_bad_path_the_round_trip_grows_and_reliable_messages_st
     assert!(rtt >= Duration::from_millis(130), "{rtt:?}");
 }
 
+/// A partial split: the path between A and B is cut (`set_simulated_loss_to` on both)
+/// while both still reach C. A and B fall silent to each other and only to each other,
+/// both keep talking with C, and once the path is restored A and B talk again over the
+/// same connection (an ICE restart, no disconnect).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_path_cut_between_two_peers_silences_only_that_link_and_heals_when_restored() {
+    let mm = matchmaker().await;
+    let a = session(&mm.url(), LobbyRef::create(3), &GAME).await;
+    let b = session(&mm.url(), LobbyRef::Code(code(&a)), &GAME).await;
+    let c = session(&mm.url(), LobbyRef::Code(code(&a)), &GAME).await;
+    for s in [&a, &b, &c] {
+        connected(s, 2).await;
+    }
+    let (aid, bid, cid) = (a.id().unwrap(), b.id().unwrap(), c.id().unwrap());
+    a.set_simulated_loss_to(bid, 1.0);
+    b.set_simulated_loss_to(aid, 1.0);
+    let silent = |s: &Session, peer| s.stats(peer).map(|st| st.silent_for);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while silent(&a, bid).is_none_or(|d| d < Duration::from_millis(1500)) {
+        assert!(Instant::now() < deadline, "A never fell silent to B");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Only that link: A and B still hear C, and C hears both.
+    for (s, peer) in [(&a, cid), (&b, cid), (&c, aid), (&c, bid)] {
+        let quiet = silent(s, peer).unwrap();
+        assert!(
+            quiet < Duration::from_millis(1000),
+            "{peer} silent for {quiet:?}"
+        );
+    }
+    a.send(cid, Channel(1), &1u32.to_be_bytes()).unwrap();
+    b.send(cid, Channel(1), &2u32.to_be_bytes()).unwrap();
+    let mut from: Vec<_> = collect(&c, Channel(1), 2, Duration::from_secs(10))
+        .await
+        .into_iter()
+        .map(|(p, m)| (p, num(&m)))
+        .collect();
+    from.sort();
+    let mut want = vec![(aid, 1), (bid, 2)];
+    want.sort();
+    assert_eq!(from, want, "C hears both sides of the split");
+    // Nothing crosses the cut.
+    a.send(bid, Channel(1), &3u32.to_be_bytes()).unwrap();
+    assert!(
+        collect(&b, Channel(1), 1, Duration::from_millis(500))
+            .await
+            .is_empty(),
+        "a message crossed the cut"
+    );
+    // Restored: the same connection carries messages again (reliable: the one sent during
+    // the cut arrives too), and neither side saw the other disconnect.
+    a.set_simulated_loss_to(bid, 0.0);
+    b.set_simulated_loss_to(aid, 0.0);
+    a.send(bid, Channel(1), &4u32.to_be_bytes()).unwrap();
+    let got = collect(&b, Channel(1), 2, Duration::from_secs(15)).await;
+    let order: Vec<u32> = got.iter().map(|(_, m)| num(m)).collect();
+    assert_eq!(order, [3, 4], "reliable messages across the healed link");
+    for (s, peer) in [(&a, bid), (&b, aid)] {
+        assert!(
+            !s.poll_events()
+                .any(|e| matches!(e, Event::PeerDisconnected { peer: p, .. } if p == peer)),
+            "the link healed without a disconnect"
+        );
+    }
+}
+
 /// A session shared by tasks (`Arc<Session>`): `leave` through the shared reference ends
 /// it, and the tasks awaiting a message or an event are told there will be none (they
 /// return `None` instead of waiting forever); sending afterwards is an error.

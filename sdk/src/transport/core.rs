@@ -669,6 +669,12 @@ impl Core {
         self.peers.deaf = deaf;
     }
 
+    /// Simulated loss on the path to `id` alone (testing; see
+    /// [`crate::Session::set_simulated_loss_to`]).
+    pub(crate) fn simulate_loss_to(&mut self, id: PeerId, fraction: f64) {
+        self.peers.simulate_loss_to(id, fraction);
+    }
+
     /// The game disconnects `id` for good (and its player, if the lobby names it).
     pub(crate) fn shun(&mut self, now: Instant, id: PeerId) {
         self.membership.shun(id);

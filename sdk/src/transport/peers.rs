@@ -18,7 +18,7 @@ use squadlink_protocol::{PeerId, Signal};
 use super::candidates::Candidates;
 use super::engine::{EngineEvent, Sent};
 use super::liveness::{self, Timeouts, Verdict};
-use super::net::{self, CandidateLine, parse_candidate};
+use super::net::{self, CandidateLine, LossStage, parse_candidate};
 use super::output::Out;
 use super::peer::{Inbound, Peer};
 use super::routes::{Route, Routes};
@@ -66,6 +66,9 @@ pub(crate) struct Peers {
     epoch: Instant,
     /// Connections announced since the core last took them: path and connect time.
     announced: Vec<(PathKind, Duration)>,
+    /// Simulated loss on the path to one peer (testing; by peer id, so that it outlives
+    /// the connection and applies to the next one too).
+    lossy: HashMap<PeerId, LossStage>,
     /// Adversarial testing: read nothing but ICE checks (a peer that never reads).
     #[cfg(feature = "fuzzing")]
     pub(crate) deaf: bool,
@@ -79,6 +82,7 @@ impl Peers {
             events: Vec::new(),
             epoch,
             announced: Vec::new(),
+            lossy: HashMap::new(),
             #[cfg(feature = "fuzzing")]
             deaf: false,
         }
@@ -337,8 +341,22 @@ impl Peers {
                 return None;
             }
         };
+        if self.lossy.get_mut(&id).is_some_and(LossStage::drop_next) {
+            return None;
+        }
         let p = self.map.get_mut(&id)?;
         p.handle_datagram(now, local, from, data).then_some(id)
+    }
+
+    /// Drops `fraction` (0.0–1.0) of the datagrams to and from `id` from now on, at
+    /// random (testing: 1.0 cuts the path to that peer alone, 0 restores it).
+    pub(crate) fn simulate_loss_to(&mut self, id: PeerId, fraction: f64) {
+        let stage = LossStage::new(fraction);
+        if stage.is_lossless() {
+            self.lossy.remove(&id);
+        } else {
+            self.lossy.insert(id, stage);
+        }
     }
 
     /// Whether a connectivity check from `from` for `id` comes from a TURN relay whose
@@ -392,6 +410,7 @@ impl Peers {
             return pumped;
         };
         let events = &mut self.events;
+        let mut loss = self.lossy.get_mut(&id);
         let mut descriptions = Vec::new();
         for _ in 0..MAX_STEPS {
             let mut progressed = p.step(now, events);
@@ -433,7 +452,7 @@ impl Peers {
                     EngineEvent::Candidate(signal) => out.signal(id, signal),
                 }
             }
-            progressed |= drain_writes(p, now, cands, out);
+            progressed |= drain_writes(p, loss.as_deref_mut(), now, cands, out);
             if !progressed {
                 break;
             }
@@ -534,18 +553,28 @@ impl Peers {
             return false;
         };
         p.close();
-        drain_writes(&mut p, now, cands, out);
+        drain_writes(&mut p, self.lossy.get_mut(&id), now, cands, out);
         self.routes.forget(id, p.routed_ufrag());
         true
     }
 }
 
-/// Sends everything the peer's engine has queued; whether there was anything.
-fn drain_writes(p: &mut Peer, now: Instant, cands: &mut Candidates, out: &mut Out) -> bool {
+/// Sends everything the peer's engine has queued (less what a simulated `loss` drops on
+/// the way); whether there was anything.
+fn drain_writes(
+    p: &mut Peer,
+    mut loss: Option<&mut LossStage>,
+    now: Instant,
+    cands: &mut Candidates,
+    out: &mut Out,
+) -> bool {
     let mut any = false;
     while let Some((data, from, to)) = p.poll_transmit() {
         any = true;
         p.transmitted(&data, from, to);
+        if loss.as_deref_mut().is_some_and(LossStage::drop_next) {
+            continue;
+        }
         cands.send(now, data, from, to, out);
     }
     any
