@@ -274,6 +274,13 @@ pub fn rss_bytes() -> u64 {
     status_field("/proc/self/status", "VmRSS:").map_or(0, |kb| kb * 1024)
 }
 
+/// This process's resident anonymous memory in bytes (`RssAnon`: heap, stacks, what it
+/// allocated; `VmRSS` also counts the pages of the executable and libraries it touched),
+/// 0 when it cannot be read.
+pub fn rss_anon_bytes() -> u64 {
+    status_field("/proc/self/status", "RssAnon:").map_or(0, |kb| kb * 1024)
+}
+
 /// Another process's resident memory in bytes (`VmRSS`), if it can be read.
 pub fn rss_bytes_of(pid: u32) -> Option<u64> {
     status_field(&format!("/proc/{pid}/status"), "VmRSS:").map(|kb| kb * 1024)

@@ -11,6 +11,19 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use crate::error::{Error, Result};
 use crate::lobby::{Handshake, Joined, LobbyRef, SIGNALING_TIMEOUT, Step};
 
+/// The read buffer of the matchmaker WebSocket. tungstenite zeroes this much of its buffer
+/// each time the stream is polled, and the network thread polls it on every wake-up: at
+/// the default 128 KiB that memset was the largest single cost of an idle session (5 % of
+/// the network thread's CPU in an idle 8-peer mesh, `perf`). A frame larger than this is
+/// still read whole (tungstenite reserves a frame's length once it has its header); the
+/// matchmaker reads with 4 KiB too (`Config::read_buffer_bytes`).
+const READ_BUFFER_BYTES: usize = 4096;
+
+fn ws_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER_BYTES)
+}
+
 pub(crate) struct Signaling {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     url: String,
@@ -33,7 +46,7 @@ impl Signaling {
             url: url.to_owned(),
             reason,
         };
-        let connect = tokio_tungstenite::connect_async(url);
+        let connect = tokio_tungstenite::connect_async_with_config(url, Some(ws_config()), false);
         let (ws, _) = tokio::time::timeout(SIGNALING_TIMEOUT, connect)
             .await
             .map_err(|_| Error::Timeout {

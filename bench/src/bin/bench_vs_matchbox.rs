@@ -126,6 +126,7 @@ struct Report {
     mib_per_s: Option<f64>,
     cpu_percent: Option<f64>,
     rss_kib: Option<u64>,
+    rss_anon_kib: Option<u64>,
     error: Option<String>,
 }
 
@@ -354,6 +355,7 @@ async fn play(net: &mut impl Net, args: &PlayerArgs, report: &mut Report) -> Res
             let wall = start.elapsed().as_nanos() as f64;
             report.cpu_percent = Some(cpu_ns().saturating_sub(cpu) as f64 / wall * 100.0);
             report.rss_kib = Some(rss_kib());
+            report.rss_anon_kib = Some(squadlink_bench::rss_anon_bytes() / 1024);
             Ok(())
         }
         Task::Ping => {
@@ -609,6 +611,8 @@ struct Side {
     reliable_mib_per_s: f64,
     idle_cpu_percent_per_player: f64,
     idle_rss_kib_per_player: f64,
+    /// The anonymous part of it (heap and stacks; the rest is the executable's pages).
+    idle_anon_kib_per_player: f64,
     /// Rounds in which some player did not connect within 30 s (left out of the figures).
     failed_rounds: usize,
 }
@@ -681,6 +685,12 @@ fn measure(servers: &mut Servers, lib: Lib, args: &Args) -> Result<Side, String>
         .collect();
     side.idle_cpu_percent_per_player = median(&cpu).unwrap_or(f64::NAN);
     side.idle_rss_kib_per_player = median(&rss).unwrap_or(f64::NAN);
+    let anon: Vec<f64> = r
+        .iter()
+        .filter_map(|r| r.rss_anon_kib)
+        .map(|k| k as f64)
+        .collect();
+    side.idle_anon_kib_per_player = median(&anon).unwrap_or(f64::NAN);
     eprintln!("{lib:?}: {side:?}");
     Ok(side)
 }
@@ -841,6 +851,13 @@ fn coordinator(args: &Args) -> Result<(), String> {
         "MiB",
         true,
     );
+    table += &row(
+        "idle 8-peer mesh, of it heap and stacks (RssAnon)",
+        ours.idle_anon_kib_per_player / 1024.0,
+        theirs.idle_anon_kib_per_player / 1024.0,
+        "MiB",
+        true,
+    );
     let body = format!(
         "`bench_vs_matchbox`, each player its own process, signaling servers in the \
          coordinator; raw UDP round trip in the same run: p50 {:.1} µs, and {:.1} µs \
@@ -848,7 +865,9 @@ fn coordinator(args: &Args) -> Result<(), String> {
          floor of a library with a network thread). Connect: {} pair rounds and {} mesh \
          rounds per library, from the last player's start to the last one connected; the \
          CPU row sums what the 8 players' processes spent from their start to connected \
-         (2 cores here). Advantage above 1 means Squadlink is better.\n\n{table}",
+         (2 cores here). Both libraries' players are the same executable, so most of their \
+         RSS is its pages they touched; the heap-and-stacks row is the memory each \
+         library allocated. Advantage above 1 means Squadlink is better.\n\n{table}",
         udp.p50_us, handoff.p50_us, args.pair_rounds, args.mesh_rounds
     );
     eprint!("{body}");
