@@ -169,6 +169,22 @@ fn rss_kib() -> u64 {
 /// What both libraries offer the tasks.
 trait Net {
     fn connected(&mut self) -> usize;
+    /// Waits until connected to `others` players. By default it asks every 0.5 ms (what
+    /// matchbox's socket allows: its peer changes come from `update_peers`, with nothing to
+    /// await); a library with an event to await overrides it, so that its players do not
+    /// spend the connect polling (8 players asking 1,000 times a second compete for the
+    /// same 2 cores as the handshakes they wait for).
+    async fn wait_connected(&mut self, others: usize, deadline: Instant) -> Result<(), String> {
+        while self.connected() < others {
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "not connected to every player within {CONNECT_WITHIN:?}"
+                ));
+            }
+            tokio::time::sleep(Duration::from_micros(500)).await;
+        }
+        Ok(())
+    }
     fn first_peer(&mut self) -> Option<Peer>;
     fn send(&mut self, peer: &Peer, channel: usize, data: &[u8]) -> Result<(), String>;
     async fn recv(&mut self, channel: usize) -> Option<(Peer, Vec<u8>)>;
@@ -191,6 +207,21 @@ impl Net for SquadlinkNet {
     fn connected(&mut self) -> usize {
         for _ in self.session.poll_events() {}
         self.session.connected_peers().len()
+    }
+    async fn wait_connected(&mut self, others: usize, deadline: Instant) -> Result<(), String> {
+        while self.session.connected_peers().len() < others {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.session.next_event()).await {
+                Ok(Some(_)) => {}
+                Ok(None) => return Err("the session ended while connecting".into()),
+                Err(_) => {
+                    return Err(format!(
+                        "not connected to every player within {CONNECT_WITHIN:?}"
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
     fn first_peer(&mut self) -> Option<Peer> {
         self.session
@@ -328,19 +359,15 @@ fn open_matchbox(args: &PlayerArgs, report: &mut Report) -> MatchboxNet {
     }
 }
 
-async fn wait_connected(net: &mut impl Net, peers: usize) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while net.connected() < peers.saturating_sub(1) {
-        if Instant::now() > deadline {
-            return Err("not connected to every player within 30 s".into());
-        }
-        tokio::time::sleep(Duration::from_micros(500)).await;
-    }
-    Ok(())
-}
+/// How long a player waits to be connected to every other one.
+const CONNECT_WITHIN: Duration = Duration::from_secs(30);
 
 async fn play(net: &mut impl Net, args: &PlayerArgs, report: &mut Report) -> Result<(), String> {
-    wait_connected(net, args.peers).await?;
+    net.wait_connected(
+        args.peers.saturating_sub(1),
+        Instant::now() + CONNECT_WITHIN,
+    )
+    .await?;
     report.connected_us = Some(wall_us());
     report.connected_cpu_ns = Some(cpu_ns());
     match args.task {
