@@ -23,7 +23,7 @@ use bevy_squadlink::replicon::{
 };
 use bevy_squadlink::{Lobby, Squadlink, SquadlinkPlugin, SquadlinkSession};
 use serde::{Deserialize, Serialize};
-use squadlink::{Channel, ChannelKind, LobbyRef, PeerId, Session};
+use squadlink::{Channel, ChannelKind, LobbyRef, NetworkConditions, PeerId, Session};
 
 #[derive(Component, Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
 struct Square(i32, i32);
@@ -172,6 +172,19 @@ fn three(url: &str) -> (App, App, App) {
     (a, b, c)
 }
 
+/// Three members, the host's world replicated to both clients, and a line of succession
+/// naming both.
+fn three_with_world(url: &str) -> (App, App, App) {
+    let (mut a, mut b, mut c) = three(url);
+    spawn_world(&mut a);
+    step_until(&mut [&mut a, &mut b, &mut c], "world and line", |apps| {
+        square_count(apps[1]) == 3
+            && square_count(apps[2]) == 3
+            && apps[1..].iter().all(|app| authority(app).line.len() == 2)
+    });
+    (a, b, c)
+}
+
 /// The host's world: a counter and three squares.
 fn spawn_world(host: &mut App) {
     let world = host.world_mut();
@@ -281,15 +294,7 @@ fn a_member_joining_late_gets_the_whole_world() {
 #[test]
 fn when_the_host_leaves_the_first_of_the_line_serves_from_the_world_it_holds() {
     let mm = squadlink_matchmaker::Embedded::start().unwrap();
-    let url = mm.url();
-    let (mut a, mut b, mut c) = three(&url);
-    spawn_world(&mut a);
-    // Wait for the world and for a line of succession naming both clients.
-    step_until(&mut [&mut a, &mut b, &mut c], "world and line", |apps| {
-        square_count(apps[1]) == 3
-            && square_count(apps[2]) == 3
-            && apps[1..].iter().all(|app| authority(app).line.len() == 2)
-    });
+    let (mut a, mut b, mut c) = three_with_world(&mm.url());
     let line = authority(&b).line;
     assert_eq!(line, authority(&c).line, "every client holds the same line");
     let before_b = squares(&mut b);
@@ -423,27 +428,21 @@ fn has_square(app: &mut App, square: Square) -> bool {
 }
 
 /// A partial split over real links: the path between the host and one client is cut (the
-/// session's per-peer simulated loss, both ends) while both still reach the third member.
+/// sessions' simulated path from one peer, everything lost, at both ends) while both still
+/// reach the third member.
 /// The cut-off client serves at the next epoch and the third member follows it; the old
 /// host, which hears nothing of that, serves on alone; when the path is restored it hears
 /// the new server's greeting, steps down and follows, and one world remains.
 #[test]
 fn a_host_cut_off_from_one_client_is_replaced_for_the_rest_and_steps_down_when_the_path_heals() {
     let mm = squadlink_matchmaker::Embedded::start().unwrap();
-    let url = mm.url();
-    let (mut a, mut b, mut c) = three(&url);
-    spawn_world(&mut a);
-    step_until(&mut [&mut a, &mut b, &mut c], "world and line", |apps| {
-        square_count(apps[1]) == 3
-            && square_count(apps[2]) == 3
-            && apps[1..].iter().all(|app| authority(app).line.len() == 2)
-    });
+    let (mut a, mut b, mut c) = three_with_world(&mm.url());
     let (host, cut_off) = (me(&a), me(&c));
     let (_, count_before) = counter(&mut b).unwrap();
-    let cut = |app: &App, peer: PeerId, fraction: f64| {
+    let cut = |app: &App, peer: PeerId, loss: f64| {
         app.world()
             .resource::<SquadlinkSession>()
-            .set_simulated_loss_to(peer, fraction);
+            .set_simulated_network_from(peer, NetworkConditions::default().with_loss(loss));
     };
     cut(&a, cut_off, 1.0);
     cut(&c, host, 1.0);

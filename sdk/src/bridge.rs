@@ -218,10 +218,11 @@ pub(crate) enum Command {
     },
     /// Drop this fraction of datagrams from now on (testing).
     SimulatedLoss(f64),
-    /// Drop this fraction of the datagrams to and from one peer from now on (testing).
-    SimulatedLossTo {
+    /// Put what is received from one peer through this simulated path from now on
+    /// (testing).
+    SimulatedNetworkFrom {
         peer: PeerId,
-        fraction: f64,
+        conditions: NetworkConditions,
     },
     /// Put what is received through this simulated path from now on (testing).
     SimulatedNetwork(NetworkConditions),

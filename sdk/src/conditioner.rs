@@ -150,12 +150,12 @@ impl<T: Clone> Conditioner<T> {
         }
     }
 
-    /// Changes the conditions for datagrams from now on (those in flight keep theirs).
     /// The conditions in force.
     pub(crate) fn conditions(&self) -> NetworkConditions {
         self.conditions
     }
 
+    /// Changes the conditions for datagrams from now on (those in flight keep theirs).
     pub(crate) fn set_conditions(&mut self, conditions: NetworkConditions) {
         self.conditions = conditions;
         self.perfect = conditions.is_perfect();

@@ -304,23 +304,29 @@ impl Session {
         let _ = self.cmd.send(Command::SimulatedLoss(fraction));
     }
 
-    /// For testing how a game copes when one link of the mesh fails or degrades while the
-    /// others hold (a partial network split, a host cut off from one player only): drops
-    /// this fraction (0.0–1.0) of the datagrams this session exchanges with `peer`, both
-    /// ways, from now on; 1.0 cuts the path to that peer alone, 0 restores it. It applies
-    /// to the connection to `peer` and to any later one (an ICE restart, a reconnection).
-    /// For a cut both ways as the peer sees it too, set it on both sessions. Native only:
-    /// in the browser (where the browser's own engine carries the datagrams) it is ignored
-    /// with a warning, as [`Session::set_simulated_loss`] is.
-    pub fn set_simulated_loss_to(&self, peer: PeerId, fraction: f64) {
-        if !(0.0..=1.0).contains(&fraction) {
-            tracing::warn!(%peer, fraction, "simulated loss outside 0.0–1.0 ignored");
+    /// For testing how a game copes when one link of the mesh is slow, lossy or down while
+    /// the others hold (a partial network split: the host cut off from one player only):
+    /// from now on, what this session receives from `peer` goes through a simulated path
+    /// with `conditions`, after the session's own
+    /// ([`set_simulated_network`](Session::set_simulated_network)); datagrams already on
+    /// it keep theirs. `NetworkConditions::default().with_loss(1.0)` cuts the path from
+    /// that peer, `NetworkConditions::default()` restores it. Set it on both sessions for
+    /// a link that behaves so both ways. It holds for the connection to `peer` and any
+    /// later one (an ICE restart, a reconnection), in real sessions and on
+    /// [`crate::testing::TestNet`]. In the browser (whose own engine carries the
+    /// datagrams) it is ignored with a warning, as `set_simulated_network` is. Invalid
+    /// conditions are ignored with a warning.
+    pub fn set_simulated_network_from(&self, peer: PeerId, conditions: NetworkConditions) {
+        if !conditions.is_valid() {
+            tracing::warn!(%peer, ?conditions, "invalid simulated network conditions ignored");
             return;
         }
         // The browser's engine carries its own datagrams: the core never sees them there.
         #[cfg(target_arch = "wasm32")]
-        tracing::warn!(%peer, "simulated loss is not available in the browser");
-        let _ = self.cmd.send(Command::SimulatedLossTo { peer, fraction });
+        tracing::warn!(%peer, "simulated network conditions are not available in the browser");
+        let _ = self
+            .cmd
+            .send(Command::SimulatedNetworkFrom { peer, conditions });
     }
 
     /// Changes the simulated path of what this session receives from now on (see

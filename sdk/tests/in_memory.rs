@@ -234,7 +234,7 @@ fn a_channel_endpoint_sends_and_takes_the_channels_messages() {
     ));
 }
 
-/// `set_simulated_loss_to` in memory: with the path between the first two of three cut,
+/// `set_simulated_network_from` in memory: with the path between the first two of three cut,
 /// their messages to each other stop while both still reach the third, and after it is
 /// restored the reliable message sent during the cut arrives, with no disconnect.
 #[test]
@@ -243,8 +243,8 @@ fn a_cut_between_two_sessions_stops_only_their_traffic_until_it_is_restored() {
     let s = mesh(&net, 3);
     let (a, b, c) = (&s[0], &s[1], &s[2]);
     let (aid, bid) = (a.id().unwrap(), b.id().unwrap());
-    a.set_simulated_loss_to(bid, 1.0);
-    b.set_simulated_loss_to(aid, 1.0);
+    a.set_simulated_network_from(bid, NetworkConditions::default().with_loss(1.0));
+    b.set_simulated_network_from(aid, NetworkConditions::default().with_loss(1.0));
     a.send(bid, EVENTS, b"across").unwrap();
     a.broadcast(STATE, b"to all").unwrap();
     net.advance(Duration::from_secs(2));
@@ -264,8 +264,8 @@ fn a_cut_between_two_sessions_stops_only_their_traffic_until_it_is_restored() {
         "silent for {silent:?}"
     );
 
-    a.set_simulated_loss_to(bid, 0.0);
-    b.set_simulated_loss_to(aid, 0.0);
+    a.set_simulated_network_from(bid, NetworkConditions::default());
+    b.set_simulated_network_from(aid, NetworkConditions::default());
     let healed = net.run_until(Duration::from_secs(10), || {
         b.receive(EVENTS)
             .any(|(p, m)| p == aid && &m[..] == b"across")
@@ -280,5 +280,33 @@ fn a_cut_between_two_sessions_stops_only_their_traffic_until_it_is_restored() {
                 .any(|e| matches!(e, Event::PeerDisconnected { peer: p, .. } if p == peer)),
             "disconnected instead of healing"
         );
+    }
+}
+
+/// Per-link conditions: a 100 ms path each way between the first two of three (set on both
+/// ends with `set_simulated_network_from`), on a net whose own paths are 5 ms: their round
+/// trip grows to about 210 ms, the third's to each stays about 10 ms.
+#[test]
+fn a_slow_link_between_two_sessions_slows_only_that_link() {
+    let net = TestNet::new(NetworkConditions::latency(Duration::from_millis(5)));
+    let s = mesh(&net, 3);
+    let (a, b, c) = (&s[0], &s[1], &s[2]);
+    let (aid, bid, cid) = (a.id().unwrap(), b.id().unwrap(), c.id().unwrap());
+    let slow = NetworkConditions::latency(Duration::from_millis(100));
+    a.set_simulated_network_from(bid, slow);
+    b.set_simulated_network_from(aid, slow);
+    // Long enough for the smoothed round trip (7/8 of the last estimate) to settle.
+    net.advance(Duration::from_secs(15));
+    let rtt = |x: &Session, peer| x.stats(peer).unwrap().rtt.unwrap();
+    for (x, peer) in [(a, bid), (b, aid)] {
+        let r = rtt(x, peer);
+        assert!(
+            r >= Duration::from_millis(205) && r < Duration::from_millis(220),
+            "slow link: {r:?}"
+        );
+    }
+    for (x, peer) in [(a, cid), (c, aid), (b, cid), (c, bid)] {
+        let r = rtt(x, peer);
+        assert!(r < Duration::from_millis(15), "fast link: {r:?}");
     }
 }

@@ -575,7 +575,8 @@ async fn over_a_simulated_bad_path_the_round_trip_grows_and_reliable_messages_st
     assert!(rtt >= Duration::from_millis(130), "{rtt:?}");
 }
 
-/// A partial split: the path between A and B is cut (`set_simulated_loss_to` on both)
+/// A partial split: the path between A and B is cut (`set_simulated_network_from` with
+/// all datagrams lost, on both)
 /// while both still reach C. A and B fall silent to each other and only to each other,
 /// both keep talking with C, and once the path is restored A and B talk again over the
 /// same connection (an ICE restart, no disconnect).
@@ -589,8 +590,8 @@ async fn a_path_cut_between_two_peers_silences_only_that_link_and_heals_when_res
         connected(s, 2).await;
     }
     let (aid, bid, cid) = (a.id().unwrap(), b.id().unwrap(), c.id().unwrap());
-    a.set_simulated_loss_to(bid, 1.0);
-    b.set_simulated_loss_to(aid, 1.0);
+    a.set_simulated_network_from(bid, NetworkConditions::default().with_loss(1.0));
+    b.set_simulated_network_from(aid, NetworkConditions::default().with_loss(1.0));
     let silent = |s: &Session, peer| s.stats(peer).map(|st| st.silent_for);
     let deadline = Instant::now() + Duration::from_secs(10);
     while silent(&a, bid).is_none_or(|d| d < Duration::from_millis(1500)) {
@@ -626,8 +627,8 @@ async fn a_path_cut_between_two_peers_silences_only_that_link_and_heals_when_res
     );
     // Restored: the same connection carries messages again (reliable: the one sent during
     // the cut arrives too), and neither side saw the other disconnect.
-    a.set_simulated_loss_to(bid, 0.0);
-    b.set_simulated_loss_to(aid, 0.0);
+    a.set_simulated_network_from(bid, NetworkConditions::default());
+    b.set_simulated_network_from(aid, NetworkConditions::default());
     a.send(bid, Channel(1), &4u32.to_be_bytes()).unwrap();
     let got = collect(&b, Channel(1), 2, Duration::from_secs(15)).await;
     let order: Vec<u32> = got.iter().map(|(_, m)| num(m)).collect();

@@ -49,7 +49,9 @@ pub(crate) fn apply(core: &mut Core, now: Instant, cmd: Command) -> Option<ForSh
         #[cfg(feature = "fuzzing")]
         Command::Deaf(deaf) => core.set_deaf(deaf),
         Command::Disconnect { peer } => core.shun(now, peer),
-        Command::SimulatedLossTo { peer, fraction } => core.simulate_loss_to(peer, fraction),
+        Command::SimulatedNetworkFrom { peer, conditions } => {
+            core.simulate_path_from(peer, conditions);
+        }
         Command::SimulatedLoss(fraction) => return Some(ForShell::SimulatedLoss(fraction)),
         Command::SimulatedNetwork(conditions) => {
             return Some(ForShell::SimulatedNetwork(conditions));

@@ -32,6 +32,7 @@ use super::peers::Peers;
 use super::relay::StreamEvent;
 use super::retry::Retries;
 use crate::channel;
+use crate::conditioner::NetworkConditions;
 use crate::error::Error;
 use crate::event::CandidateKind;
 use crate::event::{DisconnectReason, Event, IcePolicy};
@@ -669,10 +670,10 @@ impl Core {
         self.peers.deaf = deaf;
     }
 
-    /// Simulated loss on the path to `id` alone (testing; see
-    /// [`crate::Session::set_simulated_loss_to`]).
-    pub(crate) fn simulate_loss_to(&mut self, id: PeerId, fraction: f64) {
-        self.peers.simulate_loss_to(id, fraction);
+    /// A simulated path for what arrives from `id` alone (testing; see
+    /// [`crate::Session::set_simulated_network_from`]).
+    pub(crate) fn simulate_path_from(&mut self, id: PeerId, conditions: NetworkConditions) {
+        self.peers.simulate_path_from(id, conditions);
     }
 
     /// The game disconnects `id` for good (and its player, if the lobby names it).

@@ -18,11 +18,12 @@ use squadlink_protocol::{PeerId, Signal};
 use super::candidates::Candidates;
 use super::engine::{EngineEvent, Sent};
 use super::liveness::{self, Timeouts, Verdict};
-use super::net::{self, CandidateLine, LossStage, parse_candidate};
+use super::net::{self, CandidateLine, parse_candidate};
 use super::output::Out;
 use super::peer::{Inbound, Peer};
 use super::routes::{Route, Routes};
 use crate::channel::ChannelKind;
+use crate::conditioner::{Conditioner, NetworkConditions};
 use crate::error::Error;
 use crate::event::CandidateKind;
 use crate::event::{DisconnectReason, Event, PathKind};
@@ -66,9 +67,10 @@ pub(crate) struct Peers {
     epoch: Instant,
     /// Connections announced since the core last took them: path and connect time.
     announced: Vec<(PathKind, Duration)>,
-    /// Simulated loss on the path to one peer (testing; by peer id, so that it outlives
-    /// the connection and applies to the next one too).
-    lossy: HashMap<PeerId, LossStage>,
+    /// Simulated paths from single peers (testing; by peer id, so that a path outlives the
+    /// connection and applies to the next one too): a datagram from that peer goes through
+    /// it before its engine sees it.
+    paths: HashMap<PeerId, Conditioner<(Bytes, SocketAddr, SocketAddr)>>,
     /// Adversarial testing: read nothing but ICE checks (a peer that never reads).
     #[cfg(feature = "fuzzing")]
     pub(crate) deaf: bool,
@@ -82,7 +84,7 @@ impl Peers {
             events: Vec::new(),
             epoch,
             announced: Vec::new(),
-            lossy: HashMap::new(),
+            paths: HashMap::new(),
             #[cfg(feature = "fuzzing")]
             deaf: false,
         }
@@ -341,21 +343,32 @@ impl Peers {
                 return None;
             }
         };
-        if self.lossy.get_mut(&id).is_some_and(LossStage::drop_next) {
-            return None;
-        }
         let p = self.map.get_mut(&id)?;
-        p.handle_datagram(now, local, from, data).then_some(id)
+        match self.paths.get_mut(&id) {
+            Some(path) if !path.is_idle_and_perfect() => {
+                path.push(now, data.len(), (Bytes::copy_from_slice(data), from, local));
+                let mut taken = false;
+                while let Some((data, from, local)) = path.pop_due(now) {
+                    taken |= p.handle_datagram(now, local, from, &data);
+                }
+                taken.then_some(id)
+            }
+            _ => p.handle_datagram(now, local, from, data).then_some(id),
+        }
     }
 
-    /// Drops `fraction` (0.0–1.0) of the datagrams to and from `id` from now on, at
-    /// random (testing: 1.0 cuts the path to that peer alone, 0 restores it).
-    pub(crate) fn simulate_loss_to(&mut self, id: PeerId, fraction: f64) {
-        let stage = LossStage::new(fraction);
-        if stage.is_lossless() {
-            self.lossy.remove(&id);
-        } else {
-            self.lossy.insert(id, stage);
+    /// Puts what arrives from `id` through a simulated path with `conditions` from now on
+    /// (testing; datagrams already on it keep theirs; a perfect path once they are through
+    /// is the same as none).
+    pub(crate) fn simulate_path_from(&mut self, id: PeerId, conditions: NetworkConditions) {
+        match self.paths.get_mut(&id) {
+            Some(path) => path.set_conditions(conditions),
+            None if conditions.is_perfect() => {}
+            None => {
+                // Seeded by the peer, so a run in simulated time repeats.
+                let path = Conditioner::new(conditions, 0x5157_5ead ^ id.0);
+                self.paths.insert(id, path);
+            }
         }
     }
 
@@ -381,12 +394,29 @@ impl Peers {
 
     /// When the earliest engine needs [`Peers::handle_timeout`].
     pub(crate) fn poll_timeout(&mut self) -> Option<Instant> {
-        self.map.values_mut().filter_map(Peer::poll_timeout).min()
+        let paths = self.paths.values().filter_map(Conditioner::next_release);
+        let engines = self.map.values_mut().filter_map(Peer::poll_timeout);
+        engines.chain(paths).min()
     }
 
-    /// Serves the engines whose timers are due; their ids (pump each).
+    /// Serves the engines whose timers are due, and hands them what their simulated paths
+    /// release; their ids (pump each).
     pub(crate) fn handle_timeout(&mut self, now: Instant) -> Vec<PeerId> {
         let mut due = Vec::new();
+        for (id, path) in &mut self.paths {
+            let Some(p) = self.map.get_mut(id) else {
+                // No connection to hand them to: what was on the way is lost.
+                while path.pop_due(now).is_some() {}
+                continue;
+            };
+            let mut taken = false;
+            while let Some((data, from, local)) = path.pop_due(now) {
+                taken |= p.handle_datagram(now, local, from, &data);
+            }
+            if taken {
+                due.push(*id);
+            }
+        }
         for (id, p) in &mut self.map {
             if p.poll_timeout().is_some_and(|t| t <= now) {
                 p.handle_timeout(now);
@@ -410,7 +440,6 @@ impl Peers {
             return pumped;
         };
         let events = &mut self.events;
-        let mut loss = self.lossy.get_mut(&id);
         let mut descriptions = Vec::new();
         for _ in 0..MAX_STEPS {
             let mut progressed = p.step(now, events);
@@ -452,7 +481,7 @@ impl Peers {
                     EngineEvent::Candidate(signal) => out.signal(id, signal),
                 }
             }
-            progressed |= drain_writes(p, loss.as_deref_mut(), now, cands, out);
+            progressed |= drain_writes(p, now, cands, out);
             if !progressed {
                 break;
             }
@@ -553,28 +582,18 @@ impl Peers {
             return false;
         };
         p.close();
-        drain_writes(&mut p, self.lossy.get_mut(&id), now, cands, out);
+        drain_writes(&mut p, now, cands, out);
         self.routes.forget(id, p.routed_ufrag());
         true
     }
 }
 
-/// Sends everything the peer's engine has queued (less what a simulated `loss` drops on
-/// the way); whether there was anything.
-fn drain_writes(
-    p: &mut Peer,
-    mut loss: Option<&mut LossStage>,
-    now: Instant,
-    cands: &mut Candidates,
-    out: &mut Out,
-) -> bool {
+/// Sends everything the peer's engine has queued; whether there was anything.
+fn drain_writes(p: &mut Peer, now: Instant, cands: &mut Candidates, out: &mut Out) -> bool {
     let mut any = false;
     while let Some((data, from, to)) = p.poll_transmit() {
         any = true;
         p.transmitted(&data, from, to);
-        if loss.as_deref_mut().is_some_and(LossStage::drop_next) {
-            continue;
-        }
         cands.send(now, data, from, to, out);
     }
     any
