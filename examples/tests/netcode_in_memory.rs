@@ -1,8 +1,9 @@
 //! How a game tests its netcode under a bad network, in a unit test: two players' sessions
 //! on `squadlink::testing::TestNet` (150 ms round trip, 20 ms jitter, 5 % loss), no
 //! matchmaker, no sockets, simulated time — ten seconds of play run in well under a second,
-//! and the seed makes a failure repeat. Copy it and put your own game logic where `World`
-//! is.
+//! and the seed makes a failure repeat. Then one bad link in a mesh of three
+//! (`Session::set_simulated_network_from`): only the player behind it waits. Copy it and put
+//! your own game logic where `World` is.
 //!
 //! Run: `cargo test -p squadlink-examples --test netcode_in_memory`
 
@@ -94,4 +95,37 @@ fn the_other_player_sees_every_shot_and_our_latest_position() {
     let shots: Vec<u32> = (0..500).step_by(25).collect();
     assert_eq!(bobs_world.shots, shots);
     assert_eq!(bobs_world.remote.map(|p| p.tick), Some(499));
+}
+
+#[test]
+fn a_bad_link_to_one_player_slows_only_that_player() {
+    let net = TestNet::seeded(NetworkConditions::latency(Duration::from_millis(10)), 7);
+    let (alice, bob, carol) = (player(&net), player(&net), player(&net));
+    assert!(net.run_until(Duration::from_secs(10), || {
+        [&alice, &bob, &carol]
+            .iter()
+            .all(|s| s.connected_peers().len() == 2)
+    }));
+    // Carol's link to Alice, both ways: 300 ms more and 10 % lost. Bob's paths stay clean.
+    let bad_link = NetworkConditions::latency(Duration::from_millis(300)).with_loss(0.1);
+    let (a, c) = (alice.id().unwrap(), carol.id().unwrap());
+    alice.set_simulated_network_from(c, bad_link);
+    carol.set_simulated_network_from(a, bad_link);
+
+    let (mut bobs_world, mut carols_world) = (World::default(), World::default());
+    alice.broadcast_typed(EVENTS, &Shot { tick: 1 }).unwrap();
+    net.advance(Duration::from_millis(100));
+    bobs_world.receive(&bob);
+    carols_world.receive(&carol);
+    assert_eq!(bobs_world.shots, [1], "Bob's path is clean");
+    assert!(
+        carols_world.shots.is_empty(),
+        "Carol's shot is still on its way"
+    );
+
+    assert!(net.run_until(Duration::from_secs(5), || {
+        carols_world.receive(&carol);
+        !carols_world.shots.is_empty()
+    }));
+    assert_eq!(carols_world.shots, [1], "late, but it arrives");
 }
