@@ -430,11 +430,12 @@ fn has_square(app: &mut App, square: Square) -> bool {
 /// A partial split over real links: the path between the host and one client is cut (the
 /// sessions' simulated path from one peer, everything lost, at both ends) while both still
 /// reach the third member.
-/// The cut-off client serves at the next epoch and the third member follows it; the old
-/// host, which hears nothing of that, serves on alone; when the path is restored it hears
-/// the new server's greeting, steps down and follows, and one world remains.
+/// The cut-off client serves at the next epoch and the third member follows it and tells
+/// the old host (`Superseded`), which stops serving and waits for the new server instead
+/// of serving alone; when the path is restored the new server's greeting reaches it, it
+/// follows, and one world remains.
 #[test]
-fn a_host_cut_off_from_one_client_is_replaced_for_the_rest_and_steps_down_when_the_path_heals() {
+fn a_host_cut_off_from_one_client_is_told_it_was_replaced_and_follows_when_the_path_heals() {
     let mm = squadlink_matchmaker::Embedded::start().unwrap();
     let (mut a, mut b, mut c) = three_with_world(&mm.url());
     let (host, cut_off) = (me(&a), me(&c));
@@ -449,11 +450,12 @@ fn a_host_cut_off_from_one_client_is_replaced_for_the_rest_and_steps_down_when_t
 
     step_until(
         &mut [&mut a, &mut b, &mut c],
-        "the cut-off client serves and the third follows it",
+        "the cut-off client serves, the third follows it, the old host stops serving",
         |apps| {
             authority(apps[2]).local
                 && authority(apps[1]).server == Some(cut_off)
-                && authority(apps[0]).local
+                && !authority(apps[0]).local
+                && authority(apps[0]).server.is_none()
         },
     );
     let epoch = authority(&c).epoch;
@@ -472,8 +474,8 @@ fn a_host_cut_off_from_one_client_is_replaced_for_the_rest_and_steps_down_when_t
         |apps| counter(apps[1]).is_some_and(|(_, v)| v > at_switch + 10),
     );
 
-    // During the split the new server's changes reach the third member, and the old
-    // host's (it still serves, alone) reach no one.
+    // During the split the new server's changes reach the third member; a change made on
+    // the old host (no longer serving) reaches no one.
     set_square(&mut c, 0, Square(50, 50));
     set_square(&mut a, 1, Square(-7, -7));
     step_until(
@@ -503,7 +505,7 @@ fn a_host_cut_off_from_one_client_is_replaced_for_the_rest_and_steps_down_when_t
         },
     );
     assert_eq!(authority(&a).epoch, epoch);
-    // The old host holds the new server's world now: its own change while alone is gone.
+    // The old host holds the new server's world now: its own change is gone.
     step_until(
         &mut [&mut a, &mut b, &mut c],
         "the old host takes the new server's world",

@@ -24,6 +24,14 @@
 //! - A `Serving` with a higher epoch always wins; at equal epochs the lower peer id wins
 //!   (two members can only both claim when the old server died between sending a new line
 //!   to one and to the other); a server that hears a winning claim steps down and follows.
+//! - A partial split (the server cut off from some members only): those members elect a
+//!   new server at the next epoch, and the old one hears nothing of it. So a member that
+//!   follows a newer server tells its previous server so (`Superseded`) if it still reaches
+//!   it, and answers any stale `Serving` the same way. A server told so stops serving and
+//!   waits for the newer server, patiently: it does not elect anyone when the await
+//!   timeout passes or a member is lost (that would claim a still higher epoch, the members
+//!   in between would follow it, and the two sides would take turns), only when it reaches
+//!   no member at all. The newer server's greeting ends the wait once the path heals.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -39,9 +47,12 @@ const BUCKET_MS: u32 = 10;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Role {
     /// Not serving and not following: waiting for `expect` (if known) to announce itself.
+    /// `patient`: told that `expect` serves at a newer epoch (`Superseded`), so it waits
+    /// without electing (see the module's rules).
     Waiting {
         expect: Option<PeerId>,
         since: Duration,
+        patient: bool,
     },
     /// This member serves.
     Serving,
@@ -94,6 +105,7 @@ impl Authority {
             role: Role::Waiting {
                 expect: None,
                 since: now,
+                patient: false,
             },
             line: Vec::new(),
             reports: BTreeMap::new(),
@@ -118,7 +130,6 @@ impl Authority {
     }
 
     /// Who serves, as far as this member knows.
-    #[cfg(test)]
     pub(crate) fn server(&self) -> Option<PeerId> {
         match self.role {
             Role::Serving => Some(self.me),
@@ -135,6 +146,7 @@ impl Authority {
             self.role = Role::Waiting {
                 expect: Some(host),
                 since: now,
+                patient: false,
             };
             Vec::new()
         }
@@ -155,21 +167,74 @@ impl Authority {
             Role::Waiting { expect, .. } => epoch >= self.epoch || expect == Some(from),
         };
         if !adopt {
-            return Vec::new();
+            // A stale claim: tell its sender who serves now (a server cut off from part of
+            // the mesh learns so from the members it still reaches).
+            return match self.server() {
+                Some(server) if epoch < self.epoch && from != server => vec![Action::Send {
+                    to: Some(from),
+                    message: Control::Superseded {
+                        epoch: self.epoch,
+                        server,
+                    },
+                }],
+                _ => Vec::new(),
+            };
         }
         self.line = line;
         if self.role == Role::Following(from) && epoch == self.epoch {
             return Vec::new(); // the same server with a new line
         }
         let previous = self.last_server;
+        let newer = epoch > self.epoch;
         self.epoch = self.epoch.max(epoch);
         self.role = Role::Following(from);
         self.last_server = Some(from);
         self.reports.clear();
-        vec![Action::Follow {
+        let mut actions = vec![Action::Follow {
             server: from,
             epoch: self.epoch,
             previous,
+        }];
+        // The previous server may not know it was replaced (a partial split): tell it. (If
+        // it is gone, the message goes nowhere.)
+        if let Some(old) = previous.filter(|old| newer && *old != from && *old != self.me) {
+            actions.push(Action::Send {
+                to: Some(old),
+                message: Control::Superseded {
+                    epoch: self.epoch,
+                    server: from,
+                },
+            });
+        }
+        actions
+    }
+
+    /// `from` says `server` serves at `epoch`. If that is newer than what this member
+    /// knows, it stops serving (or following) and waits for `server`, patiently (see the
+    /// module's rules).
+    pub(crate) fn on_superseded(
+        &mut self,
+        epoch: u32,
+        server: PeerId,
+        now: Duration,
+    ) -> Vec<Action> {
+        if epoch <= self.epoch || server == self.me {
+            return Vec::new();
+        }
+        let lost = match self.role {
+            Role::Serving => self.me,
+            Role::Following(old) => old,
+            Role::Waiting { expect, .. } => expect.unwrap_or(server),
+        };
+        self.epoch = epoch;
+        self.role = Role::Waiting {
+            expect: Some(server),
+            since: now,
+            patient: true,
+        };
+        vec![Action::Await {
+            successor: server,
+            lost,
         }]
     }
 
@@ -183,6 +248,8 @@ impl Authority {
         self.reports.remove(&peer);
         let lost_ours = match self.role {
             Role::Following(server) => server == peer,
+            // A patient member elects only when it reaches no one (see the module's rules).
+            Role::Waiting { patient: true, .. } => live.is_empty(),
             Role::Waiting { expect, .. } => expect == Some(peer),
             Role::Serving => false,
         };
@@ -197,6 +264,7 @@ impl Authority {
         self.role = Role::Waiting {
             expect: Some(successor),
             since: now,
+            patient: false,
         };
         vec![Action::Await {
             successor,
@@ -267,7 +335,14 @@ impl Authority {
         match self.role {
             Role::Waiting {
                 expect: Some(successor),
+                patient: true,
+                ..
+            } if live.is_empty() => self.on_lost(successor, live, now),
+            Role::Waiting { patient: true, .. } => Vec::new(),
+            Role::Waiting {
+                expect: Some(successor),
                 since,
+                ..
             } if now.saturating_sub(since) >= self.await_timeout => {
                 self.on_lost(successor, live, now)
             }
@@ -474,11 +549,21 @@ mod tests {
         let actions = two.on_serving(PeerId(3), 1, vec![PeerId(2)]);
         assert_eq!(
             actions,
-            vec![Action::Follow {
-                server: PeerId(3),
-                epoch: 1,
-                previous: Some(PeerId(1))
-            }]
+            vec![
+                Action::Follow {
+                    server: PeerId(3),
+                    epoch: 1,
+                    previous: Some(PeerId(1))
+                },
+                // In case 1 is not gone but cut off from 3 only (it goes nowhere if gone).
+                Action::Send {
+                    to: Some(PeerId(1)),
+                    message: Control::Superseded {
+                        epoch: 1,
+                        server: PeerId(3)
+                    }
+                }
+            ]
         );
         // The loss, seen later, is no longer ours.
         assert!(two.on_lost(PeerId(1), &live(&[3]), at(5)).is_empty());
@@ -553,11 +638,21 @@ mod tests {
                 previous: Some(PeerId(1))
             }]
         );
-        // A claim from an older epoch is ignored.
+        // A claim from an older epoch is not followed; its sender is told who serves.
         let mut two = Authority::new(PeerId(2), T, at(0));
         two.start(PeerId(3), at(0));
         two.on_serving(PeerId(3), 1, vec![]);
-        assert!(two.on_serving(PeerId(1), 0, vec![]).is_empty());
+        assert_eq!(
+            two.on_serving(PeerId(1), 0, vec![]),
+            vec![Action::Send {
+                to: Some(PeerId(1)),
+                message: Control::Superseded {
+                    epoch: 1,
+                    server: PeerId(3)
+                }
+            }]
+        );
+        assert_eq!(two.server(), Some(PeerId(3)));
     }
 
     #[test]
@@ -620,12 +715,11 @@ mod tests {
 
     /// A partial split: the host (1) loses its link to one member (2) only; 1 and 3, and 2
     /// and 3, still reach each other. The cut-off member takes over for those it reaches,
-    /// the third follows the higher epoch and ignores the old host's claims, the old host
-    /// serves alone meanwhile, and when the link heals it is told and steps down: one
-    /// server again, with no extra round of messages.
+    /// the third follows the higher epoch, tells the old host so and answers its stale
+    /// claims the same way; the old host stops serving and waits for the new server
+    /// without electing anyone (the next test: until the link heals, or it is alone).
     #[test]
-    fn a_host_cut_off_from_one_member_only_is_replaced_for_the_rest_and_steps_down_when_the_link_heals()
-     {
+    fn a_host_cut_off_from_one_member_only_is_told_it_was_replaced_and_waits_for_the_new_server() {
         let (one, two, three) = (PeerId(1), PeerId(2), PeerId(3));
         let mut host = Authority::new(one, T, at(0));
         let mut b = Authority::new(two, T, at(0));
@@ -640,35 +734,72 @@ mod tests {
         let from_b = b.on_lost(one, &live(&[3]), at(10));
         assert_eq!(b.role(), Role::Serving, "2 heads the line and reaches 3");
         assert!(host.on_lost(two, &live(&[3]), at(10)).is_empty());
-        assert_eq!(
-            host.role(),
-            Role::Serving,
-            "1 does not know it was replaced"
-        );
+        assert_eq!(host.role(), Role::Serving, "1 has not heard of it yet");
 
-        // 3 hears 2's claim at epoch 1 and follows it.
+        // 3 hears 2's claim at epoch 1, follows it, and tells 1, which it still reaches.
         let [(epoch, line)] = claims(&from_b).try_into().unwrap();
         assert_eq!(epoch, 1);
         let actions = c.on_serving(two, epoch, line);
+        let notice = Control::Superseded {
+            epoch: 1,
+            server: two,
+        };
         assert_eq!(
             actions,
-            vec![Action::Follow {
-                server: two,
-                epoch: 1,
-                previous: Some(one)
-            }]
+            vec![
+                Action::Follow {
+                    server: two,
+                    epoch: 1,
+                    previous: Some(one)
+                },
+                Action::Send {
+                    to: Some(one),
+                    message: notice.clone()
+                }
+            ]
         );
-        // 1 re-ranks its line without 2 and claims again at epoch 0: 3 ignores it.
+        // A stale claim of 1's (its line re-ranked without 2) gets the same answer.
         let stale = claims(&host.tick(at(11), &live(&[3])));
         assert_eq!(stale, vec![(0, vec![three])]);
-        for (epoch, line) in stale {
-            assert!(c.on_serving(one, epoch, line).is_empty());
-        }
+        assert_eq!(
+            c.on_serving(one, 0, vec![three]),
+            vec![Action::Send {
+                to: Some(one),
+                message: notice
+            }]
+        );
         assert_eq!(c.server(), Some(two));
 
-        // The link heals: 2 greets 1 with its claim, and 1 steps down and follows.
-        let greeting = claims(&b.on_connected(one));
-        let [(epoch, line)] = greeting.try_into().unwrap();
+        // 1 stops serving and waits for 2, patiently: no election when the await timeout
+        // passes or 3 goes quiet, so no epoch 2 for 3 to follow and the sides to trade.
+        assert_eq!(
+            host.on_superseded(1, two, at(11)),
+            vec![Action::Await {
+                successor: two,
+                lost: one
+            }]
+        );
+        assert_eq!(host.server(), None);
+        assert!(host.tick(at(11) + T * 3, &live(&[3])).is_empty());
+        assert!(host.on_lost(three, &live(&[2]), at(40)).is_empty());
+        assert_eq!(host.server(), None, "still waiting for 2");
+    }
+
+    #[test]
+    fn a_patient_member_follows_the_new_server_when_the_link_heals_and_elects_only_when_alone() {
+        let (one, two, three) = (PeerId(1), PeerId(2), PeerId(3));
+        let mut host = Authority::new(one, T, at(0));
+        let mut b = Authority::new(two, T, at(0));
+        host.start(one, at(0));
+        b.start(one, at(0));
+        b.on_serving(one, 0, vec![two, three]);
+        b.on_lost(one, &live(&[3]), at(10));
+        host.on_superseded(1, two, at(11));
+        // An older or equal notice changes nothing.
+        assert!(host.on_superseded(1, three, at(12)).is_empty());
+        assert!(host.on_superseded(0, two, at(12)).is_empty());
+        // The link heals: 2 greets 1 with its claim, and 1 follows.
+        let [(epoch, line)] = claims(&b.on_connected(one)).try_into().unwrap();
         assert_eq!(
             host.on_serving(two, epoch, line),
             vec![Action::Follow {
@@ -677,10 +808,19 @@ mod tests {
                 previous: Some(one)
             }]
         );
-        assert_eq!(
-            [host.server(), b.server(), c.server()],
-            [Some(two), Some(two), Some(two)]
-        );
+        assert_eq!([host.server(), b.server()], [Some(two), Some(two)]);
+
+        // Alone instead (every other member gone while it waited): it serves.
+        let mut lone = Authority::new(one, T, at(0));
+        lone.start(one, at(0));
+        lone.on_superseded(1, two, at(1));
+        assert!(lone.tick(at(2), &live(&[3])).is_empty(), "3 still reached");
+        let actions = lone.tick(at(3), &live(&[]));
+        assert_eq!(lone.role(), Role::Serving);
+        assert!(matches!(
+            actions.first(),
+            Some(Action::Serve { epoch: 2, .. })
+        ));
     }
 
     #[test]

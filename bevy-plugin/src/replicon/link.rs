@@ -295,6 +295,9 @@ fn receive(
             Frame::Control(Control::Yield { epoch }) => {
                 act(&mut link, ctx, |a| a.on_yield(peer, epoch));
             }
+            Frame::Control(Control::Superseded { epoch, server }) => {
+                act(&mut link, ctx, |a| a.on_superseded(epoch, server, now));
+            }
             Frame::ToClient { channel, payload } if channel < server_channels => match link.phase {
                 Phase::Connected(server) if server == peer => {
                     if channel == 0 && link.prune == Prune::AwaitingUpdate {

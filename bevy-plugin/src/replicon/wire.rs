@@ -44,6 +44,16 @@ pub(crate) enum Control {
         /// The epoch to serve at (the server's plus one).
         epoch: u32,
     },
+    /// To a member that serves (or follows) at an older epoch: "`server` serves at `epoch`".
+    /// A client sends it to its previous server when it follows a newer one while it still
+    /// reaches the old one, and in answer to a stale `Serving`: so a server cut off from
+    /// part of the mesh learns it was replaced (a partial split) instead of serving alone.
+    Superseded {
+        /// The newer epoch.
+        epoch: u32,
+        /// Who serves at it.
+        server: PeerId,
+    },
 }
 
 /// One received frame, read.
