@@ -209,16 +209,19 @@ impl Authority {
         actions
     }
 
-    /// `from` says `server` serves at `epoch`. If that is newer than what this member
+    /// A member says `server` serves at `epoch`. If that is newer than what this member
     /// knows, it stops serving (or following) and waits for `server`, patiently (see the
-    /// module's rules).
+    /// module's rules). Only for a `server` this member knows (a peer of its session: in
+    /// a partial split, one it has a connection to that has gone quiet); a notice naming
+    /// anyone else is ignored, so a wrong one cannot leave it waiting for no one.
     pub(crate) fn on_superseded(
         &mut self,
         epoch: u32,
         server: PeerId,
+        known: bool,
         now: Duration,
     ) -> Vec<Action> {
-        if epoch <= self.epoch || server == self.me {
+        if epoch <= self.epoch || server == self.me || !known {
             return Vec::new();
         }
         let lost = match self.role {
@@ -338,6 +341,34 @@ impl Authority {
                 patient: true,
                 ..
             } if live.is_empty() => self.on_lost(successor, live, now),
+            // While the awaited server is out of reach, the wait for its announcement has
+            // not begun: it begins when the path heals.
+            Role::Waiting {
+                expect: Some(successor),
+                patient: true,
+                ..
+            } if !live.contains(&successor) => {
+                self.role = Role::Waiting {
+                    expect: Some(successor),
+                    since: now,
+                    patient: true,
+                };
+                Vec::new()
+            }
+            // The awaited server is reached but has not announced itself: the notice was
+            // wrong (or it is gone since); wait no longer than for any successor.
+            Role::Waiting {
+                expect: Some(successor),
+                since,
+                patient: true,
+            } if live.contains(&successor) && now.saturating_sub(since) >= self.await_timeout => {
+                self.role = Role::Waiting {
+                    expect: Some(successor),
+                    since,
+                    patient: false,
+                };
+                self.on_lost(successor, live, now)
+            }
             Role::Waiting { patient: true, .. } => Vec::new(),
             Role::Waiting {
                 expect: Some(successor),
@@ -773,7 +804,7 @@ mod tests {
         // 1 stops serving and waits for 2, patiently: no election when the await timeout
         // passes or 3 goes quiet, so no epoch 2 for 3 to follow and the sides to trade.
         assert_eq!(
-            host.on_superseded(1, two, at(11)),
+            host.on_superseded(1, two, true, at(11)),
             vec![Action::Await {
                 successor: two,
                 lost: one
@@ -794,10 +825,10 @@ mod tests {
         b.start(one, at(0));
         b.on_serving(one, 0, vec![two, three]);
         b.on_lost(one, &live(&[3]), at(10));
-        host.on_superseded(1, two, at(11));
+        host.on_superseded(1, two, true, at(11));
         // An older or equal notice changes nothing.
-        assert!(host.on_superseded(1, three, at(12)).is_empty());
-        assert!(host.on_superseded(0, two, at(12)).is_empty());
+        assert!(host.on_superseded(1, three, true, at(12)).is_empty());
+        assert!(host.on_superseded(0, two, true, at(12)).is_empty());
         // The link heals: 2 greets 1 with its claim, and 1 follows.
         let [(epoch, line)] = claims(&b.on_connected(one)).try_into().unwrap();
         assert_eq!(
@@ -810,10 +841,47 @@ mod tests {
         );
         assert_eq!([host.server(), b.server()], [Some(two), Some(two)]);
 
+        // A notice naming a peer this member does not know is ignored.
+        let mut wary = Authority::new(one, T, at(0));
+        wary.start(one, at(0));
+        assert!(wary.on_superseded(1, PeerId(9), false, at(1)).is_empty());
+        assert_eq!(wary.role(), Role::Serving);
+        // One naming a reached member that never announces itself is given up after the
+        // await timeout, as any successor is.
+        let mut told = Authority::new(one, T, at(0));
+        told.start(one, at(0));
+        told.on_superseded(1, two, true, at(1));
+        assert!(told.tick(at(2), &live(&[2, 3])).is_empty());
+        let actions = told.tick(at(1) + T, &live(&[2, 3]));
+        assert!(
+            matches!(actions.first(), Some(Action::Serve { epoch: 2, .. })),
+            "{actions:?}"
+        );
+
+        // A long split: the awaited server comes back into reach after far longer than the
+        // await timeout. The wait for its greeting starts then, not when the notice came.
+        let mut long = Authority::new(one, T, at(0));
+        long.start(one, at(0));
+        long.on_superseded(1, two, true, at(1));
+        assert!(long.tick(at(60), &live(&[3])).is_empty());
+        assert!(
+            long.tick(at(61), &live(&[2, 3])).is_empty(),
+            "2 just came back"
+        );
+        assert_eq!(long.server(), None);
+        assert_eq!(
+            long.on_serving(two, 1, vec![one, three]),
+            vec![Action::Follow {
+                server: two,
+                epoch: 1,
+                previous: Some(one)
+            }]
+        );
+
         // Alone instead (every other member gone while it waited): it serves.
         let mut lone = Authority::new(one, T, at(0));
         lone.start(one, at(0));
-        lone.on_superseded(1, two, at(1));
+        lone.on_superseded(1, two, true, at(1));
         assert!(lone.tick(at(2), &live(&[3])).is_empty(), "3 still reached");
         let actions = lone.tick(at(3), &live(&[]));
         assert_eq!(lone.role(), Role::Serving);

@@ -296,7 +296,10 @@ fn receive(
                 act(&mut link, ctx, |a| a.on_yield(peer, epoch));
             }
             Frame::Control(Control::Superseded { epoch, server }) => {
-                act(&mut link, ctx, |a| a.on_superseded(epoch, server, now));
+                let known = peers.iter().any(|(p, _)| p.id == server);
+                act(&mut link, ctx, |a| {
+                    a.on_superseded(epoch, server, known, now)
+                });
             }
             Frame::ToClient { channel, payload } if channel < server_channels => match link.phase {
                 Phase::Connected(server) if server == peer => {
