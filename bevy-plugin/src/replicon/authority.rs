@@ -338,30 +338,27 @@ impl Authority {
         match self.role {
             Role::Waiting {
                 expect: Some(successor),
-                patient: true,
-                ..
-            } if live.is_empty() => self.on_lost(successor, live, now),
-            // While the awaited server is out of reach, the wait for its announcement has
-            // not begun: it begins when the path heals.
-            Role::Waiting {
-                expect: Some(successor),
-                patient: true,
-                ..
-            } if !live.contains(&successor) => {
-                self.role = Role::Waiting {
-                    expect: Some(successor),
-                    since: now,
-                    patient: true,
-                };
-                Vec::new()
-            }
-            // The awaited server is reached but has not announced itself: the notice was
-            // wrong (or it is gone since); wait no longer than for any successor.
-            Role::Waiting {
-                expect: Some(successor),
                 since,
                 patient: true,
-            } if live.contains(&successor) && now.saturating_sub(since) >= self.await_timeout => {
+            } => {
+                if live.is_empty() {
+                    return self.on_lost(successor, live, now);
+                }
+                // While the awaited server is out of reach, the wait for its announcement
+                // has not begun: it begins when the path heals.
+                if !live.contains(&successor) {
+                    self.role = Role::Waiting {
+                        expect: Some(successor),
+                        since: now,
+                        patient: true,
+                    };
+                    return Vec::new();
+                }
+                if now.saturating_sub(since) < self.await_timeout {
+                    return Vec::new();
+                }
+                // Reached but silent: the notice was wrong (or it is gone since); wait no
+                // longer than for any successor.
                 self.role = Role::Waiting {
                     expect: Some(successor),
                     since,
@@ -369,7 +366,6 @@ impl Authority {
                 };
                 self.on_lost(successor, live, now)
             }
-            Role::Waiting { patient: true, .. } => Vec::new(),
             Role::Waiting {
                 expect: Some(successor),
                 since,

@@ -670,8 +670,7 @@ impl Core {
         self.peers.deaf = deaf;
     }
 
-    /// A simulated path for what arrives from `id` alone (testing; see
-    /// [`crate::Session::set_simulated_network_from`]).
+    /// See [`crate::Session::set_simulated_network_from`].
     pub(crate) fn simulate_path_from(&mut self, id: PeerId, conditions: NetworkConditions) {
         self.peers.simulate_path_from(id, conditions);
     }

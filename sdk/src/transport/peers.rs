@@ -347,11 +347,7 @@ impl Peers {
         match self.paths.get_mut(&id) {
             Some(path) if !path.is_idle_and_perfect() => {
                 path.push(now, data.len(), (Bytes::copy_from_slice(data), from, local));
-                let mut taken = false;
-                while let Some((data, from, local)) = path.pop_due(now) {
-                    taken |= p.handle_datagram(now, local, from, &data);
-                }
-                taken.then_some(id)
+                release_due(path, p, now).then_some(id)
             }
             _ => p.handle_datagram(now, local, from, data).then_some(id),
         }
@@ -409,11 +405,7 @@ impl Peers {
                 while path.pop_due(now).is_some() {}
                 continue;
             };
-            let mut taken = false;
-            while let Some((data, from, local)) = path.pop_due(now) {
-                taken |= p.handle_datagram(now, local, from, &data);
-            }
-            if taken {
+            if release_due(path, p, now) {
                 due.push(*id);
             }
         }
@@ -586,6 +578,20 @@ impl Peers {
         self.routes.forget(id, p.routed_ufrag());
         true
     }
+}
+
+/// Hands `p`'s engine what its simulated path releases at `now`; whether the engine took
+/// any of it (and so should be pumped).
+fn release_due(
+    path: &mut Conditioner<(Bytes, SocketAddr, SocketAddr)>,
+    p: &mut Peer,
+    now: Instant,
+) -> bool {
+    let mut taken = false;
+    while let Some((data, from, local)) = path.pop_due(now) {
+        taken |= p.handle_datagram(now, local, from, &data);
+    }
+    taken
 }
 
 /// Sends everything the peer's engine has queued; whether there was anything.
