@@ -216,6 +216,9 @@ impl Driver {
         let _ = ready.send(Ok(()));
         driver.with_core(Driver::carry_out);
         let end = driver.serve(&mut commands).await;
+        // From here a send fails with `Error::Closed`: the session is ending, and a
+        // message queued now would be dropped unsent.
+        commands.close();
         driver.with_held(|d, held| {
             held.open = false;
             held.core.begin_shutdown(Instant::now());

@@ -356,6 +356,8 @@ impl SimNet {
                         node.inbound.set_conditions(conditions);
                     }
                     Some(ForShell::Close) => {
+                        // Sends fail with `Error::Closed` from here, as natively.
+                        commands.close();
                         closing.push(i);
                         break;
                     }

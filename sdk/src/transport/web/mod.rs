@@ -120,6 +120,8 @@ pub(crate) async fn run(
     };
     let _ = ready.send(Ok(()));
     let end = shell.serve(&mut commands, &mut wakes).await;
+    // From here a send fails with `Error::Closed` (see the native shell).
+    commands.close();
     shell.core.begin_shutdown(Instant::now());
     shell.close_channels(&mut wakes).await;
     shell.core.shutdown(Instant::now());
