@@ -115,7 +115,17 @@ fn receive_nudges(
 fn step_until(apps: &mut [&mut App], what: &str, mut done: impl FnMut(&mut [&mut App]) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !done(apps) {
-        assert!(Instant::now() < deadline, "not reached in time: {what}");
+        if Instant::now() >= deadline {
+            // What each member holds, so a failure says where it stopped.
+            let state: Vec<String> = apps
+                .iter_mut()
+                .map(|app| {
+                    let (who, view) = (me(app), authority(app));
+                    format!("{who}: {view:?}, {} squares", square_count(app))
+                })
+                .collect();
+            panic!("not reached in time: {what}; the members: {state:#?}");
+        }
         for a in apps.iter_mut() {
             a.update();
         }
@@ -535,5 +545,68 @@ fn a_host_cut_off_from_one_client_is_told_it_was_replaced_and_follows_when_the_p
             "{:?} saw {changes:?}",
             me(app)
         );
+    }
+}
+
+/// The client entity the serving `app` keeps for `peer`, if any.
+fn client_of(app: &mut App, peer: PeerId) -> Option<Entity> {
+    let world = app.world_mut();
+    let mut q = world.query::<(Entity, &NetworkId)>();
+    q.iter(world)
+        .find(|(_, id)| id.get() == peer.0)
+        .map(|(entity, _)| entity)
+}
+
+/// The host stops hearing one client for longer than the backend's silence (one direction
+/// only: the client still hears the host and so keeps following it) and gives that client
+/// up; when it hears the client again it makes a new client entity for it and greets it.
+/// The client must then connect its replicon client afresh (so replicon's server, which
+/// knows the new entity only, authorises it again and sends the whole world): until it
+/// does, the host replicates nothing to it.
+#[test]
+fn a_client_the_server_gave_up_and_greets_again_connects_afresh_and_gets_the_world() {
+    let mm = squadlink_matchmaker::Embedded::start().unwrap();
+    let (mut a, mut b, mut c) = three_with_world(&mm.url());
+    let client = me(&b);
+    let first = client_of(&mut a, client).expect("the host has a client entity for b");
+    let hear_b = |app: &App, loss: f64| {
+        app.world()
+            .resource::<SquadlinkSession>()
+            .set_simulated_network_from(client, NetworkConditions::default().with_loss(loss));
+    };
+    hear_b(&a, 1.0);
+    step_until(
+        &mut [&mut a, &mut b, &mut c],
+        "the host gives the silent client up",
+        |apps| client_of(apps[0], client).is_none(),
+    );
+    assert_eq!(
+        authority(&b).server,
+        Some(me(&a)),
+        "the client, which still hears the host, keeps following it"
+    );
+    hear_b(&a, 0.0);
+    step_until(
+        &mut [&mut a, &mut b, &mut c],
+        "the host hears the client again and makes a new client entity for it",
+        |apps| client_of(apps[0], client).is_some_and(|e| e != first),
+    );
+    set_square(&mut a, 1, Square(70, 70));
+    step_until(
+        &mut [&mut a, &mut b, &mut c],
+        "the host's change reaches the client it greeted again, and the other",
+        |apps| has_square(apps[1], Square(70, 70)) && has_square(apps[2], Square(70, 70)),
+    );
+    for app in [&mut a, &mut b, &mut c] {
+        assert_eq!(
+            square_count(app),
+            3,
+            "one world: no square lost or duplicated"
+        );
+    }
+    // The host did not change: no one saw a hand-over.
+    for app in [&a, &b, &c] {
+        assert_eq!(authority(app).epoch, 0);
+        assert!(app.world().resource::<Changes>().0.len() <= 1);
     }
 }

@@ -129,6 +129,11 @@ impl Authority {
         &self.line
     }
 
+    /// The hand-over epoch this member is at.
+    pub(crate) fn epoch(&self) -> u32 {
+        self.epoch
+    }
+
     /// Who serves, as far as this member knows.
     pub(crate) fn server(&self) -> Option<PeerId> {
         match self.role {
@@ -404,6 +409,16 @@ impl Authority {
                 message: self.serving_message(),
             },
         ]
+    }
+
+    /// A serving member's welcome to the member it made its client numbered `client`
+    /// (`None` while not serving).
+    pub(crate) fn welcome(&self, client: u64) -> Option<Control> {
+        (self.role == Role::Serving).then(|| Control::Welcome {
+            epoch: self.epoch,
+            line: self.line.clone(),
+            client,
+        })
     }
 
     fn serving_message(&self) -> Control {
@@ -901,5 +916,23 @@ mod tests {
         let mut member = Authority::new(PeerId(2), T, at(0));
         member.start(PeerId(1), at(0));
         assert!(member.on_connected(PeerId(5)).is_empty());
+    }
+
+    #[test]
+    fn only_a_serving_member_welcomes_and_its_welcome_carries_its_claim() {
+        let mut host = Authority::new(PeerId(1), T, at(0));
+        host.start(PeerId(1), at(0));
+        host.tick(at(1), &live(&[2, 3]));
+        assert_eq!(
+            host.welcome(7),
+            Some(Control::Welcome {
+                epoch: 0,
+                line: vec![PeerId(2), PeerId(3)],
+                client: 7
+            })
+        );
+        let mut member = Authority::new(PeerId(2), T, at(0));
+        member.start(PeerId(1), at(0));
+        assert_eq!(member.welcome(7), None);
     }
 }

@@ -14,6 +14,7 @@ use bevy_replicon::prelude::{
     ConnectedClient, ConnectedClientStats, DisconnectRequest, Remote, Replicated, RepliconChannels,
     ServerMessages, ServerState, ServerSystems, Signature,
 };
+use bevy_replicon::server::AuthorizedClient;
 use bevy_replicon::server::server_tick::ServerTick;
 use bevy_replicon::shared::backend::connected_client::NetworkId;
 use bevy_replicon::shared::server_entity_map::ServerEntityMap;
@@ -44,10 +45,17 @@ enum Phase {
     Off,
     /// Waiting for a server to announce itself (state `Connecting`).
     Waiting,
-    /// Left the old server this frame; connects to this one in the next.
-    Switching(PeerId),
-    /// Connected to this server.
-    Connected(PeerId),
+    /// Follows this server and waits for its `Welcome` (state `Connecting`): the replicon
+    /// client connects only once the server has made it a client, so its protocol hash
+    /// reaches that client.
+    Welcoming(PeerId),
+    /// Welcomed among this frame's messages (as the server's client numbered so): the
+    /// server's messages after the welcome are held, and go in when the receive step ends
+    /// and the client connects (a transition into `Connected`, even from `Connected`, so
+    /// replicon's client forgets any earlier connection first).
+    Switching(PeerId, u64),
+    /// Connected to this server, as its client numbered so.
+    Connected(PeerId, u64),
 }
 
 #[derive(Resource)]
@@ -65,7 +73,9 @@ struct Link {
     failed: bool,
     authority: Option<Authority>,
     live: BTreeSet<PeerId>,
-    clients: HashMap<PeerId, Entity>,
+    clients: HashMap<PeerId, Client>,
+    /// The number of the last client this member made while serving (see `Welcome`).
+    welcomed: u64,
     phase: Phase,
     /// Control frames, sent before replicon's messages of the frame.
     outbox: Vec<(Option<PeerId>, Vec<u8>)>,
@@ -79,6 +89,14 @@ struct Link {
     /// The server tick to continue from when this member starts serving after a hand-over.
     resume_tick: Option<u32>,
     rates: HashMap<PeerId, Rate>,
+}
+
+/// A peer this member serves: replicon's client entity for it, and the number its
+/// `Welcome` carries.
+#[derive(Debug, Clone, Copy)]
+struct Client {
+    entity: Entity,
+    number: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,6 +136,7 @@ pub(super) fn build(app: &mut App, settings: &SquadlinkRepliconPlugin) {
         authority: None,
         live: BTreeSet::new(),
         clients: HashMap::new(),
+        welcomed: 0,
         phase: Phase::Off,
         outbox: Vec::new(),
         held: Vec::new(),
@@ -188,6 +207,8 @@ struct Inputs<'w, 's> {
     channels: Res<'w, RepliconChannels>,
     update_tick: Res<'w, ServerUpdateTick>,
     choose: MessageReader<'w, 's, ChooseServer>,
+    /// Clients whose protocol hash the server has accepted.
+    authorized: Query<'w, 's, (), With<AuthorizedClient>>,
 }
 
 fn receive(
@@ -205,6 +226,7 @@ fn receive(
         channels,
         update_tick,
         mut choose,
+        authorized,
     } = input;
     if choose.read().count() > 0 {
         link.choose_now = true;
@@ -301,18 +323,36 @@ fn receive(
                     a.on_superseded(epoch, server, known, now)
                 });
             }
+            Frame::Control(Control::Welcome {
+                epoch,
+                line,
+                client,
+            }) => {
+                act(&mut link, ctx, |a| a.on_serving(peer, epoch, line));
+                // Only from the server this member now follows, at the epoch it claimed (a
+                // stale welcome was answered as a stale claim).
+                let follows = link
+                    .authority
+                    .as_ref()
+                    .is_some_and(|a| a.server() == Some(peer) && a.epoch() == epoch);
+                if follows {
+                    welcome(&mut link, peer, client);
+                }
+            }
             Frame::ToClient { channel, payload } if channel < server_channels => match link.phase {
-                Phase::Connected(server) if server == peer => {
+                Phase::Connected(server, _) if server == peer => {
                     if channel == 0 && link.prune == Prune::AwaitingUpdate {
                         link.prune = Prune::Ready;
                     }
                     client_messages.insert_received(channel, payload);
                 }
-                Phase::Switching(server) if server == peer => link.held.push((channel, payload)),
-                _ => {} // not our server (any more): stale
+                Phase::Switching(server, _) if server == peer => {
+                    link.held.push((channel, payload));
+                }
+                _ => {} // not our server (any more), or from before it welcomed us: stale
             },
             Frame::ToServer { channel, payload } if channel < client_channels => {
-                if let Some(&client) = link.clients.get(&peer) {
+                if let Some(client) = link.clients.get(&peer).map(|c| c.entity) {
                     server_messages.insert_received(client, channel, payload);
                 }
             }
@@ -323,8 +363,8 @@ fn receive(
     }
 
     // A switch started last frame completes now: the held messages go in with it.
-    if let Phase::Switching(server) = link.phase {
-        link.phase = Phase::Connected(server);
+    if let Phase::Switching(server, client) = link.phase {
+        link.phase = Phase::Connected(server, client);
         ctx.fx.client(ClientState::Connected);
         for (channel, payload) in std::mem::take(&mut link.held) {
             if channel == 0 && link.prune == Prune::AwaitingUpdate {
@@ -343,7 +383,17 @@ fn receive(
                 .filter(|(p, _)| live.contains(&p.id))
                 .map(|(_, stats)| &stats.0),
         );
-        if let (Phase::Connected(server), Some((reliable, _))) = (link.phase, &link.endpoints) {
+        // A welcome not answered yet (lost, or the member was not following yet) again.
+        let unanswered: Vec<(PeerId, u64)> = link
+            .clients
+            .iter()
+            .filter(|(_, c)| !authorized.contains(c.entity))
+            .map(|(p, c)| (*p, c.number))
+            .collect();
+        for (peer, number) in unanswered {
+            send_welcome(&mut link, peer, number);
+        }
+        if let (Phase::Connected(server, _), Some((reliable, _))) = (link.phase, &link.endpoints) {
             let report = Control::Report {
                 mesh_rtt_ms: own_ms,
             };
@@ -434,18 +484,10 @@ fn apply(link: &mut Link, ctx: &mut Ctx, actions: Vec<Action>) {
                 previous,
             } => {
                 ctx.fx.server(ServerState::Stopped);
-                match link.phase {
-                    Phase::Connected(old) | Phase::Switching(old) if old != server => {
-                        // Through `Connecting`, so replicon forgets the old server first.
-                        ctx.fx.client(ClientState::Connecting);
-                        link.phase = Phase::Switching(server);
-                        link.held.clear();
-                    }
-                    _ => {
-                        ctx.fx.client(ClientState::Connected);
-                        link.phase = Phase::Connected(server);
-                    }
-                }
+                // Replicon's client connects when the server welcomes it (`welcome`).
+                ctx.fx.client(ClientState::Connecting);
+                link.phase = Phase::Welcoming(server);
+                link.held.clear();
                 if previous.is_some() {
                     // Meeting a new server: map its entities onto ours by signature.
                     link.resign = true;
@@ -469,6 +511,31 @@ fn apply(link: &mut Link, ctx: &mut Ctx, actions: Vec<Action>) {
             Action::Send { to, message } => link.outbox.push((to, wire::control(&message))),
         }
     }
+}
+
+/// Queues the server's `Welcome` to `peer`, its client numbered `number`.
+fn send_welcome(link: &mut Link, peer: PeerId, number: u64) {
+    if let Some(welcome) = link.authority.as_ref().and_then(|a| a.welcome(number)) {
+        link.outbox.push((Some(peer), wire::control(&welcome)));
+    }
+}
+
+/// `server` made this member its client numbered `client`. If that is the server this
+/// member follows and a client it is not connected as yet, replicon's client connects to it
+/// (afresh, if it was connected as an earlier one: the server gave this member up and took
+/// it back). A welcome from anyone else is stale.
+fn welcome(link: &mut Link, server: PeerId, client: u64) {
+    match link.phase {
+        Phase::Welcoming(s) if s == server => {}
+        Phase::Switching(s, c) | Phase::Connected(s, c) if s == server && c != client => {
+            debug!("squadlink replicon: {server} took this member back; connecting afresh");
+            link.resign = true;
+            link.prune = Prune::AwaitingUpdate;
+        }
+        _ => return,
+    }
+    link.phase = Phase::Switching(server, client);
+    link.held.clear();
 }
 
 /// Records and tells the game that `server` serves.
@@ -522,33 +589,39 @@ fn sync_clients(link: &mut Link, commands: &mut Commands) {
         UNRELIABLE_MAX.min(u.max_message_size().saturating_sub(1))
     });
     let live = link.live.clone();
-    link.clients.retain(|peer, entity| {
+    link.clients.retain(|peer, client| {
         let keep = serving && live.contains(peer);
         if !keep {
-            commands.entity(*entity).despawn();
+            commands.entity(client.entity).despawn();
         }
         keep
     });
-    if serving {
-        for peer in live {
-            link.clients.entry(peer).or_insert_with(|| {
-                commands
-                    .spawn((
-                        Name::new(format!("replicon client {peer}")),
-                        ConnectedClient { max_size },
-                        NetworkId::new(peer.0),
-                    ))
-                    .id()
-            });
+    if !serving {
+        return;
+    }
+    for peer in live {
+        if link.clients.contains_key(&peer) {
+            continue;
         }
+        let entity = commands
+            .spawn((
+                Name::new(format!("replicon client {peer}")),
+                ConnectedClient { max_size },
+                NetworkId::new(peer.0),
+            ))
+            .id();
+        link.welcomed = link.welcomed.wrapping_add(1);
+        let number = link.welcomed;
+        link.clients.insert(peer, Client { entity, number });
+        send_welcome(link, peer, number);
     }
 }
 
 fn stop(fx: &mut Effects, link: &mut Link) {
     fx.server(ServerState::Stopped);
     fx.client(ClientState::Disconnected);
-    for (_, entity) in link.clients.drain() {
-        fx.commands.entity(entity).despawn();
+    for (_, client) in link.clients.drain() {
+        fx.commands.entity(client.entity).despawn();
     }
     link.authority = None;
     link.endpoints = None;
@@ -691,7 +764,7 @@ fn stats(
             received_bps: rate.received_bps,
         })
     };
-    if let Phase::Connected(server) = link.phase
+    if let Phase::Connected(server, _) = link.phase
         && let Some(s) = read(server, &mut link)
     {
         *client_stats = s;
@@ -727,7 +800,7 @@ fn send(
             }
         }
     }
-    let peers: HashMap<Entity, PeerId> = link.clients.iter().map(|(p, e)| (*e, *p)).collect();
+    let peers: HashMap<Entity, PeerId> = link.clients.iter().map(|(p, c)| (c.entity, *p)).collect();
     let pick = |kinds: &[RepliconChannel], channel: usize| {
         if kinds.get(channel) == Some(&RepliconChannel::Unreliable) {
             &unreliable
@@ -743,7 +816,7 @@ fn send(
         send_logged(pick(channels.server_channels(), channel), *peer, &frame);
     }
     let server = match link.phase {
-        Phase::Connected(server) => Some(server),
+        Phase::Connected(server, _) => Some(server),
         _ => None,
     };
     for (channel, message) in client_messages.drain_sent() {

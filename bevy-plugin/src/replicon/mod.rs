@@ -33,7 +33,11 @@
 //!   message names replicon's channel (up to 127 per direction).
 //! - **Clients**: on the serving member each connected peer is an entity with replicon's
 //!   `ConnectedClient` and `NetworkId` (the peer id); a peer whose link drops
-//!   ([`crate::Reconnecting`]) stops being a client until it is back. A
+//!   ([`crate::Reconnecting`]) stops being a client until it is back. The server welcomes
+//!   each client entity it makes (a numbered `Welcome`, repeated until replicon accepts the
+//!   client), and a member's replicon client connects on that welcome, afresh when the
+//!   number is new, so it always connects to the client entity the server holds for it.
+//!   All members run the same `bevy_squadlink` version. A
 //!   `DisconnectRequest` closes that peer's link for the rest of the session
 //!   ([`squadlink::Session::disconnect`]).
 //! - **Statistics**: `ClientStats` (on a client, its link to the server) and

@@ -54,6 +54,21 @@ pub(crate) enum Control {
         /// Who serves at it.
         server: PeerId,
     },
+    /// Server → a member it has made one of its clients (it started serving, or the
+    /// member connected or was heard again after silence): a `Serving` claim, and "connect
+    /// to me now". Repeated until the member's replicon client has connected. `client`
+    /// names that client of the server's (a new number every time it makes one), so a
+    /// member connects once per number, and afresh when the number is new: replicon's
+    /// server knows only the new client, which must receive the member's protocol hash
+    /// and then sends it the whole world.
+    Welcome {
+        /// As in `Serving`.
+        epoch: u32,
+        /// As in `Serving`.
+        line: Vec<PeerId>,
+        /// The server's number for this client.
+        client: u64,
+    },
 }
 
 /// One received frame, read.
@@ -160,6 +175,16 @@ mod tests {
         let message = Control::Serving {
             epoch: 7,
             line: vec![PeerId(4), PeerId(2)],
+        };
+        assert_eq!(read(control(&message).into()), Ok(Frame::Control(message)));
+    }
+
+    #[test]
+    fn a_welcome_round_trips_after_the_older_messages() {
+        let message = Control::Welcome {
+            epoch: 2,
+            line: vec![PeerId(3)],
+            client: 9,
         };
         assert_eq!(read(control(&message).into()), Ok(Frame::Control(message)));
     }
