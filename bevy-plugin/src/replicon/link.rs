@@ -18,9 +18,10 @@ use bevy_replicon::server::AuthorizedClient;
 use bevy_replicon::server::server_tick::ServerTick;
 use bevy_replicon::shared::backend::connected_client::NetworkId;
 use bevy_replicon::shared::server_entity_map::ServerEntityMap;
-use squadlink::{Channel, ChannelEndpoint, ChannelKind, PeerId};
+use squadlink::{Channel, ChannelEndpoint, PeerId};
 
 use super::authority::{Action, Authority, Role};
+use super::stats::{Rate, mesh_rtt_ms};
 use super::vocab::{
     AuthorityChanged, ChooseServer, HandOver, NetId, NetIds, RepliconAuthority,
     SquadlinkRepliconPlugin,
@@ -91,6 +92,16 @@ struct Link {
     rates: HashMap<PeerId, Rate>,
 }
 
+impl Link {
+    /// Meeting a server afresh (a new one, or the same one after it gave this member up):
+    /// its entities are mapped onto ours by signature, and the ones it no longer has are
+    /// pruned after its first update.
+    fn meet_afresh(&mut self) {
+        self.resign = true;
+        self.prune = Prune::AwaitingUpdate;
+    }
+}
+
 /// A peer this member serves: replicon's client entity for it, and the number its
 /// `Welcome` carries.
 #[derive(Debug, Clone, Copy)]
@@ -104,15 +115,6 @@ enum Prune {
     Idle,
     AwaitingUpdate,
     Ready,
-}
-
-#[derive(Debug, Clone, Copy, Default)]
-struct Rate {
-    at: Duration,
-    sent: u64,
-    received: u64,
-    sent_bps: f64,
-    received_bps: f64,
 }
 
 pub(super) fn build(app: &mut App, settings: &SquadlinkRepliconPlugin) {
@@ -242,7 +244,7 @@ fn receive(
         return;
     }
     if link.endpoints.is_none() {
-        match endpoints(&session.0, link.reliable, link.unreliable) {
+        match wire::endpoints(&session.0, link.reliable, link.unreliable) {
             Ok(pair) => link.endpoints = Some(pair),
             Err(e) => {
                 error!("squadlink replicon: {e}");
@@ -489,9 +491,7 @@ fn apply(link: &mut Link, ctx: &mut Ctx, actions: Vec<Action>) {
                 link.phase = Phase::Welcoming(server);
                 link.held.clear();
                 if previous.is_some() {
-                    // Meeting a new server: map its entities onto ours by signature.
-                    link.resign = true;
-                    link.prune = Prune::AwaitingUpdate;
+                    link.meet_afresh();
                 }
                 announce(link, ctx, server, previous, epoch, false);
             }
@@ -529,8 +529,7 @@ fn welcome(link: &mut Link, server: PeerId, client: u64) {
         Phase::Welcoming(s) if s == server => {}
         Phase::Switching(s, c) | Phase::Connected(s, c) if s == server && c != client => {
             debug!("squadlink replicon: {server} took this member back; connecting afresh");
-            link.resign = true;
-            link.prune = Prune::AwaitingUpdate;
+            link.meet_afresh();
         }
         _ => return,
     }
@@ -632,44 +631,6 @@ fn stop(fx: &mut Effects, link: &mut Link) {
     *fx.public = RepliconAuthority::default();
 }
 
-fn endpoints(
-    session: &squadlink::Session,
-    reliable: Channel,
-    unreliable: Channel,
-) -> Result<(ChannelEndpoint, ChannelEndpoint), String> {
-    let reliable = session.endpoint(reliable).map_err(|e| e.to_string())?;
-    let unreliable = session.endpoint(unreliable).map_err(|e| e.to_string())?;
-    if reliable.kind() != ChannelKind::ReliableOrdered {
-        return Err(format!(
-            "channel {:?} is {:?}; replicon's reliable traffic needs ChannelKind::ReliableOrdered \
-             (declare it so on every member's SessionBuilder)",
-            reliable.channel(),
-            reliable.kind()
-        ));
-    }
-    if unreliable.kind() != ChannelKind::Unreliable {
-        return Err(format!(
-            "channel {:?} is {:?}; replicon's mutations need ChannelKind::Unreliable (a sequenced \
-             channel would drop distinct messages that arrive out of order)",
-            unreliable.channel(),
-            unreliable.kind()
-        ));
-    }
-    Ok((reliable, unreliable))
-}
-
-/// Mean round trip to these peers, milliseconds (`u32::MAX`: none measured).
-fn mesh_rtt_ms<'a>(peers: impl Iterator<Item = &'a squadlink::PeerStats>) -> u32 {
-    let rtts: Vec<u128> = peers
-        .filter_map(|s| s.rtt)
-        .map(|rtt| rtt.as_millis())
-        .collect();
-    let Some(n) = u128::try_from(rtts.len()).ok().filter(|n| *n > 0) else {
-        return u32::MAX;
-    };
-    u32::try_from(rtts.iter().sum::<u128>() / n).unwrap_or(u32::MAX)
-}
-
 fn send_logged(endpoint: &ChannelEndpoint, peer: PeerId, frame: &[u8]) {
     if let Err(e) = endpoint.send(peer, frame) {
         debug!("squadlink replicon: a message to {peer} not sent: {e}");
@@ -746,23 +707,7 @@ fn stats(
     let now = time.elapsed();
     let read = |peer: PeerId, link: &mut Link| {
         let (_, stats) = peers.iter().find(|(p, _)| p.id == peer)?;
-        let s = &stats.0;
-        let rate = link.rates.entry(peer).or_default();
-        let dt = now.saturating_sub(rate.at).as_secs_f64();
-        if dt >= 0.5 {
-            // u64 → f64: byte counts far below 2^53.
-            rate.sent_bps = s.bytes_sent.saturating_sub(rate.sent) as f64 / dt;
-            rate.received_bps = s.bytes_received.saturating_sub(rate.received) as f64 / dt;
-            rate.at = now;
-            rate.sent = s.bytes_sent;
-            rate.received = s.bytes_received;
-        }
-        Some(bevy_replicon::prelude::ClientStats {
-            rtt: s.rtt.map_or(0.0, |r| r.as_secs_f64()),
-            packet_loss: s.loss * 100.0,
-            sent_bps: rate.sent_bps,
-            received_bps: rate.received_bps,
-        })
+        Some(link.rates.entry(peer).or_default().read(&stats.0, now))
     };
     if let Phase::Connected(server, _) = link.phase
         && let Some(s) = read(server, &mut link)

@@ -76,6 +76,7 @@
 
 mod authority;
 mod link;
+mod stats;
 mod vocab;
 mod wire;
 

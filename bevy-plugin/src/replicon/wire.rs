@@ -1,7 +1,7 @@
-//! What goes over the two Squadlink channels the replicon backend uses: one tag byte, then
-//! the payload. The tag says what the payload is, so one reliable and one unreliable
-//! Squadlink channel carry all of replicon's channels in both directions, and the hand-over
-//! messages beside them.
+//! What goes over the two Squadlink channels the replicon backend uses (and opening them,
+//! checked to be of the kinds it needs): one tag byte, then the payload. The tag says what
+//! the payload is, so one reliable and one unreliable Squadlink channel carry all of
+//! replicon's channels in both directions, and the hand-over messages beside them.
 //!
 //! | tag        | payload                                                           |
 //! |------------|-------------------------------------------------------------------|
@@ -11,7 +11,7 @@
 
 use bevy_replicon::bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use squadlink::PeerId;
+use squadlink::{Channel, ChannelEndpoint, ChannelKind, PeerId};
 
 /// The most replicon channels of one direction the tag byte can name.
 pub(crate) const MAX_CHANNELS: usize = 127;
@@ -144,6 +144,34 @@ fn tagged(base: u8, channel: usize, payload: &[u8]) -> Option<Vec<u8>> {
     out.push(tag);
     out.extend_from_slice(payload);
     Some(out)
+}
+
+/// The two Squadlink channels the backend uses, checked to be of the kinds it needs (an
+/// error that says which channel to declare how).
+pub(crate) fn endpoints(
+    session: &squadlink::Session,
+    reliable: Channel,
+    unreliable: Channel,
+) -> Result<(ChannelEndpoint, ChannelEndpoint), String> {
+    let reliable = session.endpoint(reliable).map_err(|e| e.to_string())?;
+    let unreliable = session.endpoint(unreliable).map_err(|e| e.to_string())?;
+    if reliable.kind() != ChannelKind::ReliableOrdered {
+        return Err(format!(
+            "channel {:?} is {:?}; replicon's reliable traffic needs ChannelKind::ReliableOrdered \
+             (declare it so on every member's SessionBuilder)",
+            reliable.channel(),
+            reliable.kind()
+        ));
+    }
+    if unreliable.kind() != ChannelKind::Unreliable {
+        return Err(format!(
+            "channel {:?} is {:?}; replicon's mutations need ChannelKind::Unreliable (a sequenced \
+             channel would drop distinct messages that arrive out of order)",
+            unreliable.channel(),
+            unreliable.kind()
+        ));
+    }
+    Ok((reliable, unreliable))
 }
 
 #[cfg(test)]
