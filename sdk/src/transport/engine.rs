@@ -281,6 +281,48 @@ pub(crate) trait MaybeSend {}
 #[cfg(target_arch = "wasm32")]
 impl<T> MaybeSend for T {}
 
+/// An engine with its next deadline remembered. Asking an `rtc` connection when it next
+/// needs time walks every handler of its pipeline and every SCTP association, and the
+/// session asks for every peer on every turn of its loop: in an idle 8-peer mesh that
+/// was about an eighth of the network thread's CPU (perf, 2026-12-06). The answer only
+/// changes when the engine is driven, so reads ([`Deref`](std::ops::Deref)) keep it and
+/// [`Driven::drive`], the only way to the engine's `&mut self` methods, forgets it.
+pub(crate) struct Driven {
+    engine: Box<dyn Engine>,
+    /// The engine's last answer to `poll_timeout`; `None` when it must be asked again.
+    due: Option<Option<Instant>>,
+}
+
+impl Driven {
+    pub(crate) fn new(engine: Box<dyn Engine>) -> Self {
+        Self { engine, due: None }
+    }
+
+    /// The engine, to be driven (its deadline is asked again afterwards).
+    pub(crate) fn drive(&mut self) -> &mut dyn Engine {
+        self.due = None;
+        self.engine.as_mut()
+    }
+
+    /// When the engine next needs `handle_timeout` (asked only after it was driven).
+    pub(crate) fn poll_timeout(&mut self) -> Option<Instant> {
+        if let Some(due) = self.due {
+            return due;
+        }
+        let due = self.engine.poll_timeout();
+        self.due = Some(due);
+        due
+    }
+}
+
+impl std::ops::Deref for Driven {
+    type Target = dyn Engine;
+
+    fn deref(&self) -> &Self::Target {
+        self.engine.as_ref()
+    }
+}
+
 /// Whether `sdp` has an m-line of media `kind` (`audio`, `video`, `application`) that is
 /// not rejected (port 0).
 pub(crate) fn has_media_line(sdp: &str, kind: &str) -> bool {

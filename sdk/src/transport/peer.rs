@@ -12,7 +12,7 @@ use bytes::{Bytes, BytesMut};
 use squadlink_protocol::{PeerId, Signal};
 
 use super::control::{self, Control, Pinger};
-use super::engine::{Engine, EngineEvent, PeerSettings, Sent, has_media_line};
+use super::engine::{Driven, Engine, EngineEvent, PeerSettings, Sent, has_media_line};
 use super::liveness::Facts;
 use crate::channel::{Framing, Received};
 use crate::event::{CandidateKind, PathKind, RelayTransport};
@@ -44,8 +44,8 @@ pub(crate) struct Peer {
     /// The DTLS fingerprint in the peer's description: an offer with the same one is an
     /// ICE restart of this connection, a different one a new connection (it rejoined).
     remote_fingerprint: Option<String>,
-    /// The WebRTC engine carrying this connection.
-    engine: Box<dyn Engine>,
+    /// The WebRTC engine carrying this connection (its deadline remembered).
+    engine: Driven,
     /// A control frame came from the peer: its channels are open, so what we send now
     /// reaches it. (A message that arrives before the receiver's own SCTP handshake
     /// completed is acknowledged by SCTP and then dropped by the WebRTC stack: we must
@@ -122,7 +122,7 @@ impl Peer {
             restart_at: None,
             first_restart: None,
             remote_fingerprint: None,
-            engine,
+            engine: Driven::new(engine),
             heard_control: false,
             created: now,
             phase: Phase::Connecting,
@@ -220,7 +220,7 @@ impl Peer {
     /// makes it our local description; its SDP, to send to the peer (or `None`: it comes
     /// later, as `EngineEvent::Described`).
     pub(crate) fn offer(&mut self, now: Instant) -> Result<Option<String>, String> {
-        self.engine.offer(now)
+        self.engine.drive().offer(now)
     }
 
     /// When the peer's offer lacked audio or video (a browser that added only data
@@ -230,7 +230,7 @@ impl Peer {
         if !std::mem::take(&mut self.media_offer_due) {
             return None;
         }
-        match self.engine.offer(now) {
+        match self.engine.drive().offer(now) {
             Ok(sdp) => {
                 tracing::debug!(peer = %self.id, "offering the audio and video the peer's offer lacked");
                 Some(sdp)
@@ -257,7 +257,7 @@ impl Peer {
         }
         self.remote_fingerprint = fingerprint;
         self.media_offer_due = !has_media_line(&sdp, "audio") || !has_media_line(&sdp, "video");
-        self.engine.accept_offer(sdp, now)
+        self.engine.drive().accept_offer(sdp, now)
     }
 
     /// Takes the peer's answer to our offer.
@@ -268,12 +268,12 @@ impl Peer {
         now: Instant,
     ) -> Result<(), String> {
         self.remote_fingerprint = fingerprint;
-        self.engine.accept_answer(sdp, now)
+        self.engine.drive().accept_answer(sdp, now)
     }
 
     /// The peer's description is set: its candidates and checks that came first are used.
     pub(crate) fn remote_description_applied(&mut self, now: Instant) -> Result<(), String> {
-        self.engine.remote_description_applied(now)
+        self.engine.drive().remote_description_applied(now)
     }
 
     /// One of the peer's candidates: added now, or kept until its description is set.
@@ -284,8 +284,12 @@ impl Peer {
         sdp_mline_index: Option<u16>,
         username_fragment: Option<String>,
     ) -> Result<(), String> {
-        self.engine
-            .add_remote_candidate(candidate, sdp_mid, sdp_mline_index, username_fragment)
+        self.engine.drive().add_remote_candidate(
+            candidate,
+            sdp_mid,
+            sdp_mline_index,
+            username_fragment,
+        )
     }
 
     /// Adds one of our candidates; the signal that tells the peer of it.
@@ -296,7 +300,9 @@ impl Peer {
         base: SocketAddr,
         priority: u32,
     ) -> Option<Signal> {
-        self.engine.add_local_candidate(kind, addr, base, priority)
+        self.engine
+            .drive()
+            .add_local_candidate(kind, addr, base, priority)
     }
 
     /// A datagram from `from` that arrived on `local`; whether the engine took it (and so
@@ -310,12 +316,12 @@ impl Peer {
     ) -> bool {
         self.stats.packets_received += 1;
         self.stats.bytes_received += data.len() as u64;
-        self.engine.handle_datagram(now, local, from, data)
+        self.engine.drive().handle_datagram(now, local, from, data)
     }
 
     /// The next datagram the engine wants sent: its bytes, and from and to which address.
     pub(crate) fn poll_transmit(&mut self) -> Option<(BytesMut, SocketAddr, SocketAddr)> {
-        self.engine.poll_transmit()
+        self.engine.drive().poll_transmit()
     }
 
     /// When the engine next needs [`Peer::handle_timeout`].
@@ -325,13 +331,13 @@ impl Peer {
 
     /// The engine's timers up to `now`.
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
-        self.engine.handle_timeout(now);
+        self.engine.drive().handle_timeout(now);
     }
 
     /// Starts an ICE restart (new credentials; the next offer carries them).
     pub(crate) fn restart_ice(&mut self, now: Instant) {
         self.restart_began(now);
-        self.engine.restart_ice();
+        self.engine.drive().restart_ice();
     }
 
     /// An ICE restart begins now (ours, the peer's, or one we wait for after a network
@@ -355,17 +361,17 @@ impl Peer {
         let Some(frames) = self.framing.frame(index, payload) else {
             return Sent::No;
         };
-        self.engine.send(index, frames, limit, now)
+        self.engine.drive().send(index, frames, limit, now)
     }
 
     /// Bytes queued on every data channel, not yet acknowledged.
     pub(crate) fn queued_bytes(&mut self) -> usize {
-        self.engine.queued_bytes()
+        self.engine.drive().queued_bytes()
     }
 
     /// Closes the connection (its goodbye datagrams are then in [`Peer::poll_transmit`]).
     pub(crate) fn close(&mut self) {
-        self.engine.close();
+        self.engine.drive().close();
     }
 
     /// Our session is ending: asks the peer to close the data channels ([`Control::Bye`]);
@@ -392,7 +398,7 @@ impl Peer {
 
     /// Drives the engine once; what came out is added to `out`. Whether anything did.
     pub(crate) fn step(&mut self, now: Instant, out: &mut Vec<EngineEvent>) -> bool {
-        self.engine.step(now, out)
+        self.engine.drive().step(now, out)
     }
 
     /// An RTP packet of `kind` came from the peer at `now`.
@@ -421,7 +427,7 @@ impl Peer {
     /// Sends one frame as it is on data channel `index` (the control channel is the last);
     /// a frame that cannot be sent is dropped (the channel closed, or the peer is gone).
     pub(crate) fn send_frame(&mut self, index: usize, frame: BytesMut, now: Instant) {
-        self.engine.send_frame(index, frame, now);
+        self.engine.drive().send_frame(index, frame, now);
     }
 
     /// The path of the selected pair, judged by where our datagrams go. `None` while the
@@ -514,7 +520,11 @@ impl Peer {
         payload_type: Option<u8>,
         now: Instant,
     ) {
-        if self.engine.send_rtp_as(kind, frame, payload_type, now) {
+        if self
+            .engine
+            .drive()
+            .send_rtp_as(kind, frame, payload_type, now)
+        {
             match kind {
                 Kind::Audio => self.stats.voice_packets_sent += 1,
                 Kind::Video => self.stats.video_packets_sent += 1,
@@ -524,7 +534,7 @@ impl Peer {
 
     /// Asks the peer for a video keyframe with an RTCP picture loss indication.
     pub(crate) fn send_pli(&mut self, now: Instant) {
-        self.engine.send_pli(now);
+        self.engine.drive().send_pli(now);
     }
 
     /// A ping frame to send now.
@@ -552,7 +562,7 @@ impl Peer {
                 // The peer leaves: our resets close the channels on both ends; their
                 // closing then ends the connection here (as the peer leaving).
                 tracing::debug!(peer = %self.id, "the peer says goodbye: closing our channels");
-                self.engine.close_channels();
+                self.engine.drive().close_channels();
                 None
             }
         }
