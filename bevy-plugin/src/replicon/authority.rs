@@ -32,6 +32,14 @@
 //!   timeout passes or a member is lost (that would claim a still higher epoch, the members
 //!   in between would follow it, and the two sides would take turns), only when it reaches
 //!   no member at all. The newer server's greeting ends the wait once the path heals.
+//! - A wait for a member that is in reach ends when its claim arrives, and only its claim
+//!   makes it a server to follow; but the claim travels on the reliable channel, which
+//!   after an interruption lags the path's return by up to the interruption's length
+//!   (SCTP's backed-off retransmission timer). So a server also sends a `Beacon` on the
+//!   unreliable channel to each member it greets until that member connects, and a member
+//!   waiting for that server at that epoch or a newer one starts its wait again: it gives
+//!   a reached member up only when the member is silent about serving, not when its
+//!   claim is merely late.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -335,6 +343,28 @@ impl Authority {
         }
         self.epoch = epoch;
         self.serve()
+    }
+
+    /// `from` says on the unreliable channel that it serves at `epoch` (its claim may lag
+    /// behind on the reliable one: see the module's rules). A member waiting for it, at
+    /// that epoch or an older one, waits on: its wait starts again.
+    pub(crate) fn on_beacon(&mut self, from: PeerId, epoch: u32, now: Duration) {
+        let current = self.epoch;
+        if let Role::Waiting {
+            expect: Some(expected),
+            since,
+            ..
+        } = &mut self.role
+            && *expected == from
+            && epoch >= current
+        {
+            *since = now;
+        }
+    }
+
+    /// A serving member's beacon (`None` while not serving).
+    pub(crate) fn beacon(&self) -> Option<Control> {
+        (self.role == Role::Serving).then_some(Control::Beacon { epoch: self.epoch })
     }
 
     /// Time passes: an awaited successor that stays silent is treated as lost; a server
@@ -900,6 +930,55 @@ mod tests {
             actions.first(),
             Some(Action::Serve { epoch: 2, .. })
         ));
+    }
+
+    /// The CI failure of the three-App partial split: the path heals, but the new
+    /// server's claim waits on the reliable channel behind SCTP's backed-off timer for
+    /// longer than the await timeout. Its beacons (unreliable, at once) keep the old host
+    /// waiting, so it follows when the claim arrives instead of electing itself at a
+    /// higher epoch and pulling everyone over to its own world.
+    #[test]
+    fn a_reached_server_whose_claim_lags_is_awaited_while_it_beacons() {
+        let (one, two, three) = (PeerId(1), PeerId(2), PeerId(3));
+        let mut host = Authority::new(one, T, at(0));
+        host.start(one, at(0));
+        host.on_superseded(1, two, true, at(1));
+        assert!(host.tick(at(9), &live(&[3])).is_empty(), "2 out of reach");
+        assert!(host.tick(at(10), &live(&[2, 3])).is_empty(), "2 came back");
+        let mut server = Authority::new(two, T, at(0));
+        server.start(one, at(0));
+        server.on_serving(one, 0, vec![two, three]);
+        server.on_lost(one, &live(&[3]), at(1));
+        let Some(Control::Beacon { epoch }) = server.beacon() else {
+            panic!("a serving member beacons");
+        };
+        assert_eq!(epoch, 1);
+        // Beacons at the awaited epoch, for twice the await timeout: no election.
+        for second in 11..=30 {
+            host.on_beacon(two, epoch, at(second));
+            assert!(host.tick(at(second), &live(&[2, 3])).is_empty());
+        }
+        assert_eq!(host.server(), None);
+        // The claim arrives at last, and it follows.
+        assert!(matches!(
+            host.on_serving(two, 1, vec![one, three]).first(),
+            Some(Action::Follow { epoch: 1, .. })
+        ));
+
+        // A stale beacon (an older epoch), or one from a member it does not wait for,
+        // does not hold a wait open: the silent successor is given up as before.
+        let mut told = Authority::new(one, T, at(0));
+        told.start(one, at(0));
+        told.on_superseded(2, two, true, at(1));
+        told.tick(at(1), &live(&[2, 3]));
+        told.on_beacon(two, 1, at(5));
+        told.on_beacon(three, 2, at(5));
+        assert!(matches!(
+            told.tick(at(1) + T, &live(&[2, 3])).first(),
+            Some(Action::Serve { epoch: 3, .. })
+        ));
+        // A member that is not serving sends none.
+        assert_eq!(host.beacon(), None);
     }
 
     #[test]

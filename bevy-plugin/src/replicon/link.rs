@@ -316,6 +316,11 @@ fn receive(
                     a.on_report(peer, mesh_rtt_ms);
                 }
             }
+            Frame::Control(Control::Beacon { epoch }) => {
+                if let Some(a) = link.authority.as_mut() {
+                    a.on_beacon(peer, epoch, now);
+                }
+            }
             Frame::Control(Control::Yield { epoch }) => {
                 act(&mut link, ctx, |a| a.on_yield(peer, epoch));
             }
@@ -392,8 +397,15 @@ fn receive(
             .filter(|(_, c)| !authorized.contains(c.entity))
             .map(|(p, c)| (*p, c.number))
             .collect();
-        for (peer, number) in unanswered {
+        for &(peer, number) in &unanswered {
             send_welcome(&mut link, peer, number);
+        }
+        // And a beacon beside it, which passes while the reliable channel still lags.
+        let beacon = link.authority.as_ref().and_then(Authority::beacon);
+        if let (Some(beacon), Some((_, unreliable))) = (beacon, &link.endpoints) {
+            for &(peer, _) in &unanswered {
+                send_logged(unreliable, peer, &wire::control(&beacon));
+            }
         }
         if let (Phase::Connected(server, _), Some((reliable, _))) = (link.phase, &link.endpoints) {
             let report = Control::Report {

@@ -5,7 +5,8 @@
 //!
 //! | tag        | payload                                                           |
 //! |------------|-------------------------------------------------------------------|
-//! | `0`        | a [`Control`] message (codec-encoded), reliable channel only       |
+//! | `0`        | a [`Control`] message (codec-encoded): reliable channel, but for  |
+//! |            | `Beacon`, which goes on the unreliable one                        |
 //! | `1..=127`  | replicon server channel `tag - 1`: server → client                 |
 //! | `128..=255`| replicon client channel `tag - 128`: client → server               |
 
@@ -68,6 +69,16 @@ pub(crate) enum Control {
         line: Vec<PeerId>,
         /// The server's number for this client.
         client: u64,
+    },
+    /// Server → a member it has made a client that has not connected yet, once a second
+    /// beside the repeated `Welcome` but on the unreliable channel: "I serve at `epoch`".
+    /// After an interruption the reliable channel lags the path's return (SCTP's
+    /// retransmission timer has backed off: 5 s after a 10 s cut, measured, up to 60 s)
+    /// while unreliable messages pass at once; so a member waiting for this server learns
+    /// that it does serve, and waits for its claim instead of electing.
+    Beacon {
+        /// As in `Serving`.
+        epoch: u32,
     },
 }
 
@@ -214,6 +225,12 @@ mod tests {
             line: vec![PeerId(3)],
             client: 9,
         };
+        assert_eq!(read(control(&message).into()), Ok(Frame::Control(message)));
+    }
+
+    #[test]
+    fn a_beacon_round_trips() {
+        let message = Control::Beacon { epoch: 3 };
         assert_eq!(read(control(&message).into()), Ok(Frame::Control(message)));
     }
 
