@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the benchmark binaries in release mode and records their figures in
 # docs/performance.md (the NAT matrix: docs/networking.md).
-# Usage: scripts/bench.sh [matchmaker|cluster|transport|connect|matchbox|browser|voice|video|soak|rollback|handover|nat]; nat
+# Usage: scripts/bench.sh [matchmaker|cluster|transport|connect|matchbox|browser|voice|video|soak|rollback|handover|heal|nat]; nat
 # needs root; matchbox builds matchbox's crates (feature `matchbox` of squadlink-bench).
 # soak takes 10 minutes (bench_soak --seconds N for another length).
 set -euo pipefail
@@ -56,6 +56,10 @@ if [[ $which == all || $which == handover ]]; then
   # Three replicated_arena processes; the host is killed and the survivors timed.
   cargo build --release --locked -p squadlink-bevy-examples --bin replicated_arena
   cargo run --release --locked -p squadlink-bench --bin bench_handover -- --write-docs docs/performance.md
+fi
+if [[ $which == all || $which == heal ]]; then
+  # Two sessions; the path between them cut for 2-14 s and restored.
+  cargo run --release --locked -p squadlink-bench --bin bench_heal -- --write-docs docs/performance.md
 fi
 if [[ $which == all || $which == nat ]]; then
   # The NAT lab runs nat_check and the matchmaker inside network namespaces.
