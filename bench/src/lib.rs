@@ -330,7 +330,7 @@ pub struct LobbyPair {
 }
 
 /// The first connected peer of `s`, waiting at most 20 s.
-async fn first_peer(s: &squadlink::Session) -> Result<squadlink::PeerId, String> {
+pub async fn first_peer(s: &squadlink::Session) -> Result<squadlink::PeerId, String> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Some(p) = s.connected_peers().first() {

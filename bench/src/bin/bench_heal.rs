@@ -18,10 +18,8 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use serde::Serialize;
-use squadlink::{
-    Channel, ChannelKind, LobbyRef, NetworkConditions, PeerId, Session, SessionBuilder,
-};
-use squadlink_bench::{local_matchmaker, update_docs_section};
+use squadlink::{Channel, ChannelKind, LobbyRef, NetworkConditions, Session, SessionBuilder};
+use squadlink_bench::{first_peer, local_matchmaker, update_docs_section};
 
 const RELIABLE: Channel = Channel(0);
 const UNRELIABLE: Channel = Channel(1);
@@ -62,20 +60,6 @@ async fn session(url: &str, lobby: LobbyRef) -> Result<Session, String> {
         .start_async()
         .await
         .map_err(|e| e.to_string())
-}
-
-async fn first_peer(s: &Session) -> Result<PeerId, String> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(p) = s.connected_peers().first() {
-            return Ok(*p);
-        }
-        if Instant::now() > deadline {
-            return Err("the sessions did not connect within 20 s".into());
-        }
-        for _ in s.poll_events() {}
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 async fn measure(cut: u64, wait: Duration) -> Result<Row, String> {
