@@ -4,12 +4,14 @@
 # rustup's proxies come first on PATH. RUSTC_BOOTSTRAP=1 is for -Z build-std only.
 #   scripts/web.sh check     installs the toolchain (scripts/setup.sh web) and checks the
 #                            crates that build for wasm32 with clippy: the protocol, the SDK
-#                            (its browser shell, engine, voice and video), the
-#                            page peer and the web arena
+#                            (its browser shell, engine, voice and video) and the page peer
 #   scripts/web.sh arena [--no-serve]
 #                            builds the web arena (examples/bevy, bin web_arena: Bevy on
 #                            WebGL2) into $WASM_TARGET_DIR/web-arena and serves it on
-#                            127.0.0.1:${WEB_PORT:-8080} (about 10 min the first time on 2 cores)
+#                            127.0.0.1:${WEB_PORT:-8080} (about 10 min the first time on 2 cores).
+#                            Clippy lints the workspace's crates as they are built (the
+#                            arena and bevy_squadlink for wasm32, warnings are errors): one
+#                            pass over Bevy instead of a clippy check of it and then a build
 #   scripts/web.sh peer      builds the SDK's test page peer (testkit/web-peer) with
 #                            wasm-bindgen into $WASM_TARGET_DIR/web-peer/pkg; the browser
 #                            tests (sdk/tests/browser.rs) serve it to Chromium. Its cargo
@@ -25,8 +27,17 @@ source scripts/steps.sh
 
 what=${1:-check}
 export WASM_TARGET_DIR="${WASM_TARGET_DIR:-$HOME/.cache/squadlink/wasm-target}"
+# With wasm_lint=1, clippy-driver is the workspace's rustc: it compiles as rustc does and
+# lints the workspace's crates on the way (cargo's lint table passes the workspace's
+# denials; the -D warnings of `cargo clippy -- -D warnings` goes in CLIPPY_ARGS, with
+# cargo-clippy's own separator). Dependencies are built by rustc as usual.
 wasm_cargo() {
-  env PATH="/usr/bin:$PATH" RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 \
+  local lint=()
+  if [ -n "${wasm_lint:-}" ]; then
+    lint=(RUSTC_WORKSPACE_WRAPPER=/usr/bin/clippy-driver
+      "CLIPPY_ARGS=-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__")
+  fi
+  env PATH="/usr/bin:$PATH" RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 "${lint[@]}" \
     CARGO_TARGET_DIR="${wasm_build_dir:-$WASM_TARGET_DIR}" \
     /usr/bin/cargo "$1" --locked --target wasm32-unknown-unknown -Z build-std=std,panic_abort "${@:2}"
 }
@@ -49,15 +60,15 @@ case $what in
     step "web: checking squadlink-protocol for wasm32 (std is built from source the first time)" \
       wasm_cargo check -p squadlink-protocol
     # Clippy with the workspace's lints (no unwrap, expect, panic or indexing) on what only
-    # the browser build compiles: the web shell and engine, the page peer, the web arena.
-    step "web: clippy on squadlink, its page peer and the web arena for wasm32" \
-      wasm_cargo clippy -p squadlink -p squadlink-web-peer \
-        -p squadlink-bevy-examples --lib --bin web_arena -- -D warnings
+    # the browser build compiles: the web shell and engine, the page peer. The web arena and
+    # bevy_squadlink are linted by the arena's build (below), so that Bevy is compiled once.
+    step "web: clippy on squadlink and its page peer for wasm32" \
+      wasm_cargo clippy -p squadlink -p squadlink-web-peer -- -D warnings
     ;;
   arena)
     need_wasm_bindgen
     out="$WASM_TARGET_DIR/web-arena"
-    step "web: building the web arena for wasm32 (Bevy; about 10 min the first time)" \
+    wasm_lint=1 step "web: building the web arena for wasm32, clippy on its crates (Bevy; about 10 min the first time)" \
       wasm_cargo build -p squadlink-bevy-examples --bin web_arena --profile web
     step "web: wasm-bindgen for the arena page" \
       "$WASM_BINDGEN" --target web --no-typescript --remove-producers-section \
