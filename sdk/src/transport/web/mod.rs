@@ -24,6 +24,7 @@ use web_time::Instant;
 
 use self::engine::WebEngine;
 use self::link::Link;
+use self::timer::Alarm;
 use super::commands::{self, ForShell};
 use super::core::Core;
 use super::engine::{Engine, PeerSettings};
@@ -42,6 +43,9 @@ pub(crate) use self::timer::sleep;
 /// Signaling messages kept for the matchmaker while its connection is down.
 const OUTBOX_LIMIT: usize = 512;
 
+/// How long the shell sleeps when the core has no deadline.
+const IDLE_WAIT: Duration = Duration::from_secs(3600);
+
 /// A reconnection to the matchmaker under way.
 type Attempt = Pin<Box<dyn Future<Output = Result<(Link, Joined)>>>>;
 
@@ -50,6 +54,8 @@ struct Shell {
     core: Core,
     link: Option<Link>,
     attempt: Option<Attempt>,
+    /// The page's timer for the core's next deadline.
+    alarm: Alarm,
 }
 
 /// The session's whole life in the page: join, then serve until closed.
@@ -117,6 +123,7 @@ pub(crate) async fn run(
         core,
         link: Some(link),
         attempt: None,
+        alarm: Alarm::new(),
     };
     let _ = ready.send(Ok(()));
     let end = shell.serve(&mut commands, &mut wakes).await;
@@ -141,7 +148,7 @@ impl Shell {
     ) -> Option<Error> {
         loop {
             self.carry_out();
-            let wait = self.until_deadline();
+            self.set_alarm(None);
             tokio::select! {
                 biased;
                 cmd = commands.recv() => match cmd {
@@ -159,7 +166,7 @@ impl Shell {
                     }
                 },
                 joined = reconnect_result(&mut self.attempt) => self.on_reconnect_result(joined),
-                () = sleep(wait) => {
+                () = self.alarm.rung() => {
                     let now = Instant::now();
                     self.core.handle_timeout(now);
                     if let Some(end) = self.core.poll_link(now) {
@@ -184,25 +191,24 @@ impl Shell {
                 tracing::debug!("a peer did not close its channels in time");
                 return;
             }
-            let wait = self
-                .until_deadline()
-                .min(give_up.saturating_duration_since(now));
+            self.set_alarm(Some(give_up));
             tokio::select! {
                 biased;
                 Some(id) = wakes.recv() => self.core.engine_woke(Instant::now(), id),
-                () = sleep(wait) => self.core.handle_timeout(Instant::now()),
+                () = self.alarm.rung() => self.core.handle_timeout(Instant::now()),
             }
         }
     }
 
-    /// How long until the core's next deadline (an hour when it has none).
-    fn until_deadline(&mut self) -> Duration {
+    /// Sets the alarm for the core's next deadline, or `limit` if that comes first (an
+    /// hour from now when there is neither).
+    fn set_alarm(&mut self, limit: Option<Instant>) {
         let now = Instant::now();
-        self.core
-            .poll_timeout()
-            .map_or(Duration::from_secs(3600), |at| {
-                at.saturating_duration_since(now)
-            })
+        let at = match (self.core.poll_timeout(), limit) {
+            (Some(at), Some(limit)) => at.min(limit),
+            (at, limit) => at.or(limit).unwrap_or(now + IDLE_WAIT),
+        };
+        self.alarm.set(at, now);
     }
 
     fn on_command(&mut self, cmd: Command) {
