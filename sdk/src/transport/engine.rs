@@ -252,6 +252,15 @@ pub(crate) trait Engine: MaybeSend {
         false
     }
 
+    /// Whether ICE has a working pair: `Some(false)` while it has none (an ICE restart's
+    /// checks are running, or they found none: the path is still cut), `None` when the
+    /// engine cannot tell. The offerer restarts sooner while a restart found no path
+    /// (`liveness::RESTART_AGAIN`). The browser's engine says `None`: its ICE keeps the old
+    /// pair through a restart.
+    fn ice_connected(&self) -> Option<bool> {
+        None
+    }
+
     /// The selected candidate pair, for an engine that does its own ICE: our candidate's
     /// type, the peer's address and the type the engine gives it (peer-reflexive when it
     /// learned the address from the peer's checks before the candidate came); `None` while

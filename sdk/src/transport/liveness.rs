@@ -11,6 +11,12 @@ pub(crate) const ROUND: Duration = Duration::from_millis(250);
 pub(crate) const RESTART_AFTER: Duration = Duration::from_millis(1200);
 /// Restart again at most this often while the peer stays silent.
 pub(crate) const RESTART_EVERY: Duration = Duration::from_secs(4);
+/// Restart again this soon when the last restart's checks found no working pair: the
+/// path is still cut, and a path that heals is only found while checks run (about a
+/// second after each restart). Only then: on a path that works but is congested (a busy,
+/// lossy link looks silent for a second now and then), a restart finds a pair at once,
+/// and restarting every 2 s there stalled the link (docs/performance.md, heal section).
+pub(crate) const RESTART_AGAIN: Duration = Duration::from_secs(2);
 /// While a restart is under way the silence timeout waits this long instead.
 pub(crate) const RESTART_WINDOW: Duration = Duration::from_secs(15);
 
@@ -37,6 +43,9 @@ pub(crate) struct Facts {
     /// When the first ICE restart since the peer was last heard began (the restart
     /// window counts from it, so restarts every few seconds cannot hold off the verdict).
     pub(crate) first_restart: Option<Instant>,
+    /// ICE has no working pair (a restart's checks run, or found none); false when it
+    /// has one or the engine cannot tell.
+    pub(crate) no_path: bool,
 }
 
 /// What to do about a peer.
@@ -78,10 +87,15 @@ pub(crate) fn judge(peer: &Facts, now: Instant, timeouts: Timeouts) -> Verdict {
         return Verdict::Silent;
     }
     let since_restart = peer.restart_at.map(since);
+    let spacing = if peer.no_path {
+        RESTART_AGAIN
+    } else {
+        RESTART_EVERY
+    };
     Verdict::Alive {
         restart: peer.offerer
             && silent >= RESTART_AFTER
-            && since_restart.is_none_or(|t| t >= RESTART_EVERY),
+            && since_restart.is_none_or(|t| t >= spacing),
     }
 }
 
@@ -107,6 +121,7 @@ mod tests {
             last_heard: t0,
             restart_at: None,
             first_restart: None,
+            no_path: false,
         }
     }
 
@@ -183,6 +198,44 @@ mod tests {
         assert_eq!(
             judge(&peer, restarted + RESTART_EVERY, TIMEOUTS),
             Verdict::Alive { restart: true }
+        );
+    }
+
+    #[test]
+    fn while_a_restart_found_no_path_the_offerer_restarts_sooner() {
+        let t0 = Instant::now();
+        let restarted = t0 + RESTART_AFTER;
+        let cut = Facts {
+            restart_at: Some(restarted),
+            first_restart: Some(restarted),
+            no_path: true,
+            ..connected(t0, true)
+        };
+        assert_eq!(
+            judge(&cut, restarted + RESTART_AGAIN - ms(1), TIMEOUTS),
+            Verdict::Alive { restart: false }
+        );
+        assert_eq!(
+            judge(&cut, restarted + RESTART_AGAIN, TIMEOUTS),
+            Verdict::Alive { restart: true }
+        );
+        // A restart that found a working pair (a congested path, not a cut) keeps the
+        // usual spacing, and the answerer never restarts.
+        let found = Facts {
+            no_path: false,
+            ..cut
+        };
+        assert_eq!(
+            judge(&found, restarted + RESTART_AGAIN, TIMEOUTS),
+            Verdict::Alive { restart: false }
+        );
+        let answerer = Facts {
+            offerer: false,
+            ..cut
+        };
+        assert_eq!(
+            judge(&answerer, restarted + RESTART_AGAIN, TIMEOUTS),
+            Verdict::Alive { restart: false }
         );
     }
 

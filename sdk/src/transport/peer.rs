@@ -151,6 +151,7 @@ impl Peer {
             last_heard: self.last_heard,
             restart_at: self.restart_at,
             first_restart: self.first_restart.filter(|t| *t >= self.last_heard),
+            no_path: self.engine.ice_connected() == Some(false),
         }
     }
 

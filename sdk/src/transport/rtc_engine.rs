@@ -20,7 +20,7 @@ use rtc::peer_connection::configuration::setting_engine::{
 use rtc::peer_connection::event::{RTCDataChannelEvent, RTCPeerConnectionEvent};
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::sdp::RTCSessionDescription;
-use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::peer_connection::state::{RTCIceConnectionState, RTCPeerConnectionState};
 use rtc::peer_connection::transport::{
     CandidateConfig, CandidateHostConfig, CandidateRelayConfig, CandidateServerReflexiveConfig,
     RTCDtlsRole, RTCIceCandidate, RTCIceCandidateInit,
@@ -70,6 +70,9 @@ pub(crate) struct RtcEngine {
     repeats: Repeats,
     /// Nominating Binding requests `pc` may leave unanswered (see `nominations.rs`).
     nominations: Nominations,
+    /// ICE has a working pair (its last state change was to connected or completed). An
+    /// ICE restart drops every pair and goes back to checking until one works again.
+    ice_connected: bool,
 }
 
 impl RtcEngine {
@@ -191,6 +194,7 @@ impl RtcEngine {
             remote_video_ssrc: None,
             repeats: Repeats::default(),
             nominations: Nominations::default(),
+            ice_connected: false,
         })
     }
 
@@ -505,6 +509,12 @@ impl Engine for RtcEngine {
                 RTCPeerConnectionEvent::OnConnectionStateChangeEvent(
                     RTCPeerConnectionState::Failed,
                 ) => out.push(EngineEvent::Failed("the peer connection failed".into())),
+                RTCPeerConnectionEvent::OnIceConnectionStateChangeEvent(state) => {
+                    self.ice_connected = matches!(
+                        state,
+                        RTCIceConnectionState::Connected | RTCIceConnectionState::Completed
+                    );
+                }
                 _ => {}
             }
         }
@@ -561,6 +571,10 @@ impl Engine for RtcEngine {
 
     fn control(&self) -> usize {
         self.dcs.len().saturating_sub(1)
+    }
+
+    fn ice_connected(&self) -> Option<bool> {
+        Some(self.ice_connected)
     }
 
     fn send_rtp_as(
