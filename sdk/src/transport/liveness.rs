@@ -13,9 +13,10 @@ pub(crate) const RESTART_AFTER: Duration = Duration::from_millis(1200);
 pub(crate) const RESTART_EVERY: Duration = Duration::from_secs(4);
 /// Restart again this soon when the last restart's checks found no working pair: the
 /// path is still cut, and a path that heals is only found while checks run (about a
-/// second after each restart). Only then: on a path that works but is congested (a busy,
-/// lossy link looks silent for a second now and then), a restart finds a pair at once,
-/// and restarting every 2 s there stalled the link (docs/performance.md, heal section).
+/// second after each restart). Only then: a restart drops the pair in use, and on a path
+/// that works but is congested (where the browser's engine, which shows no packets, can
+/// find its peer silent for a second) restarting every 2 s stalled the link
+/// (docs/performance.md, heal section).
 pub(crate) const RESTART_AGAIN: Duration = Duration::from_secs(2);
 /// While a restart is under way the silence timeout waits this long instead.
 pub(crate) const RESTART_WINDOW: Duration = Duration::from_secs(15);
@@ -37,6 +38,8 @@ pub(crate) struct Facts {
     /// Our channels are open.
     pub(crate) all_open: bool,
     pub(crate) created: Instant,
+    /// When the peer was last heard: on a data channel, in RTP, or (native) in DTLS over
+    /// the pair in use.
     pub(crate) last_heard: Instant,
     /// When the latest ICE restart began.
     pub(crate) restart_at: Option<Instant>,

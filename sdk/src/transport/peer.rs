@@ -69,7 +69,12 @@ pub(crate) struct Peer {
     media_offer_due: bool,
     /// Framing of every channel, both ways.
     framing: Framing,
+    /// When the peer was last heard on a data channel (or in RTP).
     last_heard: Instant,
+    /// When the peer's DTLS last came over the pair in use ([`Peer::handle_datagram`]):
+    /// SCTP's acknowledgements and retransmissions, which keep coming while a congested
+    /// path holds its data channels back, and stop when the path is cut.
+    path_heard: Option<Instant>,
     /// The pair the latest DTLS, SCTP or media datagram went over: the selected pair.
     last_pair: Option<(SocketAddr, SocketAddr)>,
     /// Our pings and what their pongs measure.
@@ -135,10 +140,18 @@ impl Peer {
             media_offer_due: false,
             framing: Framing::new(settings.channels, settings.max_message),
             last_heard: now,
+            path_heard: None,
             last_pair: None,
             pinger: Pinger::default(),
             stats: PeerStats::default(),
         }
+    }
+
+    /// When the peer was last heard, for the liveness rules: on a data channel, in RTP, or
+    /// in DTLS over the pair in use.
+    fn heard(&self) -> Instant {
+        self.path_heard
+            .map_or(self.last_heard, |t| t.max(self.last_heard))
     }
 
     /// What the liveness rules judge this connection by.
@@ -148,9 +161,9 @@ impl Peer {
             offerer: self.offerer,
             all_open: self.all_open(),
             created: self.created,
-            last_heard: self.last_heard,
+            last_heard: self.heard(),
             restart_at: self.restart_at,
-            first_restart: self.first_restart.filter(|t| *t >= self.last_heard),
+            first_restart: self.first_restart.filter(|t| *t >= self.heard()),
             no_path: self.engine.ice_connected() == Some(false),
         }
     }
@@ -317,6 +330,14 @@ impl Peer {
     ) -> bool {
         self.stats.packets_received += 1;
         self.stats.bytes_received += data.len() as u64;
+        // DTLS (first byte 20–63) from the peer's end of the pair in use: the path works
+        // both ways as far as the peer's packets go (STUN also checks other pairs, and
+        // a peer that moved to another address is not heard on this one).
+        if data.first().is_some_and(|b| (20..=63).contains(b))
+            && self.last_pair == Some((local, from))
+        {
+            self.path_heard = Some(now);
+        }
         self.engine.drive().handle_datagram(now, local, from, data)
     }
 
@@ -344,7 +365,7 @@ impl Peer {
     /// An ICE restart begins now (ours, the peer's, or one we wait for after a network
     /// change).
     pub(crate) fn restart_began(&mut self, now: Instant) {
-        if self.first_restart.is_none_or(|t| t < self.last_heard) {
+        if self.first_restart.is_none_or(|t| t < self.heard()) {
             self.first_restart = Some(now);
         }
         self.restart_at = Some(now);
