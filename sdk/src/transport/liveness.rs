@@ -38,9 +38,12 @@ pub(crate) struct Facts {
     /// Our channels are open.
     pub(crate) all_open: bool,
     pub(crate) created: Instant,
-    /// When the peer was last heard: on a data channel, in RTP, or (native) in DTLS over
-    /// the pair in use.
+    /// When the peer was last heard on a data channel or in RTP.
     pub(crate) last_heard: Instant,
+    /// When the peer's DTLS last came over the pair in use (native engines only): the path
+    /// carries its packets, so a quiet data channel is congestion (or a peer whose game
+    /// stopped answering), not a cut that an ICE restart could mend.
+    pub(crate) path_heard: Option<Instant>,
     /// When the latest ICE restart began.
     pub(crate) restart_at: Option<Instant>,
     /// When the first ICE restart since the peer was last heard began (the restart
@@ -81,12 +84,20 @@ pub(crate) fn judge(peer: &Facts, now: Instant, timeouts: Timeouts) -> Verdict {
     }
     let silent = now.saturating_duration_since(peer.last_heard);
     let since = |t: Instant| now.saturating_duration_since(t);
-    if silent > timeouts.silence
-        && peer
-            .first_restart
-            .map(since)
-            .is_none_or(|t| t >= RESTART_WINDOW)
-    {
+    // The path's silence: the data channels', unless its packets kept coming after them.
+    let quiet = peer.path_heard.map_or(silent, |t| silent.min(since(t)));
+    // The silence verdict waits out the restart window, from the first restart since the
+    // peer was heard; when its packets kept coming instead, for as long as a restart waits
+    // for (so none began), from when the restart would have begun: a congested path gets
+    // the time a cut one gets, and a peer heard only in its transport's packets is given
+    // up as late as a silent one. A peer whose last packets came just after its last
+    // message (a frozen process) is judged as before.
+    let window_from = peer.first_restart.or_else(|| {
+        peer.path_heard
+            .filter(|t| t.saturating_duration_since(peer.last_heard) >= RESTART_AFTER)
+            .and_then(|_| peer.last_heard.checked_add(RESTART_AFTER))
+    });
+    if silent > timeouts.silence && window_from.map(since).is_none_or(|t| t >= RESTART_WINDOW) {
         return Verdict::Silent;
     }
     let since_restart = peer.restart_at.map(since);
@@ -97,7 +108,7 @@ pub(crate) fn judge(peer: &Facts, now: Instant, timeouts: Timeouts) -> Verdict {
     };
     Verdict::Alive {
         restart: peer.offerer
-            && silent >= RESTART_AFTER
+            && quiet >= RESTART_AFTER
             && since_restart.is_none_or(|t| t >= spacing),
     }
 }
@@ -125,6 +136,7 @@ mod tests {
             restart_at: None,
             first_restart: None,
             no_path: false,
+            path_heard: None,
         }
     }
 
@@ -231,6 +243,61 @@ mod tests {
             ..cut
         };
         assert!(!restarts(&answerer, restarted + RESTART_AGAIN));
+    }
+
+    #[test]
+    fn a_quiet_channel_over_a_path_that_carries_the_peers_packets_is_not_restarted() {
+        let t0 = Instant::now();
+        let congested = Facts {
+            path_heard: Some(t0 + RESTART_AFTER),
+            ..connected(t0, true)
+        };
+        assert_eq!(
+            judge(&congested, t0 + RESTART_AFTER + ms(100), TIMEOUTS),
+            Verdict::Alive { restart: false }
+        );
+        // Once the packets stop too, the path is silent.
+        assert_eq!(
+            judge(&congested, t0 + RESTART_AFTER * 2, TIMEOUTS),
+            Verdict::Alive { restart: true }
+        );
+    }
+
+    #[test]
+    fn a_peer_heard_only_in_its_transports_packets_goes_after_the_restart_window() {
+        // Its data channels fell quiet at t0 (a page whose script hangs, while the
+        // browser's SCTP still acknowledges): no restart, and the silence verdict waits
+        // as long as it would behind restarts.
+        let t0 = Instant::now();
+        let given_up = t0 + RESTART_AFTER + RESTART_WINDOW;
+        let hung = |now: Instant| Facts {
+            path_heard: Some(now),
+            ..connected(t0, true)
+        };
+        let late = t0 + TIMEOUTS.silence + ms(1);
+        assert_eq!(
+            judge(&hung(late), late, TIMEOUTS),
+            Verdict::Alive { restart: false }
+        );
+        assert_eq!(
+            judge(&hung(given_up - ms(1)), given_up - ms(1), TIMEOUTS),
+            Verdict::Alive { restart: false }
+        );
+        assert_eq!(judge(&hung(given_up), given_up, TIMEOUTS), Verdict::Silent);
+    }
+
+    #[test]
+    fn a_peer_whose_packets_stopped_with_its_messages_goes_after_the_silence_timeout() {
+        // A frozen process: its last acknowledgements came just after its last ping.
+        let t0 = Instant::now();
+        let frozen = Facts {
+            path_heard: Some(t0 + ms(300)),
+            ..connected(t0, false)
+        };
+        assert_eq!(
+            judge(&frozen, t0 + TIMEOUTS.silence + ms(1), TIMEOUTS),
+            Verdict::Silent
+        );
     }
 
     #[test]

@@ -147,13 +147,6 @@ impl Peer {
         }
     }
 
-    /// When the peer was last heard, for the liveness rules: on a data channel, in RTP, or
-    /// in DTLS over the pair in use.
-    fn heard(&self) -> Instant {
-        self.path_heard
-            .map_or(self.last_heard, |t| t.max(self.last_heard))
-    }
-
     /// What the liveness rules judge this connection by.
     pub(crate) fn facts(&self) -> Facts {
         Facts {
@@ -161,9 +154,10 @@ impl Peer {
             offerer: self.offerer,
             all_open: self.all_open(),
             created: self.created,
-            last_heard: self.heard(),
+            last_heard: self.last_heard,
+            path_heard: self.path_heard,
             restart_at: self.restart_at,
-            first_restart: self.first_restart.filter(|t| *t >= self.heard()),
+            first_restart: self.first_restart.filter(|t| *t >= self.last_heard),
             no_path: self.engine.ice_connected() == Some(false),
         }
     }
@@ -365,7 +359,7 @@ impl Peer {
     /// An ICE restart begins now (ours, the peer's, or one we wait for after a network
     /// change).
     pub(crate) fn restart_began(&mut self, now: Instant) {
-        if self.first_restart.is_none_or(|t| t < self.heard()) {
+        if self.first_restart.is_none_or(|t| t < self.last_heard) {
             self.first_restart = Some(now);
         }
         self.restart_at = Some(now);
