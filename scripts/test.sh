@@ -11,10 +11,10 @@ source scripts/steps.sh
 section() { printf '\n== %s\n' "$*"; }
 
 # The browser builds (clippy for wasm32 on the SDK and its page peer, then the web arena,
-# whose build lints its own crates: Bevy compiled once; about 35 minutes cold on 2 cores
-# beside the rest) run beside everything else at the lowest CPU priority, on the cores that builds
-# and the (mostly waiting) network tests leave idle; their output is shown, and their
-# result checked, where the run needs them. The toolchain and wasm-bindgen are installed
+# whose build lints its own crates: Bevy compiled once; about an hour cold on 2 cores
+# beside the rest) run beside everything else at the lowest CPU priority, on the cores
+# that builds and the (mostly waiting) network tests leave idle; their output is shown,
+# and their result checked, where the run needs them. The toolchain and wasm-bindgen are installed
 # first, so nothing beside them installs the same thing.
 # Their step details go to a log of their own, shown if they fail; if this run ends early,
 # they are stopped. They stay in this run's session: Linux groups a session's processes

@@ -204,11 +204,11 @@ impl Shell {
     /// hour from now when there is neither).
     fn set_alarm(&mut self, limit: Option<Instant>) {
         let now = Instant::now();
-        let at = match (self.core.poll_timeout(), limit) {
-            (Some(at), Some(limit)) => at.min(limit),
-            (at, limit) => at.or(limit).unwrap_or(now + IDLE_WAIT),
-        };
-        self.alarm.set(at, now);
+        let at = [self.core.poll_timeout(), limit]
+            .into_iter()
+            .flatten()
+            .min();
+        self.alarm.set(at.unwrap_or(now + IDLE_WAIT), now);
     }
 
     fn on_command(&mut self, cmd: Command) {
