@@ -185,7 +185,10 @@ impl Session {
     }
 
     /// Sends `data` to one peer. Never blocks; an unreliable message that does not fit the
-    /// peer's send buffer is dropped and counted in [`PeerStats::dropped_congested`].
+    /// peer's send buffer is dropped and counted in [`PeerStats::dropped_congested`], and
+    /// one sent while nothing has been heard from the peer for 750 ms (its path looks cut)
+    /// is dropped and counted in [`PeerStats::dropped_silent`]: sent into a cut, it would
+    /// hold the path back once it heals (docs/wire.md, "After a link heals").
     ///
     /// Natively, an unreliable message is encrypted and sent on the calling thread when
     /// the network thread is free (waiting at most 25 µs for it), which saves a thread

@@ -37,6 +37,10 @@ pub struct PeerStats {
     pub messages_received: u64,
     /// Unreliable messages dropped because the send buffer was full.
     pub dropped_congested: u64,
+    /// Unreliable messages dropped because nothing had been heard from this peer for
+    /// 750 ms (its path looks cut): sent into a cut, they would hold the path back once it
+    /// heals, behind SCTP's retransmission timer. Sending resumes when the peer is heard.
+    pub dropped_silent: u64,
     /// Sequenced messages dropped on arrival because a newer one had arrived.
     pub dropped_stale: u64,
     /// Frames that could not be decoded (a misbehaving peer): bad reliable fragments,

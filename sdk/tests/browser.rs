@@ -896,6 +896,162 @@ fn a_native_player_joins_a_lobby_the_sdk_in_the_browser_created() {
     assert_eq!(got["sum"], fnv1a(&pattern(70_000, 5)));
 }
 
+/// Cuts every datagram between the SDK in the browser and a native peer for 3 s (the
+/// native session drops all it sends and receives; the matchmaker's WebSocket stays up),
+/// with a reliable message sent each way and unreliable state every 50 ms during the cut,
+/// then restores the path. `browser_offers`:
+/// the browser joined last and so offers (and restarts ICE); otherwise the native side does
+/// and the browser answers its restart offers.
+fn heal_after_a_cut(browser_offers: bool) {
+    const RELIABLE: Channel = Channel(0);
+    const UNRELIABLE: Channel = Channel(1);
+    let kinds = [ChannelKind::ReliableOrdered, ChannelKind::Unreliable];
+    let rig = Rig::new();
+    let mut browser = wasm_browser();
+    let native = if browser_offers {
+        let native = rig.native(LobbyRef::create(2), &kinds);
+        browser.command(join_cmd(&rig.url(), Some(&support::code(&native)), &kinds));
+        browser.wait_event("joining", WAIT, |e| e["event"] == "joined");
+        native
+    } else {
+        browser.command(join_cmd(&rig.url(), None, &kinds));
+        let joined = browser.wait_event("creating a lobby", WAIT, |e| e["event"] == "joined");
+        let code = joined["code"].as_str().unwrap().to_string();
+        rig.native(LobbyRef::Code(code), &kinds)
+    };
+    let browser_id = browser_id_of(&browser);
+    let native_id =
+        peer_of(&browser.wait_event("a connection", WAIT, |e| e["event"] == "connected"));
+    wait_native(&native, "the browser connected", |e| match e {
+        Event::PeerConnected { peer, .. } if *peer == browser_id => Some(()),
+        _ => None,
+    });
+    let browser_stats = |browser: &mut Browser| {
+        browser.command(json!({"do": "stats", "peer": native_id.0}));
+        browser.wait_event("stats", WAIT, |e| e["event"] == "stats")["stats"].clone()
+    };
+    let mut native_events = Vec::new();
+
+    native.set_simulated_loss(1.0);
+    native.send(browser_id, RELIABLE, &pattern(100, 1)).unwrap();
+    browser
+        .command(json!({"do": "send", "peer": native_id.0, "channel": 0, "size": 100, "seed": 2}));
+    // Both sides hear nothing for 3 s, while both keep sending their game state
+    // (unreliable, every 50 ms), as a game does.
+    let cut_at = Instant::now();
+    while cut_at.elapsed() < Duration::from_secs(3) {
+        native_events.extend(native.poll_events());
+        native.send(browser_id, UNRELIABLE, b"state").unwrap();
+        browser.command(
+            json!({"do": "send", "peer": native_id.0, "channel": 1, "size": 8, "seed": 3}),
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let at_native = native
+        .stats(browser_id)
+        .expect("the browser is still a peer");
+    assert!(
+        at_native.silent_for >= Duration::from_millis(2500),
+        "the native side heard the browser {:?} ago",
+        at_native.silent_for
+    );
+    let at_browser = browser_stats(&mut browser);
+    assert!(
+        at_browser["silent_ms"].as_f64().unwrap() >= 2500.0,
+        "{at_browser}"
+    );
+    // Both kept their game state out of the cut once it had lasted 750 ms (sent into it,
+    // it would hold the healed path back behind SCTP's retransmission timer).
+    assert!(at_native.dropped_silent > 10, "{at_native:?}");
+    assert!(
+        at_browser["dropped_silent"].as_u64().unwrap() > 10,
+        "{at_browser}"
+    );
+    assert!(
+        native.receive(RELIABLE).next().is_none(),
+        "a message crossed the cut"
+    );
+
+    native.set_simulated_loss(0.0);
+    let healed = Instant::now();
+    // Unreliable traffic flows both ways again (a game's state every 50 ms, each way).
+    let (mut to_native, mut to_browser) = (None, None);
+    while to_native.is_none() || to_browser.is_none() {
+        assert!(
+            healed.elapsed() < WAIT,
+            "unreliable both ways after the restore: {to_native:?} {to_browser:?}"
+        );
+        native.send(browser_id, UNRELIABLE, b"state").unwrap();
+        browser.command(
+            json!({"do": "send", "peer": native_id.0, "channel": 1, "size": 8, "seed": 3}),
+        );
+        let arrived = browser.try_wait_event(Duration::from_millis(50), &mut |e| {
+            e["event"] == "message" && e["channel"] == 1
+        });
+        if arrived.is_some() {
+            to_browser = to_browser.or(Some(healed.elapsed()));
+        }
+        if native.receive(UNRELIABLE).next().is_some() {
+            to_native = to_native.or(Some(healed.elapsed()));
+        }
+    }
+    // The reliable messages sent during the cut arrive (when SCTP's backed-off timer
+    // next fires: docs/performance.md, bench_heal).
+    let got = browser.seen_or_wait("the message sent during the cut", WAIT, |e| {
+        e["event"] == "message" && e["channel"] == 0
+    });
+    assert_eq!(got["sum"], fnv1a(&pattern(100, 1)));
+    let (from, bytes) = recv_native(&native, RELIABLE);
+    assert_eq!(
+        (from, bytes.as_ref()),
+        (browser_id, pattern(100, 2).as_slice())
+    );
+    eprintln!(
+        "after the restore: unreliable to the native side {to_native:?}, to the browser \
+         {to_browser:?}; reliable both ways {:?}",
+        healed.elapsed()
+    );
+    // The offerer restarted ICE (the cut was long enough for it), and neither side lost
+    // the other.
+    let restarts = if browser_offers {
+        browser_stats(&mut browser)["ice_restarts"]
+            .as_u64()
+            .unwrap()
+    } else {
+        native.stats(browser_id).expect("still a peer").ice_restarts
+    };
+    assert!(restarts >= 1, "the offerer restarted ICE {restarts} times");
+    native_events.extend(native.poll_events());
+    // Takes in every event the page has reported so far.
+    let _ = browser.try_wait_event(Duration::from_millis(200), &mut |_| false);
+    assert!(
+        !native_events
+            .iter()
+            .any(|e| matches!(e, Event::PeerDisconnected { .. })),
+        "{native_events:?}"
+    );
+    assert!(
+        !browser.seen().iter().any(|e| e["event"] == "peer_left"),
+        "{}",
+        browser.log()
+    );
+}
+
+/// A cut between the SDK in the browser and a native peer, with the browser offering:
+/// its own liveness restarts ICE, and once the path is back the same connection carries
+/// messages again — the reliable ones sent during the cut included — with no disconnect.
+#[test]
+fn a_cut_between_the_sdk_in_the_browser_and_a_native_peer_heals_when_the_browser_offers() {
+    heal_after_a_cut(true);
+}
+
+/// The same cut with the native side offering: the browser answers its ICE-restart offers
+/// and the connection heals as above.
+#[test]
+fn a_cut_between_the_sdk_in_the_browser_and_a_native_peer_heals_when_the_native_side_offers() {
+    heal_after_a_cut(false);
+}
+
 /// A page whose game reads nothing (no frames drawn, as in a hidden tab): the SDK's task on
 /// the page's event loop still answers the native peer, which keeps it connected well past
 /// the silence timeout (4 s), and the page can still send when it wants.

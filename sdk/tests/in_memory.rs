@@ -283,6 +283,64 @@ fn a_cut_between_two_sessions_stops_only_their_traffic_until_it_is_restored() {
     }
 }
 
+/// A game's state sent through a long cut does not hold the healed path back: from 750 ms
+/// into the silence the session keeps it out of SCTP (counted in `dropped_silent`), so once
+/// the path is restored the state flows again within a second and a half, while the reliable
+/// message sent during the cut still waits for SCTP's retransmission timer. Without the
+/// hold, the state sent into this 12 s cut filled SCTP's window of one packet, and nothing
+/// left until the timer's expiry 15 s into the cut: 3 s after the restore.
+#[test]
+fn state_sent_through_a_long_cut_flows_again_as_soon_as_the_path_heals() {
+    let net = TestNet::new(NetworkConditions::latency(Duration::from_millis(25)));
+    let s = mesh(&net, 2);
+    let (a, b) = (&s[0], &s[1]);
+    let (aid, bid) = (a.id().unwrap(), b.id().unwrap());
+    a.set_simulated_network_from(bid, NetworkConditions::default().with_loss(1.0));
+    b.set_simulated_network_from(aid, NetworkConditions::default().with_loss(1.0));
+    a.send(bid, EVENTS, b"during").unwrap();
+    for _ in 0..600 {
+        a.send(bid, STATE, b"state").unwrap();
+        net.advance(Duration::from_millis(20));
+    }
+    assert_eq!(b.receive(STATE).count(), 0, "a message crossed the cut");
+    let held = a.stats(bid).unwrap().dropped_silent;
+    assert!(held > 500, "{held} state messages kept out of the cut");
+
+    a.set_simulated_network_from(bid, NetworkConditions::default());
+    b.set_simulated_network_from(aid, NetworkConditions::default());
+    let restored = net.elapsed();
+    let mut flowed = false;
+    while !flowed && net.elapsed() - restored < Duration::from_millis(1500) {
+        a.send(bid, STATE, b"state").unwrap();
+        net.advance(Duration::from_millis(20));
+        flowed = b.receive(STATE).count() > 0;
+    }
+    assert!(
+        flowed,
+        "no state within 1.5 s of the restore ({:?})",
+        a.stats(bid)
+    );
+    eprintln!(
+        "state flowed {:?} after the restore",
+        net.elapsed() - restored
+    );
+    let healed = net.run_until(Duration::from_secs(10), || {
+        b.receive(EVENTS)
+            .any(|(p, m)| p == aid && &m[..] == b"during")
+    });
+    assert!(
+        healed,
+        "the reliable message sent during the cut never came"
+    );
+    for (x, peer) in [(a, bid), (b, aid)] {
+        assert!(
+            !x.poll_events()
+                .any(|e| matches!(e, Event::PeerDisconnected { peer: p, .. } if p == peer)),
+            "disconnected instead of healing"
+        );
+    }
+}
+
 /// Per-link conditions: a 100 ms path each way between the first two of three (set on both
 /// ends with `set_simulated_network_from`), on a net whose own paths are 5 ms: their round
 /// trip grows to about 210 ms, the third's to each stays about 10 ms.

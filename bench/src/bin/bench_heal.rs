@@ -1,15 +1,17 @@
 //! After an interruption: how long the reliable channel lags the path's return. Two
 //! sessions on loopback through a matchmaker of their own; the path between them is cut
 //! (`Session::set_simulated_network_from`, everything lost, at both ends) for a set time
-//! while one side keeps sending a reliable message every 200 ms, then restored. Timed from
-//! the restore: the first unreliable message to arrive (the path is back: the baseline,
-//! measured in the same run) and the first reliable one (SCTP retransmits what it holds
-//! when its retransmission timer next fires; the timer doubled at every expiry during the
-//! cut, from 1 s up to 60 s).
+//! while one side keeps sending as a game does — an unreliable message every 20 ms and a
+//! reliable one every 200 ms, of each size asked for — then restored. Timed from the
+//! restore: the first unreliable message to arrive and the first reliable one (SCTP
+//! retransmits what it holds when its retransmission timer next fires; the timer doubled
+//! at every expiry during the cut, from 1 s up to 60 s).
 //!
 //! Why it matters: a game's reliable events lag a healed link by up to about the length
-//! of the cut, while its unreliable state resumes at once. The replicon backend's `Beacon`
-//! exists because of it (docs/game-state.md).
+//! of the cut. Its unreliable state resumes at once only while little reliable data was in
+//! flight: after the timer's expiry SCTP's congestion window is one packet, and while more
+//! than that is outstanding nothing new leaves, unreliable data included (the second size
+//! shows it). The replicon backend's `Beacon` exists because of the first (docs/game-state.md).
 //!
 //! Run: `cargo run --release -p squadlink-bench --bin bench_heal` (scripts/bench.sh heal);
 //! `--write-docs docs/performance.md` records the figures.
@@ -31,6 +33,10 @@ struct Args {
     /// silent peer in ICE restarts it is given up, and nothing heals).
     #[arg(long, value_delimiter = ',', default_value = "2,4,6,8,10,12,14")]
     cuts: Vec<u64>,
+    /// Sizes of the reliable messages sent during the cut, bytes (one row per size and
+    /// cut).
+    #[arg(long, value_delimiter = ',', default_value = "4,1000")]
+    sizes: Vec<usize>,
     /// Longest wait after the restore, seconds.
     #[arg(long, default_value_t = 70)]
     wait: u64,
@@ -42,6 +48,7 @@ struct Args {
 #[derive(Serialize)]
 struct Row {
     cut_s: u64,
+    reliable_bytes: usize,
     reliable_sent_during_cut: u32,
     /// Restore → first unreliable message received (ms).
     unreliable_ms: Option<f64>,
@@ -62,7 +69,7 @@ async fn session(url: &str, lobby: LobbyRef) -> Result<Session, String> {
         .map_err(|e| e.to_string())
 }
 
-async fn measure(cut: u64, wait: Duration) -> Result<Row, String> {
+async fn measure(cut: u64, size: usize, wait: Duration) -> Result<Row, String> {
     let server = local_matchmaker().await?;
     let url = server.url();
     let a = session(&url, LobbyRef::create(2)).await?;
@@ -74,11 +81,16 @@ async fn measure(cut: u64, wait: Duration) -> Result<Row, String> {
     b.set_simulated_network_from(aid, lost);
     let start = Instant::now();
     let mut sent = 0u32;
+    let mut tick = 0u32;
     while start.elapsed() < Duration::from_secs(cut) {
-        a.send(bid, RELIABLE, &sent.to_be_bytes())
-            .map_err(|e| format!("sending during the cut: {e}"))?;
-        sent += 1;
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        if tick.is_multiple_of(10) {
+            a.send(bid, RELIABLE, &vec![sent as u8; size.max(1)])
+                .map_err(|e| format!("sending during the cut: {e}"))?;
+            sent += 1;
+        }
+        let _ = a.send(bid, UNRELIABLE, b"state");
+        tick += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     a.set_simulated_network_from(bid, NetworkConditions::default());
     b.set_simulated_network_from(aid, NetworkConditions::default());
@@ -106,6 +118,7 @@ async fn measure(cut: u64, wait: Duration) -> Result<Row, String> {
     let _ = server.shutdown().await;
     Ok(Row {
         cut_s: cut,
+        reliable_bytes: size,
         reliable_sent_during_cut: sent,
         unreliable_ms: unreliable,
         reliable_ms: reliable,
@@ -122,15 +135,17 @@ fn cell(v: Option<f64>) -> String {
 async fn run(args: Args) -> Result<(), String> {
     let wait = Duration::from_secs(args.wait);
     let mut rows = Vec::new();
-    for &cut in &args.cuts {
-        eprintln!("bench_heal: a {cut} s cut ...");
-        let row = measure(cut, wait).await?;
-        eprintln!(
-            "bench_heal: {cut} s cut: unreliable {}, reliable {}",
-            cell(row.unreliable_ms),
-            cell(row.reliable_ms)
-        );
-        rows.push(row);
+    for &size in &args.sizes {
+        for &cut in &args.cuts {
+            eprintln!("bench_heal: a {cut} s cut, {size}-byte reliable messages ...");
+            let row = measure(cut, size, wait).await?;
+            eprintln!(
+                "bench_heal: {cut} s cut, {size} B: unreliable {}, reliable {}",
+                cell(row.unreliable_ms),
+                cell(row.reliable_ms)
+            );
+            rows.push(row);
+        }
     }
     println!(
         "{}",
@@ -138,11 +153,12 @@ async fn run(args: Args) -> Result<(), String> {
     );
     if let Some(path) = &args.write_docs {
         let mut body = String::from(
-            "| cut | reliable messages sent during it | restore → first unreliable | restore → first reliable | restore → all reliable |\n|---|---|---|---|---|\n",
+            "| reliable message size | cut | reliable messages sent during it | restore → first unreliable | restore → first reliable | restore → all reliable |\n|---|---|---|---|---|---|\n",
         );
         for r in &rows {
             body.push_str(&format!(
-                "| {} s | {} | {} | {} | {} |\n",
+                "| {} B | {} s | {} | {} | {} | {} |\n",
+                r.reliable_bytes,
                 r.cut_s,
                 r.reliable_sent_during_cut,
                 cell(r.unreliable_ms),

@@ -104,11 +104,13 @@ pub(crate) struct Pinger {
 }
 
 impl Pinger {
-    /// Whether a ping is due at `now` (one [`PING_EVERY`] after the last).
-    pub(crate) fn due(&self, now: Instant) -> bool {
-        self.window.back().is_none_or(|(_, sent, _)| {
-            now.saturating_duration_since(*sent) + PING_SLACK >= PING_EVERY
-        })
+    /// Whether a ping is due at `now`, one `period` after the last (normally
+    /// [`PING_EVERY`]; the round that sends it may come a little early).
+    pub(crate) fn due(&self, now: Instant, period: Duration) -> bool {
+        let slack = PING_SLACK.min(period / 4);
+        self.window
+            .back()
+            .is_none_or(|(_, sent, _)| now.saturating_duration_since(*sent) + slack >= period)
     }
 
     /// A ping to send now; `epoch` is the session's start (the stamp counts from it).

@@ -155,8 +155,9 @@ impl Core {
         }
         self.retry_due(now);
         if now >= self.next_round {
-            self.next_round = now + ROUND;
             self.round(now);
+            // Sooner while a peer's path is quiet: its pings probe for the path's return.
+            self.next_round = now + self.peers.round_every(now, ROUND);
         }
     }
 

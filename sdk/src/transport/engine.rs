@@ -61,6 +61,9 @@ pub(crate) enum Sent {
     QueueFull,
     /// Not sent: no such channel, or it is closed.
     No,
+    /// Not sent: unreliable data while the peer's path is quiet
+    /// ([`super::liveness::HOLD_UNRELIABLE_AFTER`]).
+    Held,
 }
 
 /// Makes the engine for a new connection to a peer: the shell's choice, given to the core

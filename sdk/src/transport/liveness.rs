@@ -20,6 +20,21 @@ pub(crate) const RESTART_EVERY: Duration = Duration::from_secs(4);
 pub(crate) const RESTART_AGAIN: Duration = Duration::from_secs(2);
 /// While a restart is under way the silence timeout waits this long instead.
 pub(crate) const RESTART_WINDOW: Duration = Duration::from_secs(15);
+/// A connected peer whose path has been quiet this long gets none of our unreliable game
+/// data (it is dropped and counted) until it is heard again, and is pinged every round
+/// instead of every other. Each end hears the other four times a second (its pings and our
+/// pongs), so this is three hearings missed: the path looks cut. What goes into SCTP
+/// while the path is cut stays outstanding until the retransmission timer's next expiry
+/// (1, 3, 7, 15 s into the cut), and after the first one SCTP sends nothing new while a
+/// packet's worth is outstanding: a game's unreliable state sent into a cut would hold the
+/// healed path back until the timer fired again, seconds later (docs/performance.md,
+/// `bench_heal`). Below the timer's first expiry (1 s at the least), so what was sent
+/// before the hold is given up by SCTP at that expiry.
+pub(crate) const HOLD_UNRELIABLE_AFTER: Duration = Duration::from_millis(750);
+/// A held peer is pinged every tenth of its quiet time, at least this often apart...
+pub(crate) const PROBE_MIN: Duration = Duration::from_millis(100);
+/// ... and at most this far apart (the normal ping period).
+pub(crate) const PROBE_MAX: Duration = Duration::from_millis(500);
 
 /// The session's timeouts (`SessionBuilder::connect_timeout`, `silence_timeout`).
 #[derive(Debug, Clone, Copy)]
@@ -69,6 +84,32 @@ pub(crate) enum Verdict {
     Alive { restart: bool },
 }
 
+/// How long the path to `peer` has been quiet at `now`: since its last data-channel
+/// message, or since its DTLS last came over the pair in use when that came later (a
+/// congested path keeps carrying the peer's packets while its messages wait).
+pub(crate) fn quiet(peer: &Facts, now: Instant) -> Duration {
+    let silent = now.saturating_duration_since(peer.last_heard);
+    peer.path_heard
+        .map_or(silent, |t| silent.min(now.saturating_duration_since(t)))
+}
+
+/// Whether unreliable game data for `peer` is held back at `now` (dropped instead of
+/// handed to SCTP; see [`HOLD_UNRELIABLE_AFTER`]). Only once connected: a connecting peer
+/// has not been heard yet.
+pub(crate) fn holds_unreliable(peer: &Facts, now: Instant) -> bool {
+    peer.connected && quiet(peer, now) >= HOLD_UNRELIABLE_AFTER
+}
+
+/// How often `peer` is pinged at `now`: every tenth of its quiet time (within
+/// [`PROBE_MIN`]–[`PROBE_MAX`]) while it is held back, every `normal` otherwise.
+pub(crate) fn ping_period(peer: &Facts, now: Instant, normal: Duration) -> Duration {
+    if holds_unreliable(peer, now) {
+        (quiet(peer, now) / 10).clamp(PROBE_MIN, PROBE_MAX)
+    } else {
+        normal
+    }
+}
+
 /// Judges `peer` at `now`.
 pub(crate) fn judge(peer: &Facts, now: Instant, timeouts: Timeouts) -> Verdict {
     if !peer.connected {
@@ -84,8 +125,7 @@ pub(crate) fn judge(peer: &Facts, now: Instant, timeouts: Timeouts) -> Verdict {
     }
     let silent = now.saturating_duration_since(peer.last_heard);
     let since = |t: Instant| now.saturating_duration_since(t);
-    // The path's silence: the data channels', unless its packets kept coming after them.
-    let quiet = peer.path_heard.map_or(silent, |t| silent.min(since(t)));
+    let quiet = quiet(peer, now);
     // The silence verdict waits out the restart window, from the first restart since the
     // peer was heard; when its packets kept coming instead, for as long as a restart waits
     // for (so none began), from when the restart would have begun: a congested path gets
@@ -168,6 +208,61 @@ mod tests {
             ),
             Verdict::Wait
         );
+    }
+
+    #[test]
+    fn unreliable_data_is_held_back_once_the_path_is_quiet_for_three_hearings() {
+        let t0 = Instant::now();
+        let peer = connected(t0, false);
+        assert!(!holds_unreliable(&peer, t0 + HOLD_UNRELIABLE_AFTER - ms(1)));
+        assert!(holds_unreliable(&peer, t0 + HOLD_UNRELIABLE_AFTER));
+        // Below SCTP's first retransmission timeout (1 s at the least).
+        assert!(HOLD_UNRELIABLE_AFTER < Duration::from_secs(1));
+    }
+
+    #[test]
+    fn unreliable_data_flows_again_as_soon_as_the_peer_is_heard() {
+        let t0 = Instant::now();
+        let heard = Facts {
+            last_heard: t0 + ms(2000),
+            ..connected(t0, true)
+        };
+        assert!(holds_unreliable(&connected(t0, true), t0 + ms(2000)));
+        assert!(!holds_unreliable(&heard, t0 + ms(2000)));
+    }
+
+    #[test]
+    fn a_path_still_carrying_the_peers_packets_is_not_held_back() {
+        let t0 = Instant::now();
+        let congested = Facts {
+            path_heard: Some(t0 + ms(1900)),
+            ..connected(t0, false)
+        };
+        assert!(!holds_unreliable(&congested, t0 + ms(2000)));
+        assert!(holds_unreliable(
+            &congested,
+            t0 + ms(1900) + HOLD_UNRELIABLE_AFTER
+        ));
+    }
+
+    #[test]
+    fn a_held_peer_is_probed_often_at_first_and_less_as_its_silence_goes_on() {
+        let t0 = Instant::now();
+        let peer = connected(t0, false);
+        let period = |at| ping_period(&peer, t0 + at, ms(500));
+        assert_eq!(period(ms(500)), ms(500));
+        assert_eq!(period(HOLD_UNRELIABLE_AFTER), PROBE_MIN);
+        assert_eq!(period(ms(2000)), ms(200));
+        assert_eq!(period(ms(9000)), PROBE_MAX);
+    }
+
+    #[test]
+    fn a_connecting_peer_is_not_held_back() {
+        let t0 = Instant::now();
+        assert!(!holds_unreliable(
+            &connecting(t0, true, true),
+            t0 + ms(5000)
+        ));
     }
 
     #[test]

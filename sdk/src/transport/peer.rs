@@ -13,7 +13,7 @@ use squadlink_protocol::{PeerId, Signal};
 
 use super::control::{self, Control, Pinger};
 use super::engine::{Driven, Engine, EngineEvent, PeerSettings, Sent, has_media_line};
-use super::liveness::Facts;
+use super::liveness::{self, Facts};
 use crate::channel::{Framing, Received};
 use crate::event::{CandidateKind, PathKind, RelayTransport};
 use crate::media::{Kind, MediaFrame};
@@ -365,6 +365,12 @@ impl Peer {
         self.restart_at = Some(now);
     }
 
+    /// Whether our unreliable game data to the peer is held back now: its path has been
+    /// quiet for [`liveness::HOLD_UNRELIABLE_AFTER`].
+    pub(crate) fn holds_unreliable(&self, now: Instant) -> bool {
+        liveness::holds_unreliable(&self.facts(), now)
+    }
+
     /// Frames `payload` for channel `index` and queues it, unless that channel's queue
     /// already holds more than `limit` bytes.
     pub(crate) fn send_message(
@@ -433,9 +439,12 @@ impl Peer {
         self.send_frame(self.control(), ping, now);
     }
 
-    /// Sends a ping if one is due ([`control::PING_EVERY`] after the last).
+    /// Sends a ping if one is due: [`control::PING_EVERY`] after the last, more often
+    /// while the path is quiet ([`liveness::ping_period`]), so that both ends hear a
+    /// healed path soon.
     pub(crate) fn ping_if_due(&mut self, now: Instant, epoch: Instant) {
-        if self.pinger.due(now) {
+        let period = liveness::ping_period(&self.facts(), now, control::PING_EVERY);
+        if self.pinger.due(now, period) {
             self.ping(now, epoch);
         }
     }
@@ -642,6 +651,7 @@ impl Peer {
                 return self.told_send_full.due(now);
             }
             Sent::QueueFull => self.stats.dropped_congested += 1,
+            Sent::Held => self.stats.dropped_silent += 1,
             Sent::No => {}
         }
         false

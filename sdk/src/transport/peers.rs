@@ -168,6 +168,15 @@ impl Peers {
         verdicts
     }
 
+    /// How soon the next round is due: `round`, or sooner while a peer is pinged more
+    /// often than that ([`liveness::ping_period`]).
+    pub(crate) fn round_every(&self, now: Instant, round: Duration) -> Duration {
+        self.map
+            .values()
+            .map(|p| liveness::ping_period(&p.facts(), now, round))
+            .fold(round, Duration::min)
+    }
+
     /// Queues a message on `channel` (of `kind`) for `to`, or for every connected peer;
     /// the peers whose engine took it (pump each). A full queue drops an unreliable
     /// message and refuses a reliable one (the game is told, at most once a second).
@@ -189,14 +198,18 @@ impl Peers {
             let Some(p) = self.map.get_mut(id) else {
                 return false;
             };
-            let sent = p.send_message(channel, payload, limit, now);
+            let sent = if !kind.is_reliable() && p.holds_unreliable(now) {
+                Sent::Held
+            } else {
+                p.send_message(channel, payload, limit, now)
+            };
             if p.count_send(sent, kind.is_reliable(), now) {
                 out.emit(Event::Error(Error::SendBufferFull {
                     peer: *id,
                     channel: crate::channel::Channel(channel),
                 }));
             }
-            sent != Sent::QueueFull
+            !matches!(sent, Sent::QueueFull | Sent::Held)
         });
         took
     }

@@ -161,6 +161,9 @@ impl WebPeer {
                 "rtt_ms": s.rtt.map(|d| d.as_secs_f64() * 1e3),
                 "bytes_sent": s.bytes_sent,
                 "bytes_received": s.bytes_received,
+                "ice_restarts": s.ice_restarts,
+                "silent_ms": s.silent_for.as_secs_f64() * 1e3,
+                "dropped_silent": s.dropped_silent,
             })
             .to_string(),
             None => "null".into(),
