@@ -234,6 +234,27 @@ fn a_channel_endpoint_sends_and_takes_the_channels_messages() {
     ));
 }
 
+/// After a cut between `a` and `b` is restored: the reliable `message` `a` sent to `b`
+/// during it arrives (bounded wait), and neither saw the other disconnect.
+fn healed_with(net: &TestNet, (a, b): (&Session, &Session), message: &[u8]) {
+    let (aid, bid) = (a.id().unwrap(), b.id().unwrap());
+    let healed = net.run_until(Duration::from_secs(10), || {
+        b.receive(EVENTS)
+            .any(|(p, m)| p == aid && &m[..] == message)
+    });
+    assert!(
+        healed,
+        "the reliable message sent during the cut never came"
+    );
+    for (x, peer) in [(a, bid), (b, aid)] {
+        assert!(
+            !x.poll_events()
+                .any(|e| matches!(e, Event::PeerDisconnected { peer: p, .. } if p == peer)),
+            "disconnected instead of healing"
+        );
+    }
+}
+
 /// `set_simulated_network_from` in memory: with the path between the first two of three cut,
 /// their messages to each other stop while both still reach the third, and after it is
 /// restored the reliable message sent during the cut arrives, with no disconnect.
@@ -266,21 +287,7 @@ fn a_cut_between_two_sessions_stops_only_their_traffic_until_it_is_restored() {
 
     a.set_simulated_network_from(bid, NetworkConditions::default());
     b.set_simulated_network_from(aid, NetworkConditions::default());
-    let healed = net.run_until(Duration::from_secs(10), || {
-        b.receive(EVENTS)
-            .any(|(p, m)| p == aid && &m[..] == b"across")
-    });
-    assert!(
-        healed,
-        "the held reliable message never arrived after the cut"
-    );
-    for (x, peer) in [(a, bid), (b, aid)] {
-        assert!(
-            !x.poll_events()
-                .any(|e| matches!(e, Event::PeerDisconnected { peer: p, .. } if p == peer)),
-            "disconnected instead of healing"
-        );
-    }
+    healed_with(&net, (a, b), b"across");
 }
 
 /// A game's state sent through a long cut does not hold the healed path back: from 750 ms
@@ -324,21 +331,7 @@ fn state_sent_through_a_long_cut_flows_again_as_soon_as_the_path_heals() {
         "state flowed {:?} after the restore",
         net.elapsed() - restored
     );
-    let healed = net.run_until(Duration::from_secs(10), || {
-        b.receive(EVENTS)
-            .any(|(p, m)| p == aid && &m[..] == b"during")
-    });
-    assert!(
-        healed,
-        "the reliable message sent during the cut never came"
-    );
-    for (x, peer) in [(a, bid), (b, aid)] {
-        assert!(
-            !x.poll_events()
-                .any(|e| matches!(e, Event::PeerDisconnected { peer: p, .. } if p == peer)),
-            "disconnected instead of healing"
-        );
-    }
+    healed_with(&net, (a, b), b"during");
 }
 
 /// Per-link conditions: a 100 ms path each way between the first two of three (set on both
