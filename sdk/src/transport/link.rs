@@ -11,8 +11,15 @@ use web_time::Instant;
 /// How often we ping the matchmaker while the link is up.
 pub(crate) const PING_EVERY: Duration = Duration::from_secs(5);
 /// Nothing heard for this long: the link is dead (the server pings every 15 s by default
-/// and answers our pings at once).
+/// and answers our pings at once) — once a ping of ours has gone unanswered for
+/// [`ANSWER_WAIT`] as well.
 pub(crate) const SILENCE: Duration = Duration::from_secs(12);
+/// How long our first ping since the matchmaker was last heard may go unanswered before a
+/// [`SILENCE`] counts. Polled on time, that ping went out at most [`PING_EVERY`] after the
+/// last message, so the link is lost after `SILENCE` as before; polled late (a hidden
+/// tab's timers, just under [`ASLEEP`] apart), nothing may have been asked since the last
+/// message: then the link asks first.
+const ANSWER_WAIT: Duration = Duration::from_secs(5);
 
 /// The error of a link that fell silent ([`Due::Silent`]).
 pub(crate) fn silence_error() -> crate::error::Error {
@@ -68,6 +75,8 @@ enum State {
     Up {
         last_heard: Instant,
         last_ping: Instant,
+        /// Our first ping since the matchmaker was last heard.
+        asked: Option<Instant>,
     },
     Down {
         since: Instant,
@@ -102,6 +111,7 @@ impl LinkState {
             state: State::Up {
                 last_heard: now,
                 last_ping: now,
+                asked: None,
             },
             window,
             jitter: random_jitter,
@@ -124,8 +134,12 @@ impl LinkState {
 
     /// A message came from the matchmaker.
     pub(crate) fn heard(&mut self, now: Instant) {
-        if let State::Up { last_heard, .. } = &mut self.state {
+        if let State::Up {
+            last_heard, asked, ..
+        } = &mut self.state
+        {
             *last_heard = now;
+            *asked = None;
         }
     }
 
@@ -171,6 +185,7 @@ impl LinkState {
         self.state = State::Up {
             last_heard: now,
             last_ping: now,
+            asked: None,
         };
         self.last_poll = now;
     }
@@ -188,19 +203,28 @@ impl LinkState {
             State::Up {
                 last_heard,
                 last_ping,
+                asked,
             } => {
                 if asleep {
                     // What we did not hear may only be what we did not ask for: ask now,
                     // and give the answer a whole SILENCE from here.
                     *last_heard = now;
                     *last_ping = now;
+                    *asked = Some(now);
                     return Some(Due::Ping);
                 }
-                if now.saturating_duration_since(*last_heard) > SILENCE {
+                let silent = now.saturating_duration_since(*last_heard) > SILENCE;
+                let unanswered =
+                    asked.is_some_and(|t| now.saturating_duration_since(t) >= ANSWER_WAIT);
+                if silent && unanswered {
                     return Some(Due::Silent);
                 }
-                if now.saturating_duration_since(*last_ping) >= PING_EVERY {
+                // Silent without having asked (polled late): ask before judging.
+                if (silent && asked.is_none())
+                    || now.saturating_duration_since(*last_ping) >= PING_EVERY
+                {
                     *last_ping = now;
+                    asked.get_or_insert(now);
                     return Some(Due::Ping);
                 }
                 None
@@ -234,8 +258,12 @@ impl LinkState {
             State::Up {
                 last_heard,
                 last_ping,
+                asked,
             } => {
-                Some((last_ping + PING_EVERY).min(last_heard + SILENCE + Duration::from_millis(1)))
+                let silent_at = asked.map_or(last_heard + SILENCE, |t| {
+                    (last_heard + SILENCE).max(t + ANSWER_WAIT)
+                });
+                Some((last_ping + PING_EVERY).min(silent_at + Duration::from_millis(1)))
             }
             State::Down {
                 attempting: false,
@@ -377,6 +405,36 @@ mod tests {
             silent.is_some_and(|at| at > SILENCE && at <= SILENCE + secs(0.02)),
             "{seen:?}"
         );
+    }
+
+    #[test]
+    fn a_link_polled_just_under_the_sleep_threshold_asks_before_it_calls_the_matchmaker_silent() {
+        // A throttled tab's wakes can come just under ASLEEP apart: the last message came
+        // just after our ping, the next wake was too soon for another ping, and the one
+        // after finds 14.8 s without a message, none of them asked for (seen in CI).
+        let t0 = Instant::now();
+        let mut l = link(t0);
+        l.heard(t0 + secs(0.05));
+        assert_eq!(l.poll(t0 + secs(4.9)), None, "no ping due yet");
+        let woken = t0 + secs(14.8);
+        assert_eq!(l.poll(woken), Some(Due::Ping), "ask, do not judge");
+        assert_eq!(l.poll(woken), None);
+        assert!(l.is_up());
+        // Unanswered, it is silent at the next wake that comes ANSWER_WAIT after the ping.
+        assert_eq!(l.poll(woken + secs(4.9)), None);
+        assert_eq!(l.poll(woken + secs(9.8)), Some(Due::Silent));
+    }
+
+    #[test]
+    fn a_link_asked_late_is_next_due_when_its_answer_is_overdue() {
+        let t0 = Instant::now();
+        let mut l = link(t0);
+        let woken = t0 + secs(14.8);
+        assert_eq!(l.poll(t0 + secs(4.9)), None);
+        assert_eq!(l.poll(woken), Some(Due::Ping));
+        let due = woken + ANSWER_WAIT;
+        assert_eq!(l.next_deadline(), Some(due.min(woken + PING_EVERY)));
+        assert_eq!(l.poll(due), Some(Due::Silent));
     }
 
     #[test]
