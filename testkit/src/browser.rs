@@ -5,7 +5,9 @@
 //! The test talks to the page through a small HTTP server on loopback that this rig runs:
 //! the page long-polls `GET /poll` for commands ([`Browser::command`]) and posts what happens
 //! to `POST /event` ([`Browser::wait_event`]). Chromium's console goes to its log
-//! ([`Browser::log`]), which a failing test prints.
+//! ([`Browser::log`]), which a failing test prints. Every response carries COOP and COEP
+//! headers, so the page is cross-origin isolated and `performance.now()` is not coarsened
+//! to 100 µs (the pages' round-trip timings).
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -461,7 +463,7 @@ fn handle(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
     let mut stream = stream;
     write!(
         stream,
-        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nCross-Origin-Opener-Policy: same-origin\r\nCross-Origin-Embedder-Policy: require-corp\r\nConnection: close\r\n\r\n",
         reply.len()
     )?;
     stream.write_all(&reply)?;

@@ -450,7 +450,8 @@ async function record(peer, seconds) {
 }
 
 // `count` sequential 64-byte round trips to `peer` on unreliable channel `channel` (the
-// peer echoes); reports each in microseconds (the page's clock is coarsened to 100 µs).
+// peer echoes); reports each in microseconds (the rig isolates the page, so its clock is
+// fine-grained; 100 µs otherwise).
 async function rtt(peer, channel, count) {
   const c = state.peers.get(peer);
   if (!c) throw new Error(`rtt: no connection to ${peer}`);
@@ -468,6 +469,71 @@ async function rtt(peer, channel, count) {
     else lost++;
   }
   post({ event: "rtt", peer, samples, lost });
+}
+
+// Chrome alone, the floor under any browser peer: two connections in this page, handed each
+// other's offer, answer and candidates directly (no matchmaker, no network between them but
+// loopback), one negotiated unreliable channel as in the wire contract, and with `media`
+// the audio and video m-lines the peers negotiate. Reports each
+// connect (from creating the connections to both channels open) in milliseconds, each
+// side's time in its own description calls, then
+// `pings` sequential 64-byte round trips between them in microseconds (the second echoes).
+async function floor(connects, pings, media) {
+  const connectMs = [];
+  const offerSideMs = [];
+  const answerSideMs = [];
+  const samples = [];
+  for (let i = 0; i < connects; i++) {
+    const t0 = performance.now();
+    const a = new RTCPeerConnection();
+    const b = new RTCPeerConnection();
+    const options = { negotiated: true, id: 0, ordered: false, maxRetransmits: 0 };
+    const ca = a.createDataChannel("floor", options);
+    const cb = b.createDataChannel("floor", options);
+    if (media) {
+      // The audio and video m-lines every other row negotiates (as `join` with `media`).
+      a.addTransceiver("audio", { direction: "sendrecv" });
+      a.addTransceiver("video", { direction: "sendrecv" });
+    }
+    a.onicecandidate = (e) => e.candidate && b.addIceCandidate(e.candidate).catch(() => {});
+    b.onicecandidate = (e) => e.candidate && a.addIceCandidate(e.candidate).catch(() => {});
+    const open = (c) => new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error("floor: a channel did not open within 10 s")), 10000);
+      c.onopen = () => { clearTimeout(timer); resolve(); };
+    });
+    const opened = Promise.all([open(ca), open(cb)]);
+    // Each side's own description calls, timed apart: the least any browser peer spends
+    // on its part of the offer and answer before ICE, DTLS and SCTP even begin.
+    const t1 = performance.now();
+    await a.setLocalDescription();
+    const t2 = performance.now();
+    await b.setRemoteDescription(a.localDescription);
+    await b.setLocalDescription();
+    const t3 = performance.now();
+    await a.setRemoteDescription(b.localDescription);
+    const t4 = performance.now();
+    offerSideMs.push(t2 - t1 + (t4 - t3));
+    answerSideMs.push(t3 - t2);
+    await opened;
+    connectMs.push(performance.now() - t0);
+    if (i + 1 === connects) {
+      ca.binaryType = cb.binaryType = "arraybuffer";
+      cb.onmessage = (e) => cb.send(e.data);
+      const ping = pattern(64, 1);
+      for (let n = 0; n < pings; n++) {
+        const s = performance.now();
+        const answered = await new Promise((resolve) => {
+          const timer = setTimeout(() => resolve(false), 1000);
+          ca.onmessage = () => { clearTimeout(timer); resolve(true); };
+          ca.send(ping);
+        });
+        if (answered) samples.push(Math.round((performance.now() - s) * 1000));
+      }
+    }
+    a.close();
+    b.close();
+  }
+  post({ event: "floor", media: !!media, connect_ms: connectMs, offer_side_ms: offerSideMs, answer_side_ms: answerSideMs, samples, lost: pings - samples.length, isolated: self.crossOriginIsolated });
 }
 
 async function run(cmd) {
@@ -515,6 +581,9 @@ async function run(cmd) {
       break;
     case "rtt":
       rtt(cmd.peer, cmd.channel || 0, cmd.count).catch((e) => post({ event: "exception", message: `rtt: ${e}`, stack: String(e.stack) }));
+      break;
+    case "floor":
+      floor(cmd.connects, cmd.pings, !!cmd.media).catch((e) => post({ event: "exception", message: `floor: ${e}`, stack: String(e.stack) }));
       break;
     case "close":
       for (const c of state.peers.values()) c.close();

@@ -6,13 +6,20 @@
 //! against a native player: its round trip is echoed in the page by the SDK's own
 //! `recv().await`, no page loop in between.
 //!
+//! The floor under every browser row, in the same run: Chrome alone, two connections in
+//! one page handed each other's offer, answer and candidates directly (no matchmaker, no
+//! WebSocket, no other process), connecting and then echoing 64-byte messages between
+//! them (`floor` in `testkit/web/peer.js`). No browser peer can connect or answer faster
+//! than Chrome's own steps do here.
+//!
 //! Connect: from the joining side's join to it connected — for a native player, a new
 //! session (its WebSocket, join and connection) until both sides are connected; for a page,
 //! on its own clock from taking the `join` command (then its WebSocket, join and
 //! connection) to its peer connected. The JSON has both clocks (`connect_ms` is this
 //! process's, which for a page adds the rig's handing of the command to it). Round trip: sequential 64-byte messages on an
 //! unreliable channel, echoed by the other side; measured by the native side where there is
-//! one, else by the page, whose clock is coarsened to 100 µs.
+//! one, else by the page (cross-origin isolated by the rig, so its clock is fine-grained;
+//! Chrome coarsens it to 100 µs otherwise).
 //!
 //! Prints JSON on stdout and a table on stderr; `--write-docs docs/performance.md` puts the
 //! table there; `--trace` prints each browser connection's timeline (offer, answer, ICE
@@ -69,6 +76,20 @@ struct Pairing {
     page_connect_ms: Vec<f64>,
     rtt_us: Option<Percentiles>,
     lost_pings: usize,
+    /// The page was cross-origin isolated, so its clock is not coarsened to 100 µs (set
+    /// for the floor, whose page reports it; the other pages are served the same way).
+    fine_page_clock: bool,
+}
+
+/// Chrome alone (the floor row), with each side's time in its own description calls.
+#[derive(Serialize, Debug, Default)]
+struct Floor {
+    #[serde(flatten)]
+    pairing: Pairing,
+    /// The offering connection's `setLocalDescription` and `setRemoteDescription`.
+    offer_side_ms: Vec<f64>,
+    /// The answering connection's `setRemoteDescription` and `setLocalDescription`.
+    answer_side_ms: Vec<f64>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -122,6 +143,15 @@ async fn run(args: Args) -> Result<(), String> {
         }
         None => None,
     };
+    eprintln!("Chrome alone (two connections in one page) …");
+    let chrome = tokio::task::spawn_blocking(move || {
+        Ok::<_, String>((
+            chrome_alone(rounds, pings, mdns, true)?,
+            chrome_alone(rounds, pings, mdns, false)?,
+        ))
+    })
+    .await
+    .map_err(|e| e.to_string())??;
     eprintln!("browser ↔ browser …");
     let url3 = url.clone();
     let browser_browser =
@@ -133,9 +163,17 @@ async fn run(args: Args) -> Result<(), String> {
         "browser_native": page_native,
         "browser_browser": browser_browser,
         "sdk_browser_native": sdk_native,
+        "chrome_alone": chrome.0,
+        "chrome_alone_data_only": chrome.1,
     });
     println!("{report}");
-    let table = table(&native, &page_native, &browser_browser, sdk_native.as_ref());
+    let table = table(
+        &native,
+        &page_native,
+        &browser_browser,
+        sdk_native.as_ref(),
+        (&chrome.0, &chrome.1),
+    );
     eprintln!("{table}");
     if let Some(path) = &args.write_docs {
         update_docs_section(path, "browser", &table).map_err(|e| e.to_string())?;
@@ -392,13 +430,69 @@ fn browser_browser(
     Ok(out)
 }
 
+/// Chrome alone: `rounds` connects between two connections in one page and `pings` round
+/// trips over the last, on the page's clock (`floor` in `testkit/web/peer.js`); with
+/// `media`, they negotiate the audio and video m-lines the other rows do.
+fn chrome_alone(rounds: usize, pings: usize, mdns: bool, media: bool) -> Result<Floor, String> {
+    let mut browser = Browser::start(BrowserOptions {
+        mdns,
+        ..BrowserOptions::default()
+    });
+    browser.command(json!({"do": "floor", "connects": rounds, "pings": pings, "media": media}));
+    let r = browser.wait_event("Chrome alone", WAIT * 3, |e| is(e, "floor"));
+    let fine_page_clock = field(&r, "isolated") == &Value::Bool(true);
+    if !fine_page_clock {
+        eprintln!("  (the page is not cross-origin isolated: its clock is coarsened to 100 µs)");
+    }
+    let list = |name: &str| -> Vec<f64> {
+        field(&r, name)
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_f64).collect())
+            .unwrap_or_default()
+    };
+    let connect_ms = list("connect_ms");
+    if connect_ms.len() != rounds {
+        return Err(format!(
+            "Chrome alone: {} of {rounds} connects reported",
+            connect_ms.len()
+        ));
+    }
+    let samples: Vec<u64> = field(&r, "samples")
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_u64)
+                .map(|us| us * 1000)
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Floor {
+        pairing: Pairing {
+            connect_ms: connect_ms.clone(),
+            page_connect_ms: connect_ms,
+            rtt_us: Some(Percentiles::of_nanos(&samples)),
+            lost_pings: field(&r, "lost").as_u64().unwrap_or(0) as usize,
+            fine_page_clock,
+        },
+        offer_side_ms: list("offer_side_ms"),
+        answer_side_ms: list("answer_side_ms"),
+    })
+}
+
 fn p(v: &[f64], q: f64) -> f64 {
     let mut sorted = v.to_vec();
     sorted.sort_by(f64::total_cmp);
     percentile(&sorted, q).unwrap_or(f64::NAN)
 }
 
-fn table(native: &Pairing, bn: &Pairing, bb: &Pairing, sdk: Option<&Pairing>) -> String {
+fn table(
+    native: &Pairing,
+    bn: &Pairing,
+    bb: &Pairing,
+    sdk: Option<&Pairing>,
+    (floor, data_only): (&Floor, &Floor),
+) -> String {
+    let chrome = &floor.pairing;
     // A page's own clock where there is one (see the header).
     let connect_of = |x: &Pairing| {
         if x.page_connect_ms.is_empty() {
@@ -431,10 +525,34 @@ fn table(native: &Pairing, bn: &Pairing, bb: &Pairing, sdk: Option<&Pairing>) ->
     if let Some(sdk) = sdk {
         t.push_str(&row("Squadlink in the browser (wasm32) ↔ native", sdk));
     }
+    t.push_str(&row(
+        "floor: Chrome alone, two connections in one page (audio, video and data m-lines)",
+        chrome,
+    ));
+    t.push_str(&row(
+        "floor: the same, data m-line only",
+        &data_only.pairing,
+    ));
     t.push_str(&format!(
-        "\n{} connects and {} sequential 64-byte round trips per pairing on loopback, one run; the browser is headless Chromium running `testkit/web/peer.js` (the wire contract in plain JavaScript) or, in the last row, Squadlink itself compiled to wasm32 (`testkit/web-peer`, echoing with its own `recv().await`). Connect: a new session's start, or the joining page's `join` (its own clock), to connected, WebSocket and join included. Browser ↔ browser round trips are timed by the page (100 µs clock).\n",
+        "\n{} connects and {} sequential 64-byte round trips per pairing on loopback, one run; the browser is headless Chromium running `testkit/web/peer.js` (the wire contract in plain JavaScript) or, in the wasm32 row, Squadlink itself compiled to wasm32 (`testkit/web-peer`, echoing with its own `recv().await`). Connect: a new session's start, or the joining page's `join` (its own clock), to connected, WebSocket and join included. The floor rows are Chrome with nothing of ours: two `RTCPeerConnection`s in one page handed each other's offer, answer and candidates directly (no matchmaker, no WebSocket), from creating them to both channels open, then round trips between them; the first negotiates the same m-lines as the other rows (whose peers join with media), the second a data channel only. Round trips without a native side are timed by the page ({}).\n",
         native.connect_ms.len(),
         native.rtt_us.as_ref().map_or(0, |r| r.count),
+        if chrome.fine_page_clock {
+            "cross-origin isolated, 5 µs clock"
+        } else {
+            "100 µs clock"
+        },
+    ));
+    // One browser end's share of the floor (with the m-lines the other rows negotiate):
+    // what a browser peer facing a native one cannot get under, beside the native row.
+    let offer = median(&floor.offer_side_ms).unwrap_or(f64::NAN);
+    let answer = median(&floor.answer_side_ms).unwrap_or(f64::NAN);
+    let turnaround = chrome.rtt_us.as_ref().map_or(f64::NAN, |r| r.p50_us) / 2.0;
+    t.push_str(&format!(
+        "\nOne Chrome end's share of the floor (p50): its own description calls {offer:.1} ms as the offerer, {answer:.1} ms as the answerer ({:.2}× and {:.2}× native's whole connect, before ICE, DTLS and SCTP begin); half the floor's round trip, one Chrome end receiving and sending, {turnaround:.0} µs ({:.2}× native's whole round trip).\n",
+        offer / base_connect,
+        answer / base_connect,
+        turnaround / base_rtt,
     ));
     t
 }
