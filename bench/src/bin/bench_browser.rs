@@ -21,6 +21,14 @@
 //! one, else by the page (cross-origin isolated by the rig, so its clock is fine-grained;
 //! Chrome coarsens it to 100 µs otherwise).
 //!
+//! With `--wasm-peer`, also a heal: the SDK in the page and a native peer, connected, lose
+//! every datagram between them for `--heal-cuts` seconds (the native session drops all it
+//! sends and receives; the matchmaker's WebSocket stays up) while both send game state every
+//! 20 ms and one reliable message each; then the path is restored and the first state and
+//! the reliable message are timed each way, with the page offering and with the native side
+//! offering. Arrivals in the page are timed when its report reaches this process (about a
+//! millisecond later).
+//!
 //! Prints JSON on stdout and a table on stderr; `--write-docs docs/performance.md` puts the
 //! table there; `--trace` prints each browser connection's timeline (offer, answer, ICE
 //! and connection states). Needs Debian's `chromium` (scripts/setup.sh test installs it).
@@ -65,6 +73,10 @@ struct Args {
     /// in the browser against a native player too.
     #[arg(long)]
     wasm_peer: Option<PathBuf>,
+    /// Cut lengths, in seconds, for the heal between the SDK in the page and a native peer
+    /// (needs `--wasm-peer`; empty: no heal).
+    #[arg(long, value_delimiter = ',', default_value = "2,5,10")]
+    heal_cuts: Vec<f64>,
 }
 
 #[derive(Serialize, Debug, Default)]
@@ -158,6 +170,16 @@ async fn run(args: Args) -> Result<(), String> {
         tokio::task::spawn_blocking(move || browser_browser(&url3, rounds, pings, trace, mdns))
             .await
             .map_err(|e| e.to_string())??;
+    let heals = match args.wasm_peer.clone() {
+        Some(pkg) if !args.heal_cuts.is_empty() => {
+            eprintln!("heal: the SDK in the browser ↔ native, the path cut and restored …");
+            let (url2, cuts) = (url.clone(), args.heal_cuts.clone());
+            tokio::task::spawn_blocking(move || heals(&url2, pkg, &cuts))
+                .await
+                .map_err(|e| e.to_string())??
+        }
+        _ => Vec::new(),
+    };
     let report = json!({
         "native_native": native,
         "browser_native": page_native,
@@ -165,15 +187,17 @@ async fn run(args: Args) -> Result<(), String> {
         "sdk_browser_native": sdk_native,
         "chrome_alone": chrome.0,
         "chrome_alone_data_only": chrome.1,
+        "heal": heals,
     });
     println!("{report}");
-    let table = table(
+    let mut table = table(
         &native,
         &page_native,
         &browser_browser,
         sdk_native.as_ref(),
         (&chrome.0, &chrome.1),
     );
+    table.push_str(&heal_table(&heals));
     eprintln!("{table}");
     if let Some(path) = &args.write_docs {
         update_docs_section(path, "browser", &table).map_err(|e| e.to_string())?;
@@ -477,6 +501,175 @@ fn chrome_alone(rounds: usize, pings: usize, mdns: bool, media: bool) -> Result<
         offer_side_ms: list("offer_side_ms"),
         answer_side_ms: list("answer_side_ms"),
     })
+}
+
+/// One heal between the SDK in the page and a native peer (times from the restore, ms).
+#[derive(Serialize, Debug)]
+struct Heal {
+    cut_s: f64,
+    /// The page offered (so it restarts ICE); else the native side did.
+    page_offers: bool,
+    state_to_native_ms: Option<f64>,
+    state_to_page_ms: Option<f64>,
+    reliable_to_native_ms: Option<f64>,
+    reliable_to_page_ms: Option<f64>,
+    /// ICE restarts by the offering side.
+    ice_restarts: u64,
+    /// Either side lost the other (it should not: the cut is shorter than its patience).
+    disconnected: bool,
+}
+
+/// A heal for every cut in `cuts`, the page offering and then the native side.
+fn heals(url: &str, pkg: PathBuf, cuts: &[f64]) -> Result<Vec<Heal>, String> {
+    let mut out = Vec::new();
+    for &cut in cuts {
+        for page_offers in [true, false] {
+            let heal = heal(url, pkg.clone(), Duration::from_secs_f64(cut), page_offers)?;
+            eprintln!("  {heal:?}");
+            out.push(heal);
+        }
+    }
+    Ok(out)
+}
+
+/// A heal (see the header): a fresh page and native session, connected, cut for `cut`.
+fn heal(url: &str, pkg: PathBuf, cut: Duration, page_offers: bool) -> Result<Heal, String> {
+    const RELIABLE: Channel = Channel(1);
+    const EVERY: Duration = Duration::from_millis(20);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut browser = Browser::start(BrowserOptions {
+        page: Page::Wasm(pkg),
+        ..BrowserOptions::default()
+    });
+    // The page reports what arrives (no echo).
+    let join = |code: Option<&str>| {
+        let mut cmd = join_cmd(url, code, "healing");
+        if let Some(fields) = cmd.as_object_mut() {
+            fields.remove("echo");
+        }
+        cmd
+    };
+    let native = if page_offers {
+        let native = rt.block_on(session(url, LobbyRef::create(2)))?;
+        let code = native.lobby().map(|l| l.code).ok_or("no lobby code")?;
+        browser.command(join(Some(&code)));
+        native
+    } else {
+        browser.command(join(None));
+        let joined = browser.wait_event("a lobby", WAIT, |e| is(e, "joined"));
+        let code = field(&joined, "code").as_str().ok_or("no lobby code")?;
+        rt.block_on(session(url, LobbyRef::Code(code.to_string())))?
+    };
+    let page = connected(&native)?;
+    browser.wait_event("the page connected", WAIT, |e| is(e, "connected"));
+    let send_from_page = |browser: &Browser, channel: usize, size: usize| {
+        browser.command(
+            json!({"do": "send", "peer": -1, "channel": channel, "size": size, "seed": 3}),
+        );
+    };
+
+    native.set_simulated_loss(1.0);
+    native
+        .send(page, RELIABLE, b"sent into the cut")
+        .map_err(|e| e.to_string())?;
+    send_from_page(&browser, 1, 100);
+    let cut_at = Instant::now();
+    while cut_at.elapsed() < cut {
+        let _ = native.send(page, UNRELIABLE, b"state");
+        send_from_page(&browser, 0, 8);
+        std::thread::sleep(EVERY);
+    }
+    // What crossed before the cut took hold is not a heal.
+    let _ = native.receive(UNRELIABLE).count();
+    let _ = browser.try_wait_event(Duration::from_millis(50), &mut |_| false);
+    let page_seen = browser.seen().len();
+
+    native.set_simulated_loss(0.0);
+    let healed = Instant::now();
+    let ms = |at: Instant| at.duration_since(healed).as_secs_f64() * 1e3;
+    let (mut to_native, mut to_page, mut rel_native, mut rel_page) = (None, None, None, None);
+    let mut next_send = healed;
+    let mut disconnected = false;
+    while [to_native, to_page, rel_native, rel_page].contains(&None) && healed.elapsed() < WAIT {
+        let now = Instant::now();
+        if now >= next_send {
+            let _ = native.send(page, UNRELIABLE, b"state");
+            send_from_page(&browser, 0, 8);
+            next_send = now + EVERY;
+        }
+        while let Some(e) = browser.try_wait_event(Duration::from_millis(1), &mut |e| {
+            is(e, "message") || is(e, "peer_left")
+        }) {
+            let at = Some(ms(Instant::now()));
+            match (field(&e, "event").as_str(), field(&e, "channel").as_u64()) {
+                (Some("message"), Some(0)) => to_page = to_page.or(at),
+                (Some("message"), Some(1)) => rel_page = rel_page.or(at),
+                _ => disconnected = true,
+            }
+        }
+        let at = Some(ms(Instant::now()));
+        if native.receive(UNRELIABLE).count() > 0 {
+            to_native = to_native.or(at);
+        }
+        if native.receive(RELIABLE).count() > 0 {
+            rel_native = rel_native.or(at);
+        }
+        disconnected |= native
+            .poll_events()
+            .any(|e| matches!(e, Event::PeerDisconnected { .. }));
+    }
+    let ice_restarts = if page_offers {
+        browser.command(json!({"do": "stats", "peer": native.id().map_or(0, |p| p.0)}));
+        let stats = browser.wait_event("stats", WAIT, |e| is(e, "stats"));
+        field(field(&stats, "stats"), "ice_restarts")
+            .as_u64()
+            .unwrap_or(0)
+    } else {
+        native.stats(page).map_or(0, |s| s.ice_restarts)
+    };
+    disconnected |= browser
+        .seen()
+        .get(page_seen..)
+        .is_some_and(|seen| seen.iter().any(|e| is(e, "peer_left")));
+    Ok(Heal {
+        cut_s: cut.as_secs_f64(),
+        page_offers,
+        state_to_native_ms: to_native,
+        state_to_page_ms: to_page,
+        reliable_to_native_ms: rel_native,
+        reliable_to_page_ms: rel_page,
+        ice_restarts,
+        disconnected,
+    })
+}
+
+/// The heals as a Markdown table (empty without any).
+fn heal_table(heals: &[Heal]) -> String {
+    if heals.is_empty() {
+        return String::new();
+    }
+    let cell =
+        |v: Option<f64>| v.map_or("none in 20 s".to_string(), |ms| format!("{:.2}", ms / 1e3));
+    let mut t = String::from(
+        "\nHeal between the SDK in the browser and a native peer (`--heal-cuts`): every datagram between them dropped for the cut while both send state every 20 ms and one reliable message each, then restored; seconds from the restore to the first state and to the reliable message, each way:\n\n| cut | offerer | state → native | state → page | reliable → native | reliable → page | ICE restarts | lost the peer |\n|---|---|---|---|---|---|---|---|\n",
+    );
+    for h in heals {
+        t.push_str(&format!(
+            "| {:.0} s | {} | {} | {} | {} | {} | {} | {} |\n",
+            h.cut_s,
+            if h.page_offers { "page" } else { "native" },
+            cell(h.state_to_native_ms),
+            cell(h.state_to_page_ms),
+            cell(h.reliable_to_native_ms),
+            cell(h.reliable_to_page_ms),
+            h.ice_restarts,
+            if h.disconnected { "yes" } else { "no" },
+        ));
+    }
+    t
 }
 
 fn p(v: &[f64], q: f64) -> f64 {
