@@ -23,11 +23,11 @@
 //!
 //! With `--wasm-peer`, also a heal: the SDK in the page and a native peer, connected, lose
 //! every datagram between them for `--heal-cuts` seconds (the native session drops all it
-//! sends and receives; the matchmaker's WebSocket stays up) while both send game state every
-//! 20 ms and one reliable message each; then the path is restored and the first state and
-//! the reliable message are timed each way, with the page offering and with the native side
-//! offering. Arrivals in the page are timed when its report reaches this process (about a
-//! millisecond later).
+//! sends and receives; the matchmaker's WebSocket stays up) while both send 8-byte game
+//! state (every 20 and 50 ms, `--heal-state-every-ms`) and one reliable message each; then
+//! the path is restored and the first state and the reliable message are timed each way,
+//! with the page offering and with the native side offering. Arrivals in the page are
+//! timed when its report reaches this process (about a millisecond later).
 //!
 //! Prints JSON on stdout and a table on stderr; `--write-docs docs/performance.md` puts the
 //! table there; `--trace` prints each browser connection's timeline (offer, answer, ICE
@@ -77,6 +77,10 @@ struct Args {
     /// (needs `--wasm-peer`; empty: no heal).
     #[arg(long, value_delimiter = ',', default_value = "2,5,10")]
     heal_cuts: Vec<f64>,
+    /// How often both sides send their state during and after the heal's cut, ms (each
+    /// rate with every cut).
+    #[arg(long, value_delimiter = ',', default_value = "20,50")]
+    heal_state_every_ms: Vec<u64>,
 }
 
 #[derive(Serialize, Debug, Default)]
@@ -174,7 +178,10 @@ async fn run(args: Args) -> Result<(), String> {
         Some(pkg) if !args.heal_cuts.is_empty() => {
             eprintln!("heal: the SDK in the browser ↔ native, the path cut and restored …");
             let (url2, cuts) = (url.clone(), args.heal_cuts.clone());
-            tokio::task::spawn_blocking(move || heals(&url2, pkg, &cuts))
+            let rates: Vec<Duration> = (args.heal_state_every_ms.iter())
+                .map(|&ms| Duration::from_millis(ms))
+                .collect();
+            tokio::task::spawn_blocking(move || heals(&url2, pkg, &cuts, &rates))
                 .await
                 .map_err(|e| e.to_string())??
         }
@@ -507,6 +514,8 @@ fn chrome_alone(rounds: usize, pings: usize, mdns: bool, media: bool) -> Result<
 #[derive(Serialize, Debug)]
 struct Heal {
     cut_s: f64,
+    /// How often both sides sent their state, ms.
+    state_every_ms: f64,
     /// The page offered (so it restarts ICE); else the native side did.
     page_offers: bool,
     state_to_native_ms: Option<f64>,
@@ -519,23 +528,34 @@ struct Heal {
     disconnected: bool,
 }
 
-/// A heal for every cut in `cuts`, the page offering and then the native side.
-fn heals(url: &str, pkg: PathBuf, cuts: &[f64]) -> Result<Vec<Heal>, String> {
+/// A heal for every state rate in `rates` and cut in `cuts`, the page offering and then
+/// the native side.
+fn heals(url: &str, pkg: PathBuf, cuts: &[f64], rates: &[Duration]) -> Result<Vec<Heal>, String> {
     let mut out = Vec::new();
-    for &cut in cuts {
-        for page_offers in [true, false] {
-            let heal = heal(url, pkg.clone(), Duration::from_secs_f64(cut), page_offers)?;
-            eprintln!("  {heal:?}");
-            out.push(heal);
+    for &every in rates {
+        for &cut in cuts {
+            for page_offers in [true, false] {
+                let cut = Duration::from_secs_f64(cut);
+                let heal = heal(url, pkg.clone(), (cut, every), page_offers)?;
+                eprintln!("  {heal:?}");
+                out.push(heal);
+            }
         }
     }
     Ok(out)
 }
 
-/// A heal (see the header): a fresh page and native session, connected, cut for `cut`.
-fn heal(url: &str, pkg: PathBuf, cut: Duration, page_offers: bool) -> Result<Heal, String> {
+/// A heal (see the header): a fresh page and native session, connected, cut for `cut`,
+/// both sending state `every`.
+fn heal(
+    url: &str,
+    pkg: PathBuf,
+    (cut, every): (Duration, Duration),
+    page_offers: bool,
+) -> Result<Heal, String> {
     const RELIABLE: Channel = Channel(1);
-    const EVERY: Duration = Duration::from_millis(20);
+    // The same size as the page's state (`send` with size 8).
+    const STATE: [u8; 8] = [7; 8];
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -578,9 +598,9 @@ fn heal(url: &str, pkg: PathBuf, cut: Duration, page_offers: bool) -> Result<Hea
     send_from_page(&browser, 1, 100);
     let cut_at = Instant::now();
     while cut_at.elapsed() < cut {
-        let _ = native.send(page, UNRELIABLE, b"state");
+        let _ = native.send(page, UNRELIABLE, &STATE);
         send_from_page(&browser, 0, 8);
-        std::thread::sleep(EVERY);
+        std::thread::sleep(every);
     }
     // What crossed before the cut took hold is not a heal.
     let _ = native.receive(UNRELIABLE).count();
@@ -596,9 +616,9 @@ fn heal(url: &str, pkg: PathBuf, cut: Duration, page_offers: bool) -> Result<Hea
     while [to_native, to_page, rel_native, rel_page].contains(&None) && healed.elapsed() < WAIT {
         let now = Instant::now();
         if now >= next_send {
-            let _ = native.send(page, UNRELIABLE, b"state");
+            let _ = native.send(page, UNRELIABLE, &STATE);
             send_from_page(&browser, 0, 8);
-            next_send = now + EVERY;
+            next_send = now + every;
         }
         while let Some(e) = browser.try_wait_event(Duration::from_millis(1), &mut |e| {
             is(e, "message") || is(e, "peer_left")
@@ -636,6 +656,7 @@ fn heal(url: &str, pkg: PathBuf, cut: Duration, page_offers: bool) -> Result<Hea
         .is_some_and(|seen| seen.iter().any(|e| is(e, "peer_left")));
     Ok(Heal {
         cut_s: cut.as_secs_f64(),
+        state_every_ms: every.as_secs_f64() * 1e3,
         page_offers,
         state_to_native_ms: to_native,
         state_to_page_ms: to_page,
@@ -654,12 +675,13 @@ fn heal_table(heals: &[Heal]) -> String {
     let cell =
         |v: Option<f64>| v.map_or("none in 20 s".to_string(), |ms| format!("{:.2}", ms / 1e3));
     let mut t = String::from(
-        "\nHeal between the SDK in the browser and a native peer (`--heal-cuts`): every datagram between them dropped for the cut while both send state every 20 ms and one reliable message each, then restored; seconds from the restore to the first state and to the reliable message, each way:\n\n| cut | offerer | state → native | state → page | reliable → native | reliable → page | ICE restarts | lost the peer |\n|---|---|---|---|---|---|---|---|\n",
+        "\nHeal between the SDK in the browser and a native peer (`--heal-cuts`): every datagram between them dropped for the cut while both send 8-byte state at the rate in the table and one reliable message each, then restored; seconds from the restore to the first state and to the reliable message, each way:\n\n| cut | state every | offerer | state → native | state → page | reliable → native | reliable → page | ICE restarts | lost the peer |\n|---|---|---|---|---|---|---|---|---|\n",
     );
     for h in heals {
         t.push_str(&format!(
-            "| {:.0} s | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {:.0} s | {:.0} ms | {} | {} | {} | {} | {} | {} | {} |\n",
             h.cut_s,
+            h.state_every_ms,
             if h.page_offers { "page" } else { "native" },
             cell(h.state_to_native_ms),
             cell(h.state_to_page_ms),
