@@ -474,10 +474,10 @@ async function rtt(peer, channel, count) {
 // Chrome alone, the floor under any browser peer: two connections in this page, handed each
 // other's offer, answer and candidates directly (no matchmaker, no network between them but
 // loopback), one negotiated unreliable channel as in the wire contract, and with `media`
-// the audio and video m-lines the peers negotiate. Reports each
-// connect (from creating the connections to both channels open) in milliseconds, each
-// side's time in its own description calls, then
-// `pings` sequential 64-byte round trips between them in microseconds (the second echoes).
+// the audio and video m-lines the peers negotiate. Reports each connect (from creating the
+// connections to both channels open) and each side's time in its own description calls in
+// milliseconds, then `pings` sequential 64-byte round trips between them in microseconds
+// (the second echoes).
 async function floor(connects, pings, media) {
   const connectMs = [];
   const offerSideMs = [];
@@ -533,7 +533,7 @@ async function floor(connects, pings, media) {
     a.close();
     b.close();
   }
-  post({ event: "floor", media: !!media, connect_ms: connectMs, offer_side_ms: offerSideMs, answer_side_ms: answerSideMs, samples, lost: pings - samples.length, isolated: self.crossOriginIsolated });
+  post({ event: "floor", connect_ms: connectMs, offer_side_ms: offerSideMs, answer_side_ms: answerSideMs, samples, lost: pings - samples.length, isolated: self.crossOriginIsolated });
 }
 
 async function run(cmd) {

@@ -92,9 +92,6 @@ struct Pairing {
     page_connect_ms: Vec<f64>,
     rtt_us: Option<Percentiles>,
     lost_pings: usize,
-    /// The page was cross-origin isolated, so its clock is not coarsened to 100 µs (set
-    /// for the floor, whose page reports it; the other pages are served the same way).
-    fine_page_clock: bool,
 }
 
 /// Chrome alone (the floor row), with each side's time in its own description calls.
@@ -106,6 +103,9 @@ struct Floor {
     offer_side_ms: Vec<f64>,
     /// The answering connection's `setRemoteDescription` and `setLocalDescription`.
     answer_side_ms: Vec<f64>,
+    /// The page was cross-origin isolated, so its clock is not coarsened to 100 µs (the
+    /// other pages are served the same way).
+    fine_page_clock: bool,
 }
 
 fn main() -> std::process::ExitCode {
@@ -348,6 +348,19 @@ fn print_timeline(events: &[Value], done: &Value) {
     }
 }
 
+/// A page's round-trip samples (its `samples`, in microseconds) in nanoseconds.
+fn page_samples_ns(e: &Value) -> Vec<u64> {
+    field(e, "samples")
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_u64)
+                .map(|us| us * 1000)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// A field of a page event (`Null` when it has none).
 fn field<'a>(e: &'a Value, name: &str) -> &'a Value {
     e.get(name).unwrap_or(&Value::Null)
@@ -441,16 +454,7 @@ fn browser_browser(
                 json!({"do": "rtt", "peer": field(&to_second, "peer"), "channel": 0, "count": pings}),
             );
             let r = first.wait_event("round trips", WAIT * 3, |e| is(e, "rtt"));
-            let samples: Vec<u64> = field(&r, "samples")
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|v| v.as_u64())
-                        .map(|us| us * 1000)
-                        .collect()
-                })
-                .unwrap_or_default();
-            out.rtt_us = Some(Percentiles::of_nanos(&samples));
+            out.rtt_us = Some(Percentiles::of_nanos(&page_samples_ns(&r)));
             out.lost_pings = field(&r, "lost").as_u64().unwrap_or(0) as usize;
         }
         for b in [&mut first, &mut second] {
@@ -488,25 +492,16 @@ fn chrome_alone(rounds: usize, pings: usize, mdns: bool, media: bool) -> Result<
             connect_ms.len()
         ));
     }
-    let samples: Vec<u64> = field(&r, "samples")
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_u64)
-                .map(|us| us * 1000)
-                .collect()
-        })
-        .unwrap_or_default();
     Ok(Floor {
         pairing: Pairing {
             connect_ms: connect_ms.clone(),
             page_connect_ms: connect_ms,
-            rtt_us: Some(Percentiles::of_nanos(&samples)),
+            rtt_us: Some(Percentiles::of_nanos(&page_samples_ns(&r))),
             lost_pings: field(&r, "lost").as_u64().unwrap_or(0) as usize,
-            fine_page_clock,
         },
         offer_side_ms: list("offer_side_ms"),
         answer_side_ms: list("answer_side_ms"),
+        fine_page_clock,
     })
 }
 
@@ -752,7 +747,7 @@ fn table(
         "\n{} connects and {} sequential 64-byte round trips per pairing on loopback, one run; the browser is headless Chromium running `testkit/web/peer.js` (the wire contract in plain JavaScript) or, in the wasm32 row, Squadlink itself compiled to wasm32 (`testkit/web-peer`, echoing with its own `recv().await`). Connect: a new session's start, or the joining page's `join` (its own clock), to connected, WebSocket and join included. The floor rows are Chrome with nothing of ours: two `RTCPeerConnection`s in one page handed each other's offer, answer and candidates directly (no matchmaker, no WebSocket), from creating them to both channels open, then round trips between them; the first negotiates the same m-lines as the other rows (whose peers join with media), the second a data channel only. Round trips without a native side are timed by the page ({}).\n",
         native.connect_ms.len(),
         native.rtt_us.as_ref().map_or(0, |r| r.count),
-        if chrome.fine_page_clock {
+        if floor.fine_page_clock {
             "cross-origin isolated, 5 µs clock"
         } else {
             "100 µs clock"

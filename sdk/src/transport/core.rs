@@ -684,10 +684,9 @@ impl Core {
 
     // ----- liveness ------------------------------------------------------------------
 
-    /// The periodic round, every [`ROUND`]: timeouts, ICE restarts, pings (when due),
-    /// loss and stats.
+    /// The periodic round, every [`ROUND`] (after [`Core::retry_due`]): timeouts, ICE
+    /// restarts, pings (when due), loss and stats.
     fn round(&mut self, now: Instant) {
-        self.retry_due(now);
         let timeouts = Timeouts {
             connect: self.cfg.connect_timeout,
             silence: self.cfg.silence_timeout,
