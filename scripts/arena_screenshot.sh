@@ -42,7 +42,9 @@ done
 echo "== making a speech fixture (espeak-ng, sox)"
 espeak-ng -s 160 -g 0 -w "$out/speech-22k.wav" \
   "squadlink carries voices across the arena while the squares move around and around and the players talk and talk without a pause because this is a test of the speaking frame and it should stay on"
-sox "$out/speech-22k.wav" -r 48000 -c 1 -b 16 "$out/speech.wav" pad 0.3 0 gain -n -3
+# Pauses longer than 50 ms taken out (as in web_arena_screenshot.sh): the frame's 300 ms
+# hangover then bridges every gap, wherever the screenshot lands.
+sox "$out/speech-22k.wav" -r 48000 -c 1 -b 16 "$out/speech.wav" silence 1 0.02 1% -1 0.05 1% gain -n -3
 
 echo "== player 1 creates a lobby"
 xvfb-run -a -s "-screen 0 1024x768x24" "$bin/arena" --matchmaker "$url" --autopilot \

@@ -55,10 +55,13 @@ pids+=("$!")
 wait_port "$web_port"
 
 # Speech for both players' microphones, long enough to last past both screenshots (the
-# native player plays it once; Chromium's fake capture loops it).
+# native player plays it once; Chromium's fake capture loops it). sox takes out every pause
+# longer than 50 ms: the sentence ends and the repeats' joins left 0.4 s of silence every
+# 8 s, longer than the speaking frame's 300 ms hangover, so a screenshot landing there
+# showed no frame (it did once in CI). Without them the frame stays on while the voice flows.
 step "web arena: making a speech fixture (espeak-ng, sox)" bash -c "
   espeak-ng -s 160 -g 0 -w '$out/speech-22k.wav' 'squadlink carries voices between the browser and the native arena while the squares move around and the players talk without a pause' &&
-  sox '$out/speech-22k.wav' -r 48000 -c 1 -b 16 '$out/speech.wav' pad 0.3 0 gain -n -3 repeat 5"
+  sox '$out/speech-22k.wav' -r 48000 -c 1 -b 16 '$out/speech.wav' silence 1 0.02 1% -1 0.05 1% gain -n -3 repeat 5"
 
 echo "== player 1 (native) creates a lobby"
 xvfb-run -a -s "-screen 0 1024x768x24" "$bin/arena" --matchmaker "$url" --autopilot \
