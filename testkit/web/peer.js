@@ -449,26 +449,30 @@ async function record(peer, seconds) {
   post({ event: "recorded", peer, rate: 48000, samples: n, pcm: btoa(text) });
 }
 
-// `count` sequential 64-byte round trips to `peer` on unreliable channel `channel` (the
-// peer echoes); reports each in microseconds (the rig isolates the page, so its clock is
-// fine-grained; 100 µs otherwise).
-async function rtt(peer, channel, count) {
-  const c = state.peers.get(peer);
-  if (!c) throw new Error(`rtt: no connection to ${peer}`);
+// `count` sequential 64-byte round trips, each timed in microseconds (the rig isolates the
+// page, so its clock is fine-grained; 100 µs otherwise) and given up after 1 s: `send`
+// sends a ping, `onReply(f)` makes `f` run on the echo (`null`: nothing runs).
+async function roundTrips(count, send, onReply) {
   const ping = pattern(64, 1);
   const samples = [];
-  let lost = 0;
   for (let i = 0; i < count; i++) {
     const t0 = performance.now();
     const answered = await new Promise((resolve) => {
-      const timer = setTimeout(() => { state.awaitingReply = null; resolve(false); }, 1000);
-      state.awaitingReply = () => { clearTimeout(timer); resolve(true); };
-      c.channels[channel].send(ping);
+      const timer = setTimeout(() => { onReply(null); resolve(false); }, 1000);
+      onReply(() => { clearTimeout(timer); resolve(true); });
+      send(ping);
     });
     if (answered) samples.push(Math.round((performance.now() - t0) * 1000));
-    else lost++;
   }
-  post({ event: "rtt", peer, samples, lost });
+  return samples;
+}
+
+// `count` round trips to `peer` on unreliable channel `channel` (the peer echoes).
+async function rtt(peer, channel, count) {
+  const c = state.peers.get(peer);
+  if (!c) throw new Error(`rtt: no connection to ${peer}`);
+  const samples = await roundTrips(count, (ping) => c.channels[channel].send(ping), (f) => { state.awaitingReply = f; });
+  post({ event: "rtt", peer, samples, lost: count - samples.length });
 }
 
 // Chrome alone, the floor under any browser peer: two connections in this page, handed each
@@ -482,7 +486,7 @@ async function floor(connects, pings, media) {
   const connectMs = [];
   const offerSideMs = [];
   const answerSideMs = [];
-  const samples = [];
+  let samples = [];
   for (let i = 0; i < connects; i++) {
     const t0 = performance.now();
     const a = new RTCPeerConnection();
@@ -519,16 +523,9 @@ async function floor(connects, pings, media) {
     if (i + 1 === connects) {
       ca.binaryType = cb.binaryType = "arraybuffer";
       cb.onmessage = (e) => cb.send(e.data);
-      const ping = pattern(64, 1);
-      for (let n = 0; n < pings; n++) {
-        const s = performance.now();
-        const answered = await new Promise((resolve) => {
-          const timer = setTimeout(() => resolve(false), 1000);
-          ca.onmessage = () => { clearTimeout(timer); resolve(true); };
-          ca.send(ping);
-        });
-        if (answered) samples.push(Math.round((performance.now() - s) * 1000));
-      }
+      let reply = null;
+      ca.onmessage = () => reply && reply();
+      samples = await roundTrips(pings, (ping) => ca.send(ping), (f) => { reply = f; });
     }
     a.close();
     b.close();
